@@ -1,0 +1,441 @@
+"""
+Chain state: the best chain, its UTXO set and masternode snapshot, and the
+full validation of blocks before they are connected.
+
+The UTXO set is held in memory (loaded from the store at start) so that
+validation never waits on disk; every change reaches the store first, as
+one atomic L{BlockChange}, and only then the memory copy, so memory never
+runs ahead of what a restart would find.
+
+Connecting a block spends every input it consumes and creates every output
+it produces, in the same atomic write (the seeds' nodes only ever added
+UTXOs, and diverged by 336 of them).  The undo data stored with each block
+records the spent entries so a block can be reverted exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from timecoin import params, rewards
+from timecoin.address import decode_address, payload_of
+from timecoin.block import (
+    Block, CommitCertificate, block_signature_ok, commit_hash_of,
+    merkle_root,
+)
+from timecoin.encoding import canonical, decode, sha256, unhex
+from timecoin.genesis import genesis_masternodes
+from timecoin.interfaces import IChainStore, IQuorumRule, ISelectionPolicy
+from timecoin.masternodes import Snapshot, make_snapshot
+from timecoin.storage import BlockChange, BlockRevert, StoreError
+from timecoin.tx import (
+    OutPoint, Transaction, UtxoEntry, check_shape, input_signature_ok,
+)
+
+log = Logger()
+
+
+class BlockInvalid(Exception):
+    """
+    A block failed validation; C{reason} is a stable reason code.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class TxInvalid(Exception):
+    """
+    A transaction failed validation; C{reason} is a stable reason code.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+UtxoLookup = Callable[[OutPoint], "UtxoEntry | None"]
+
+
+def verified_key(tx: Transaction) -> bytes:
+    """
+    The key under which a transaction's verified signatures are cached:
+    its txid and the exact signatures it carries (a txid alone does not
+    cover the signatures).
+    """
+    return tx.txid + b"".join(i.signature for i in tx.inputs)
+
+
+def sent_amount(tx: Transaction, spent: list[UtxoEntry]) -> int:
+    """
+    The amount a transaction sends to others: its outputs to addresses
+    that none of its inputs came from (change is not "sent").
+    """
+    own = {entry.address for entry in spent}
+    return sum(o.value for o in tx.outputs if o.address not in own)
+
+
+def check_transfer(tx: Transaction, network: params.Network,
+                   lookup: UtxoLookup,
+                   verified: "set[bytes] | None" = None) -> int:
+    """
+    Validate a non-coinbase transaction against the outputs C{lookup}
+    finds; return its fee.
+
+    @param verified: L{verified_key}s of transactions whose signatures
+        were already checked (and are added here once checked).
+    @raise TxInvalid: with a reason code.
+    """
+    if tx.is_coinbase:
+        raise TxInvalid("unexpected-coinbase")
+    reason = check_shape(tx, network.address_prefix)
+    if reason:
+        raise TxInvalid(reason)
+    spent = []
+    for txin in tx.inputs:
+        entry = lookup(txin.prevout)
+        if entry is None:
+            raise TxInvalid("missing-or-spent-input", str(txin.prevout))
+        if payload_of(txin.pubkey) != decode_address(entry.address):
+            raise TxInvalid("pubkey-address-mismatch", str(txin.prevout))
+        spent.append(entry)
+    total_in = sum(e.value for e in spent)
+    total_out = sum(o.value for o in tx.outputs)
+    if total_in < total_out:
+        raise TxInvalid("outputs-exceed-inputs")
+    fee = total_in - total_out
+    if fee < params.min_fee(sent_amount(tx, spent)):
+        raise TxInvalid("fee-too-low",
+                        f"{fee} < {params.min_fee(sent_amount(tx, spent))}")
+    key = verified_key(tx)
+    if verified is None or key not in verified:
+        for index in range(len(tx.inputs)):
+            if not input_signature_ok(tx, network.name, index):
+                raise TxInvalid("bad-signature", f"input {index}")
+        if verified is not None:
+            verified.add(key)
+    return fee
+
+
+@dataclass
+class _Undo:
+    spent: list[tuple[bytes, bytes]]
+    commit: CommitCertificate | None
+
+    def encode(self) -> bytes:
+        return canonical({
+            "spent": [[k.hex(), v.hex()] for k, v in self.spent],
+            "commit": None if self.commit is None else self.commit.to_obj()})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "_Undo":
+        obj = decode(raw)
+        commit = obj["commit"]
+        return cls([(unhex(k), unhex(v)) for k, v in obj["spent"]],
+                   None if commit is None
+                   else CommitCertificate.from_obj(commit))
+
+
+class Chain:
+    """
+    The best chain of one network.
+
+    @ivar utxos: the UTXO set at the tip.
+    @ivar tip: the tip block.
+    """
+
+    def __init__(self, network: params.Network, store: IChainStore,
+                 genesis: Block, policy: ISelectionPolicy,
+                 quorum: IQuorumRule, now_ms: Callable[[], int]) -> None:
+        self.network = network
+        self.store = store
+        self.genesis = genesis
+        self.policy = policy
+        self.quorum = quorum
+        self._now_ms = now_ms
+        self.utxos: dict[OutPoint, UtxoEntry] = {}
+        self.tip: Block = genesis
+        self.tip_commit: CommitCertificate | None = None
+        self._masternodes = make_snapshot(
+            genesis_masternodes(genesis, network.name))
+        self._utxo_hash: tuple[bytes, bytes] | None = None
+        self.verified: set[bytes] = set()
+        self.block_connected: list[Callable[[Block], None]] = []
+
+    @property
+    def height(self) -> int:
+        return self.tip.height
+
+    @defer.inlineCallbacks
+    def load(self) -> Any:
+        """
+        Open the store; write genesis into an empty one, or check that the
+        stored chain starts from our genesis; load the UTXO set and tip.
+        """
+        yield self.store.open()
+        stored = yield self.store.get_meta("genesis_hash")
+        if stored is None:
+            tip = yield self.store.tip()
+            if tip is not None:
+                raise StoreError("store has blocks but no genesis record")
+            yield self._connect_genesis()
+            yield self.store.put_meta("genesis_hash", self.genesis.hash)
+        elif stored != self.genesis.hash:
+            raise StoreError(
+                f"data dir holds the chain of genesis {stored.hex()}, not "
+                f"{self.genesis.hash.hex()}; use another --datadir")
+        height, tip_hash = yield self.store.tip()
+        raw = yield self.store.get_block(tip_hash)
+        self.tip = Block.decode(raw)
+        undo = yield self.store.get_undo(tip_hash)
+        self.tip_commit = _Undo.decode(undo).commit if undo else None
+        pairs = yield self.store.load_utxos()
+        self.utxos = {OutPoint.from_key(k): UtxoEntry.unpack(v)
+                      for k, v in pairs}
+        self._utxo_hash = None
+        log.info("chain loaded at height {height} ({utxos} UTXOs)",
+                 height=height, utxos=len(self.utxos))
+
+    def _connect_genesis(self) -> defer.Deferred[None]:
+        coinbase = self.genesis.txs[0]
+        created = [(OutPoint(coinbase.txid, i).key(),
+                    UtxoEntry(o.value, o.address, 0, True).pack())
+                   for i, o in enumerate(coinbase.outputs)]
+        change = BlockChange(0, self.genesis.hash, self.genesis.header.prev_hash,
+                             self.genesis.encode(), _Undo([], None).encode(),
+                             [], created, [coinbase.txid], [])
+        return self.store.apply_block(change)
+
+    def snapshot_for(self, height: int) -> Snapshot:
+        """
+        The masternode snapshot that produces and votes at C{height}: the
+        registry as of block C{height - 1}.  Until on-chain registration
+        lands, that is the genesis set at every height.
+        """
+        return self._masternodes
+
+    def total_weight(self, snapshot: Snapshot) -> int:
+        """
+        The total voting weight of C{snapshot} under the quorum rule.
+        """
+        return sum(self.quorum.weight(m) for m in snapshot)
+
+    def expected_producer(self, height: int, prev_hash: bytes,
+                          round: int) -> bytes | None:
+        """
+        The producer the selection policy names for (height, round).
+        """
+        snapshot = self.snapshot_for(height)
+        if not snapshot:
+            return None
+        return self.policy.candidates(snapshot, height, prev_hash, round)[0]
+
+    def check_commit(self, cert: CommitCertificate | None,
+                     block: Block) -> None:
+        """
+        Check that C{cert} commits C{block}: it names the block and the
+        valid signatures of its voters reach the approval quorum of the
+        snapshot for its height.
+
+        @raise BlockInvalid: with reason C{bad-commit}.
+        """
+        if block.height == 0:
+            if cert is not None:
+                raise BlockInvalid("bad-commit", "genesis needs no commit")
+            return
+        if cert is None:
+            raise BlockInvalid("bad-commit", "missing commit certificate")
+        if (cert.height, cert.round, cert.block_hash) != (
+                block.height, block.header.round, block.hash):
+            raise BlockInvalid("bad-commit", "certificate for another block")
+        snapshot = self.snapshot_for(block.height)
+        members = {m.pubkey: m for m in snapshot}
+        weight = sum(self.quorum.weight(members[v])
+                     for v in cert.valid_votes(self.network.name)
+                     if v in members)
+        if not self.quorum.approved(weight, self.total_weight(snapshot)):
+            raise BlockInvalid("bad-commit", f"weight {weight} short of "
+                               "quorum")
+
+    def lookup(self, outpoint: OutPoint) -> UtxoEntry | None:
+        """
+        The unspent entry of C{outpoint} at the tip, or C{None}.
+        """
+        return self.utxos.get(outpoint)
+
+    def validate_block(self, block: Block) -> BlockChange:
+        """
+        Fully validate C{block} as the next block and compute its change.
+
+        @raise BlockInvalid: with a reason code.
+        """
+        header = block.header
+        if block.size > params.MAX_BLOCK_BYTES:
+            raise BlockInvalid("block-too-large", str(block.size))
+        if header.height != self.height + 1:
+            raise BlockInvalid("bad-height", f"{header.height} after "
+                               f"{self.height}")
+        if header.prev_hash != self.tip.hash:
+            raise BlockInvalid("bad-prev-hash")
+        if header.timestamp <= self.tip.header.timestamp:
+            raise BlockInvalid("time-too-old")
+        if header.timestamp > self._now_ms() + params.MAX_FUTURE_BLOCK_MS:
+            raise BlockInvalid("time-too-new")
+        expected = self.expected_producer(header.height, header.prev_hash,
+                                          header.round)
+        if expected is None or header.producer != expected:
+            raise BlockInvalid("wrong-producer", f"round {header.round}")
+        if not block_signature_ok(block, self.network.name):
+            raise BlockInvalid("bad-block-signature")
+        if header.commit_hash != commit_hash_of(block.commit):
+            raise BlockInvalid("bad-commit-hash")
+        if header.height > 1:
+            self.check_commit(block.commit, self.tip)
+        elif block.commit is not None:
+            raise BlockInvalid("bad-commit", "block 1 follows genesis")
+        if not block.txs or not block.txs[0].is_coinbase:
+            raise BlockInvalid("no-coinbase")
+        if header.merkle_root != merkle_root([t.txid for t in block.txs]):
+            raise BlockInvalid("bad-merkle-root")
+        coinbase = block.txs[0]
+        if coinbase.data != {"height": header.height}:
+            raise BlockInvalid("bad-coinbase", "data must be the height")
+
+        created: dict[OutPoint, UtxoEntry] = {}
+        spent: dict[OutPoint, UtxoEntry] = {}
+        seen: set[bytes] = {coinbase.txid}
+
+        def lookup(outpoint: OutPoint) -> UtxoEntry | None:
+            if outpoint in spent:
+                return None
+            entry = created.get(outpoint)
+            return entry if entry is not None else self.utxos.get(outpoint)
+
+        fees = 0
+        for tx in block.txs[1:]:
+            if tx.txid in seen:
+                raise BlockInvalid("duplicate-tx", tx.txid.hex())
+            seen.add(tx.txid)
+            try:
+                fees += check_transfer(tx, self.network, lookup,
+                                       self.verified)
+            except TxInvalid as e:
+                raise BlockInvalid("bad-tx", f"{tx.txid.hex()}: {e}") from e
+            for txin in tx.inputs:
+                entry = created.pop(txin.prevout, None)
+                if entry is None:
+                    spent[txin.prevout] = self.utxos[txin.prevout]
+            for vout, out in enumerate(tx.outputs):
+                created[OutPoint(tx.txid, vout)] = UtxoEntry(
+                    out.value, out.address, header.height)
+        reward = rewards.coinbase_outputs(
+            self.snapshot_for(header.height), self.network.block_reward, fees)
+        if coinbase.outputs != reward:
+            raise BlockInvalid("bad-coinbase", "outputs differ from the "
+                               "reward rule")
+        for vout, out in enumerate(coinbase.outputs):
+            created[OutPoint(coinbase.txid, vout)] = UtxoEntry(
+                out.value, out.address, header.height, True)
+        if any(self.utxos.get(op) is not None for op in created):
+            raise BlockInvalid("duplicate-output")
+        undo = _Undo([(op.key(), e.pack()) for op, e in spent.items()], None)
+        txids = [t.txid for t in block.txs]
+        return BlockChange(
+            header.height, block.hash, header.prev_hash, block.encode(),
+            undo.encode(), [op.key() for op in spent],
+            [(op.key(), e.pack()) for op, e in created.items()], txids,
+            txids[1:])
+
+    @defer.inlineCallbacks
+    def connect_block(self, block: Block,
+                      commit: CommitCertificate | None = None) -> Any:
+        """
+        Validate C{block}, write it durably with its UTXO changes, then
+        update memory.  C{commit} is the block's own commit certificate,
+        checked and kept with it (the next block carries it).
+
+        @raise BlockInvalid: nothing is written.
+        """
+        change = self.validate_block(block)
+        if commit is not None:
+            self.check_commit(commit, block)
+            undo = _Undo.decode(change.undo)
+            undo.commit = commit
+            change = BlockChange(
+                change.height, change.block_hash, change.prev_hash,
+                change.block, undo.encode(), change.spent, change.created,
+                change.txids, change.archived)
+        yield self.store.apply_block(change)
+        for key in change.spent:
+            del self.utxos[OutPoint.from_key(key)]
+        for key, value in change.created:
+            self.utxos[OutPoint.from_key(key)] = UtxoEntry.unpack(value)
+        for tx in block.txs:
+            self.verified.discard(verified_key(tx))
+        self.tip = block
+        self.tip_commit = commit
+        self._utxo_hash = None
+        for callback in list(self.block_connected):
+            callback(block)
+        return change
+
+    @defer.inlineCallbacks
+    def disconnect_tip(self) -> Any:
+        """
+        Revert the tip block exactly, using its undo data.
+        """
+        block = self.tip
+        if block.height == 0:
+            raise StoreError("cannot revert genesis")
+        undo_raw = yield self.store.get_undo(block.hash)
+        undo = _Undo.decode(undo_raw)
+        spent_keys = {k for k, _ in undo.spent}
+        removed = []
+        in_block_spent = {txin.prevout for tx in block.txs
+                          for txin in tx.inputs}
+        for tx in block.txs:
+            for vout in range(len(tx.outputs)):
+                op = OutPoint(tx.txid, vout)
+                if op not in in_block_spent:
+                    removed.append(op.key())
+        assert not spent_keys & set(removed)
+        raw_prev = yield self.store.get_block(block.header.prev_hash)
+        prev = Block.decode(raw_prev)
+        prev_undo = yield self.store.get_undo(prev.hash)
+        yield self.store.revert_block(BlockRevert(
+            block.height, block.hash, block.header.prev_hash, removed,
+            undo.spent, [t.txid for t in block.txs]))
+        for key in removed:
+            self.utxos.pop(OutPoint.from_key(key), None)
+        for key, value in undo.spent:
+            self.utxos[OutPoint.from_key(key)] = UtxoEntry.unpack(value)
+        self.tip = prev
+        self.tip_commit = _Undo.decode(prev_undo).commit if prev_undo \
+            else None
+        self._utxo_hash = None
+        return block
+
+    def utxo_hash(self) -> bytes:
+        """
+        SHA-256 over the whole UTXO set in outpoint order (key ‖ packed
+        entry for each), so two nodes at one height can be compared.
+        Cached until the tip changes.
+        """
+        if self._utxo_hash is None or self._utxo_hash[0] != self.tip.hash:
+            digest = sha256(b"".join(
+                op.key() + self.utxos[op].pack() for op in sorted(self.utxos)))
+            self._utxo_hash = (self.tip.hash, digest)
+        return self._utxo_hash[1]
+
+    def total_amount(self) -> int:
+        """
+        The sum of all unspent outputs.
+        """
+        return sum(e.value for e in self.utxos.values())

@@ -1,0 +1,134 @@
+"""
+Node configuration: defaults, a TOML file, and command-line overrides.
+
+Every setting has a default here and a documented line in
+``etc/timecoin.toml``.  Unknown sections or keys, and values of the wrong
+type, are errors that stop start-up with the offending name.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from timecoin.params import NETWORKS
+
+
+class ConfigError(ValueError):
+    """
+    The configuration is invalid; the message names the setting.
+    """
+
+
+@dataclass
+class Config:
+    """
+    All settings of a node; TOML sections map to the name prefixes
+    (C{[rpc] port} is C{rpc_port}).
+    """
+
+    network: str = "devnet"
+    datadir: str = ""
+    genesis: str = ""
+    p2p_port: int = 0
+    p2p_bind: str = "127.0.0.1"
+    connect: list[str] = field(default_factory=list)
+    rpc_port: int = 0
+    rpc_bind: str = "127.0.0.1"
+    rpc_user: str = ""
+    rpc_password: str = ""
+    rpc_max_body_bytes: int = 4_000_000
+    storage: str = "sqlite"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    block_time: float = 0.0
+    policy: str = "round-robin"
+    quorum: str = "count"
+    plugin_dirs: list[str] = field(default_factory=list)
+    vote_timeout: float = 10.0
+    mempool_max_count: int = 10_000
+    mempool_max_bytes: int = 300_000_000
+
+    def resolve(self) -> None:
+        """
+        Fill network-dependent defaults and check values.
+        """
+        if self.network not in NETWORKS:
+            raise ConfigError(f"network must be one of {sorted(NETWORKS)}, "
+                              f"not {self.network!r}")
+        net = NETWORKS[self.network]
+        if not self.datadir:
+            self.datadir = str(Path.home() / ".timecoin" / self.network)
+        if not self.p2p_port:
+            self.p2p_port = net.p2p_port
+        if not self.rpc_port:
+            self.rpc_port = net.rpc_port
+        if not self.block_time:
+            self.block_time = net.block_time
+        if self.block_time <= 0:
+            raise ConfigError("block_time must be positive")
+        if self.storage not in ("sqlite", "memory", "redis"):
+            raise ConfigError(
+                f"storage must be sqlite, memory or redis, not "
+                f"{self.storage!r}")
+        for name in ("p2p_port", "rpc_port"):
+            if not 0 < getattr(self, name) < 65536:
+                raise ConfigError(f"{name} out of range")
+
+
+SECTIONS = {"p2p", "rpc", "mempool"}
+"""TOML sections whose keys are prefixed (C{[rpc] port} → C{rpc_port});
+other settings are top-level keys."""
+
+
+def _flatten(data: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            if key not in SECTIONS:
+                raise ConfigError(f"unknown config section [{key}]")
+            for sub, subvalue in value.items():
+                flat[f"{key}_{sub}"] = subvalue
+        else:
+            flat[key] = value
+    return flat
+
+
+def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
+    """
+    Build the config from C{path} (TOML, optional) and C{overrides} (set
+    options of the command line, which win).
+    """
+    config = Config()
+    types = {f.name: f.type for f in fields(Config)}
+    values: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as f:
+                values.update(_flatten(tomllib.load(f)))
+        except OSError as e:
+            raise ConfigError(f"cannot read config {path}: {e}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config {path} is not valid TOML: {e}") from e
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for key, value in values.items():
+        if key not in types:
+            raise ConfigError(f"unknown config setting {key!r}")
+        default = getattr(config, key)
+        if isinstance(default, bool) or isinstance(value, bool):
+            ok = isinstance(value, bool) and isinstance(default, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float))
+            value = float(value) if ok else value
+        elif isinstance(default, list):
+            ok = isinstance(value, list) and all(
+                isinstance(v, str) for v in value)
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            raise ConfigError(
+                f"config setting {key!r} must be {type(default).__name__}")
+        setattr(config, key, value)
+    config.resolve()
+    return config

@@ -1,0 +1,131 @@
+"""
+The one canonical encoding of everything that is hashed or signed.
+
+Objects are encoded as compact JSON with sorted keys, ASCII only, no
+insignificant whitespace, integers only (floats are refused), and byte strings
+written as lowercase hex.  ``canonical(obj)`` returns the UTF-8 bytes; hashes
+are SHA-256 over those bytes.  ``docs/encoding.md`` documents the layout of
+each object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+ZERO_HASH = b"\x00" * 32
+
+
+class EncodingError(ValueError):
+    """
+    Raised when bytes or objects do not follow the canonical encoding.
+    """
+
+
+def _reject_float(value: str) -> Any:
+    raise EncodingError("floats are not allowed in the canonical encoding")
+
+
+def canonical(obj: Any) -> bytes:
+    """
+    Encode C{obj} (dicts, lists, str, int, bool, None) canonically.
+    """
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+        allow_nan=False,
+    ).encode("ascii")
+
+
+def decode(data: bytes | str) -> Any:
+    """
+    Parse canonical JSON; floats and NaN are refused.
+    """
+    try:
+        return json.loads(data, parse_float=_reject_float,
+                          parse_constant=_reject_float)
+    except (ValueError, UnicodeDecodeError) as e:
+        if isinstance(e, EncodingError):
+            raise
+        raise EncodingError(f"invalid JSON: {e}") from e
+
+
+def sha256(data: bytes) -> bytes:
+    """
+    SHA-256 digest of C{data}.
+    """
+    return hashlib.sha256(data).digest()
+
+
+def hash_obj(obj: Any) -> bytes:
+    """
+    SHA-256 of the canonical encoding of C{obj}.
+    """
+    return sha256(canonical(obj))
+
+
+def unhex(value: Any, length: int | None = None, what: str = "value") -> bytes:
+    """
+    Decode a lowercase hex string, optionally of an exact byte length.
+    """
+    if not isinstance(value, str):
+        raise EncodingError(f"{what} must be a hex string")
+    if value != value.lower():
+        raise EncodingError(f"{what} must be lowercase hex")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError as e:
+        raise EncodingError(f"{what} is not hex") from e
+    if length is not None and len(raw) != length:
+        raise EncodingError(f"{what} must be {length} bytes, got {len(raw)}")
+    return raw
+
+
+def need_int(value: Any, what: str, low: int = 0, high: int = 2**63 - 1) -> int:
+    """
+    Check that C{value} is an int (not a bool) within [low, high].
+    """
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise EncodingError(f"{what} must be an integer")
+    if not low <= value <= high:
+        raise EncodingError(f"{what} out of range [{low}, {high}]")
+    return value
+
+
+def need_str(value: Any, what: str, max_len: int = 256) -> str:
+    """
+    Check that C{value} is a str of at most C{max_len} characters.
+    """
+    if not isinstance(value, str):
+        raise EncodingError(f"{what} must be a string")
+    if len(value) > max_len:
+        raise EncodingError(f"{what} longer than {max_len}")
+    return value
+
+
+def need_dict(value: Any, what: str, keys: set[str],
+              optional: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """
+    Check that C{value} is a dict with exactly C{keys} (plus C{optional}).
+    """
+    if not isinstance(value, dict):
+        raise EncodingError(f"{what} must be an object")
+    present = set(value)
+    missing = keys - present
+    extra = present - keys - optional
+    if missing:
+        raise EncodingError(f"{what} is missing {sorted(missing)}")
+    if extra:
+        raise EncodingError(f"{what} has unknown fields {sorted(extra)}")
+    return value
+
+
+def need_list(value: Any, what: str, max_len: int) -> list[Any]:
+    """
+    Check that C{value} is a list of at most C{max_len} items.
+    """
+    if not isinstance(value, list):
+        raise EncodingError(f"{what} must be a list")
+    if len(value) > max_len:
+        raise EncodingError(f"{what} has more than {max_len} items")
+    return value

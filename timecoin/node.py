@@ -1,0 +1,274 @@
+"""
+The node: one object wiring chain, mempool, finality, production, wallet
+and storage together, and the operations RPC and P2P call on it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from timecoin import params
+from timecoin.address import address_of
+from timecoin.block import Block
+from timecoin.chain import Chain
+from timecoin.config import Config
+from timecoin.encoding import decode
+from timecoin.finality import Finality
+from timecoin.genesis import (
+    GenesisError, genesis_masternodes, load_genesis, make_genesis,
+    write_genesis,
+)
+from timecoin.interfaces import IChainStore
+from timecoin.masternodes import Masternode
+from timecoin.mempool import FINALIZED, Mempool, MempoolLimits
+from timecoin.producer import BlockProducer
+from timecoin.quorum import QUORUM_RULES
+from timecoin.selection import load_policy
+from timecoin.tx import OutPoint, Transaction, TxOut, UtxoEntry
+from timecoin.wallet import Wallet, load_or_create_key
+
+log = Logger()
+
+DEVNET_FUNDS = 1_000_000 * params.COIN
+"""What a generated devnet genesis pays to the node's wallet."""
+
+
+def find_genesis(config: Config) -> Path:
+    """
+    Where the genesis of C{config.network} is: C{--genesis}, else the data
+    dir's C{genesis.json} (devnet), else the shipped C{etc/} file.
+    """
+    if config.genesis:
+        return Path(config.genesis)
+    if config.network == "devnet":
+        return Path(config.datadir) / "genesis.json"
+    name = f"genesis-{config.network}.json"
+    for base in (Path(__file__).resolve().parent.parent / "etc",
+                 Path(sys.prefix) / "share" / "timecoin"):
+        if (base / name).exists():
+            return base / name
+    raise GenesisError(f"no genesis file {name} found; pass --genesis")
+
+
+def open_store(config: Config) -> IChainStore:
+    """
+    The chain store the config names.
+    """
+    if config.storage == "memory":
+        from timecoin.storage.memory import MemoryStore
+        return MemoryStore()
+    if config.storage == "redis":
+        from timecoin.storage.redis import RedisStore
+        return RedisStore(config.redis_url, config.network)
+    from timecoin.storage.sqlite import SqliteStore
+    return SqliteStore(str(Path(config.datadir) / "chain.sqlite"))
+
+
+class Node(Service):
+    """
+    A TIME Coin node as a Twisted service.
+
+    @ivar ready: fires once the chain is loaded and the node runs.
+    """
+
+    def __init__(self, config: Config, clock: IReactorTime,
+                 store: IChainStore | None = None,
+                 stop_process: Callable[[], None] | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.network = params.NETWORKS[config.network]
+        self.datadir = Path(config.datadir)
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        private = self.datadir / "private"
+        self.key = load_or_create_key(private / "node_key")
+        self.wallet = Wallet(private / "wallet.json",
+                             self.network.address_prefix)
+        self.wallet.load()
+        self.genesis = self._genesis()
+        self.store = store if store is not None else open_store(config)
+        policy = load_policy(config.policy, tuple(config.plugin_dirs))
+        if config.quorum not in QUORUM_RULES:
+            raise ValueError(f"unknown quorum rule {config.quorum!r}; "
+                             f"available: {', '.join(sorted(QUORUM_RULES))}")
+        self.chain = Chain(self.network, self.store, self.genesis, policy,
+                           QUORUM_RULES[config.quorum],
+                           lambda: int(clock.seconds() * 1000))
+        self.mempool = Mempool(self.chain, MempoolLimits(
+            config.mempool_max_count, config.mempool_max_bytes),
+            clock.seconds)
+        self.finality = Finality(self.chain, self.mempool, self.key, clock,
+                                 config.vote_timeout)
+        self.producer = BlockProducer(self.chain, self.mempool, self.key,
+                                      clock, config.block_time)
+        self.chain.block_connected.append(self.finality.block_connected)
+        self._stop_process = stop_process
+        self.started_at = clock.seconds()
+        self.ready: defer.Deferred[None] = defer.Deferred()
+
+    def _genesis(self) -> Block:
+        path = find_genesis(self.config)
+        if self.config.network == "devnet" and not self.config.genesis \
+                and not path.exists():
+            genesis = make_genesis(
+                "devnet", int(self.clock.seconds() * 1000),
+                [TxOut(DEVNET_FUNDS, self.wallet.addresses()[0])],
+                [Masternode(self.key.public,
+                            f"127.0.0.1:{self.config.p2p_port}",
+                            self.wallet.addresses()[0], "free")])
+            write_genesis(path, genesis)
+            log.info("wrote a new devnet genesis {hash} to {path}",
+                     hash=genesis.hash.hex(), path=str(path))
+        return load_genesis(path, self.config.network)
+
+    @property
+    def is_masternode(self) -> bool:
+        return any(m.pubkey == self.key.public
+                   for m in genesis_masternodes(self.genesis,
+                                                self.network.name))
+
+    def startService(self) -> None:
+        super().startService()
+        d = self._start()
+        d.addCallbacks(self.ready.callback, self._start_failed)
+
+    def _start_failed(self, failure: Any) -> None:
+        log.failure("node failed to start", failure)
+        self.ready.errback(failure)
+        if self._stop_process is not None:
+            self._stop_process()
+
+    @defer.inlineCallbacks
+    def _start(self) -> Any:
+        yield self.chain.load()
+        yield self.finality.recover()
+        if self.is_masternode:
+            self.producer.start()
+        log.info("node started on {network} at height {height}, genesis "
+                 "{genesis}, masternode={mn}", network=self.network.name,
+                 height=self.chain.height, genesis=self.genesis.hash.hex(),
+                 mn=self.is_masternode)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        self.producer.stop()
+        return self.store.close()
+
+    def stop(self) -> None:
+        """
+        Stop the whole process (RPC C{stop}), shortly, so the reply is sent
+        first.
+        """
+        if self._stop_process is not None:
+            self.clock.callLater(0.2, self._stop_process)
+
+    # Queries -------------------------------------------------------------
+
+    def uptime(self) -> int:
+        return int(self.clock.seconds() - self.started_at)
+
+    @defer.inlineCallbacks
+    def block_at(self, height: int) -> Any:
+        """
+        The main-chain block at C{height}, or C{None}.
+        """
+        block_hash = yield self.store.get_block_hash(height)
+        if block_hash is None:
+            return None
+        block = yield self.block_by_hash(block_hash)
+        return block
+
+    @defer.inlineCallbacks
+    def block_by_hash(self, block_hash: bytes) -> Any:
+        """
+        The block with C{block_hash}, or C{None}.
+        """
+        if block_hash == self.chain.tip.hash:
+            return self.chain.tip
+        raw = yield self.store.get_block(block_hash)
+        return None if raw is None else Block.decode(raw)
+
+    @defer.inlineCallbacks
+    def transaction(self, txid: bytes) -> Any:
+        """
+        What the node knows of C{txid}: a dict with C{tx} (or C{None}),
+        C{state} (pending, finalized, rejected), C{height} and
+        C{block_hash} once in a block, C{votes}, C{reason} if rejected;
+        or C{None} if the node never saw it.
+        """
+        entry = self.mempool.entries.get(txid)
+        if entry is not None:
+            return {"tx": entry.tx, "state": entry.state, "height": None,
+                    "block_hash": None, "fee": entry.fee,
+                    "votes": list(entry.votes.values())}
+        location = yield self.store.get_tx_location(txid)
+        if location is not None:
+            height, block_hash = location
+            block = yield self.block_by_hash(block_hash)
+            tx = next(t for t in block.txs if t.txid == txid)
+            return {"tx": tx, "state": FINALIZED, "height": height,
+                    "block_hash": block_hash, "fee": None, "votes": []}
+        reason = self.mempool.rejected.get(txid)
+        if reason is not None:
+            return {"tx": None, "state": "rejected", "height": None,
+                    "block_hash": None, "reason": reason, "votes": []}
+        return None
+
+    def spendable(self) -> list[tuple[OutPoint, UtxoEntry]]:
+        """
+        Outputs the wallet may spend now: unspent on chain or finalized in
+        the mempool, not locked by a mempool transaction.
+        """
+        coins = []
+        for source in (self.chain.utxos, self.mempool.outputs):
+            for outpoint, entry in source.items():
+                if self.wallet.owns(entry.address) and \
+                        outpoint not in self.mempool.locks:
+                    coins.append((outpoint, entry))
+        return coins
+
+    def balance(self) -> int:
+        """
+        The wallet's spendable balance in units.
+        """
+        return sum(e.value for _, e in self.spendable())
+
+    # Actions -------------------------------------------------------------
+
+    def submit(self, tx: Transaction) -> defer.Deferred[bytes]:
+        """
+        Submit a signed transaction; fires with its txid once accepted for
+        voting, fails with L{timecoin.chain.TxInvalid}.
+        """
+        return self.finality.submit(tx)
+
+    def send_to_address(self, address: str, amount: int) -> defer.Deferred[bytes]:
+        """
+        Pay C{amount} units to C{address} from the wallet.
+
+        @raise timecoin.wallet.WalletError: if it cannot be funded.
+        """
+        tx = self.wallet.build_payment(self.spendable(), address, amount,
+                                       self.network.name)
+        return self.submit(tx)
+
+    def new_address(self) -> str:
+        return self.wallet.new_address()
+
+    def node_address(self) -> str:
+        return address_of(self.key.public, self.network.address_prefix)
+
+    def decode_tx(self, raw_hex: str) -> Transaction:
+        """
+        Parse a hex-encoded canonical transaction.
+        """
+        return Transaction.decode(bytes.fromhex(raw_hex))
+
+    def genesis_obj(self) -> Any:
+        return decode(self.genesis.encode())

@@ -1,0 +1,75 @@
+"""
+``twistd timecoin``: command-line options and the service tree.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.application import internet, service
+from twisted.logger import Logger
+from twisted.python import usage
+
+from timecoin.config import ConfigError, load_config
+
+log = Logger()
+
+
+class Options(usage.Options):
+    """
+    Options of C{twistd timecoin}; each overrides the config file.
+    """
+
+    optParameters = [
+        ["network", None, None, "devnet, testnet or mainnet (default devnet)"],
+        ["datadir", None, None, "data directory (default ~/.timecoin/NETWORK)"],
+        ["config", None, None, "TOML config file"],
+        ["genesis", None, None, "genesis file to use instead of the default"],
+        ["p2p-port", None, None, "P2P port", int],
+        ["rpc-port", None, None, "RPC port", int],
+        ["connect", None, None, "comma-separated host:port peers"],
+        ["storage", None, None, "sqlite, memory or redis"],
+        ["redis-url", None, None, "redis://HOST:PORT/DB"],
+        ["block-time", None, None, "seconds between blocks", float],
+        ["policy", None, None, "block-producer selection policy"],
+    ]
+
+    def postOptions(self) -> None:
+        overrides: dict[str, Any] = {
+            key.replace("-", "_"): value for key, value in self.items()
+            if key != "config"}
+        if overrides.get("connect") is not None:
+            overrides["connect"] = [
+                p for p in overrides["connect"].split(",") if p]
+        try:
+            self["parsed"] = load_config(self["config"], overrides)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from e
+
+
+def makeService(options: Options) -> service.IService:
+    """
+    The node, its RPC server, and (later) its P2P listener, as one
+    C{MultiService}.
+    """
+    from twisted.internet import reactor
+
+    from timecoin.genesis import GenesisError
+    from timecoin.node import Node
+    from timecoin.rpc import build_rpc_site
+    from timecoin.selection import PolicyError
+
+    config = options["parsed"]
+    try:
+        node = Node(config, reactor, stop_process=reactor.stop)
+    except (GenesisError, PolicyError, ValueError) as e:
+        raise SystemExit(f"timecoin: {e}") from e
+    top = service.MultiService()
+    node.setServiceParent(top)
+    site = build_rpc_site(node, config)
+    rpc = internet.TCPServer(config.rpc_port, site,
+                             interface=config.rpc_bind)
+    rpc.setServiceParent(top)
+    log.info("config: {config}", config=json.dumps(vars(config)))
+    return top
