@@ -106,7 +106,7 @@ class SqliteStoreFileTests(unittest.TestCase):
         self.assertEqual(
             other.execute("PRAGMA journal_mode").fetchone()[0], "wal")
         self.assertEqual(
-            other.execute("SELECT value FROM meta WHERE key = ?",
+            other.execute("SELECT value FROM schema WHERE key = ?",
                           ("schema_version",)).fetchone()[0],
             str(SCHEMA_VERSION).encode("ascii"))
 
@@ -120,7 +120,7 @@ class SqliteStoreFileTests(unittest.TestCase):
         await store.close()
         conn = sqlite3.connect(path)
         with conn:
-            conn.execute("UPDATE meta SET value = ? WHERE key = ?",
+            conn.execute("UPDATE schema SET value = ? WHERE key = ?",
                          (str(SCHEMA_VERSION + 1).encode("ascii"),
                           "schema_version"))
         conn.close()

@@ -7,7 +7,12 @@ Each interface has an in-memory implementation used by the tests and a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from timecoin.storage import BlockChange, BlockRevert
 
 
 class IChainStore(Interface):
@@ -25,6 +30,9 @@ class IChainStore(Interface):
     C{apply_block}/C{revert_block} or none of it.  A write's Deferred fires
     only once the data is durable; the node acknowledges a block only after
     that.
+
+    The schema version is the store's own business, kept apart from the
+    C{get_meta}/C{put_meta} namespace.  C{close} may be called twice.
     """
 
     def open() -> object:
@@ -87,7 +95,7 @@ class IChainStore(Interface):
         C{txid}, or C{None}.
         """
 
-    def apply_block(change: object) -> object:
+    def apply_block(change: "BlockChange") -> object:
         """
         Atomically make a L{timecoin.storage.BlockChange} the new tip:
         store the block and its undo data, index its height and its
@@ -97,7 +105,7 @@ class IChainStore(Interface):
         is not tip height + 1 or C{change.prev_hash} is not the tip hash.
         """
 
-    def revert_block(change: object) -> object:
+    def revert_block(change: "BlockRevert") -> object:
         """
         Atomically undo the tip block described by a
         L{timecoin.storage.BlockRevert}: remove its height and transaction

@@ -92,6 +92,9 @@ class MemoryStore:
                 change.height == 0:
             return defer.fail(StoreError(
                 f"block {change.height} is not a revertible tip"))
+        if self.heights.get(change.height - 1) != change.prev_hash:
+            return defer.fail(StoreError(
+                "prev_hash is not the parent of the tip"))
         del self.heights[change.height]
         for key in change.removed:
             self.utxos.pop(key, None)

@@ -20,9 +20,9 @@ C{COMMIT} transaction, the tip row included; any error (a failed tip
 check first of all) rolls back, so nothing is written.
 
 Schema (version L{timecoin.storage.SCHEMA_VERSION}, recorded as the
-C{schema_version} row of C{meta} by L{SqliteStore.open}):
+C{schema_version} row of its own C{schema} table by L{SqliteStore.open}):
 
-    - C{meta(key, value)}: small metadata, including C{schema_version};
+    - C{meta(key, value)}: small metadata (the schema version is apart);
     - C{tip(id = 0, height, hash)}: at most one row, the best block;
     - C{blocks(hash, raw)} and C{undo(hash, raw)}: kept across reverts;
     - C{heights(height, hash)}: the main chain;
@@ -56,6 +56,8 @@ _T = TypeVar("_T")
 SCHEMA_VERSION_KEY = "schema_version"
 
 _SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS schema (
+        key TEXT PRIMARY KEY, value BLOB NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS meta (
         key TEXT PRIMARY KEY, value BLOB NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS tip (
@@ -177,11 +179,11 @@ class SqliteStore:
                 for statement in _SCHEMA:
                     conn.execute(statement)
                 row = conn.execute(
-                    "SELECT value FROM meta WHERE key = ?",
+                    "SELECT value FROM schema WHERE key = ?",
                     (SCHEMA_VERSION_KEY,)).fetchone()
                 if row is None:
                     conn.execute(
-                        "INSERT INTO meta (key, value) VALUES (?, ?)",
+                        "INSERT INTO schema (key, value) VALUES (?, ?)",
                         (SCHEMA_VERSION_KEY, _encode_version(SCHEMA_VERSION)))
                 elif bytes(row[0]) != _encode_version(SCHEMA_VERSION):
                     raise StoreError(
@@ -339,6 +341,9 @@ class SqliteStore:
                     change.height == 0:
                 raise StoreError(
                     f"block {change.height} is not a revertible tip")
+            if _one(c, "SELECT hash FROM heights WHERE height = ?",
+                    change.height - 1) != change.prev_hash:
+                raise StoreError("prev_hash is not the parent of the tip")
             c.execute("DELETE FROM heights WHERE height = ?",
                       (change.height,))
             c.executemany("DELETE FROM utxos WHERE key = ?",

@@ -1,0 +1,3 @@
+"""
+The timecoin test suite (trial).
+"""

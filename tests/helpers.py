@@ -1,0 +1,109 @@
+"""
+Builders shared by the unit tests: deterministic keys, a devnet genesis,
+a chain on a memory store, and signed payments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+
+from timecoin import params
+from timecoin.address import address_of
+from timecoin.block import Block
+from timecoin.chain import Chain
+from timecoin.encoding import sha256
+from timecoin.genesis import make_genesis
+from timecoin.keys import PrivateKey
+from timecoin.masternodes import Masternode
+from timecoin.mempool import Mempool, MempoolLimits
+from timecoin.producer import BlockProducer
+from timecoin.quorum import CountQuorum
+from timecoin.selection import RoundRobin
+from timecoin.storage.memory import MemoryStore
+from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
+
+DEVNET = params.NETWORKS["devnet"]
+START = 1_800_000_000.0
+
+
+def key(n: int) -> PrivateKey:
+    """
+    A deterministic test key number C{n}.
+    """
+    return PrivateKey(sha256(b"timecoin test key %d" % n))
+
+
+def addr(k: PrivateKey) -> str:
+    """
+    The devnet address of C{k}.
+    """
+    return address_of(k.public, DEVNET.address_prefix)
+
+
+def result_of(d: defer.Deferred[Any]) -> Any:
+    """
+    The result of an already-fired Deferred (raises its failure).
+    """
+    results: list[Any] = []
+    d.addBoth(results.append)
+    assert results, "Deferred has not fired"
+    outcome = results[0]
+    if hasattr(outcome, "raiseException"):
+        outcome.raiseException()
+    return outcome
+
+
+class Harness:
+    """
+    A one-masternode devnet chain on a memory store and a fake clock, with
+    a funded wallet key, a mempool and a producer.
+    """
+
+    def __init__(self, funds: list[int] | None = None,
+                 store: MemoryStore | None = None) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.mn_key = key(0)
+        self.payer = key(1)
+        self.store = store if store is not None else MemoryStore()
+        amounts = funds or [1_000 * params.COIN]
+        self.genesis = make_genesis(
+            "devnet", int(START * 1000),
+            [TxOut(a, addr(self.payer)) for a in amounts],
+            [Masternode(self.mn_key.public, "127.0.0.1:24200",
+                        addr(self.mn_key), "free")])
+        self.chain = Chain(DEVNET, self.store, self.genesis, RoundRobin(),
+                           CountQuorum(),
+                           lambda: int(self.clock.seconds() * 1000))
+        result_of(self.chain.load())
+        self.mempool = Mempool(self.chain, MempoolLimits(), self.clock.seconds)
+        self.producer = BlockProducer(self.chain, self.mempool, self.mn_key,
+                                      self.clock, 2.0)
+        self.chain.block_connected.append(self.mempool.block_connected)
+
+    def funding(self, index: int = 0) -> OutPoint:
+        """
+        The genesis output number C{index} (paid to C{payer}).
+        """
+        return OutPoint(self.genesis.txs[0].txid, index)
+
+    def pay(self, prevouts: list[OutPoint], outputs: list[tuple[str, int]],
+            signer: PrivateKey | None = None) -> Transaction:
+        """
+        A transaction spending C{prevouts} (all owned by C{signer}, default
+        C{payer}) to C{outputs}, signed.
+        """
+        signer = signer or self.payer
+        tx = Transaction(tuple(TxIn(p, signer.public) for p in prevouts),
+                         tuple(TxOut(v, a) for a, v in outputs))
+        return sign_inputs(tx, DEVNET.name, [signer] * len(prevouts))
+
+    def next_block(self) -> Block:
+        """
+        Advance the clock one block time and produce and connect a block.
+        """
+        self.clock.advance(2.0)
+        return result_of(self.producer.produce())

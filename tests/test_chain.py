@@ -1,0 +1,320 @@
+"""
+Tests for chain state: full block validation with reason codes, the UTXO
+lifecycle across blocks (every spent output removed, every created one
+added), exact reverts with undo data, and reloading from the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from twisted.trial import unittest
+
+from timecoin import params
+from timecoin.block import (
+    Block, BlockHeader, CommitCertificate, commit_hash_of, merkle_root,
+    sign_block, sign_block_vote,
+)
+from timecoin.chain import BlockInvalid, Chain
+from timecoin.quorum import CountQuorum
+from timecoin.selection import RoundRobin
+from timecoin.storage import StoreError
+from timecoin.tx import OutPoint, Transaction, TxOut
+from tests.helpers import DEVNET, Harness, addr, key, result_of
+
+
+def rebuild(h: Harness, txs: list[Transaction], *, producer=None,
+            commit="auto", timestamp=None, coinbase=None,
+            height=None) -> Block:
+    """
+    A block on h's tip with C{txs}, signed, with the right coinbase unless
+    told otherwise.
+    """
+    chain = h.chain
+    producer = producer or h.mn_key
+    height = chain.height + 1 if height is None else height
+    if coinbase is None:
+        from timecoin.rewards import coinbase_outputs
+        fees = 0
+        outputs = {op: e.value for op, e in chain.utxos.items()}
+        for tx in txs:
+            spent = sum(outputs.get(i.prevout, 0) for i in tx.inputs)
+            fees += spent - sum(o.value for o in tx.outputs)
+            for vout, out in enumerate(tx.outputs):
+                outputs[OutPoint(tx.txid, vout)] = out.value
+        coinbase = Transaction((), coinbase_outputs(
+            chain.snapshot_for(height), DEVNET.block_reward, fees),
+            "coinbase", {"height": height})
+    if commit == "auto":
+        commit = chain.tip_commit if height > 1 else None
+    all_txs = (coinbase, *txs)
+    header = BlockHeader(height, chain.tip.hash,
+                         merkle_root([t.txid for t in all_txs]),
+                         timestamp or chain.tip.header.timestamp + 1000,
+                         producer.public, 0, commit_hash_of(commit))
+    return sign_block(producer, "devnet", header, all_txs, commit)
+
+
+def cert_for(h: Harness, block: Block) -> CommitCertificate:
+    """
+    The one-vote certificate the devnet masternode gives C{block}.
+    """
+    vote = sign_block_vote(h.mn_key, "devnet", block.height,
+                           block.header.round, block.hash)
+    return CommitCertificate(block.height, block.header.round, block.hash,
+                             (vote,))
+
+
+class UtxoLifecycleTests(unittest.TestCase):
+    """
+    Spent outputs leave the UTXO set, created ones enter it, in memory and
+    in the store alike.
+    """
+
+    def test_spend_and_create(self) -> None:
+        """
+        A block spending the genesis output removes it and adds the payment
+        and change; memory and store agree; total value grows by exactly the
+        block reward.
+        """
+        h = Harness()
+        before = h.chain.total_amount()
+        tx = h.pay([h.funding()], [(addr(key(2)), 10 * params.COIN),
+                                   (addr(h.payer), 989 * params.COIN)])
+        block = rebuild(h, [tx])
+        result_of(h.chain.connect_block(block, cert_for(h, block)))
+        self.assertNotIn(h.funding(), h.chain.utxos)
+        self.assertIn(OutPoint(tx.txid, 0), h.chain.utxos)
+        self.assertIn(OutPoint(tx.txid, 1), h.chain.utxos)
+        self.assertEqual(h.chain.total_amount(),
+                         before + DEVNET.block_reward)
+        stored = {k for k, _ in result_of(h.store.load_utxos())}
+        self.assertEqual(stored, {op.key() for op in h.chain.utxos})
+
+    def test_no_utxo_divergence_after_many_blocks(self) -> None:
+        """
+        The seeds' bug: UTXOs never removed.  After a chain of payments the
+        UTXO count equals exactly outputs created minus outputs spent.
+        """
+        h = Harness()
+        prev = h.funding()
+        value = 1_000 * params.COIN
+        for _ in range(10):
+            value -= 1 * params.COIN
+            tx = h.pay([prev], [(addr(h.payer), value)])
+            block = rebuild(h, [tx])
+            result_of(h.chain.connect_block(block, cert_for(h, block)))
+            prev = OutPoint(tx.txid, 0)
+        # genesis output spent 1:1 each block; 10 coinbases added.
+        self.assertEqual(len(h.chain.utxos), 1 + 10)
+        self.assertEqual(len(result_of(h.store.load_utxos())), 11)
+
+    def test_in_block_chain_of_spends(self) -> None:
+        """
+        A block may spend an output created earlier in the same block; the
+        intermediate output never reaches the store.
+        """
+        h = Harness()
+        t1 = h.pay([h.funding()], [(addr(h.payer), 999 * params.COIN)])
+        t2 = h.pay([OutPoint(t1.txid, 0)],
+                   [(addr(h.payer), 998 * params.COIN)])
+        block = rebuild(h, [t1, t2])
+        change = result_of(h.chain.connect_block(block, cert_for(h, block)))
+        self.assertNotIn(OutPoint(t1.txid, 0).key(),
+                         [k for k, _ in change.created])
+        self.assertIn(OutPoint(t2.txid, 0), h.chain.utxos)
+
+
+class RevertTests(unittest.TestCase):
+    """
+    Undo data reverts a block exactly.
+    """
+
+    def test_revert_restores_exact_state(self) -> None:
+        """
+        Connecting then disconnecting blocks restores the UTXO set, its
+        hash, the tip and the stored set, block by block.
+        """
+        h = Harness(funds=[500 * params.COIN, 500 * params.COIN])
+        snapshots = [(h.chain.utxo_hash(), dict(h.chain.utxos))]
+        prevs = [h.funding(0), h.funding(1)]
+        for i in range(3):
+            change = (400 - 50 * i) * params.COIN
+            tx = h.pay([prevs[i % 2]], [(addr(key(5)), 3 * params.COIN),
+                                        (addr(h.payer), change)])
+            prevs[i % 2] = OutPoint(tx.txid, 1)
+            block = rebuild(h, [tx])
+            result_of(h.chain.connect_block(block, cert_for(h, block)))
+            snapshots.append((h.chain.utxo_hash(), dict(h.chain.utxos)))
+        for expected_hash, expected in reversed(snapshots[:-1]):
+            result_of(h.chain.disconnect_tip())
+            self.assertEqual(h.chain.utxos, expected)
+            self.assertEqual(h.chain.utxo_hash(), expected_hash)
+            stored = dict(result_of(h.store.load_utxos()))
+            self.assertEqual(stored,
+                             {op.key(): e.pack() for op, e in expected.items()})
+        self.assertEqual(h.chain.height, 0)
+        self.assertFailure(h.chain.disconnect_tip(), StoreError)
+
+    def test_reconnect_after_revert(self) -> None:
+        """
+        After a revert the same block connects again, to the same hash.
+        """
+        h = Harness()
+        h.next_block()
+        h.next_block()
+        tip_hash = h.chain.utxo_hash()
+        tip = h.chain.tip
+        commit = h.chain.tip_commit
+        result_of(h.chain.disconnect_tip())
+        result_of(h.chain.connect_block(tip, commit))
+        self.assertEqual(h.chain.utxo_hash(), tip_hash)
+
+
+class ValidationTests(unittest.TestCase):
+    """
+    Each invalid block is refused with its reason code, and nothing is
+    written.
+    """
+
+    def assertInvalid(self, h: Harness, block: Block, reason: str,
+                      commit: CommitCertificate | None = None) -> None:
+        height, utxos = h.chain.height, dict(h.chain.utxos)
+        tip = result_of(h.store.tip())
+        d = h.chain.connect_block(block, commit)
+        failure = self.failureResultOf(d, BlockInvalid)
+        self.assertEqual(failure.value.reason, reason, str(failure.value))
+        self.assertEqual((h.chain.height, h.chain.utxos), (height, utxos))
+        self.assertEqual(result_of(h.store.tip()), tip)
+
+    def test_double_spend_in_block(self) -> None:
+        """
+        Two transactions spending one output in one block.
+        """
+        h = Harness()
+        t1 = h.pay([h.funding()], [(addr(key(2)), 999 * params.COIN)])
+        t2 = h.pay([h.funding()], [(addr(key(3)), 999 * params.COIN)])
+        self.assertInvalid(h, rebuild(h, [t1, t2], coinbase=Transaction(
+            (), (TxOut(1, addr(h.mn_key)),), "coinbase", {"height": 1})),
+            "bad-tx")
+
+    def test_spend_of_spent_output(self) -> None:
+        """
+        Spending an output a previous block already spent.
+        """
+        h = Harness()
+        t1 = h.pay([h.funding()], [(addr(key(2)), 999 * params.COIN)])
+        block = rebuild(h, [t1])
+        result_of(h.chain.connect_block(block, cert_for(h, block)))
+        t2 = h.pay([h.funding()], [(addr(key(3)), 998 * params.COIN)])
+        b2 = rebuild(h, [t2], coinbase=Transaction(
+            (), (TxOut(1, addr(h.mn_key)),), "coinbase", {"height": 2}))
+        self.assertInvalid(h, b2, "bad-tx")
+
+    def test_bad_signature(self) -> None:
+        """
+        A transaction whose input signature is forged.
+        """
+        h = Harness()
+        tx = h.pay([h.funding()], [(addr(key(2)), 999 * params.COIN)])
+        forged = Transaction(
+            (replace(tx.inputs[0], signature=key(9).sign(b"x", b"y")),),
+            tx.outputs)
+        self.assertInvalid(h, rebuild(h, [forged]), "bad-tx")
+
+    def test_pubkey_not_owner(self) -> None:
+        """
+        A correctly signed input whose pubkey does not own the output.
+        """
+        h = Harness()
+        tx = h.pay([h.funding()], [(addr(key(2)), 999 * params.COIN)],
+                   signer=key(4))
+        self.assertInvalid(h, rebuild(h, [tx]), "bad-tx")
+
+    def test_coinbase_overpays(self) -> None:
+        """
+        A coinbase paying more than reward + fees.
+        """
+        h = Harness()
+        cb = Transaction((), (TxOut(DEVNET.block_reward + 1, addr(h.mn_key)),),
+                         "coinbase", {"height": 1})
+        self.assertInvalid(h, rebuild(h, [], coinbase=cb), "bad-coinbase")
+
+    def test_header_rules(self) -> None:
+        """
+        Wrong producer, time not after the parent, time in the future,
+        wrong height, bad merkle root, and tampered signature.
+        """
+        h = Harness()
+        self.assertInvalid(h, rebuild(h, [], producer=key(5)),
+                           "wrong-producer")
+        self.assertInvalid(
+            h, rebuild(h, [], timestamp=h.chain.tip.header.timestamp),
+            "time-too-old")
+        self.assertInvalid(
+            h, rebuild(h, [], timestamp=int(h.clock.seconds() * 1000)
+                       + params.MAX_FUTURE_BLOCK_MS + 1000), "time-too-new")
+        self.assertInvalid(h, rebuild(h, [], height=2), "bad-height")
+        good = rebuild(h, [])
+        bad_root = Block(replace(good.header, merkle_root=b"\x01" * 32),
+                         good.signature, good.txs)
+        bad_root = sign_block(h.mn_key, "devnet", bad_root.header,
+                              bad_root.txs, None)
+        self.assertInvalid(h, bad_root, "bad-merkle-root")
+        tampered = Block(good.header, bytes(64), good.txs)
+        self.assertInvalid(h, tampered, "bad-block-signature")
+
+    def test_commit_required(self) -> None:
+        """
+        From height 2 a block must carry a valid certificate for its parent;
+        one signed by a non-masternode does not count.
+        """
+        h = Harness()
+        b1 = rebuild(h, [])
+        result_of(h.chain.connect_block(b1, cert_for(h, b1)))
+        self.assertInvalid(h, rebuild(h, [], commit=None), "bad-commit")
+        vote = sign_block_vote(key(9), "devnet", 1, 0, b1.hash)
+        fake = CommitCertificate(1, 0, b1.hash, (vote,))
+        self.assertInvalid(h, rebuild(h, [], commit=fake), "bad-commit")
+
+    def test_oversize_block(self) -> None:
+        """
+        A block over 2,000,000 bytes is refused before anything else.
+        """
+        h = Harness(funds=[10 * params.COIN] * 2)
+        cb = Transaction((), (TxOut(1, addr(h.mn_key)),) * 40_000,
+                         "coinbase", {"height": 1})
+        self.assertInvalid(h, rebuild(h, [], coinbase=cb), "block-too-large")
+
+
+class LoadTests(unittest.TestCase):
+    """
+    A chain reloaded from its store has the same state; a store of another
+    genesis is refused.
+    """
+
+    def test_reload(self) -> None:
+        """
+        Reloading gives the same tip, UTXO hash and tip certificate.
+        """
+        h = Harness()
+        h.next_block()
+        h.next_block()
+        again = Chain(DEVNET, h.store, h.genesis, RoundRobin(), CountQuorum(),
+                      lambda: 0)
+        result_of(again.load())
+        self.assertEqual(again.tip.hash, h.chain.tip.hash)
+        self.assertEqual(again.utxo_hash(), h.chain.utxo_hash())
+        self.assertEqual(again.tip_commit, h.chain.tip_commit)
+
+    def test_other_genesis_refused(self) -> None:
+        """
+        A data dir holding another genesis's chain is refused with a clear
+        error rather than mixed.
+        """
+        h = Harness()
+        other = Harness(funds=[5 * params.COIN])
+        chain = Chain(DEVNET, h.store, other.genesis, RoundRobin(),
+                      CountQuorum(), lambda: 0)
+        failure = self.failureResultOf(chain.load(), StoreError)
+        self.assertIn("another --datadir", str(failure.value))
