@@ -14,8 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from timecoin.encoding import (
-    ZERO_HASH, EncodingError, canonical, decode, hash_obj, need_dict,
-    need_int, need_list, sha256, unhex,
+    ZERO_HASH,
+    EncodingError,
+    canonical,
+    decode,
+    hash_obj,
+    need_dict,
+    need_int,
+    need_list,
+    sha256,
+    unhex,
 )
 from timecoin.keys import PrivateKey, verify
 from timecoin.tx import Transaction
@@ -70,7 +78,7 @@ class BlockHeader:
         }
 
     @classmethod
-    def from_obj(cls, obj: Any) -> "BlockHeader":
+    def from_obj(cls, obj: Any) -> BlockHeader:
         need_dict(obj, "header", {"version", "height", "prev_hash",
                                   "merkle_root", "timestamp", "producer",
                                   "round", "commit_hash"})
@@ -111,7 +119,7 @@ class Vote:
         return {"voter": self.voter.hex(), "signature": self.signature.hex()}
 
     @classmethod
-    def from_obj(cls, obj: Any) -> "Vote":
+    def from_obj(cls, obj: Any) -> Vote:
         need_dict(obj, "vote", {"voter", "signature"})
         return cls(unhex(obj["voter"], 32, "voter"),
                    unhex(obj["signature"], 64, "vote signature"))
@@ -153,7 +161,7 @@ class CommitCertificate:
                 "votes": [v.to_obj() for v in self.votes]}
 
     @classmethod
-    def from_obj(cls, obj: Any) -> "CommitCertificate":
+    def from_obj(cls, obj: Any) -> CommitCertificate:
         need_dict(obj, "commit", {"height", "round", "block_hash", "votes"})
         votes = tuple(Vote.from_obj(v) for v in need_list(
             obj["votes"], "votes", MAX_CERT_VOTES))
@@ -234,7 +242,7 @@ class Block:
         return len(self.encode())
 
     @classmethod
-    def from_obj(cls, obj: Any) -> "Block":
+    def from_obj(cls, obj: Any) -> Block:
         need_dict(obj, "block", {"header", "signature", "txs", "commit"})
         txs = tuple(Transaction.from_obj(t) for t in need_list(
             obj["txs"], "txs", MAX_BLOCK_TXS))
@@ -245,7 +253,7 @@ class Block:
                    txs, commit)
 
     @classmethod
-    def decode(cls, raw: bytes) -> "Block":
+    def decode(cls, raw: bytes) -> Block:
         """
         Parse canonical bytes; the bytes must be exactly canonical.
         """

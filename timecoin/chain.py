@@ -15,8 +15,9 @@ records the spent entries so a block can be reverted exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -24,7 +25,10 @@ from twisted.logger import Logger
 from timecoin import params, rewards
 from timecoin.address import decode_address, payload_of
 from timecoin.block import (
-    Block, CommitCertificate, block_signature_ok, commit_hash_of,
+    Block,
+    CommitCertificate,
+    block_signature_ok,
+    commit_hash_of,
     merkle_root,
 )
 from timecoin.encoding import canonical, decode, sha256, unhex
@@ -33,7 +37,11 @@ from timecoin.interfaces import IChainStore, IQuorumRule, ISelectionPolicy
 from timecoin.masternodes import Snapshot, make_snapshot
 from timecoin.storage import BlockChange, BlockRevert, StoreError
 from timecoin.tx import (
-    OutPoint, Transaction, UtxoEntry, check_shape, input_signature_ok,
+    OutPoint,
+    Transaction,
+    UtxoEntry,
+    check_shape,
+    input_signature_ok,
 )
 
 log = Logger()
@@ -84,7 +92,7 @@ def sent_amount(tx: Transaction, spent: list[UtxoEntry]) -> int:
 
 def check_transfer(tx: Transaction, network: params.Network,
                    lookup: UtxoLookup,
-                   verified: "set[bytes] | None" = None) -> int:
+                   verified: set[bytes] | None = None) -> int:
     """
     Validate a non-coinbase transaction against the outputs C{lookup}
     finds; return its fee.
@@ -135,7 +143,7 @@ class _Undo:
             "commit": None if self.commit is None else self.commit.to_obj()})
 
     @classmethod
-    def decode(cls, raw: bytes) -> "_Undo":
+    def decode(cls, raw: bytes) -> _Undo:
         obj = decode(raw)
         commit = obj["commit"]
         return cls([(unhex(k), unhex(v)) for k, v in obj["spent"]],

@@ -16,8 +16,9 @@ archives their transaction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -25,7 +26,12 @@ from twisted.logger import Logger
 
 from timecoin.chain import Chain, TxInvalid
 from timecoin.encoding import (
-    canonical, decode, need_dict, need_int, need_str, unhex,
+    canonical,
+    decode,
+    need_dict,
+    need_int,
+    need_str,
+    unhex,
 )
 from timecoin.keys import PrivateKey, verify
 from timecoin.mempool import FINALIZED, PENDING, REJECTED, Mempool
@@ -59,7 +65,7 @@ class TxVote:
                 "signature": self.signature.hex()}
 
     @classmethod
-    def from_obj(cls, obj: Any) -> "TxVote":
+    def from_obj(cls, obj: Any) -> TxVote:
         need_dict(obj, "tx vote",
                   {"txid", "decision", "height", "voter", "signature"})
         decision = need_str(obj["decision"], "decision", 8)
@@ -275,7 +281,13 @@ class Finality:
                 d.callback(self.mempool.state_of(txid) or "unknown")
 
         call = self.clock.callLater(timeout, expire)
-        d.addBoth(lambda r: (call.active() and call.cancel(), r)[1])
+
+        def settled(result: str) -> str:
+            if call.active():
+                call.cancel()
+            return result
+
+        d.addCallback(settled)
         return d
 
     def block_connected(self, block: Any) -> None:

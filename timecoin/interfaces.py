@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+    from timecoin.masternodes import Masternode, Snapshot
     from timecoin.storage import BlockChange, BlockRevert
 
 
@@ -35,67 +38,67 @@ class IChainStore(Interface):
     C{get_meta}/C{put_meta} namespace.  C{close} may be called twice.
     """
 
-    def open() -> object:
+    def open() -> "Deferred[None]":
         """
         Create or check the schema.  Fires with C{None}; fails with
         L{timecoin.storage.StoreError} on a schema version it cannot read.
         """
 
-    def close() -> object:
+    def close() -> "Deferred[None]":
         """
         Release the underlying resources.  Fires with C{None}.
         """
 
-    def get_meta(key: str) -> object:
+    def get_meta(key: str) -> "Deferred[bytes | None]":
         """
         Fires with the bytes stored under C{key}, or C{None}.
         """
 
-    def put_meta(key: str, value: bytes) -> object:
+    def put_meta(key: str, value: bytes) -> "Deferred[None]":
         """
         Store C{value} under C{key}, durably.  Fires with C{None}.
         """
 
-    def tip() -> object:
+    def tip() -> "Deferred[tuple[int, bytes] | None]":
         """
         Fires with C{(height, block_hash)} of the best block, or C{None}
         for an empty store.
         """
 
-    def get_block(block_hash: bytes) -> object:
+    def get_block(block_hash: bytes) -> "Deferred[bytes | None]":
         """
         Fires with the encoded block of C{block_hash}, or C{None}.
         """
 
-    def get_block_hash(height: int) -> object:
+    def get_block_hash(height: int) -> "Deferred[bytes | None]":
         """
         Fires with the hash of the main-chain block at C{height}, or
         C{None} above the tip.
         """
 
-    def get_undo(block_hash: bytes) -> object:
+    def get_undo(block_hash: bytes) -> "Deferred[bytes | None]":
         """
         Fires with the undo bytes stored with C{block_hash}, or C{None}.
         """
 
-    def get_utxo(key: bytes) -> object:
+    def get_utxo(key: bytes) -> "Deferred[bytes | None]":
         """
         Fires with the packed entry of outpoint C{key}, or C{None} when it
         is not unspent.
         """
 
-    def load_utxos() -> object:
+    def load_utxos() -> "Deferred[list[tuple[bytes, bytes]]]":
         """
         Fires with a list of C{(key, packed_entry)} for the whole UTXO set.
         """
 
-    def get_tx_location(txid: bytes) -> object:
+    def get_tx_location(txid: bytes) -> "Deferred[tuple[int, bytes] | None]":
         """
         Fires with C{(height, block_hash)} of the main-chain block holding
         C{txid}, or C{None}.
         """
 
-    def apply_block(change: "BlockChange") -> object:
+    def apply_block(change: BlockChange) -> "Deferred[None]":
         """
         Atomically make a L{timecoin.storage.BlockChange} the new tip:
         store the block and its undo data, index its height and its
@@ -105,7 +108,7 @@ class IChainStore(Interface):
         is not tip height + 1 or C{change.prev_hash} is not the tip hash.
         """
 
-    def revert_block(change: "BlockRevert") -> object:
+    def revert_block(change: BlockRevert) -> "Deferred[None]":
         """
         Atomically undo the tip block described by a
         L{timecoin.storage.BlockRevert}: remove its height and transaction
@@ -114,18 +117,18 @@ class IChainStore(Interface):
         written) if C{change.block_hash} is not the tip.
         """
 
-    def put_tx_record(txid: bytes, record: bytes) -> object:
+    def put_tx_record(txid: bytes, record: bytes) -> "Deferred[None]":
         """
         Durably store the finality record of a transaction that is not yet
         in a block (finalized, or pending a vote).  Fires with C{None}.
         """
 
-    def delete_tx_record(txid: bytes) -> object:
+    def delete_tx_record(txid: bytes) -> "Deferred[None]":
         """
         Delete a finality record (rejected or expired).  Fires with C{None}.
         """
 
-    def load_tx_records() -> object:
+    def load_tx_records() -> "Deferred[list[tuple[bytes, bytes]]]":
         """
         Fires with a list of C{(txid, record)} of every stored record.
         """
@@ -142,8 +145,8 @@ class ISelectionPolicy(Interface):
 
     name = Attribute("The policy's name as written in the config.")
 
-    def candidates(snapshot: object, height: int, prev_hash: bytes,
-                   round: int) -> object:
+    def candidates(snapshot: "Snapshot", height: int, prev_hash: bytes,
+                   round: int) -> list[bytes]:
         """
         Order the masternodes of C{snapshot} (a canonically sorted tuple of
         L{timecoin.masternodes.Masternode}) for producing block C{height}
@@ -161,7 +164,7 @@ class IQuorumRule(Interface):
 
     name = Attribute("The rule's name as written in the config.")
 
-    def weight(masternode: object) -> int:
+    def weight(masternode: "Masternode") -> int:
         """
         The voting weight of a L{timecoin.masternodes.Masternode}.
         """

@@ -31,7 +31,7 @@ class PrivateKey:
         self.public = bytes(self._key.verify_key)
 
     @classmethod
-    def generate(cls) -> "PrivateKey":
+    def generate(cls) -> PrivateKey:
         """
         A fresh random key from the OS's CSPRNG.
         """

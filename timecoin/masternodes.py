@@ -37,7 +37,7 @@ class Masternode:
                 "reward_address": self.reward_address, "tier": self.tier}
 
     @classmethod
-    def from_obj(cls, obj: Any, prefix: str) -> "Masternode":
+    def from_obj(cls, obj: Any, prefix: str) -> Masternode:
         need_dict(obj, "masternode",
                   {"pubkey", "p2p_address", "reward_address", "tier"})
         tier = need_str(obj["tier"], "tier", 16)

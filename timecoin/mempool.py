@@ -14,8 +14,8 @@ ones are, so chains of payments finalize without waiting for blocks.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from twisted.logger import Logger
 

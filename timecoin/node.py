@@ -6,8 +6,9 @@ and storage together, and the operations RPC and P2P call on it.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -22,7 +23,10 @@ from timecoin.config import Config
 from timecoin.encoding import decode
 from timecoin.finality import Finality
 from timecoin.genesis import (
-    GenesisError, genesis_masternodes, load_genesis, make_genesis,
+    GenesisError,
+    genesis_masternodes,
+    load_genesis,
+    make_genesis,
     write_genesis,
 )
 from timecoin.interfaces import IChainStore

@@ -16,7 +16,8 @@ L{CommitCertificate} path.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -24,8 +25,13 @@ from twisted.logger import Logger
 
 from timecoin import params, rewards
 from timecoin.block import (
-    Block, BlockHeader, CommitCertificate, commit_hash_of, merkle_root,
-    sign_block, sign_block_vote,
+    Block,
+    BlockHeader,
+    CommitCertificate,
+    commit_hash_of,
+    merkle_root,
+    sign_block,
+    sign_block_vote,
 )
 from timecoin.chain import BlockInvalid, Chain
 from timecoin.keys import PrivateKey

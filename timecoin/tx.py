@@ -19,8 +19,14 @@ from typing import Any
 from timecoin import params
 from timecoin.address import AddressError, decode_address
 from timecoin.encoding import (
-    EncodingError, canonical, hash_obj, need_dict, need_int, need_list,
-    need_str, unhex,
+    EncodingError,
+    canonical,
+    hash_obj,
+    need_dict,
+    need_int,
+    need_list,
+    need_str,
+    unhex,
 )
 from timecoin.keys import PrivateKey, verify
 
@@ -48,7 +54,7 @@ class OutPoint:
         return self.txid + self.vout.to_bytes(4, "big")
 
     @classmethod
-    def from_key(cls, key: bytes) -> "OutPoint":
+    def from_key(cls, key: bytes) -> OutPoint:
         """
         Inverse of L{key}.
         """
@@ -68,7 +74,7 @@ class TxOut:
         return {"value": self.value, "address": self.address}
 
     @classmethod
-    def from_obj(cls, obj: Any) -> "TxOut":
+    def from_obj(cls, obj: Any) -> TxOut:
         need_dict(obj, "output", {"value", "address"})
         return cls(need_int(obj["value"], "output value", 0, params.MAX_MONEY),
                    need_str(obj["address"], "output address", 64))
@@ -96,7 +102,7 @@ class UtxoEntry:
                 + self.address.encode("ascii"))
 
     @classmethod
-    def unpack(cls, raw: bytes) -> "UtxoEntry":
+    def unpack(cls, raw: bytes) -> UtxoEntry:
         """
         Inverse of L{pack}.
         """
@@ -126,7 +132,7 @@ class TxIn:
         return obj
 
     @classmethod
-    def from_obj(cls, obj: Any) -> "TxIn":
+    def from_obj(cls, obj: Any) -> TxIn:
         need_dict(obj, "input", {"txid", "vout", "pubkey", "signature"})
         return cls(
             OutPoint(unhex(obj["txid"], 32, "input txid"),
@@ -195,7 +201,7 @@ class Transaction:
         return self.kind == "coinbase"
 
     @classmethod
-    def from_obj(cls, obj: Any) -> "Transaction":
+    def from_obj(cls, obj: Any) -> Transaction:
         """
         Parse a transaction object, checking its shape (not its validity
         against the chain).
@@ -219,7 +225,7 @@ class Transaction:
         return cls(inputs, outputs, kind, obj["data"], lock_time, version)
 
     @classmethod
-    def decode(cls, raw: bytes) -> "Transaction":
+    def decode(cls, raw: bytes) -> Transaction:
         """
         Parse canonical bytes; the bytes must be exactly canonical.
         """

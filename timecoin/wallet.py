@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from timecoin import params
 from timecoin.address import address_of
 from timecoin.keys import PrivateKey
-from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, UtxoEntry, \
-    sign_inputs
+from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, UtxoEntry, sign_inputs
 
 
 class WalletError(Exception):

@@ -1,0 +1,344 @@
+"""
+Tests for the mempool and instant finality: admission with reason codes,
+limits in count and bytes, locks, signed votes tallied over the snapshot's
+total weight, vote timeouts, durable finality records, block inclusion,
+and the wallet building payments with the right fee and change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from twisted.trial import unittest
+
+from timecoin import params
+from timecoin.chain import TxInvalid
+from timecoin.finality import (
+    APPROVE, REJECT, Finality, TxVote, sign_tx_vote, tx_vote_ok,
+)
+from timecoin.masternodes import Masternode, make_snapshot
+from timecoin.mempool import FINALIZED, PENDING, REJECTED, MempoolLimits
+from timecoin.quorum import CountQuorum, TierWeightedQuorum, approval_threshold
+from timecoin.tx import OutPoint
+from timecoin.wallet import Wallet, WalletError
+from tests.helpers import DEVNET, Harness, addr, key, result_of
+
+
+def finality(h: Harness, masternode: bool = True,
+             timeout: float = 10.0) -> Finality:
+    """
+    A finality engine on h, voting with the devnet masternode key.
+    """
+    engine = Finality(h.chain, h.mempool, h.mn_key if masternode else None,
+                      h.clock, timeout)
+    h.chain.block_connected.remove(h.mempool.block_connected)
+    h.chain.block_connected.append(engine.block_connected)
+    return engine
+
+
+class MempoolTests(unittest.TestCase):
+    """
+    Admission rules and limits.
+    """
+
+    def refused(self, h: Harness, engine: Finality, tx, reason: str) -> None:
+        failure = self.failureResultOf(engine.submit(tx), TxInvalid)
+        self.assertEqual(failure.value.reason, reason)
+
+    def test_reason_codes(self) -> None:
+        """
+        Low fee, dust, missing input, forged signature and a wrong-network
+        signature are refused with their reason codes and remembered.
+        """
+        h = Harness()
+        engine = finality(h, masternode=False)
+        total = 1_000 * params.COIN
+        low_fee = h.pay([h.funding()], [(addr(key(2)), total - 1_000)])
+        self.refused(h, engine, low_fee, "fee-too-low")
+        self.assertEqual(h.mempool.state_of(low_fee.txid), REJECTED)
+        self.assertEqual(h.mempool.rejected[low_fee.txid], "fee-too-low")
+        dust = h.pay([h.funding()], [(addr(key(2)), 100)])
+        self.refused(h, engine, dust, "dust-output")
+        missing = h.pay([OutPoint(b"\x01" * 32, 0)],
+                        [(addr(key(2)), params.COIN)])
+        self.refused(h, engine, missing, "missing-or-spent-input")
+        good = h.pay([h.funding()], [(addr(key(2)), params.COIN),
+                                     (addr(h.payer), 998 * params.COIN)])
+        forged = type(good)(
+            (replace(good.inputs[0], signature=bytes(64)),), good.outputs)
+        self.refused(h, engine, forged, "bad-signature")
+        from timecoin.tx import sign_inputs
+        other_net = sign_inputs(type(good)(
+            (replace(good.inputs[0], signature=b""),), good.outputs),
+            "testnet", [h.payer])
+        self.refused(h, engine, other_net, "bad-signature")
+        self.assertEqual(len(h.mempool), 0)
+
+    def test_fee_excludes_change(self) -> None:
+        """
+        The proportional fee is on the amount sent to others: change back
+        to the input's address is free.
+        """
+        h = Harness()
+        engine = finality(h, masternode=False)
+        sent = 10 * params.COIN
+        fee = params.min_fee(sent)
+        tx = h.pay([h.funding()],
+                   [(addr(key(2)), sent),
+                    (addr(h.payer), 1_000 * params.COIN - sent - fee)])
+        self.assertEqual(result_of(engine.submit(tx)), tx.txid)
+        self.assertEqual(h.mempool.entries[tx.txid].fee, fee)
+
+    def test_double_spend_locked(self) -> None:
+        """
+        A second spender of a locked input is refused as a double spend.
+        """
+        h = Harness()
+        engine = finality(h, masternode=False)
+        t1 = h.pay([h.funding()], [(addr(key(2)), 999 * params.COIN)])
+        t2 = h.pay([h.funding()], [(addr(key(3)), 999 * params.COIN)])
+        result_of(engine.submit(t1))
+        self.refused(h, engine, t2, "double-spend")
+        self.refused(h, engine, t1, "already-known")
+
+    def test_count_and_byte_limits(self) -> None:
+        """
+        The mempool refuses beyond its count limit and its byte limit, and
+        tracks bytes exactly as entries come and go.
+        """
+        h = Harness(funds=[10 * params.COIN] * 4)
+        h.mempool.limits = MempoolLimits(max_count=2, max_bytes=10**9)
+        engine = finality(h, masternode=False, timeout=5)
+        txs = [h.pay([h.funding(i)], [(addr(key(2)), 9 * params.COIN)])
+               for i in range(4)]
+        result_of(engine.submit(txs[0]))
+        result_of(engine.submit(txs[1]))
+        self.assertEqual(h.mempool.total_bytes, txs[0].size + txs[1].size)
+        self.refused(h, engine, txs[2], "mempool-full")
+        h.mempool.limits = MempoolLimits(max_count=100,
+                                         max_bytes=h.mempool.total_bytes + 10)
+        self.refused(h, engine, txs[3], "mempool-full")
+        h.clock.advance(6)  # vote timeout: both rejected, bytes released
+        self.assertEqual((len(h.mempool), h.mempool.total_bytes), (0, 0))
+        self.assertEqual(h.mempool.locks, {})
+
+
+class VoteTests(unittest.TestCase):
+    """
+    Signed votes and quorum over the snapshot's total weight.
+    """
+
+    def test_single_masternode_finalizes_at_once(self) -> None:
+        """
+        On a 1-of-1 devnet the node's own signed vote finalizes a payment
+        immediately, its outputs become spendable, and a record of it is
+        stored before it is reported final.
+        """
+        h = Harness()
+        engine = finality(h)
+        tx = h.pay([h.funding()], [(addr(key(2)), params.COIN),
+                                   (addr(h.payer), 998 * params.COIN)])
+        result_of(engine.submit(tx))
+        self.assertEqual(h.mempool.state_of(tx.txid), FINALIZED)
+        self.assertIn(tx.txid, dict(result_of(h.store.load_tx_records())))
+        self.assertEqual(h.mempool.lookup(OutPoint(tx.txid, 1)).value,
+                         998 * params.COIN)
+        # A child spending the finalized change finalizes too, before any
+        # block.
+        child = h.pay([OutPoint(tx.txid, 1)],
+                      [(addr(key(3)), params.COIN),
+                       (addr(h.payer), 996 * params.COIN)])
+        result_of(engine.submit(child))
+        self.assertEqual(h.mempool.state_of(child.txid), FINALIZED)
+
+    def test_block_includes_finalized_in_order(self) -> None:
+        """
+        The next block carries finalized transactions, parent before child;
+        the block archives their records and empties the mempool.
+        """
+        h = Harness()
+        engine = finality(h)
+        tx = h.pay([h.funding()], [(addr(h.payer), 999 * params.COIN)])
+        result_of(engine.submit(tx))
+        child = h.pay([OutPoint(tx.txid, 0)],
+                      [(addr(h.payer), 998 * params.COIN)])
+        result_of(engine.submit(child))
+        block = h.next_block()
+        self.assertEqual([t.txid for t in block.txs[1:]],
+                         [tx.txid, child.txid])
+        self.assertEqual(len(h.mempool), 0)
+        self.assertEqual(result_of(h.store.load_tx_records()), [])
+        self.assertIn(OutPoint(child.txid, 0), h.chain.utxos)
+        fee = 2 * params.COIN
+        self.assertEqual(block.txs[0].outputs[0].value,
+                         DEVNET.block_reward + fee)
+
+    def test_vote_checks(self) -> None:
+        """
+        Votes from non-masternodes, with bad signatures, duplicates, for
+        unknown transactions, or stamped far from our height are dropped
+        with reason codes and counted.
+        """
+        h = Harness()
+        engine = finality(h, masternode=False)
+        tx = h.pay([h.funding()], [(addr(key(2)), 999 * params.COIN)])
+        result_of(engine.submit(tx))
+        net = "devnet"
+        outsider = sign_tx_vote(key(9), net, tx.txid, APPROVE, 0)
+        self.assertEqual(engine.receive_vote(outsider), "vote-not-masternode")
+        good = sign_tx_vote(h.mn_key, net, tx.txid, APPROVE, 0)
+        forged = replace(good, signature=bytes(64))
+        self.assertEqual(engine.receive_vote(forged), "vote-bad-signature")
+        wrong_net = sign_tx_vote(h.mn_key, "testnet", tx.txid, APPROVE, 0)
+        self.assertEqual(engine.receive_vote(wrong_net), "vote-bad-signature")
+        far = sign_tx_vote(h.mn_key, net, tx.txid, APPROVE, 50)
+        self.assertEqual(engine.receive_vote(far),
+                         "vote-height-out-of-window")
+        unknown = sign_tx_vote(h.mn_key, net, b"\x05" * 32, APPROVE, 0)
+        self.assertEqual(engine.receive_vote(unknown),
+                         "vote-unknown-or-decided-tx")
+        self.assertEqual(h.mempool.state_of(tx.txid), PENDING)
+        self.assertIsNone(engine.receive_vote(good))
+        self.assertEqual(h.mempool.state_of(tx.txid), FINALIZED)
+        self.assertEqual(engine.receive_vote(good),
+                         "vote-unknown-or-decided-tx")
+        self.assertEqual(engine.counters["votes_invalid"], 6)
+        self.assertTrue(tx_vote_ok(good, net))
+        self.assertEqual(TxVote.from_obj(good.to_obj()), good)
+
+    def test_reject_vote_unlocks(self) -> None:
+        """
+        A rejecting vote from the only masternode (> 1/3 of the weight)
+        rejects the transaction and unlocks its inputs for another spender.
+        """
+        h = Harness()
+        engine = finality(h, masternode=False)
+        tx = h.pay([h.funding()], [(addr(key(2)), 999 * params.COIN)])
+        result_of(engine.submit(tx))
+        waiter = engine.wait(tx.txid, 5)
+        engine.receive_vote(sign_tx_vote(h.mn_key, "devnet", tx.txid,
+                                         REJECT, 0))
+        self.assertEqual(result_of(waiter), REJECTED)
+        self.assertEqual(h.mempool.rejected[tx.txid], "rejected-by-vote")
+        other = h.pay([h.funding()], [(addr(key(3)), 999 * params.COIN)])
+        self.assertEqual(result_of(engine.submit(other)), other.txid)
+
+    def test_timeout_rejects(self) -> None:
+        """
+        With no quorum within the vote timeout, the transaction is rejected
+        with reason vote-timeout and its waiters learn it.
+        """
+        h = Harness()
+        engine = finality(h, masternode=False, timeout=3)
+        tx = h.pay([h.funding()], [(addr(key(2)), 999 * params.COIN)])
+        result_of(engine.submit(tx))
+        waiter = engine.wait(tx.txid, 60)
+        h.clock.advance(2.9)
+        self.assertNoResult(waiter)
+        h.clock.advance(0.2)
+        self.assertEqual(result_of(waiter), REJECTED)
+        self.assertEqual(h.mempool.rejected[tx.txid], "vote-timeout")
+
+    def test_quorum_arithmetic(self) -> None:
+        """
+        Approval needs ceil(2n/3) of the total weight, rejection more than
+        the rest; the two never both hold, and votes received never stand in
+        for the total.
+        """
+        rule = CountQuorum()
+        self.assertEqual([approval_threshold(n) for n in (1, 3, 4, 7, 10)],
+                         [1, 2, 3, 5, 7])
+        for total in range(1, 40):
+            for approving in range(total + 1):
+                # Each voter votes once, so approvals + rejections <= total.
+                self.assertFalse(rule.approved(approving, total)
+                                 and rule.rejected(total - approving, total))
+        self.assertFalse(rule.approved(1, 4))  # one vote of four
+        self.assertFalse(rule.approved(0, 0))
+        tiered = TierWeightedQuorum()
+        gold = Masternode(key(1).public, "x:1", addr(key(1)), "gold")
+        free = Masternode(key(2).public, "x:1", addr(key(2)), "free")
+        snapshot = make_snapshot([gold, free])
+        self.assertEqual(tiered.total(snapshot), 1_001)
+        self.assertTrue(tiered.approved(tiered.weight(gold), 1_001))
+        self.assertFalse(tiered.approved(tiered.weight(free), 1_001))
+
+    def test_recover_after_restart(self) -> None:
+        """
+        A node restarted after finalizing (but before a block) restores the
+        finalized transaction from its record and puts it in the next block.
+        """
+        h = Harness()
+        engine = finality(h)
+        tx = h.pay([h.funding()], [(addr(h.payer), 999 * params.COIN)])
+        result_of(engine.submit(tx))
+        again = Harness(store=h.store)
+        self.assertEqual(again.genesis.hash, h.genesis.hash)
+        engine2 = finality(again)
+        result_of(engine2.recover())
+        self.assertEqual(again.mempool.state_of(tx.txid), FINALIZED)
+        block = again.next_block()
+        self.assertIn(tx.txid, [t.txid for t in block.txs])
+
+
+class WalletTests(unittest.TestCase):
+    """
+    Payments built and signed by the wallet.
+    """
+
+    def test_payment_fee_and_change(self) -> None:
+        """
+        A payment pays the amount, the minimum fee, and returns the change
+        to the first input's address, to the unit; it validates.
+        """
+        h = Harness()
+        wallet = Wallet(self.mktemp_path(), "TIME0")
+        wallet.load()
+        wallet._remember(h.payer)
+        coins = list(h.chain.utxos.items())
+        amount = 150_000_000
+        tx = wallet.build_payment(coins, addr(key(2)), amount, "devnet")
+        self.assertEqual(tx.outputs[0].value, amount)
+        self.assertEqual(tx.outputs[1].address, addr(h.payer))
+        self.assertEqual(sum(o.value for o in tx.outputs),
+                         1_000 * params.COIN - params.min_fee(amount))
+        engine = finality(h)
+        result_of(engine.submit(tx))
+        self.assertEqual(h.mempool.state_of(tx.txid), FINALIZED)
+
+    def test_insufficient_and_dust(self) -> None:
+        """
+        Paying more than the wallet holds, or a dust amount, is refused
+        with the Bitcoin error codes -6 and -3.
+        """
+        h = Harness()
+        wallet = Wallet(self.mktemp_path(), "TIME0")
+        wallet.load()
+        wallet._remember(h.payer)
+        coins = list(h.chain.utxos.items())
+        e = self.assertRaises(WalletError, wallet.build_payment, coins,
+                              addr(key(2)), 1_000 * params.COIN, "devnet")
+        self.assertEqual(e.code, -6)
+        e = self.assertRaises(WalletError, wallet.build_payment, coins,
+                              addr(key(2)), 10, "devnet")
+        self.assertEqual(e.code, -3)
+
+    def test_keys_private_and_persistent(self) -> None:
+        """
+        The wallet file is mode 0600 in a 0700 directory and reloads the
+        same addresses.
+        """
+        path = self.mktemp_path()
+        wallet = Wallet(path, "TIME0")
+        wallet.load()
+        wallet.new_address()
+        self.assertEqual(path.stat().st_mode & 0o777, 0o600)
+        self.assertEqual(path.parent.stat().st_mode & 0o777, 0o700)
+        again = Wallet(path, "TIME0")
+        again.load()
+        self.assertEqual(again.addresses(), wallet.addresses())
+        self.assertEqual(len(again.addresses()), 2)
+
+    def mktemp_path(self):
+        from pathlib import Path
+        return Path(self.mktemp()) / "private" / "wallet.json"
