@@ -10,17 +10,22 @@ from dataclasses import replace
 
 from twisted.trial import unittest
 
+from tests.helpers import DEVNET, Harness, addr, key, result_of
 from timecoin import params
 from timecoin.block import (
-    Block, BlockHeader, CommitCertificate, commit_hash_of, merkle_root,
-    sign_block, sign_block_vote,
+    Block,
+    BlockHeader,
+    CommitCertificate,
+    commit_hash_of,
+    merkle_root,
+    sign_block,
+    sign_block_vote,
 )
 from timecoin.chain import BlockInvalid, Chain
 from timecoin.quorum import CountQuorum
 from timecoin.selection import RoundRobin
 from timecoin.storage import StoreError
 from timecoin.tx import OutPoint, Transaction, TxOut
-from tests.helpers import DEVNET, Harness, addr, key, result_of
 
 
 def rebuild(h: Harness, txs: list[Transaction], *, producer=None,

@@ -10,22 +10,41 @@ import hashlib
 
 from twisted.trial import unittest
 
+from tests.helpers import addr, key
 from timecoin import params
 from timecoin.address import (
-    AddressError, address_of, decode_address, encode_address, is_valid,
+    AddressError,
+    address_of,
+    decode_address,
+    encode_address,
+    is_valid,
 )
 from timecoin.block import (
-    Block, BlockHeader, block_signature_ok, merkle_root, sign_block,
+    Block,
+    BlockHeader,
+    block_signature_ok,
+    merkle_root,
+    sign_block,
 )
 from timecoin.encoding import (
-    ZERO_HASH, EncodingError, canonical, decode, sha256,
+    ZERO_HASH,
+    EncodingError,
+    canonical,
+    decode,
+    sha256,
 )
 from timecoin.keys import PrivateKey, verify
 from timecoin.tx import (
-    OutPoint, Transaction, TxIn, TxOut, UtxoEntry, check_shape,
-    input_signature_ok, sighash, sign_inputs,
+    OutPoint,
+    Transaction,
+    TxIn,
+    TxOut,
+    UtxoEntry,
+    check_shape,
+    input_signature_ok,
+    sighash,
+    sign_inputs,
 )
-from tests.helpers import addr, key
 
 
 class EncodingTests(unittest.TestCase):
