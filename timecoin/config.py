@@ -34,7 +34,7 @@ class Config:
     genesis: str = ""
     p2p_port: int = 0
     p2p_bind: str = "127.0.0.1"
-    connect: list[str] = field(default_factory=list)
+    p2p_connect: list[str] = field(default_factory=list)
     rpc_port: int = 0
     rpc_bind: str = "127.0.0.1"
     rpc_user: str = ""

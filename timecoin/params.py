@@ -58,10 +58,12 @@ class Network:
 
 
 NETWORKS = {
-    "mainnet": Network("mainnet", "TIME1", 24000, 24001, 600.0, 100 * COIN,
-                       None),
-    "testnet": Network("testnet", "TIME0", 24100, 24101, 600.0, 100 * COIN,
-                       None),
+    "mainnet": Network(
+        "mainnet", "TIME1", 24000, 24001, 600.0, 100 * COIN,
+        "c8d242b1b0a1db0afb4d7758d9f0093384035a4b79f9d62ed1dd3b750abcd69c"),
+    "testnet": Network(
+        "testnet", "TIME0", 24100, 24101, 600.0, 100 * COIN,
+        "44e2b75bf716307e496fc8194ca1557b847ea2afc59d1d9b3d6efd537ef90bce"),
     "devnet": Network("devnet", "TIME0", 24200, 24201, 2.0, 100 * COIN,
                       None),
 }

@@ -8,8 +8,6 @@ no clock, no connections, no hash-seeded containers.
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 from twisted.plugin import IPlugin, getPlugins
@@ -76,25 +74,26 @@ class StakeWeightedLottery:
         return order[shift:] + order[:shift]
 
 
-def load_policy(name: str, plugin_dirs: tuple[str, ...] = ()) -> ISelectionPolicy:
+def load_policy(name: str,
+                plugin_dirs: tuple[str, ...] = ()) -> ISelectionPolicy:
     """
     Find the selection policy called C{name} among the Twisted plugins of
-    C{twisted.plugins} and the plugin directories C{plugin_dirs}.
+    C{twisted.plugins}, after adding C{plugin_dirs} to that package's
+    search path (the way Twisted finds plugins outside the package).
 
     @raise PolicyError: naming the policies that do exist.
     """
     import twisted.plugins
+
+    for directory in plugin_dirs:
+        path = str(Path(directory).resolve())
+        if not Path(path).is_dir():
+            raise PolicyError(f"plugin directory {path} does not exist")
+        if path not in twisted.plugins.__path__:
+            twisted.plugins.__path__.append(path)
     found: dict[str, ISelectionPolicy] = {}
     for plugin in getPlugins(ISelectionPolicy, twisted.plugins):
         found[plugin.name] = plugin
-    for directory in plugin_dirs:
-        path = str(Path(directory).resolve())
-        if path not in sys.path:
-            sys.path.append(path)
-        package = types.ModuleType("timecoin_extra_plugins")
-        package.__path__ = [path]
-        for plugin in getPlugins(ISelectionPolicy, package):
-            found[plugin.name] = plugin
     if name not in found:
         raise PolicyError(
             f"unknown selection policy {name!r}; available: "

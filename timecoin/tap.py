@@ -39,9 +39,9 @@ class Options(usage.Options):
         overrides: dict[str, Any] = {
             key.replace("-", "_"): value for key, value in self.items()
             if key != "config"}
-        if overrides.get("connect") is not None:
-            overrides["connect"] = [
-                p for p in overrides["connect"].split(",") if p]
+        connect = overrides.pop("connect", None)
+        if connect is not None:
+            overrides["p2p_connect"] = [p for p in connect.split(",") if p]
         try:
             self["parsed"] = load_config(self["config"], overrides)
         except ConfigError as e:
