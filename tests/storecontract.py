@@ -416,6 +416,12 @@ class ChainStoreContractMixin(_Base):
                             prev_hash=tip_change.block_hash)
         await self.assertFailure(store.revert_block(above), StoreError)
         self.assertEqual(await self.snapshot(store, changes), before)
+        bad_parent = BlockRevert(
+            height=2, block_hash=tip_change.block_hash,
+            prev_hash=maker.random_bytes(32), removed=tip_revert.removed,
+            restored=tip_revert.restored, txids=tip_revert.txids)
+        await self.assertFailure(store.revert_block(bad_parent), StoreError)
+        self.assertEqual(await self.snapshot(store, changes), before)
 
     async def test_revert_genesis_fails(self) -> None:
         """

@@ -4,7 +4,7 @@ the change records they apply atomically.
 
 ``memory`` is the in-memory store (tests, simulation), ``sqlite`` the
 embedded default, ``redis`` the Redis one.  ``open_store(kind, ...)`` picks
-one by the config's name.
+one by the config's name (see L{timecoin.node.open_store}).
 """
 
 from __future__ import annotations

@@ -17,13 +17,15 @@ prefix:
       bumped by every block write, so readers can tell the chain moved).
 
 Atomicity: C{apply_block} and C{revert_block} are each one Lua script
-(sent with EVALSHA, falling back to EVAL), which checks the tip and every
-key's type before its first write.  Redis runs a script in isolation, and
-the only errors it can raise after a script's first write are not raised
-(an out-of-memory refusal only ever hits a script's first write), so a
-block is written entirely or not at all.  With the append-only file, Redis
-logs a script's effects wrapped in MULTI/EXEC and drops a trailing
-half-written transaction when it loads a truncated file.
+(sent with EVALSHA, falling back to EVAL), which checks the tip, the
+argument counts and every key's type before its first write.  Redis runs
+a script in isolation but does not roll back one that fails half-way; with
+every check done up front, the one refusal left, out of memory, can only
+hit a script's first write, so a block is written entirely or not at all.
+With the append-only file, Redis logs a script's effects wrapped in
+MULTI/EXEC and drops a trailing half-written transaction when it loads a
+truncated file.  The scripts touch several keys, so this needs one Redis
+server (replicas are fine), not Redis Cluster.
 
 Durability depends on the server's persistence config, not on this
 module: a masternode's Redis must run with C{appendonly yes} and
@@ -145,6 +147,9 @@ if ARGV[1] == '0' or redis.call('HGET', KEYS[1], 'height') ~= ARGV[1]
     or redis.call('HGET', KEYS[1], 'hash') ~= ARGV[2] then
   return redis.error_reply('""" + _TIP + """ not a revertible tip')
 end
+if redis.call('HGET', KEYS[4], ARGV[3]) ~= ARGV[4] then
+  return redis.error_reply('""" + _TIP + """ prev hash is not the parent')
+end
 local n_removed, n_restored = tonumber(ARGV[5]), tonumber(ARGV[6])
 local n_txids = tonumber(ARGV[7])
 if 7 + n_removed + 2 * n_restored + n_txids ~= #ARGV then
@@ -184,6 +189,49 @@ if not block_hash then
 end
 return {height, block_hash}
 """
+
+# Hash entries come back packed into one bulk string, each field and value
+# prefixed by its length (u32, big-endian): txredisapi handles each bulk
+# string of a reply in its own reactor turn, which makes a reply of a
+# million small strings take a minute.
+
+# KEYS: a hash, the tip.  ARGV: cursor, count.  Returns the next cursor,
+# the packed page and the tip's write counter at that instant.
+_SCAN_PAGE = """
+local reply = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
+local flat, parts = reply[2], {}
+for i = 1, #flat do
+  parts[i] = struct.pack('>I4', #flat[i]) .. flat[i]
+end
+return {reply[1], table.concat(parts), redis.call('HGET', KEYS[2], 'seq')}
+"""
+
+# KEYS: a hash.  Returns all of it, packed, atomically.
+_GET_ALL = """
+local flat, parts = redis.call('HGETALL', KEYS[1]), {}
+for i = 1, #flat do
+  parts[i] = struct.pack('>I4', #flat[i]) .. flat[i]
+end
+return table.concat(parts)
+"""
+
+
+def _unpack_pairs(packed: bytes) -> list[tuple[bytes, bytes]]:
+    """
+    The C{(field, value)} pairs of a hash packed by L{_SCAN_PAGE} or
+    L{_GET_ALL}.
+    """
+    items = []
+    view = memoryview(packed)
+    i, end = 0, len(packed)
+    while i < end:
+        n = int.from_bytes(view[i:i + 4], "big")
+        field = bytes(view[i + 4:i + 4 + n])
+        i += 4 + n
+        n = int.from_bytes(view[i:i + 4], "big")
+        items.append((field, bytes(view[i + 4:i + 4 + n])))
+        i += 4 + n
+    return items
 
 
 def parse_url(url: str) -> tuple[str, int, int, str | None, str | None]:
@@ -357,11 +405,11 @@ class RedisStore:
         except Exception as e:
             await factory.disconnect()
             if isinstance(e, defer.TimeoutError):
-                reason = f"no connection within {self._connect_timeout}s"
-            else:
-                reason = str(e)
+                raise StoreError(
+                    f"cannot reach Redis at {self._where}: no connection "
+                    f"within {self._connect_timeout}s") from e
             raise StoreError(
-                f"cannot reach Redis at {self._where}: {reason}") from e
+                f"cannot open Redis at {self._where}: {e}") from e
         self._factory = factory
         try:
             await self._check_schema()
@@ -430,18 +478,13 @@ class RedisStore:
         """
         Fires with C{(height, block_hash)} of the best block, or C{None}.
         """
-        return self._tip_state().addCallback(lambda state: state[0])
-
-    def _tip_state(self) -> defer.Deferred[tuple[tuple[int, bytes] | None,
-                                                 bytes | None]]:
-        def parse(reply: list[bytes | None]) -> tuple[
-                tuple[int, bytes] | None, bytes | None]:
-            height, block_hash, seq = reply
+        def parse(reply: list[bytes | None]) -> tuple[int, bytes] | None:
+            height, block_hash = reply
             if height is None or block_hash is None:
-                return None, seq
-            return (_int(height), block_hash), seq
-        return self._command("HMGET", self._tip, "height", "hash",
-                             "seq").addCallback(parse)
+                return None
+            return _int(height), block_hash
+        return self._command("HMGET", self._tip, "height",
+                             "hash").addCallback(parse)
 
     def get_block(self, block_hash: bytes) -> defer.Deferred[bytes | None]:
         """
@@ -471,26 +514,29 @@ class RedisStore:
         """
         Fires with the whole UTXO set as C{(key, packed_entry)} pairs.
 
-        The set is read in HSCAN pages rather than one HGETALL, which
+        The set is read in HSCAN pages rather than in one HGETALL, which
         would stall Redis and build one huge reply; a scan during which a
-        block was applied or reverted is started over.
+        block was applied or reverted is started over, so the result is
+        the UTXO set of one tip.
         """
         return defer.Deferred.fromCoroutine(self._load_utxos())
 
     async def _load_utxos(self) -> list[tuple[bytes, bytes]]:
+        keys = [self._utxos, self._tip]
         for _ in range(SCAN_ATTEMPTS):
-            _, before = await self._tip_state()
             items: dict[bytes, bytes] = {}
-            cursor = b"0"
+            cursor, first_seq, pages = b"0", None, 0
             while True:
-                cursor, flat = await self._command(
-                    "HSCAN", self._utxos, cursor, "COUNT", self._scan_count)
-                items.update(zip(flat[::2], flat[1::2]))
-                if cursor == b"0":
+                cursor, packed, seq = await self._script(
+                    _SCAN_PAGE, keys, [cursor, self._scan_count])
+                pages += 1
+                if pages == 1:
+                    first_seq = seq
+                elif seq != first_seq:
                     break
-            _, after = await self._tip_state()
-            if before == after:
-                return list(items.items())
+                items.update(_unpack_pairs(packed))
+                if cursor == b"0":
+                    return list(items.items())
         raise StoreError(f"the UTXO set of {self!r} kept changing during "
                          f"{SCAN_ATTEMPTS} scans")
 
@@ -572,5 +618,5 @@ class RedisStore:
         """
         Fires with every stored C{(txid, record)}, read atomically.
         """
-        return self._command("HGETALL", self._tx_records).addCallback(
-            lambda flat: list(zip(flat[::2], flat[1::2])))
+        return self._script(_GET_ALL, [self._tx_records],
+                            []).addCallback(_unpack_pairs)
