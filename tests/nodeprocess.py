@@ -135,10 +135,18 @@ class NodeProcess:
 
     def stop(self) -> int:
         """
-        SIGTERM the process and return its exit status.
+        SIGTERM the process and return its exit status (twistd re-raises
+        the signal after a clean shutdown, so a clean stop is -SIGTERM).
         """
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(20)
+        return self.wait_exit()
+
+    def wait_exit(self, timeout: float = 20) -> int:
+        """
+        Wait for the process to exit; return its status.
+        """
+        assert self.proc is not None
+        code = self.proc.wait(timeout)
         self.proc = None
         return code

@@ -11,17 +11,22 @@ from dataclasses import replace
 
 from twisted.trial import unittest
 
+from tests.helpers import DEVNET, Harness, addr, key, result_of
 from timecoin import params
 from timecoin.chain import TxInvalid
 from timecoin.finality import (
-    APPROVE, REJECT, Finality, TxVote, sign_tx_vote, tx_vote_ok,
+    APPROVE,
+    REJECT,
+    Finality,
+    TxVote,
+    sign_tx_vote,
+    tx_vote_ok,
 )
 from timecoin.masternodes import Masternode, make_snapshot
 from timecoin.mempool import FINALIZED, PENDING, REJECTED, MempoolLimits
 from timecoin.quorum import CountQuorum, TierWeightedQuorum, approval_threshold
 from timecoin.tx import OutPoint
 from timecoin.wallet import Wallet, WalletError
-from tests.helpers import DEVNET, Harness, addr, key, result_of
 
 
 def finality(h: Harness, masternode: bool = True,
@@ -342,3 +347,27 @@ class WalletTests(unittest.TestCase):
     def mktemp_path(self):
         from pathlib import Path
         return Path(self.mktemp()) / "private" / "wallet.json"
+
+
+class WaitTests(unittest.TestCase):
+    """
+    Waiting for a decision.
+    """
+
+    def test_cancelled_waiter_is_forgotten(self) -> None:
+        """
+        Cancelling one waiter (an RPC client hanging up) removes it; the
+        other waiters still learn the decision, and no timer is left.
+        """
+        from twisted.internet.defer import CancelledError
+        h = Harness()
+        engine = finality(h, masternode=False, timeout=3)
+        tx = h.pay([h.funding()], [(addr(key(2)), 999 * params.COIN)])
+        result_of(engine.submit(tx))
+        first = engine.wait(tx.txid, 60)
+        second = engine.wait(tx.txid, 60)
+        first.cancel()
+        self.failureResultOf(first, CancelledError)
+        h.clock.advance(3.1)
+        self.assertEqual(result_of(second), REJECTED)
+        self.assertEqual(h.clock.getDelayedCalls(), [])

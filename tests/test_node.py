@@ -12,10 +12,14 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
+from tests.helpers import START, addr, key, result_of
 from timecoin import params
 from timecoin.config import Config, ConfigError, load_config
 from timecoin.genesis import (
-    GenesisError, genesis_file_bytes, load_genesis, make_genesis,
+    GenesisError,
+    genesis_file_bytes,
+    load_genesis,
+    make_genesis,
     parse_genesis,
 )
 from timecoin.interfaces import IChainStore, IQuorumRule, ISelectionPolicy
@@ -25,7 +29,6 @@ from timecoin.quorum import QUORUM_RULES
 from timecoin.selection import PolicyError, load_policy
 from timecoin.storage.memory import MemoryStore
 from timecoin.tx import TxOut
-from tests.helpers import START, addr, key, result_of
 
 ROOT = Path(__file__).resolve().parent.parent
 

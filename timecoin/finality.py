@@ -271,7 +271,12 @@ class Finality:
         state = self.mempool.state_of(txid)
         if state in (FINALIZED, REJECTED):
             return defer.succeed(state)
-        d: defer.Deferred[str] = defer.Deferred()
+        def cancelled(d: defer.Deferred[str]) -> None:
+            waiters = self._waiters.get(txid, [])
+            if d in waiters:
+                waiters.remove(d)
+
+        d: defer.Deferred[str] = defer.Deferred(cancelled)
         self._waiters.setdefault(txid, []).append(d)
 
         def expire() -> None:
@@ -282,12 +287,12 @@ class Finality:
 
         call = self.clock.callLater(timeout, expire)
 
-        def settled(result: str) -> str:
+        def settled(result: object) -> object:
             if call.active():
                 call.cancel()
             return result
 
-        d.addCallback(settled)
+        d.addBoth(settled)
         return d
 
     def block_connected(self, block: Any) -> None:

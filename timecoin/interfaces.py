@@ -38,67 +38,67 @@ class IChainStore(Interface):
     C{get_meta}/C{put_meta} namespace.  C{close} may be called twice.
     """
 
-    def open() -> "Deferred[None]":
+    def open() -> Deferred[None]:
         """
         Create or check the schema.  Fires with C{None}; fails with
         L{timecoin.storage.StoreError} on a schema version it cannot read.
         """
 
-    def close() -> "Deferred[None]":
+    def close() -> Deferred[None]:
         """
         Release the underlying resources.  Fires with C{None}.
         """
 
-    def get_meta(key: str) -> "Deferred[bytes | None]":
+    def get_meta(key: str) -> Deferred[bytes | None]:
         """
         Fires with the bytes stored under C{key}, or C{None}.
         """
 
-    def put_meta(key: str, value: bytes) -> "Deferred[None]":
+    def put_meta(key: str, value: bytes) -> Deferred[None]:
         """
         Store C{value} under C{key}, durably.  Fires with C{None}.
         """
 
-    def tip() -> "Deferred[tuple[int, bytes] | None]":
+    def tip() -> Deferred[tuple[int, bytes] | None]:
         """
         Fires with C{(height, block_hash)} of the best block, or C{None}
         for an empty store.
         """
 
-    def get_block(block_hash: bytes) -> "Deferred[bytes | None]":
+    def get_block(block_hash: bytes) -> Deferred[bytes | None]:
         """
         Fires with the encoded block of C{block_hash}, or C{None}.
         """
 
-    def get_block_hash(height: int) -> "Deferred[bytes | None]":
+    def get_block_hash(height: int) -> Deferred[bytes | None]:
         """
         Fires with the hash of the main-chain block at C{height}, or
         C{None} above the tip.
         """
 
-    def get_undo(block_hash: bytes) -> "Deferred[bytes | None]":
+    def get_undo(block_hash: bytes) -> Deferred[bytes | None]:
         """
         Fires with the undo bytes stored with C{block_hash}, or C{None}.
         """
 
-    def get_utxo(key: bytes) -> "Deferred[bytes | None]":
+    def get_utxo(key: bytes) -> Deferred[bytes | None]:
         """
         Fires with the packed entry of outpoint C{key}, or C{None} when it
         is not unspent.
         """
 
-    def load_utxos() -> "Deferred[list[tuple[bytes, bytes]]]":
+    def load_utxos() -> Deferred[list[tuple[bytes, bytes]]]:
         """
         Fires with a list of C{(key, packed_entry)} for the whole UTXO set.
         """
 
-    def get_tx_location(txid: bytes) -> "Deferred[tuple[int, bytes] | None]":
+    def get_tx_location(txid: bytes) -> Deferred[tuple[int, bytes] | None]:
         """
         Fires with C{(height, block_hash)} of the main-chain block holding
         C{txid}, or C{None}.
         """
 
-    def apply_block(change: BlockChange) -> "Deferred[None]":
+    def apply_block(change: BlockChange) -> Deferred[None]:
         """
         Atomically make a L{timecoin.storage.BlockChange} the new tip:
         store the block and its undo data, index its height and its
@@ -108,7 +108,7 @@ class IChainStore(Interface):
         is not tip height + 1 or C{change.prev_hash} is not the tip hash.
         """
 
-    def revert_block(change: BlockRevert) -> "Deferred[None]":
+    def revert_block(change: BlockRevert) -> Deferred[None]:
         """
         Atomically undo the tip block described by a
         L{timecoin.storage.BlockRevert}: remove its height and transaction
@@ -117,18 +117,18 @@ class IChainStore(Interface):
         written) if C{change.block_hash} is not the tip.
         """
 
-    def put_tx_record(txid: bytes, record: bytes) -> "Deferred[None]":
+    def put_tx_record(txid: bytes, record: bytes) -> Deferred[None]:
         """
         Durably store the finality record of a transaction that is not yet
         in a block (finalized, or pending a vote).  Fires with C{None}.
         """
 
-    def delete_tx_record(txid: bytes) -> "Deferred[None]":
+    def delete_tx_record(txid: bytes) -> Deferred[None]:
         """
         Delete a finality record (rejected or expired).  Fires with C{None}.
         """
 
-    def load_tx_records() -> "Deferred[list[tuple[bytes, bytes]]]":
+    def load_tx_records() -> Deferred[list[tuple[bytes, bytes]]]:
         """
         Fires with a list of C{(txid, record)} of every stored record.
         """
@@ -145,7 +145,7 @@ class ISelectionPolicy(Interface):
 
     name = Attribute("The policy's name as written in the config.")
 
-    def candidates(snapshot: "Snapshot", height: int, prev_hash: bytes,
+    def candidates(snapshot: Snapshot, height: int, prev_hash: bytes,
                    round: int) -> list[bytes]:
         """
         Order the masternodes of C{snapshot} (a canonically sorted tuple of
@@ -164,7 +164,7 @@ class IQuorumRule(Interface):
 
     name = Attribute("The rule's name as written in the config.")
 
-    def weight(masternode: "Masternode") -> int:
+    def weight(masternode: Masternode) -> int:
         """
         The voting weight of a L{timecoin.masternodes.Masternode}.
         """

@@ -1,0 +1,1130 @@
+"""
+The node's JSON-RPC server: Bitcoin-compatible, on Klein, at C{POST /}.
+
+Framing
+=======
+JSON-RPC 1.0 and 2.0 requests are served.  A request without C{"jsonrpc"}
+(or with C{"1.0"}) gets a 1.0 reply, C{{"result", "error", "id"}}, both
+members present, with Bitcoin Core's HTTP status: 200, or 400 for an
+invalid request, 404 for an unknown method, 500 for other errors.  A
+C{"2.0"} request gets C{{"jsonrpc": "2.0", "result" | "error", "id"}} with
+HTTP 200, and a 2.0 notification (no C{id} member) gets no reply (HTTP
+204).  The C{id} is echoed whatever its JSON type.  A batch (array of up
+to L{MAX_BATCH} requests) runs its requests in order and answers an array
+(HTTP 200).  Params may be positional (array) or named (object).
+
+Errors use the JSON-RPC codes (-32700 parse error, -32600 invalid request,
+-32601 method not found, -32602 invalid params, -32603 internal error,
+logged and never shown) and Bitcoin's (-5 invalid address or unknown
+object, -6 insufficient funds, -3 bad amount, -8 invalid parameter, -22
+undecodable transaction, -26 transaction refused, with the reason code
+such as C{double-spend} in the message, -27 already in the chain, -28 node
+still starting).  Every response, including 401, 404, 405 and 413, is JSON.
+
+Authentication
+==============
+HTTP Basic, with the cookie C{__cookie__:SECRET} that L{build_rpc_site}
+writes to C{DATADIR/.cookie} (a fresh secret at each start, mode 0600), or
+with C{rpc_user}/C{rpc_password} when both are configured.  A failed
+attempt gets 401 with C{WWW-Authenticate: Basic realm="jsonrpc"} and a
+JSON body carrying L{UNAUTHORIZED}.
+
+Methods
+=======
+Each method is an C{rpc_NAME} method of L{RPCMethods}; its docstring is
+its C{help} text (usage line first).  Amounts are TIME decimals written as
+JSON numbers with 8 decimals; hashes are lowercase hex.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hmac
+import inspect
+import json
+import os
+import secrets
+from collections.abc import Callable
+from decimal import Decimal
+from io import BytesIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from klein import Klein
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.iweb import IRequest
+from werkzeug.exceptions import HTTPException
+
+from timecoin import params
+from timecoin.address import AddressError, decode_address
+from timecoin.block import Block
+from timecoin.chain import TxInvalid
+from timecoin.cli import encode_json
+from timecoin.config import Config
+from timecoin.finality import TxVote
+from timecoin.mempool import FINALIZED, PENDING
+from timecoin.tx import Transaction
+from timecoin.wallet import WalletError
+
+if TYPE_CHECKING:
+    from timecoin.node import Node
+
+log = Logger()
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+UNAUTHORIZED = -32001
+"""Code of the JSON body of a 401 (JSON-RPC 2.0's server-error range)."""
+
+RPC_TYPE_ERROR = -3
+RPC_INVALID_ADDRESS_OR_KEY = -5
+RPC_WALLET_INSUFFICIENT_FUNDS = -6
+RPC_INVALID_PARAMETER = -8
+RPC_DESERIALIZATION_ERROR = -22
+RPC_VERIFY_REJECTED = -26
+RPC_VERIFY_ALREADY_IN_CHAIN = -27
+RPC_IN_WARMUP = -28
+
+MAX_BATCH = 1_000
+"""Most requests one batch may hold."""
+MAX_WAIT_SECONDS = 3_600.0
+"""Longest C{waitfortransaction} timeout accepted."""
+MEDIAN_TIME_SPAN = 11
+"""Blocks whose timestamps give C{mediantime}, as in Bitcoin."""
+COOKIE_USER = "__cookie__"
+COOKIE_NAME = ".cookie"
+
+_LEGACY = "1.0"
+_V2 = "2.0"
+
+
+class RPCError(Exception):
+    """
+    A JSON-RPC error to return: C{code} and C{message}.
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def dumps(obj: Any) -> bytes:
+    """
+    Compact JSON with Decimal amounts as numbers, newline-terminated.
+    """
+    return encode_json(obj).encode("utf-8") + b"\n"
+
+
+def error_body(code: int, message: str, request_id: Any = None) -> bytes:
+    """
+    A JSON-RPC 1.0-shaped error response body.
+    """
+    return dumps({"result": None, "error": {"code": code, "message": message},
+                  "id": request_id})
+
+
+# Cookie and credentials ------------------------------------------------
+
+
+def write_cookie(datadir: Path) -> tuple[Path, str]:
+    """
+    Write a fresh C{__cookie__:SECRET} to C{datadir/.cookie} atomically,
+    with mode 0600; return the path and the secret.
+    """
+    secret = secrets.token_hex(32)
+    datadir.mkdir(parents=True, exist_ok=True)
+    path = datadir / COOKIE_NAME
+    tmp = datadir / (COOKIE_NAME + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(f"{COOKIE_USER}:{secret}".encode("ascii"))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path, secret
+
+
+def remove_cookie(path: Path, secret: str) -> None:
+    """
+    Delete the cookie file at C{path} if it still holds C{secret} (a newer
+    node using the same data dir may have replaced it).
+    """
+    with contextlib.suppress(OSError):
+        if path.read_text(encoding="ascii") == f"{COOKIE_USER}:{secret}":
+            path.unlink()
+
+
+class BasicAuth:
+    """
+    Checks HTTP Basic credentials against the accepted C{user:password}
+    pairs, in constant time.
+    """
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._accepted = [f"{u}:{p}".encode() for u, p in pairs]
+
+    def check(self, header: bytes | None) -> bool:
+        """
+        Whether an C{Authorization} header value carries accepted
+        credentials.
+        """
+        if not header:
+            return False
+        scheme, _, token = header.strip().partition(b" ")
+        if scheme.lower() != b"basic":
+            return False
+        try:
+            given = base64.b64decode(token.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        ok = False
+        for expected in self._accepted:
+            ok |= hmac.compare_digest(given, expected)
+        return ok
+
+
+# Parameter checks ------------------------------------------------------
+
+
+def _int(value: Any, name: str, low: int = 0,
+         high: int = 2**63 - 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RPCError(INVALID_PARAMS, f"{name} must be an integer")
+    if not low <= value <= high:
+        raise RPCError(RPC_INVALID_PARAMETER,
+                       f"{name} out of range [{low}, {high}]")
+    return value
+
+
+def _str(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise RPCError(INVALID_PARAMS, f"{name} must be a string")
+    return value
+
+
+def _flag(value: Any, name: str, default: int, high: int) -> int:
+    """
+    A verbosity: an integer in [0, high], or a boolean (true is 1).
+    """
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return int(value)
+    return _int(value, name, 0, high)
+
+
+def _hash(value: Any, name: str) -> bytes:
+    text = _str(value, name)
+    if len(text) != 64:
+        raise RPCError(RPC_INVALID_PARAMETER,
+                       f"{name} must be of length 64 (not {len(text)})")
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise RPCError(RPC_INVALID_PARAMETER,
+                       f"{name} must be hexadecimal") from None
+
+
+def _amount(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
+        raise RPCError(RPC_TYPE_ERROR, "Amount is not a number or string")
+    try:
+        return params.parse_amount(value)
+    except ValueError as e:
+        raise RPCError(RPC_TYPE_ERROR, f"Invalid amount: {e}") from None
+
+
+def _seconds(value: Any, name: str, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise RPCError(INVALID_PARAMS, f"{name} must be a number")
+    if not 0 <= value <= high:
+        raise RPCError(RPC_INVALID_PARAMETER,
+                       f"{name} out of range [0, {high:g}]")
+    return float(value)
+
+
+def _shielded(d: defer.Deferred[Any]) -> defer.Deferred[Any]:
+    """
+    A Deferred firing with C{d}'s result whose cancellation (a client
+    hanging up) leaves C{d} alone.
+    """
+    out: defer.Deferred[Any] = defer.Deferred()
+
+    def forward(result: Any) -> None:
+        if not out.called:
+            if isinstance(result, Failure):
+                out.errback(result)
+            else:
+                out.callback(result)
+
+    d.addBoth(forward)
+    return out
+
+
+# Object shapes ---------------------------------------------------------
+
+
+def tx_to_json(tx: Transaction) -> dict[str, Any]:
+    """
+    A transaction decoded for RPC (C{getrawtransaction} verbose,
+    C{getblock} verbosity 2).
+    """
+    return {
+        "txid": tx.txid.hex(), "version": tx.version, "kind": tx.kind,
+        "size": tx.size, "locktime": tx.lock_time, "data": tx.data,
+        "vin": [{"txid": i.prevout.txid.hex(), "vout": i.prevout.vout,
+                 "pubkey": i.pubkey.hex(), "signature": i.signature.hex()}
+                for i in tx.inputs],
+        "vout": [{"value": params.format_amount(o.value), "n": n,
+                  "address": o.address} for n, o in enumerate(tx.outputs)],
+        "hex": tx.encode().hex(),
+    }
+
+
+def block_header_json(block: Block) -> dict[str, Any]:
+    """
+    The header fields of C{block} as C{getblock} shows them.
+    """
+    header = block.header
+    obj: dict[str, Any] = {
+        "hash": block.hash.hex(), "height": header.height,
+        "version": header.version, "merkleroot": header.merkle_root.hex(),
+        "time": header.timestamp // 1000, "time_ms": header.timestamp,
+        "producer": header.producer.hex(), "round": header.round,
+        "commit_hash": header.commit_hash.hex(), "size": block.size,
+        "nTx": len(block.txs),
+    }
+    if header.height > 0:
+        obj["previousblockhash"] = header.prev_hash.hex()
+    return obj
+
+
+def vote_json(vote: Any) -> dict[str, Any] | None:
+    """
+    A finality vote as C{gettransaction} lists it.
+    """
+    if not isinstance(vote, TxVote):
+        return None
+    return {"voter": vote.voter.hex(), "decision": vote.decision,
+            "height": vote.height}
+
+
+# Methods ---------------------------------------------------------------
+
+
+def _any_time(method: Callable[..., Any]) -> Callable[..., Any]:
+    """
+    Mark an RPC method as callable while the node is still starting.
+    """
+    method.any_time = True  # type: ignore[attr-defined]
+    return method
+
+
+class RPCMethods:
+    """
+    The RPC methods of one node.  L{registry} maps each method name to
+    its callable; positional and named params bind to its signature.
+    """
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._median_cache: tuple[bytes, int] | None = None
+
+    def registry(self) -> dict[str, Callable[..., Any]]:
+        """
+        Method name → bound callable, for every C{rpc_NAME} method.
+        """
+        return {name[4:]: getattr(self, name) for name in dir(type(self))
+                if name.startswith("rpc_")}
+
+    def _confirmations(self, height: int) -> int:
+        return self.node.chain.height - height + 1
+
+    @defer.inlineCallbacks
+    def _median_time(self) -> Any:
+        tip = self.node.chain.tip
+        if self._median_cache and self._median_cache[0] == tip.hash:
+            return self._median_cache[1]
+        times = [tip.header.timestamp]
+        for height in range(max(0, tip.height - MEDIAN_TIME_SPAN + 1),
+                            tip.height):
+            block = yield self.node.block_at(height)
+            if block is not None:
+                times.append(block.header.timestamp)
+        times.sort()
+        median = times[len(times) // 2] // 1000
+        self._median_cache = (tip.hash, median)
+        return median
+
+    @defer.inlineCallbacks
+    def _mined_fee(self, tx: Transaction) -> Any:
+        """
+        The fee of a transaction archived in a block, from the outputs its
+        inputs spent, or C{None} if one cannot be found.
+        """
+        if tx.is_coinbase:
+            return None
+        blocks: dict[bytes, Block] = {}
+        total_in = 0
+        for txin in tx.inputs:
+            location = yield self.node.store.get_tx_location(
+                txin.prevout.txid)
+            if location is None:
+                return None
+            block = blocks.get(location[1])
+            if block is None:
+                block = yield self.node.block_by_hash(location[1])
+                if block is None:
+                    return None
+                blocks[location[1]] = block
+            prev = next((t for t in block.txs if t.txid == txin.prevout.txid),
+                        None)
+            if prev is None or txin.prevout.vout >= len(prev.outputs):
+                return None
+            total_in += prev.outputs[txin.prevout.vout].value
+        return total_in - sum(o.value for o in tx.outputs)
+
+    # Blockchain
+
+    @defer.inlineCallbacks
+    def rpc_getblockchaininfo(self) -> Any:
+        """
+        getblockchaininfo
+
+        The state of the chain: chain (network name), blocks, headers,
+        bestblockhash, mediantime (median of the last 11 block times, in
+        seconds), verificationprogress, initialblockdownload, utxo_hash
+        (SHA-256 of the UTXO set, comparable across nodes), genesishash.
+        """
+        chain = self.node.chain
+        median = yield self._median_time()
+        return {
+            "chain": chain.network.name, "blocks": chain.height,
+            "headers": chain.height, "bestblockhash": chain.tip.hash.hex(),
+            "mediantime": median, "verificationprogress": 1.0,
+            "initialblockdownload": False,
+            "utxo_hash": chain.utxo_hash().hex(),
+            "genesishash": chain.genesis.hash.hex(),
+        }
+
+    def rpc_getblockcount(self) -> int:
+        """
+        getblockcount
+
+        The height of the best block.
+        """
+        return self.node.chain.height
+
+    def rpc_getbestblockhash(self) -> str:
+        """
+        getbestblockhash
+
+        The hash of the best (tip) block.
+        """
+        return self.node.chain.tip.hash.hex()
+
+    @defer.inlineCallbacks
+    def rpc_getblockhash(self, height: Any) -> Any:
+        """
+        getblockhash height
+
+        The hash of the main-chain block at height; error -8 if out of
+        range.
+        """
+        height = _int(height, "height", -(2**63), 2**63 - 1)
+        if not 0 <= height <= self.node.chain.height:
+            raise RPCError(RPC_INVALID_PARAMETER, "Block height out of range")
+        block_hash = yield self.node.store.get_block_hash(height)
+        if block_hash is None:
+            raise RPCError(RPC_INVALID_PARAMETER, "Block height out of range")
+        return block_hash.hex()
+
+    @defer.inlineCallbacks
+    def rpc_getblock(self, blockhash: Any, verbosity: Any = 1) -> Any:
+        """
+        getblock "blockhash" ( verbosity )
+
+        The block with this hash.  verbosity 0: hex of its canonical
+        encoding; 1 (default): header fields (hash, height, version,
+        merkleroot, time, time_ms, producer, round, commit_hash, size,
+        nTx, previousblockhash, nextblockhash), confirmations, the commit
+        certificate it carries, and tx as a list of txids; 2: as 1 with tx
+        as decoded transactions.  Error -5 if unknown.
+        """
+        block_hash = _hash(blockhash, "blockhash")
+        level = _flag(verbosity, "verbosity", 1, 2)
+        block = yield self.node.block_by_hash(block_hash)
+        if block is None:
+            raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found")
+        if level == 0:
+            return block.encode().hex()
+        obj = block_header_json(block)
+        main = yield self.node.store.get_block_hash(block.height)
+        if main == block.hash:
+            obj["confirmations"] = self._confirmations(block.height)
+            if block.height < self.node.chain.height:
+                following = yield self.node.store.get_block_hash(
+                    block.height + 1)
+                if following is not None:
+                    obj["nextblockhash"] = following.hex()
+        else:
+            obj["confirmations"] = -1
+        obj["commit"] = None if block.commit is None else {
+            "height": block.commit.height, "round": block.commit.round,
+            "block_hash": block.commit.block_hash.hex(),
+            "voters": [v.voter.hex() for v in block.commit.votes]}
+        obj["tx"] = [tx_to_json(t) if level == 2 else t.txid.hex()
+                     for t in block.txs]
+        return obj
+
+    def rpc_gettxoutsetinfo(self) -> dict[str, Any]:
+        """
+        gettxoutsetinfo
+
+        Statistics of the UTXO set at the tip: height, bestblock, txouts,
+        total_amount (TIME), utxo_hash.
+        """
+        chain = self.node.chain
+        return {"height": chain.height, "bestblock": chain.tip.hash.hex(),
+                "txouts": len(chain.utxos),
+                "total_amount": params.format_amount(chain.total_amount()),
+                "utxo_hash": chain.utxo_hash().hex()}
+
+    # Transactions
+
+    @defer.inlineCallbacks
+    def rpc_gettransaction(self, txid: Any) -> Any:
+        """
+        gettransaction "txid"
+
+        What the node knows of a transaction: txid, state (pending,
+        finalized, rejected), confirmations (0 until in a block), and once
+        in a block blockheight, blockhash and blocktime; fee (TIME), votes
+        ([{voter, decision, height}] while it is in the mempool), reason
+        (if rejected), hex.  Error -5 if the node never saw it.
+        """
+        tx_hash = _hash(txid, "txid")
+        info = yield self.node.transaction(tx_hash)
+        if info is None:
+            raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
+                           "No such mempool or blockchain transaction")
+        tx = info.get("tx")
+        obj: dict[str, Any] = {"txid": tx_hash.hex(), "state": info["state"]}
+        fee = info.get("fee")
+        if info.get("height") is not None:
+            obj["blockheight"] = info["height"]
+            obj["blockhash"] = info["block_hash"].hex()
+            obj["confirmations"] = self._confirmations(info["height"])
+            block = yield self.node.block_by_hash(info["block_hash"])
+            if block is not None:
+                obj["blocktime"] = block.header.timestamp // 1000
+            if fee is None and tx is not None:
+                fee = yield self._mined_fee(tx)
+        else:
+            obj["confirmations"] = 0
+        if fee is not None:
+            obj["fee"] = params.format_amount(fee)
+        obj["votes"] = [v for v in map(vote_json, info.get("votes", []))
+                        if v is not None]
+        if info.get("reason"):
+            obj["reason"] = info["reason"]
+        if tx is not None:
+            obj["hex"] = tx.encode().hex()
+        return obj
+
+    @defer.inlineCallbacks
+    def rpc_getrawtransaction(self, txid: Any, verbose: Any = False) -> Any:
+        """
+        getrawtransaction "txid" ( verbose )
+
+        The transaction as hex of its canonical encoding, or with verbose
+        true decoded (txid, version, kind, size, locktime, data, vin, vout,
+        hex) plus state, and blockhash, confirmations, blocktime once in a
+        block.  Error -5 if the node does not hold it.
+        """
+        tx_hash = _hash(txid, "txid")
+        level = _flag(verbose, "verbose", 0, 1)
+        info = yield self.node.transaction(tx_hash)
+        if info is None or info.get("tx") is None:
+            raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
+                           "No such mempool or blockchain transaction")
+        tx = info["tx"]
+        if level == 0:
+            return tx.encode().hex()
+        obj = tx_to_json(tx)
+        obj["state"] = info["state"]
+        if info.get("height") is not None:
+            obj["blockhash"] = info["block_hash"].hex()
+            obj["confirmations"] = self._confirmations(info["height"])
+            block = yield self.node.block_by_hash(info["block_hash"])
+            if block is not None:
+                obj["blocktime"] = block.header.timestamp // 1000
+        else:
+            obj["confirmations"] = 0
+        return obj
+
+    @defer.inlineCallbacks
+    def rpc_sendrawtransaction(self, hexstring: Any) -> Any:
+        """
+        sendrawtransaction "hexstring"
+
+        Submit a signed transaction (hex of its canonical encoding) for
+        finality voting; returns its txid.  Error -22 if it does not
+        decode, -27 if already in a block, -26 with the reason code (e.g.
+        double-spend, fee-too-low, missing-or-spent-input) if refused.
+        Submitting a transaction the mempool already holds returns its
+        txid.
+        """
+        text = _str(hexstring, "hexstring")
+        try:
+            tx = self.node.decode_tx(text)
+        except ValueError as e:
+            raise RPCError(RPC_DESERIALIZATION_ERROR,
+                           f"TX decode failed: {e}") from None
+        if tx.txid in self.node.mempool.entries:
+            return tx.txid.hex()
+        location = yield self.node.store.get_tx_location(tx.txid)
+        if location is not None:
+            raise RPCError(RPC_VERIFY_ALREADY_IN_CHAIN,
+                           "Transaction already in block chain")
+        txid = yield self.node.submit(tx)
+        return txid.hex()
+
+    @defer.inlineCallbacks
+    def rpc_waitfortransaction(self, txid: Any,
+                               timeout_seconds: Any = 10) -> Any:
+        """
+        waitfortransaction "txid" ( timeout_seconds )
+
+        Wait until the transaction is decided (finalized or rejected) or
+        the timeout (default 10 s, at most 3600) passes; returns {txid,
+        state, reason (if rejected)} where state is finalized, rejected,
+        pending (still voting at the timeout) or unknown (never seen).
+        """
+        tx_hash = _hash(txid, "txid")
+        timeout = _seconds(10 if timeout_seconds is None else timeout_seconds,
+                           "timeout_seconds", MAX_WAIT_SECONDS)
+        info = yield self.node.transaction(tx_hash)
+        if info is None or info["state"] == PENDING:
+            yield _shielded(self.node.finality.wait(tx_hash, timeout))
+            info = yield self.node.transaction(tx_hash)
+        if info is None:
+            return {"txid": tx_hash.hex(), "state": "unknown"}
+        obj = {"txid": tx_hash.hex(), "state": info["state"]}
+        if info.get("reason"):
+            obj["reason"] = info["reason"]
+        return obj
+
+    def rpc_getmempoolinfo(self) -> dict[str, Any]:
+        """
+        getmempoolinfo
+
+        The mempool: size (transactions), bytes, pending and finalized
+        counts, total_fee (TIME), maxmempool (byte limit), maxcount (count
+        limit), rejections (count per reason code since start).
+        """
+        mempool = self.node.mempool
+        states = [e.state for e in mempool.entries.values()]
+        return {
+            "loaded": True, "size": len(mempool), "bytes": mempool.total_bytes,
+            "pending": states.count(PENDING),
+            "finalized": states.count(FINALIZED),
+            "total_fee": params.format_amount(
+                sum(e.fee for e in mempool.entries.values())),
+            "maxmempool": mempool.limits.max_bytes,
+            "maxcount": mempool.limits.max_count,
+            "rejections": dict(sorted(mempool.rejections.items())),
+        }
+
+    def rpc_getrawmempool(self, verbose: Any = False) -> Any:
+        """
+        getrawmempool ( verbose )
+
+        The txids in the mempool, oldest first; with verbose true an
+        object txid → {size, fee, state, time, votes}.
+        """
+        level = _flag(verbose, "verbose", 0, 1)
+        entries = sorted(self.node.mempool.entries.values(),
+                         key=lambda e: e.seq)
+        if level == 0:
+            return [e.tx.txid.hex() for e in entries]
+        return {e.tx.txid.hex(): {
+            "size": e.tx.size, "fee": params.format_amount(e.fee),
+            "state": e.state, "time": int(e.received), "votes": len(e.votes)}
+            for e in entries}
+
+    # Wallet
+
+    def rpc_getnewaddress(self) -> str:
+        """
+        getnewaddress
+
+        A new receiving address of the node's wallet.
+        """
+        return self.node.new_address()
+
+    def rpc_getbalance(self) -> Decimal:
+        """
+        getbalance
+
+        The wallet's spendable balance in TIME: its outputs unspent on
+        chain or created by finalized transactions, minus those locked by
+        pending spenders.
+        """
+        return params.format_amount(self.node.balance())
+
+    def rpc_listunspent(self, minconf: Any = 0, maxconf: Any = 9_999_999,
+                        addresses: Any = None) -> list[dict[str, Any]]:
+        """
+        listunspent ( minconf maxconf ["address",...] )
+
+        The wallet's spendable outputs with between minconf (default 0)
+        and maxconf confirmations, optionally only those paying the given
+        addresses: [{txid, vout, address, amount, confirmations,
+        coinbase, spendable}].  Outputs of finalized transactions not yet
+        in a block have 0 confirmations and are spendable.
+        """
+        low = _int(0 if minconf is None else minconf, "minconf")
+        high = _int(9_999_999 if maxconf is None else maxconf, "maxconf")
+        wanted: set[str] | None = None
+        if addresses is not None:
+            if not isinstance(addresses, list):
+                raise RPCError(INVALID_PARAMS, "addresses must be an array")
+            wanted = set()
+            for address in addresses:
+                address = _str(address, "address")
+                self._check_address(address)
+                if address in wanted:
+                    raise RPCError(RPC_INVALID_PARAMETER,
+                                   f"Invalid parameter, duplicated address: "
+                                   f"{address}")
+                wanted.add(address)
+        unmined = self.node.mempool.outputs
+        coins = []
+        for outpoint, entry in sorted(self.node.spendable()):
+            if wanted is not None and entry.address not in wanted:
+                continue
+            confirmations = 0 if outpoint in unmined else \
+                self._confirmations(entry.height)
+            if not low <= confirmations <= high:
+                continue
+            coins.append({
+                "txid": outpoint.txid.hex(), "vout": outpoint.vout,
+                "address": entry.address,
+                "amount": params.format_amount(entry.value),
+                "confirmations": confirmations, "coinbase": entry.coinbase,
+                "spendable": True})
+        return coins
+
+    def _check_address(self, address: str) -> None:
+        try:
+            decode_address(address, self.node.network.address_prefix)
+        except AddressError as e:
+            raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
+                           f"Invalid address {address}: {e}") from None
+
+    @defer.inlineCallbacks
+    def rpc_sendtoaddress(self, address: Any, amount: Any) -> Any:
+        """
+        sendtoaddress "address" amount
+
+        Pay amount TIME to address from the wallet, with the minimum fee
+        (1,000 units + 0.1 % of the amount) and change back to the wallet;
+        returns the txid.  Errors: -5 bad address (or one of another
+        network), -3 bad amount, -6 insufficient funds, -26 refused.
+        """
+        address = _str(address, "address")
+        self._check_address(address)
+        units = _amount(amount)
+        if units <= 0:
+            raise RPCError(RPC_TYPE_ERROR, "Invalid amount for send")
+        txid = yield self.node.send_to_address(address, units)
+        return txid.hex()
+
+    def rpc_validateaddress(self, address: Any) -> dict[str, Any]:
+        """
+        validateaddress "address"
+
+        Whether address is a valid address of this network: {isvalid,
+        address, ismine} or {isvalid: false, error}.
+        """
+        text = _str(address, "address")
+        try:
+            decode_address(text, self.node.network.address_prefix)
+        except AddressError as e:
+            return {"isvalid": False, "error": str(e)}
+        return {"isvalid": True, "address": text,
+                "ismine": self.node.wallet.owns(text)}
+
+    # Control
+
+    @_any_time
+    def rpc_uptime(self) -> int:
+        """
+        uptime
+
+        Seconds since the node started.
+        """
+        return self.node.uptime()
+
+    @_any_time
+    def rpc_stop(self) -> str:
+        """
+        stop
+
+        Stop the node.
+        """
+        log.info("stop requested over RPC")
+        self.node.stop()
+        return "timecoin stopping"
+
+    @_any_time
+    def rpc_help(self, command: Any = None) -> str:
+        """
+        help ( "command" )
+
+        The list of methods, or the help of one.
+        """
+        methods = self.registry()
+        if command is None:
+            return "\n".join((inspect.getdoc(methods[name]) or name)
+                             .splitlines()[0] for name in sorted(methods))
+        name = _str(command, "command")
+        if name not in methods:
+            return f"help: unknown command: {name}"
+        return inspect.getdoc(methods[name]) or name
+
+
+# The HTTP side ---------------------------------------------------------
+
+
+class RPCServer:
+    """
+    JSON-RPC over HTTP: authentication, body limit, framing, dispatch to a
+    method registry.
+
+    @ivar counters: requests, calls, errors and auth failures since start.
+    """
+
+    app = Klein()
+
+    def __init__(self, methods: dict[str, Callable[..., Any]],
+                 auth: BasicAuth, max_body_bytes: int,
+                 ready: Callable[[], bool] = lambda: True,
+                 max_batch: int = MAX_BATCH) -> None:
+        self.methods = methods
+        self.auth = auth
+        self.max_body_bytes = max_body_bytes
+        self.ready = ready
+        self.max_batch = max_batch
+        self.counters = {"requests": 0, "calls": 0, "errors": 0,
+                         "auth_failures": 0, "too_large": 0}
+
+    @app.route("/", methods=["POST"])
+    def rpc(self, request: server.Request) -> Any:
+        """
+        Serve one HTTP request: check auth and size, then run its body.
+        """
+        self.counters["requests"] += 1
+        request.setHeader(b"Content-Type", b"application/json")
+        if not self.auth.check(request.getHeader(b"authorization")):
+            self.counters["auth_failures"] += 1
+            log.info("RPC request from {client} refused: {reason}",
+                     client=_client(request), reason="bad-auth")
+            request.setResponseCode(401)
+            request.setHeader(b"WWW-Authenticate", b'Basic realm="jsonrpc"')
+            return error_body(UNAUTHORIZED, "Unauthorized: HTTP Basic "
+                              "credentials required (cookie or rpcuser)")
+        body = self._read_body(request)
+        if body is None:
+            self.counters["too_large"] += 1
+            log.info("RPC request from {client} refused: {reason}",
+                     client=_client(request), reason="body-too-large")
+            request.setResponseCode(413)
+            return error_body(INVALID_REQUEST, f"Request body larger than "
+                              f"{self.max_body_bytes} bytes")
+        d = self.handle_body(body)
+
+        def respond(outcome: tuple[int, bytes | None]) -> bytes:
+            status, payload = outcome
+            request.setResponseCode(status)
+            if payload is None:
+                request.responseHeaders.removeHeader(b"Content-Type")
+                return b""
+            return payload
+
+        return d.addCallback(respond)
+
+    @app.handle_errors(Exception)
+    def failed(self, request: IRequest, failure: Failure) -> bytes:
+        """
+        Turn every failure of routing or serving into a JSON response:
+        the HTTP error of an unknown path or method, else an internal
+        error (logged, never shown).
+        """
+        request.setHeader(b"Content-Type", b"application/json")
+        if failure.check(HTTPException):
+            error = failure.value
+            assert isinstance(error, HTTPException)
+            status = error.code or 500
+            if status == 405:
+                request.setHeader(b"Allow", b"POST")
+            request.setResponseCode(status)
+            return error_body(INVALID_REQUEST, f"{status} {error.name}: "
+                              f"JSON-RPC is served by POST /")
+        log.failure("RPC request failed", failure)
+        request.setResponseCode(500)
+        return error_body(INTERNAL_ERROR, "Internal error")
+
+    def _read_body(self, request: server.Request) -> bytes | None:
+        if getattr(request, "body_too_large", False):
+            return None
+        length = request.getHeader(b"content-length")
+        if length is not None:
+            try:
+                if int(length) > self.max_body_bytes:
+                    return None
+            except ValueError:
+                pass
+        content = request.content
+        if content is None:
+            return b""
+        content.seek(0)
+        body = content.read(self.max_body_bytes + 1)
+        return None if len(body) > self.max_body_bytes else body
+
+    @defer.inlineCallbacks
+    def handle_body(self, body: bytes) -> Any:
+        """
+        Run a request body; fire with C{(HTTP status, response body or
+        None)}.
+        """
+        try:
+            payload = json.loads(body, parse_float=Decimal,
+                                 parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
+            return 500, error_body(PARSE_ERROR, "Parse error")
+        if isinstance(payload, list):
+            if not payload:
+                return 400, error_body(INVALID_REQUEST, "Empty batch")
+            if len(payload) > self.max_batch:
+                return 400, error_body(
+                    INVALID_REQUEST, f"Batch of {len(payload)} requests "
+                    f"exceeds {self.max_batch}")
+            replies = []
+            for item in payload:
+                reply = yield self.call(item)
+                if reply is not None:
+                    replies.append(reply)
+            if not replies:
+                return 204, None
+            return 200, dumps(replies)
+        reply = yield self.call(payload)
+        if reply is None:
+            return 204, None
+        return _status_of(reply), dumps(reply)
+
+    @defer.inlineCallbacks
+    def call(self, obj: Any) -> Any:
+        """
+        Run one request object; fire with its response object, or C{None}
+        for a notification.
+        """
+        if not isinstance(obj, dict):
+            return _reply(_LEGACY, None, error=(
+                INVALID_REQUEST, "Invalid Request object"))
+        version = _LEGACY
+        if "jsonrpc" in obj:
+            if obj["jsonrpc"] == _V2:
+                version = _V2
+            elif obj["jsonrpc"] != _LEGACY:
+                return _reply(_LEGACY, obj.get("id"), error=(
+                    INVALID_REQUEST, "JSON-RPC version not supported"))
+        request_id = obj.get("id")
+        notification = version == _V2 and "id" not in obj
+        try:
+            result = yield self._dispatch(obj)
+        except RPCError as e:
+            self.counters["errors"] += 1
+            log.debug("RPC {method} failed: {code} {message}",
+                      method=obj.get("method"), code=e.code,
+                      message=e.message)
+            reply = _reply(version, request_id, error=(e.code, e.message))
+        else:
+            reply = _reply(version, request_id, result=result)
+        return None if notification else reply
+
+    @defer.inlineCallbacks
+    def _dispatch(self, obj: dict[str, Any]) -> Any:
+        method = obj.get("method")
+        if not isinstance(method, str):
+            raise RPCError(INVALID_REQUEST, "Method must be a string")
+        raw = obj.get("params")
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        if isinstance(raw, list):
+            args = raw
+        elif isinstance(raw, dict):
+            kwargs = raw
+        elif raw is not None:
+            raise RPCError(INVALID_REQUEST, "Params must be an array or "
+                           "object")
+        function = self.methods.get(method)
+        if function is None:
+            raise RPCError(METHOD_NOT_FOUND, "Method not found")
+        if not getattr(function, "any_time", False) and not self.ready():
+            raise RPCError(RPC_IN_WARMUP, "The node is still starting")
+        try:
+            bound = inspect.signature(function).bind(*args, **kwargs)
+        except TypeError as e:
+            raise RPCError(INVALID_PARAMS, f"Invalid params for {method}: "
+                           f"{e}") from None
+        self.counters["calls"] += 1
+        log.debug("RPC call {method}", method=method)
+        try:
+            result = yield defer.maybeDeferred(function, *bound.args,
+                                               **bound.kwargs)
+        except RPCError:
+            raise
+        except WalletError as e:
+            raise RPCError(e.code, str(e)) from None
+        except TxInvalid as e:
+            raise RPCError(RPC_VERIFY_REJECTED, str(e)) from None
+        except AddressError as e:
+            raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
+                           f"Invalid address: {e}") from None
+        except defer.CancelledError:
+            raise
+        except Exception:
+            log.failure("RPC method {method} failed", method=method)
+            raise RPCError(INTERNAL_ERROR, "Internal error") from None
+        return result
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _reply(version: str, request_id: Any, result: Any = None,
+           error: tuple[int, str] | None = None) -> dict[str, Any]:
+    err = None if error is None else {"code": error[0], "message": error[1]}
+    if version == _V2:
+        reply: dict[str, Any] = {"jsonrpc": _V2}
+        if err is None:
+            reply["result"] = result
+        else:
+            reply["error"] = err
+        reply["id"] = request_id
+        return reply
+    return {"result": result if err is None else None, "error": err,
+            "id": request_id}
+
+
+def _status_of(reply: dict[str, Any]) -> int:
+    """
+    The HTTP status of a single reply, as Bitcoin Core sets it.
+    """
+    error = reply.get("error")
+    if "jsonrpc" in reply or error is None:
+        return 200
+    return {INVALID_REQUEST: 400, METHOD_NOT_FOUND: 404}.get(
+        error["code"], 500)
+
+
+def _client(request: server.Request) -> str:
+    address = request.getClientAddress()
+    host = getattr(address, "host", None)
+    return str(host) if host is not None else str(address)
+
+
+# The site --------------------------------------------------------------
+
+
+class BoundedRequest(server.Request):
+    """
+    A request that stops buffering its body past the site's
+    C{max_body_bytes} (and flags itself C{body_too_large}), so an
+    oversized body costs neither memory nor disk.
+    """
+
+    body_too_large = False
+    content: Any
+
+    def _limit(self) -> int | None:
+        site = getattr(self.channel, "site", None)
+        return getattr(site, "max_body_bytes", None)
+
+    def gotLength(self, length: int | None) -> None:
+        limit = self._limit()
+        if limit is not None and length is not None and length > limit:
+            self.body_too_large = True
+            self.content = BytesIO()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.body_too_large:
+            return
+        limit = self._limit()
+        if limit is not None and self.content.tell() + len(data) > limit:
+            self.body_too_large = True
+            self.content = BytesIO()
+            return
+        super().handleContentChunk(data)
+
+
+class RPCSite(server.Site):
+    """
+    The RPC HTTP site; deletes its cookie file when it stops listening.
+    """
+
+    displayTracebacks = False
+
+    def __init__(self, resource: Any, max_body_bytes: int,
+                 cookie: tuple[Path, str] | None = None) -> None:
+        super().__init__(resource, requestFactory=BoundedRequest)
+        self.max_body_bytes = max_body_bytes
+        self.cookie = cookie
+
+    def log(self, request: Any) -> None:
+        """
+        Access lines at debug level only: a busy RPC client would otherwise
+        write one info line per call.
+        """
+        log.debug("RPC HTTP {method} {uri} {code} from {client}",
+                  method=request.method, uri=request.uri,
+                  code=request.code, client=_client(request))
+
+    def stopFactory(self) -> None:
+        super().stopFactory()
+        if self.cookie is not None:
+            remove_cookie(*self.cookie)
+
+
+def build_rpc_site(node: Node, config: Config) -> server.Site:
+    """
+    The RPC site of C{node}: writes a fresh cookie to C{config.datadir},
+    accepts it and the configured C{rpc_user}/C{rpc_password}, and limits
+    request bodies to C{config.rpc_max_body_bytes}.
+    """
+    path, secret = write_cookie(Path(config.datadir))
+    pairs = [(COOKIE_USER, secret)]
+    if config.rpc_user and config.rpc_password:
+        pairs.append((config.rpc_user, config.rpc_password))
+    rpc = RPCServer(RPCMethods(node).registry(), BasicAuth(pairs),
+                    config.rpc_max_body_bytes,
+                    ready=lambda: bool(node.ready.called))
+    log.info("RPC cookie written to {path}", path=str(path))
+    return RPCSite(rpc.app.resource(), config.rpc_max_body_bytes,
+                   (path, secret))
