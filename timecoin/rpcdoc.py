@@ -1,0 +1,73 @@
+"""
+``docs/rpc.md``, generated from the RPC methods' own docstrings (the text
+``help`` serves), so the document and the node cannot disagree.
+Regenerate with ``python -m timecoin.rpcdoc > docs/rpc.md``; a test fails
+when the file is stale.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+PREAMBLE = """\
+# JSON-RPC
+
+`POST /` on the RPC port (mainnet 24001, testnet 24101, devnet 24201),
+bound to 127.0.0.1 unless `[rpc] bind` says otherwise.  Bitcoin-compatible:
+
+- JSON-RPC 1.0 and 2.0 requests; ids of any JSON type are echoed; batches
+  (arrays of requests) up to 1,000 entries; params by position (array) or by
+  name (object).  A 2.0 request without an id is a notification (no reply).
+- HTTP Basic auth with the cookie `DATADIR/.cookie` (`__cookie__:SECRET`,
+  regenerated at each start, mode 0600, deleted at stop) or the configured
+  `rpc_user`/`rpc_password`.  Without valid auth: HTTP 401 with a JSON body.
+- Errors are always JSON.  HTTP status follows Bitcoin Core: 2.0 replies are
+  200; 1.0 errors are 400 (invalid request), 404 (unknown method) or 500.
+- Request bodies over `[rpc] max_body_bytes` (4,000,000) get HTTP 413 with a
+  JSON error.
+- Amounts are TIME decimals with 8 places (1 TIME = 100,000,000 units);
+  hashes, txids and keys are lowercase hex.
+
+| code | meaning |
+|---|---|
+| -32700 | parse error (body is not JSON) |
+| -32600 | invalid request |
+| -32601 | method not found |
+| -32602 | invalid params (wrong number or JSON type) |
+| -32603 | internal error (logged; no traceback is sent) |
+| -32001 | authentication failed |
+| -3 | invalid amount |
+| -5 | invalid address, or transaction/block not found |
+| -6 | insufficient funds |
+| -8 | invalid parameter value |
+| -22 | transaction decode failed |
+| -25 / -26 | transaction refused; the message starts with its reason code |
+| -27 | transaction already in a block |
+| -28 | node still starting |
+
+`timecoin-cli METHOD [ARGS...]` (`--datadir`, `--network`, `--rpc-port`,
+`--rpcuser`/`--rpcpassword`) reads the cookie, prints the result as JSON
+(strings raw) and exits 1 on an RPC error.
+
+## Methods
+"""
+
+
+def render() -> str:
+    """
+    The whole document.
+    """
+    from timecoin.rpc import RPCMethods
+
+    methods = RPCMethods.__new__(RPCMethods).registry()
+    parts = [PREAMBLE]
+    for name in sorted(methods):
+        doc = inspect.getdoc(methods[name]) or name
+        usage, _, body = doc.partition("\n")
+        parts.append(f"\n### `{name}`\n\n`{usage.strip()}`\n\n"
+                     f"{body.strip()}\n")
+    return "".join(parts)
+
+
+if __name__ == "__main__":
+    print(render(), end="")
