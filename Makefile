@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DATADIR ?= $(CURDIR)/devnet/node
+DATADIR ?= $(HOME)/.timecoin/devnet
 ARGS ?=
 
 .PHONY: run test lint devnet bench clean
@@ -15,9 +15,10 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 	$(BIN)/pip install -q --config-settings editable_mode=compat -e '.[test]'
 	touch $@
 
-# A single-node devnet in the foreground, data in ./devnet/node.
+# A single-node devnet in the foreground, data in ~/.timecoin/devnet (the
+# default data dir, so timecoin-cli needs no flags).
 run: $(BIN)/.installed
-	@echo "timecoin devnet: data in $(DATADIR); try: $(BIN)/timecoin-cli --datadir $(DATADIR) getblockcount"
+	@echo "timecoin devnet: data in $(DATADIR); try: $(BIN)/timecoin-cli getblockcount"
 	$(BIN)/twistd --pidfile= -n timecoin --network devnet --datadir $(DATADIR) $(ARGS)
 
 # The whole suite (lint, types, trial), ending with "N passed, N failed".
