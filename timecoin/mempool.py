@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from twisted.logger import Logger
 
 from timecoin.block import Block
-from timecoin.chain import Chain, TxInvalid, check_transfer
+from timecoin.chain import Chain, TxInvalid, check_transfer, verified_key
 from timecoin.tx import OutPoint, Transaction, UtxoEntry
 
 log = Logger()
@@ -150,6 +150,7 @@ class Mempool:
         if entry is None or entry.state != PENDING:
             return
         self._remove(entry)
+        self.chain.verified.discard(verified_key(entry.tx))
         self.refuse(txid, reason)
         log.info("tx {txid} rejected: {reason}", txid=txid.hex(),
                  reason=reason)
