@@ -111,6 +111,8 @@ class Finality:
 
     @ivar vote_cast: callbacks given every vote this node signs (the P2P
         layer gossips them).
+    @ivar finalized: callbacks given (txid, seconds from acceptance to
+        finality) for every transaction this node finalizes.
     """
 
     def __init__(self, chain: Chain, mempool: Mempool, key: PrivateKey | None,
@@ -126,7 +128,7 @@ class Finality:
         self.vote_cast: list[Callable[[TxVote], None]] = []
         self.counters = {"finalized": 0, "rejected": 0, "votes_invalid": 0,
                          "votes_received": 0}
-        self.latencies: list[float] = []
+        self.finalized: list[Callable[[bytes, float], None]] = []
 
     @property
     def network(self) -> str:
@@ -229,8 +231,9 @@ class Finality:
             self.mempool.finalize(txid)
             self._cancel_timeout(txid)
             self.counters["finalized"] += 1
-            self.latencies.append(self.clock.seconds() - entry.received)
-            del self.latencies[:-1000]
+            latency = self.clock.seconds() - entry.received
+            for callback in list(self.finalized):
+                callback(txid, latency)
             log.info("tx {txid} finalized", txid=txid.hex())
             self._fire(txid, FINALIZED)
 

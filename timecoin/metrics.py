@@ -1,0 +1,95 @@
+"""
+Prometheus metrics of one node (``GET /metrics`` on the RPC port).
+
+Each node has its own C{CollectorRegistry} (no process-global state, so
+tests can run several nodes in one process).  Gauges are read from the
+node's state at scrape time by a collector; the finality-latency histogram
+is fed as transactions finalize.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0,
+                   5.0, 10.0, 30.0)
+
+
+class _NodeCollector(Collector):
+    """
+    Reads gauges and counters off the node at scrape time.
+    """
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Any]:
+        node = self.node
+        chain, mempool, finality = node.chain, node.mempool, node.finality
+        yield GaugeMetricFamily("timecoin_chain_height",
+                                "Height of the best block.", chain.height)
+        yield GaugeMetricFamily("timecoin_utxo_count",
+                                "Unspent outputs at the tip.",
+                                len(chain.utxos))
+        yield GaugeMetricFamily("timecoin_mempool_transactions",
+                                "Transactions in the mempool.", len(mempool))
+        yield GaugeMetricFamily("timecoin_mempool_bytes",
+                                "Bytes of the mempool's transactions.",
+                                mempool.total_bytes)
+        yield GaugeMetricFamily("timecoin_masternode",
+                                "1 if this node is a masternode.",
+                                int(node.is_masternode))
+        tx = CounterMetricFamily("timecoin_transactions",
+                                 "Transactions decided, by outcome.",
+                                 labels=["outcome"])
+        tx.add_metric(["finalized"], finality.counters["finalized"])
+        tx.add_metric(["rejected"], finality.counters["rejected"])
+        yield tx
+        votes = CounterMetricFamily("timecoin_tx_votes",
+                                    "Transaction votes received, by result.",
+                                    labels=["result"])
+        invalid = finality.counters["votes_invalid"]
+        votes.add_metric(["valid"],
+                         finality.counters["votes_received"] - invalid)
+        votes.add_metric(["invalid"], invalid)
+        yield votes
+        refusals = CounterMetricFamily(
+            "timecoin_mempool_refusals",
+            "Transactions refused or rejected, by reason code.",
+            labels=["reason"])
+        for reason, count in sorted(mempool.rejections.items()):
+            refusals.add_metric([reason], count)
+        yield refusals
+        yield CounterMetricFamily("timecoin_blocks_produced",
+                                  "Blocks this node produced and committed.",
+                                  node.producer.counters["produced"])
+        yield GaugeMetricFamily("timecoin_uptime_seconds",
+                                "Seconds since the node started.",
+                                node.uptime())
+
+
+class NodeMetrics:
+    """
+    The metrics registry of one node.
+    """
+
+    def __init__(self, node: Any) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_NodeCollector(node))
+        self.finality_latency = Histogram(
+            "timecoin_finality_latency_seconds",
+            "Seconds from a transaction's acceptance to its finality.",
+            buckets=LATENCY_BUCKETS, registry=self.registry)
+        node.finality.finalized.append(
+            lambda _txid, seconds: self.finality_latency.observe(seconds))
+
+    def render(self) -> bytes:
+        """
+        The Prometheus text exposition of every metric.
+        """
+        return generate_latest(self.registry)
