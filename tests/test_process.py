@@ -157,3 +157,50 @@ class DevnetProcessTests(unittest.TestCase):
             self.assertEqual(replayed, stored)
             self.assertEqual(stored, first["utxo_hash"])
         self.assertGreater(len(finalized), 0)
+
+
+class TwoNodeProcessTests(unittest.TestCase):
+    """
+    Two real node processes over loopback TCP.
+    """
+
+    def test_follower_catches_up_and_pays(self) -> None:
+        """
+        A second node started later with the first's genesis connects,
+        catches up, receives a payment, pays onward through its own RPC
+        (finalized by the masternode's vote over P2P), and ends at the same
+        block hashes and utxo_hash as the masternode.
+        """
+        base = Path(self.mktemp()).resolve()
+        master = NodeProcess(base / "a", block_time=0.3)
+        self.addCleanup(master.kill)
+        master.start()
+        master.wait_for(lambda: master.call("getblockcount") >= 5, 15)
+        follower = NodeProcess(
+            base / "b", "--genesis", str(base / "a" / "genesis.json"),
+            "--connect", f"127.0.0.1:{master.p2p_port}", block_time=0.3)
+        self.addCleanup(follower.kill)
+        follower.start()
+        follower.wait_for(lambda: follower.call("getblockcount")
+                          >= master.call("getblockcount") - 1, 20)
+        mine = follower.call("getnewaddress")
+        txid = master.call("sendtoaddress", mine, 3)
+        follower.wait_for(lambda: follower.call("gettransaction", txid)
+                          ["state"] == "finalized", 5)
+        away = address_of(PrivateKey.generate().public, "TIME0")
+        onward = follower.call("sendtoaddress", away, 1)
+        master.wait_for(lambda: master.call("gettransaction", onward)
+                        .get("blockheight") is not None, 10)
+        follower.wait_for(lambda: follower.call("gettransaction", onward)
+                          .get("blockheight") is not None, 10)
+        master.kill()
+        follower.wait_for(lambda: follower.call("getmempoolinfo")["size"]
+                          == 0, 5)
+        height = follower.call("getblockcount")
+        master.start(block_time=3600)
+        master.wait_for(lambda: master.call("getblockcount") >= height, 10)
+        self.assertEqual(master.call("getblockhash", height),
+                         follower.call("getblockhash", height))
+        if master.call("getblockcount") == height:
+            self.assertEqual(master.call("gettxoutsetinfo")["utxo_hash"],
+                             follower.call("gettxoutsetinfo")["utxo_hash"])

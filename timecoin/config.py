@@ -35,6 +35,22 @@ class Config:
     p2p_port: int = 0
     p2p_bind: str = "127.0.0.1"
     p2p_connect: list[str] = field(default_factory=list)
+    p2p_listen: bool = True
+    p2p_max_peers: int = 32
+    p2p_max_outbound: int = 16
+    p2p_max_inbound_per_ip: int = 1
+    p2p_handshake_timeout: float = 10.0
+    p2p_ping_interval: float = 30.0
+    p2p_pong_timeout: float = 30.0
+    p2p_max_missed_pongs: int = 3
+    p2p_request_timeout: float = 30.0
+    p2p_initial_delay: float = 5.0
+    p2p_max_delay: float = 300.0
+    p2p_passive_wait: float = 120.0
+    p2p_table_size: int = 1000
+    p2p_ban_threshold: float = 100.0
+    p2p_ban_seconds: float = 3600.0
+    p2p_score_half_life: float = 600.0
     rpc_port: int = 0
     rpc_bind: str = "127.0.0.1"
     rpc_user: str = ""

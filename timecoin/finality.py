@@ -113,6 +113,8 @@ class Finality:
         layer gossips them).
     @ivar finalized: callbacks given (txid, seconds from acceptance to
         finality) for every transaction this node finalizes.
+    @ivar tx_accepted: callbacks given every transaction admitted to the
+        mempool (the P2P layer relays them).
     """
 
     def __init__(self, chain: Chain, mempool: Mempool, key: PrivateKey | None,
@@ -129,6 +131,7 @@ class Finality:
         self.counters = {"finalized": 0, "rejected": 0, "votes_invalid": 0,
                          "votes_received": 0}
         self.finalized: list[Callable[[bytes, float], None]] = []
+        self.tx_accepted: list[Callable[[Transaction], None]] = []
 
     @property
     def network(self) -> str:
@@ -149,6 +152,8 @@ class Finality:
                      txid=tx.txid.hex(), reason=e.reason, detail=e.detail)
             return defer.fail(e)
         self.mempool.add(tx, fee)
+        for accepted in list(self.tx_accepted):
+            accepted(tx)
         self._timeouts[tx.txid] = self.clock.callLater(
             self.vote_timeout, self._timed_out, tx.txid)
         if self._is_masternode():

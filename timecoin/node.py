@@ -276,3 +276,28 @@ class Node(Service):
 
     def genesis_obj(self) -> Any:
         return decode(self.genesis.encode())
+
+    # P2P -----------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def committed_block(self, height: int) -> Any:
+        """
+        The main-chain block at C{height} with its own commit certificate
+        (kept in its undo record; the tip's is C{chain.tip_commit}), as a
+        C{(block, commit)} pair, or C{None}.  P2P serves these in C{blocks}
+        replies.
+        """
+        from timecoin.chain import _Undo
+
+        chain = self.chain
+        if height == chain.height:
+            return (chain.tip, chain.tip_commit)
+        block_hash = yield self.store.get_block_hash(height)
+        if block_hash is None:
+            return None
+        raw = yield self.store.get_block(block_hash)
+        if raw is None:
+            return None
+        undo = yield self.store.get_undo(block_hash)
+        commit = _Undo.decode(undo).commit if undo else None
+        return (Block.decode(raw), commit)

@@ -50,13 +50,13 @@ class Options(usage.Options):
 
 def makeService(options: Options) -> service.IService:
     """
-    The node, its RPC server, and (later) its P2P listener, as one
-    C{MultiService}.
+    The node, its P2P service and its RPC server, as one C{MultiService}.
     """
     from twisted.internet import reactor
 
     from timecoin.genesis import GenesisError
     from timecoin.node import Node
+    from timecoin.p2p.service import P2PService
     from timecoin.rpc import build_rpc_site
     from timecoin.selection import PolicyError
 
@@ -67,6 +67,9 @@ def makeService(options: Options) -> service.IService:
         raise SystemExit(f"timecoin: {e}") from e
     top = service.MultiService()
     node.setServiceParent(top)
+    # After the node, so it stops before the node closes its store.
+    p2p = P2PService(node, reactor)
+    p2p.setServiceParent(top)
     site = build_rpc_site(node, config)
     rpc = internet.TCPServer(config.rpc_port, site,
                              interface=config.rpc_bind)

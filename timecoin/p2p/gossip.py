@@ -1,0 +1,258 @@
+"""
+Gossip of transactions, transaction votes and blocks.
+
+Every item is deduplicated by its id in a bounded cache *before* it is
+relayed (the seeds' vote relay loops and finality broadcast storms came
+from relaying first): transactions by txid, votes by the hash of the whole
+signed vote, blocks by block hash.  An item is relayed only once this node
+accepted it (a transaction admitted to the mempool, a vote tallied, a block
+connected), to every ready peer but the one it came from, whatever the
+direction of the connection.  Nothing final is re-gossiped: a transaction
+already known, decided or archived, a vote for a decided transaction and a
+block at or below our tip stop here.
+
+A transaction id does not cover its signatures, so a transaction is marked
+seen only once admitted (or found already known): a copy with broken
+signatures cannot shadow the valid one.  Votes may arrive before their
+transaction (the voter relays its vote as it votes); such *orphan* votes
+are kept, bounded and for a short time, and tallied when the transaction
+arrives.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from timecoin.block import Block, CommitCertificate
+from timecoin.chain import TxInvalid
+from timecoin.encoding import canonical, sha256
+from timecoin.finality import TxVote
+from timecoin.mempool import PENDING
+from timecoin.p2p.messages import BlockMsg, TxMsg, TxVoteMsg
+from timecoin.p2p.settings import P2PSettings
+from timecoin.tx import Transaction
+
+if TYPE_CHECKING:
+    from timecoin.node import Node
+    from timecoin.p2p.manager import PeerManager
+    from timecoin.p2p.protocol import PeerProtocol
+
+log = Logger()
+
+MALICIOUS_TX_REASONS = frozenset({
+    "bad-signature", "pubkey-address-mismatch", "tx-too-large",
+    "unexpected-coinbase", "coinbase-has-inputs", "no-inputs",
+    "unexpected-data", "duplicate-input", "no-outputs", "bad-address",
+    "zero-output", "dust-output", "value-out-of-range",
+    "outputs-exceed-inputs", "fee-too-low",
+})
+"""Refusals no honest relay causes (consensus rules every node shares);
+others (double spends, inputs we have not seen yet, a full mempool) are
+races or local state and cost the sender nothing."""
+
+MALICIOUS_VOTE_REASONS = frozenset({
+    "vote-bad-signature", "vote-not-masternode",
+})
+"""Vote drops that score the sender."""
+
+UNKNOWN_TX = "vote-unknown-or-decided-tx"
+
+
+def vote_id(vote: TxVote) -> bytes:
+    """
+    The gossip id of a vote: SHA-256 of its whole signed encoding.
+    """
+    return sha256(canonical(vote.to_obj()))
+
+
+class SeenCache:
+    """
+    A bounded set of ids; the oldest are forgotten first.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[bytes, None] = OrderedDict()
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, key: bytes) -> bool:
+        """
+        Remember C{key}; returns whether it was new.
+        """
+        if key in self._items:
+            return False
+        self._items[key] = None
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return True
+
+
+class Gossip:
+    """
+    Relays transactions, votes and blocks between the node and its peers.
+
+    @ivar counters: what was relayed, dropped as duplicate, refused.
+    """
+
+    def __init__(self, node: Node, manager: PeerManager, clock: IReactorTime,
+                 settings: P2PSettings) -> None:
+        self.node = node
+        self.manager = manager
+        self.clock = clock
+        self.settings = settings
+        self.seen_txs = SeenCache(settings.seen_size)
+        self.seen_votes = SeenCache(settings.seen_size)
+        self.seen_blocks = SeenCache(settings.seen_size)
+        self.orphans: OrderedDict[bytes, list[tuple[TxVote, float]]] = \
+            OrderedDict()
+        self._orphan_count = 0
+        self.counters: Counter[str] = Counter()
+
+    # Local events (hooked to the node) -----------------------------------
+
+    def tx_accepted(self, tx: Transaction) -> None:
+        """
+        This node admitted C{tx} (from RPC or the wallet): announce it.
+        """
+        if self.seen_txs.add(tx.txid):
+            self.counters["tx-announced"] += 1
+            self.manager.broadcast(TxMsg(tx))
+        self._replay_orphans(tx.txid)
+
+    def vote_cast(self, vote: TxVote) -> None:
+        """
+        This node signed C{vote}: announce it.
+        """
+        self.seen_votes.add(vote_id(vote))
+        self.counters["vote-announced"] += 1
+        self.manager.broadcast(TxVoteMsg(vote))
+
+    def block_committed(self, block: Block) -> None:
+        """
+        This node produced and committed C{block}: announce it with its
+        certificate.
+        """
+        chain = self.node.chain
+        if chain.tip.hash != block.hash or chain.tip_commit is None:
+            return
+        self.seen_blocks.add(block.hash)
+        self.counters["block-announced"] += 1
+        self.manager.broadcast(BlockMsg(block, chain.tip_commit))
+
+    def expire_orphans(self) -> None:
+        """
+        Forget orphan votes (votes for transactions not seen yet) past
+        their time to live.  Runs every C{relay_interval} seconds.
+        """
+        self._expire_orphans()
+
+    # From peers ----------------------------------------------------------
+
+    def tx_received(self, conn: PeerProtocol, msg: TxMsg) -> None:
+        """
+        A peer sent a transaction: admit it, then relay it.
+        """
+        tx = msg.tx
+        if tx.txid in self.seen_txs:
+            self.counters["tx-duplicate"] += 1
+            return
+        d = self.node.finality.submit(tx)
+        d.addCallbacks(self._tx_admitted, self._tx_refused,
+                       callbackArgs=(tx, conn), errbackArgs=(tx, conn))
+        d.addErrback(self._failed, "handling a transaction")
+
+    def _failed(self, failure: Failure, what: str) -> None:
+        self.counters["errors"] += 1
+        log.failure("gossip failed {what}", failure, what=what)
+
+    def _tx_admitted(self, _: Any, tx: Transaction,
+                     conn: PeerProtocol) -> None:
+        if self.seen_txs.add(tx.txid):
+            self.counters["tx-relayed"] += 1
+            self.manager.broadcast(TxMsg(tx), exclude=conn)
+        self._replay_orphans(tx.txid)
+
+    def _tx_refused(self, failure: Failure, tx: Transaction,
+                    conn: PeerProtocol) -> None:
+        failure.trap(TxInvalid)
+        reason = failure.value.reason
+        self.counters[f"tx-refused:{reason}"] += 1
+        if reason == "already-known":
+            self.seen_txs.add(tx.txid)
+        elif reason in MALICIOUS_TX_REASONS:
+            conn.misbehaved("invalid-tx", f"{tx.txid.hex()}: {reason}")
+
+    def vote_received(self, conn: PeerProtocol, msg: TxVoteMsg) -> None:
+        """
+        A peer sent a vote: tally it, then relay it.
+        """
+        vote = msg.vote
+        if not self.seen_votes.add(vote_id(vote)):
+            self.counters["vote-duplicate"] += 1
+            return
+        reason = self.node.finality.receive_vote(vote)
+        if reason is None:
+            self.counters["vote-relayed"] += 1
+            self.manager.broadcast(msg, exclude=conn)
+        elif reason == UNKNOWN_TX and \
+                self.node.mempool.state_of(vote.txid) is None:
+            self._keep_orphan(vote)
+        elif reason in MALICIOUS_VOTE_REASONS:
+            self.counters[f"vote-refused:{reason}"] += 1
+            conn.misbehaved("invalid-vote", reason)
+        else:
+            self.counters[f"vote-refused:{reason}"] += 1
+
+    def relay_block(self, block: Block, commit: CommitCertificate,
+                    exclude: PeerProtocol | None) -> None:
+        """
+        A block from a peer was connected: relay it to the others.
+        """
+        if self.seen_blocks.add(block.hash):
+            self.counters["block-relayed"] += 1
+            self.manager.broadcast(BlockMsg(block, commit), exclude=exclude)
+
+    # Orphan votes --------------------------------------------------------
+
+    def _keep_orphan(self, vote: TxVote) -> None:
+        if self._orphan_count >= self.settings.orphan_votes:
+            self._expire_orphans()
+        if self._orphan_count >= self.settings.orphan_votes:
+            self.counters["orphan-dropped"] += 1
+            return
+        self.orphans.setdefault(vote.txid, []).append(
+            (vote, self.clock.seconds()))
+        self._orphan_count += 1
+        self.counters["orphan-kept"] += 1
+
+    def _replay_orphans(self, txid: bytes) -> None:
+        votes = self.orphans.pop(txid, [])
+        self._orphan_count -= len(votes)
+        for vote, _ in votes:
+            entry = self.node.mempool.entries.get(txid)
+            if entry is None or entry.state != PENDING:
+                break
+            if self.node.finality.receive_vote(vote) is None:
+                self.counters["orphan-tallied"] += 1
+                self.manager.broadcast(TxVoteMsg(vote))
+
+    def _expire_orphans(self) -> None:
+        limit = self.clock.seconds() - self.settings.orphan_ttl
+        for txid in list(self.orphans):
+            votes = self.orphans[txid]
+            kept = [(v, at) for v, at in votes if at > limit]
+            self._orphan_count -= len(votes) - len(kept)
+            if kept:
+                self.orphans[txid] = kept
+            else:
+                del self.orphans[txid]

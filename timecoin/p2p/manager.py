@@ -1,0 +1,519 @@
+"""
+Who we are connected to, whom we dial, and what a message means.
+
+Identity and duplicates
+    A peer is its identity key (its IP; C{ip:port} on loopback, see
+    L{timecoin.p2p.peers.peer_key}); at most one completed connection per
+    key.  When a second connection with a key completes its handshake:
+
+    - same node key, opposite directions (a simultaneous open): both sides
+      keep the connection *dialled by the node with the lower public key*
+      and close the other with C{duplicate-connection}.  Both sides compare
+      the same two keys, so they close the same connection; the higher
+      side also stops its dialer, so nothing redials: one connection,
+      never a cycle;
+    - same node key, both inbound: the peer reconnected (the old one is a
+      dead half-open socket): the new one replaces it;
+    - same node key, both outbound: cannot happen (one dialer per key);
+      the new one is refused;
+    - another node key at the same IP: refused (C{duplicate-ip}).
+
+Dial rule
+    We dial a known address unless it is connected, already has a dialer
+    (connecting, connected or in backoff: never a second dial), is banned,
+    is ourselves, or belongs to a node whose public key is *lower* than
+    ours: that node dials us, and we only dial it if no connection came
+    within C{passive_wait} seconds (e.g. it cannot reach us).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from timecoin import __version__
+from timecoin.p2p.messages import (
+    MAX_PEERS_PER_REPLY,
+    MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+    BlockMsg,
+    Error,
+    GetBlocks,
+    GetPeers,
+    GetTip,
+    Hello,
+    Message,
+    Peers,
+    Tip,
+    TxMsg,
+    TxVoteMsg,
+)
+from timecoin.p2p.peers import (
+    EXCHANGE,
+    PeerEntry,
+    PeerTable,
+    is_loopback,
+    parse_address,
+    peer_key,
+)
+from timecoin.p2p.protocol import (
+    CONNECTING,
+    HELLO,
+    INBOUND,
+    OUTBOUND,
+    PeerClientFactory,
+    PeerProtocol,
+    RequestFailed,
+)
+from timecoin.p2p.scoring import Scores
+from timecoin.p2p.settings import P2PSettings
+
+if TYPE_CHECKING:
+    from timecoin.node import Node
+    from timecoin.p2p.gossip import Gossip
+    from timecoin.p2p.sync import BlockSync
+
+log = Logger()
+
+ConnectTCP = Callable[[str, int, PeerClientFactory, float], Any]
+"""How the manager dials: (host, port, factory, timeout)."""
+
+LOG_REPEAT_SECONDS = 60.0
+"""The same (peer, reason) is logged at most once per this many seconds."""
+
+
+class PeerManager:
+    """
+    The connection registry, handshake acceptance, dial rule and message
+    dispatch of one node.
+
+    @ivar ready: connections that completed the handshake, by peer key.
+    @ivar connections: every open connection, in any state.
+    @ivar dialers: one L{PeerClientFactory} per peer key we dial.
+    @ivar self_keys: keys found to be ourselves (never dialled).
+    @ivar counters: every reason code counted (drops, closes, offences).
+    """
+
+    def __init__(self, node: Node, clock: IReactorTime, settings: P2PSettings,
+                 rng: random.Random, table: PeerTable, scores: Scores,
+                 connect: ConnectTCP | None = None) -> None:
+        self.node = node
+        self.clock = clock
+        self.settings = settings
+        self.rng = rng
+        self.table = table
+        self.scores = scores
+        self._connect = connect
+        self.nonce = rng.randbytes(8)
+        self.ready: dict[str, PeerProtocol] = {}
+        self.connections: set[PeerProtocol] = set()
+        self.dialers: dict[str, PeerClientFactory] = {}
+        self.self_keys: set[str] = set()
+        self.counters: Counter[str] = Counter()
+        self.running = False
+        self.started_at = clock.seconds()
+        self.gossip: Gossip | None = None
+        self.sync: BlockSync | None = None
+        self._logged: dict[tuple[str, str], float] = {}
+        self._maintain_call: Any = None
+
+    @property
+    def pubkey(self) -> bytes:
+        """
+        Our node key (the dial rule compares it with the peers').
+        """
+        return self.node.key.public
+
+    def count(self, reason: str, n: int = 1) -> None:
+        """
+        Count one occurrence of C{reason}.
+        """
+        self.counters[reason] += n
+
+    def start(self) -> None:
+        """
+        Accept connections and start dialing.
+        """
+        self.running = True
+        self.started_at = self.clock.seconds()
+        self.maintain()
+
+    def stop(self) -> None:
+        """
+        Stop every dialer and close every connection (C{shutdown}).
+        """
+        self.running = False
+        if self._maintain_call is not None and self._maintain_call.active():
+            self._maintain_call.cancel()
+        for key in list(self.dialers):
+            self.stop_dialer(key, "shutdown")
+        for conn in list(self.connections):
+            conn.close("shutdown")
+
+    def local_hello(self) -> Hello:
+        """
+        Our C{hello}.
+        """
+        node = self.node
+        return Hello(network=node.network.name, version=PROTOCOL_VERSION,
+                     genesis=node.genesis.hash, height=node.chain.height,
+                     listen_port=self.settings.port if self.settings.listen
+                     else 0,
+                     pubkey=self.pubkey, policy=node.config.policy,
+                     nonce=self.nonce, user_agent=f"timecoin/{__version__}")
+
+    # Connection lifecycle ------------------------------------------------
+
+    def connection_made(self, conn: PeerProtocol) -> str | None:
+        """
+        A TCP connection opened; returns a reason to refuse it at once.
+        """
+        self.connections.add(conn)
+        if not self.running:
+            return "shutdown"
+        if conn.direction == INBOUND:
+            loopback = is_loopback(conn.ip)
+            if not loopback and self.scores.banned(conn.ip):
+                return "banned"
+            handshaking = [c for c in self.connections
+                           if c.state in (CONNECTING, HELLO) and c is not conn]
+            if len(handshaking) >= self.settings.max_pending_handshakes:
+                return "too-many-peers"
+            if not loopback and sum(
+                    1 for c in handshaking if c.direction == INBOUND
+                    and c.ip == conn.ip) >= self.settings.max_inbound_per_ip:
+                return "too-many-from-ip"
+        return None
+
+    def hello_received(self, conn: PeerProtocol,
+                       hello: Hello) -> tuple[str, str] | None:
+        """
+        Decide on a peer's C{hello}: C{None} accepts it (and registers the
+        connection), else (reason, detail) refuses it.
+        """
+        node = self.node
+        if hello.network != node.network.name:
+            return "wrong-network", f"this is {node.network.name}"
+        if hello.genesis != node.genesis.hash:
+            return "wrong-genesis", f"our genesis is {node.genesis.hash.hex()}"
+        if min(hello.version, PROTOCOL_VERSION) < MIN_PROTOCOL_VERSION:
+            return "unsupported-version", \
+                f"we speak {MIN_PROTOCOL_VERSION}..{PROTOCOL_VERSION}"
+        if hello.policy != node.config.policy:
+            return "policy-mismatch", f"we run {node.config.policy}"
+        if hello.nonce == self.nonce or hello.pubkey == self.pubkey:
+            self._found_self(conn)
+            return "self-connection", ""
+        if conn.direction == INBOUND:
+            conn.peer_key = peer_key(conn.ip, hello.listen_port)
+        key = conn.peer_key
+        if self.scores.banned(key):
+            return "banned", ""
+        existing = self.ready.get(key)
+        if existing is None:
+            if len(self.ready) >= self.settings.max_peers:
+                return "too-many-peers", f"{len(self.ready)} peers"
+        elif existing.hello is None or existing.hello.pubkey != hello.pubkey:
+            return "duplicate-ip", "another node holds this IP's connection"
+        elif existing.direction == conn.direction:
+            if conn.direction == OUTBOUND:
+                return "duplicate-connection", "already connected"
+            existing.close("replaced", "the peer reconnected")
+        else:
+            refusal = self._settle_duplicate(existing, conn, hello.pubkey)
+            if refusal is not None:
+                return refusal
+        self.ready[key] = conn
+        port = conn.dial_port if conn.direction == OUTBOUND \
+            else hello.listen_port
+        self.table.connected(key, conn.ip, port, hello.pubkey)
+        dialer = self.dialers.get(key)
+        if conn.direction == INBOUND and dialer is not None \
+                and dialer.connection is None:
+            self.stop_dialer(key, "connected inbound")
+        return None
+
+    def _settle_duplicate(self, existing: PeerProtocol, conn: PeerProtocol,
+                          their_pubkey: bytes) -> tuple[str, str] | None:
+        """
+        A simultaneous open: keep the connection dialled by the lower key.
+        """
+        self.count("simultaneous-open")
+        we_dial = self.pubkey < their_pubkey
+        keep_direction = OUTBOUND if we_dial else INBOUND
+        if not we_dial:
+            self.stop_dialer(conn.peer_key, "the peer dials us")
+        if existing.direction == keep_direction:
+            return "duplicate-connection", "kept the lower key's connection"
+        existing.close("duplicate-connection",
+                       "kept the lower key's connection")
+        return None
+
+    def _found_self(self, conn: PeerProtocol) -> None:
+        if conn.direction == OUTBOUND and conn.dialer is not None:
+            key = conn.dialer.key
+            log.info("{key} is this node; not dialing it again", key=key)
+            self.self_keys.add(key)
+            self.stop_dialer(key, "self")
+            self.table.remove(key)
+
+    def peer_ready(self, conn: PeerProtocol) -> None:
+        """
+        A handshake completed: ask for peers, compare heights.
+        """
+        assert conn.hello is not None
+        log.info("connected to {peer} ({direction}), height {height}, "
+                 "{agent}", peer=conn.peer, direction=conn.direction,
+                 height=conn.hello.height, agent=conn.hello.user_agent)
+        self.count("handshakes")
+        d = conn.request(GetPeers())
+        d.addCallbacks(self._got_peers, self._request_failed,
+                       callbackArgs=(conn,), errbackArgs=(conn, "get_peers"))
+        if self.sync is not None:
+            self.sync.peer_tip(conn, conn.hello.height)
+
+    def connection_lost(self, conn: PeerProtocol) -> None:
+        """
+        A connection ended, in any state.
+        """
+        self.connections.discard(conn)
+        key = conn.peer_key
+        if key and self.ready.get(key) is conn:
+            del self.ready[key]
+            self.table.touch(key)
+            log.info("disconnected from {peer}: {reason}", peer=conn.peer,
+                     reason=conn.close_reason or "connection lost")
+            if self.sync is not None:
+                self.sync.peer_gone(conn)
+        self._schedule_maintain()
+
+    def closing(self, conn: PeerProtocol, reason: str, detail: str) -> None:
+        """
+        We are closing C{conn} for C{reason}: log and count it.
+        """
+        self.count(f"closed:{reason}")
+        self._log(conn, "closing connection to {peer}: {reason} {detail}",
+                  reason, detail)
+
+    def error_received(self, conn: PeerProtocol, msg: Error) -> None:
+        """
+        The peer sent an C{error}: log and count it.
+        """
+        self.count(f"error-received:{msg.reason}")
+        self._log(conn, "{peer} sent error {reason} {detail}", msg.reason,
+                  msg.detail)
+        if msg.reason == "self-connection":
+            self._found_self(conn)
+
+    def offence(self, conn: PeerProtocol, reason: str, detail: str,
+                points: int) -> bool:
+        """
+        Count, log and score an offence of C{conn}; returns whether its
+        identity is now banned.
+        """
+        self.count(reason)
+        self._log(conn, "{peer}: {reason} {detail}", reason, detail)
+        if points <= 0:
+            return False
+        key = conn.peer_key or conn.ip
+        banned = self.scores.add(key, points)
+        if banned:
+            self.count("bans")
+            log.warn("banned {key} for {seconds} s after {reason}", key=key,
+                     seconds=self.scores.ban_seconds, reason=reason)
+            self.stop_dialer(key, "banned")
+        return banned
+
+    def _log(self, conn: PeerProtocol, fmt: str, reason: str,
+             detail: str) -> None:
+        now = self.clock.seconds()
+        mark = (conn.peer, reason)
+        if now - self._logged.get(mark, -LOG_REPEAT_SECONDS) < \
+                LOG_REPEAT_SECONDS:
+            self.count("log-suppressed")
+            return
+        if len(self._logged) > 10_000:
+            self._logged.clear()
+        self._logged[mark] = now
+        log.info(fmt, peer=conn.peer, reason=reason, detail=detail)
+
+    # Messages ------------------------------------------------------------
+
+    def message_received(self, conn: PeerProtocol, msg: Message) -> None:
+        """
+        Dispatch a message of the ready state that is not connection-level.
+        """
+        if isinstance(msg, GetPeers):
+            loopback = is_loopback(conn.ip)
+            exclude = frozenset(self.self_keys | {conn.peer_key})
+            conn.send(Peers(msg.id, tuple(self.table.addresses(
+                MAX_PEERS_PER_REPLY, loopback, exclude))))
+        elif isinstance(msg, GetTip):
+            chain = self.node.chain
+            conn.send(Tip(msg.id, chain.height, chain.tip.hash))
+        elif self.sync is not None and isinstance(msg, GetBlocks):
+            self.sync.serve_blocks(conn, msg)
+        elif self.gossip is not None and isinstance(msg, TxMsg):
+            self.gossip.tx_received(conn, msg)
+        elif self.gossip is not None and isinstance(msg, TxVoteMsg):
+            self.gossip.vote_received(conn, msg)
+        elif self.sync is not None and isinstance(msg, BlockMsg):
+            self.sync.block_announced(conn, msg)
+        else:
+            self.count(f"unhandled:{msg.name}")
+
+    def _got_peers(self, msg: Peers, conn: PeerProtocol) -> None:
+        loopback = is_loopback(conn.ip)
+        learned = bad = 0
+        for address in msg.peers:
+            try:
+                host, port = parse_address(address)
+            except ValueError:
+                bad += 1
+                continue
+            key = peer_key(host, port)
+            if (is_loopback(host) and not loopback) or key in self.self_keys \
+                    or self.scores.banned(key):
+                continue
+            if key not in self.table.entries and \
+                    self.table.add(host, port, EXCHANGE) is not None:
+                learned += 1
+        if bad:
+            self.count("bad-peer-address", bad)
+        self.count("peers-learned", learned)
+        if learned:
+            self._schedule_maintain()
+
+    def _request_failed(self, failure: Failure, conn: PeerProtocol,
+                        what: str) -> None:
+        failure.trap(RequestFailed)
+        self.count(f"{what}-failed")
+
+    def broadcast(self, msg: Message,
+                  exclude: PeerProtocol | None = None) -> int:
+        """
+        Send C{msg} to every ready peer but C{exclude}, whatever the
+        direction of the connection; returns how many got it.
+        """
+        line = msg.encode()
+        sent = 0
+        for conn in list(self.ready.values()):
+            if conn is not exclude and conn.send_line(msg.name, line):
+                sent += 1
+        return sent
+
+    # Dialing -------------------------------------------------------------
+
+    def _schedule_maintain(self) -> None:
+        if self.running and (self._maintain_call is None
+                             or not self._maintain_call.active()):
+            self._maintain_call = self.clock.callLater(0, self.maintain)
+
+    def maintain(self) -> None:
+        """
+        Apply the dial rule: dial known peers up to the outbound cap; stop
+        dialers of banned peers.
+        """
+        if not self.running:
+            return
+        self.scores.prune()
+        for key in list(self.dialers):
+            if self.scores.banned(key):
+                self.stop_dialer(key, "banned")
+        room = min(self.settings.max_outbound - len(self.dialers),
+                   self.settings.max_peers - len(self.ready))
+        if room <= 0:
+            return
+        now = self.clock.seconds()
+        candidates = sorted(
+            (e for e in self.table.entries.values()
+             if self.should_dial(e, now)),
+            key=lambda e: (e.source != "seed", e.failures, -e.last_seen,
+                           e.key))
+        for entry in candidates[:room]:
+            self.dial(entry)
+
+    def should_dial(self, entry: PeerEntry, now: float) -> bool:
+        """
+        Whether the dial rule lets us dial C{entry} now.
+        """
+        key = entry.key
+        if key in self.dialers or key in self.ready or key in self.self_keys:
+            return False
+        if self.scores.banned(key):
+            return False
+        if any(c.peer_key == key for c in self.connections):
+            return False
+        if entry.pubkey is not None and entry.pubkey < self.pubkey:
+            since = max(entry.last_seen, self.started_at)
+            return now - since >= self.settings.passive_wait
+        return True
+
+    def dial(self, entry: PeerEntry) -> PeerClientFactory:
+        """
+        Start dialing C{entry} (it must have no dialer yet).
+        """
+        assert entry.key not in self.dialers, entry.key
+        factory = PeerClientFactory(self, entry.key, entry.host, entry.port,
+                                    self.rng)
+        self.dialers[entry.key] = factory
+        self.count("dials")
+        log.info("dialing {key} at {address}", key=entry.key,
+                 address=entry.address)
+        if self._connect is not None:
+            self._connect(entry.host, entry.port, factory,
+                          self.settings.connect_timeout)
+        return factory
+
+    def stop_dialer(self, key: str, reason: str) -> None:
+        """
+        Stop dialing C{key} (a live connection it made stays up).
+        """
+        factory = self.dialers.pop(key, None)
+        if factory is not None:
+            factory.stopTrying()
+            self.count(f"dialer-stopped:{reason}")
+
+    def dial_failed(self, factory: PeerClientFactory,
+                    reason: Failure) -> None:
+        """
+        A dial of C{factory} did not connect.
+        """
+        if self.dialers.get(factory.key) is not factory:
+            return
+        self.count("dial-failed")
+        if self.table.failed(factory.key):
+            log.info("giving up on {key} after {n} failed dials",
+                     key=factory.key, n=self.table.max_failures)
+            self.stop_dialer(factory.key, "unreachable")
+            self.table.remove(factory.key)
+
+    def dial_lost(self, factory: PeerClientFactory, handshaken: bool) -> None:
+        """
+        The connection C{factory} made ended; C{handshaken} says whether
+        its handshake had completed.
+        """
+        if self.dialers.get(factory.key) is not factory:
+            return
+        if not handshaken:
+            self.dial_failed(factory, Failure(Exception("no handshake")))
+            return
+        entry = self.table.get(factory.key)
+        if entry is not None and entry.pubkey is not None \
+                and entry.pubkey < self.pubkey:
+            self.stop_dialer(factory.key, "the peer dials us")
+
+    # Queries -------------------------------------------------------------
+
+    def peer_info(self) -> list[dict[str, Any]]:
+        """
+        One dict per open connection (RPC C{getpeerinfo}).
+        """
+        return [c.info() for c in sorted(self.connections,
+                                         key=lambda c: (c.peer, c.direction))]

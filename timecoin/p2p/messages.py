@@ -1,0 +1,588 @@
+"""
+The wire messages of the P2P protocol.
+
+A message is one JSON object on one line ending in ``\\n``; its ``"type"``
+names it.  Each message here is a small frozen class with its ``name``, its
+fields, a size cap (``max_bytes``, the longest line of that type a peer may
+send), a parser that validates every field and raises L{MessageError} with
+a reason code, and an encoder.  We send canonical JSON (sorted keys,
+compact); we accept any valid JSON, and ignore fields we do not know (a
+newer peer may add optional ones).  ``docs/protocol.md`` is the prose spec.
+
+Sizes: a block is at most C{params.MAX_BLOCK_BYTES} (2,000,000) bytes and
+its commit certificate at most L{MAX_COMMIT_BYTES} (10,000 votes), so one
+C{{block, commit}} entry is at most L{MAX_BLOCK_ENTRY_BYTES} (~4.2 MB).  A
+C{blocks} reply holds at most L{MAX_BLOCKS_PER_REQUEST} (100) entries *and*
+at most L{MAX_LINE_BYTES} (8 MiB) in all; the responder stops adding blocks
+before the cap, and since one maximal entry is below the cap every reply
+carries at least one block.  L{MAX_LINE_BYTES} is therefore the largest
+legal line and the line receiver's C{MAX_LENGTH}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, TypeVar
+
+from timecoin import params
+from timecoin.block import MAX_CERT_VOTES, Block, CommitCertificate
+from timecoin.encoding import (
+    EncodingError,
+    canonical,
+    decode,
+    need_int,
+    need_list,
+    need_str,
+    unhex,
+)
+from timecoin.finality import TxVote
+from timecoin.tx import Transaction
+
+PROTOCOL_VERSION = 1
+"""The protocol version we speak."""
+MIN_PROTOCOL_VERSION = 1
+"""The oldest version we still talk to; a connection runs at the lower of
+the two sides' versions, which must not be below this."""
+
+MAX_ID = 2**32 - 1
+"""Request ids are integers in [0, MAX_ID]."""
+MAX_NONCE = 2**53 - 1
+"""Ping nonces are integers in [0, MAX_NONCE] (exact in every JSON)."""
+MAX_PEERS_PER_REPLY = 250
+MAX_ADDRESS_CHARS = 64
+MAX_BLOCKS_PER_REQUEST = 100
+MAX_REASON_CHARS = 64
+MAX_DETAIL_CHARS = 256
+
+MAX_COMMIT_BYTES = 137 + MAX_CERT_VOTES * 220
+"""A commit certificate's encoding: 137 bytes of fields plus 219 bytes and
+a comma per vote, at most C{MAX_CERT_VOTES} votes."""
+MAX_BLOCK_ENTRY_BYTES = params.MAX_BLOCK_BYTES + MAX_COMMIT_BYTES + 20
+"""One C{{"block":…,"commit":…}} entry."""
+MAX_LINE_BYTES = 8 * 1024 * 1024
+"""The longest legal line (a full C{blocks} reply), without the newline."""
+BLOCKS_ENVELOPE_BYTES = 64
+"""Room kept in a C{blocks} reply for C{{"blocks":[…],"id":…,"type":…}}."""
+
+
+class MessageError(Exception):
+    """
+    A line is not a valid message; C{reason} is a stable reason code.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class Message:
+    """
+    Base of all wire messages.
+
+    @cvar name: the C{"type"} on the wire.
+    @cvar max_bytes: the longest line of this type accepted.
+    """
+
+    name: ClassVar[str]
+    max_bytes: ClassVar[int] = 1024
+
+    def fields(self) -> dict[str, Any]:
+        """
+        The message's fields as JSON values (without C{type}).
+        """
+        raise NotImplementedError
+
+    def to_obj(self) -> dict[str, Any]:
+        """
+        The message as a JSON object, C{type} included.
+        """
+        obj = self.fields()
+        obj["type"] = self.name
+        return obj
+
+    def encode(self) -> bytes:
+        """
+        The canonical line, without the newline.
+        """
+        return canonical(self.to_obj())
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> Message:
+        """
+        Build the message from a decoded JSON object.
+
+        @raise EncodingError: (or C{ValueError}) naming the bad field.
+        """
+        raise NotImplementedError
+
+
+class Request(Message):
+    """
+    A message that asks for a response echoing its C{id}.
+
+    @cvar response: the C{name} of the response type.
+    """
+
+    response: ClassVar[str]
+    id: int
+
+
+class Response(Message):
+    """
+    A message answering the request with the same C{id}.
+    """
+
+    id: int
+
+
+MESSAGES: dict[str, type[Message]] = {}
+"""The registry: wire type → message class."""
+
+M = TypeVar("M", bound=type[Message])
+
+
+def register(cls: M) -> M:
+    """
+    Class decorator adding a message class to L{MESSAGES}.
+    """
+    assert cls.name not in MESSAGES, cls.name
+    MESSAGES[cls.name] = cls
+    return cls
+
+
+def _field(obj: dict[str, Any], name: str) -> Any:
+    if name not in obj:
+        raise EncodingError(f"missing field {name!r}")
+    return obj[name]
+
+
+def _id(obj: dict[str, Any]) -> int:
+    return need_int(_field(obj, "id"), "id", 0, MAX_ID)
+
+
+def _commit_obj(commit: CommitCertificate) -> bytes:
+    return canonical(commit.to_obj())
+
+
+def _block_entry(block: Block, commit: CommitCertificate) -> bytes:
+    return (b'{"block":' + block.encode() + b',"commit":'
+            + _commit_obj(commit) + b"}")
+
+
+def _parse_block(value: Any) -> Block:
+    block = Block.from_obj(value)
+    if block.size > params.MAX_BLOCK_BYTES:
+        raise EncodingError(f"block of {block.size} bytes is too large")
+    return block
+
+
+def _parse_entry(value: Any) -> tuple[Block, CommitCertificate]:
+    if not isinstance(value, dict):
+        raise EncodingError("block entry must be an object")
+    block = _parse_block(_field(value, "block"))
+    commit = CommitCertificate.from_obj(_field(value, "commit"))
+    return block, commit
+
+
+# Handshake and connection-level messages ----------------------------------
+
+
+@register
+@dataclass(frozen=True)
+class Hello(Message):
+    """
+    The first message each side sends: who we are and what we run.
+    """
+
+    name: ClassVar[str] = "hello"
+    max_bytes: ClassVar[int] = 1024
+
+    network: str
+    version: int
+    genesis: bytes
+    height: int
+    listen_port: int
+    pubkey: bytes
+    policy: str
+    nonce: bytes
+    user_agent: str
+
+    def fields(self) -> dict[str, Any]:
+        return {"network": self.network, "version": self.version,
+                "genesis": self.genesis.hex(), "height": self.height,
+                "listen_port": self.listen_port, "pubkey": self.pubkey.hex(),
+                "policy": self.policy, "nonce": self.nonce.hex(),
+                "user_agent": self.user_agent}
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> Hello:
+        return cls(
+            network=need_str(_field(obj, "network"), "network", 16),
+            version=need_int(_field(obj, "version"), "version", 0, 2**31),
+            genesis=unhex(_field(obj, "genesis"), 32, "genesis"),
+            height=need_int(_field(obj, "height"), "height"),
+            listen_port=need_int(_field(obj, "listen_port"), "listen_port",
+                                 0, 65535),
+            pubkey=unhex(_field(obj, "pubkey"), 32, "pubkey"),
+            policy=need_str(_field(obj, "policy"), "policy", 64),
+            nonce=unhex(_field(obj, "nonce"), 8, "nonce"),
+            user_agent=need_str(_field(obj, "user_agent"), "user_agent",
+                                128))
+
+
+@register
+@dataclass(frozen=True)
+class Error(Message):
+    """
+    Tells the peer why we refuse it or one of its messages.
+    """
+
+    name: ClassVar[str] = "error"
+    max_bytes: ClassVar[int] = 1024
+
+    reason: str
+    detail: str = ""
+
+    def fields(self) -> dict[str, Any]:
+        return {"reason": self.reason[:MAX_REASON_CHARS],
+                "detail": self.detail[:MAX_DETAIL_CHARS]}
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> Error:
+        return cls(need_str(_field(obj, "reason"), "reason",
+                            MAX_REASON_CHARS),
+                   need_str(obj.get("detail", ""), "detail",
+                            MAX_DETAIL_CHARS))
+
+
+@register
+@dataclass(frozen=True)
+class Ping(Message):
+    """
+    Liveness probe; the peer answers with a L{Pong} echoing C{nonce}.
+    """
+
+    name: ClassVar[str] = "ping"
+    max_bytes: ClassVar[int] = 128
+
+    nonce: int
+
+    def fields(self) -> dict[str, Any]:
+        return {"nonce": self.nonce}
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> Ping:
+        return cls(need_int(_field(obj, "nonce"), "nonce", 0, MAX_NONCE))
+
+
+@register
+@dataclass(frozen=True)
+class Pong(Message):
+    """
+    The answer to a L{Ping}, with its nonce.
+    """
+
+    name: ClassVar[str] = "pong"
+    max_bytes: ClassVar[int] = 128
+
+    nonce: int
+
+    def fields(self) -> dict[str, Any]:
+        return {"nonce": self.nonce}
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> Pong:
+        return cls(need_int(_field(obj, "nonce"), "nonce", 0, MAX_NONCE))
+
+
+# Requests and responses ---------------------------------------------------
+
+
+@register
+@dataclass(frozen=True)
+class GetPeers(Request):
+    """
+    Asks for addresses the peer knows.
+    """
+
+    name: ClassVar[str] = "get_peers"
+    response: ClassVar[str] = "peers"
+    max_bytes: ClassVar[int] = 128
+
+    id: int = 0
+
+    def fields(self) -> dict[str, Any]:
+        return {"id": self.id}
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> GetPeers:
+        return cls(_id(obj))
+
+
+@register
+@dataclass(frozen=True)
+class Peers(Response):
+    """
+    Up to L{MAX_PEERS_PER_REPLY} C{"host:port"} addresses.
+    """
+
+    name: ClassVar[str] = "peers"
+    max_bytes: ClassVar[int] = 32 * 1024
+
+    id: int
+    peers: tuple[str, ...]
+
+    def fields(self) -> dict[str, Any]:
+        return {"id": self.id, "peers": list(self.peers)}
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> Peers:
+        peers = need_list(_field(obj, "peers"), "peers", MAX_PEERS_PER_REPLY)
+        return cls(_id(obj), tuple(need_str(p, "peer address",
+                                            MAX_ADDRESS_CHARS)
+                                   for p in peers))
+
+
+@register
+@dataclass(frozen=True)
+class GetBlocks(Request):
+    """
+    Asks for main-chain blocks C{start} … C{start + count - 1}.
+    """
+
+    name: ClassVar[str] = "get_blocks"
+    response: ClassVar[str] = "blocks"
+    max_bytes: ClassVar[int] = 256
+
+    start: int
+    count: int
+    id: int = 0
+
+    def fields(self) -> dict[str, Any]:
+        return {"id": self.id, "start": self.start, "count": self.count}
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> GetBlocks:
+        return cls(need_int(_field(obj, "start"), "start", 1),
+                   need_int(_field(obj, "count"), "count", 1,
+                            MAX_BLOCKS_PER_REQUEST),
+                   _id(obj))
+
+
+@register
+@dataclass(frozen=True)
+class Blocks(Response):
+    """
+    Consecutive blocks from the requested C{start}, each with its own
+    commit certificate; fewer than asked when the responder has fewer or
+    the reply reached L{MAX_LINE_BYTES}; empty if it has none.
+    """
+
+    name: ClassVar[str] = "blocks"
+    max_bytes: ClassVar[int] = MAX_LINE_BYTES
+
+    id: int
+    blocks: tuple[tuple[Block, CommitCertificate], ...]
+
+    def fields(self) -> dict[str, Any]:
+        return {"id": self.id,
+                "blocks": [{"block": b.to_obj(), "commit": c.to_obj()}
+                           for b, c in self.blocks]}
+
+    def encode(self) -> bytes:
+        # Same bytes as canonical(self.to_obj()), spliced from the blocks'
+        # cached encodings.
+        return (b'{"blocks":['
+                + b",".join(_block_entry(b, c) for b, c in self.blocks)
+                + b'],"id":' + str(self.id).encode() + b',"type":"blocks"}')
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> Blocks:
+        entries = need_list(_field(obj, "blocks"), "blocks",
+                            MAX_BLOCKS_PER_REQUEST)
+        return cls(_id(obj), tuple(_parse_entry(e) for e in entries))
+
+
+@register
+@dataclass(frozen=True)
+class GetTip(Request):
+    """
+    Asks for the peer's best height and tip hash.
+    """
+
+    name: ClassVar[str] = "get_tip"
+    response: ClassVar[str] = "tip"
+    max_bytes: ClassVar[int] = 128
+
+    id: int = 0
+
+    def fields(self) -> dict[str, Any]:
+        return {"id": self.id}
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> GetTip:
+        return cls(_id(obj))
+
+
+@register
+@dataclass(frozen=True)
+class Tip(Response):
+    """
+    The responder's best height and tip block hash.
+    """
+
+    name: ClassVar[str] = "tip"
+    max_bytes: ClassVar[int] = 256
+
+    id: int
+    height: int
+    hash: bytes
+
+    def fields(self) -> dict[str, Any]:
+        return {"id": self.id, "height": self.height, "hash": self.hash.hex()}
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> Tip:
+        return cls(_id(obj), need_int(_field(obj, "height"), "height"),
+                   unhex(_field(obj, "hash"), 32, "hash"))
+
+
+# Gossip -------------------------------------------------------------------
+
+
+@register
+@dataclass(frozen=True)
+class TxMsg(Message):
+    """
+    A transaction to vote on and relay.
+    """
+
+    name: ClassVar[str] = "tx"
+    max_bytes: ClassVar[int] = params.MAX_TX_BYTES + 256
+
+    tx: Transaction
+
+    def fields(self) -> dict[str, Any]:
+        return {"tx": self.tx.to_obj()}
+
+    def encode(self) -> bytes:
+        return b'{"tx":' + self.tx.encode() + b',"type":"tx"}'
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> TxMsg:
+        return cls(Transaction.from_obj(_field(obj, "tx")))
+
+
+@register
+@dataclass(frozen=True)
+class TxVoteMsg(Message):
+    """
+    A masternode's signed vote on a transaction.
+    """
+
+    name: ClassVar[str] = "tx_vote"
+    max_bytes: ClassVar[int] = 1024
+
+    vote: TxVote
+
+    def fields(self) -> dict[str, Any]:
+        return {"vote": self.vote.to_obj()}
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> TxVoteMsg:
+        return cls(TxVote.from_obj(_field(obj, "vote")))
+
+
+@register
+@dataclass(frozen=True)
+class BlockMsg(Message):
+    """
+    Announcement of a committed block with its own commit certificate.
+    """
+
+    name: ClassVar[str] = "block"
+    max_bytes: ClassVar[int] = MAX_BLOCK_ENTRY_BYTES + 64
+
+    block: Block
+    commit: CommitCertificate
+
+    def fields(self) -> dict[str, Any]:
+        return {"block": self.block.to_obj(), "commit": self.commit.to_obj()}
+
+    def encode(self) -> bytes:
+        return (b'{"block":' + self.block.encode() + b',"commit":'
+                + _commit_obj(self.commit) + b',"type":"block"}')
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> BlockMsg:
+        return cls(_parse_block(_field(obj, "block")),
+                   CommitCertificate.from_obj(_field(obj, "commit")))
+
+
+MAX_MESSAGE_BYTES = max(cls.max_bytes for cls in MESSAGES.values())
+assert MAX_MESSAGE_BYTES == MAX_LINE_BYTES
+assert MAX_BLOCK_ENTRY_BYTES + BLOCKS_ENVELOPE_BYTES < MAX_LINE_BYTES
+
+
+def parse_line(line: bytes) -> Message:
+    """
+    Parse one line (without its newline) into a message.
+
+    @raise MessageError: with reason C{not-utf8}, C{bad-json},
+        C{not-an-object}, C{no-type}, C{unknown-type},
+        C{message-too-large} or C{bad-message}.
+    """
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MessageError("not-utf8", str(e)[:80]) from e
+    try:
+        obj = decode(text)
+    except EncodingError as e:
+        raise MessageError("bad-json", str(e)[:80]) from e
+    if not isinstance(obj, dict):
+        raise MessageError("not-an-object")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise MessageError("no-type")
+    cls = MESSAGES.get(kind)
+    if cls is None:
+        raise MessageError("unknown-type", kind[:32])
+    if len(line) > cls.max_bytes:
+        raise MessageError("message-too-large",
+                           f"{kind} of {len(line)} bytes > {cls.max_bytes}")
+    try:
+        return cls.parse(obj)
+    except (EncodingError, ValueError, TypeError, KeyError) as e:
+        raise MessageError("bad-message", f"{kind}: {e}"[:MAX_DETAIL_CHARS]) \
+            from e
+
+
+R = TypeVar("R", bound=Request)
+
+
+def with_id(request: R, request_id: int) -> R:
+    """
+    C{request} carrying C{request_id}.
+    """
+    return replace(request, id=request_id)  # type: ignore[type-var]
+
+
+def blocks_reply(request_id: int,
+                 entries: list[tuple[Block, CommitCertificate]],
+                 budget: int = MAX_LINE_BYTES) -> Blocks:
+    """
+    A L{Blocks} reply with the longest prefix of C{entries} whose line fits
+    in C{budget} bytes (always at least one entry when there is one).
+    """
+    size = BLOCKS_ENVELOPE_BYTES
+    chosen: list[tuple[Block, CommitCertificate]] = []
+    for block, commit in entries[:MAX_BLOCKS_PER_REQUEST]:
+        entry = len(_block_entry(block, commit)) + 1
+        if chosen and size + entry > budget:
+            break
+        chosen.append((block, commit))
+        size += entry
+    return Blocks(request_id, tuple(chosen))
+

@@ -1,0 +1,600 @@
+"""
+One connection to one peer, the same class for both directions.
+
+L{PeerProtocol} does framing (one JSON object per ``\\n``-terminated line,
+at most L{MAX_LINE_BYTES}), the connection states with their own tables of
+accepted messages, the handshake timer, ping/pong (nonce matched, RTT
+measured, N misses disconnect), request ids with timeouts, and rate limits.
+Everything else -- whether a handshake is acceptable, what a message means
+-- it hands to the L{timecoin.p2p.manager.PeerManager}.  The seeds' outbound
+side never processed pongs because it ran another loop than the inbound
+side; here there is one loop.
+
+L{PeerServerFactory} builds inbound connections; L{PeerClientFactory}
+dials one peer with exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IConnector, IDelayedCall, IReactorTime
+from twisted.internet.protocol import ReconnectingClientFactory, ServerFactory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python.failure import Failure
+
+from timecoin.p2p.messages import (
+    MAX_ID,
+    MAX_LINE_BYTES,
+    MAX_NONCE,
+    Error,
+    Hello,
+    Message,
+    MessageError,
+    Ping,
+    Pong,
+    Request,
+    Response,
+    parse_line,
+    with_id,
+)
+from timecoin.p2p.peers import normalize_ip, peer_key
+from timecoin.p2p.ratelimit import RateLimiter
+from timecoin.p2p.scoring import OFFENCES, Offence
+from timecoin.p2p.settings import P2PSettings
+
+if TYPE_CHECKING:
+    from timecoin.p2p.manager import PeerManager
+
+log = Logger()
+
+INBOUND = "inbound"
+OUTBOUND = "outbound"
+
+CONNECTING = "connecting"
+HELLO = "hello"
+READY = "ready"
+CLOSED = "closed"
+
+STATES: dict[str, dict[str, str]] = {
+    HELLO: {
+        "hello": "_got_hello",
+        "error": "_got_error",
+    },
+    READY: {
+        "ping": "_got_ping",
+        "pong": "_got_pong",
+        "error": "_got_error",
+        "peers": "_got_response",
+        "blocks": "_got_response",
+        "tip": "_got_response",
+        "get_peers": "_to_manager",
+        "get_blocks": "_to_manager",
+        "get_tip": "_to_manager",
+        "tx": "_to_manager",
+        "tx_vote": "_to_manager",
+        "block": "_to_manager",
+    },
+}
+"""Per connection state: the message types accepted and their handler."""
+
+
+class RequestFailed(Exception):
+    """
+    A request got no valid response; C{reason} is C{timeout},
+    C{connection-lost}, C{bad-response}, C{not-ready} or
+    C{too-many-requests}.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass
+class _Pending:
+    """
+    An outstanding request: its Deferred, timeout and expected response.
+    """
+
+    deferred: defer.Deferred[Any]
+    call: IDelayedCall
+    response: str
+    sent_at: float
+
+
+class PeerProtocol(LineOnlyReceiver):
+    """
+    A connection to a peer, inbound or outbound.
+
+    @ivar direction: L{INBOUND} or L{OUTBOUND}.
+    @ivar state: L{CONNECTING}, L{HELLO}, L{READY} or L{CLOSED}.
+    @ivar ip: the peer's IP.
+    @ivar peer_key: the peer's identity (see L{timecoin.p2p.peers.peer_key});
+        known at once for outbound connections, after C{hello} for inbound.
+    @ivar hello: the peer's C{hello}, once received.
+    @ivar rtt: the last ping round-trip time in seconds.
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = MAX_LINE_BYTES
+    MAX_HELLO_LENGTH = 4096
+    """Before the handshake completes only C{hello} and C{error} (at most
+    1,024 bytes) are legal, so a peer cannot make us buffer megabytes
+    before it identified itself."""
+
+    def __init__(self, manager: PeerManager, direction: str,
+                 dialer: PeerClientFactory | None = None) -> None:
+        self.manager = manager
+        self.settings: P2PSettings = manager.settings
+        self.clock: IReactorTime = manager.clock
+        self.direction = direction
+        self.dialer = dialer
+        self.state = CONNECTING
+        self.ip = ""
+        self.remote_port = 0
+        self.dial_port = dialer.port if dialer is not None else 0
+        self.peer_key = dialer.key if dialer is not None else ""
+        self.hello: Hello | None = None
+        self.rtt: float | None = None
+        self.connected_at = 0.0
+        self.ready_at: float | None = None
+        self.close_reason: str | None = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.received: Counter[str] = Counter()
+        self.sent: Counter[str] = Counter()
+        self.pings: dict[int, float] = {}
+        self.missed_pongs = 0
+        self.requests: dict[int, _Pending] = {}
+        self._next_id = 0
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._handshake_call: IDelayedCall | None = None
+        self._pinger: task.LoopingCall | None = None
+        self.limiter = RateLimiter(self.clock, self.settings.rate_limits)
+
+    def __repr__(self) -> str:
+        return f"<PeerProtocol {self.peer} {self.direction} {self.state}>"
+
+    @property
+    def _transport(self) -> Any:
+        return self.transport
+
+    @property
+    def peer(self) -> str:
+        """
+        How logs name the peer: its identity, or its address before that.
+        """
+        return self.peer_key or f"{self.ip}:{self.remote_port}"
+
+    # Twisted events ------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        address = self._transport.getPeer()
+        self.ip = normalize_ip(str(getattr(address, "host", "")))
+        self.remote_port = int(getattr(address, "port", 0) or 0)
+        self.connected_at = self.clock.seconds()
+        if self.direction == OUTBOUND and self.ip:
+            self.peer_key = peer_key(self.ip, self.dial_port)
+        reason = self.manager.connection_made(self)
+        if reason is not None:
+            self.state = HELLO
+            self.misbehaved(reason, close=True)
+            return
+        self.state = HELLO
+        self.send(self.manager.local_hello())
+        self._handshake_call = self.clock.callLater(
+            self.settings.handshake_timeout, self._handshake_timed_out)
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Split C{data} into lines.  Same contract as
+        L{LineOnlyReceiver.dataReceived} (C{MAX_LENGTH}, nothing handled
+        once the transport is disconnecting), but buffers partial lines as
+        chunks, so a line of megabytes arriving in small reads costs
+        linear, not quadratic, time.
+        """
+        self.bytes_in += len(data)
+        if self._transport.disconnecting or self.state == CLOSED:
+            return
+        if self.delimiter not in data:
+            self._chunks.append(data)
+            self._buffered += len(data)
+            if self._buffered > self.line_limit:
+                self._overflow()
+            return
+        self._chunks.append(data)
+        lines = b"".join(self._chunks).split(self.delimiter)
+        rest = lines.pop()
+        self._chunks = [rest] if rest else []
+        self._buffered = len(rest)
+        for line in lines:
+            if self._transport.disconnecting:
+                return
+            if len(line) > self.line_limit:
+                self.lineLengthExceeded(line)
+                return
+            self.lineReceived(line)
+        if self._buffered > self.line_limit:
+            self._overflow()
+
+    @property
+    def line_limit(self) -> int:
+        """
+        The longest line accepted now: C{MAX_HELLO_LENGTH} until the
+        handshake is done, then C{MAX_LENGTH}.
+        """
+        return self.MAX_LENGTH if self.state == READY \
+            else self.MAX_HELLO_LENGTH
+
+    def _overflow(self) -> None:
+        buffered = b"".join(self._chunks)
+        self._chunks = []
+        self._buffered = 0
+        self.lineLengthExceeded(buffered)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """
+        A line longer than C{MAX_LENGTH}: framing cannot be trusted any
+        more; error, score, close.
+        """
+        self.misbehaved("line-too-long",
+                        f"more than {self.line_limit} bytes", close=True)
+
+    def lineReceived(self, line: bytes) -> None:
+        """
+        Parse one line and dispatch it through the current state's table.
+        """
+        if self.state == CLOSED or self._transport.disconnecting:
+            return
+        if not line.strip():
+            return
+        in_hello = self.state == HELLO
+        try:
+            msg = parse_line(line)
+        except MessageError as e:
+            self.misbehaved(e.reason, e.detail, close=in_hello)
+            return
+        handler = STATES.get(self.state, {}).get(msg.name)
+        if handler is None:
+            if in_hello:
+                self.misbehaved("expected-hello", f"got {msg.name} first",
+                                close=True)
+            else:
+                self.misbehaved("not-allowed-in-state",
+                                f"{msg.name} in state {self.state}")
+            return
+        if not self.limiter.allow(msg.name):
+            self.misbehaved("rate-limited", msg.name)
+            return
+        self.received[msg.name] += 1
+        try:
+            getattr(self, handler)(msg)
+        except Exception:
+            self.manager.count("handler-error")
+            log.failure("handling {msg_type} from {peer} failed",
+                        msg_type=msg.name, peer=self.peer)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        was = self.state
+        self.state = CLOSED
+        self._stop_timers()
+        pending, self.requests = self.requests, {}
+        for entry in pending.values():
+            if entry.call.active():
+                entry.call.cancel()
+            entry.deferred.errback(RequestFailed("connection-lost"))
+        if was != CLOSED:
+            self.manager.connection_lost(self)
+
+    # Sending -------------------------------------------------------------
+
+    def send(self, msg: Message) -> bool:
+        """
+        Send C{msg}; returns whether it was written (not after close).
+        """
+        return self.send_line(msg.name, msg.encode())
+
+    def send_line(self, name: str, line: bytes) -> bool:
+        """
+        Send an already encoded message C{line} of type C{name}.
+        """
+        if self.state == CLOSED or self.transport is None or \
+                self._transport.disconnecting:
+            return False
+        self.bytes_out += len(line) + 1
+        self.sent[name] += 1
+        self.sendLine(line)
+        return True
+
+    def close(self, reason: str, detail: str = "", tell: bool = True) -> None:
+        """
+        End the connection for C{reason}, telling the peer with an
+        C{error} message first unless C{tell} is false.
+        """
+        if self.close_reason is not None or self.state == CLOSED:
+            return
+        self.manager.closing(self, reason, detail)
+        if tell:
+            self.send(Error(reason, detail))
+        self.close_reason = reason
+        self._stop_timers()
+        self._transport.loseConnection()
+
+    def misbehaved(self, reason: str, detail: str = "",
+                   close: bool = False) -> None:
+        """
+        The peer did something wrong (or unacceptable): count and score it
+        (L{OFFENCES}), then reply with an C{error}, or close, or both.
+        """
+        offence = OFFENCES.get(reason, Offence(0))
+        banned = self.manager.offence(self, reason, detail, offence.points)
+        if banned:
+            self.close("banned", reason)
+        elif close or offence.close:
+            self.close(reason, detail, tell=offence.reply or close)
+        elif offence.reply:
+            self.send(Error(reason, detail))
+
+    # Handshake -----------------------------------------------------------
+
+    def _handshake_timed_out(self) -> None:
+        self._handshake_call = None
+        if self.state == HELLO:
+            self.misbehaved("handshake-timeout",
+                            f"no hello within {self.settings.handshake_timeout}"
+                            " s", close=True)
+
+    def _got_hello(self, msg: Hello) -> None:
+        self.hello = msg
+        refusal = self.manager.hello_received(self, msg)
+        if refusal is not None:
+            self.misbehaved(*refusal, close=True)
+            return
+        self.state = READY
+        self.ready_at = self.clock.seconds()
+        if self._handshake_call is not None and self._handshake_call.active():
+            self._handshake_call.cancel()
+        self._handshake_call = None
+        self._pinger = task.LoopingCall(self._ping_tick)
+        self._pinger.clock = self.clock
+        self._pinger.start(self.settings.ping_interval, now=True)
+        if self.dialer is not None:
+            self.dialer.handshake_done(self)
+        self.manager.peer_ready(self)
+
+    def _got_error(self, msg: Error) -> None:
+        self.manager.error_received(self, msg)
+        if self.state == HELLO:
+            self.close("refused-by-peer", msg.reason, tell=False)
+
+    # Ping ----------------------------------------------------------------
+
+    def _ping_tick(self) -> None:
+        now = self.clock.seconds()
+        for nonce, sent_at in list(self.pings.items()):
+            if now - sent_at >= self.settings.pong_timeout:
+                del self.pings[nonce]
+                self.missed_pongs += 1
+                self.manager.count("pong-missed")
+        if self.missed_pongs >= self.settings.max_missed_pongs:
+            self.misbehaved("ping-timeout",
+                            f"{self.missed_pongs} pongs missed", close=True)
+            return
+        nonce = self.manager.rng.randint(0, MAX_NONCE)
+        self.pings[nonce] = now
+        self.send(Ping(nonce))
+
+    def _got_ping(self, msg: Ping) -> None:
+        self.send(Pong(msg.nonce))
+
+    def _got_pong(self, msg: Pong) -> None:
+        sent_at = self.pings.pop(msg.nonce, None)
+        if sent_at is None:
+            self.manager.count("pong-unknown-nonce")
+            return
+        self.rtt = self.clock.seconds() - sent_at
+        self.missed_pongs = 0
+
+    # Requests ------------------------------------------------------------
+
+    def request(self, request: Request) -> defer.Deferred[Any]:
+        """
+        Send C{request} with a fresh id; fires with the response that
+        echoes the id, or fails with L{RequestFailed} (timeout after
+        C{request_timeout}, connection lost, wrong response type).
+        """
+        if self.state != READY or self.close_reason is not None:
+            return defer.fail(RequestFailed("not-ready"))
+        if len(self.requests) >= self.settings.max_pending_requests:
+            return defer.fail(RequestFailed("too-many-requests"))
+        request_id = self._next_id
+        while request_id in self.requests:
+            request_id = (request_id + 1) & MAX_ID
+        self._next_id = (request_id + 1) & MAX_ID
+        d: defer.Deferred[Any] = defer.Deferred()
+        call = self.clock.callLater(self.settings.request_timeout,
+                                    self._request_timed_out, request_id)
+        self.requests[request_id] = _Pending(d, call, request.response,
+                                             self.clock.seconds())
+        self.send(with_id(request, request_id))
+        return d
+
+    def _request_timed_out(self, request_id: int) -> None:
+        entry = self.requests.pop(request_id, None)
+        if entry is not None:
+            self.manager.count("request-timeout")
+            log.info("request {id} to {peer} timed out", id=request_id,
+                     peer=self.peer)
+            entry.deferred.errback(RequestFailed("timeout"))
+
+    def _got_response(self, msg: Response) -> None:
+        entry = self.requests.pop(msg.id, None)
+        if entry is None:
+            self.misbehaved("unsolicited-response", f"{msg.name} id {msg.id}")
+            return
+        if entry.call.active():
+            entry.call.cancel()
+        if entry.response != msg.name:
+            detail = f"{msg.name} answers a request for {entry.response}"
+            self.misbehaved("bad-response", detail)
+            entry.deferred.errback(RequestFailed("bad-response", detail))
+            return
+        entry.deferred.callback(msg)
+
+    def _to_manager(self, msg: Message) -> None:
+        self.manager.message_received(self, msg)
+
+    # Helpers -------------------------------------------------------------
+
+    def _stop_timers(self) -> None:
+        if self._handshake_call is not None and self._handshake_call.active():
+            self._handshake_call.cancel()
+        self._handshake_call = None
+        if self._pinger is not None and self._pinger.running:
+            self._pinger.stop()
+        self._pinger = None
+
+    def info(self) -> dict[str, Any]:
+        """
+        What RPC C{getpeerinfo} shows of this connection.
+        """
+        hello = self.hello
+        return {
+            "id": self.peer_key, "addr": f"{self.ip}:{self.remote_port}",
+            "direction": self.direction, "state": self.state,
+            "pubkey": hello.pubkey.hex() if hello else None,
+            "height": hello.height if hello else None,
+            "version": hello.version if hello else None,
+            "user_agent": hello.user_agent if hello else None,
+            "listen_port": hello.listen_port if hello else None,
+            "rtt": self.rtt, "missed_pongs": self.missed_pongs,
+            "bytes_sent": self.bytes_out, "bytes_recv": self.bytes_in,
+            "msgs_sent": dict(self.sent), "msgs_recv": dict(self.received),
+            "connected_since": self.connected_at,
+            "ready_since": self.ready_at,
+            "ban_score": self.manager.scores.score(self.peer_key or self.ip),
+        }
+
+
+class PeerServerFactory(ServerFactory):
+    """
+    Builds a L{PeerProtocol} for each inbound connection.
+    """
+
+    noisy = False
+
+    def __init__(self, manager: PeerManager) -> None:
+        self.manager = manager
+
+    def buildProtocol(self, addr: Any) -> PeerProtocol:
+        return PeerProtocol(self.manager, INBOUND)
+
+
+class PeerClientFactory(ReconnectingClientFactory):
+    """
+    Dials one peer and redials it with exponential backoff and jitter
+    (C{initial_delay} doubling to C{max_delay}); the delay is reset only
+    once a handshake completes, and the manager calls C{stopTrying} when
+    the peer should no longer be dialled.
+
+    @ivar key: the peer's identity; @ivar host, port: where it listens.
+    @ivar delays: every reconnection delay scheduled so far (the last 100).
+    @ivar connection: the current connection, if any.
+    """
+
+    noisy = False
+
+    def __init__(self, manager: PeerManager, key: str, host: str, port: int,
+                 rng: random.Random) -> None:
+        settings = manager.settings
+        self.manager = manager
+        self.key = key
+        self.host = host
+        self.port = port
+        self.rng = rng
+        self.clock = manager.clock  # type: ignore[assignment]
+        self._clock: IReactorTime = manager.clock
+        self.initialDelay = settings.initial_delay
+        self.delay = settings.initial_delay  # type: ignore[assignment]
+        self.maxDelay = settings.max_delay  # type: ignore[assignment]
+        self.factor = settings.backoff_factor
+        self.jitter = settings.backoff_jitter
+        self.attempts = 0
+        self.delays: list[float] = []
+        self.connection: PeerProtocol | None = None
+        self.handshaken = False
+
+    def __repr__(self) -> str:
+        return f"<PeerClientFactory {self.key} {self.host}:{self.port}>"
+
+    @property
+    def in_backoff(self) -> bool:
+        """
+        Whether a reconnection is scheduled.
+        """
+        return self._callID is not None and self._callID.active()
+
+    def startedConnecting(self, connector: IConnector) -> None:
+        self.attempts += 1
+        self.connector = connector  # type: ignore[assignment]
+
+    def buildProtocol(self, addr: Any) -> PeerProtocol:
+        self.handshaken = False
+        self.connection = PeerProtocol(self.manager, OUTBOUND, self)
+        return self.connection
+
+    def handshake_done(self, conn: PeerProtocol) -> None:
+        """
+        A handshake on our connection completed: reset the backoff (unless
+        we were told to stop trying).
+        """
+        self.handshaken = True
+        if self.continueTrying:
+            self.resetDelay()
+
+    def clientConnectionFailed(self, connector: IConnector,
+                               reason: Failure) -> None:
+        self.connection = None
+        self.manager.dial_failed(self, reason)
+        super().clientConnectionFailed(connector, reason)
+
+    def clientConnectionLost(self, connector: IConnector,
+                             reason: Failure) -> None:
+        self.connection = None
+        self.manager.dial_lost(self, self.handshaken)
+        super().clientConnectionLost(connector, reason)
+
+    def retry(self, connector: IConnector | None = None) -> None:
+        """
+        Schedule the next attempt after the current delay with seeded
+        jitter (L{ReconnectingClientFactory.retry} uses the global
+        C{random}), then grow the delay.
+        """
+        if not self.continueTrying:
+            return
+        if connector is None:
+            connector = self.connector
+        if connector is None:
+            raise ValueError("no connector to retry")
+        self.retries += 1
+        delay = self.delay
+        if self.jitter:
+            delay *= 1 + self.rng.uniform(-self.jitter, self.jitter)
+        delay = min(delay, self.maxDelay)
+        self.delays.append(delay)
+        del self.delays[:-100]
+
+        def reconnect() -> None:
+            self._callID = None
+            connector.connect()
+
+        self._callID = self._clock.callLater(  # type: ignore[assignment]
+            delay, reconnect)
+        self.delay = min(self.delay * self.factor, self.maxDelay)

@@ -1,0 +1,246 @@
+"""
+The P2P layer as a Twisted service.
+
+L{P2PService} listens on C{p2p_bind:p2p_port}, dials the seeds of the
+config and the peers it learns, runs the periodic tasks (dial rule, tip
+polls, relay of local transactions, saving the peer table) and hooks the
+node's events (votes cast, blocks committed) to gossip.  It starts once the
+node is ready (chain loaded); stopping it stops every dialer, closes every
+connection and saves C{DATADIR/peers.json}.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+
+from timecoin.node import Node
+from timecoin.p2p.gossip import Gossip
+from timecoin.p2p.manager import PeerManager
+from timecoin.p2p.peers import SEED, PeerTable, is_ip, parse_address, peer_key
+from timecoin.p2p.protocol import PeerClientFactory, PeerServerFactory
+from timecoin.p2p.scoring import Scores
+from timecoin.p2p.settings import P2PSettings
+from timecoin.p2p.sync import BlockSync
+
+log = Logger()
+
+
+class P2PService(Service):
+    """
+    Runs the P2P layer of C{node}.
+
+    @param reactor: provides C{IReactorTCP} and C{IReactorTime} (in tests,
+        L{timecoin.p2p.testing.FakeNetwork.reactor}).
+    @param settings: default: from the node's config.
+    @param rng: seeded randomness (nonces, jitter); default: seeded from
+        the OS.
+    """
+
+    def __init__(self, node: Node, reactor: Any,
+                 settings: P2PSettings | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.node = node
+        self.reactor = reactor
+        settings = settings or P2PSettings.from_config(node.config)
+        if not settings.port:
+            settings = replace(settings, port=node.config.p2p_port)
+        self.settings = settings
+        self.rng = rng if rng is not None else random.Random(os.urandom(16))
+        self.table = PeerTable(Path(node.datadir) / "peers.json", reactor,
+                               settings.table_size, settings.max_failures)
+        self.scores = Scores(reactor, settings.ban_threshold,
+                             settings.ban_seconds, settings.score_half_life)
+        self.manager = PeerManager(node, reactor, settings, self.rng,
+                                   self.table, self.scores, self._connect)
+        self.gossip = Gossip(node, self.manager, reactor, settings)
+        self.sync = BlockSync(node, self.manager, self.gossip, reactor,
+                              settings)
+        self.manager.gossip = self.gossip
+        self.manager.sync = self.sync
+        self.port: IListeningPort | None = None
+        self._loops: list[task.LoopingCall] = []
+        self._hooks: list[tuple[list[Any], Callable[..., None]]] = []
+        self._started = False
+
+    # Service -------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        if self.node.ready.called:
+            self._start()
+        else:
+            self.node.ready.addCallback(self._node_ready)
+
+    def _node_ready(self, result: Any) -> Any:
+        if self.running:
+            try:
+                self._start()
+            except Exception:
+                log.failure("P2P failed to start")
+        return result
+
+    def _start(self) -> None:
+        settings = self.settings
+        self.table.load()
+        for host in {"127.0.0.1", "::1", settings.bind}:
+            if is_ip(host):
+                self.manager.self_keys.add(peer_key(host, settings.port))
+        for seed in settings.connect:
+            self.add_seed(seed)
+        if settings.listen:
+            self.port = self.reactor.listenTCP(
+                settings.port, PeerServerFactory(self.manager),
+                interface=settings.bind)
+            log.info("P2P listening on {bind}:{port}", bind=settings.bind,
+                     port=settings.port)
+        self._hook(self.node.finality.vote_cast, self.gossip.vote_cast)
+        self._hook(self.node.producer.block_committed,
+                   self.gossip.block_committed)
+        self._hook(self.node.finality.tx_accepted, self.gossip.tx_accepted)
+        self._loop(self.manager.maintain, settings.maintain_interval)
+        self._loop(self.sync.poll, settings.tip_interval)
+        self._loop(self.gossip.expire_orphans, settings.relay_interval)
+        self._loop(self.table.save, settings.save_interval)
+        self._started = True
+        self.manager.start()
+
+    def add_seed(self, address: str) -> None:
+        """
+        Add a C{host:port} seed; host names are resolved first (the table
+        holds IPs only).
+        """
+        try:
+            host, port = parse_address(address, ip_only=False)
+        except ValueError as e:
+            log.warn("ignoring seed {seed}: {error}", seed=address,
+                     error=str(e))
+            return
+        if is_ip(host):
+            self.table.add(host, port, SEED)
+            return
+        resolve = getattr(self.reactor, "resolve", None)
+        if resolve is None:
+            log.warn("cannot resolve seed {seed}", seed=address)
+            return
+        d = resolve(host)
+
+        def resolved(ip: str) -> None:
+            self.table.add(ip, port, SEED)
+            self.manager.maintain()
+
+        def failed(failure: Any) -> None:
+            log.warn("cannot resolve seed {seed}: {error}", seed=address,
+                     error=failure.getErrorMessage())
+
+        d.addCallbacks(resolved, failed)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if not self._started:
+            return None
+        self._started = False
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops = []
+        for hooks, callback in self._hooks:
+            if callback in hooks:
+                hooks.remove(callback)
+        self._hooks = []
+        self.manager.stop()
+        try:
+            self.table.save()
+        except OSError:
+            log.failure("could not save the peer table")
+        if self.port is not None:
+            d = defer.maybeDeferred(self.port.stopListening)
+            self.port = None
+            return d
+        return None
+
+    def _hook(self, hooks: list[Any], callback: Callable[..., None]) -> None:
+        hooks.append(callback)
+        self._hooks.append((hooks, callback))
+
+    def _loop(self, function: Callable[[], None], interval: float) -> None:
+        def safe() -> None:
+            try:
+                function()
+            except Exception:
+                log.failure("P2P periodic task {name} failed",
+                            name=getattr(function, "__name__", "?"))
+
+        loop = task.LoopingCall(safe)
+        loop.clock = self.reactor
+        loop.start(interval, now=False)
+        self._loops.append(loop)
+
+    def _connect(self, host: str, port: int, factory: PeerClientFactory,
+                 timeout: float) -> Any:
+        return self.reactor.connectTCP(host, port, factory, timeout=timeout)
+
+    # Bans (RPC setban / listbanned / clearbanned) ------------------------
+
+    def set_ban(self, key: str, seconds: float | None = None) -> None:
+        """
+        Ban the identity C{key} (an IP; C{ip:port} on loopback) for
+        C{seconds} (default C{ban_seconds}) and drop its connections.
+        """
+        self.scores.ban(key, seconds)
+        self.manager.stop_dialer(key, "banned")
+        for conn in list(self.manager.connections):
+            if key in (conn.peer_key, conn.ip):
+                conn.close("banned", "banned by the operator")
+
+    def clear_ban(self, key: str | None = None) -> None:
+        """
+        Lift the ban (and score) of C{key}, or of everyone.
+        """
+        for banned in [key] if key is not None else list(self.scores.bans()):
+            self.scores.unban(banned)
+
+    def banned(self) -> dict[str, float]:
+        """
+        Current bans: identity → time the ban ends.
+        """
+        return self.scores.bans()
+
+    # Queries (RPC) -------------------------------------------------------
+
+    def peer_info(self) -> list[dict[str, Any]]:
+        """
+        RPC C{getpeerinfo}: one dict per connection.
+        """
+        return self.manager.peer_info()
+
+    def network_info(self) -> dict[str, Any]:
+        """
+        RPC C{getnetworkinfo}: connection counts, listen address, bans and
+        counters.
+        """
+        manager = self.manager
+        inbound = sum(1 for c in manager.ready.values()
+                      if c.direction == "inbound")
+        return {
+            "connections": len(manager.ready),
+            "connections_in": inbound,
+            "connections_out": len(manager.ready) - inbound,
+            "dialing": sorted(manager.dialers),
+            "listening": self.port is not None,
+            "bind": self.settings.bind, "port": self.settings.port,
+            "known_peers": len(self.table),
+            "banned": self.scores.bans(),
+            "counters": dict(manager.counters),
+            "gossip": dict(self.gossip.counters),
+            "sync": dict(self.sync.counters),
+        }

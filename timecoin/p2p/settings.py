@@ -1,0 +1,129 @@
+"""
+Every limit and timer of the P2P layer as one named setting with a default.
+
+The node's config carries the basic P2P keys (``p2p_port``, ``p2p_bind``,
+``p2p_connect``); any other field here can be set by a config attribute
+named ``p2p_<field>`` (see L{P2PSettings.from_config}), so adding a key to
+the config is enough to make it tunable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {
+    "ping": (1.0, 5.0),
+    "pong": (1.0, 5.0),
+    "error": (5.0, 20.0),
+    "get_peers": (0.1, 3.0),
+    "get_blocks": (2.0, 10.0),
+    "get_tip": (1.0, 5.0),
+    "tx": (1000.0, 2000.0),
+    "tx_vote": (4000.0, 8000.0),
+    "block": (10.0, 50.0),
+}
+"""Per peer and message type: (tokens per second, bucket size).  Responses
+(C{peers}, C{blocks}, C{tip}) are bounded by our own requests instead."""
+
+
+@dataclass(frozen=True)
+class P2PSettings:
+    """
+    Settings of the P2P layer.
+
+    @ivar listen: whether to accept inbound connections at all.
+    @ivar bind: interface to listen on.
+    @ivar port: port to listen on and to announce in C{hello}.
+    @ivar connect: seed peers, C{"host:port"} strings.
+    @ivar max_peers: completed connections, both directions together.
+    @ivar max_outbound: peers dialled (connected or in backoff) at once.
+    @ivar max_inbound_per_ip: inbound connections still in the handshake
+        from one IP (after the handshake, identity allows one per IP).
+    @ivar max_pending_handshakes: connections in the handshake at once.
+    @ivar table_size: addresses the peer table keeps.
+    @ivar max_failures: consecutive failed dials after which a learned
+        (non-seed) address is forgotten.
+    @ivar handshake_timeout: seconds for both C{hello}s to be exchanged.
+    @ivar ping_interval: seconds between our pings on each connection.
+    @ivar pong_timeout: a ping unanswered this long counts as missed.
+    @ivar max_missed_pongs: missed pongs in a row that end a connection.
+    @ivar request_timeout: seconds a request waits for its response.
+    @ivar max_pending_requests: our outstanding requests per connection.
+    @ivar initial_delay: first reconnection delay, seconds.
+    @ivar max_delay: reconnection delay cap, seconds.
+    @ivar backoff_factor: the delay grows by this factor per failure.
+    @ivar backoff_jitter: relative jitter of each delay (0.1 = ±10 %).
+    @ivar connect_timeout: TCP connect timeout, seconds.
+    @ivar passive_wait: seconds we wait for a peer with a lower key (which
+        dials us) before we dial it ourselves.
+    @ivar maintain_interval: seconds between dial-rule passes.
+    @ivar tip_interval: seconds between C{get_tip} queries to each peer.
+    @ivar relay_interval: seconds between sweeps of expired orphan votes.
+    @ivar save_interval: seconds between writes of C{peers.json}.
+    @ivar sync_batch: blocks asked for per C{get_blocks} (at most 100).
+    @ivar sync_retry_after: a peer that failed a sync request is not asked
+        again for this long.
+    @ivar seen_size: entries of each gossip deduplication cache.
+    @ivar orphan_votes: votes kept for transactions not yet seen.
+    @ivar orphan_ttl: seconds an orphan vote is kept.
+    @ivar ban_threshold: misbehaviour score that bans.
+    @ivar ban_seconds: how long a ban lasts.
+    @ivar score_half_life: seconds in which a score halves.
+    @ivar rate_limits: per message type, (per second, burst).
+    """
+
+    listen: bool = True
+    bind: str = "127.0.0.1"
+    port: int = 0
+    connect: tuple[str, ...] = ()
+    max_peers: int = 32
+    max_outbound: int = 16
+    max_inbound_per_ip: int = 1
+    max_pending_handshakes: int = 64
+    table_size: int = 1000
+    max_failures: int = 10
+    handshake_timeout: float = 10.0
+    ping_interval: float = 30.0
+    pong_timeout: float = 30.0
+    max_missed_pongs: int = 3
+    request_timeout: float = 30.0
+    max_pending_requests: int = 16
+    initial_delay: float = 5.0
+    max_delay: float = 300.0
+    backoff_factor: float = 2.0
+    backoff_jitter: float = 0.1
+    connect_timeout: float = 10.0
+    passive_wait: float = 120.0
+    maintain_interval: float = 10.0
+    tip_interval: float = 30.0
+    relay_interval: float = 0.2
+    save_interval: float = 300.0
+    sync_batch: int = 100
+    sync_retry_after: float = 60.0
+    seen_size: int = 100_000
+    orphan_votes: int = 10_000
+    orphan_ttl: float = 60.0
+    ban_threshold: float = 100.0
+    ban_seconds: float = 3600.0
+    score_half_life: float = 600.0
+    rate_limits: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+
+    @classmethod
+    def from_config(cls, config: Any, **overrides: Any) -> P2PSettings:
+        """
+        Settings from a node config: C{p2p_bind}, C{p2p_port},
+        C{p2p_connect}, and any C{p2p_<field>} attribute the config has;
+        C{overrides} win.
+        """
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = f"p2p_{f.name}"
+            if hasattr(config, name):
+                values[f.name] = getattr(config, name)
+        if "connect" in values:
+            values["connect"] = tuple(values["connect"])
+        values.update(overrides)
+        return cls(**values)
