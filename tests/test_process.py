@@ -204,3 +204,43 @@ class TwoNodeProcessTests(unittest.TestCase):
         if master.call("getblockcount") == height:
             self.assertEqual(master.call("gettxoutsetinfo")["utxo_hash"],
                              follower.call("gettxoutsetinfo")["utxo_hash"])
+
+
+class DevnetCommandTests(unittest.TestCase):
+    """
+    timecoin-devnet up / status / down.
+    """
+
+    def test_up_status_down(self) -> None:
+        """
+        `timecoin-devnet up -n 3` starts three daemonized twistd nodes that
+        connect to each other and grow one chain; `down` stops them all.
+        """
+        import contextlib
+        import io
+
+        from timecoin import devnet
+        from tests.nodeprocess import free_port
+        root = Path(self.mktemp()).resolve()
+        base = free_port() // 2 * 2
+        if base > 60000:
+            base = 40000
+        out = io.StringIO()
+        self.addCleanup(devnet.down, root)
+        with contextlib.redirect_stdout(out):
+            code = devnet.up(root, 3, base, 0.3)
+        self.assertEqual(code, 0, out.getvalue())
+        self.assertIn("all nodes connected and producing", out.getvalue())
+        status = io.StringIO()
+        with contextlib.redirect_stdout(status):
+            devnet.status(root)
+        self.assertEqual(status.getvalue().count("peers 2"), 3,
+                         status.getvalue())
+        with contextlib.redirect_stdout(io.StringIO()):
+            devnet.down(root)
+        for i in range(3):
+            pidfile = root / f"node{i}" / "twistd.pid"
+            deadline = time.monotonic() + 15
+            while pidfile.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertFalse(pidfile.exists())

@@ -113,6 +113,8 @@ class Node(Service):
                                       clock, config.block_time)
         self.chain.block_connected.append(self.finality.block_connected)
         self._stop_process = stop_process
+        self.p2p: Any = None
+        """The P2P service, once tap.py attaches it (RPC network methods)."""
         self.started_at = clock.seconds()
         self.ready: defer.Deferred[None] = defer.Deferred()
 
@@ -173,6 +175,19 @@ class Node(Service):
             self.clock.callLater(0.2, self._stop_process)
 
     # Queries -------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """
+        Whether the node is ready to serve (C{GET /health}): started, and
+        connected to a peer unless it is its network's only masternode.
+        """
+        started = bool(self.ready.called)
+        peers = len(self.p2p.peer_info()) if self.p2p is not None else 0
+        masternodes = genesis_masternodes(self.genesis, self.network.name)
+        alone = self.is_masternode and len(masternodes) == 1
+        ok = started and (peers > 0 or alone)
+        return ok, {"started": started, "peers": peers,
+                    "height": self.chain.height}
 
     def uptime(self) -> int:
         return int(self.clock.seconds() - self.started_at)

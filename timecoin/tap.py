@@ -70,6 +70,7 @@ def makeService(options: Options) -> service.IService:
     # After the node, so it stops before the node closes its store.
     p2p = P2PService(node, reactor)
     p2p.setServiceParent(top)
+    node.p2p = p2p
     site = build_rpc_site(node, config)
     rpc = internet.TCPServer(config.rpc_port, site,
                              interface=config.rpc_bind)
