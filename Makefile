@@ -28,3 +28,22 @@ test: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) build *.egg-info _trial_temp* .mypy_cache .ruff_cache
+
+# Crash safety: a real node SIGKILLed KILLS times under load on each
+# persistent backend (SQLite, then a private redis-server), restarted and
+# checked each time; see benchmarks/crash_harness.py.
+KILLS ?= 50
+SEED ?= 1
+.PHONY: crash bench-storage
+crash: $(BIN)/.installed
+	scripts/ensure-redis >/dev/null
+	rc=0; for backend in sqlite redis; do \
+	    $(BIN)/python benchmarks/crash_harness.py --backend $$backend \
+	        --kills $(KILLS) --seed $(SEED) || rc=1; \
+	done; exit $$rc
+
+# Blocks committed/s and UTXO lookups/s on SQLite and Redis (and memory),
+# measured in one run; see benchmarks/storage_bench.py.
+bench-storage: $(BIN)/.installed
+	scripts/ensure-redis >/dev/null
+	$(BIN)/python benchmarks/storage_bench.py $(ARGS)

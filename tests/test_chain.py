@@ -25,6 +25,7 @@ from timecoin.chain import BlockInvalid, Chain
 from timecoin.quorum import CountQuorum
 from timecoin.selection import RoundRobin
 from timecoin.storage import StoreError
+from timecoin.storage.memory import MemoryStore
 from timecoin.tx import OutPoint, Transaction, TxOut
 
 
@@ -323,3 +324,62 @@ class LoadTests(unittest.TestCase):
                       CountQuorum(), lambda: 0)
         failure = self.failureResultOf(chain.load(), StoreError)
         self.assertIn("another --datadir", str(failure.value))
+
+
+class LostReplyStore(MemoryStore):
+    """
+    A memory store whose next apply_block lands but reports an error, as a
+    Redis write does when the connection drops after the script ran.
+    """
+
+    lose_next = False
+
+    def apply_block(self, change):
+        d = super().apply_block(change)
+        if self.lose_next:
+            self.lose_next = False
+            return d.addCallback(lambda _: (_ for _ in ()).throw(
+                StoreError("connection lost")))
+        return d
+
+
+class LostReplyTests(unittest.TestCase):
+    """
+    A write whose reply was lost does not stall the chain.
+    """
+
+    def test_landed_write_is_recognized(self) -> None:
+        """
+        When apply_block fails but the store's tip is the block, the chain
+        moves on to it; when the tip is not the block, the error stands.
+        """
+        store = LostReplyStore()
+        h = Harness(store=store)
+        block = rebuild(h, [])
+        store.lose_next = True
+        result_of(h.chain.connect_block(block, cert_for(h, block)))
+        self.assertEqual(h.chain.height, 1)
+        self.assertEqual(h.chain.tip.hash, block.hash)
+        h.next_block()
+        self.assertEqual(h.chain.height, 2)
+
+    def test_failed_write_still_fails(self) -> None:
+        """
+        A write that did not land keeps failing, and nothing changes.
+        """
+        class Refusing(MemoryStore):
+            refuse = False
+
+            def apply_block(self, change):
+                if self.refuse:
+                    from twisted.internet import defer
+                    return defer.fail(StoreError("down"))
+                return super().apply_block(change)
+
+        store = Refusing()
+        h = Harness(store=store)
+        store.refuse = True
+        block = rebuild(h, [])
+        self.failureResultOf(h.chain.connect_block(block, cert_for(h, block)),
+                             StoreError)
+        self.assertEqual(h.chain.height, 0)

@@ -219,8 +219,8 @@ class DevnetCommandTests(unittest.TestCase):
         import contextlib
         import io
 
-        from timecoin import devnet
         from tests.nodeprocess import free_port
+        from timecoin import devnet
         root = Path(self.mktemp()).resolve()
         base = free_port() // 2 * 2
         if base > 60000:

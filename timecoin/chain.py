@@ -380,7 +380,16 @@ class Chain:
                 change.height, change.block_hash, change.prev_hash,
                 change.block, undo.encode(), change.spent, change.created,
                 change.txids, change.archived)
-        yield self.store.apply_block(change)
+        try:
+            yield self.store.apply_block(change)
+        except StoreError:
+            # The write may have landed with its reply lost (a Redis
+            # connection dropped after EXEC): the store's tip tells.
+            tip = yield self.store.tip()
+            if tip != (change.height, change.block_hash):
+                raise
+            log.warn("block {height} was stored though the store reported "
+                     "an error; continuing from it", height=change.height)
         for key in change.spent:
             del self.utxos[OutPoint.from_key(key)]
         for key, value in change.created:

@@ -53,22 +53,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from klein import Klein
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException
+from zope.interface import implementer
 
 from timecoin import params
 from timecoin.address import AddressError, decode_address
 from timecoin.block import Block
-from timecoin.chain import TxInvalid
+from timecoin.chain import BlockInvalid, TxInvalid
 from timecoin.cli import encode_json
 from timecoin.config import Config
+from timecoin.encoding import sha256
 from timecoin.finality import TxVote
+from timecoin.interfaces import IChainStore
 from timecoin.mempool import FINALIZED, PENDING
+from timecoin.storage import BlockChange, BlockRevert, StoreError
 from timecoin.tx import Transaction
+from timecoin.verify import replay
 from timecoin.wallet import WalletError
 
 if TYPE_CHECKING:
@@ -92,6 +97,8 @@ RPC_DESERIALIZATION_ERROR = -22
 RPC_VERIFY_REJECTED = -26
 RPC_VERIFY_ALREADY_IN_CHAIN = -27
 RPC_IN_WARMUP = -28
+RPC_DATABASE_ERROR = -20
+RPC_CLIENT_P2P_DISABLED = -31
 
 MAX_BATCH = 1_000
 """Most requests one batch may hold."""
@@ -99,6 +106,10 @@ MAX_WAIT_SECONDS = 3_600.0
 """Longest C{waitfortransaction} timeout accepted."""
 MEDIAN_TIME_SPAN = 11
 """Blocks whose timestamps give C{mediantime}, as in Bitcoin."""
+VERIFY_YIELD_EVERY = 64
+"""Blocks C{verifychain} replays before letting the reactor run."""
+VERIFY_PIN_ATTEMPTS = 10
+"""Times C{verifychain} tries to read the UTXO set and tip together."""
 COOKIE_USER = "__cookie__"
 COOKIE_NAME = ".cookie"
 
@@ -805,6 +816,304 @@ class RPCMethods:
             return f"help: unknown command: {name}"
         return inspect.getdoc(methods[name]) or name
 
+    # Verification
+
+    @defer.inlineCallbacks
+    def rpc_verifychain(self) -> Any:
+        """
+        verifychain
+
+        Replay every stored block from genesis on a fresh in-memory chain,
+        with full validation, and compare the resulting UTXO set with the
+        one the store holds; returns {height (the stored tip replayed to),
+        utxo_hash_replayed, utxo_hash_stored, ok, reason (null when ok),
+        failed_height (when a stored block fails), seconds}.  A stored
+        block that is missing or invalid gives ok false with the reason, as
+        does a UTXO set that differs from the replay.  This reads and
+        re-validates the whole chain: it takes about as long as a full
+        sync from local disk and holds a second copy of the UTXO set in
+        memory while it runs; the node keeps running meanwhile (the replay
+        pauses every 64 blocks to let it).  Error -20 if the store cannot
+        be read.
+        """
+        started = self.node.clock.seconds()
+        pinned = _PinnedStore(self.node.store, self.node.clock)
+        out: dict[str, Any] = {"height": None, "utxo_hash_replayed": None,
+                               "utxo_hash_stored": None, "ok": False,
+                               "reason": None}
+        try:
+            result = yield replay(pinned, self.node.chain)
+        except (BlockInvalid, _StoredChainBroken) as e:
+            out["failed_height"] = pinned.reading
+            out["reason"] = f"block {pinned.reading}: {e}"
+        except StoreError as e:
+            raise RPCError(RPC_DATABASE_ERROR,
+                           f"cannot read the store: {e}") from None
+        except (ValueError, KeyError, TypeError) as e:
+            # Undecodable bytes (EncodingError is a ValueError), a field
+            # missing or of the wrong type: the stored data is bad.
+            out["failed_height"] = pinned.reading
+            out["reason"] = f"block {pinned.reading}: unreadable: {e!r}"
+        else:
+            out["ok"] = result.ok
+            out["utxo_hash_replayed"] = result.replayed_hash.hex()
+            if not result.ok:
+                out["reason"] = "utxo-hash-mismatch"
+        if pinned.pinned is not None:
+            out["height"] = pinned.pinned[0]
+            out["utxo_hash_stored"] = pinned.stored_hash().hex()
+        out["seconds"] = round(self.node.clock.seconds() - started, 3)
+        log.info("verifychain at height {height}: ok={ok} reason={reason}",
+                 height=out["height"], ok=out["ok"], reason=out["reason"])
+        return out
+
+    # Network
+
+    def _p2p(self) -> Any:
+        p2p = self.node.p2p
+        if p2p is None:
+            raise RPCError(RPC_CLIENT_P2P_DISABLED,
+                           "P2P networking is disabled")
+        return p2p
+
+    @_any_time
+    def rpc_getpeerinfo(self) -> Any:
+        """
+        getpeerinfo
+
+        One object per connected peer: identity, address, direction,
+        state, node key, height, ping round-trip time (pingtime, seconds),
+        bytes and messages sent and received, connection time.
+        """
+        return self._p2p().peer_info()
+
+    @_any_time
+    def rpc_getnetworkinfo(self) -> Any:
+        """
+        getnetworkinfo
+
+        Connection counts (in, out, total), listen address, peers being
+        dialled, bans, and the P2P counters.
+        """
+        return self._p2p().network_info()
+
+    @_any_time
+    def rpc_getconnectioncount(self) -> int:
+        """
+        getconnectioncount
+
+        The number of peers with a completed handshake.
+        """
+        return len(self._p2p().peer_info())
+
+    @_any_time
+    def rpc_setban(self, peer: Any, command: Any = "add",
+                   bantime: Any = None) -> None:
+        """
+        setban "peer" ( "add|remove" bantime )
+
+        Ban a peer identity (an IP; ip:port on loopback) for bantime
+        seconds (default the configured ban_seconds) and drop its
+        connections, or lift its ban.
+        """
+        key = _str(peer, "peer")
+        action = _str(command, "command")
+        if action == "add":
+            seconds = None if bantime is None else _seconds(
+                bantime, "bantime", 10 * 365 * 86400)
+            self._p2p().set_ban(key, seconds)
+        elif action == "remove":
+            self._p2p().clear_ban(key)
+        else:
+            raise RPCError(RPC_INVALID_PARAMETER,
+                           "command must be add or remove")
+        return None
+
+    @_any_time
+    def rpc_listbanned(self) -> Any:
+        """
+        listbanned
+
+        Current bans: [{address, banned_until}] (banned_until in seconds
+        since the epoch).
+        """
+        return [{"address": key, "banned_until": int(until)}
+                for key, until in sorted(self._p2p().banned().items())]
+
+    @_any_time
+    def rpc_clearbanned(self) -> None:
+        """
+        clearbanned
+
+        Lift every ban.
+        """
+        self._p2p().clear_ban()
+        return None
+
+
+class _StoredChainBroken(Exception):
+    """
+    The stored chain lacks data a replay needs (a height, block or undo).
+    """
+
+
+@implementer(IChainStore)
+class _PinnedStore:
+    """
+    A read-only view of a live store for L{replay}, pinned at one tip.
+
+    C{tip()} reads the tip and the whole UTXO set together (retrying while
+    blocks land in between), so that the replay, which stops at that tip,
+    compares against the UTXO set of the same height even while the node
+    keeps connecting blocks.  Every L{VERIFY_YIELD_EVERY} heights the
+    replay waits one reactor turn, so a long replay on a synchronous store
+    (SQLite) does not starve the node.
+
+    @ivar reading: the height whose block the replay read last.
+    @ivar pinned: C{(height, hash)} of the tip, once read.
+    """
+
+    def __init__(self, store: IChainStore, clock: Any) -> None:
+        self._store = store
+        self._clock = clock
+        self._utxos: list[tuple[bytes, bytes]] = []
+        self.pinned: tuple[int, bytes] | None = None
+        self.reading = 0
+
+    def stored_hash(self) -> bytes:
+        """
+        The utxo_hash of the pinned stored UTXO set.
+        """
+        return sha256(b"".join(k + v for k, v in sorted(self._utxos)))
+
+    @defer.inlineCallbacks
+    def tip(self) -> Any:
+        """
+        Read and pin the tip with the UTXO set at that tip.
+        """
+        for _ in range(VERIFY_PIN_ATTEMPTS):
+            before = yield self._store.tip()
+            utxos = yield self._store.load_utxos()
+            after = yield self._store.tip()
+            if before == after:
+                if after is None:
+                    raise _StoredChainBroken("the store is empty")
+                self._utxos, self.pinned = utxos, after
+                return after
+        raise StoreError(f"the tip kept moving during "
+                         f"{VERIFY_PIN_ATTEMPTS} reads of the UTXO set")
+
+    def load_utxos(self) -> defer.Deferred[list[tuple[bytes, bytes]]]:
+        """
+        The UTXO set read with the pinned tip.
+        """
+        return defer.succeed(self._utxos)
+
+    @defer.inlineCallbacks
+    def get_block_hash(self, height: int) -> Any:
+        """
+        The stored hash at C{height}; pauses a reactor turn now and then.
+        """
+        self.reading = height
+        if height % VERIFY_YIELD_EVERY == 0:
+            yield task.deferLater(self._clock, 0, lambda: None)
+        block_hash = yield self._store.get_block_hash(height)
+        if block_hash is None:
+            raise _StoredChainBroken(f"no block hash stored at height "
+                                     f"{height}")
+        return block_hash
+
+    @defer.inlineCallbacks
+    def get_block(self, block_hash: bytes) -> Any:
+        """
+        The stored block C{block_hash}; missing is broken.
+        """
+        raw = yield self._store.get_block(block_hash)
+        if raw is None:
+            raise _StoredChainBroken(f"block {block_hash.hex()} not stored")
+        return raw
+
+    @defer.inlineCallbacks
+    def get_undo(self, block_hash: bytes) -> Any:
+        """
+        The stored undo data of C{block_hash}; missing is broken.
+        """
+        raw = yield self._store.get_undo(block_hash)
+        if raw is None:
+            raise _StoredChainBroken(f"undo data of {block_hash.hex()} not "
+                                     f"stored")
+        return raw
+
+    def open(self) -> defer.Deferred[None]:
+        """
+        Nothing: the node's store is already open.
+        """
+        return defer.succeed(None)
+
+    def close(self) -> defer.Deferred[None]:
+        """
+        Nothing: the node owns its store.
+        """
+        return defer.succeed(None)
+
+    def get_meta(self, key: str) -> defer.Deferred[bytes | None]:
+        """
+        Delegate to the node's store.
+        """
+        return self._store.get_meta(key)
+
+    def get_utxo(self, key: bytes) -> defer.Deferred[bytes | None]:
+        """
+        Delegate to the node's store.
+        """
+        return self._store.get_utxo(key)
+
+    def get_tx_location(
+            self, txid: bytes) -> defer.Deferred[tuple[int, bytes] | None]:
+        """
+        Delegate to the node's store.
+        """
+        return self._store.get_tx_location(txid)
+
+    def load_tx_records(self) -> defer.Deferred[list[tuple[bytes, bytes]]]:
+        """
+        Delegate to the node's store.
+        """
+        return self._store.load_tx_records()
+
+    def _read_only(self, *args: Any) -> defer.Deferred[None]:
+        return defer.fail(StoreError("verifychain never writes"))
+
+    def put_meta(self, key: str, value: bytes) -> defer.Deferred[None]:
+        """
+        Refused: a read-only view.
+        """
+        return self._read_only(key, value)
+
+    def apply_block(self, change: BlockChange) -> defer.Deferred[None]:
+        """
+        Refused: a read-only view.
+        """
+        return self._read_only(change)
+
+    def revert_block(self, change: BlockRevert) -> defer.Deferred[None]:
+        """
+        Refused: a read-only view.
+        """
+        return self._read_only(change)
+
+    def put_tx_record(self, txid: bytes, record: bytes) -> defer.Deferred[None]:
+        """
+        Refused: a read-only view.
+        """
+        return self._read_only(txid, record)
+
+    def delete_tx_record(self, txid: bytes) -> defer.Deferred[None]:
+        """
+        Refused: a read-only view.
+        """
+        return self._read_only(txid)
+
 
 # The HTTP side ---------------------------------------------------------
 
@@ -822,7 +1131,12 @@ class RPCServer:
     def __init__(self, methods: dict[str, Callable[..., Any]],
                  auth: BasicAuth, max_body_bytes: int,
                  ready: Callable[[], bool] = lambda: True,
-                 max_batch: int = MAX_BATCH) -> None:
+                 max_batch: int = MAX_BATCH,
+                 metrics: Callable[[], bytes] | None = None,
+                 health: Callable[[], tuple[bool, dict[str, Any]]]
+                 | None = None) -> None:
+        self.metrics = metrics
+        self.health = health
         self.methods = methods
         self.auth = auth
         self.max_body_bytes = max_body_bytes
@@ -830,6 +1144,33 @@ class RPCServer:
         self.max_batch = max_batch
         self.counters = {"requests": 0, "calls": 0, "errors": 0,
                          "auth_failures": 0, "too_large": 0}
+
+    @app.route("/metrics", methods=["GET"])
+    def get_metrics(self, request: server.Request) -> bytes:
+        """
+        Prometheus text exposition of the node's metrics (no auth: like
+        the RPC port itself it listens on loopback unless configured).
+        """
+        if self.metrics is None:
+            request.setResponseCode(404)
+            request.setHeader(b"Content-Type", b"application/json")
+            return error_body(METHOD_NOT_FOUND, "no metrics")
+        request.setHeader(b"Content-Type",
+                          b"text/plain; version=0.0.4; charset=utf-8")
+        return self.metrics()
+
+    @app.route("/health", methods=["GET"])
+    def get_health(self, request: server.Request) -> bytes:
+        """
+        200 with {"status": "ready", ...} when the node is started and
+        connected (or is its network's only masternode); 503 otherwise.
+        """
+        request.setHeader(b"Content-Type", b"application/json")
+        ok, detail = (self.health() if self.health is not None
+                      else (self.ready(), {}))
+        if not ok:
+            request.setResponseCode(503)
+        return dumps({"status": "ready" if ok else "not-ready", **detail})
 
     @app.route("/", methods=["POST"])
     def rpc(self, request: server.Request) -> Any:
@@ -1122,9 +1463,12 @@ def build_rpc_site(node: Node, config: Config) -> server.Site:
     pairs = [(COOKIE_USER, secret)]
     if config.rpc_user and config.rpc_password:
         pairs.append((config.rpc_user, config.rpc_password))
+    from timecoin.metrics import NodeMetrics
+    metrics = NodeMetrics(node)
     rpc = RPCServer(RPCMethods(node).registry(), BasicAuth(pairs),
                     config.rpc_max_body_bytes,
-                    ready=lambda: bool(node.ready.called))
+                    ready=lambda: bool(node.ready.called),
+                    metrics=metrics.render, health=node.health)
     log.info("RPC cookie written to {path}", path=str(path))
     return RPCSite(rpc.app.resource(), config.rpc_max_body_bytes,
                    (path, secret))
