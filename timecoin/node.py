@@ -30,6 +30,7 @@ from timecoin.genesis import (
     write_genesis,
 )
 from timecoin.interfaces import IChainStore
+from timecoin.liveness import Liveness
 from timecoin.masternodes import Masternode
 from timecoin.mempool import FINALIZED, Mempool, MempoolLimits
 from timecoin.producer import BlockProducer
@@ -112,6 +113,7 @@ class Node(Service):
         self.producer = BlockProducer(self.chain, self.mempool, self.key,
                                       clock, config.block_time)
         self.chain.block_connected.append(self.finality.block_connected)
+        self.liveness = Liveness(self.chain, clock)
         self._stop_process = stop_process
         self.p2p: Any = None
         """The P2P service, once tap.py attaches it (RPC network methods)."""
@@ -156,6 +158,7 @@ class Node(Service):
         yield self.finality.recover()
         if self.is_masternode:
             self.producer.start()
+            self.liveness.start(self.key)
         log.info("node started on {network} at height {height}, genesis "
                  "{genesis}, masternode={mn}", network=self.network.name,
                  height=self.chain.height, genesis=self.genesis.hash.hex(),
@@ -164,6 +167,7 @@ class Node(Service):
     def stopService(self) -> Any:
         super().stopService()
         self.producer.stop()
+        self.liveness.stop()
         return self.store.close()
 
     def stop(self) -> None:
