@@ -14,12 +14,13 @@ from timecoin import params
 from timecoin.address import address_of
 from timecoin.block import Block
 from timecoin.chain import Chain
+from timecoin.consensus import BlockConsensus
 from timecoin.encoding import sha256
 from timecoin.genesis import make_genesis
 from timecoin.keys import PrivateKey
 from timecoin.masternodes import Masternode
 from timecoin.mempool import Mempool, MempoolLimits
-from timecoin.producer import BlockProducer
+from timecoin.producer import BlockBuilder
 from timecoin.quorum import CountQuorum
 from timecoin.selection import RoundRobin
 from timecoin.storage.memory import MemoryStore
@@ -59,7 +60,7 @@ def result_of(d: defer.Deferred[Any]) -> Any:
 class Harness:
     """
     A one-masternode devnet chain on a memory store and a fake clock, with
-    a funded wallet key, a mempool and a producer.
+    a funded wallet key, a mempool, a block builder and block consensus.
     """
 
     def __init__(self, funds: list[int] | None = None,
@@ -80,8 +81,10 @@ class Harness:
                            lambda: int(self.clock.seconds() * 1000))
         result_of(self.chain.load())
         self.mempool = Mempool(self.chain, MempoolLimits(), self.clock.seconds)
-        self.producer = BlockProducer(self.chain, self.mempool, self.mn_key,
-                                      self.clock, 2.0)
+        self.builder = BlockBuilder(self.chain, self.mempool, self.mn_key,
+                                    self.clock)
+        self.consensus = BlockConsensus(self.chain, self.mn_key, self.clock,
+                                        2.0, 2.0, self.builder.build_block)
         self.chain.block_connected.append(self.mempool.block_connected)
 
     def funding(self, index: int = 0) -> OutPoint:
@@ -103,7 +106,13 @@ class Harness:
 
     def next_block(self) -> Block:
         """
-        Advance the clock one block time and produce and connect a block.
+        Advance the clock one block time: the (single) masternode proposes,
+        votes and commits the next block, which is returned.
         """
-        self.clock.advance(2.0)
-        return result_of(self.producer.produce())
+        if not self.consensus.running:
+            self.consensus.start()
+        height = self.chain.height
+        due = self.chain.tip.header.timestamp / 1000.0 + 2.0
+        self.clock.advance(max(2.0, due - self.clock.seconds()))
+        assert self.chain.height == height + 1, "no block was committed"
+        return self.chain.tip

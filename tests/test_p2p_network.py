@@ -676,7 +676,7 @@ class ChainTests(unittest.TestCase):
         follower = self.cluster.start("10.0.0.2", 21, genesis=genesis,
                                       connect=("10.0.0.1:24200",))
         self.net.advance(1)
-        block = mn.producer.build_block()
+        block = mn.builder.build_block()
         forged = CommitCertificate(block.height, 0, block.hash, (
             Vote(key(0).public, b"\x00" * 64),))
         conn = producer.manager.ready["10.0.0.2"]

@@ -260,8 +260,11 @@ class Chain:
             return
         if cert is None:
             raise BlockInvalid("bad-commit", "missing commit certificate")
-        if (cert.height, cert.round, cert.block_hash) != (
-                block.height, block.header.round, block.hash):
+        if (cert.height, cert.block_hash) != (block.height, block.hash) \
+                or cert.round < block.header.round:
+            # The round may be later than the block's own: a block
+            # proposed in round r can be re-proposed and committed in a
+            # later round (its votes sign the round they were cast in).
             raise BlockInvalid("bad-commit", "certificate for another block")
         snapshot = self.snapshot_for(block.height)
         members = {m.pubkey: m for m in snapshot}

@@ -56,6 +56,8 @@ class Config:
     rpc_user: str = ""
     rpc_password: str = ""
     rpc_max_body_bytes: int = 4_000_000
+    rpc_auth: list[str] = field(default_factory=list)
+    rpc_allow_ip: list[str] = field(default_factory=list)
     storage: str = "sqlite"
     redis_url: str = "redis://127.0.0.1:6379/0"
     block_time: float = 0.0
@@ -63,6 +65,7 @@ class Config:
     quorum: str = "count"
     plugin_dirs: list[str] = field(default_factory=list)
     vote_timeout: float = 10.0
+    round_timeout: float = 0.0
     mempool_max_count: int = 10_000
     mempool_max_bytes: int = 300_000_000
 
@@ -84,6 +87,10 @@ class Config:
             self.block_time = net.block_time
         if self.block_time <= 0:
             raise ConfigError("block_time must be positive")
+        if not self.round_timeout:
+            self.round_timeout = min(max(1.0, self.block_time), 30.0)
+        if self.round_timeout <= 0:
+            raise ConfigError("round_timeout must be positive")
         if self.storage not in ("sqlite", "memory", "redis"):
             raise ConfigError(
                 f"storage must be sqlite, memory or redis, not "
@@ -91,6 +98,13 @@ class Config:
         for name in ("p2p_port", "rpc_port"):
             if not 0 < getattr(self, name) < 65536:
                 raise ConfigError(f"{name} out of range")
+        from timecoin.rpcauth import AllowList, RPCAuthError, RPCAuthLine
+        try:
+            for line in self.rpc_auth:
+                RPCAuthLine.parse(line)
+            AllowList(self.rpc_allow_ip)
+        except RPCAuthError as e:
+            raise ConfigError(f"[rpc]: {e}") from None
 
 
 SECTIONS = {"p2p", "rpc", "mempool"}

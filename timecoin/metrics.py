@@ -65,9 +65,19 @@ class _NodeCollector(Collector):
         for reason, count in sorted(mempool.rejections.items()):
             refusals.add_metric([reason], count)
         yield refusals
-        yield CounterMetricFamily("timecoin_blocks_produced",
-                                  "Blocks this node produced and committed.",
-                                  node.producer.counters["produced"])
+        counters = node.consensus.counters
+        yield CounterMetricFamily("timecoin_blocks_proposed",
+                                  "Blocks this node proposed.",
+                                  counters.get("proposed", 0))
+        yield CounterMetricFamily("timecoin_blocks_committed",
+                                  "Blocks this node committed by consensus.",
+                                  counters.get("committed", 0))
+        timeouts = CounterMetricFamily("timecoin_round_timeouts",
+                                       "Consensus timeouts, by step.",
+                                       labels=["step"])
+        for step in ("propose", "prevote", "precommit"):
+            timeouts.add_metric([step], counters.get(f"timeouts-{step}", 0))
+        yield timeouts
         yield GaugeMetricFamily("timecoin_uptime_seconds",
                                 "Seconds since the node started.",
                                 node.uptime())

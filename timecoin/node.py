@@ -20,6 +20,7 @@ from timecoin.address import address_of
 from timecoin.block import Block
 from timecoin.chain import Chain
 from timecoin.config import Config
+from timecoin.consensus import BlockConsensus
 from timecoin.encoding import decode
 from timecoin.finality import Finality
 from timecoin.genesis import (
@@ -33,7 +34,7 @@ from timecoin.interfaces import IChainStore
 from timecoin.liveness import Liveness
 from timecoin.masternodes import Masternode
 from timecoin.mempool import FINALIZED, Mempool, MempoolLimits
-from timecoin.producer import BlockProducer
+from timecoin.producer import BlockBuilder
 from timecoin.quorum import QUORUM_RULES
 from timecoin.selection import load_policy
 from timecoin.tx import OutPoint, Transaction, TxOut, UtxoEntry
@@ -110,8 +111,11 @@ class Node(Service):
             clock.seconds)
         self.finality = Finality(self.chain, self.mempool, self.key, clock,
                                  config.vote_timeout)
-        self.producer = BlockProducer(self.chain, self.mempool, self.key,
-                                      clock, config.block_time)
+        self.builder = BlockBuilder(self.chain, self.mempool, self.key,
+                                    clock)
+        self.consensus = BlockConsensus(
+            self.chain, self.key, clock, config.block_time,
+            config.round_timeout, self.builder.build_block)
         self.chain.block_connected.append(self.finality.block_connected)
         self.liveness = Liveness(self.chain, clock)
         self._stop_process = stop_process
@@ -157,7 +161,7 @@ class Node(Service):
         yield self.chain.load()
         yield self.finality.recover()
         if self.is_masternode:
-            self.producer.start()
+            self.consensus.start()
             self.liveness.start(self.key)
         log.info("node started on {network} at height {height}, genesis "
                  "{genesis}, masternode={mn}", network=self.network.name,
@@ -166,7 +170,7 @@ class Node(Service):
 
     def stopService(self) -> Any:
         super().stopService()
-        self.producer.stop()
+        self.consensus.stop()
         self.liveness.stop()
         return self.store.close()
 

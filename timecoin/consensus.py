@@ -1,0 +1,642 @@
+"""
+BFT block production: rounds, proposals, prevotes and precommits.
+
+The masternodes of the snapshot for height h agree on block h with the
+round-based protocol of Tendermint ("The latest gossip on BFT consensus",
+Buchman, Kwon and Milosevic, 2018, Algorithm 1), with weights: "2f+1" is
+the quorum rule's approval threshold over the snapshot's *total* weight and
+"f+1" is more than the complement of it.
+
+- Round r of height h starts at the slot time (the tip's timestamp plus the
+  block time) for r = 0, and when round r-1 times out.  Its proposer is the
+  selection policy's first candidate for (snapshot, h, previous hash, r).
+  It proposes the block it saw a prevote quorum for (its valid value) if
+  any, else a new block.
+- A masternode prevotes the proposal if it is valid and it is not locked on
+  another block (or the proposal carries a prevote quorum from a round at
+  or after its lock); otherwise it prevotes nil.  No proposal within the
+  propose timeout: prevote nil.
+- A prevote quorum for a block locks it and precommits it; a nil quorum,
+  or the prevote timeout, precommits nil.
+- A precommit quorum for a block commits it: the precommits are its commit
+  certificate, carried by the next block.  The precommit timeout starts the
+  next round.  Timeouts grow with the round.
+
+Safety (never two committed blocks at one height) holds with less than a
+third of the weight Byzantine, whatever the network does; progress needs a
+quorum connected.  Signed messages bind (network, height, round, block
+hash); duplicates are dropped, conflicting ones from one signer (a proposer
+sending two blocks for one round, a voter voting twice) are kept as
+evidence.  Committed blocks are final: the chain never reorganizes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from timecoin.block import (
+    BLOCK_VOTE_DOMAIN,
+    Block,
+    CommitCertificate,
+    Vote,
+    block_vote_message,
+)
+from timecoin.chain import BlockInvalid, Chain
+from timecoin.encoding import (
+    ZERO_HASH,
+    EncodingError,
+    canonical,
+    hash_obj,
+    need_dict,
+    need_int,
+    need_str,
+    unhex,
+)
+from timecoin.keys import PrivateKey, verify
+
+log = Logger()
+
+PREVOTE = "prevote"
+PRECOMMIT = "precommit"
+PREVOTE_DOMAIN = b"TIMECOIN/block-prevote"
+PROPOSAL_DOMAIN = b"TIMECOIN/proposal"
+NIL = ZERO_HASH
+"""The block hash of a nil vote."""
+
+MAX_ROUND_AHEAD = 50
+"""Messages for rounds further ahead than this are dropped."""
+MAX_BUFFERED = 2_000
+"""Messages for the next height kept until we reach it."""
+MAX_EVIDENCE = 100
+
+PROPOSE, STEP_PREVOTE, STEP_PRECOMMIT, WAITING = (
+    "propose", "prevote", "precommit", "waiting")
+
+
+@dataclass(frozen=True)
+class BlockVote:
+    """
+    A signed prevote or precommit for a block (or nil) at (height, round).
+    A precommit signs exactly what a commit certificate's votes sign.
+    """
+
+    phase: str
+    height: int
+    round: int
+    block_hash: bytes
+    voter: bytes
+    signature: bytes
+
+    def to_obj(self) -> dict[str, Any]:
+        return {"phase": self.phase, "height": self.height,
+                "round": self.round, "block_hash": self.block_hash.hex(),
+                "voter": self.voter.hex(), "signature": self.signature.hex()}
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> BlockVote:
+        need_dict(obj, "block vote", {"phase", "height", "round",
+                                      "block_hash", "voter", "signature"})
+        phase = need_str(obj["phase"], "phase", 16)
+        if phase not in (PREVOTE, PRECOMMIT):
+            raise EncodingError(f"unknown vote phase {phase!r}")
+        return cls(phase, need_int(obj["height"], "height"),
+                   need_int(obj["round"], "round", 0, 1_000_000),
+                   unhex(obj["block_hash"], 32, "block_hash"),
+                   unhex(obj["voter"], 32, "voter"),
+                   unhex(obj["signature"], 64, "signature"))
+
+    @property
+    def id(self) -> bytes:
+        return hash_obj(self.to_obj())
+
+
+def _vote_domain(phase: str) -> bytes:
+    return BLOCK_VOTE_DOMAIN if phase == PRECOMMIT else PREVOTE_DOMAIN
+
+
+def sign_vote(key: PrivateKey, network: str, phase: str, height: int,
+              round: int, block_hash: bytes) -> BlockVote:
+    """
+    A prevote or precommit signed by C{key}.
+    """
+    msg = block_vote_message(network, height, round, block_hash)
+    return BlockVote(phase, height, round, block_hash, key.public,
+                     key.sign(_vote_domain(phase), msg))
+
+
+def vote_signature_ok(vote: BlockVote, network: str) -> bool:
+    """
+    Whether C{vote}'s signature verifies.
+    """
+    return verify(vote.voter, _vote_domain(vote.phase), block_vote_message(
+        network, vote.height, vote.round, vote.block_hash), vote.signature)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """
+    A proposer's signed proposal of C{block} for (height, round).
+    C{valid_round} is the round of the prevote quorum that justifies
+    re-proposing an earlier block, or -1.
+    """
+
+    block: Block
+    round: int
+    valid_round: int
+    proposer: bytes
+    signature: bytes
+
+    @property
+    def height(self) -> int:
+        return self.block.height
+
+    def to_obj(self) -> dict[str, Any]:
+        return {"block": self.block.to_obj(), "round": self.round,
+                "valid_round": self.valid_round,
+                "proposer": self.proposer.hex(),
+                "signature": self.signature.hex()}
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> Proposal:
+        need_dict(obj, "proposal", {"block", "round", "valid_round",
+                                    "proposer", "signature"})
+        return cls(Block.from_obj(obj["block"]),
+                   need_int(obj["round"], "round", 0, 1_000_000),
+                   need_int(obj["valid_round"], "valid_round", -1,
+                            1_000_000),
+                   unhex(obj["proposer"], 32, "proposer"),
+                   unhex(obj["signature"], 64, "signature"))
+
+    @property
+    def id(self) -> bytes:
+        """
+        The gossip deduplication id (covers the signed fields).
+        """
+        return hash_obj({"h": self.height, "r": self.round,
+                         "vr": self.valid_round, "b": self.block.hash.hex(),
+                         "p": self.proposer.hex(),
+                         "s": self.signature.hex()})
+
+
+def proposal_message(network: str, height: int, round: int,
+                     block_hash: bytes, valid_round: int) -> bytes:
+    """
+    What a proposer signs.
+    """
+    return canonical({"network": network, "height": height, "round": round,
+                      "block_hash": block_hash.hex(),
+                      "valid_round": valid_round})
+
+
+def sign_proposal(key: PrivateKey, network: str, block: Block, round: int,
+                  valid_round: int) -> Proposal:
+    """
+    A proposal of C{block} signed by C{key}.
+    """
+    msg = proposal_message(network, block.height, round, block.hash,
+                           valid_round)
+    return Proposal(block, round, valid_round, key.public,
+                    key.sign(PROPOSAL_DOMAIN, msg))
+
+
+def proposal_signature_ok(proposal: Proposal, network: str) -> bool:
+    """
+    Whether C{proposal}'s signature verifies.
+    """
+    return verify(proposal.proposer, PROPOSAL_DOMAIN, proposal_message(
+        network, proposal.height, proposal.round, proposal.block.hash,
+        proposal.valid_round), proposal.signature)
+
+
+class BlockConsensus:
+    """
+    The block-consensus state machine of one node for the current height.
+
+    @ivar outbox: callbacks given every proposal and vote this node signs
+        (the P2P layer gossips them).
+    @ivar committed: callbacks given every block this node commits.
+    @ivar evidence: equivocations seen (bounded), newest last.
+    """
+
+    def __init__(self, chain: Chain, key: PrivateKey | None,
+                 clock: IReactorTime, block_time: float,
+                 round_timeout: float,
+                 build_block: Callable[[int], Block],
+                 synced: Callable[[], bool] = lambda: True) -> None:
+        self.chain = chain
+        self.key = key
+        self.clock = clock
+        self.block_time = block_time
+        self.round_timeout = round_timeout
+        self.build_block = build_block
+        self.synced = synced
+        self.outbox: list[Callable[[Any], None]] = []
+        self.committed: list[Callable[[Block], None]] = []
+        self.evidence: list[dict[str, Any]] = []
+        self.counters: dict[str, int] = {}
+        self.running = False
+        self._committing = False
+        self._timers: list[IDelayedCall] = []
+        self._buffer: list[Any] = []
+        self._reset(chain.height + 1)
+        chain.block_connected.append(self._block_connected)
+
+    # State ---------------------------------------------------------------
+
+    def _reset(self, height: int) -> None:
+        self.height = height
+        self.round = 0
+        self.step = WAITING
+        self.locked: tuple[int, Block] | None = None
+        self.valid: tuple[int, Block] | None = None
+        self.proposals: dict[int, Proposal] = {}
+        self.votes: dict[tuple[str, int], dict[bytes, BlockVote]] = {}
+        self._fired: set[tuple[str, int]] = set()
+        self._valid_blocks: dict[bytes, bool] = {}
+        self.last_round_started = self.clock.seconds()
+        for timer in self._timers:
+            if timer.active():
+                timer.cancel()
+        self._timers = []
+
+    def _count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    @property
+    def snapshot(self) -> Any:
+        return self.chain.snapshot_for(self.height)
+
+    def _weights(self) -> tuple[dict[bytes, int], int]:
+        weights = {m.pubkey: self.chain.quorum.weight(m)
+                   for m in self.snapshot}
+        return weights, sum(weights.values())
+
+    def _proposer(self, round: int) -> bytes | None:
+        return self.chain.expected_producer(self.height, self.chain.tip.hash,
+                                            round)
+
+    @property
+    def is_voter(self) -> bool:
+        """
+        Whether this node votes at the current height.
+        """
+        return self.key is not None and \
+            self.key.public in {m.pubkey for m in self.snapshot}
+
+    def timeout(self, round: int) -> float:
+        """
+        The propose/prevote/precommit timeout of C{round}: it grows
+        linearly with the round, capped at ten times the first.
+        """
+        return self.round_timeout * min(1 + round, 10)
+
+    def _later(self, delay: float, fn: Callable[..., None],
+               *args: Any) -> None:
+        self._timers = [t for t in self._timers if t.active()]
+        self._timers.append(self.clock.callLater(delay, fn, *args))
+
+    # Lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        """
+        Take part from the next height on.
+        """
+        self.running = True
+        self._reset(self.chain.height + 1)
+        self._schedule_height()
+
+    def stop(self) -> None:
+        """
+        Stop taking part; cancel every timer.
+        """
+        self.running = False
+        self._reset(self.height)
+
+    def _schedule_height(self) -> None:
+        due = self.chain.tip.header.timestamp / 1000.0 + self.block_time
+        self._later(max(0.0, due - self.clock.seconds()), self._start_round,
+                    self.height, 0)
+
+    def _block_connected(self, block: Block) -> None:
+        if block.height + 1 <= self.height:
+            return
+        self._reset(block.height + 1)
+        if self.running:
+            self._schedule_height()
+        buffered, self._buffer = self._buffer, []
+        for message in buffered:
+            self.receive(message)
+
+    # Rounds --------------------------------------------------------------
+
+    def _start_round(self, height: int, round: int) -> None:
+        if height != self.height or not self.running:
+            return
+        self.round = round
+        self.step = PROPOSE
+        self.last_round_started = self.clock.seconds()
+        if round:
+            self._count("round-changes")
+            log.info("height {height} moves to round {round}",
+                     height=height, round=round)
+        proposer = self._proposer(round)
+        if self.key is not None and self.is_voter and self.synced() and \
+                proposer == self.key.public:
+            self._propose(round)
+        self._later(self.timeout(round), self._timeout_propose, height,
+                    round)
+        self._replay(round)
+
+    def _propose(self, round: int) -> None:
+        assert self.key is not None
+        if self.valid is not None:
+            valid_round, block = self.valid
+        else:
+            valid_round, block = -1, self.build_block(round)
+        proposal = sign_proposal(self.key, self.chain.network.name, block,
+                                 round, valid_round)
+        self._count("proposed")
+        self._send(proposal)
+        self.receive(proposal)
+
+    def _send(self, message: Any) -> None:
+        for callback in list(self.outbox):
+            callback(message)
+
+    def _vote(self, phase: str, block_hash: bytes) -> None:
+        if not self.is_voter or not self.synced():
+            return
+        assert self.key is not None
+        vote = sign_vote(self.key, self.chain.network.name, phase,
+                         self.height, self.round, block_hash)
+        self._send(vote)
+        self.receive(vote)
+
+    def _timeout_propose(self, height: int, round: int) -> None:
+        if (height, round, self.step) == (self.height, self.round, PROPOSE):
+            self._count("timeouts-propose")
+            self.step = STEP_PREVOTE
+            self._vote(PREVOTE, NIL)
+
+    def _timeout_prevote(self, height: int, round: int) -> None:
+        if (height, round, self.step) == (self.height, self.round,
+                                          STEP_PREVOTE):
+            self._count("timeouts-prevote")
+            self.step = STEP_PRECOMMIT
+            self._vote(PRECOMMIT, NIL)
+
+    def _timeout_precommit(self, height: int, round: int) -> None:
+        if (height, round) == (self.height, self.round):
+            self._count("timeouts-precommit")
+            self._start_round(height, round + 1)
+
+    # Messages ------------------------------------------------------------
+
+    def receive(self, message: Any) -> str | None:
+        """
+        Take a proposal or vote from the network (or ourselves).  Returns
+        a reason code when it is dropped, else C{None}; the caller relays
+        only accepted messages.
+        """
+        if isinstance(message, Proposal):
+            reason = self._check_proposal(message)
+        elif isinstance(message, BlockVote):
+            reason = self._check_vote(message)
+        else:
+            reason = "unknown-message"
+        self._count(reason or "accepted")
+        if reason is None:
+            self._evaluate()
+        return reason
+
+    def _buffered(self, message: Any, height: int) -> str | None:
+        if height == self.height + 1 and len(self._buffer) < MAX_BUFFERED:
+            self._buffer.append(message)
+            return "buffered-next-height"
+        return "wrong-height"
+
+    def _check_proposal(self, p: Proposal) -> str | None:
+        if p.height != self.height:
+            return self._buffered(p, p.height)
+        if p.round > self.round + MAX_ROUND_AHEAD:
+            return "round-too-far"
+        if p.proposer != self._proposer(p.round):
+            return "not-the-proposer"
+        if p.valid_round >= p.round:
+            return "bad-valid-round"
+        if not proposal_signature_ok(p, self.chain.network.name):
+            return "bad-proposal-signature"
+        known = self.proposals.get(p.round)
+        if known is not None:
+            if known.block.hash == p.block.hash:
+                return "duplicate"
+            self._equivocation("proposal", p.proposer, p.round,
+                               known.block.hash, p.block.hash)
+            return "equivocating-proposal"
+        self.proposals[p.round] = p
+        return None
+
+    def _check_vote(self, v: BlockVote) -> str | None:
+        if v.height != self.height:
+            return self._buffered(v, v.height)
+        if v.round > self.round + MAX_ROUND_AHEAD:
+            return "round-too-far"
+        weights, _ = self._weights()
+        if v.voter not in weights:
+            return "vote-not-masternode"
+        box = self.votes.setdefault((v.phase, v.round), {})
+        known = box.get(v.voter)
+        if known is not None:
+            if known.block_hash == v.block_hash:
+                return "duplicate"
+            if vote_signature_ok(v, self.chain.network.name):
+                self._equivocation(v.phase, v.voter, v.round,
+                                   known.block_hash, v.block_hash)
+            return "equivocating-vote"
+        if not vote_signature_ok(v, self.chain.network.name):
+            return "bad-vote-signature"
+        box[v.voter] = v
+        return None
+
+    def _equivocation(self, kind: str, signer: bytes, round: int,
+                      first: bytes, second: bytes) -> None:
+        self._count("equivocations")
+        record = {"kind": kind, "signer": signer.hex(),
+                  "height": self.height, "round": round,
+                  "first": first.hex(), "second": second.hex(),
+                  "at": self.clock.seconds()}
+        self.evidence.append(record)
+        del self.evidence[:-MAX_EVIDENCE]
+        log.warn("equivocation by {signer}: two {kind}s at height {height} "
+                 "round {round}", signer=signer.hex(), kind=kind,
+                 height=self.height, round=round)
+
+    def _replay(self, round: int) -> None:
+        if round in self.proposals or any(k[1] == round for k in self.votes):
+            self._evaluate()
+
+    # The rules -----------------------------------------------------------
+
+    def _tally(self, phase: str, round: int) -> dict[bytes, int]:
+        weights, _ = self._weights()
+        out: dict[bytes, int] = {}
+        for voter, vote in self.votes.get((phase, round), {}).items():
+            out[vote.block_hash] = out.get(vote.block_hash, 0) + \
+                weights.get(voter, 0)
+        return out
+
+    def _quorum(self, weight: int) -> bool:
+        _, total = self._weights()
+        return self.chain.quorum.approved(weight, total)
+
+    def _more_than_third(self, weight: int) -> bool:
+        _, total = self._weights()
+        return self.chain.quorum.rejected(weight, total)
+
+    def _block_valid(self, block: Block) -> bool:
+        known = self._valid_blocks.get(block.hash)
+        if known is None:
+            try:
+                self.chain.validate_block(block)
+                known = True
+            except BlockInvalid as e:
+                log.info("invalid proposed block {hash}: {reason}",
+                         hash=block.hash.hex(), reason=str(e))
+                known = False
+            self._valid_blocks[block.hash] = known
+        return known
+
+    def _evaluate(self) -> None:
+        if not self.running or self._committing:
+            return
+        # Commit: a precommit quorum for a proposed block, in any round.
+        for (phase, round), _ in list(self.votes.items()):
+            if phase != PRECOMMIT:
+                continue
+            for block_hash, weight in self._tally(PRECOMMIT, round).items():
+                if block_hash == NIL or not self._quorum(weight):
+                    continue
+                block = self._proposed_block(block_hash)
+                if block is not None and self._block_valid(block):
+                    self._commit(block, round)
+                    return
+        # Round skip: more than a third of the weight is in a later round.
+        later: dict[int, set[bytes]] = {}
+        for (_, round), box in self.votes.items():
+            if round > self.round:
+                for voter in box:
+                    later.setdefault(round, set()).add(voter)
+        weights, _ = self._weights()
+        for round in sorted(later, reverse=True):
+            voters = set().union(*(later[r] for r in later if r >= round))
+            if self._more_than_third(sum(weights[v] for v in voters)):
+                self._start_round(self.height, round)
+                return
+        self._evaluate_round(self.round)
+
+    def _proposed_block(self, block_hash: bytes) -> Block | None:
+        for proposal in self.proposals.values():
+            if proposal.block.hash == block_hash:
+                return proposal.block
+        return None
+
+    def _evaluate_round(self, r: int) -> None:
+        proposal = self.proposals.get(r)
+        prevotes = self._tally(PREVOTE, r)
+        if self.step == PROPOSE and proposal is not None:
+            block = proposal.block
+            vr = proposal.valid_round
+            if vr == -1:
+                ok = self._block_valid(block) and (
+                    self.locked is None or self.locked[1].hash == block.hash)
+                self.step = STEP_PREVOTE
+                self._vote(PREVOTE, block.hash if ok else NIL)
+                return self._evaluate_round(r)
+            if self._quorum(self._tally(PREVOTE, vr).get(block.hash, 0)):
+                ok = self._block_valid(block) and (
+                    self.locked is None or self.locked[0] <= vr
+                    or self.locked[1].hash == block.hash)
+                self.step = STEP_PREVOTE
+                self._vote(PREVOTE, block.hash if ok else NIL)
+                return self._evaluate_round(r)
+        if self.step == STEP_PREVOTE and ("prevote-any", r) not in \
+                self._fired and self._quorum(sum(prevotes.values())):
+            self._fired.add(("prevote-any", r))
+            self._later(self.timeout(r), self._timeout_prevote, self.height,
+                        r)
+        if proposal is not None and self.step in (STEP_PREVOTE,
+                                                  STEP_PRECOMMIT) \
+                and ("polka", r) not in self._fired \
+                and self._quorum(prevotes.get(proposal.block.hash, 0)) \
+                and self._block_valid(proposal.block):
+            self._fired.add(("polka", r))
+            self.valid = (r, proposal.block)
+            if self.step == STEP_PREVOTE:
+                self.locked = (r, proposal.block)
+                self.step = STEP_PRECOMMIT
+                self._vote(PRECOMMIT, proposal.block.hash)
+                return self._evaluate_round(r)
+        if self.step == STEP_PREVOTE and self._quorum(prevotes.get(NIL, 0)):
+            self.step = STEP_PRECOMMIT
+            self._vote(PRECOMMIT, NIL)
+            return self._evaluate_round(r)
+        precommits = self._tally(PRECOMMIT, r)
+        if ("precommit-any", r) not in self._fired and \
+                self._quorum(sum(precommits.values())):
+            self._fired.add(("precommit-any", r))
+            self._later(self.timeout(r), self._timeout_precommit,
+                        self.height, r)
+        return None
+
+    def _commit(self, block: Block, round: int) -> None:
+        votes = tuple(sorted(
+            (Vote(v.voter, v.signature) for v in self.votes[
+                (PRECOMMIT, round)].values() if v.block_hash == block.hash),
+            key=lambda v: v.voter))
+        cert = CommitCertificate(block.height, round, block.hash, votes)
+        self._committing = True
+        d = self.chain.connect_block(block, cert)
+
+        def done(_: object) -> None:
+            self._committing = False
+            self._count("committed")
+            log.info("committed block {height} {hash} in round {round} "
+                     "with {n} txs", height=block.height,
+                     hash=block.hash.hex(), round=round,
+                     n=len(block.txs) - 1)
+            for callback in list(self.committed):
+                callback(block)
+
+        def failed(failure: Any) -> None:
+            self._committing = False
+            log.failure("could not connect committed block {height}",
+                        failure, height=block.height)
+
+        d.addCallbacks(done, failed)
+
+    # Queries -------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """
+        The consensus state, for RPC C{getconsensusinfo}.
+        """
+        _, total = self._weights()
+        commit = self.chain.tip_commit
+        return {
+            "height": self.height, "round": self.round, "step": self.step,
+            "proposer": (self._proposer(self.round) or b"").hex(),
+            "locked_round": None if self.locked is None else self.locked[0],
+            "snapshot_size": len(self.snapshot), "total_weight": total,
+            "voter": self.is_voter,
+            "last_commit": None if commit is None else {
+                "height": commit.height, "round": commit.round,
+                "block_hash": commit.block_hash.hex(),
+                "votes": len(commit.votes)},
+            "evidence": len(self.evidence),
+            "counters": dict(self.counters),
+        }
