@@ -104,7 +104,7 @@ class P2PService(Service):
             log.info("P2P listening on {bind}:{port}", bind=settings.bind,
                      port=settings.port)
         self._hook(self.node.finality.vote_cast, self.gossip.vote_cast)
-        self._hook(self.node.producer.block_committed,
+        self._hook(self.node.consensus.committed,
                    self.gossip.block_committed)
         self._hook(self.node.finality.tx_accepted, self.gossip.tx_accepted)
         self._loop(self.manager.maintain, settings.maintain_interval)
