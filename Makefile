@@ -24,6 +24,7 @@ run: $(BIN)/.installed
 # The whole suite (lint, types, trial), ending with "N passed, N failed".
 test: $(BIN)/.installed
 	scripts/ensure-redis
+	scripts/ensure-chromium
 	$(BIN)/python scripts/run-tests $(ARGS)
 
 clean:

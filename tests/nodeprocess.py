@@ -32,6 +32,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_port_range(count: int) -> int:
+    """
+    A base port such that C{count} consecutive ports from it were all free
+    on 127.0.0.1 a moment ago (for devnets that number ports from a base).
+    """
+    for _ in range(200):
+        base = free_port()
+        if base + count > 65000:
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+        return base
+    raise RuntimeError("no free port range")
+
+
 class RpcError(Exception):
     """
     The node answered with a JSON-RPC error.

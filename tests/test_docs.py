@@ -36,5 +36,9 @@ class RpcDocTests(unittest.TestCase):
                      "getnewaddress", "getbalance", "listunspent",
                      "sendtoaddress", "getmempoolinfo", "getrawmempool",
                      "validateaddress", "uptime", "stop",
-                     "gettxoutsetinfo", "waitfortransaction"):
+                     "gettxoutsetinfo", "waitfortransaction",
+                     "createrawtransaction", "signrawtransactionwithwallet",
+                     "decoderawtransaction", "masternodelist",
+                     "masternodestatus", "getconsensusinfo", "getpeerinfo",
+                     "getnetworkinfo"):
             self.assertIn(f"### `{name}`", text)

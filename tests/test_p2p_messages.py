@@ -12,8 +12,11 @@ from twisted.trial import unittest
 
 from timecoin import params
 from timecoin.block import MAX_CERT_VOTES, Block, BlockHeader, CommitCertificate, Vote
+from timecoin.consensus import BlockVote, Proposal
 from timecoin.encoding import canonical
 from timecoin.finality import TxVote
+from timecoin.liveness import Heartbeat
+from timecoin.p2p.consensus_relay import BlockVoteMsg, ProposalMsg
 from timecoin.p2p.messages import (
     MAX_BLOCK_ENTRY_BYTES,
     MAX_COMMIT_BYTES,
@@ -25,6 +28,7 @@ from timecoin.p2p.messages import (
     GetBlocks,
     GetPeers,
     GetTip,
+    HeartbeatMsg,
     Hello,
     Message,
     MessageError,
@@ -115,6 +119,21 @@ def golden() -> list[tuple[Message, str]]:
         (BlockMsg(block, commit),
          '{"block":' + BLOCK_JSON + ',"commit":' + COMMIT_JSON
          + ',"type":"block"}'),
+        (HeartbeatMsg(Heartbeat(filled(0x12, 32), 1_700_000_000_000, 9,
+                                filled(0x34, 64))),
+         '{"heartbeat":{"height":9,"pubkey":"' + "12" * 32
+         + '","seq":1700000000000,"signature":"' + "34" * 64
+         + '"},"type":"heartbeat"}'),
+        (ProposalMsg(Proposal(block, 2, 1, filled(0x99, 32),
+                              filled(0x5A, 64))),
+         '{"proposal":{"block":' + BLOCK_JSON + ',"proposer":"' + "99" * 32
+         + '","round":2,"signature":"' + "5a" * 64 + '","valid_round":1},'
+         '"type":"proposal"}'),
+        (BlockVoteMsg(BlockVote("precommit", 1, 2, block.hash,
+                                filled(0xBB, 32), filled(0xCC, 64))),
+         '{"type":"block_vote","vote":{"block_hash":"' + block.hash.hex()
+         + '","height":1,"phase":"precommit","round":2,"signature":"'
+         + "cc" * 64 + '","voter":"' + "bb" * 32 + '"}}'),
     ]
 
 

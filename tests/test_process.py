@@ -213,8 +213,10 @@ class DevnetCommandTests(unittest.TestCase):
 
     def test_up_status_down(self) -> None:
         """
-        `timecoin-devnet up -n 3` starts three daemonized twistd nodes that
-        connect to each other and grow one chain; `down` stops them all.
+        `timecoin-devnet up -n 3` starts three daemonized twistd
+        masternodes that connect to each other and grow one chain; with one
+        stopped the other two keep committing, the restarted one catches
+        up; `down` stops them all.
         """
         import contextlib
         import io
@@ -236,6 +238,26 @@ class DevnetCommandTests(unittest.TestCase):
             devnet.status(root)
         self.assertEqual(status.getvalue().count("peers 2"), 3,
                          status.getvalue())
+        # One of three masternodes stopped: the other two (2/3) go on.
+        from timecoin.devnet import rpc as call
+        node0 = (root / "node0", base + 1)
+        self.assertTrue(devnet.stop_node(root, 2))
+        height = call(*node0, "getblockcount")
+        deadline = time.monotonic() + 20
+        while call(*node0, "getblockcount") < height + 3:
+            self.assertLess(time.monotonic(), deadline, "no progress")
+            time.sleep(0.2)
+        devnet.start_node(root, 2)
+        target = call(*node0, "getblockcount")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if call(root / "node2", base + 5, "getblockcount") >= target:
+                    break
+            except Exception:
+                pass
+            self.assertLess(time.monotonic(), deadline, "no catch-up")
+            time.sleep(0.2)
         with contextlib.redirect_stdout(io.StringIO()):
             devnet.down(root)
         for i in range(3):

@@ -502,12 +502,12 @@ class FramingTests(RPCTestBase):
 
     def test_other_http_methods_and_paths(self) -> None:
         """
-        GET on C{/} gets 405 (with C{Allow: POST}) and an unknown path 404,
-        both as JSON, never HTML.
+        PUT on C{/} gets 405 (with C{Allow: GET, POST}: GET is the status
+        page) and an unknown path 404, both as JSON, never HTML.
         """
-        status, headers, raw = self.http(b"", method="GET")
+        status, headers, raw = self.http(b"", method="PUT")
         self.assertEqual(status, 405)
-        self.assertEqual(headers.getRawHeaders("Allow"), ["POST"])
+        self.assertEqual(headers.getRawHeaders("Allow"), ["GET, POST"])
         self.assertEqual(json.loads(raw)["error"]["code"], INVALID_REQUEST)
         status, headers, raw = self.http(b"{}", url=URL + "wallet")
         self.assertEqual(status, 404)
@@ -590,8 +590,9 @@ class ServerTests(unittest.TestCase):
         auth = basic(*cookie.split(":")).encode()
         for body, expect in ((b"x" * 5000, b"413"),
                              (b'{"method":"getblockcount","id":1}', b"200")):
-            channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
-            transport = StringTransport()
+            client = IPv4Address("TCP", "127.0.0.1", 1)
+            channel = site.buildProtocol(client)
+            transport = StringTransport(peerAddress=client)
             channel.makeConnection(transport)
             channel.dataReceived(
                 b"POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: "

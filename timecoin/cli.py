@@ -4,7 +4,9 @@
 ::
 
     timecoin-cli [--datadir D] [--network N] [--rpc-port P]
-                 [--rpcuser U --rpcpassword P] METHOD [ARGS...]
+                 [--rpcuser U --rpcpassword P] [-named] [-stdin]
+                 [-rpcwait [-rpcwaittimeout S]] METHOD [ARGS...]
+    timecoin-cli [options] -getinfo
 
 Like ``bitcoin-cli``, each argument is sent as JSON when it parses as
 JSON (numbers, ``true``/``false``, ``null``, arrays, objects) and as a
@@ -13,6 +15,14 @@ addresses, raw hex; see L{STRING_ARGS}) are never parsed, so a hash made
 only of digits stays a string.  Credentials come from ``--rpcuser`` and
 ``--rpcpassword``, else from the ``rpc`` section of ``--config``, else from
 the ``.cookie`` file the node writes into its data directory at each start.
+
+As in ``bitcoin-cli``: ``-named`` sends the arguments as named params
+(``NAME=VALUE``, values parsed as above); ``-stdin`` reads more arguments
+from standard input, one per line, after those of the command line;
+``-rpcwait`` waits for the node to come up (its port to answer, its cookie
+to exist, its start-up to end) for at most ``-rpcwaittimeout`` seconds (0,
+the default, waits for ever); ``-getinfo`` prints a human summary of the
+node (chain, peers, mempool, masternode, balance) from one batch request.
 
 The result is printed as JSON (2-space indent), a string result raw and a
 null result not at all.  An RPC error goes to standard error as ``error
@@ -31,8 +41,10 @@ import base64
 import http.client
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -58,10 +70,27 @@ STRING_ARGS: dict[str, frozenset[int]] = {
 """Positional arguments (by index) sent as strings even when they would
 parse as JSON."""
 
+STRING_PARAM_NAMES = frozenset({
+    "blockhash", "txid", "hexstring", "address", "command", "peer"})
+"""Named params (C{-named}) sent as strings even when they would parse as
+JSON."""
+
+RPCWAIT_INTERVAL = 0.25
+"""Seconds between attempts while C{-rpcwait} waits for the node."""
+RPC_IN_WARMUP = -28
+"""The node's error code while it is still starting."""
+
 
 class CLIError(Exception):
     """
     The call could not be made or answered; the message is for the user.
+    """
+
+
+class NodeUnreachable(CLIError):
+    """
+    The node is not up (yet): nothing listens on its port, or it has not
+    written its cookie.  C{-rpcwait} retries these.
     """
 
 
@@ -139,12 +168,35 @@ def parse_arg(method: str, index: int, text: str) -> Any:
         return text
 
 
-def build_request(method: str, args: list[str]) -> bytes:
+def parse_named(args: list[str]) -> dict[str, Any]:
+    """
+    C{-named} arguments C{NAME=VALUE} as a params object; each value is
+    parsed as L{parse_arg} does, and kept a string for the names in
+    L{STRING_PARAM_NAMES}.
+
+    @raise CLIError: for an argument without C{=} or a repeated name.
+    """
+    named: dict[str, Any] = {}
+    for arg in args:
+        name, sep, text = arg.partition("=")
+        if not sep or not name:
+            raise CLIError(f"with -named every argument is NAME=VALUE, not "
+                           f"{arg!r}")
+        if name in named:
+            raise CLIError(f"parameter {name} given more than once")
+        named[name] = text if name in STRING_PARAM_NAMES else \
+            parse_arg("", -1, text)
+    return named
+
+
+def build_request(method: str, args: list[str], named: bool = False) -> bytes:
     """
     The JSON-RPC 2.0 request body calling C{method} with the parsed
-    command-line C{args} as positional parameters.
+    command-line C{args} as positional parameters, or with C{named} as
+    named parameters (L{parse_named}).
     """
-    params = [parse_arg(method, i, a) for i, a in enumerate(args)]
+    params: Any = parse_named(args) if named else [
+        parse_arg(method, i, a) for i, a in enumerate(args)]
     return encode_json({"jsonrpc": "2.0", "id": 1, "method": method,
                         "params": params}).encode("utf-8")
 
@@ -212,7 +264,21 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rpcpassword", help="RPC password")
     parser.add_argument("--rpc-timeout", type=float, default=DEFAULT_TIMEOUT,
                         help="seconds to wait for an answer (default 900)")
-    parser.add_argument("method", metavar="METHOD")
+    parser.add_argument("-named", "--named", action="store_true",
+                        help="pass the arguments as named params NAME=VALUE")
+    parser.add_argument("-stdin", "--stdin", action="store_true",
+                        help="read more arguments from standard input, one "
+                             "per line")
+    parser.add_argument("-rpcwait", "--rpcwait", action="store_true",
+                        help="wait for the node to come up")
+    parser.add_argument("-rpcwaittimeout", "--rpcwaittimeout", type=float,
+                        default=0.0, metavar="SECONDS",
+                        help="with -rpcwait, give up after SECONDS (default "
+                             "0: wait for ever)")
+    parser.add_argument("-getinfo", "--getinfo", action="store_true",
+                        help="print a summary of the node instead of "
+                             "calling METHOD")
+    parser.add_argument("method", metavar="METHOD", nargs="?")
     parser.add_argument("args", metavar="ARGS", nargs=argparse.REMAINDER)
     return parser
 
@@ -279,7 +345,7 @@ def resolve_target(options: argparse.Namespace) -> Target:
     try:
         text = cookie.read_text(encoding="utf-8").strip()
     except OSError as e:
-        raise CLIError(
+        raise NodeUnreachable(
             f"cannot read the cookie file {cookie} ({e.strerror}): is the "
             f"node running with this --datadir and --network? Otherwise "
             f"pass --rpcuser and --rpcpassword") from e
@@ -293,8 +359,18 @@ def call(target: Target, body: bytes, timeout: float) -> tuple[Any, Any]:
     """
     POST C{body} to the node; return C{(result, error)} of its reply.
 
-    @raise CLIError: when the node cannot be reached, refuses the
-        credentials, or does not answer JSON-RPC.
+    @raise CLIError: when the node cannot be reached (L{NodeUnreachable}),
+        refuses the credentials, or does not answer JSON-RPC.
+    """
+    return parse_reply(*post(target, body, timeout))
+
+
+def post(target: Target, body: bytes, timeout: float) -> tuple[bytes, int]:
+    """
+    POST C{body} to the node; return its reply body and HTTP status.
+
+    @raise CLIError: when the node cannot be reached (L{NodeUnreachable})
+        or refuses the credentials.
     """
     request = urllib.request.Request(
         target.url, data=body, method="POST",
@@ -305,7 +381,7 @@ def call(target: Target, body: bytes, timeout: float) -> tuple[Any, Any]:
     where = f"{target.host}:{target.port}"
     try:
         with opener.open(request, timeout=timeout) as response:
-            return parse_reply(response.read(), response.status)
+            return response.read(), response.status
     except urllib.error.HTTPError as e:
         if e.code == 401:
             raise CLIError(
@@ -313,29 +389,204 @@ def call(target: Target, body: bytes, timeout: float) -> tuple[Any, Any]:
                 f"--rpcuser/--rpcpassword, or --datadir for the cookie "
                 f"file") from e
         with e:
-            return parse_reply(e.read(), e.code)
+            return e.read(), e.code
     except urllib.error.URLError as e:
-        raise CLIError(f"cannot connect to the node at {where}: is it "
+        raise NodeUnreachable(f"cannot connect to the node at {where}: is it "
                        f"running?") from e
     except (OSError, http.client.HTTPException) as e:
         raise CLIError(f"lost the connection to the node at {where}: "
                        f"{e}") from e
 
 
+GETINFO_CALLS = ("getblockchaininfo", "getnetworkinfo", "getmempoolinfo",
+                 "getbalance", "masternodestatus", "uptime")
+"""The methods C{-getinfo} calls, in one batch."""
+
+
+def parse_batch_reply(raw: bytes, status: int) -> list[tuple[Any, Any]]:
+    """
+    A batch reply as C{(result, error)} pairs in request order (by id).
+
+    @raise CLIError: if the body is not a JSON-RPC batch reply.
+    """
+    try:
+        replies = json.loads(raw, parse_float=Decimal,
+                             parse_constant=_no_constants)
+    except (ValueError, RecursionError) as e:
+        raise CLIError(f"the node answered HTTP {status} with a body that "
+                       f"is not JSON") from e
+    if not isinstance(replies, list):
+        # A whole-batch error (e.g. the node is still starting).
+        _, error = parse_reply(raw, status)
+        raise CLIError(format_error(error))
+    by_id = {r.get("id"): (r.get("result"), r.get("error"))
+             for r in replies if isinstance(r, dict)}
+    return [by_id.get(n, (None, {"code": -32603, "message": "no reply"}))
+            for n in range(len(GETINFO_CALLS))]
+
+
+def getinfo_body() -> bytes:
+    """
+    The batch request of C{-getinfo}.
+    """
+    return encode_json([{"jsonrpc": "2.0", "id": n, "method": m,
+                         "params": []}
+                        for n, m in enumerate(GETINFO_CALLS)]).encode()
+
+
+def _duration(seconds: int) -> str:
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h {minutes} min"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def format_getinfo(replies: list[tuple[Any, Any]]) -> str:
+    """
+    The human summary C{-getinfo} prints from the replies to
+    L{GETINFO_CALLS}; a call that failed shows its error on its line.
+    """
+    got = dict(zip(GETINFO_CALLS, replies, strict=True))
+
+    def failed(name: str) -> str | None:
+        error = got[name][1]
+        if error is None:
+            return None
+        if isinstance(error, dict):
+            return f"unavailable (error {error.get('code')}: " \
+                   f"{error.get('message')})"
+        return "unavailable"
+
+    lines = []
+    chain, _ = got["getblockchaininfo"]
+    if failed("getblockchaininfo"):
+        lines.append(f"Chain: {failed('getblockchaininfo')}")
+    else:
+        lines += [f"Chain: {chain.get('chain')}",
+                  f"Blocks: {chain.get('blocks')}",
+                  f"Best block: {chain.get('bestblockhash')}"]
+    uptime, _ = got["uptime"]
+    if not failed("uptime"):
+        lines.append(f"Uptime: {_duration(uptime)}")
+    net, _ = got["getnetworkinfo"]
+    if failed("getnetworkinfo"):
+        lines.append(f"Peers: {failed('getnetworkinfo')}")
+    else:
+        lines.append(f"Peers: {net.get('connections')} (in "
+                     f"{net.get('connections_in')}, out "
+                     f"{net.get('connections_out')})")
+    pool, _ = got["getmempoolinfo"]
+    if failed("getmempoolinfo"):
+        lines.append(f"Mempool: {failed('getmempoolinfo')}")
+    else:
+        lines.append(f"Mempool: {pool.get('size')} transactions, "
+                     f"{pool.get('bytes')} bytes ({pool.get('pending')} "
+                     f"pending, {pool.get('finalized')} finalized)")
+    mn, _ = got["masternodestatus"]
+    if failed("masternodestatus"):
+        lines.append(f"Masternode: {failed('masternodestatus')}")
+    elif not mn.get("is_masternode"):
+        lines.append("Masternode: no")
+    else:
+        last = mn.get("last_block")
+        lines.append(f"Masternode: yes, {mn.get('status')}, tier "
+                     f"{mn.get('tier')}, "
+                     f"{'alive' if mn.get('alive') else 'not heard from'}")
+        lines.append("Last block produced: " + (
+            "none seen" if not last else
+            f"{last.get('height')} (round {last.get('round')})"))
+    balance, _ = got["getbalance"]
+    if failed("getbalance"):
+        lines.append(f"Balance: {failed('getbalance')}")
+    else:
+        lines.append(f"Balance: {encode_json(balance)} TIME")
+    return "\n".join(lines)
+
+
+def read_stdin_args(stdin: TextIO) -> list[str]:
+    """
+    The arguments C{-stdin} reads: one per line, without the line end.
+    """
+    return stdin.read().splitlines()
+
+
+def call_waiting(options: argparse.Namespace, body: bytes,
+                 sleep: Callable[[float], None] = time.sleep,
+                 monotonic: Callable[[], float] = time.monotonic) -> Any:
+    """
+    Resolve the target and POST C{body}; with C{-rpcwait}, retry while
+    the node is unreachable, has no cookie yet, or answers that it is
+    still starting, until C{-rpcwaittimeout} (0: no limit).  Returns the
+    reply body and HTTP status.
+
+    @raise CLIError: when it cannot be answered (in time).
+    """
+    deadline = monotonic() + options.rpcwaittimeout \
+        if options.rpcwaittimeout > 0 else None
+    while True:
+        try:
+            target = resolve_target(options)
+            raw, status = post(target, body, options.rpc_timeout)
+        except NodeUnreachable as e:
+            if not options.rpcwait:
+                raise
+            last: CLIError = e
+        else:
+            if not options.rpcwait or not _warming_up(raw):
+                return raw, status
+            last = CLIError("the node is still starting")
+        if deadline is not None and monotonic() >= deadline:
+            raise CLIError(f"gave up waiting for the node after "
+                           f"{options.rpcwaittimeout:g} s: {last}")
+        sleep(RPCWAIT_INTERVAL)
+
+
+def _warming_up(raw: bytes) -> bool:
+    try:
+        reply = json.loads(raw)
+    except ValueError:
+        return False
+    replies = reply if isinstance(reply, list) else [reply]
+    return any(isinstance(r, dict) and isinstance(r.get("error"), dict)
+               and r["error"].get("code") == RPC_IN_WARMUP for r in replies)
+
+
 def main(argv: list[str] | None = None, stdout: TextIO | None = None,
-         stderr: TextIO | None = None) -> int:
+         stderr: TextIO | None = None, stdin: TextIO | None = None) -> int:
     """
     Run C{timecoin-cli} with C{argv} (default C{sys.argv[1:]}); return
-    the exit status: 0 on success, 1 on an RPC or connection error.
+    the exit status: 0 on success, 1 on an RPC or connection error, 2 on
+    a usage error.
     """
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
-    options = make_parser().parse_args(argv)
+    parser = make_parser()
+    options = parser.parse_args(argv)
+    args = list(options.args)
+    if options.stdin:
+        args += read_stdin_args(stdin if stdin is not None else sys.stdin)
+    if options.getinfo:
+        if options.method is not None or args:
+            print("timecoin-cli: -getinfo takes no METHOD or arguments",
+                  file=err)
+            return 2
+    elif options.method is None:
+        parser.print_usage(err)
+        print("timecoin-cli: METHOD is required (timecoin-cli help lists "
+              "them)", file=err)
+        return 2
     try:
-        target = resolve_target(options)
-        result, error = call(target, build_request(options.method,
-                                                   options.args),
-                             options.rpc_timeout)
+        if options.getinfo:
+            raw, status = call_waiting(options, getinfo_body())
+            print(format_getinfo(parse_batch_reply(raw, status)), file=out)
+            return 0
+        assert options.method is not None
+        body = build_request(options.method, args, options.named)
+        result, error = parse_reply(*call_waiting(options, body))
     except CLIError as e:
         print(f"timecoin-cli: {e}", file=err)
         return 1

@@ -241,6 +241,7 @@ class BlockConsensus:
         self.counters: dict[str, int] = {}
         self.running = False
         self._committing = False
+        self._heartbeat: IDelayedCall | None = None
         self._timers: list[IDelayedCall] = []
         self._buffer: list[Any] = []
         self._reset(chain.height + 1)
@@ -256,6 +257,7 @@ class BlockConsensus:
         self.valid: tuple[int, Block] | None = None
         self.proposals: dict[int, Proposal] = {}
         self.votes: dict[tuple[str, int], dict[bytes, BlockVote]] = {}
+        self._mine: list[Proposal | BlockVote] = []
         self._fired: set[tuple[str, int]] = set()
         self._valid_blocks: dict[bytes, bool] = {}
         self.last_round_started = self.clock.seconds()
@@ -309,6 +311,8 @@ class BlockConsensus:
         self.running = True
         self._reset(self.chain.height + 1)
         self._schedule_height()
+        self._heartbeat = self.clock.callLater(self.round_timeout,
+                                               self._rebroadcast)
 
     def stop(self) -> None:
         """
@@ -316,6 +320,9 @@ class BlockConsensus:
         """
         self.running = False
         self._reset(self.height)
+        if self._heartbeat is not None and self._heartbeat.active():
+            self._heartbeat.cancel()
+        self._heartbeat = None
 
     def _schedule_height(self) -> None:
         due = self.chain.tip.header.timestamp / 1000.0 + self.block_time
@@ -365,8 +372,25 @@ class BlockConsensus:
         self.receive(proposal)
 
     def _send(self, message: Any) -> None:
+        self._mine.append(message)
         for callback in list(self.outbox):
             callback(message)
+
+    def _rebroadcast(self) -> None:
+        """
+        Send again what this node signed in the current and previous round
+        of this height, every C{round_timeout}: peers that connected late
+        or restarted (and so missed them) need them to join the round;
+        peers that have them drop them as duplicates without relaying.
+        """
+        if not self.running:
+            return
+        for message in self._mine:
+            if message.round >= self.round - 1:
+                for callback in list(self.outbox):
+                    callback(message)
+        self._heartbeat = self.clock.callLater(self.round_timeout,
+                                               self._rebroadcast)
 
     def _vote(self, phase: str, block_hash: bytes) -> None:
         if not self.is_voter or not self.synced():

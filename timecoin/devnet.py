@@ -8,9 +8,11 @@ prints where each node's RPC and log are, and shows progress until all are
 connected and the chain grows.  ``status`` prints heights and peers;
 ``down`` stops them.
 
-Until block votes travel over P2P, the genesis registers node0 as the only
-masternode: it produces and finalizes, the others follow, relay and serve
-RPC.  Node i listens on P2P port base+2i and RPC port base+2i+1.
+The genesis registers every node as a masternode (tier free) and funds
+node0's wallet; blocks are committed by 2/3 of them (BFT rounds), so the
+devnet keeps producing with one node of four stopped.  Node i listens on
+P2P port base+2i and RPC port base+2i+1.  ``stop --node I`` and
+``start --node I`` stop or restart one node, keeping its data.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from timecoin.params import NETWORKS
 from timecoin.tx import TxOut
 from timecoin.wallet import Wallet, load_or_create_key
 
-DEFAULT_BASE_PORT = 24300
+DEFAULT_BASE_PORT = 24200
 
 
 def rpc(datadir: Path, port: int, method: str, *params: Any) -> Any:
@@ -63,37 +65,74 @@ def up(root: Path, n: int, base: int, block_time: float) -> int:
     genesis_path = root / "genesis.json"
     if not genesis_path.exists():
         root.mkdir(parents=True, exist_ok=True)
-        datadir0, p2p0, _ = nodes[0]
-        key = load_or_create_key(datadir0 / "private" / "node_key")
-        wallet = Wallet(datadir0 / "private" / "wallet.json",
-                        NETWORKS["devnet"].address_prefix)
-        wallet.load()
-        funded = wallet.addresses()[0]
+        prefix = NETWORKS["devnet"].address_prefix
+        masternodes = []
+        funded = ""
+        for i, (datadir, p2p, _) in enumerate(nodes):
+            key = load_or_create_key(datadir / "private" / "node_key")
+            wallet = Wallet(datadir / "private" / "wallet.json", prefix)
+            wallet.load()
+            if i == 0:
+                funded = wallet.addresses()[0]
+            masternodes.append(Masternode(
+                key.public, f"127.0.0.1:{p2p}", wallet.addresses()[0],
+                "free"))
         genesis = make_genesis(
             "devnet", int(time.time() * 1000), [TxOut(DEVNET_FUNDS, funded)],
-            [Masternode(key.public, f"127.0.0.1:{p2p0}", funded, "free")])
+            masternodes)
         write_genesis(genesis_path, genesis)
         (root / "devnet.json").write_text(json.dumps(
             {"nodes": n, "base_port": base, "block_time": block_time}))
-    twistd = [sys.executable, "-c",
-              "import sys; from twisted.scripts.twistd import run; "
-              "sys.argv[0] = 'twistd'; run()"]
+    for i in range(n):
+        start_node(root, i)
     for datadir, p2p, rpc_port in nodes:
-        datadir.mkdir(parents=True, exist_ok=True)
-        peers = ",".join(f"127.0.0.1:{p}" for d, p, _ in nodes
-                         if d != datadir)
-        cmd = [*twistd, f"--pidfile={datadir / 'twistd.pid'}",
-               f"--logfile={datadir / 'node.log'}", "timecoin",
-               "--network", "devnet", "--datadir", str(datadir),
-               "--genesis", str(genesis_path), "--p2p-port", str(p2p),
-               "--rpc-port", str(rpc_port), "--connect", peers,
-               "--block-time", str(block_time)]
-        subprocess.run(cmd, check=True)
         print(f"{datadir.name}: rpc 127.0.0.1:{rpc_port}  p2p {p2p}  "
               f"log {datadir / 'node.log'}")
         print(f"    timecoin-cli --datadir {datadir} --rpc-port {rpc_port} "
               f"getblockchaininfo")
     return wait_ready(nodes, timeout=60)
+
+
+def start_node(root: Path, i: int) -> None:
+    """
+    Start node C{i} of the devnet under C{root} as a daemonized twistd.
+    """
+    config = json.loads((root / "devnet.json").read_text())
+    nodes = _layout(root, config["nodes"], config["base_port"])
+    datadir, p2p, rpc_port = nodes[i]
+    twistd = [sys.executable, "-c",
+              "import sys; from twisted.scripts.twistd import run; "
+              "sys.argv[0] = 'twistd'; run()"]
+    datadir.mkdir(parents=True, exist_ok=True)
+    peers = ",".join(f"127.0.0.1:{p}" for d, p, _ in nodes if d != datadir)
+    cmd = [*twistd, f"--pidfile={datadir / 'twistd.pid'}",
+           f"--logfile={datadir / 'node.log'}", "timecoin",
+           "--network", "devnet", "--datadir", str(datadir),
+           "--genesis", str(root / "genesis.json"), "--p2p-port", str(p2p),
+           "--rpc-port", str(rpc_port), "--connect", peers,
+           "--block-time", str(config["block_time"])]
+    subprocess.run(cmd, check=True)
+
+
+def stop_node(root: Path, i: int) -> bool:
+    """
+    Stop node C{i} (SIGTERM via its pidfile) and wait until it has exited;
+    whether it was running.
+    """
+    pidfile = root / f"node{i}" / "twistd.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return False
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            break
+        time.sleep(0.05)
+    return True
 
 
 def wait_ready(nodes: list[tuple[Path, int, int]], timeout: float) -> int:
@@ -134,13 +173,8 @@ def down(root: Path) -> int:
     """
     Stop every node of the devnet under C{root} (SIGTERM via pidfiles).
     """
-    stopped = 0
-    for pidfile in sorted(root.glob("node*/twistd.pid")):
-        try:
-            os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
-            stopped += 1
-        except (OSError, ValueError):
-            pass
+    config = json.loads((root / "devnet.json").read_text())
+    stopped = sum(stop_node(root, i) for i in range(config["nodes"]))
     print(f"stopped {stopped} node(s)")
     return 0
 
@@ -167,22 +201,33 @@ def main(argv: list[str] | None = None) -> int:
     """
     Entry point of C{timecoin-devnet}.
     """
-    parser = argparse.ArgumentParser(prog="timecoin-devnet")
-    parser.add_argument("--dir", default="devnet", type=Path,
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dir", default="devnet", type=Path,
                         help="where the nodes' data dirs live")
+    parser = argparse.ArgumentParser(prog="timecoin-devnet")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_up = sub.add_parser("up", help="create and start the devnet")
+    p_up = sub.add_parser("up", parents=[common],
+                          help="create and start the devnet")
     p_up.add_argument("-n", type=int, default=4, help="number of nodes")
     p_up.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
     p_up.add_argument("--block-time", type=float, default=2.0)
-    sub.add_parser("down", help="stop the devnet")
-    sub.add_parser("status", help="heights and peers")
+    sub.add_parser("down", parents=[common], help="stop the devnet")
+    sub.add_parser("status", parents=[common], help="heights and peers")
+    for name, text in (("stop", "stop one node"),
+                       ("start", "restart one node")):
+        one = sub.add_parser(name, parents=[common], help=text)
+        one.add_argument("--node", type=int, required=True)
     options = parser.parse_args(argv)
     root = options.dir.resolve()
     if options.command == "up":
         return up(root, options.n, options.base_port, options.block_time)
     if options.command == "down":
         return down(root)
+    if options.command == "stop":
+        return 0 if stop_node(root, options.node) else 1
+    if options.command == "start":
+        start_node(root, options.node)
+        return 0
     return status(root)
 
 

@@ -132,6 +132,9 @@ class Finality:
                          "votes_received": 0}
         self.finalized: list[Callable[[bytes, float], None]] = []
         self.tx_accepted: list[Callable[[Transaction], None]] = []
+        self.synced: Callable[[], bool] = lambda: True
+        """Whether the node has caught up with the network; block sync
+        replaces it, and a node that is behind does not vote."""
 
     @property
     def network(self) -> str:
@@ -166,7 +169,7 @@ class Finality:
         return defer.succeed(tx.txid)
 
     def _is_masternode(self) -> bool:
-        if self.key is None:
+        if self.key is None or not self.synced():
             return False
         snapshot = self.chain.snapshot_for(self.chain.height + 1)
         return any(m.pubkey == self.key.public for m in snapshot)

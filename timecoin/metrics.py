@@ -81,6 +81,24 @@ class _NodeCollector(Collector):
         yield GaugeMetricFamily("timecoin_uptime_seconds",
                                 "Seconds since the node started.",
                                 node.uptime())
+        sync = getattr(getattr(node, "p2p", None), "sync", None)
+        if sync is not None:
+            current = sync.state
+            state = GaugeMetricFamily(
+                "timecoin_sync_state",
+                "1 for the block-sync state the node is in, else 0.",
+                labels=["state"])
+            for name in sync.STATES:
+                state.add_metric([name], int(name == current))
+            yield state
+            yield GaugeMetricFamily(
+                "timecoin_sync_headers",
+                "Best height reported by peers usable for sync.",
+                sync.best_height())
+            yield CounterMetricFamily(
+                "timecoin_sync_blocks",
+                "Blocks downloaded and connected by catch-up.",
+                sync.counters["sync-blocks"])
 
 
 class NodeMetrics:

@@ -25,9 +25,17 @@ Authentication
 ==============
 HTTP Basic, with the cookie C{__cookie__:SECRET} that L{build_rpc_site}
 writes to C{DATADIR/.cookie} (a fresh secret at each start, mode 0600), or
-with C{rpc_user}/C{rpc_password} when both are configured.  A failed
-attempt gets 401 with C{WWW-Authenticate: Basic realm="jsonrpc"} and a
-JSON body carrying L{UNAUTHORIZED}.
+with C{rpc_user}/C{rpc_password} when both are configured, or as a user
+of an C{rpc_auth} line (Bitcoin's C{rpcauth}, see L{timecoin.rpcauth}).  A
+failed attempt gets 401 with C{WWW-Authenticate: Basic realm="jsonrpc"}
+and a JSON body carrying L{UNAUTHORIZED}.  Clients outside loopback and
+C{rpc_allow_ip} get 403 on every path.
+
+Pages
+=====
+C{GET /} is the status page and C{GET /status.json} its data (both need
+the same credentials as RPC; see L{timecoin.status}); C{GET /metrics}
+and C{GET /health} need none.
 
 Methods
 =======
@@ -62,7 +70,7 @@ from werkzeug.exceptions import HTTPException
 from zope.interface import implementer
 
 from timecoin import params
-from timecoin.address import AddressError, decode_address
+from timecoin.address import AddressError, address_of, decode_address
 from timecoin.block import Block
 from timecoin.chain import BlockInvalid, TxInvalid
 from timecoin.cli import encode_json
@@ -71,8 +79,31 @@ from timecoin.encoding import sha256
 from timecoin.finality import TxVote
 from timecoin.interfaces import IChainStore
 from timecoin.mempool import FINALIZED, PENDING
+from timecoin.rpcauth import (
+    AllowIPResource,
+    AllowList,
+    RPCAuthLine,
+    check_credentials,
+)
+from timecoin.status import (
+    CONTENT_SECURITY_POLICY,
+    StatusHistory,
+    consensus_info,
+    masternode_rows,
+    masternode_status,
+    render_page,
+    status_data,
+)
 from timecoin.storage import BlockChange, BlockRevert, StoreError
-from timecoin.tx import Transaction
+from timecoin.tx import (
+    SIG_DOMAIN,
+    OutPoint,
+    Transaction,
+    TxIn,
+    TxOut,
+    input_signature_ok,
+    sighash,
+)
 from timecoin.verify import replay
 from timecoin.wallet import WalletError
 
@@ -182,8 +213,10 @@ class BasicAuth:
     pairs, in constant time.
     """
 
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+    def __init__(self, pairs: list[tuple[str, str]],
+                 rpcauth: list[RPCAuthLine] | None = None) -> None:
         self._accepted = [f"{u}:{p}".encode() for u, p in pairs]
+        self._rpcauth = list(rpcauth or ())
 
     def check(self, header: bytes | None) -> bool:
         """
@@ -202,6 +235,8 @@ class BasicAuth:
         ok = False
         for expected in self._accepted:
             ok |= hmac.compare_digest(given, expected)
+        if self._rpcauth:
+            ok |= check_credentials(self._rpcauth, given)
         return ok
 
 
@@ -351,6 +386,8 @@ class RPCMethods:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._median_cache: tuple[bytes, int] | None = None
+        self.history = StatusHistory(node)
+        """Recent blocks and latencies (status page, masternodestatus)."""
 
     def registry(self) -> dict[str, Callable[..., Any]]:
         """
@@ -413,20 +450,37 @@ class RPCMethods:
         """
         getblockchaininfo
 
-        The state of the chain: chain (network name), blocks, headers,
-        bestblockhash, mediantime (median of the last 11 block times, in
-        seconds), verificationprogress, initialblockdownload, utxo_hash
-        (SHA-256 of the UTXO set, comparable across nodes), genesishash.
+        The state of the chain: chain (network name), blocks, headers (the
+        best height usable peers report, at least blocks), bestblockhash,
+        mediantime (median of the last 11 block times, in seconds),
+        verificationprogress (blocks / headers), initialblockdownload (true
+        until block sync counts the node as synced), utxo_hash (SHA-256 of
+        the UTXO set, comparable across nodes), genesishash, and sync:
+        {state (idle, catching-up or synced), peers (usable for sync),
+        in_flight (block requests), blocks_per_s (over the last 10 s)}.
         """
         chain = self.node.chain
         median = yield self._median_time()
+        sync = getattr(self.node.p2p, "sync", None)
+        if sync is not None:
+            info = sync.info()
+            headers = max(chain.height, info["headers"])
+            ibd = not sync.is_synced()
+        else:
+            info = {"state": "synced", "peers": 0, "in_flight": 0,
+                    "blocks_per_s": 0.0}
+            headers, ibd = chain.height, False
         return {
             "chain": chain.network.name, "blocks": chain.height,
-            "headers": chain.height, "bestblockhash": chain.tip.hash.hex(),
-            "mediantime": median, "verificationprogress": 1.0,
-            "initialblockdownload": False,
+            "headers": headers, "bestblockhash": chain.tip.hash.hex(),
+            "mediantime": median,
+            "verificationprogress": chain.height / headers if headers
+            else 1.0,
+            "initialblockdownload": ibd,
             "utxo_hash": chain.utxo_hash().hex(),
             "genesishash": chain.genesis.hash.hex(),
+            "sync": {k: info[k] for k in ("state", "peers", "in_flight",
+                                          "blocks_per_s")},
         }
 
     def rpc_getblockcount(self) -> int:
@@ -612,6 +666,99 @@ class RPCMethods:
         txid = yield self.node.submit(tx)
         return txid.hex()
 
+    def _decode_tx(self, hexstring: Any) -> Transaction:
+        text = _str(hexstring, "hexstring")
+        try:
+            return self.node.decode_tx(text)
+        except ValueError as e:
+            raise RPCError(RPC_DESERIALIZATION_ERROR,
+                           f"TX decode failed: {e}") from None
+
+    def rpc_createrawtransaction(self, inputs: Any, outputs: Any,
+                                 locktime: Any = 0) -> str:
+        """
+        createrawtransaction [{"txid","vout"},...] {"address":amount,...} ( locktime )
+
+        An unsigned transaction spending the given outpoints ({"txid":
+        hex, "vout": n}) and paying the given amounts (TIME) to the given
+        addresses (plus locktime, default 0), as hex of its
+        canonical encoding, to sign with signrawtransactionwithwallet and
+        send with sendrawtransaction.  Outputs is an object address →
+        amount (kept in its order) or an array of such objects.  Each input
+        names the public key of the output it spends; the node takes it
+        from the wallet key owning that output, so every outpoint must be
+        an output paying this wallet, unspent on chain or created by a
+        finalized transaction: otherwise error -8.  No fee or change is
+        added: the fee is the inputs' total minus the outputs' and must
+        meet the minimum of docs/rules.md.  Errors: -8 malformed,
+        duplicated or unknown input, or duplicated address; -5 bad
+        address; -3 bad amount.
+        """
+        if not isinstance(inputs, list):
+            raise RPCError(INVALID_PARAMS, "inputs must be an array")
+        lock_time = _int(0 if locktime is None else locktime, "locktime",
+                         0, 2**32 - 1)
+        txins: list[TxIn] = []
+        seen: set[OutPoint] = set()
+        for item in inputs:
+            if not isinstance(item, dict):
+                raise RPCError(RPC_INVALID_PARAMETER,
+                               "Invalid parameter, input must be an object")
+            if "vout" not in item:
+                raise RPCError(RPC_INVALID_PARAMETER,
+                               "Invalid parameter, missing vout key")
+            outpoint = OutPoint(_hash(item.get("txid"), "txid"),
+                                _int(item["vout"], "vout", 0, 2**32 - 1))
+            if outpoint in seen:
+                raise RPCError(RPC_INVALID_PARAMETER,
+                               f"Invalid parameter, duplicated input "
+                               f"{outpoint}")
+            seen.add(outpoint)
+            entry = self.node.chain.utxos.get(outpoint) or \
+                self.node.mempool.outputs.get(outpoint)
+            if entry is None or not self.node.wallet.owns(entry.address):
+                raise RPCError(RPC_INVALID_PARAMETER,
+                               f"Invalid parameter, input {outpoint} is not "
+                               f"an unspent output of this wallet (its "
+                               f"public key is unknown)")
+            txins.append(TxIn(outpoint, self.node.wallet.key_for(
+                entry.address).public))
+        if isinstance(outputs, dict):
+            pairs = list(outputs.items())
+        elif isinstance(outputs, list) and all(
+                isinstance(o, dict) and len(o) == 1 for o in outputs):
+            pairs = [next(iter(o.items())) for o in outputs]
+        else:
+            raise RPCError(INVALID_PARAMS, "outputs must be an object "
+                           "address → amount, or an array of such objects "
+                           "with one key each")
+        txouts: list[TxOut] = []
+        addresses: set[str] = set()
+        for address, amount in pairs:
+            self._check_address(address)
+            if address in addresses:
+                raise RPCError(RPC_INVALID_PARAMETER,
+                               f"Invalid parameter, duplicated address: "
+                               f"{address}")
+            addresses.add(address)
+            units = _amount(amount)
+            if units <= 0:
+                raise RPCError(RPC_TYPE_ERROR, "Invalid amount")
+            txouts.append(TxOut(units, address))
+        tx = Transaction(tuple(txins), tuple(txouts), lock_time=lock_time)
+        return tx.encode().hex()
+
+    def rpc_decoderawtransaction(self, hexstring: Any) -> dict[str, Any]:
+        """
+        decoderawtransaction "hexstring"
+
+        The transaction a hex string encodes (signed or not), decoded as
+        getrawtransaction verbose shows it: txid, version, kind, size,
+        locktime, data, vin, vout, hex.  It is not looked up or checked
+        against the chain.  Error -22 if it does not decode.
+        """
+        return tx_to_json(self._decode_tx(hexstring))
+
     @defer.inlineCallbacks
     def rpc_waitfortransaction(self, txid: Any,
                                timeout_seconds: Any = 10) -> Any:
@@ -762,6 +909,47 @@ class RPCMethods:
             raise RPCError(RPC_TYPE_ERROR, "Invalid amount for send")
         txid = yield self.node.send_to_address(address, units)
         return txid.hex()
+
+    def rpc_signrawtransactionwithwallet(self,
+                                         hexstring: Any) -> dict[str, Any]:
+        """
+        signrawtransactionwithwallet "hexstring"
+
+        Sign every input of a transaction (hex, as createrawtransaction
+        makes it) whose public key belongs to the wallet; inputs already
+        carrying a valid signature are kept as they are.  Returns {hex (the
+        transaction with the signatures), complete (every input has a valid
+        signature), errors ([{txid, vout, error}] for the inputs still
+        unsigned; present only when not complete)}.  The outputs spent are
+        not looked up: sendrawtransaction checks them.  Error -22 if the
+        hex does not decode.
+        """
+        tx = self._decode_tx(hexstring)
+        network = self.node.network
+        signed: list[TxIn] = []
+        errors: list[dict[str, Any]] = []
+        for index, txin in enumerate(tx.inputs):
+            if input_signature_ok(tx, network.name, index):
+                signed.append(txin)
+                continue
+            address = address_of(txin.pubkey, network.address_prefix)
+            if not self.node.wallet.owns(address):
+                signed.append(txin)
+                errors.append({"txid": txin.prevout.txid.hex(),
+                               "vout": txin.prevout.vout,
+                               "error": "Unable to sign input: its public "
+                                        "key is not in the wallet"})
+                continue
+            key = self.node.wallet.key_for(address)
+            signed.append(TxIn(txin.prevout, txin.pubkey, key.sign(
+                SIG_DOMAIN, sighash(network.name, tx.txid, index))))
+        result = Transaction(tuple(signed), tx.outputs, tx.kind, tx.data,
+                             tx.lock_time, tx.version)
+        out: dict[str, Any] = {"hex": result.encode().hex(),
+                               "complete": not errors}
+        if errors:
+            out["errors"] = errors
+        return out
 
     def rpc_validateaddress(self, address: Any) -> dict[str, Any]:
         """
@@ -950,6 +1138,54 @@ class RPCMethods:
         self._p2p().clear_ban()
         return None
 
+    # Masternodes
+
+    def rpc_masternodelist(self) -> list[dict[str, Any]]:
+        """
+        masternodelist
+
+        The masternodes of the snapshot that produces and votes at the
+        next height, sorted by pubkey: [{pubkey, p2p_address,
+        reward_address, tier, weight (voting weight under the quorum
+        rule), alive (heartbeat heard within the liveness expiry),
+        last_seen (seconds since the epoch of its last heartbeat, or
+        null), reported_height (the height its last heartbeat reported, or
+        null), is_self}].  Masternodes are registered in the genesis block
+        until on-chain registration lands.
+        """
+        return masternode_rows(self.node)
+
+    def rpc_masternodestatus(self) -> dict[str, Any]:
+        """
+        masternodestatus
+
+        This node as a masternode: {is_masternode (in the next height's
+        snapshot), pubkey, address (of the node key), status (active,
+        starting, or not-a-masternode), alive, last_seen, next_producer
+        (whether it proposes round 0 of the next height), blocks_produced
+        (since start), last_block ({height, hash, producer, round, time,
+        time_ms, ntx, size} of the newest block it produced that the node
+        has seen since start or among the last 256 blocks at start, or
+        null)}, plus tier, weight, p2p_address and reward_address when it
+        is a masternode.
+        """
+        return masternode_status(self.node, self.history)
+
+    def rpc_getconsensusinfo(self) -> dict[str, Any]:
+        """
+        getconsensusinfo
+
+        The consensus rules at the next height: {height, quorum (the rule:
+        count or tier-weighted), threshold (the weight a block or a
+        transaction needs: at least two thirds of total_weight),
+        total_weight (of the snapshot), policy (the selection policy),
+        snapshot_size, next_producers (round 0's candidates, first is the
+        proposer), block_time and vote_timeout (seconds), and round
+        ({height, round, step} of block consensus, when the node runs
+        it)}.
+        """
+        return consensus_info(self.node)
+
 
 class _StoredChainBroken(Exception):
     """
@@ -1134,9 +1370,11 @@ class RPCServer:
                  max_batch: int = MAX_BATCH,
                  metrics: Callable[[], bytes] | None = None,
                  health: Callable[[], tuple[bool, dict[str, Any]]]
-                 | None = None) -> None:
+                 | None = None,
+                 status: Callable[[], dict[str, Any]] | None = None) -> None:
         self.metrics = metrics
         self.health = health
+        self.status = status
         self.methods = methods
         self.auth = auth
         self.max_body_bytes = max_body_bytes
@@ -1171,6 +1409,56 @@ class RPCServer:
         if not ok:
             request.setResponseCode(503)
         return dumps({"status": "ready" if ok else "not-ready", **detail})
+
+    def _refuse_auth(self, request: server.Request) -> bytes | None:
+        """
+        The 401 reply to send if C{request} lacks valid credentials.
+        """
+        if self.auth.check(request.getHeader(b"authorization")):
+            return None
+        self.counters["auth_failures"] += 1
+        log.info("HTTP {method} {path} from {client} refused: {reason}",
+                 method=request.method, path=request.path,
+                 client=_client(request), reason="bad-auth")
+        request.setResponseCode(401)
+        request.setHeader(b"WWW-Authenticate", b'Basic realm="jsonrpc"')
+        request.setHeader(b"Content-Type", b"application/json")
+        return error_body(UNAUTHORIZED, "Unauthorized: HTTP Basic "
+                          "credentials required (cookie or rpcuser)")
+
+    @app.route("/", methods=["GET"])
+    def get_status_page(self, request: server.Request) -> bytes:
+        """
+        The status page (HTML, see L{timecoin.status}); needs the RPC
+        credentials, so a browser gets a Basic challenge.
+        """
+        refused = self._refuse_auth(request)
+        if refused is not None:
+            return refused
+        if self.status is None:
+            request.setResponseCode(404)
+            request.setHeader(b"Content-Type", b"application/json")
+            return error_body(METHOD_NOT_FOUND, "no status page")
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        request.setHeader(b"Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        request.setHeader(b"Cache-Control", b"no-store")
+        return render_page(self.status())
+
+    @app.route("/status.json", methods=["GET"])
+    def get_status_json(self, request: server.Request) -> bytes:
+        """
+        The data of the status page as JSON; needs the RPC credentials.
+        """
+        refused = self._refuse_auth(request)
+        if refused is not None:
+            return refused
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Cache-Control", b"no-store")
+        if self.status is None:
+            request.setResponseCode(404)
+            return error_body(METHOD_NOT_FOUND, "no status page")
+        return dumps(self.status())
 
     @app.route("/", methods=["POST"])
     def rpc(self, request: server.Request) -> Any:
@@ -1220,7 +1508,7 @@ class RPCServer:
             assert isinstance(error, HTTPException)
             status = error.code or 500
             if status == 405:
-                request.setHeader(b"Allow", b"POST")
+                request.setHeader(b"Allow", b"GET, POST")
             request.setResponseCode(status)
             return error_body(INVALID_REQUEST, f"{status} {error.name}: "
                               f"JSON-RPC is served by POST /")
@@ -1456,19 +1744,25 @@ class RPCSite(server.Site):
 def build_rpc_site(node: Node, config: Config) -> server.Site:
     """
     The RPC site of C{node}: writes a fresh cookie to C{config.datadir},
-    accepts it and the configured C{rpc_user}/C{rpc_password}, and limits
-    request bodies to C{config.rpc_max_body_bytes}.
+    accepts it, the configured C{rpc_user}/C{rpc_password} and the users
+    of C{rpc_auth}, serves only loopback and C{rpc_allow_ip} clients, and
+    limits request bodies to C{config.rpc_max_body_bytes}.
     """
     path, secret = write_cookie(Path(config.datadir))
     pairs = [(COOKIE_USER, secret)]
     if config.rpc_user and config.rpc_password:
         pairs.append((config.rpc_user, config.rpc_password))
+    rpcauth = [RPCAuthLine.parse(line) for line in config.rpc_auth]
     from timecoin.metrics import NodeMetrics
     metrics = NodeMetrics(node)
-    rpc = RPCServer(RPCMethods(node).registry(), BasicAuth(pairs),
+    methods = RPCMethods(node)
+    history = methods.history
+    rpc = RPCServer(methods.registry(), BasicAuth(pairs, rpcauth),
                     config.rpc_max_body_bytes,
                     ready=lambda: bool(node.ready.called),
-                    metrics=metrics.render, health=node.health)
+                    metrics=metrics.render, health=node.health,
+                    status=lambda: status_data(node, history))
     log.info("RPC cookie written to {path}", path=str(path))
-    return RPCSite(rpc.app.resource(), config.rpc_max_body_bytes,
-                   (path, secret))
+    resource = AllowIPResource(rpc.app.resource(),
+                               AllowList(config.rpc_allow_ip))
+    return RPCSite(resource, config.rpc_max_body_bytes, (path, secret))

@@ -19,8 +19,16 @@ bound to 127.0.0.1 unless `[rpc] bind` says otherwise.  Bitcoin-compatible:
   (arrays of requests) up to 1,000 entries; params by position (array) or by
   name (object).  A 2.0 request without an id is a notification (no reply).
 - HTTP Basic auth with the cookie `DATADIR/.cookie` (`__cookie__:SECRET`,
-  regenerated at each start, mode 0600, deleted at stop) or the configured
-  `rpc_user`/`rpc_password`.  Without valid auth: HTTP 401 with a JSON body.
+  regenerated at each start, mode 0600, deleted at stop), the configured
+  `rpc_user`/`rpc_password`, or a user of an `[rpc] auth` line (Bitcoin
+  Core's `rpcauth=USER:SALT$HMAC`, made by `python -m timecoin.rpcauth
+  USER`).  Without valid auth: HTTP 401 with a JSON body.
+- Loopback clients are always served; others only when `[rpc] allow_ip`
+  lists them (addresses or CIDRs), else HTTP 403 with a JSON body, on
+  every path.
+- `GET /` is the status page and `GET /status.json` its data (same auth);
+  `GET /metrics` (Prometheus) and `GET /health` need no auth.  See
+  `docs/operating.md`.
 - Errors are always JSON.  HTTP status follows Bitcoin Core: 2.0 replies are
   200; 1.0 errors are 400 (invalid request), 404 (unknown method) or 500.
 - Request bodies over `[rpc] max_body_bytes` (4,000,000) get HTTP 413 with a
@@ -35,7 +43,8 @@ bound to 127.0.0.1 unless `[rpc] bind` says otherwise.  Bitcoin-compatible:
 | -32601 | method not found |
 | -32602 | invalid params (wrong number or JSON type) |
 | -32603 | internal error (logged; no traceback is sent) |
-| -32001 | authentication failed |
+| -32001 | authentication failed (HTTP 401) |
+| -32002 | client address not allowed (HTTP 403) |
 | -3 | invalid amount |
 | -5 | invalid address, or transaction/block not found |
 | -6 | insufficient funds |
@@ -47,7 +56,10 @@ bound to 127.0.0.1 unless `[rpc] bind` says otherwise.  Bitcoin-compatible:
 
 `timecoin-cli METHOD [ARGS...]` (`--datadir`, `--network`, `--rpc-port`,
 `--rpcuser`/`--rpcpassword`) reads the cookie, prints the result as JSON
-(strings raw) and exits 1 on an RPC error.
+(strings raw) and exits 1 on an RPC error.  As with `bitcoin-cli`:
+`-named` (`NAME=VALUE` arguments), `-stdin` (more arguments from standard
+input, one per line), `-rpcwait` (`-rpcwaittimeout SECONDS`) and
+`-getinfo` (a human summary of the node).
 
 ## Methods
 """

@@ -1,15 +1,16 @@
 """
-Gossip of transactions, transaction votes and blocks.
+Gossip of transactions, transaction votes, blocks and masternode heartbeats.
 
 Every item is deduplicated by its id in a bounded cache *before* it is
 relayed (the seeds' vote relay loops and finality broadcast storms came
 from relaying first): transactions by txid, votes by the hash of the whole
-signed vote, blocks by block hash.  An item is relayed only once this node
-accepted it (a transaction admitted to the mempool, a vote tallied, a block
-connected), to every ready peer but the one it came from, whatever the
-direction of the connection.  Nothing final is re-gossiped: a transaction
-already known, decided or archived, a vote for a decided transaction and a
-block at or below our tip stop here.
+signed vote, blocks by block hash, heartbeats by the hash of the whole
+signed heartbeat.  An item is relayed only once this node accepted it (a
+transaction admitted to the mempool, a vote tallied, a block connected, a
+heartbeat recorded in the liveness view), to every ready peer but the one
+it came from, whatever the direction of the connection.  Nothing final is
+re-gossiped: a transaction already known, decided or archived, a vote for
+a decided transaction and a block at or below our tip stop here.
 
 A transaction id does not cover its signatures, so a transaction is marked
 seen only once admitted (or found already known): a copy with broken
@@ -32,8 +33,9 @@ from timecoin.block import Block, CommitCertificate
 from timecoin.chain import TxInvalid
 from timecoin.encoding import canonical, sha256
 from timecoin.finality import TxVote
+from timecoin.liveness import Heartbeat
 from timecoin.mempool import PENDING
-from timecoin.p2p.messages import BlockMsg, TxMsg, TxVoteMsg
+from timecoin.p2p.messages import BlockMsg, HeartbeatMsg, TxMsg, TxVoteMsg
 from timecoin.p2p.settings import P2PSettings
 from timecoin.tx import Transaction
 
@@ -61,6 +63,11 @@ MALICIOUS_VOTE_REASONS = frozenset({
 """Vote drops that score the sender."""
 
 UNKNOWN_TX = "vote-unknown-or-decided-tx"
+
+MALICIOUS_HEARTBEAT_REASONS = frozenset({"heartbeat-bad-signature"})
+"""Heartbeat drops that score the sender: a forged signature.  Stale,
+far-future and non-masternode heartbeats cost nothing (replays, clock
+skew and a sender at another height are not hostile)."""
 
 
 def vote_id(vote: TxVote) -> bytes:
@@ -113,6 +120,7 @@ class Gossip:
         self.seen_txs = SeenCache(settings.seen_size)
         self.seen_votes = SeenCache(settings.seen_size)
         self.seen_blocks = SeenCache(settings.seen_size)
+        self.seen_heartbeats = SeenCache(settings.seen_size)
         self.orphans: OrderedDict[bytes, list[tuple[TxVote, float]]] = \
             OrderedDict()
         self._orphan_count = 0
@@ -221,6 +229,36 @@ class Gossip:
         if self.seen_blocks.add(block.hash):
             self.counters["block-relayed"] += 1
             self.manager.broadcast(BlockMsg(block, commit), exclude=exclude)
+
+    # Heartbeats ----------------------------------------------------------
+
+    def heartbeat_cast(self, heartbeat: Heartbeat) -> None:
+        """
+        This node signed C{heartbeat}: announce it.
+        """
+        self.seen_heartbeats.add(heartbeat.id)
+        self.counters["heartbeat-announced"] += 1
+        self.manager.broadcast(HeartbeatMsg(heartbeat))
+
+    def heartbeat_received(self, conn: PeerProtocol,
+                           msg: HeartbeatMsg) -> None:
+        """
+        A peer sent a heartbeat: record it in the liveness view, then relay
+        it if the view accepted it.  Marked seen first (its id covers the
+        signature, so a forged copy cannot shadow the valid one).
+        """
+        heartbeat = msg.heartbeat
+        if not self.seen_heartbeats.add(heartbeat.id):
+            self.counters["heartbeat-duplicate"] += 1
+            return
+        reason = self.node.liveness.receive(heartbeat)
+        if reason is None:
+            self.counters["heartbeat-relayed"] += 1
+            self.manager.broadcast(msg, exclude=conn)
+            return
+        self.counters[f"heartbeat-refused:{reason}"] += 1
+        if reason in MALICIOUS_HEARTBEAT_REASONS:
+            conn.misbehaved("invalid-heartbeat", reason)
 
     # Orphan votes --------------------------------------------------------
 

@@ -38,6 +38,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from timecoin import __version__
+from timecoin.logs import RateLimitedLog
+from timecoin.p2p.consensus_relay import (
+    BlockVoteMsg,
+    ConsensusRelay,
+    ProposalMsg,
+)
 from timecoin.p2p.messages import (
     MAX_PEERS_PER_REPLY,
     MIN_PROTOCOL_VERSION,
@@ -47,6 +53,7 @@ from timecoin.p2p.messages import (
     GetBlocks,
     GetPeers,
     GetTip,
+    HeartbeatMsg,
     Hello,
     Message,
     Peers,
@@ -120,7 +127,8 @@ class PeerManager:
         self.started_at = clock.seconds()
         self.gossip: Gossip | None = None
         self.sync: BlockSync | None = None
-        self._logged: dict[tuple[str, str], float] = {}
+        self.consensus: ConsensusRelay | None = None
+        self._limited = RateLimitedLog(log, clock, LOG_REPEAT_SECONDS)
         self._maintain_call: Any = None
 
     @property
@@ -332,16 +340,11 @@ class PeerManager:
 
     def _log(self, conn: PeerProtocol, fmt: str, reason: str,
              detail: str) -> None:
-        now = self.clock.seconds()
-        mark = (conn.peer, reason)
-        if now - self._logged.get(mark, -LOG_REPEAT_SECONDS) < \
-                LOG_REPEAT_SECONDS:
+        # One line per (peer, reason) per LOG_REPEAT_SECONDS; the next one
+        # logged says how many were suppressed.
+        if not self._limited.info((conn.peer, reason), fmt, peer=conn.peer,
+                                  reason=reason, detail=detail):
             self.count("log-suppressed")
-            return
-        if len(self._logged) > 10_000:
-            self._logged.clear()
-        self._logged[mark] = now
-        log.info(fmt, peer=conn.peer, reason=reason, detail=detail)
 
     # Messages ------------------------------------------------------------
 
@@ -363,8 +366,13 @@ class PeerManager:
             self.gossip.tx_received(conn, msg)
         elif self.gossip is not None and isinstance(msg, TxVoteMsg):
             self.gossip.vote_received(conn, msg)
+        elif self.gossip is not None and isinstance(msg, HeartbeatMsg):
+            self.gossip.heartbeat_received(conn, msg)
         elif self.sync is not None and isinstance(msg, BlockMsg):
             self.sync.block_announced(conn, msg)
+        elif self.consensus is not None and isinstance(
+                msg, (ProposalMsg, BlockVoteMsg)):
+            self.consensus.received(conn, msg)
         else:
             self.count(f"unhandled:{msg.name}")
 

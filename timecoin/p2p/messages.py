@@ -36,6 +36,7 @@ from timecoin.encoding import (
     unhex,
 )
 from timecoin.finality import TxVote
+from timecoin.liveness import Heartbeat
 from timecoin.tx import Transaction
 
 PROTOCOL_VERSION = 1
@@ -518,6 +519,29 @@ class BlockMsg(Message):
     def parse(cls, obj: dict[str, Any]) -> BlockMsg:
         return cls(_parse_block(_field(obj, "block")),
                    CommitCertificate.from_obj(_field(obj, "commit")))
+
+
+@register
+@dataclass(frozen=True)
+class HeartbeatMsg(Message):
+    """
+    A masternode's signed heartbeat (L{timecoin.liveness.Heartbeat}).
+
+    The cap fits a heartbeat with the largest sequence number and height
+    (19 digits each) with room to spare.
+    """
+
+    name: ClassVar[str] = "heartbeat"
+    max_bytes: ClassVar[int] = 512
+
+    heartbeat: Heartbeat
+
+    def fields(self) -> dict[str, Any]:
+        return {"heartbeat": self.heartbeat.to_obj()}
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> HeartbeatMsg:
+        return cls(Heartbeat.from_obj(_field(obj, "heartbeat")))
 
 
 MAX_MESSAGE_BYTES = max(cls.max_bytes for cls in MESSAGES.values())

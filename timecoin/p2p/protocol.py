@@ -47,6 +47,7 @@ from timecoin.p2p.peers import normalize_ip, peer_key
 from timecoin.p2p.ratelimit import RateLimiter
 from timecoin.p2p.scoring import OFFENCES, Offence
 from timecoin.p2p.settings import P2PSettings
+from timecoin.p2p.tls import looks_like_tls, pin_refusal, tls_failure
 
 if TYPE_CHECKING:
     from timecoin.p2p.manager import PeerManager
@@ -79,6 +80,9 @@ STATES: dict[str, dict[str, str]] = {
         "tx": "_to_manager",
         "tx_vote": "_to_manager",
         "block": "_to_manager",
+        "heartbeat": "_to_manager",
+        "proposal": "_to_manager",
+        "block_vote": "_to_manager",
     },
 }
 """Per connection state: the message types accepted and their handler."""
@@ -203,6 +207,11 @@ class PeerProtocol(LineOnlyReceiver):
         self.bytes_in += len(data)
         if self._transport.disconnecting or self.state == CLOSED:
             return
+        if self.bytes_in == len(data) and looks_like_tls(data):
+            self.misbehaved("tls-unexpected",
+                            "the peer speaks TLS; p2p_tls is off here",
+                            close=True)
+            return
         if self.delimiter not in data:
             self._chunks.append(data)
             self._buffered += len(data)
@@ -290,6 +299,10 @@ class PeerProtocol(LineOnlyReceiver):
             if entry.call.active():
                 entry.call.cancel()
             entry.deferred.errback(RequestFailed("connection-lost"))
+        failed = tls_failure(reason)
+        if failed is not None and self.close_reason is None:
+            self.close_reason = "tls-failed"
+            self.manager.closing(self, "tls-failed", failed)
         if was != CLOSED:
             self.manager.connection_lost(self)
 
@@ -353,7 +366,8 @@ class PeerProtocol(LineOnlyReceiver):
 
     def _got_hello(self, msg: Hello) -> None:
         self.hello = msg
-        refusal = self.manager.hello_received(self, msg)
+        refusal = pin_refusal(self.transport, msg.pubkey, self.settings.tls) \
+            or self.manager.hello_received(self, msg)
         if refusal is not None:
             self.misbehaved(*refusal, close=True)
             return

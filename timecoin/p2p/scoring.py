@@ -50,6 +50,8 @@ OFFENCES: dict[str, Offence] = {
     "ping-timeout": Offence(0, True),
     "banned": Offence(0, True),
     "shutdown": Offence(0, True),
+    "tls-unexpected": Offence(0, True),
+    "tls-key-mismatch": Offence(0, True),
     # Protocol slips: a few points, the connection stays unless noted.
     "expected-hello": Offence(10, True),
     "not-allowed-in-state": Offence(10),
@@ -67,7 +69,9 @@ OFFENCES: dict[str, Offence] = {
     "bad-response": Offence(20),
     "invalid-tx": Offence(20, reply=False),
     "invalid-vote": Offence(20, reply=False),
+    "invalid-heartbeat": Offence(20, reply=False),
     "invalid-block": Offence(100, reply=False),
+    "conflicting-block": Offence(100, reply=False),
 }
 """Every reason code a peer can be charged with."""
 

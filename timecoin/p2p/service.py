@@ -4,9 +4,11 @@ The P2P layer as a Twisted service.
 L{P2PService} listens on C{p2p_bind:p2p_port}, dials the seeds of the
 config and the peers it learns, runs the periodic tasks (dial rule, tip
 polls, relay of local transactions, saving the peer table) and hooks the
-node's events (votes cast, blocks committed) to gossip.  It starts once the
-node is ready (chain loaded); stopping it stops every dialer, closes every
-connection and saves C{DATADIR/peers.json}.
+node's events (votes cast, blocks committed, heartbeats signed) to
+gossip.  It starts once the node is ready (chain loaded); stopping it
+stops every dialer, closes every connection and saves
+C{DATADIR/peers.json}.  With C{p2p_tls} every connection runs inside TLS
+pinned to the node keys (L{timecoin.p2p.tls}).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 from timecoin.node import Node
+from timecoin.p2p.consensus_relay import ConsensusRelay
 from timecoin.p2p.gossip import Gossip
 from timecoin.p2p.manager import PeerManager
 from timecoin.p2p.peers import SEED, PeerTable, is_ip, parse_address, peer_key
@@ -31,6 +34,7 @@ from timecoin.p2p.protocol import PeerClientFactory, PeerServerFactory
 from timecoin.p2p.scoring import Scores
 from timecoin.p2p.settings import P2PSettings
 from timecoin.p2p.sync import BlockSync
+from timecoin.p2p.tls import NodeTLS
 
 log = Logger()
 
@@ -67,6 +71,12 @@ class P2PService(Service):
                               settings)
         self.manager.gossip = self.gossip
         self.manager.sync = self.sync
+        self.consensus = ConsensusRelay(node, self.manager,
+                                        settings.seen_size)
+        self.manager.consensus = self.consensus
+        self.tls: NodeTLS | None = NodeTLS.for_node(node.datadir, node.key) \
+            if settings.tls else None
+        """TLS with the node's pinned certificate, if C{p2p_tls}."""
         self.port: IListeningPort | None = None
         self._loops: list[task.LoopingCall] = []
         self._hooks: list[tuple[list[Any], Callable[..., None]]] = []
@@ -98,21 +108,28 @@ class P2PService(Service):
         for seed in settings.connect:
             self.add_seed(seed)
         if settings.listen:
+            server: Any = PeerServerFactory(self.manager)
+            if self.tls is not None:
+                server = self.tls.wrap_server(server, self.reactor)
             self.port = self.reactor.listenTCP(
-                settings.port, PeerServerFactory(self.manager),
-                interface=settings.bind)
-            log.info("P2P listening on {bind}:{port}", bind=settings.bind,
-                     port=settings.port)
+                settings.port, server, interface=settings.bind)
+            log.info("P2P listening on {bind}:{port} (TLS {tls})",
+                     bind=settings.bind, port=settings.port,
+                     tls="on" if self.tls is not None else "off")
         self._hook(self.node.finality.vote_cast, self.gossip.vote_cast)
         self._hook(self.node.consensus.committed,
                    self.gossip.block_committed)
         self._hook(self.node.finality.tx_accepted, self.gossip.tx_accepted)
+        self._hook(self.node.consensus.outbox, self.consensus.cast)
+        self._hook(self.node.liveness.heartbeat_cast,
+                   self.gossip.heartbeat_cast)
         self._loop(self.manager.maintain, settings.maintain_interval)
         self._loop(self.sync.poll, settings.tip_interval)
         self._loop(self.gossip.expire_orphans, settings.relay_interval)
         self._loop(self.table.save, settings.save_interval)
         self._started = True
         self.manager.start()
+        self.sync.start()
 
     def add_seed(self, address: str) -> None:
         """
@@ -157,6 +174,7 @@ class P2PService(Service):
             if callback in hooks:
                 hooks.remove(callback)
         self._hooks = []
+        self.sync.stop()
         self.manager.stop()
         try:
             self.table.save()
@@ -187,7 +205,10 @@ class P2PService(Service):
 
     def _connect(self, host: str, port: int, factory: PeerClientFactory,
                  timeout: float) -> Any:
-        return self.reactor.connectTCP(host, port, factory, timeout=timeout)
+        client: Any = factory
+        if self.tls is not None:
+            client = self.tls.wrap_client(factory, self.reactor)
+        return self.reactor.connectTCP(host, port, client, timeout=timeout)
 
     # Bans (RPC setban / listbanned / clearbanned) ------------------------
 

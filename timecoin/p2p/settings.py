@@ -23,6 +23,9 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {
     "tx": (1000.0, 2000.0),
     "tx_vote": (4000.0, 8000.0),
     "block": (10.0, 50.0),
+    "proposal": (10.0, 50.0),
+    "block_vote": (500.0, 2000.0),
+    "heartbeat": (400.0, 2000.0),
 }
 """Per peer and message type: (tokens per second, bucket size).  Responses
 (C{peers}, C{blocks}, C{tip}) are bounded by our own requests instead."""
@@ -65,6 +68,25 @@ class P2PSettings:
     @ivar sync_batch: blocks asked for per C{get_blocks} (at most 100).
     @ivar sync_retry_after: a peer that failed a sync request is not asked
         again for this long.
+    @ivar sync_window: C{get_blocks} requests in flight at once, all
+        peers together; downloads never run more than C{sync_window *
+        sync_batch} blocks past our tip.
+    @ivar sync_peer_requests: C{get_blocks} requests in flight per peer.
+    @ivar sync_request_timeout: a range not delivered in this long is
+        asked of another peer (the slow peer is skipped, not scored).
+    @ivar sync_stall_timeout: catching up with no block connected for this
+        long resets the download (no sync state outlives it).
+    @ivar sync_synced_ttl: seconds a peer's height report counts; with no
+        fresh report from any peer the state falls back to idle.
+    @ivar sync_lag: blocks a peer may be ahead while we still count as
+        synced (a block announcement in flight).
+    @ivar sync_start_grace: a masternode whose own weight is a quorum
+        waits this long after start for its known peers' heights before
+        it produces alone.
+    @ivar sync_buffer_bytes: no new range is requested while downloaded
+        blocks of this many bytes wait to be connected.
+    @ivar sync_log_interval: seconds between progress lines while
+        catching up.
     @ivar seen_size: entries of each gossip deduplication cache.
     @ivar orphan_votes: votes kept for transactions not yet seen.
     @ivar orphan_ttl: seconds an orphan vote is kept.
@@ -72,6 +94,8 @@ class P2PSettings:
     @ivar ban_seconds: how long a ban lasts.
     @ivar score_half_life: seconds in which a score halves.
     @ivar rate_limits: per message type, (per second, burst).
+    @ivar tls: run every connection inside TLS with certificates pinned to
+        the node keys (L{timecoin.p2p.tls}); all peers must agree.
     """
 
     listen: bool = True
@@ -102,12 +126,22 @@ class P2PSettings:
     save_interval: float = 300.0
     sync_batch: int = 100
     sync_retry_after: float = 60.0
+    sync_window: int = 8
+    sync_peer_requests: int = 4
+    sync_request_timeout: float = 15.0
+    sync_stall_timeout: float = 60.0
+    sync_synced_ttl: float = 90.0
+    sync_lag: int = 1
+    sync_start_grace: float = 15.0
+    sync_buffer_bytes: int = 64 * 1024 * 1024
+    sync_log_interval: float = 5.0
     seen_size: int = 100_000
     orphan_votes: int = 10_000
     orphan_ttl: float = 60.0
     ban_threshold: float = 100.0
     ban_seconds: float = 3600.0
     score_half_life: float = 600.0
+    tls: bool = False
     rate_limits: dict[str, tuple[float, float]] = field(
         default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
 

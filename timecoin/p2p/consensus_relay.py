@@ -1,0 +1,127 @@
+"""
+Block-consensus messages on the wire, and their relay.
+
+``proposal`` carries a signed L{Proposal} (the block inside, so at most one
+block's size); ``block_vote`` carries a signed prevote or precommit.  Both
+are deduplicated by id before relay, handed to the node's
+L{timecoin.consensus.BlockConsensus}, and relayed to every other ready peer
+only when it accepted them (or buffered them for the next height).  Bad
+signatures and votes from non-masternodes score the sender as invalid
+votes do; equivocations are kept as evidence by the consensus engine and
+not relayed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from timecoin.consensus import BlockVote, Proposal
+from timecoin.p2p.gossip import SeenCache
+from timecoin.p2p.messages import (
+    MAX_BLOCK_ENTRY_BYTES,
+    Message,
+    _field,
+    register,
+)
+
+if TYPE_CHECKING:
+    from timecoin.node import Node
+    from timecoin.p2p.manager import PeerManager
+    from timecoin.p2p.protocol import PeerProtocol
+
+RELAYED = frozenset({None, "buffered-next-height"})
+SCORED = frozenset({"bad-proposal-signature", "bad-vote-signature",
+                    "vote-not-masternode", "not-the-proposer",
+                    "bad-valid-round"})
+
+
+@register
+@dataclass(frozen=True)
+class ProposalMsg(Message):
+    """
+    A proposer's signed block proposal for (height, round).
+    """
+
+    name: ClassVar[str] = "proposal"
+    max_bytes: ClassVar[int] = MAX_BLOCK_ENTRY_BYTES + 1024
+
+    proposal: Proposal
+
+    def fields(self) -> dict[str, Any]:
+        return {"proposal": self.proposal.to_obj()}
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> ProposalMsg:
+        return cls(Proposal.from_obj(_field(obj, "proposal")))
+
+
+@register
+@dataclass(frozen=True)
+class BlockVoteMsg(Message):
+    """
+    A masternode's signed prevote or precommit.
+    """
+
+    name: ClassVar[str] = "block_vote"
+    max_bytes: ClassVar[int] = 1024
+
+    vote: BlockVote
+
+    def fields(self) -> dict[str, Any]:
+        return {"vote": self.vote.to_obj()}
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> BlockVoteMsg:
+        return cls(BlockVote.from_obj(_field(obj, "vote")))
+
+
+class ConsensusRelay:
+    """
+    Moves consensus messages between the node's engine and its peers.
+    """
+
+    def __init__(self, node: Node, manager: PeerManager,
+                 seen_size: int) -> None:
+        self.node = node
+        self.manager = manager
+        self.seen = SeenCache(seen_size)
+        self.counters: dict[str, int] = {}
+
+    def _count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    @staticmethod
+    def wrap(message: Proposal | BlockVote) -> Message:
+        """
+        The wire message carrying C{message}.
+        """
+        if isinstance(message, Proposal):
+            return ProposalMsg(message)
+        return BlockVoteMsg(message)
+
+    def cast(self, message: Proposal | BlockVote) -> None:
+        """
+        Our engine signed C{message}: send it to every ready peer.
+        """
+        self.seen.add(message.id)
+        self._count("cast")
+        self.manager.broadcast(self.wrap(message))
+
+    def received(self, conn: PeerProtocol,
+                 msg: ProposalMsg | BlockVoteMsg) -> None:
+        """
+        A peer sent a proposal or vote: check it, then relay it.
+        """
+        message = msg.proposal if isinstance(msg, ProposalMsg) else msg.vote
+        if not self.seen.add(message.id):
+            self._count("duplicate")
+            return
+        reason = self.node.consensus.receive(message)
+        if reason in RELAYED:
+            self._count("relayed")
+            self.manager.broadcast(msg, exclude=conn)
+            return
+        self._count(f"refused:{reason}")
+        if reason in SCORED:
+            conn.misbehaved("invalid-vote", str(reason))
