@@ -440,8 +440,8 @@ class ChainStoreContractMixin(_Base):
 
     async def test_tx_records(self) -> None:
         """
-        Finality records are stored, replaced, listed and deleted by txid;
-        deleting an absent record is not an error.
+        Finality records are stored, replaced, read, listed and deleted by
+        txid; deleting an absent record is not an error.
         """
         store = await self.make_store()
         self.assertIsNone(await store.put_tx_record(b"a" * 32, b"pending"))
@@ -450,6 +450,9 @@ class ChainStoreContractMixin(_Base):
         self.assertEqual(
             sorted(await store.load_tx_records()),
             [(b"a" * 32, b"finalized too"), (b"b" * 32, b"finalized")])
+        self.assertEqual(await store.get_tx_record(b"a" * 32),
+                         b"finalized too")
+        self.assertIsNone(await store.get_tx_record(b"c" * 32))
         self.assertIsNone(await store.delete_tx_record(b"a" * 32))
         await store.delete_tx_record(b"c" * 32)
         self.assertEqual(list(await store.load_tx_records()),

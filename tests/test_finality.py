@@ -14,6 +14,7 @@ from twisted.trial import unittest
 from tests.helpers import DEVNET, Harness, addr, key, result_of
 from timecoin import params
 from timecoin.chain import TxInvalid
+from timecoin.encoding import decode
 from timecoin.finality import (
     APPROVE,
     REJECT,
@@ -96,15 +97,29 @@ class MempoolTests(unittest.TestCase):
 
     def test_double_spend_locked(self) -> None:
         """
-        A second spender of a locked input is refused as a double spend.
+        A second spender of an input a pending transaction locked is kept
+        as a contender: a vote subject that locks nothing and is outside
+        the pool; both are then already known.  A spender of an input a
+        finalized transaction locked is refused as a double spend.
         """
         h = Harness()
         engine = finality(h, masternode=False)
         t1 = h.pay([h.funding()], [(addr(key(2)), 999 * params.COIN)])
         t2 = h.pay([h.funding()], [(addr(key(3)), 999 * params.COIN)])
         result_of(engine.submit(t1))
-        self.refused(h, engine, t2, "double-spend")
+        self.assertEqual(result_of(engine.submit(t2)), t2.txid)
+        self.assertEqual(h.mempool.state_of(t2.txid), PENDING)
+        self.assertEqual(list(h.mempool.entries), [t1.txid])
+        self.assertEqual(set(h.mempool.locks.values()), {t1.txid})
+        self.assertEqual(list(h.mempool.contenders), [t2.txid])
         self.refused(h, engine, t1, "already-known")
+        self.refused(h, engine, t2, "already-known")
+        engine.receive_vote(sign_tx_vote(h.mn_key, "devnet", t1.txid,
+                                         APPROVE, 0))
+        self.assertEqual(h.mempool.state_of(t1.txid), FINALIZED)
+        self.assertEqual(h.mempool.rejected[t2.txid], "conflict-finalized")
+        t3 = h.pay([h.funding()], [(addr(key(4)), 999 * params.COIN)])
+        self.refused(h, engine, t3, "double-spend")
 
     def test_count_and_byte_limits(self) -> None:
         """
@@ -172,7 +187,11 @@ class VoteTests(unittest.TestCase):
         self.assertEqual([t.txid for t in block.txs[1:]],
                          [tx.txid, child.txid])
         self.assertEqual(len(h.mempool), 0)
-        self.assertEqual(result_of(h.store.load_tx_records()), [])
+        # The records now hold only the certificates of the mined pair.
+        records = dict(result_of(h.store.load_tx_records()))
+        self.assertEqual(set(records), {tx.txid, child.txid})
+        self.assertEqual({decode(r)["state"] for r in records.values()},
+                         {"archived"})
         self.assertIn(OutPoint(child.txid, 0), h.chain.utxos)
         fee = 2 * params.COIN
         self.assertEqual(block.txs[0].outputs[0].value,

@@ -14,7 +14,7 @@ from timecoin import params
 from timecoin.block import MAX_CERT_VOTES, Block, BlockHeader, CommitCertificate, Vote
 from timecoin.consensus import BlockVote, Proposal
 from timecoin.encoding import canonical
-from timecoin.finality import TxVote
+from timecoin.finality import TxVote, TxVoteBatch
 from timecoin.liveness import Heartbeat
 from timecoin.p2p.consensus_relay import BlockVoteMsg, ProposalMsg
 from timecoin.p2p.messages import (
@@ -28,6 +28,7 @@ from timecoin.p2p.messages import (
     GetBlocks,
     GetPeers,
     GetTip,
+    GetTxVotes,
     HeartbeatMsg,
     Hello,
     Message,
@@ -38,6 +39,7 @@ from timecoin.p2p.messages import (
     Tip,
     TxMsg,
     TxVoteMsg,
+    TxVotesMsg,
     blocks_reply,
     parse_line,
 )
@@ -116,6 +118,16 @@ def golden() -> list[tuple[Message, str]]:
          '{"type":"tx_vote","vote":{"decision":"approve","height":7,'
          '"signature":"' + "66" * 64 + '","txid":"' + "44" * 32
          + '","voter":"' + "55" * 32 + '"}}'),
+        (TxVotesMsg(TxVoteBatch(filled(0x55, 32), 7,
+                                ((filled(0x44, 32), "approve"),
+                                 (filled(0x47, 32), "reject")),
+                                filled(0x66, 64))),
+         '{"batch":{"decisions":[["' + "44" * 32 + '","approve"],["'
+         + "47" * 32 + '","reject"]],"height":7,"signature":"' + "66" * 64
+         + '","voter":"' + "55" * 32 + '"},"type":"tx_votes"}'),
+        (GetTxVotes((filled(0x44, 32), filled(0x47, 32))),
+         '{"txids":["' + "44" * 32 + '","' + "47" * 32
+         + '"],"type":"get_tx_votes"}'),
         (BlockMsg(block, commit),
          '{"block":' + BLOCK_JSON + ',"commit":' + COMMIT_JSON
          + ',"type":"block"}'),
@@ -226,6 +238,14 @@ class ParseErrorTests(unittest.TestCase):
                      + b"}",
                      b'{"type":"tx","tx":{"kind":"transfer"}}',
                      b'{"type":"tx_vote","vote":{"decision":"maybe"}}',
+                     b'{"type":"tx_votes","batch":{"voter":"' + b"55" * 32
+                     + b'","height":1,"signature":"' + b"66" * 64
+                     + b'","decisions":[["' + b"47" * 32 + b'","approve"],["'
+                     + b"44" * 32 + b'","approve"]]}}',
+                     b'{"type":"tx_votes","batch":{"voter":"' + b"55" * 32
+                     + b'","height":1,"signature":"' + b"66" * 64
+                     + b'","decisions":[]}}',
+                     b'{"type":"get_tx_votes","txids":["00"]}',
                      b'{"type":"block","block":{},"commit":null}',
                      b'{"type":"blocks","id":1,"blocks":[5]}']:
             with self.subTest(line[:40]):

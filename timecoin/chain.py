@@ -34,7 +34,14 @@ from timecoin.block import (
 from timecoin.encoding import canonical, decode, sha256, unhex
 from timecoin.genesis import genesis_masternodes
 from timecoin.interfaces import IChainStore, IQuorumRule, ISelectionPolicy
-from timecoin.masternodes import Snapshot, make_snapshot
+from timecoin.masternodes import Masternode, Snapshot, make_snapshot
+from timecoin.registration import KIND as REGISTER_KIND
+from timecoin.registration import (
+    Registration,
+    check_registration,
+    is_state_key,
+    state_key,
+)
 from timecoin.storage import BlockChange, BlockRevert, StoreError
 from timecoin.tx import (
     OutPoint,
@@ -173,9 +180,18 @@ class Chain:
         self.tip_commit: CommitCertificate | None = None
         self._masternodes = make_snapshot(
             genesis_masternodes(genesis, network.name))
+        self.registry: dict[bytes, Registration] = {}
+        self._collateral: dict[OutPoint, bytes] = {}
+        self._snapshots: dict[int, Snapshot] = {}
         self._utxo_hash: tuple[bytes, bytes] | None = None
         self.verified: set[bytes] = set()
         self.block_connected: list[Callable[[Block], None]] = []
+        self.finalized_conflict: Callable[[Transaction], bytes | None] = \
+            lambda tx: None
+        """The txid of a finalized (not yet mined) transaction that C{tx}
+        double-spends, or C{None}; the finality engine installs the
+        mempool's predicate.  A block holding such a transaction is
+        invalid (C{conflicts-finalized})."""
 
     @property
     def height(self) -> int:
@@ -205,8 +221,17 @@ class Chain:
         undo = yield self.store.get_undo(tip_hash)
         self.tip_commit = _Undo.decode(undo).commit if undo else None
         pairs = yield self.store.load_utxos()
-        self.utxos = {OutPoint.from_key(k): UtxoEntry.unpack(v)
-                      for k, v in pairs}
+        self.utxos = {}
+        self.registry = {}
+        for k, v in pairs:
+            if is_state_key(k):
+                self._register(Registration.unpack(
+                    v, self.network.address_prefix))
+            else:
+                self.utxos[OutPoint.from_key(k)] = UtxoEntry.unpack(v)
+        self._snapshots = {}
+        if undo and self.tip.height > 0:
+            self._remember_tip_snapshot(_Undo.decode(undo))
         self._utxo_hash = None
         log.info("chain loaded at height {height} ({utxos} UTXOs)",
                  height=height, utxos=len(self.utxos))
@@ -221,13 +246,57 @@ class Chain:
                              [], created, [coinbase.txid], [])
         return self.store.apply_block(change)
 
+    def _register(self, registration: Registration) -> None:
+        self.registry[registration.masternode.pubkey] = registration
+        self._collateral[registration.collateral] = \
+            registration.masternode.pubkey
+
+    def _deregister(self, pubkey: bytes) -> None:
+        registration = self.registry.pop(pubkey)
+        self._collateral.pop(registration.collateral, None)
+
+    def current_snapshot(self) -> Snapshot:
+        """
+        The genesis masternodes and the registry at the tip, sorted.
+        """
+        return make_snapshot([*self._masternodes,
+                              *(r.masternode for r in self.registry.values())])
+
+    def _remember_tip_snapshot(self, undo: _Undo) -> None:
+        """
+        After a restart, reconstruct the snapshot of the tip's own height
+        (the registry before the tip block) from the tip's undo data.
+        """
+        created = {k for k in self._state_keys_created(self.tip)}
+        before = {p: r for p, r in self.registry.items()
+                  if state_key(p) not in created}
+        for key, value in undo.spent:
+            if is_state_key(key):
+                registration = Registration.unpack(
+                    value, self.network.address_prefix)
+                before[registration.masternode.pubkey] = registration
+        self._snapshots[self.tip.height] = make_snapshot(
+            [*self._masternodes, *(r.masternode for r in before.values())])
+
+    @staticmethod
+    def _state_keys_created(block: Block) -> list[bytes]:
+        return [state_key(bytes.fromhex(t.data["pubkey"]))
+                for t in block.txs if t.kind == REGISTER_KIND]
+
     def snapshot_for(self, height: int) -> Snapshot:
         """
         The masternode snapshot that produces and votes at C{height}: the
-        registry as of block C{height - 1}.  Until on-chain registration
-        lands, that is the genesis set at every height.
+        registry as of block C{height - 1} (genesis masternodes plus those
+        registered on chain and not deregistered), sorted canonically.
+        Kept for the next height and the last 200.
         """
-        return self._masternodes
+        if height > self.height:
+            return self.current_snapshot()
+        known = self._snapshots.get(height)
+        # Blocks are validated only at the tip, whose snapshot is always
+        # kept; older heights (vote replay windows) fall back to the
+        # current set.
+        return known if known is not None else self.current_snapshot()
 
     def total_weight(self, snapshot: Snapshot) -> int:
         """
@@ -330,16 +399,31 @@ class Chain:
             return entry if entry is not None else self.utxos.get(outpoint)
 
         fees = 0
+        registered: dict[bytes, Registration] = {}
+        deregistered: dict[bytes, Registration] = {}
         for tx in block.txs[1:]:
             if tx.txid in seen:
                 raise BlockInvalid("duplicate-tx", tx.txid.hex())
             seen.add(tx.txid)
+            holder = self.finalized_conflict(tx)
+            if holder is not None:
+                raise BlockInvalid("conflicts-finalized", f"{tx.txid.hex()} "
+                                   f"double-spends {holder.hex()}")
             try:
                 fees += check_transfer(tx, self.network, lookup,
                                        self.verified)
+                if tx.kind == REGISTER_KIND:
+                    masternode = self.check_new_registration(
+                        tx, lookup, registered, deregistered)
+                    registered[masternode.pubkey] = Registration(
+                        masternode, OutPoint(
+                            bytes.fromhex(tx.data["collateral"]["txid"]),
+                            tx.data["collateral"]["vout"]), header.height)
             except TxInvalid as e:
                 raise BlockInvalid("bad-tx", f"{tx.txid.hex()}: {e}") from e
             for txin in tx.inputs:
+                self._collateral_spent(txin.prevout, registered,
+                                       deregistered)
                 entry = created.pop(txin.prevout, None)
                 if entry is None:
                     spent[txin.prevout] = self.utxos[txin.prevout]
@@ -356,13 +440,61 @@ class Chain:
                 out.value, out.address, header.height, True)
         if any(self.utxos.get(op) is not None for op in created):
             raise BlockInvalid("duplicate-output")
-        undo = _Undo([(op.key(), e.pack()) for op, e in spent.items()], None)
+        removed = [(state_key(pk), r.pack()) for pk, r in deregistered.items()]
+        undo = _Undo([(op.key(), e.pack()) for op, e in spent.items()]
+                     + removed, None)
         txids = [t.txid for t in block.txs]
         return BlockChange(
             header.height, block.hash, header.prev_hash, block.encode(),
-            undo.encode(), [op.key() for op in spent],
-            [(op.key(), e.pack()) for op, e in created.items()], txids,
-            txids[1:])
+            undo.encode(), [op.key() for op in spent] + [k for k, _ in removed],
+            [(op.key(), e.pack()) for op, e in created.items()]
+            + [(state_key(pk), r.pack()) for pk, r in registered.items()],
+            txids, txids[1:])
+
+    def check_new_registration(
+            self, tx: Transaction, lookup: UtxoLookup,
+            pending: dict[bytes, Registration] | None = None,
+            leaving: dict[bytes, Registration] | None = None) -> Masternode:
+        """
+        Validate registration C{tx} against the registry (plus the
+        registrations C{pending} and deregistrations C{leaving} of the block
+        or mempool being checked); return the masternode with its tier.
+
+        @raise TxInvalid: reason C{bad-registration}.
+        """
+        pending = pending or {}
+        leaving = leaving or {}
+        genesis_keys = {m.pubkey for m in self._masternodes}
+
+        def registered(pubkey: bytes) -> bool:
+            return pubkey in genesis_keys or pubkey in pending or (
+                pubkey in self.registry and pubkey not in leaving)
+
+        def collateral_used(outpoint: OutPoint) -> bool:
+            holder = self._collateral.get(outpoint)
+            return (holder is not None and holder not in leaving) or any(
+                r.collateral == outpoint for r in pending.values())
+
+        try:
+            return check_registration(
+                tx, self.network.name, self.network.address_prefix, lookup,
+                registered, collateral_used)
+        except ValueError as e:
+            reason, _, detail = str(e).partition(": ")
+            raise TxInvalid(reason, detail) from e
+
+    def _collateral_spent(self, outpoint: OutPoint,
+                          registered: dict[bytes, Registration],
+                          deregistered: dict[bytes, Registration]) -> None:
+        """
+        Spending a collateral deregisters its masternode.
+        """
+        for pubkey, registration in list(registered.items()):
+            if registration.collateral == outpoint:
+                del registered[pubkey]
+        holder = self._collateral.get(outpoint)
+        if holder is not None and holder not in deregistered:
+            deregistered[holder] = self.registry[holder]
 
     @defer.inlineCallbacks
     def connect_block(self, block: Block,
@@ -393,10 +525,10 @@ class Chain:
                 raise
             log.warn("block {height} was stored though the store reported "
                      "an error; continuing from it", height=change.height)
-        for key in change.spent:
-            del self.utxos[OutPoint.from_key(key)]
-        for key, value in change.created:
-            self.utxos[OutPoint.from_key(key)] = UtxoEntry.unpack(value)
+        self._snapshots[block.height] = self.snapshot_for(block.height)
+        for old in [h for h in self._snapshots if h < block.height - 200]:
+            del self._snapshots[old]
+        self._apply_state(change.spent, change.created)
         for tx in block.txs:
             self.verified.discard(verified_key(tx))
         self.tip = block
@@ -425,6 +557,8 @@ class Chain:
                 op = OutPoint(tx.txid, vout)
                 if op not in in_block_spent:
                     removed.append(op.key())
+        removed += [k for k in self._state_keys_created(block)
+                    if bytes(k[2:]) in self.registry]
         assert not spent_keys & set(removed)
         raw_prev = yield self.store.get_block(block.header.prev_hash)
         prev = Block.decode(raw_prev)
@@ -432,15 +566,40 @@ class Chain:
         yield self.store.revert_block(BlockRevert(
             block.height, block.hash, block.header.prev_hash, removed,
             undo.spent, [t.txid for t in block.txs]))
-        for key in removed:
-            self.utxos.pop(OutPoint.from_key(key), None)
-        for key, value in undo.spent:
-            self.utxos[OutPoint.from_key(key)] = UtxoEntry.unpack(value)
+        self._apply_state(removed, undo.spent)
+        self._snapshots.pop(block.height, None)
         self.tip = prev
         self.tip_commit = _Undo.decode(prev_undo).commit if prev_undo \
             else None
         self._utxo_hash = None
         return block
+
+    def _apply_state(self, delete: list[bytes],
+                     add: list[tuple[bytes, bytes]]) -> None:
+        """
+        Mirror a stored change in memory: outpoints and registrations.
+        """
+        for key in delete:
+            if is_state_key(key):
+                self._deregister(key[2:])
+            else:
+                self.utxos.pop(OutPoint.from_key(key), None)
+        for key, value in add:
+            if is_state_key(key):
+                self._register(Registration.unpack(
+                    value, self.network.address_prefix))
+            else:
+                self.utxos[OutPoint.from_key(key)] = UtxoEntry.unpack(value)
+
+    def state_pairs(self) -> list[tuple[bytes, bytes]]:
+        """
+        The whole chain state as stored: every unspent output and every
+        registration, as (key, value) pairs in key order.
+        """
+        pairs = [(op.key(), e.pack()) for op, e in self.utxos.items()]
+        pairs += [(state_key(pk), r.pack()) for pk, r in self.registry.items()]
+        pairs.sort()
+        return pairs
 
     def utxo_hash(self) -> bytes:
         """
@@ -449,8 +608,7 @@ class Chain:
         Cached until the tip changes.
         """
         if self._utxo_hash is None or self._utxo_hash[0] != self.tip.hash:
-            digest = sha256(b"".join(
-                op.key() + self.utxos[op].pack() for op in sorted(self.utxos)))
+            digest = sha256(b"".join(k + v for k, v in self.state_pairs()))
             self._utxo_hash = (self.tip.hash, digest)
         return self._utxo_hash[1]
 

@@ -81,6 +81,18 @@ class Config:
     round_timeout: float = 0.0
     mempool_max_count: int = 10_000
     mempool_max_bytes: int = 300_000_000
+    mempool_max_contenders: int = 1_000
+    mempool_max_contender_bytes: int = 30_000_000
+    finality_batch_delay: float = 0.05
+    finality_batch_max: int = 512
+    finality_late_ttl: float = 60.0
+    finality_max_late: int = 10_000
+    finality_query_after: float = 2.0
+    finality_max_queries: int = 3
+    finality_certificate_blocks: int = 1_000
+    finality_max_certificates: int = 100_000
+    finality_max_released: int = 100_000
+    finality_signature_cache: int = 100_000
 
     def resolve(self) -> None:
         """
@@ -120,7 +132,7 @@ class Config:
             raise ConfigError(f"[rpc]: {e}") from None
 
 
-SECTIONS = {"p2p", "rpc", "mempool"}
+SECTIONS = {"p2p", "rpc", "mempool", "finality"}
 """TOML sections whose keys are prefixed (C{[rpc] port} → C{rpc_port});
 other settings are top-level keys."""
 

@@ -376,6 +376,24 @@ class BlockConsensus:
         for callback in list(self.outbox):
             callback(message)
 
+    def resume(self) -> None:
+        """
+        Block sync reports that this node caught up.  If it sat the current
+        round out while behind (it signed nothing in it, and no timer runs:
+        its timeouts fired while it could not vote), enter the round again
+        so it proposes or votes now instead of waiting for messages that
+        will not come.  It stays in the same round: jumping ahead alone
+        could leave the others short of a quorum in theirs.
+        """
+        self._timers = [t for t in self._timers if t.active()]
+        if not self.running or self._timers or self._committing:
+            return
+        if any(m.height == self.height and m.round == self.round
+               for m in self._mine):
+            return
+        self._count("resumed")
+        self._start_round(self.height, self.round)
+
     def _rebroadcast(self) -> None:
         """
         Send again what this node signed in the current and previous round

@@ -119,8 +119,14 @@ class IChainStore(Interface):
 
     def put_tx_record(txid: bytes, record: bytes) -> Deferred[None]:
         """
-        Durably store the finality record of a transaction that is not yet
-        in a block (finalized, or pending a vote).  Fires with C{None}.
+        Durably store the finality record of a transaction (finalized or
+        pending a vote, or the certificate of one already in a block; see
+        L{timecoin.finality}).  Fires with C{None}.
+        """
+
+    def get_tx_record(txid: bytes) -> Deferred[bytes | None]:
+        """
+        Fires with the finality record of C{txid}, or C{None}.
         """
 
     def delete_tx_record(txid: bytes) -> Deferred[None]:

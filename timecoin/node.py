@@ -22,7 +22,7 @@ from timecoin.chain import Chain
 from timecoin.config import Config
 from timecoin.consensus import BlockConsensus
 from timecoin.encoding import decode
-from timecoin.finality import Finality
+from timecoin.finality import Finality, FinalitySettings
 from timecoin.genesis import (
     GenesisError,
     genesis_masternodes,
@@ -107,10 +107,13 @@ class Node(Service):
                            QUORUM_RULES[config.quorum],
                            lambda: int(clock.seconds() * 1000))
         self.mempool = Mempool(self.chain, MempoolLimits(
-            config.mempool_max_count, config.mempool_max_bytes),
+            config.mempool_max_count, config.mempool_max_bytes,
+            max_contenders=config.mempool_max_contenders,
+            max_contender_bytes=config.mempool_max_contender_bytes),
             clock.seconds)
         self.finality = Finality(self.chain, self.mempool, self.key, clock,
-                                 config.vote_timeout)
+                                 config.vote_timeout,
+                                 FinalitySettings.from_config(config))
         self.builder = BlockBuilder(self.chain, self.mempool, self.key,
                                     clock)
         self.consensus = BlockConsensus(

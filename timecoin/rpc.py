@@ -576,11 +576,19 @@ class RPCMethods:
         What the node knows of a transaction: txid, state (pending,
         finalized, rejected), confirmations (0 until in a block), and once
         in a block blockheight, blockhash and blocktime; fee (TIME), votes
-        ([{voter, decision, height}] while it is in the mempool), reason
-        (if rejected), hex.  Error -5 if the node never saw it.
+        ([{voter, decision, height}] held, also after it is mined while
+        its certificate is kept), weights ({approve, reject, total} of the
+        votes over the masternode snapshot), certificate (the signed
+        approving votes with their Merkle branches, once they reach the
+        quorum), conflict (true while it contends with a pending spender
+        of its inputs), reason (if rejected), hex.  Error -5 if the node
+        never saw it.
         """
         tx_hash = _hash(txid, "txid")
         info = yield self.node.transaction(tx_hash)
+        if info is None or (info["state"] == "rejected"
+                            and info.get("tx") is None):
+            info = self.node.finality.info(tx_hash) or info
         if info is None:
             raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
                            "No such mempool or blockchain transaction")
@@ -600,8 +608,17 @@ class RPCMethods:
             obj["confirmations"] = 0
         if fee is not None:
             obj["fee"] = params.format_amount(fee)
-        obj["votes"] = [v for v in map(vote_json, info.get("votes", []))
-                        if v is not None]
+        cert = yield self.node.finality.certificate(tx_hash)
+        votes = info.get("votes") or (cert["votes"] if cert else [])
+        obj["votes"] = [v for v in map(vote_json, votes) if v is not None]
+        if cert is not None:
+            obj["weights"] = {"approve": cert["approve_weight"],
+                              "reject": cert["reject_weight"],
+                              "total": cert["total_weight"]}
+            if cert["certificate"] is not None:
+                obj["certificate"] = [v.to_obj() for v in cert["certificate"]]
+        if info.get("conflict"):
+            obj["conflict"] = True
         if info.get("reason"):
             obj["reason"] = info["reason"]
         if tx is not None:
@@ -1150,10 +1167,49 @@ class RPCMethods:
         rule), alive (heartbeat heard within the liveness expiry),
         last_seen (seconds since the epoch of its last heartbeat, or
         null), reported_height (the height its last heartbeat reported, or
-        null), is_self}].  Masternodes are registered in the genesis block
-        until on-chain registration lands.
+        null), is_self, collateral (txid:vout, null for genesis
+        masternodes), collateral_amount, registered_height}].
         """
         return masternode_rows(self.node)
+
+    @defer.inlineCallbacks
+    def rpc_registermasternode(self, collateral_txid: Any, vout: Any,
+                               p2p_address: Any = None,
+                               reward_address: Any = None) -> Any:
+        """
+        registermasternode "collateral_txid" vout ( "p2p_address" "reward_address" )
+
+        Register this node's key as a masternode, backed by the wallet's
+        unspent output collateral_txid:vout (its value sets the tier: gold
+        from 100,000 TIME, silver 10,000, bronze 1,000, free below);
+        spending that output later deregisters it.  p2p_address defaults
+        to this node's P2P address, reward_address to a new wallet
+        address.  The fee is paid from another wallet coin.  Returns the
+        txid; the masternode joins the snapshot from the block after the
+        one that includes it.  Errors: -8 collateral not in the wallet,
+        -6 nothing to pay the fee with, -26 refused (bad-registration:
+        operator already registered, collateral already used).
+        """
+        from timecoin.tx import OutPoint
+        from timecoin.wallet import build_registration
+        txid = _hash(collateral_txid, "collateral_txid")
+        index = _int(vout, "vout", 0, 2**32 - 1)
+        node = self.node
+        address = _str(p2p_address, "p2p_address") if p2p_address is not None \
+            else f"{node.config.p2p_bind}:{node.config.p2p_port}"
+        if reward_address is None:
+            reward = node.new_address()
+        else:
+            reward = _str(reward_address, "reward_address")
+            self._check_address(reward)
+        try:
+            tx = build_registration(node.wallet, node.spendable(), node.key,
+                                    address, reward, OutPoint(txid, index),
+                                    node.network.name)
+        except WalletError as e:
+            raise RPCError(e.code, str(e)) from None
+        result = yield node.submit(tx)
+        return result.hex()
 
     def rpc_masternodestatus(self) -> dict[str, Any]:
         """
@@ -1316,6 +1372,12 @@ class _PinnedStore:
         Delegate to the node's store.
         """
         return self._store.load_tx_records()
+
+    def get_tx_record(self, txid: bytes) -> defer.Deferred[bytes | None]:
+        """
+        Delegate to the node's store.
+        """
+        return self._store.get_tx_record(txid)
 
     def _read_only(self, *args: Any) -> defer.Deferred[None]:
         return defer.fail(StoreError("verifychain never writes"))

@@ -183,6 +183,23 @@ def snapshot_members(node: Node) -> Any:
     return node.chain.snapshot_for(node.chain.height + 1)
 
 
+def registration_fields(chain: Any, pubkey: bytes) -> dict[str, Any]:
+    """
+    How a masternode got registered: collateral (txid:vout) and its value
+    in TIME, and the registering block's height; genesis masternodes have
+    no collateral and height 0.
+    """
+    registration = chain.registry.get(pubkey)
+    if registration is None:
+        return {"collateral": None, "collateral_amount": None,
+                "registered_height": 0}
+    entry = chain.utxos.get(registration.collateral)
+    return {"collateral": str(registration.collateral),
+            "collateral_amount": None if entry is None
+            else params.format_amount(entry.value),
+            "registered_height": registration.height}
+
+
 def masternode_rows(node: Node) -> list[dict[str, Any]]:
     """
     One object per masternode of the next height's snapshot: pubkey,
@@ -203,6 +220,7 @@ def masternode_rows(node: Node) -> list[dict[str, Any]]:
             "last_seen": seen.get("last_seen"),
             "reported_height": seen.get("height"),
             "is_self": m.pubkey == node.key.public,
+            **registration_fields(chain, m.pubkey),
         })
     return rows
 
@@ -229,13 +247,12 @@ def consensus_info(node: Node) -> dict[str, Any]:
         "block_time": node.config.block_time,
         "vote_timeout": node.config.vote_timeout,
     }
-    # Block consensus (rounds) arrives with the BFT work; show its state
-    # when the node has it.
-    consensus = getattr(node, "consensus", None)
-    if consensus is not None and hasattr(consensus, "round"):
-        info["round"] = {"height": getattr(consensus, "height", None),
-                         "round": consensus.round,
-                         "step": getattr(consensus, "step", None)}
+    state = node.consensus.info()
+    info["round"] = {k: state[k] for k in ("height", "round", "step",
+                                           "proposer", "locked_round")}
+    info["last_commit"] = state["last_commit"]
+    info["evidence"] = node.consensus.evidence[-10:]
+    info["round_timeout"] = node.config.round_timeout
     return info
 
 

@@ -7,8 +7,10 @@ signature can never change a txid (no malleability).  Input ``i`` is signed
 over ``sighash(network, txid, i)``; the input's pubkey must hash to the
 address of the output it spends, which the chain checks against the UTXO set.
 
-``kind`` is ``"transfer"`` for ordinary payments and ``"coinbase"`` for the
-first transaction of a block (no inputs; ``data.height`` makes each unique).
+``kind`` is ``"transfer"`` for ordinary payments, ``"coinbase"`` for the
+first transaction of a block (no inputs; ``data.height`` makes each unique),
+and ``"mn_register"`` for a masternode registration (``data`` carries it;
+see L{timecoin.registration}).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from timecoin.keys import PrivateKey, verify
 
 TX_VERSION = 1
 SIG_DOMAIN = b"TIMECOIN/tx-input"
-KINDS = ("transfer", "coinbase")
+KINDS = ("transfer", "coinbase", "mn_register")
 
 
 @dataclass(frozen=True, order=True)
@@ -283,7 +285,7 @@ def check_shape(tx: Transaction, prefix: str) -> str | None:
     else:
         if not tx.inputs:
             return "no-inputs"
-        if tx.data:
+        if tx.data and tx.kind != "mn_register":
             return "unexpected-data"
         if len({i.prevout for i in tx.inputs}) != len(tx.inputs):
             return "duplicate-input"

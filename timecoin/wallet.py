@@ -149,3 +149,43 @@ class Wallet:
             tuple(outputs))
         return sign_inputs(unsigned, network,
                            [self._keys[e.address] for _, e in chosen])
+
+
+def build_registration(wallet: Wallet,
+                       coins: Iterable[tuple[OutPoint, UtxoEntry]],
+                       operator: PrivateKey, p2p_address: str,
+                       reward_address: str, collateral: OutPoint,
+                       network: str) -> Transaction:
+    """
+    A signed masternode registration (L{timecoin.registration}): the
+    collateral must be one of the wallet's C{coins}; the fee (the minimum,
+    nothing being sent) is paid from another of the wallet's coins, with
+    the change back to that coin's address.
+
+    @raise WalletError: collateral not in the wallet (-8), or no coin to
+        pay the fee (-6).
+    """
+    from timecoin.registration import KIND, make_registration_data
+
+    coins = list(coins)
+    owned = {op: e for op, e in coins if wallet.owns(e.address)}
+    if collateral not in owned:
+        raise WalletError("collateral is not an unspent output of this "
+                          "wallet", -8)
+    owner = wallet.key_for(owned[collateral].address)
+    fee = params.min_fee(0)
+    payers = sorted(((op, e) for op, e in owned.items()
+                     if op != collateral
+                     and e.value >= fee + params.DUST_LIMIT),
+                    key=lambda c: (c[1].value, c[0]))
+    if not payers:
+        raise WalletError("no other coin in the wallet to pay the "
+                          "registration fee", -6)
+    payer, entry = payers[0]
+    key = wallet.key_for(entry.address)
+    data = make_registration_data(network, operator, owner, p2p_address,
+                                  reward_address, collateral)
+    unsigned = Transaction((TxIn(payer, key.public),),
+                           (TxOut(entry.value - fee, entry.address),),
+                           KIND, data)
+    return sign_inputs(unsigned, network, [key])

@@ -18,6 +18,15 @@ signatures cannot shadow the valid one.  Votes may arrive before their
 transaction (the voter relays its vote as it votes); such *orphan* votes
 are kept, bounded and for a short time, and tallied when the transaction
 arrives.
+
+Masternodes sign their votes in batches (C{tx_votes}); a batch is relayed
+whole, once at least one of its decisions was tallied here.  A batch's
+decisions on transactions not seen yet become orphan single votes (each
+with its Merkle branch, so it stands on its own), relayed as C{tx_vote}
+once tallied.  A transaction still undecided C{query_after} seconds after
+admission (a restart mid-vote, votes lost while a peer was away) is
+announced again and its votes are asked for with C{get_tx_votes}; a peer
+answers with the votes it holds, as C{tx_vote} messages.
 """
 
 from __future__ import annotations
@@ -32,10 +41,18 @@ from twisted.python.failure import Failure
 from timecoin.block import Block, CommitCertificate
 from timecoin.chain import TxInvalid
 from timecoin.encoding import canonical, sha256
-from timecoin.finality import TxVote
+from timecoin.finality import TxVote, TxVoteBatch
 from timecoin.liveness import Heartbeat
 from timecoin.mempool import PENDING
-from timecoin.p2p.messages import BlockMsg, HeartbeatMsg, TxMsg, TxVoteMsg
+from timecoin.p2p.messages import (
+    MAX_TXIDS_PER_QUERY,
+    BlockMsg,
+    GetTxVotes,
+    HeartbeatMsg,
+    TxMsg,
+    TxVoteMsg,
+    TxVotesMsg,
+)
 from timecoin.p2p.settings import P2PSettings
 from timecoin.tx import Transaction
 
@@ -70,9 +87,10 @@ far-future and non-masternode heartbeats cost nothing (replays, clock
 skew and a sender at another height are not hostile)."""
 
 
-def vote_id(vote: TxVote) -> bytes:
+def vote_id(vote: TxVote | TxVoteBatch) -> bytes:
     """
-    The gossip id of a vote: SHA-256 of its whole signed encoding.
+    The gossip id of a vote or a batch of votes: SHA-256 of its whole
+    signed encoding.
     """
     return sha256(canonical(vote.to_obj()))
 
@@ -137,13 +155,13 @@ class Gossip:
             self.manager.broadcast(TxMsg(tx))
         self._replay_orphans(tx.txid)
 
-    def vote_cast(self, vote: TxVote) -> None:
+    def vote_cast(self, batch: TxVoteBatch) -> None:
         """
-        This node signed C{vote}: announce it.
+        This node signed a batch of votes: announce it.
         """
-        self.seen_votes.add(vote_id(vote))
+        self.seen_votes.add(vote_id(batch))
         self.counters["vote-announced"] += 1
-        self.manager.broadcast(TxVoteMsg(vote))
+        self.manager.broadcast(TxVotesMsg(batch))
 
     def block_committed(self, block: Block) -> None:
         """
@@ -160,9 +178,30 @@ class Gossip:
     def expire_orphans(self) -> None:
         """
         Forget orphan votes (votes for transactions not seen yet) past
-        their time to live.  Runs every C{relay_interval} seconds.
+        their time to live, and announce again (asking for their votes)
+        the transactions that stay undecided.  Runs every
+        C{relay_interval} seconds.
         """
         self._expire_orphans()
+        self.query_stalled()
+
+    def query_stalled(self) -> None:
+        """
+        Announce the transactions L{timecoin.finality.Finality.stalled}
+        names again (a peer that missed one admits it and votes) and ask
+        every peer for the votes it holds on them.
+        """
+        if not self.manager.ready:
+            return
+        txs = self.node.finality.stalled()
+        for tx in txs:
+            self.counters["tx-reannounced"] += 1
+            self.manager.broadcast(TxMsg(tx))
+        txids = [tx.txid for tx in txs]
+        for start in range(0, len(txids), MAX_TXIDS_PER_QUERY):
+            self.counters["votes-queried"] += 1
+            self.manager.broadcast(GetTxVotes(
+                tuple(txids[start:start + MAX_TXIDS_PER_QUERY])))
 
     # From peers ----------------------------------------------------------
 
@@ -220,6 +259,45 @@ class Gossip:
             conn.misbehaved("invalid-vote", reason)
         else:
             self.counters[f"vote-refused:{reason}"] += 1
+
+    def batch_received(self, conn: PeerProtocol, msg: TxVotesMsg) -> None:
+        """
+        A peer sent a batch of votes: tally it (one signature check), keep
+        its decisions on unseen transactions as orphans, relay it if any
+        decision counted here.
+        """
+        batch = msg.batch
+        if not self.seen_votes.add(vote_id(batch)):
+            self.counters["vote-duplicate"] += 1
+            return
+        result = self.node.finality.receive_batch(batch)
+        if result.reason is not None:
+            self.counters[f"vote-refused:{result.reason}"] += 1
+            if result.reason in MALICIOUS_VOTE_REASONS:
+                conn.misbehaved("invalid-vote", result.reason)
+            return
+        for vote in result.orphans:
+            self._keep_orphan(vote)
+        for reason, count in result.dropped.items():
+            self.counters[f"vote-refused:{reason}"] += count
+        if result.tallied:
+            self.counters["vote-relayed"] += 1
+            self.manager.broadcast(msg, exclude=conn)
+
+    def votes_requested(self, conn: PeerProtocol, msg: GetTxVotes) -> None:
+        """
+        A peer asked for our votes on some transactions: send each vote we
+        hold on them as a C{tx_vote}.
+        """
+        for txid in msg.txids:
+            d = self.node.finality.votes_for(txid)
+            d.addCallback(self._send_votes, conn)
+            d.addErrback(self._failed, "serving votes")
+
+    def _send_votes(self, votes: list[TxVote], conn: PeerProtocol) -> None:
+        for vote in votes:
+            if conn.send(TxVoteMsg(vote)):
+                self.counters["votes-served"] += 1
 
     def relay_block(self, block: Block, commit: CommitCertificate,
                     exclude: PeerProtocol | None) -> None:

@@ -53,6 +53,7 @@ from timecoin.p2p.messages import (
     GetBlocks,
     GetPeers,
     GetTip,
+    GetTxVotes,
     HeartbeatMsg,
     Hello,
     Message,
@@ -60,6 +61,7 @@ from timecoin.p2p.messages import (
     Tip,
     TxMsg,
     TxVoteMsg,
+    TxVotesMsg,
 )
 from timecoin.p2p.peers import (
     EXCHANGE,
@@ -366,6 +368,10 @@ class PeerManager:
             self.gossip.tx_received(conn, msg)
         elif self.gossip is not None and isinstance(msg, TxVoteMsg):
             self.gossip.vote_received(conn, msg)
+        elif self.gossip is not None and isinstance(msg, TxVotesMsg):
+            self.gossip.batch_received(conn, msg)
+        elif self.gossip is not None and isinstance(msg, GetTxVotes):
+            self.gossip.votes_requested(conn, msg)
         elif self.gossip is not None and isinstance(msg, HeartbeatMsg):
             self.gossip.heartbeat_received(conn, msg)
         elif self.sync is not None and isinstance(msg, BlockMsg):

@@ -35,7 +35,7 @@ from timecoin.encoding import (
     need_str,
     unhex,
 )
-from timecoin.finality import TxVote
+from timecoin.finality import MAX_BATCH_VOTES, TxVote, TxVoteBatch
 from timecoin.liveness import Heartbeat
 from timecoin.tx import Transaction
 
@@ -53,6 +53,8 @@ MAX_PEERS_PER_REPLY = 250
 MAX_ADDRESS_CHARS = 64
 MAX_BLOCKS_PER_REQUEST = 100
 MAX_REASON_CHARS = 64
+MAX_TXIDS_PER_QUERY = 64
+"""Txids one C{get_tx_votes} may ask about."""
 MAX_DETAIL_CHARS = 256
 
 MAX_COMMIT_BYTES = 137 + MAX_CERT_VOTES * 220
@@ -483,7 +485,7 @@ class TxVoteMsg(Message):
     """
 
     name: ClassVar[str] = "tx_vote"
-    max_bytes: ClassVar[int] = 1024
+    max_bytes: ClassVar[int] = 2048
 
     vote: TxVote
 
@@ -493,6 +495,53 @@ class TxVoteMsg(Message):
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> TxVoteMsg:
         return cls(TxVote.from_obj(_field(obj, "vote")))
+
+
+@register
+@dataclass(frozen=True)
+class TxVotesMsg(Message):
+    """
+    A masternode's signed batch of decisions (L{TxVoteBatch}): one
+    signature over the Merkle root of up to L{MAX_BATCH_VOTES} (txid,
+    decision) pairs.  The cap allows 80 bytes per decision (a maximal one
+    takes 78 with its comma) plus the envelope.
+    """
+
+    name: ClassVar[str] = "tx_votes"
+    max_bytes: ClassVar[int] = MAX_BATCH_VOTES * 80 + 512
+
+    batch: TxVoteBatch
+
+    def fields(self) -> dict[str, Any]:
+        return {"batch": self.batch.to_obj()}
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> TxVotesMsg:
+        return cls(TxVoteBatch.from_obj(_field(obj, "batch")))
+
+
+@register
+@dataclass(frozen=True)
+class GetTxVotes(Message):
+    """
+    Asks the peer for the votes it holds on up to L{MAX_TXIDS_PER_QUERY}
+    transactions; it answers with one C{tx_vote} per vote (no reply if it
+    has none).  Sent for transactions still undecided a while after
+    admission (a restart mid-vote, votes lost in a partition).
+    """
+
+    name: ClassVar[str] = "get_tx_votes"
+    max_bytes: ClassVar[int] = MAX_TXIDS_PER_QUERY * 67 + 64
+
+    txids: tuple[bytes, ...]
+
+    def fields(self) -> dict[str, Any]:
+        return {"txids": [t.hex() for t in self.txids]}
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> GetTxVotes:
+        txids = need_list(_field(obj, "txids"), "txids", MAX_TXIDS_PER_QUERY)
+        return cls(tuple(unhex(t, 32, "txid") for t in txids))
 
 
 @register

@@ -79,6 +79,8 @@ STATES: dict[str, dict[str, str]] = {
         "get_tip": "_to_manager",
         "tx": "_to_manager",
         "tx_vote": "_to_manager",
+        "tx_votes": "_to_manager",
+        "get_tx_votes": "_to_manager",
         "block": "_to_manager",
         "heartbeat": "_to_manager",
         "proposal": "_to_manager",

@@ -231,6 +231,7 @@ class BlockSync:
         self._wakeup: IDelayedCall | None = None
         self._tick: task.LoopingCall | None = None
         self._hooked = False
+        self._was_synced = False
 
     # Lifecycle -----------------------------------------------------------
 
@@ -279,6 +280,7 @@ class BlockSync:
             self._rates.popleft()
         self._pump()
         state = self._evaluate()
+        self._synced_edge()
         if state == CATCHING_UP and now - self._last_progress_log >= \
                 self.settings.sync_log_interval:
             self._last_progress_log = now
@@ -290,6 +292,18 @@ class BlockSync:
                      rate=round(self.blocks_per_s(), 1),
                      peers=len(self._usable(now)),
                      in_flight=self.in_flight())
+
+    def _synced_edge(self) -> None:
+        """
+        When this node becomes synced, tell block consensus, which may
+        have sat its round out while behind (L{BlockConsensus.resume}).
+        """
+        synced = self.is_synced()
+        if synced and not self._was_synced and self._hooked:
+            log.info("synced at height {height}: taking part in consensus",
+                     height=self.node.chain.height)
+            self.node.consensus.resume()
+        self._was_synced = synced
 
     # Heights -------------------------------------------------------------
 
@@ -446,6 +460,8 @@ class BlockSync:
         self._state = new
         self._state_since = now
         self.counters[f"state:{new}"] += 1
+        if self._hooked:
+            self.clock.callLater(0, self._synced_edge)
         if new == CATCHING_UP:
             self._progress_at = now
             self._catchup_from = (now, height)

@@ -142,13 +142,15 @@ class FakeReactor:
     network: FakeNetwork
     ip: str
     connectors: list[FakeConnector] = field(default_factory=list)
+    offset: float = 0.0
+    """This host's clock skew: added to the shared clock's time."""
 
     def callLater(self, delay: float, callable: Callable[..., Any],
                   *args: object, **kwargs: object) -> IDelayedCall:
         return self.network.clock.callLater(delay, callable, *args, **kwargs)
 
     def seconds(self) -> float:
-        return self.network.clock.seconds()
+        return self.network.clock.seconds() + self.offset
 
     def getDelayedCalls(self) -> Sequence[IDelayedCall]:
         return self.network.clock.getDelayedCalls()
@@ -187,11 +189,12 @@ class FakeNetwork:
         self.blocked: set[frozenset[str]] = set()
         self._ports = itertools.count(40_000)
 
-    def reactor(self, ip: str) -> FakeReactor:
+    def reactor(self, ip: str, offset: float = 0.0) -> FakeReactor:
         """
-        The reactor of the host with address C{ip}.
+        The reactor of the host with address C{ip}, whose clock runs
+        C{offset} seconds ahead of the shared one (behind if negative).
         """
-        return FakeReactor(self, ip)
+        return FakeReactor(self, ip, offset=offset)
 
     def _attempt(self, connector: FakeConnector) -> None:
         if connector.stopped:
@@ -251,13 +254,20 @@ class FakeNetwork:
                     self.links.remove(link)
                 elif self._blocked(link):
                     moved = self._close_locally(link) or moved
-                elif link.pump.pump():
+                elif self._pump(link):
                     moved = True
             if not moved and not any(
                     c.getTime() <= self.clock.seconds()
                     for c in self.clock.getDelayedCalls()):
                 return
         raise AssertionError("the network never went quiet")
+
+    def _pump(self, link: Link) -> bool:
+        """
+        Move what is in flight on C{link}; returns whether anything moved.
+        Subclasses shape traffic here (the simulator's per-link faults).
+        """
+        return bool(link.pump.pump())
 
     def advance(self, seconds: float, step: float = 1.0) -> None:
         """

@@ -109,6 +109,9 @@ class MemoryStore:
         self.tx_records[txid] = record
         return defer.succeed(None)
 
+    def get_tx_record(self, txid: bytes) -> defer.Deferred[bytes | None]:
+        return defer.succeed(self.tx_records.get(txid))
+
     def delete_tx_record(self, txid: bytes) -> defer.Deferred[None]:
         self.tx_records.pop(txid, None)
         return defer.succeed(None)

@@ -607,6 +607,12 @@ class RedisStore:
         return self._command("HSET", self._tx_records, txid,
                              record).addCallback(lambda _: None)
 
+    def get_tx_record(self, txid: bytes) -> defer.Deferred[bytes | None]:
+        """
+        Fires with the finality record of C{txid}, or C{None}.
+        """
+        return self._command("HGET", self._tx_records, txid)
+
     def delete_tx_record(self, txid: bytes) -> defer.Deferred[None]:
         """
         Delete the finality record of C{txid}.  Fires with C{None}.

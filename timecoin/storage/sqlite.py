@@ -287,6 +287,13 @@ class SqliteStore:
             (bytes(t), bytes(r))
             for t, r in c.execute("SELECT txid, record FROM tx_records")])
 
+    def get_tx_record(self, txid: bytes) -> defer.Deferred[bytes | None]:
+        """
+        Fire with the finality record of C{txid}, or C{None}.
+        """
+        return self._read(lambda c: _one(
+            c, "SELECT record FROM tx_records WHERE txid = ?", txid))
+
     # -- writes ------------------------------------------------------------
 
     def put_meta(self, key: str, value: bytes) -> defer.Deferred[None]:

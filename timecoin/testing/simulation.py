@@ -1,0 +1,1510 @@
+"""
+A deterministic simulator of a whole TIME Coin network in one process.
+
+N complete nodes (L{timecoin.node.Node} with its chain, mempool, finality
+and block consensus, and L{timecoin.p2p.service.P2PService} speaking the
+real line protocol) run on in-memory stores over one
+L{SimNetwork} (the fake TCP of L{timecoin.p2p.testing} with per-link
+faults) and one L{twisted.internet.task.Clock}.  Everything random comes
+from one seed: C{random.Random(seed)} hands out independent streams to the
+network, the fault plan, the workload, each node's P2P layer and each
+adversary, so a seed replays the same run exactly (run the command with
+C{PYTHONHASHSEED=0}; it re-executes itself so).
+
+A run has two phases.  For C{duration} seconds a L{FaultPlan} (drawn from
+the seed) drops, delays, duplicates and reorders gossip messages per link,
+partitions and heals groups of nodes, crashes honest nodes and restarts
+them on the same store, while nodes run with skewed clocks, Byzantine
+masternodes (L{Adversary}) equivocate, double-vote, forge, replay and spam,
+and a L{Workload} submits signed payments, with deliberate double spends,
+to random nodes.  Then every fault stops (Byzantine nodes go on
+misbehaving) for C{calm} seconds.
+
+L{Checker} checks the invariants after every step and at the end, each
+violation naming the seed, the nodes, heights and hashes:
+
+- C{fork}: no two different committed blocks at one height, across nodes
+  and over time (a node's block at a height never changes).
+- C{finality}: no transaction finalized on one honest node and rejected by
+  decision (vote, or a conflicting block) on another or the same one; no
+  node rejects a transaction it finalized; once faults stop, every
+  finalized transaction is final (finalized or in the chain) everywhere.
+- C{double-spend}: no two different finalized or confirmed transactions
+  spend one output.
+- C{utxo}: equal C{chain.utxo_hash()} at equal committed heights.
+- C{liveness}: once faults stop (a quorum of honest weight connected),
+  every honest node passes the highest height of the fault phase within
+  C{liveness_bound} seconds.
+
+Honest nodes are the ones checked: a Byzantine node runs the same code but
+what it tells others is not its state.  Its own view is not an invariant.
+
+C{python -m timecoin.testing.simulation --seeds 1000 --nodes 7
+--byzantine 2} runs many seeds over worker processes and prints each
+failure with the command reproducing it, then one summary line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import sys
+import tempfile
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.logger import Logger
+
+from timecoin import params
+from timecoin.address import address_of
+from timecoin.block import Block, sign_block
+from timecoin.config import Config
+from timecoin.consensus import (
+    NIL,
+    PRECOMMIT,
+    PREVOTE,
+    BlockVote,
+    Proposal,
+    sign_proposal,
+    sign_vote,
+)
+from timecoin.encoding import sha256
+from timecoin.finality import APPROVE, TxVote, sign_tx_vote
+from timecoin.genesis import make_genesis, write_genesis
+from timecoin.interfaces import IQuorumRule
+from timecoin.keys import PrivateKey
+from timecoin.masternodes import Masternode
+from timecoin.mempool import FINALIZED
+from timecoin.node import Node
+from timecoin.p2p.consensus_relay import BlockVoteMsg, ProposalMsg
+from timecoin.p2p.messages import Message, TxMsg, TxVoteMsg
+from timecoin.p2p.service import P2PService
+from timecoin.p2p.settings import P2PSettings
+from timecoin.p2p.testing import FakeNetwork, Link
+from timecoin.storage.memory import MemoryStore
+from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
+from timecoin.wallet import write_private
+
+log = Logger()
+
+START = 1_800_000_000.0
+"""The simulated wall-clock time every run starts at."""
+PORT = 24200
+NETWORK = params.NETWORKS["devnet"]
+WALLETS = 5
+"""Workload keys; the genesis funds each with L{COINS_PER_WALLET}."""
+COINS_PER_WALLET = 8
+COIN_VALUE = 100 * params.COIN
+
+GOSSIP = frozenset({b"tx", b"tx_vote", b"proposal", b"block_vote", b"block",
+                    b"heartbeat"})
+"""Message types the fault plan may drop, duplicate and reorder: gossip,
+whose delivery the protocol never relies on.  Every other line (hello,
+ping/pong, requests and responses, errors) keeps TCP's promises: delivered
+once, in order, possibly late."""
+_TYPE = re.compile(rb'"type":"([a-z_]+)"')
+
+DECISIONS = frozenset({"rejected-by-vote", "conflict-in-block"})
+"""Rejection reasons that are decisions (a quorum's or a block's).  A
+vote timeout is a local expiry: it contradicts only this node's own
+finality."""
+EXPIRY = "vote-timeout"
+
+
+def _fired(d: defer.Deferred[Any]) -> Any:
+    """
+    The result of a Deferred that has already fired (the memory store's
+    are synchronous); raises its failure.
+    """
+    out: list[Any] = []
+    d.addBoth(out.append)
+    if not out:
+        raise AssertionError("Deferred has not fired")
+    if hasattr(out[0], "raiseException"):
+        out[0].raiseException()
+    return out[0]
+
+
+def _short(h: bytes) -> str:
+    return h.hex()[:16]
+
+
+def masternode_key(i: int) -> PrivateKey:
+    """
+    The deterministic key of simulated masternode C{i}.
+    """
+    return PrivateKey(sha256(b"timecoin sim masternode %d" % i))
+
+
+def wallet_key(i: int) -> PrivateKey:
+    """
+    The deterministic key of workload wallet C{i}.
+    """
+    return PrivateKey(sha256(b"timecoin sim wallet %d" % i))
+
+
+def _addr(key: PrivateKey) -> str:
+    return address_of(key.public, NETWORK.address_prefix)
+
+
+# The network ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkFaults:
+    """
+    What one direction of a link does to the lines it carries.
+
+    @ivar drop: probability a gossip line is lost.
+    @ivar duplicate: probability a gossip line arrives twice.
+    @ivar delay: probability a gossip line is held up to C{max_delay}
+        seconds (so later lines overtake it).
+    @ivar reorder: probability the gossip lines of one write burst are
+        shuffled.
+    @ivar latency: seconds every line takes (control lines stay in order).
+    """
+
+    drop: float = 0.0
+    duplicate: float = 0.0
+    delay: float = 0.0
+    max_delay: float = 0.0
+    reorder: float = 0.0
+    latency: float = 0.0
+
+    @property
+    def clean(self) -> bool:
+        """
+        Whether this changes nothing.
+        """
+        return not (self.drop or self.duplicate or self.delay or
+                    self.reorder or self.latency)
+
+    def describe(self) -> str:
+        """
+        A short human description.
+        """
+        return (f"drop {self.drop:.0%} dup {self.duplicate:.0%} delay "
+                f"{self.delay:.0%}<={self.max_delay:.1f}s reorder "
+                f"{self.reorder:.0%} latency {self.latency * 1000:.0f}ms")
+
+
+@dataclass
+class _Direction:
+    """
+    The state of one direction of one link: an incomplete trailing line,
+    when its last in-order line is due, and how many lines are in flight.
+    """
+
+    partial: bytes = b""
+    fifo_at: float = 0.0
+    pending: int = 0
+
+
+class SimNetwork(FakeNetwork):
+    """
+    L{FakeNetwork} whose links apply L{LinkFaults} per direction, line by
+    line, with their own seeded randomness.
+
+    @ivar faults: per directed pair of IPs (a window of heavy faults).
+    @ivar default: for every other pair (the run's background faults).
+    @ivar counters: lines delivered, dropped, duplicated, delayed.
+    """
+
+    def __init__(self, clock: Clock, rng: Any) -> None:
+        super().__init__(clock)
+        self.rng = rng
+        self.faults: dict[tuple[str, str], LinkFaults] = {}
+        self.default = LinkFaults()
+        self.counters: Counter[str] = Counter()
+        self._directions: dict[int, tuple[Any, _Direction]] = {}
+
+    def _direction(self, transport: Any) -> _Direction:
+        found = self._directions.get(id(transport))
+        if found is None or found[0] is not transport:
+            found = (transport, _Direction())
+            self._directions[id(transport)] = found
+        return found[1]
+
+    def sweep(self) -> None:
+        """
+        Forget the state of links that are gone.
+        """
+        alive = {id(t) for link in self.links
+                 for t in (link.client, link.server)}
+        for key in [k for k in self._directions if k not in alive]:
+            del self._directions[key]
+
+    def _pump(self, link: Link) -> bool:
+        self.clock.advance(0)
+        moved = False
+        for src, dst, a, b in ((link.client, link.server, link.client_ip,
+                                link.server_ip),
+                               (link.server, link.client, link.server_ip,
+                                link.client_ip)):
+            data = src.getOutBuffer()
+            if data:
+                moved = True
+                self._carry(link, dst, self.faults.get((a, b), self.default),
+                            data)
+        if moved:
+            return True
+        if self._direction(link.client).pending or \
+                self._direction(link.server).pending:
+            return False
+        # Both directions drained: a close travels now (as in IOPump).
+        server, client = link.server, link.client
+        if server.disconnecting and not server.disconnected:
+            server.disconnected = True
+            client.disconnecting = True
+            client.reportDisconnect()
+            return True
+        if client.disconnecting and not client.disconnected:
+            client.disconnected = True
+            server.disconnecting = True
+            server.reportDisconnect()
+            return True
+        return False
+
+    def _carry(self, link: Link, dst: Any, faults: LinkFaults,
+               data: bytes) -> None:
+        state = self._direction(dst)
+        if faults.clean and not state.pending and not state.partial:
+            self.counters["lines"] += data.count(b"\n")
+            dst.bufferReceived(data)
+            return
+        lines = (state.partial + data).split(b"\n")
+        state.partial = lines.pop()
+        kinds = []
+        for line in lines:
+            match = _TYPE.search(line)
+            kinds.append(match.group(1) if match else b"")
+        rng = self.rng
+        if faults.reorder and rng.random() < faults.reorder:
+            slots = [i for i, k in enumerate(kinds) if k in GOSSIP]
+            moved = [lines[i] for i in slots]
+            rng.shuffle(moved)
+            for i, line in zip(slots, moved):
+                lines[i] = line
+                kinds[i] = (_TYPE.search(line) or _NO_MATCH).group(1)
+            self.counters["reordered-bursts"] += 1
+        now = self.clock.seconds()
+        immediate: list[bytes] = []
+        for line, kind in zip(lines, kinds):
+            line += b"\n"
+            if kind not in GOSSIP:
+                at = max(now + faults.latency, state.fifo_at)
+                state.fifo_at = at
+                self._send(link, dst, state, line, at, now, immediate)
+                continue
+            if faults.drop and rng.random() < faults.drop:
+                self.counters["dropped"] += 1
+                continue
+            copies = 1
+            if faults.duplicate and rng.random() < faults.duplicate:
+                copies = 2
+                self.counters["duplicated"] += 1
+            for _ in range(copies):
+                extra = 0.0
+                if faults.delay and rng.random() < faults.delay:
+                    extra = rng.uniform(0, faults.max_delay)
+                    self.counters["delayed"] += 1
+                at = max(now + faults.latency + extra, state.fifo_at)
+                self._send(link, dst, state, line, at, now, immediate)
+        if immediate:
+            dst.bufferReceived(b"".join(immediate))
+
+    def _send(self, link: Link, dst: Any, state: _Direction, line: bytes,
+              at: float, now: float, immediate: list[bytes]) -> None:
+        self.counters["lines"] += 1
+        if at <= now:
+            immediate.append(line)
+            return
+        state.pending += 1
+        self.clock.callLater(at - now, self._deliver, link, dst, state, line)
+
+    def _deliver(self, link: Link, dst: Any, state: _Direction,
+                 line: bytes) -> None:
+        if dst.disconnected:
+            state.pending -= 1
+            self.counters["lost-with-connection"] += 1
+            return
+        if self._blocked(link):
+            # A partition holds bytes in flight (TCP retransmits them
+            # once it heals); try again shortly.
+            self.clock.callLater(0.1, self._deliver, link, dst, state, line)
+            return
+        state.pending -= 1
+        dst.bufferReceived(line)
+
+
+class _NoMatch:
+    def group(self, _: int) -> bytes:
+        return b""
+
+
+_NO_MATCH = _NoMatch()
+
+
+# The fault plan ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    """
+    One step of a fault plan at time C{at} (seconds from the start).
+    """
+
+    at: float
+    kind: str
+    """C{partition}, C{heal}, C{crash}, C{restart}, C{faults},
+    C{faults-clear}."""
+    nodes: tuple[int, ...] = ()
+    other: tuple[int, ...] = ()
+    faults: LinkFaults | None = None
+
+    def describe(self, names: list[str]) -> str:
+        """
+        A one-line description.
+        """
+        who = ",".join(names[i] for i in self.nodes)
+        if self.kind in ("partition", "heal"):
+            rest = ",".join(names[i] for i in self.other)
+            return f"t={self.at:6.1f} {self.kind} [{who}] | [{rest}]"
+        if self.kind.startswith("faults"):
+            rest = ",".join(names[i] for i in self.other)
+            what = "clean" if self.faults is None else \
+                self.faults.describe()
+            return f"t={self.at:6.1f} link {who}<->{rest}: {what}"
+        return f"t={self.at:6.1f} {self.kind} {who}"
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """
+    Everything the run does to the network and the nodes, drawn from a
+    seed: background link faults, timed events, clock skews and the
+    behaviours of each Byzantine node.
+    """
+
+    background: LinkFaults
+    events: tuple[Event, ...]
+    skew: tuple[float, ...]
+    byzantine: dict[int, frozenset[str]]
+
+    @classmethod
+    def draw(cls, rng: Any, nodes: int, byzantine: int, duration: float,
+             faults: bool = True, max_skew: float = 3.0) -> FaultPlan:
+        """
+        A random plan for C{nodes} nodes of which C{byzantine} are
+        Byzantine, over C{duration} seconds.  With C{faults} false only
+        the Byzantine behaviours remain.
+        """
+        byz = sorted(rng.sample(range(nodes), byzantine))
+        behaviours = {i: frozenset(rng.sample(sorted(BEHAVIOURS),
+                                              rng.randint(2, 4)))
+                      for i in byz}
+        if not faults:
+            return cls(LinkFaults(), (), (0.0,) * nodes, behaviours)
+        honest = [i for i in range(nodes) if i not in byz]
+        background = LinkFaults()
+        if rng.random() < 0.7:
+            background = LinkFaults(
+                drop=rng.uniform(0, 0.05), duplicate=rng.uniform(0, 0.05),
+                delay=rng.uniform(0, 0.3), max_delay=rng.uniform(0.05, 1.5),
+                reorder=rng.uniform(0, 0.3),
+                latency=rng.uniform(0.001, 0.05))
+        events: list[Event] = []
+        for _ in range(rng.randint(0, nodes)):
+            a, b = rng.sample(range(nodes), 2)
+            start = rng.uniform(0, duration)
+            end = min(duration, start + rng.uniform(2, 15))
+            heavy = LinkFaults(
+                drop=rng.uniform(0, 0.3), duplicate=rng.uniform(0, 0.2),
+                delay=rng.uniform(0, 0.6), max_delay=rng.uniform(0.1, 3.0),
+                reorder=rng.uniform(0, 0.5), latency=rng.uniform(0, 0.2))
+            events.append(Event(start, "faults", (a,), (b,), heavy))
+            events.append(Event(end, "faults-clear", (a,), (b,)))
+        for _ in range(rng.randint(0, 3)):
+            start = rng.uniform(0, duration - 1)
+            end = min(duration, start + rng.uniform(1, 25))
+            if rng.random() < 0.5:
+                side = [rng.randrange(nodes)]
+            else:
+                side = rng.sample(range(nodes), rng.randint(1, nodes // 2))
+            rest = [i for i in range(nodes) if i not in side]
+            events.append(Event(start, "partition", tuple(sorted(side)),
+                                tuple(rest)))
+            events.append(Event(end, "heal", tuple(sorted(side)),
+                                tuple(rest)))
+        for i in rng.sample(honest, rng.randint(0, min(3, len(honest)))):
+            start = rng.uniform(0, duration - 1)
+            end = min(duration, start + rng.uniform(1, 20))
+            events.append(Event(start, "crash", (i,)))
+            events.append(Event(end, "restart", (i,)))
+        skew = tuple(rng.uniform(-max_skew, max_skew)
+                     if rng.random() < 0.3 else 0.0 for _ in range(nodes))
+        events.sort(key=lambda e: (e.at, e.kind, e.nodes, e.other))
+        return cls(background, tuple(events), skew, behaviours)
+
+    def describe(self, names: list[str]) -> list[str]:
+        """
+        The plan, one line per item.
+        """
+        lines = [f"background link faults: {self.background.describe()}"]
+        lines += [f"clock skew {names[i]}: {s:+.2f}s"
+                  for i, s in enumerate(self.skew) if s]
+        lines += [f"byzantine {names[i]}: {', '.join(sorted(b))}"
+                  for i, b in sorted(self.byzantine.items())]
+        lines += [e.describe(names) for e in self.events]
+        return lines
+
+
+# Nodes ------------------------------------------------------------------
+
+
+class SimNode:
+    """
+    One simulated host: a masternode key, an IP, a data dir, a memory
+    store kept across crashes, and (while up) a node and its P2P service.
+    """
+
+    def __init__(self, index: int, key: PrivateKey, ip: str, datadir: Path,
+                 offset: float, byzantine: bool) -> None:
+        self.index = index
+        self.key = key
+        self.ip = ip
+        self.datadir = datadir
+        self.offset = offset
+        self.byzantine = byzantine
+        self.name = f"n{index}" + ("*" if byzantine else "")
+        self.store = MemoryStore()
+        self.node: Node | None = None
+        self.service: P2PService | None = None
+        self.starts = 0
+
+    @property
+    def up(self) -> bool:
+        """
+        Whether the node is running.
+        """
+        return self.service is not None
+
+
+class Adversary:
+    """
+    The extra, hostile behaviour of one Byzantine masternode, on top of the
+    node's honest code.  It signs with the node's own key and sends through
+    the node's own connections (so the link faults apply to it too).
+
+    Behaviours (any subset):
+    - C{equivocate}: as proposer, sign a second block for the same round
+      and send each to half of the peers.
+    - C{double-vote}: send a conflicting prevote/precommit to half of the
+      peers; approve both transactions of every double spend.
+    - C{forge}: send votes and proposals with bad signatures, in others'
+      names too.
+    - C{replay}: re-send old proposals and votes (its own and others').
+    - C{spam}: bursts of valid-looking votes for unknown transactions and
+      duplicates.
+    - C{silent}: withhold most of its own proposals and votes.
+    """
+
+    def __init__(self, host: SimNode, behaviours: frozenset[str],
+                 rng: Any, clock: Clock, masternodes: list[bytes]) -> None:
+        self.host = host
+        self.behaviours = behaviours
+        self.rng = rng
+        self.clock = clock
+        self.masternodes = masternodes
+        self.counters: Counter[str] = Counter()
+        self.bank: deque[Message] = deque(maxlen=300)
+        self.twins: dict[tuple[int, int], bytes] = {}
+        self._call: Any = None
+        self._original: Callable[[Any], None] | None = None
+
+    def attach(self) -> None:
+        """
+        Take over the node's consensus outbox; start the periodic mischief.
+        """
+        node, service = self.host.node, self.host.service
+        assert node is not None and service is not None
+        cast = service.consensus.cast
+        self._original = cast
+        outbox = node.consensus.outbox
+        outbox[:] = [self.cast if cb == cast else cb for cb in outbox]
+        self._schedule()
+
+    def _schedule(self) -> None:
+        self._call = self.clock.callLater(self.rng.uniform(0.5, 3.0),
+                                          self.tick)
+
+    def stop(self) -> None:
+        """
+        Stop the periodic mischief.
+        """
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+
+    def _peers(self) -> list[Any]:
+        service = self.host.service
+        return [] if service is None else list(service.manager.ready.values())
+
+    def _send(self, message: Message, peers: Iterable[Any] | None = None,
+              bank: bool = True) -> None:
+        for conn in self._peers() if peers is None else peers:
+            conn.send(message)
+        if bank:
+            self.bank.append(message)
+
+    def _halves(self) -> tuple[list[Any], list[Any]]:
+        peers = self._peers()
+        self.rng.shuffle(peers)
+        return peers[::2], peers[1::2]
+
+    def cast(self, message: Proposal | BlockVote) -> None:
+        """
+        The node signed a proposal or vote: send it, or misbehave with it.
+        """
+        node = self.host.node
+        service = self.host.service
+        assert node is not None and service is not None
+        service.consensus.seen.add(message.id)
+        if "silent" in self.behaviours and self.rng.random() < 0.7:
+            self.counters["withheld"] += 1
+            return
+        wrap = ProposalMsg if isinstance(message, Proposal) else BlockVoteMsg
+        network = node.chain.network.name
+        if isinstance(message, Proposal) and "equivocate" in self.behaviours:
+            block = message.block
+            header = replace(block.header, timestamp=block.header.timestamp
+                             + 1 + self.rng.randrange(500))
+            twin_block = sign_block(self.host.key, network, header,
+                                    block.txs, block.commit)
+            twin = sign_proposal(self.host.key, network, twin_block,
+                                 message.round, message.valid_round)
+            self.twins[(message.height, message.round)] = twin_block.hash
+            a, b = self._halves()
+            self._send(wrap(message), a)  # type: ignore[arg-type]
+            self._send(ProposalMsg(twin), b)
+            self.counters["equivocated"] += 1
+            return
+        if isinstance(message, BlockVote) and \
+                "double-vote" in self.behaviours:
+            other = NIL
+            if message.block_hash == NIL:
+                other = self.twins.get((message.height, message.round),
+                                       self.rng.randbytes(32))
+            twin_vote = sign_vote(self.host.key, network, message.phase,
+                                  message.height, message.round, other)
+            a, b = self._halves()
+            self._send(wrap(message), a)  # type: ignore[arg-type]
+            self._send(BlockVoteMsg(twin_vote), b)
+            self.counters["double-voted"] += 1
+            return
+        self._send(wrap(message))  # type: ignore[arg-type]
+
+    def double_spend(self, first: Transaction, second: Transaction) -> None:
+        """
+        The workload made a double spend: approve both halves of it.
+        """
+        node = self.host.node
+        if "double-vote" not in self.behaviours or node is None:
+            return
+        for tx in (first, second):
+            vote = sign_tx_vote(self.host.key, node.chain.network.name,
+                                tx.txid, APPROVE, node.chain.height)
+            self._send(TxVoteMsg(vote))
+        self.counters["double-approved"] += 1
+
+    def tick(self) -> None:
+        """
+        One round of periodic mischief.
+        """
+        self._schedule()
+        node = self.host.node
+        if node is None or not self._peers():
+            return
+        self._collect(node)
+        if "forge" in self.behaviours and self.rng.random() < 0.3:
+            self._forge(node)
+        if "replay" in self.behaviours and self.bank:
+            for _ in range(self.rng.randint(1, 10)):
+                old = self.bank[self.rng.randrange(len(self.bank))]
+                self._send(old, bank=False)
+                self.counters["replayed"] += 1
+        if "spam" in self.behaviours:
+            self._spam(node)
+
+    def _collect(self, node: Node) -> None:
+        engine = node.consensus
+        for proposal in list(engine.proposals.values())[:2]:
+            self.bank.append(ProposalMsg(proposal))
+        for box in list(engine.votes.values())[:4]:
+            for vote in list(box.values())[:2]:
+                self.bank.append(BlockVoteMsg(vote))
+        for entry in list(node.mempool.entries.values())[:3]:
+            for vote in list(entry.votes.values())[:2]:
+                if isinstance(vote, TxVote):
+                    self.bank.append(TxVoteMsg(vote))
+
+    def _forge(self, node: Node) -> None:
+        engine = node.consensus
+        victim = self.rng.choice(self.masternodes)
+        phase = self.rng.choice((PREVOTE, PRECOMMIT))
+        fake = BlockVote(phase, engine.height, engine.round,
+                         self.rng.randbytes(32), victim,
+                         self.rng.randbytes(64))
+        self._send(BlockVoteMsg(fake), bank=False)
+        txid = self.rng.randbytes(32)
+        for entry in list(node.mempool.entries.values())[:1]:
+            txid = entry.tx.txid
+        self._send(TxVoteMsg(TxVote(txid, APPROVE, node.chain.height,
+                                    victim, self.rng.randbytes(64))),
+                   bank=False)
+        for proposal in list(engine.proposals.values())[:1]:
+            self._send(ProposalMsg(replace(
+                proposal, signature=self.rng.randbytes(64))), bank=False)
+        self.counters["forged"] += 1
+
+    def _spam(self, node: Node) -> None:
+        network = node.chain.network.name
+        for _ in range(self.rng.randint(5, 40)):
+            vote = sign_tx_vote(self.host.key, network,
+                                self.rng.randbytes(32), APPROVE,
+                                node.chain.height)
+            self._send(TxVoteMsg(vote), bank=False)
+        for entry in list(node.mempool.entries.values())[:5]:
+            self._send(TxMsg(entry.tx), bank=False)
+        self.counters["spam-bursts"] += 1
+
+
+BEHAVIOURS = frozenset({"equivocate", "double-vote", "forge", "replay",
+                        "spam", "silent"})
+
+
+# Workload ---------------------------------------------------------------
+
+
+@dataclass
+class _Coin:
+    outpoint: OutPoint
+    value: int
+    owner: int
+
+
+@dataclass
+class _InFlight:
+    tx: Transaction
+    at: float
+    pair: bytes | None = None
+
+
+class Workload:
+    """
+    Signed payments between the workload wallets, submitted to random
+    running nodes at C{rate} per second; a fraction are double spends (two
+    payments of one coin submitted to two nodes at once).  It spends
+    genesis coins and the outputs of payments it saw finalized.
+    """
+
+    def __init__(self, sim: Simulation, rng: Any, rate: float,
+                 double_spends: float) -> None:
+        self.sim = sim
+        self.rng = rng
+        self.rate = rate
+        self.double_spends = double_spends
+        self.keys = [wallet_key(i) for i in range(WALLETS)]
+        self.addresses = [_addr(k) for k in self.keys]
+        self.coins: list[_Coin] = []
+        self.inflight: dict[bytes, _InFlight] = {}
+        self.counters: Counter[str] = Counter()
+        self._budget = 0.0
+
+    def fund(self, genesis: Block) -> None:
+        """
+        Take the genesis outputs paid to the workload wallets.
+        """
+        coinbase = genesis.txs[0]
+        for vout, out in enumerate(coinbase.outputs):
+            if out.address in self.addresses:
+                self.coins.append(_Coin(OutPoint(coinbase.txid, vout),
+                                        out.value,
+                                        self.addresses.index(out.address)))
+
+    def tick(self, now: float, step: float) -> None:
+        """
+        Learn which payments finalized, then submit this step's share.
+        """
+        finalized = self.sim.checker.finalized
+        for txid in list(self.inflight):
+            flight = self.inflight[txid]
+            if txid in finalized:
+                del self.inflight[txid]
+                self.counters["finalized"] += 1
+                for vout, out in enumerate(flight.tx.outputs):
+                    self.coins.append(_Coin(
+                        OutPoint(txid, vout), out.value,
+                        self.addresses.index(out.address)))
+            elif now - flight.at > self.sim.config.vote_timeout + 10:
+                del self.inflight[txid]
+                self.counters["never-finalized"] += 1
+        self._budget += self.rate * step
+        while self._budget >= 1:
+            self._budget -= 1
+            self._submit_one()
+
+    def _payment(self, coin: _Coin) -> Transaction:
+        to = self.rng.randrange(WALLETS)
+        amount = self.rng.randint(1, 20) * 100_000
+        fee = params.min_fee(amount if to != coin.owner else 0)
+        outputs = [TxOut(amount, self.addresses[to])]
+        change = coin.value - amount - fee
+        if change >= params.DUST_LIMIT:
+            outputs.append(TxOut(change, self.addresses[coin.owner]))
+        key = self.keys[coin.owner]
+        tx = Transaction((TxIn(coin.outpoint, key.public),), tuple(outputs))
+        return sign_inputs(tx, NETWORK.name, [key])
+
+    def _submit_one(self) -> None:
+        targets = [n for n in self.sim.nodes if n.up]
+        usable = [c for c in self.coins if c.value > 3_000_000]
+        if not targets or not usable:
+            self.counters["starved"] += 1
+            return
+        coin = usable[self.rng.randrange(len(usable))]
+        self.coins.remove(coin)
+        first = self._payment(coin)
+        now = self.sim.now
+        self.inflight[first.txid] = _InFlight(first, now)
+        self._to(self.rng.choice(targets), first)
+        self.counters["payments"] += 1
+        if self.rng.random() < self.double_spends:
+            second = self._payment(coin)
+            if second.txid == first.txid:
+                return
+            self.inflight[second.txid] = _InFlight(second, now, first.txid)
+            self.inflight[first.txid].pair = second.txid
+            self._to(self.rng.choice(targets), second)
+            self.counters["double-spends"] += 1
+            for adversary in self.sim.adversaries:
+                adversary.double_spend(first, second)
+
+    def _to(self, host: SimNode, tx: Transaction) -> None:
+        assert host.node is not None
+        d = host.node.submit(tx)
+        d.addCallbacks(lambda _: self.counters.update(["accepted"]),
+                       lambda f: self.counters.update(
+                           [f"refused:{getattr(f.value, 'reason', '?')}"]))
+
+
+# Invariants -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Violation:
+    """
+    A broken invariant: which, when (simulated seconds from the start) and
+    why.
+    """
+
+    invariant: str
+    at: float
+    detail: str
+
+    def __str__(self) -> str:
+        return f"[{self.invariant}] t={self.at:.1f}s {self.detail}"
+
+
+class Checker:
+    """
+    The invariants, checked after every step (L{check}) and at the end
+    (L{final}).  Violations accumulate in L{violations} (each distinct
+    one once).
+    """
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+        self.violations: list[Violation] = []
+        self._said: set[str] = set()
+        self.committed: dict[int, tuple[bytes, str]] = {}
+        self.utxo: dict[int, tuple[bytes, str]] = {}
+        self.finalized: dict[bytes, set[str]] = {}
+        self.txs: dict[bytes, Transaction] = {}
+        self.spender: dict[OutPoint, tuple[bytes, str]] = {}
+        self.decided_reject: dict[bytes, dict[str, str]] = {}
+        self.node_finalized: dict[str, set[bytes]] = {}
+        self.node_rejected: dict[str, dict[bytes, str]] = {}
+        self.scanned: dict[str, int] = {}
+        self._refusals: dict[str, int] = {}
+
+    def fail(self, invariant: str, detail: str) -> None:
+        """
+        Record a violation (once).
+        """
+        key = f"{invariant}:{detail}"
+        if key in self._said:
+            return
+        self._said.add(key)
+        violation = Violation(invariant, self.sim.now, detail)
+        self.violations.append(violation)
+        log.error("invariant broken: {violation}", violation=str(violation))
+
+    def watch(self, host: SimNode) -> None:
+        """
+        Hook a freshly started node.
+        """
+        assert host.node is not None
+        self._refusals[host.name] = 0
+        if host.byzantine:
+            return
+        node = host.node
+        node.finality.finalized.append(
+            lambda txid, _latency: self._finalized(host, txid))
+
+    def _finalized(self, host: SimNode, txid: bytes) -> None:
+        assert host.node is not None
+        entry = host.node.mempool.entries.get(txid)
+        if entry is None:
+            return
+        tx = entry.tx
+        self.node_finalized.setdefault(host.name, set()).add(txid)
+        self.finalized.setdefault(txid, set()).add(host.name)
+        self.txs[txid] = tx
+        own = self.node_rejected.get(host.name, {}).get(txid)
+        if own is not None:
+            self.fail("finality", f"{host.name} finalized tx {_short(txid)} "
+                      f"after rejecting it ({own})")
+        for other, reason in self.decided_reject.get(txid, {}).items():
+            self.fail("finality", f"tx {_short(txid)} finalized on "
+                      f"{host.name} but rejected on {other} ({reason})")
+        self._spends(tx, f"finalized on {host.name}")
+
+    def _spends(self, tx: Transaction, where: str) -> None:
+        for txin in tx.inputs:
+            known = self.spender.get(txin.prevout)
+            if known is None:
+                self.spender[txin.prevout] = (tx.txid, where)
+            elif known[0] != tx.txid:
+                self.fail("double-spend", f"output {_short(txin.prevout.txid)}"
+                          f":{txin.prevout.vout} spent by tx "
+                          f"{_short(known[0])} ({known[1]}) and by tx "
+                          f"{_short(tx.txid)} ({where})")
+
+    def _rejections(self, host: SimNode) -> None:
+        assert host.node is not None
+        mempool = host.node.mempool
+        total = sum(mempool.rejections.values())
+        new = total - self._refusals.get(host.name, 0)
+        self._refusals[host.name] = total
+        if new <= 0:
+            return
+        recent = []
+        for txid, reason in reversed(mempool.rejected.items()):
+            recent.append((txid, reason))
+            if len(recent) >= new:
+                break
+        for txid, reason in reversed(recent):
+            if reason not in DECISIONS and reason != EXPIRY:
+                continue
+            self.node_rejected.setdefault(host.name, {})[txid] = reason
+            if txid in self.node_finalized.get(host.name, ()):
+                self.fail("finality", f"{host.name} rejected tx "
+                          f"{_short(txid)} ({reason}) after finalizing it")
+            if reason in DECISIONS:
+                self.decided_reject.setdefault(txid, {})[host.name] = reason
+                for other in sorted(self.finalized.get(txid, ())):
+                    self.fail("finality", f"tx {_short(txid)} finalized on "
+                              f"{other} but rejected on {host.name} "
+                              f"({reason})")
+
+    def _blocks(self, host: SimNode) -> None:
+        node = host.node
+        assert node is not None
+        chain = node.chain
+        top = chain.height if chain.tip_commit is not None else \
+            chain.height - 1
+        for height in range(self.scanned.get(host.name, 0) + 1, top + 1):
+            self._block(host, height)
+        self.scanned[host.name] = max(top, self.scanned.get(host.name, 0))
+        if chain.tip_commit is not None:
+            digest = chain.utxo_hash()
+            known = self.utxo.get(chain.height)
+            if known is None:
+                self.utxo[chain.height] = (digest, host.name)
+            elif known[0] != digest:
+                self.fail("utxo", f"height {chain.height}: utxo_hash "
+                          f"{_short(known[0])} on {known[1]}, "
+                          f"{_short(digest)} on {host.name}")
+
+    def _block(self, host: SimNode, height: int) -> None:
+        node = host.node
+        assert node is not None
+        block_hash = _fired(node.store.get_block_hash(height))
+        if block_hash is None:
+            self.fail("fork", f"{host.name} lost its block at height "
+                      f"{height}")
+            return
+        known = self.committed.get(height)
+        if known is None:
+            self.committed[height] = (block_hash, host.name)
+            raw = _fired(node.store.get_block(block_hash))
+            block = Block.decode(raw)
+            for tx in block.txs[1:]:
+                self.txs.setdefault(tx.txid, tx)
+                self._spends(tx, f"block {height}")
+        elif known[0] != block_hash:
+            self.fail("fork", f"height {height}: block {_short(known[0])} "
+                      f"committed on {known[1]}, {_short(block_hash)} on "
+                      f"{host.name}")
+
+    def check(self) -> None:
+        """
+        The step check: new committed blocks, utxo hashes, rejections.
+        """
+        for host in self.sim.nodes:
+            if host.up and not host.byzantine:
+                self._blocks(host)
+                self._rejections(host)
+
+    def state_of(self, host: SimNode, txid: bytes) -> str:
+        """
+        C{confirmed} (in the chain), or the mempool's state, or
+        C{unknown}.
+        """
+        assert host.node is not None
+        if _fired(host.node.store.get_tx_location(txid)) is not None:
+            return "confirmed"
+        return host.node.mempool.state_of(txid) or "unknown"
+
+    def final(self) -> None:
+        """
+        The end checks: every committed height agrees on every honest
+        node, and every finalized transaction is final everywhere.
+        """
+        self.check()
+        honest = [h for h in self.sim.nodes if h.up and not h.byzantine]
+        for host in honest:
+            assert host.node is not None
+            for height in range(1, self.scanned.get(host.name, 0) + 1):
+                self._block(host, height)
+        for txid in sorted(self.finalized):
+            states = {h.name: self.state_of(h, txid) for h in honest}
+            lagging = {n: s for n, s in states.items()
+                       if s not in ("confirmed", FINALIZED)}
+            if lagging:
+                where = ",".join(sorted(self.finalized[txid]))
+                self.fail("finality", f"tx {_short(txid)} finalized on "
+                          f"{where} but after the calm period "
+                          + ", ".join(f"{n} has it {s}"
+                                      for n, s in sorted(lagging.items())))
+
+
+# The simulation ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """
+    One run's parameters (all but C{seed} shared by a batch).
+
+    @ivar duration: seconds of faults and workload.
+    @ivar calm: fault-free seconds after them.
+    @ivar liveness_bound: within this many calm seconds every honest
+        node must pass the highest height reached under faults.
+    @ivar step: seconds per step (invariants are checked after each).
+    @ivar tx_rate: payments per second during C{duration}.
+    @ivar double_spends: fraction of payments that get a conflicting twin.
+    @ivar faults: whether the fault plan injects network and crash faults
+        (Byzantine nodes misbehave regardless).
+    """
+
+    seed: int = 0
+    nodes: int = 4
+    byzantine: int = 0
+    duration: float = 40.0
+    calm: float = 40.0
+    liveness_bound: float = 30.0
+    step: float = 0.1
+    block_time: float = 2.0
+    round_timeout: float = 1.0
+    vote_timeout: float = 10.0
+    tx_rate: float = 3.0
+    double_spends: float = 0.2
+    faults: bool = True
+    max_skew: float = 3.0
+
+
+@dataclass
+class SimResult:
+    """
+    What one run found.
+    """
+
+    seed: int
+    violations: list[Violation]
+    stats: dict[str, Any]
+    plan: list[str]
+    digest: str
+    wall: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """
+        Whether no invariant was broken.
+        """
+        return not self.violations
+
+
+class Simulation:
+    """
+    One seeded run of a simulated network.
+
+    @param quorum: replaces every node's quorum rule (the seam through
+        which a test injects a deliberately broken rule); default: the
+        config's rule (C{count}).
+    """
+
+    def __init__(self, config: SimConfig, workdir: Path,
+                 quorum: IQuorumRule | None = None) -> None:
+        self.config = config
+        self.workdir = workdir
+        self.quorum = quorum
+        rng = random.Random(config.seed)
+        self.rng = rng
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.net = SimNetwork(self.clock, _fork(rng))
+        self.plan = FaultPlan.draw(_fork(rng), config.nodes,
+                                   config.byzantine, config.duration,
+                                   config.faults, config.max_skew)
+        self.workload = Workload(self, _fork(rng), config.tx_rate,
+                                 config.double_spends)
+        self._p2p_rngs = [_fork(rng) for _ in range(config.nodes)]
+        adversary_rngs = [_fork(rng) for _ in range(config.nodes)]
+        self.nodes: list[SimNode] = []
+        for i in range(config.nodes):
+            datadir = workdir / f"n{i}"
+            key = masternode_key(i)
+            write_private(datadir / "private" / "node_key",
+                          key.seed.hex().encode() + b"\n")
+            write_private(datadir / "private" / "wallet.json",
+                          json.dumps({"keys": [key.seed.hex()]}).encode())
+            self.nodes.append(SimNode(
+                i, key, f"10.0.0.{i + 1}", datadir, self.plan.skew[i],
+                i in self.plan.byzantine))
+        self.names = [n.name for n in self.nodes]
+        self.genesis_path = workdir / "genesis.json"
+        genesis = make_genesis(
+            "devnet", int(START * 1000),
+            [TxOut(COIN_VALUE, _addr(wallet_key(w)))
+             for w in range(WALLETS) for _ in range(COINS_PER_WALLET)],
+            [Masternode(n.key.public, f"{n.ip}:{PORT}", _addr(n.key), "free")
+             for n in self.nodes])
+        write_genesis(self.genesis_path, genesis)
+        self.workload.fund(genesis)
+        self.checker = Checker(self)
+        masternodes = [n.key.public for n in self.nodes]
+        self.adversaries = [
+            Adversary(n, self.plan.byzantine[n.index],
+                      adversary_rngs[n.index], self.clock, masternodes)
+            for n in self.nodes if n.byzantine]
+        self.blocked: Counter[frozenset[str]] = Counter()
+        self.down: set[int] = set()
+        self.timeline: list[str] = []
+        self.counters: Counter[str] = Counter()
+
+    @property
+    def now(self) -> float:
+        """
+        Simulated seconds since the start of the run.
+        """
+        return self.clock.seconds() - START
+
+    # Hosts ---------------------------------------------------------------
+
+    def start(self, host: SimNode) -> None:
+        """
+        Start (or restart, on its kept store) the node of C{host}.
+        """
+        ips = [n.ip for n in self.nodes]
+        config = Config(network="devnet", datadir=str(host.datadir),
+                        block_time=self.config.block_time, p2p_port=PORT,
+                        p2p_bind=host.ip,
+                        p2p_connect=[f"{ip}:{PORT}" for ip in ips
+                                     if ip != host.ip],
+                        genesis=str(self.genesis_path),
+                        round_timeout=self.config.round_timeout,
+                        vote_timeout=self.config.vote_timeout,
+                        storage="memory")
+        config.resolve()
+        reactor = self.net.reactor(host.ip, host.offset)
+        node = Node(config, reactor, store=host.store)
+        if self.quorum is not None:
+            node.chain.quorum = self.quorum
+        node.startService()
+        if not node.ready.called:
+            self.checker.fail("restart", f"{host.name} did not start")
+            return
+        failed: list[Any] = []
+        node.ready.addErrback(failed.append)
+        if failed:
+            self.checker.fail("restart", f"{host.name} failed to start: "
+                              f"{failed[0].getErrorMessage()}")
+            return
+        settings = P2PSettings.from_config(
+            config, initial_delay=1.0, max_delay=4.0, passive_wait=2.0,
+            tip_interval=5.0)
+        service = P2PService(node, reactor, settings,
+                             _fork(self._p2p_rngs[host.index]))
+        service.startService()
+        host.node, host.service = node, service
+        host.starts += 1
+        self.checker.watch(host)
+        for adversary in self.adversaries:
+            if adversary.host is host:
+                adversary.attach()
+
+    def crash(self, host: SimNode) -> None:
+        """
+        Kill C{host}: connections reset, services stopped, memory lost;
+        the store stays.
+        """
+        service, node = host.service, host.node
+        if service is None or node is None:
+            return
+        host.service = host.node = None
+        self.net.crash(host.ip)
+        service.table.path = None
+        service.stopService()
+        node.stopService()
+        self.counters["crashes"] += 1
+
+    # Plan ----------------------------------------------------------------
+
+    def _ips(self, indexes: tuple[int, ...]) -> list[str]:
+        return [self.nodes[i].ip for i in indexes]
+
+    def _block(self, a: str, b: str, on: bool) -> None:
+        pair = frozenset((a, b))
+        if on:
+            self.blocked[pair] += 1
+            if self.blocked[pair] == 1:
+                self.net.partition(a, b)
+        elif self.blocked[pair] > 0:
+            self.blocked[pair] -= 1
+            if self.blocked[pair] == 0:
+                self.net.heal(a, b)
+
+    def apply(self, event: Event) -> None:
+        """
+        Carry out one event of the plan.
+        """
+        self.timeline.append(event.describe(self.names))
+        self.counters[event.kind] += 1
+        if event.kind in ("partition", "heal"):
+            for a in self._ips(event.nodes):
+                for b in self._ips(event.other):
+                    self._block(a, b, event.kind == "partition")
+        elif event.kind == "crash":
+            self.down.add(event.nodes[0])
+            self.crash(self.nodes[event.nodes[0]])
+        elif event.kind == "restart":
+            self.down.discard(event.nodes[0])
+            self.start(self.nodes[event.nodes[0]])
+        elif event.kind in ("faults", "faults-clear"):
+            for a in self._ips(event.nodes):
+                for b in self._ips(event.other):
+                    for pair in ((a, b), (b, a)):
+                        if event.faults is None:
+                            self.net.faults.pop(pair, None)
+                        else:
+                            self.net.faults[pair] = event.faults
+
+    def calm_down(self) -> None:
+        """
+        Stop every fault: heal, restart, clean links.
+        """
+        self.timeline.append(f"t={self.now:6.1f} calm: every fault stops")
+        for pair in list(self.blocked):
+            a, b = sorted(pair)
+            self.net.heal(a, b)
+        self.blocked.clear()
+        for i in sorted(self.down):
+            self.start(self.nodes[i])
+        self.down.clear()
+        self.net.faults.clear()
+        self.net.default = LinkFaults()
+
+    # Running -------------------------------------------------------------
+
+    def _honest_heights(self) -> dict[str, int]:
+        return {h.name: h.node.chain.height for h in self.nodes
+                if h.node is not None and not h.byzantine}
+
+    def _step(self) -> None:
+        self.net.advance(self.config.step, self.config.step)
+        self.checker.check()
+
+    def run(self) -> SimResult:
+        """
+        Run both phases and the end checks.
+        """
+        config = self.config
+        self.net.default = self.plan.background
+        for host in self.nodes:
+            self.start(host)
+        events = deque(self.plan.events)
+        steps = 0
+        while self.now < config.duration - 1e-9:
+            while events and events[0].at <= self.now:
+                self.apply(events.popleft())
+            self.workload.tick(self.now, config.step)
+            self._step()
+            steps += 1
+            if steps % 100 == 0:
+                self.net.sweep()
+        while events:
+            self.apply(events.popleft())
+        self.calm_down()
+        before = self._honest_heights()
+        target = max(before.values(), default=0) + 1
+        calm_end = config.duration + config.calm
+        checked = False
+        while self.now < calm_end - 1e-9:
+            self._step()
+            if not checked and \
+                    self.now >= config.duration + config.liveness_bound:
+                checked = True
+                self._liveness(before, target)
+        if not checked:
+            self._liveness(before, target)
+        self.checker.final()
+        return self.result()
+
+    def _liveness(self, before: dict[str, int], target: int) -> None:
+        now = self._honest_heights()
+        behind = {n: h for n, h in now.items() if h < target}
+        if behind:
+            states = []
+            for host in self.nodes:
+                if host.node is not None and not host.byzantine:
+                    engine = host.node.consensus
+                    states.append(
+                        f"{host.name}: h{host.node.chain.height} "
+                        f"r{engine.round} {engine.step} peers "
+                        f"{len(host.service.manager.ready) if host.service else 0}")
+            self.checker.fail(
+                "liveness", f"no progress within "
+                f"{self.config.liveness_bound:.0f}s after faults stopped: "
+                f"needed height {target} on every honest node; heights then "
+                f"{before}, now {now}; " + "; ".join(states))
+
+    def result(self) -> SimResult:
+        """
+        The run's violations, statistics, plan and a digest of its history
+        (equal digests for equal runs).
+        """
+        heights = {h.name: h.node.chain.height for h in self.nodes
+                   if h.node is not None}
+        stats: dict[str, Any] = {
+            "heights": heights,
+            "committed": len(self.checker.committed),
+            "finalized_txs": len(self.checker.finalized),
+            "workload": dict(self.workload.counters),
+            "network": dict(self.net.counters),
+            "events": dict(self.counters),
+            "adversaries": {a.host.name: dict(a.counters)
+                            for a in self.adversaries},
+        }
+        digest = hashlib.sha256(json.dumps([
+            sorted((h, v[0].hex()) for h, v in self.checker.committed.items()),
+            sorted(t.hex() for t in self.checker.finalized),
+            sorted(heights.items()), sorted(self.net.counters.items()),
+        ]).encode()).hexdigest()
+        return SimResult(self.config.seed, list(self.checker.violations),
+                         stats, self.plan.describe(self.names) + [
+                             "timeline:"] + self.timeline, digest)
+
+    def stop(self) -> None:
+        """
+        Stop every node and adversary (and cancel their timers).
+        """
+        for adversary in self.adversaries:
+            adversary.stop()
+        for host in self.nodes:
+            self.crash(host)
+
+
+def _fork(rng: Any) -> Any:
+    """
+    An independent stream seeded from C{rng}.
+    """
+    return rng.__class__(rng.getrandbits(64))
+
+
+def run_seed(config: SimConfig,
+             quorum: IQuorumRule | None = None) -> SimResult:
+    """
+    Run one seeded simulation in a temporary directory.
+    """
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="timecoin-sim-") as tmp:
+        sim = Simulation(config, Path(tmp), quorum)
+        try:
+            result = sim.run()
+        finally:
+            sim.stop()
+    result.wall = time.perf_counter() - began
+    return result
+
+
+# Command line -----------------------------------------------------------
+
+
+def _worker(config: SimConfig) -> SimResult:
+    """
+    Run one seed in a worker; a crash of the simulator is a failure too.
+    """
+    try:
+        return run_seed(config)
+    except Exception as e:
+        import traceback
+        return SimResult(config.seed, [Violation(
+            "crash", 0.0, f"{type(e).__name__}: {e}\n"
+            + traceback.format_exc())], {}, [], "")
+
+
+def _quiet_logs() -> None:
+    from twisted.logger import globalLogBeginner
+    globalLogBeginner.beginLoggingTo([], discardBuffer=True,
+                                     redirectStandardIO=False)
+
+
+def repro(config: SimConfig) -> str:
+    """
+    The command that replays C{config}.
+    """
+    defaults = SimConfig()
+    extra = "".join(
+        f" --{name.replace('_', '-')} {getattr(config, name)}"
+        for name in ("duration", "calm", "liveness_bound", "tx_rate",
+                     "double_spends", "max_skew")
+        if getattr(config, name) != getattr(defaults, name))
+    if not config.faults:
+        extra += " --no-faults"
+    return (f"python -m timecoin.testing.simulation --seed {config.seed} "
+            f"--nodes {config.nodes} --byzantine {config.byzantine}{extra} "
+            "--verbose")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """
+    Run many seeds; print failures (with their reproducing command) and a
+    summary line.  Exit status 1 if any seed failed.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m timecoin.testing.simulation",
+        description="Seeded whole-network simulations with fault "
+                    "injection and invariant checks.")
+    parser.add_argument("--seeds", type=int, default=100,
+                        help="how many seeds to run (from --start)")
+    parser.add_argument("--start", type=int, default=0,
+                        help="first seed")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="run this one seed only")
+    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--byzantine", type=int, default=0)
+    parser.add_argument("--duration", type=float, default=SimConfig.duration)
+    parser.add_argument("--calm", type=float, default=SimConfig.calm)
+    parser.add_argument("--liveness-bound", type=float,
+                        default=SimConfig.liveness_bound)
+    parser.add_argument("--tx-rate", type=float, default=SimConfig.tx_rate)
+    parser.add_argument("--double-spends", type=float,
+                        default=SimConfig.double_spends)
+    parser.add_argument("--max-skew", type=float, default=SimConfig.max_skew)
+    parser.add_argument("--no-faults", action="store_true",
+                        help="only Byzantine behaviour, no network faults")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--verbose", action="store_true",
+                        help="print the plan, timeline and stats of each "
+                             "seed")
+    args = parser.parse_args(argv)
+    if os.environ.get("PYTHONHASHSEED") != "0" and argv is None:
+        # Set and dict iteration over str/bytes must not vary between
+        # runs, or a seed would not replay.
+        os.environ["PYTHONHASHSEED"] = "0"
+        os.execv(sys.executable, [sys.executable, "-m",
+                                  "timecoin.testing.simulation",
+                                  *sys.argv[1:]])
+    if 3 * args.byzantine >= args.nodes:
+        print(f"warning: {args.byzantine} Byzantine of {args.nodes} is not "
+              "less than a third; safety is not promised", file=sys.stderr)
+    base = SimConfig(nodes=args.nodes, byzantine=args.byzantine,
+                     duration=args.duration, calm=args.calm,
+                     liveness_bound=args.liveness_bound,
+                     tx_rate=args.tx_rate, double_spends=args.double_spends,
+                     max_skew=args.max_skew, faults=not args.no_faults)
+    seeds = [args.seed] if args.seed is not None else \
+        list(range(args.start, args.start + args.seeds))
+    jobs = [replace(base, seed=s) for s in seeds]
+    _quiet_logs()
+    began = time.perf_counter()
+    failed: list[SimResult] = []
+    totals: Counter[str] = Counter()
+    if args.jobs > 1 and len(jobs) > 1:
+        import multiprocessing
+        pool = multiprocessing.get_context("fork").Pool(args.jobs)
+        results: Iterable[SimResult] = pool.imap_unordered(_worker, jobs)
+    else:
+        pool = None
+        results = map(_worker, jobs)
+    try:
+        for result in results:
+            totals["seeds"] += 1
+            totals["blocks"] += result.stats.get("committed", 0)
+            totals["finalized"] += result.stats.get("finalized_txs", 0)
+            totals["double_spends"] += result.stats.get(
+                "workload", {}).get("double-spends", 0)
+            if args.verbose:
+                print(f"seed {result.seed}: {len(result.violations)} "
+                      f"violations, {result.wall:.1f}s")
+                for line in result.plan:
+                    print("   ", line)
+                print("    stats:", json.dumps(result.stats, sort_keys=True))
+            if not result.ok:
+                failed.append(result)
+                config = replace(base, seed=result.seed)
+                print(f"FAIL seed {result.seed}: "
+                      f"{len(result.violations)} violation(s); reproduce "
+                      f"with: {repro(config)}")
+                for violation in result.violations[:10]:
+                    print(f"    {violation}")
+                sys.stdout.flush()
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    wall = time.perf_counter() - began
+    print(f"{totals['seeds']} seeds, {len(failed)} failed "
+          f"(nodes={args.nodes} byzantine={args.byzantine}"
+          f"{' no-faults' if args.no_faults else ''}); "
+          f"{totals['blocks']} blocks committed, {totals['finalized']} txs "
+          f"finalized, {totals['double_spends']} double spends attempted; "
+          f"{wall:.0f}s"
+          + (f"; failing seeds: {' '.join(str(r.seed) for r in sorted(failed, key=lambda r: r.seed))}"
+             if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
