@@ -266,3 +266,81 @@ class DevnetCommandTests(unittest.TestCase):
             while pidfile.exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
             self.assertFalse(pidfile.exists())
+
+
+class FourMasternodeTests(unittest.TestCase):
+    """
+    The issue-4 devnet: four real masternode processes.
+    """
+
+    def test_quorum_behaviour(self) -> None:
+        """
+        Four masternodes agree on every block; with the next producer
+        stopped the other three keep committing; with two stopped nothing
+        commits and nothing diverges; restarting one resumes production and
+        all four converge on the same hashes and utxo_hash.
+        """
+        import contextlib
+        import io
+
+        from tests.nodeprocess import free_port_range
+        from timecoin import devnet
+        from timecoin.devnet import rpc as raw_call
+        root = Path(self.mktemp()).resolve()
+        base = free_port_range(8)
+        self.addCleanup(devnet.down, root)
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            self.assertEqual(devnet.up(root, 4, base, 0.3), 0, out.getvalue())
+
+        def call(i: int, method: str, *params):
+            return raw_call(root / f"node{i}", base + 2 * i + 1, method,
+                            *params)
+
+        def wait(predicate, timeout: float, what: str) -> None:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    if predicate():
+                        return
+                except Exception:
+                    pass
+                self.assertLess(time.monotonic(), deadline, what)
+                time.sleep(0.1)
+
+        def agree(nodes) -> int:
+            low = min(call(i, "getblockcount") for i in nodes)
+            for h in range(low + 1):
+                self.assertEqual(len({call(i, "getblockhash", h)
+                                      for i in nodes}), 1, f"height {h}")
+            return low
+
+        wait(lambda: call(0, "getblockcount") >= 5, 20, "no blocks")
+        agree(range(4))
+        keys = [call(i, "masternodestatus")["pubkey"] for i in range(4)]
+        nxt = call(0, "getconsensusinfo")["next_producers"][0]
+        victim = keys.index(nxt)
+        with contextlib.redirect_stdout(io.StringIO()):
+            devnet.stop_node(root, victim)
+        alive = [i for i in range(4) if i != victim]
+        height = call(alive[0], "getblockcount")
+        wait(lambda: call(alive[0], "getblockcount") >= height + 3, 20,
+             "three of four did not commit")
+        second = alive.pop()
+        devnet.stop_node(root, second)
+        time.sleep(1.0)
+        stuck = [call(i, "getblockcount") for i in alive]
+        time.sleep(4.0)
+        self.assertEqual([call(i, "getblockcount") for i in alive], stuck)
+        wait(lambda: len({call(i, "getblockcount") for i in alive}) == 1, 10,
+             "the two survivors differ")
+        self.assertEqual(len({call(i, "gettxoutsetinfo")["utxo_hash"]
+                              for i in alive}), 1)
+        agree(alive)
+        devnet.start_node(root, second)
+        wait(lambda: call(alive[0], "getblockcount") > max(stuck) + 2, 30,
+             "no resume after restarting one")
+        devnet.start_node(root, victim)
+        low = call(alive[0], "getblockcount")
+        wait(lambda: min(call(i, "getblockcount") for i in range(4)) >= low,
+             30, "restarted nodes did not catch up")
+        agree(range(4))
