@@ -289,6 +289,7 @@ class ByzantineTests(unittest.TestCase):
             engine.receive(p1 if n % 2 else p2)
             engine.receive(p2 if n % 2 else p1)
             self.assertEqual(engine.evidence[-1]["kind"], "proposal")
+            self.assertEqual(engine.offences[key(i).public], 1)
         cluster.advance(30)
         cluster.assert_agree()
 

@@ -221,6 +221,7 @@ class BlockConsensus:
         (the P2P layer gossips them).
     @ivar committed: callbacks given every block this node commits.
     @ivar evidence: equivocations seen (bounded), newest last.
+    @ivar offences: equivocations counted per masternode key (its score).
     """
 
     def __init__(self, chain: Chain, key: PrivateKey | None,
@@ -238,6 +239,7 @@ class BlockConsensus:
         self.outbox: list[Callable[[Any], None]] = []
         self.committed: list[Callable[[Block], None]] = []
         self.evidence: list[dict[str, Any]] = []
+        self.offences: dict[bytes, int] = {}
         self.counters: dict[str, int] = {}
         self.running = False
         self._committing = False
@@ -508,6 +510,7 @@ class BlockConsensus:
     def _equivocation(self, kind: str, signer: bytes, round: int,
                       first: bytes, second: bytes) -> None:
         self._count("equivocations")
+        self.offences[signer] = self.offences.get(signer, 0) + 1
         record = {"kind": kind, "signer": signer.hex(),
                   "height": self.height, "round": round,
                   "first": first.hex(), "second": second.hex(),
@@ -680,5 +683,6 @@ class BlockConsensus:
                 "block_hash": commit.block_hash.hex(),
                 "votes": len(commit.votes)},
             "evidence": len(self.evidence),
+            "offences": {k.hex(): n for k, n in self.offences.items()},
             "counters": dict(self.counters),
         }
