@@ -4,7 +4,9 @@ Prometheus metrics of one node (``GET /metrics`` on the RPC port).
 Each node has its own C{CollectorRegistry} (no process-global state, so
 tests can run several nodes in one process).  Gauges are read from the
 node's state at scrape time by a collector; the finality-latency histogram
-is fed as transactions finalize.
+is fed as transactions finalize, and the RPC-latency histogram by the RPC
+server as calls complete (L{NodeMetrics.observe_rpc}).  Peer, ban and sync
+series appear when the node has a P2P service (C{node.p2p}).
 """
 
 from __future__ import annotations
@@ -81,7 +83,10 @@ class _NodeCollector(Collector):
         yield GaugeMetricFamily("timecoin_uptime_seconds",
                                 "Seconds since the node started.",
                                 node.uptime())
-        sync = getattr(getattr(node, "p2p", None), "sync", None)
+        p2p = getattr(node, "p2p", None)
+        if p2p is not None:
+            yield from self._p2p(p2p)
+        sync = getattr(p2p, "sync", None)
         if sync is not None:
             current = sync.state
             state = GaugeMetricFamily(
@@ -100,6 +105,24 @@ class _NodeCollector(Collector):
                 "Blocks downloaded and connected by catch-up.",
                 sync.counters["sync-blocks"])
 
+    def _p2p(self, p2p: Any) -> Iterator[Any]:
+        """
+        Peers by direction and bans, from the node's P2P service.
+        """
+        peers = GaugeMetricFamily("timecoin_peers",
+                                  "Connected (handshaken) peers, by "
+                                  "direction.", labels=["direction"])
+        directions = [c.direction for c in p2p.manager.ready.values()]
+        for direction in ("inbound", "outbound"):
+            peers.add_metric([direction], directions.count(direction))
+        yield peers
+        yield GaugeMetricFamily("timecoin_peers_banned",
+                                "Peer identities banned now.",
+                                len(p2p.scores.bans()))
+        yield CounterMetricFamily("timecoin_bans",
+                                  "Bans imposed for misbehaviour.",
+                                  p2p.manager.counters["bans"])
+
 
 class NodeMetrics:
     """
@@ -115,6 +138,18 @@ class NodeMetrics:
             buckets=LATENCY_BUCKETS, registry=self.registry)
         node.finality.finalized.append(
             lambda _txid, seconds: self.finality_latency.observe(seconds))
+        self.rpc_latency = Histogram(
+            "timecoin_rpc_latency_seconds",
+            "Seconds to answer an RPC call, by method.",
+            labelnames=["method"], buckets=LATENCY_BUCKETS,
+            registry=self.registry)
+
+    def observe_rpc(self, method: str, seconds: float) -> None:
+        """
+        Record one call of the known RPC method C{method} that took
+        C{seconds} (unknown names are never passed: no label explosion).
+        """
+        self.rpc_latency.labels(method=method).observe(seconds)
 
     def render(self) -> bytes:
         """

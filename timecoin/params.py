@@ -8,6 +8,7 @@ ones, which must be the same on every node of a network.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -77,28 +78,40 @@ def min_fee(amount_sent: int) -> int:
     return MIN_FEE + -(-amount_sent // FEE_RATE_DIVISOR)
 
 
+_AMOUNT_TEXT = re.compile(
+    r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", re.ASCII)
+"""A plain decimal number: ASCII digits, optional fraction and exponent
+(no spaces, underscores or other scripts' digits, which C{Decimal} takes)."""
+_UNIT = Decimal("0.00000001")
+
+
 def parse_amount(value: object) -> int:
     """
     Parse a TIME amount (number or decimal string, at most 8 decimals) into
-    units.
+    units, exactly: no rounding, whatever the digits or the exponent.
 
-    @raise ValueError: on a negative, malformed or over-precise amount.
+    @raise ValueError: on a negative, malformed, over-precise or too large
+        amount.
     """
     if isinstance(value, bool):
         raise ValueError("amount must be a number")
+    text = str(value)
+    if not _AMOUNT_TEXT.fullmatch(text):
+        raise ValueError(f"invalid amount {text[:40]!r}")
     try:
-        dec = Decimal(str(value))
+        dec = Decimal(text)
     except InvalidOperation as e:
-        raise ValueError(f"invalid amount {value!r}") from e
-    if not dec.is_finite() or dec < 0:
-        raise ValueError(f"invalid amount {value!r}")
-    units = dec * COIN
-    if units != units.to_integral_value():
-        raise ValueError("amount has more than 8 decimal places")
-    result = int(units)
-    if result > MAX_MONEY:
+        raise ValueError(f"invalid amount {text[:40]!r}") from e
+    if dec < 0:
+        raise ValueError(f"invalid amount {text[:40]!r}")
+    # Comparisons are exact; the quantize below stays within the context's
+    # precision once the amount is bounded.
+    if dec > MAX_MONEY // COIN:
         raise ValueError("amount too large")
-    return result
+    whole = dec.quantize(_UNIT)
+    if whole != dec:
+        raise ValueError("amount has more than 8 decimal places")
+    return int(whole * COIN)
 
 
 def format_amount(units: int) -> Decimal:

@@ -11,7 +11,8 @@ C{"2.0"} request gets C{{"jsonrpc": "2.0", "result" | "error", "id"}} with
 HTTP 200, and a 2.0 notification (no C{id} member) gets no reply (HTTP
 204).  The C{id} is echoed whatever its JSON type.  A batch (array of up
 to L{MAX_BATCH} requests) runs its requests in order and answers an array
-(HTTP 200).  Params may be positional (array) or named (object).
+(HTTP 200).  Params may be positional (array) or named (object).  A body
+that is not JSON, or nests deeper than L{MAX_JSON_DEPTH}, is a parse error.
 
 Errors use the JSON-RPC codes (-32700 parse error, -32600 invalid request,
 -32601 method not found, -32602 invalid params, -32603 internal error,
@@ -54,6 +55,7 @@ import inspect
 import json
 import os
 import secrets
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from io import BytesIO
@@ -133,6 +135,10 @@ RPC_CLIENT_P2P_DISABLED = -31
 
 MAX_BATCH = 1_000
 """Most requests one batch may hold."""
+MAX_JSON_DEPTH = 128
+"""Deepest nesting of arrays and objects a request body may have; deeper
+is a parse error (Bitcoin Core's limit is 512: ours is lower so that an
+echoed C{id} always encodes within Python's recursion limit)."""
 MAX_WAIT_SECONDS = 3_600.0
 """Longest C{waitfortransaction} timeout accepted."""
 MEDIAN_TIME_SPAN = 11
@@ -1422,6 +1428,8 @@ class RPCServer:
     method registry.
 
     @ivar counters: requests, calls, errors and auth failures since start.
+    @ivar observe: called with C{(method, seconds)} as each call of a known
+        method completes, successful or not (the RPC-latency metric).
     """
 
     app = Klein()
@@ -1433,8 +1441,10 @@ class RPCServer:
                  metrics: Callable[[], bytes] | None = None,
                  health: Callable[[], tuple[bool, dict[str, Any]]]
                  | None = None,
-                 status: Callable[[], dict[str, Any]] | None = None) -> None:
+                 status: Callable[[], dict[str, Any]] | None = None,
+                 observe: Callable[[str, float], None] | None = None) -> None:
         self.metrics = metrics
+        self.observe = observe
         self.health = health
         self.status = status
         self.methods = methods
@@ -1604,8 +1614,13 @@ class RPCServer:
         try:
             payload = json.loads(body, parse_float=Decimal,
                                  parse_constant=_refuse_constant)
-        except (ValueError, RecursionError):
+        except (ValueError, RecursionError, ArithmeticError):
+            # ArithmeticError: decimal.InvalidOperation for a number whose
+            # exponent Decimal cannot hold (1e99999999999999999999).
             return 500, error_body(PARSE_ERROR, "Parse error")
+        if _too_deep(body, payload):
+            return 500, error_body(PARSE_ERROR, f"Parse error: nested "
+                                   f"deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(payload, list):
             if not payload:
                 return 400, error_body(INVALID_REQUEST, "Empty batch")
@@ -1649,8 +1664,8 @@ class RPCServer:
         except RPCError as e:
             self.counters["errors"] += 1
             log.debug("RPC {method} failed: {code} {message}",
-                      method=obj.get("method"), code=e.code,
-                      message=e.message)
+                      method=_loggable(obj.get("method")), code=e.code,
+                      message=_loggable(e.message))
             reply = _reply(version, request_id, error=(e.code, e.message))
         else:
             reply = _reply(version, request_id, result=result)
@@ -1683,6 +1698,7 @@ class RPCServer:
                            f"{e}") from None
         self.counters["calls"] += 1
         log.debug("RPC call {method}", method=method)
+        started = time.monotonic()
         try:
             result = yield defer.maybeDeferred(function, *bound.args,
                                                **bound.kwargs)
@@ -1700,7 +1716,43 @@ class RPCServer:
         except Exception:
             log.failure("RPC method {method} failed", method=method)
             raise RPCError(INTERNAL_ERROR, "Internal error") from None
+        finally:
+            if self.observe is not None:
+                self.observe(method, time.monotonic() - started)
         return result
+
+
+def _too_deep(body: bytes, payload: Any) -> bool:
+    """
+    Whether C{payload} (parsed from C{body}) nests arrays and objects
+    deeper than L{MAX_JSON_DEPTH}; walked level by level, without
+    recursion, and only when C{body} has enough brackets to be.
+    """
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH \
+            or not isinstance(payload, (list, dict)):
+        return False
+    level = [payload]
+    for _ in range(MAX_JSON_DEPTH):
+        inner: list[Any] = []
+        for value in level:
+            items = value.values() if isinstance(value, dict) else value
+            inner.extend(v for v in items if isinstance(v, (list, dict)))
+        if not inner:
+            return False
+        level = inner
+    return True
+
+
+def _loggable(text: Any) -> str:
+    """
+    A client-supplied value made safe for a log line: printable ASCII
+    (escapes for control characters, lone surrogates and the like, so
+    nothing can forge a line or break a UTF-8 log file), at most 200
+    characters.
+    """
+    if isinstance(text, str) and text.isascii() and text.isprintable():
+        return text[:200]
+    return ascii(text)[:200]
 
 
 def _refuse_constant(name: str) -> Any:
@@ -1823,7 +1875,8 @@ def build_rpc_site(node: Node, config: Config) -> server.Site:
                     config.rpc_max_body_bytes,
                     ready=lambda: bool(node.ready.called),
                     metrics=metrics.render, health=node.health,
-                    status=lambda: status_data(node, history))
+                    status=lambda: status_data(node, history),
+                    observe=metrics.observe_rpc)
     log.info("RPC cookie written to {path}", path=str(path))
     resource = AllowIPResource(rpc.app.resource(),
                                AllowList(config.rpc_allow_ip))

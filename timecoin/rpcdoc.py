@@ -33,6 +33,8 @@ bound to 127.0.0.1 unless `[rpc] bind` says otherwise.  Bitcoin-compatible:
   200; 1.0 errors are 400 (invalid request), 404 (unknown method) or 500.
 - Request bodies over `[rpc] max_body_bytes` (4,000,000) get HTTP 413 with a
   JSON error.
+- A body that is not JSON, or nests arrays and objects deeper than 128
+  levels, is a parse error (-32700, HTTP 500 as in Bitcoin Core).
 - Amounts are TIME decimals with 8 places (1 TIME = 100,000,000 units);
   hashes, txids and keys are lowercase hex.
 
