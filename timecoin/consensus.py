@@ -73,6 +73,12 @@ MAX_ROUND_AHEAD = 50
 MAX_BUFFERED = 2_000
 """Messages for the next height kept until we reach it."""
 MAX_EVIDENCE = 100
+MAX_CONFLICTING = 4
+"""Conflicting votes kept per equivocating voter, phase and round.  They
+count in the tally of the block they name (as they would at a node that
+saw only them): a prevote quorum for a block may include an
+equivocator's vote that this node saw second, and without it the quorum
+could never be verified here -- a stall the simulator found."""
 
 PROPOSE, STEP_PREVOTE, STEP_PRECOMMIT, WAITING = (
     "propose", "prevote", "precommit", "waiting")
@@ -262,6 +268,8 @@ class BlockConsensus:
         self._mine: list[Proposal | BlockVote] = []
         self._fired: set[tuple[str, int]] = set()
         self._valid_blocks: dict[bytes, bool] = {}
+        self.conflicting: dict[tuple[str, int],
+                               dict[bytes, dict[bytes, BlockVote]]] = {}
         self.last_round_started = self.clock.seconds()
         for timer in self._timers:
             if timer.active():
@@ -328,8 +336,12 @@ class BlockConsensus:
 
     def _schedule_height(self) -> None:
         due = self.chain.tip.header.timestamp / 1000.0 + self.block_time
-        self._later(max(0.0, due - self.clock.seconds()), self._start_round,
-                    self.height, 0)
+        # At most one block time from now: a node whose clock runs behind
+        # the tip's producer would otherwise start its rounds late and, as
+        # proposer, always miss the others' propose timeout (the
+        # simulator's clock skew found it).
+        delay = min(max(0.0, due - self.clock.seconds()), self.block_time)
+        self._later(delay, self._start_round, self.height, 0)
 
     def _block_connected(self, block: Block) -> None:
         if block.height + 1 <= self.height:
@@ -402,13 +414,26 @@ class BlockConsensus:
         of this height, every C{round_timeout}: peers that connected late
         or restarted (and so missed them) need them to join the round;
         peers that have them drop them as duplicates without relaying.
+
+        With a valid block (a prevote quorum seen for it), the prevotes of
+        that quorum go too: they justify re-proposing the block in a later
+        round, and a peer that restarted or joined after that round lacks
+        them, so it would prevote nil on the re-proposal while the nodes
+        locked on the block prevote nil on anything else -- a stall the
+        simulator found.
         """
         if not self.running:
             return
-        for message in self._mine:
-            if message.round >= self.round - 1:
-                for callback in list(self.outbox):
-                    callback(message)
+        resend: list[Proposal | BlockVote] = [
+            m for m in self._mine if m.round >= self.round - 1]
+        if self.valid is not None:
+            valid_round, block = self.valid
+            resend += [v for v in self._votes_for(PREVOTE, valid_round,
+                                                  block.hash)
+                       if v not in resend]
+        for message in resend:
+            for callback in list(self.outbox):
+                callback(message)
         self._heartbeat = self.clock.callLater(self.round_timeout,
                                                self._rebroadcast)
 
@@ -454,7 +479,7 @@ class BlockConsensus:
         else:
             reason = "unknown-message"
         self._count(reason or "accepted")
-        if reason is None:
+        if reason is None or reason == "equivocating-vote":
             self._evaluate()
         return reason
 
@@ -498,9 +523,15 @@ class BlockConsensus:
         if known is not None:
             if known.block_hash == v.block_hash:
                 return "duplicate"
+            extra = self.conflicting.setdefault(
+                (v.phase, v.round), {}).setdefault(v.voter, {})
+            if v.block_hash in extra:
+                return "duplicate"
             if vote_signature_ok(v, self.chain.network.name):
                 self._equivocation(v.phase, v.voter, v.round,
                                    known.block_hash, v.block_hash)
+                if len(extra) < MAX_CONFLICTING:
+                    extra[v.block_hash] = v
             return "equivocating-vote"
         if not vote_signature_ok(v, self.chain.network.name):
             return "bad-vote-signature"
@@ -533,7 +564,24 @@ class BlockConsensus:
         for voter, vote in self.votes.get((phase, round), {}).items():
             out[vote.block_hash] = out.get(vote.block_hash, 0) + \
                 weights.get(voter, 0)
+        for voter, extra in self.conflicting.get((phase, round), {}).items():
+            for block_hash in extra:
+                out[block_hash] = out.get(block_hash, 0) + \
+                    weights.get(voter, 0)
         return out
+
+    def _votes_for(self, phase: str, round: int,
+                   block_hash: bytes) -> list[BlockVote]:
+        """
+        Every signed vote of (phase, round) for C{block_hash}, conflicting
+        ones of equivocators included.
+        """
+        found = [v for v in self.votes.get((phase, round), {}).values()
+                 if v.block_hash == block_hash]
+        for extra in self.conflicting.get((phase, round), {}).values():
+            if block_hash in extra:
+                found.append(extra[block_hash])
+        return found
 
     def _quorum(self, weight: int) -> bool:
         _, total = self._weights()
@@ -640,8 +688,8 @@ class BlockConsensus:
 
     def _commit(self, block: Block, round: int) -> None:
         votes = tuple(sorted(
-            (Vote(v.voter, v.signature) for v in self.votes[
-                (PRECOMMIT, round)].values() if v.block_hash == block.hash),
+            (Vote(v.voter, v.signature)
+             for v in self._votes_for(PRECOMMIT, round, block.hash)),
             key=lambda v: v.voter))
         cert = CommitCertificate(block.height, round, block.hash, votes)
         self._committing = True

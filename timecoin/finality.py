@@ -465,7 +465,11 @@ class Finality:
             entry = self.mempool.add(tx, fee)
         entry.query_at = self.clock.seconds() + self.settings.query_after
         if previous is not None:
+            # Reopened: its peers saw it already, so announce it again (and
+            # ask for votes) at the next scan rather than after a while.
             entry.votes.update(previous[0].votes)
+            entry.query_at = self.clock.seconds()
+            self._next_scan = 0.0
         for accepted in list(self.tx_accepted):
             accepted(tx)
         self._timeouts[txid] = self.clock.callLater(
@@ -629,6 +633,7 @@ class Finality:
         reason = self._voter_problem(batch.voter, batch.height)
         if reason is not None:
             self.counters["votes_invalid"] += n
+            log.debug("vote batch dropped: {reason}", reason=reason)
             return BatchResult(reason)
         result = BatchResult()
         useful: list[int] = []
@@ -655,6 +660,7 @@ class Finality:
                 self.counters["vote_signature_checks"] += 1
                 if not tx_votes_ok(batch, self.network):
                     self.counters["votes_invalid"] += n
+                    log.debug("vote batch dropped: vote-bad-signature")
                     return BatchResult("vote-bad-signature")
                 self._remember_sig(key)
         votes = batch.votes(useful + orphans)
@@ -811,6 +817,13 @@ class Finality:
                      txid=txid.hex(), why=why)
 
     def _reject(self, txid: bytes, reason: str) -> None:
+        if self._queue.get(txid) == APPROVE:
+            # Our approval waits in the batch queue: sign it now, so that
+            # the release below sees it and protects the inputs.  Else the
+            # queued approval is signed after the rejection unlocked them
+            # and this node approves a conflicting spender too (two
+            # certificates for one output; the simulator found it).
+            self.flush_votes()
         entry = self.mempool.entries.get(txid) or \
             self.mempool.contenders.get(txid)
         if entry is None or entry.state != PENDING or \
@@ -976,21 +989,25 @@ class Finality:
                 break
             del self._late[txid]
 
-    def stalled(self) -> list[Transaction]:
+    def stalled(self, limit: int = 256) -> list[Transaction]:
         """
         Undecided transactions whose votes peers should be asked for (and
         which should be announced again): undecided C{query_after} seconds
         after admission (or the last query), at most C{max_queries} times
-        each.  Also forgets expired rejected transactions.
+        each, at most C{limit} per call (at most one call a second does
+        anything, so re-announcements stay within peers' rate limits).
+        Also forgets expired rejected transactions.
         """
         now = self.clock.seconds()
         if now < self._next_scan:
             return []
         self._next_scan = now + min(1.0, self.settings.query_after / 2)
         self._expire_late()
-        due = []
+        due: list[Transaction] = []
         for source in (self.mempool.entries, self.mempool.contenders):
             for txid, entry in source.items():
+                if len(due) >= limit:
+                    return due
                 if entry.state == PENDING and entry.query_at <= now and \
                         entry.queries < self.settings.max_queries and \
                         txid not in self._finalizing:

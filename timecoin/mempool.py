@@ -39,6 +39,9 @@ from twisted.logger import Logger
 
 from timecoin.block import Block
 from timecoin.chain import Chain, TxInvalid, check_transfer, verified_key
+from timecoin.masternodes import Masternode
+from timecoin.registration import KIND as REGISTER_KIND
+from timecoin.registration import Registration
 from timecoin.tx import OutPoint, Transaction, UtxoEntry
 
 log = Logger()
@@ -159,7 +162,9 @@ class Mempool:
 
     def check(self, tx: Transaction, allow_conflict: bool = False) -> int:
         """
-        Validate C{tx} for admission; return its fee.
+        Validate C{tx} for admission; return its fee.  A registration is
+        also checked against the registry and the registrations already in
+        the pool.
 
         @param allow_conflict: accept a spender of inputs locked by a
             pending transaction (as a contender, see L{add_contender}).
@@ -180,14 +185,43 @@ class Mempool:
             if self.contender_bytes + tx.size > \
                     self.limits.max_contender_bytes:
                 raise TxInvalid("too-many-conflicts", "byte limit")
-            return check_transfer(tx, self.chain.network,
-                                  self.unlocked_lookup, self.chain.verified)
-        if len(self.entries) >= self.limits.max_count:
-            raise TxInvalid("mempool-full", "count limit")
-        if self.total_bytes + tx.size > self.limits.max_bytes:
-            raise TxInvalid("mempool-full", "byte limit")
-        return check_transfer(tx, self.chain.network, self.lookup,
-                              self.chain.verified)
+            lookup = self.unlocked_lookup
+        else:
+            if len(self.entries) >= self.limits.max_count:
+                raise TxInvalid("mempool-full", "count limit")
+            if self.total_bytes + tx.size > self.limits.max_bytes:
+                raise TxInvalid("mempool-full", "byte limit")
+            lookup = self.lookup
+        fee = check_transfer(tx, self.chain.network, lookup,
+                             self.chain.verified)
+        if tx.kind == REGISTER_KIND:
+            self.chain.check_new_registration(
+                tx, lookup, self._pending_registrations())
+        return fee
+
+    def _pending_registrations(self) -> dict[bytes, Registration]:
+        """
+        The registrations held in the pool (pending or finalized), by
+        operator key: a second one of the same operator or collateral could
+        not go into a block with them.
+        """
+        found = {}
+        for entry in self.entries.values():
+            tx = entry.tx
+            if tx.kind != REGISTER_KIND:
+                continue
+            try:
+                pubkey = bytes.fromhex(tx.data["pubkey"])
+                collateral = OutPoint(
+                    bytes.fromhex(tx.data["collateral"]["txid"]),
+                    tx.data["collateral"]["vout"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            found[pubkey] = Registration(
+                Masternode(pubkey, tx.data.get("p2p_address", ""),
+                           tx.data.get("reward_address", ""), "free"),
+                collateral, 0)
+        return found
 
     def add(self, tx: Transaction, fee: int) -> Entry:
         """

@@ -81,6 +81,13 @@ MALICIOUS_VOTE_REASONS = frozenset({
 
 UNKNOWN_TX = "vote-unknown-or-decided-tx"
 
+MAX_VOTES_PER_REPLY = 500
+"""Votes sent in answer to one C{get_tx_votes}."""
+MAX_REANNOUNCE = 256
+"""Undecided transactions announced again (and queried) per second at
+most: 256 C{tx} and 4 C{get_tx_votes} a second stay well within a peer's
+rate limits (1000/s and 5/s)."""
+
 MALICIOUS_HEARTBEAT_REASONS = frozenset({"heartbeat-bad-signature"})
 """Heartbeat drops that score the sender: a forged signature.  Stale,
 far-future and non-masternode heartbeats cost nothing (replays, clock
@@ -193,7 +200,7 @@ class Gossip:
         """
         if not self.manager.ready:
             return
-        txs = self.node.finality.stalled()
+        txs = self.node.finality.stalled(MAX_REANNOUNCE)
         for tx in txs:
             self.counters["tx-reannounced"] += 1
             self.manager.broadcast(TxMsg(tx))
@@ -287,15 +294,22 @@ class Gossip:
     def votes_requested(self, conn: PeerProtocol, msg: GetTxVotes) -> None:
         """
         A peer asked for our votes on some transactions: send each vote we
-        hold on them as a C{tx_vote}.
+        hold on them as a C{tx_vote}, at most L{MAX_VOTES_PER_REPLY} per
+        request (a reply never floods the asker past its own limits).
         """
+        budget = [MAX_VOTES_PER_REPLY]
         for txid in msg.txids:
             d = self.node.finality.votes_for(txid)
-            d.addCallback(self._send_votes, conn)
+            d.addCallback(self._send_votes, conn, budget)
             d.addErrback(self._failed, "serving votes")
 
-    def _send_votes(self, votes: list[TxVote], conn: PeerProtocol) -> None:
+    def _send_votes(self, votes: list[TxVote], conn: PeerProtocol,
+                    budget: list[int]) -> None:
         for vote in votes:
+            if budget[0] <= 0:
+                self.counters["votes-served-capped"] += 1
+                return
+            budget[0] -= 1
             if conn.send(TxVoteMsg(vote)):
                 self.counters["votes-served"] += 1
 
@@ -363,12 +377,22 @@ class Gossip:
                 self.manager.broadcast(TxVoteMsg(vote))
 
     def _expire_orphans(self) -> None:
+        """
+        Drop orphan votes past their time to live, oldest first, stopping
+        at the first txid whose oldest vote is still young: the cost is the
+        expired votes, not the whole pool (it runs every
+        C{relay_interval} and for every orphan once the pool is full, so a
+        spammer filling it made each of its votes cost a full scan).  A
+        txid still holding young votes goes to the back, with them.
+        """
         limit = self.clock.seconds() - self.settings.orphan_ttl
-        for txid in list(self.orphans):
-            votes = self.orphans[txid]
+        orphans = self.orphans
+        while orphans:
+            txid, votes = next(iter(orphans.items()))
+            if votes[0][1] > limit:
+                break
             kept = [(v, at) for v, at in votes if at > limit]
             self._orphan_count -= len(votes) - len(kept)
+            del orphans[txid]
             if kept:
-                self.orphans[txid] = kept
-            else:
-                del self.orphans[txid]
+                orphans[txid] = kept

@@ -22,7 +22,7 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {
     "get_tip": (1.0, 5.0),
     "tx": (1000.0, 2000.0),
     "tx_vote": (4000.0, 8000.0),
-    "tx_votes": (200.0, 1000.0),
+    "tx_votes": (1000.0, 2000.0),
     "get_tx_votes": (5.0, 20.0),
     "block": (10.0, 50.0),
     "proposal": (10.0, 50.0),

@@ -138,6 +138,8 @@ class Batch:
 
     @ivar requests: peer key → whether that request was given up on (slow,
         or superseded once another reply filled the batch).
+    @ivar timers: peer key → the C{sync_request_timeout} call of that
+        request.
     @ivar tried: peers asked for it so far (others are preferred).
     @ivar entries: the blocks received, waiting to be connected.
     @ivar source: the connection that sent C{entries}.

@@ -256,11 +256,16 @@ class FakeNetwork:
                     moved = self._close_locally(link) or moved
                 elif self._pump(link):
                     moved = True
-            if not moved and not any(
-                    c.getTime() <= self.clock.seconds()
-                    for c in self.clock.getDelayedCalls()):
+            if not moved and not self._due():
                 return
         raise AssertionError("the network never went quiet")
+
+    def _due(self) -> bool:
+        """
+        Whether a delayed call of the clock is due now.
+        """
+        now = self.clock.seconds()
+        return any(c.getTime() <= now for c in self.clock.getDelayedCalls())
 
     def _pump(self, link: Link) -> bool:
         """
