@@ -24,7 +24,7 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {
     "tx_vote": (4000.0, 8000.0),
     "tx_votes": (1000.0, 2000.0),
     "get_tx_votes": (5.0, 20.0),
-    "block": (10.0, 50.0),
+    "block": (20.0, 1000.0),
     "proposal": (10.0, 50.0),
     "block_vote": (500.0, 2000.0),
     "heartbeat": (400.0, 2000.0),
