@@ -48,3 +48,14 @@ crash: $(BIN)/.installed
 bench-storage: $(BIN)/.installed
 	scripts/ensure-redis >/dev/null
 	$(BIN)/python benchmarks/storage_bench.py $(ARGS)
+
+# The load benchmark: a 4-node devnet of real processes driven with
+# pre-signed payments; ARGS sets --rate, --duration, --nodes and more (see
+# benchmarks/load_bench.py).  Its last line is one JSON object.  The
+# single-node ingest benchmark is bench-ingest.  See docs/performance.md.
+.PHONY: bench-ingest
+bench: $(BIN)/.installed
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python benchmarks/load_bench.py $(ARGS)
+
+bench-ingest: $(BIN)/.installed
+	$(BIN)/python benchmarks/ingest_bench.py $(ARGS)

@@ -16,12 +16,13 @@ import time
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from tests import crashwriter
 from tests.storecontract import ChainStoreContractMixin
 from timecoin.storage import SCHEMA_VERSION, StoreError
-from timecoin.storage.sqlite import SqliteStore
+from timecoin.storage.sqlite import GROUP_COMMIT_DELAY, SqliteStore
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -149,6 +150,70 @@ class SqliteStoreFileTests(unittest.TestCase):
         await self.assertFailure(store.put_meta("k", b"v"), StoreError)
         await self.assertFailure(
             store.apply_block(crashwriter.change(0)), StoreError)
+
+
+class SqliteGroupCommitTests(unittest.TestCase):
+    """
+    With a clock, finality-record writes commit together a short delay
+    after the first, in order, before any block write, read of records or
+    close.
+    """
+
+    def setUp(self) -> None:
+        directory = self.mktemp()
+        os.makedirs(directory)
+        self.file = os.path.join(directory, "chain.sqlite")
+        self.clock = Clock()
+        self.store = SqliteStore(self.file, self.clock)
+        self.addCleanup(self.store.close)
+        self.successResultOf(self.store.open())
+
+    def on_disk(self) -> dict[bytes, bytes]:
+        """
+        The records in the file, read through another connection.
+        """
+        with sqlite3.connect(self.file) as conn:
+            return {bytes(t): bytes(r) for t, r in conn.execute(
+                "SELECT txid, record FROM tx_records")}
+
+    def test_one_commit_per_turn(self) -> None:
+        """
+        Puts and deletes wait (their Deferreds unfired, nothing on disk)
+        until the group-commit delay passes; then all land in order and
+        all fire.
+        """
+        writes = [self.store.put_tx_record(b"a" * 32, b"1"),
+                  self.store.put_tx_record(b"b" * 32, b"2"),
+                  self.store.delete_tx_record(b"a" * 32),
+                  self.store.put_tx_record(b"b" * 32, b"3")]
+        for d in writes:
+            self.assertNoResult(d)
+        self.assertEqual(self.on_disk(), {})
+        self.clock.advance(GROUP_COMMIT_DELAY / 2)
+        self.assertNoResult(writes[0])
+        self.clock.advance(GROUP_COMMIT_DELAY / 2)
+        for d in writes:
+            self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(self.on_disk(), {b"b" * 32: b"3"})
+
+    def test_block_and_reads_flush_first(self) -> None:
+        """
+        A block write, a read of the records and close commit the queued
+        record writes first.
+        """
+        put = self.store.put_tx_record(b"a" * 32, b"1")
+        self.successResultOf(self.store.apply_block(crashwriter.change(0)))
+        self.successResultOf(put)
+        self.assertEqual(self.on_disk(), {b"a" * 32: b"1"})
+        put = self.store.put_tx_record(b"b" * 32, b"2")
+        self.assertEqual(
+            sorted(self.successResultOf(self.store.load_tx_records())),
+            [(b"a" * 32, b"1"), (b"b" * 32, b"2")])
+        self.successResultOf(put)
+        put = self.store.delete_tx_record(b"a" * 32)
+        self.successResultOf(self.store.close())
+        self.successResultOf(put)
+        self.assertEqual(self.on_disk(), {b"b" * 32: b"2"})
 
 
 class SqliteCrashTests(unittest.TestCase):

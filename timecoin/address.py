@@ -12,6 +12,11 @@ import base58
 from timecoin.encoding import sha256
 
 PREFIXES = ("TIME0", "TIME1")
+MAX_CACHED = 100_000
+"""Valid addresses whose payload L{decode_address} remembers: checking
+one costs a Base58 decode, a re-encode and two SHA-256 (more than the
+signature check of a payment, which has two or three addresses)."""
+_decoded: dict[str, bytes] = {}
 
 
 class AddressError(ValueError):
@@ -54,6 +59,12 @@ def decode_address(address: str, prefix: str | None = None) -> bytes:
     if not isinstance(address, str) or not 30 <= len(address) <= 45:
         raise AddressError("address has the wrong length")
     head, body = address[:5], address[5:]
+    known = _decoded.get(address)
+    if known is not None:
+        if prefix is not None and head != prefix:
+            raise AddressError(
+                f"address is for another network (want {prefix})")
+        return known
     if head not in PREFIXES:
         raise AddressError("address must start with TIME0 or TIME1")
     if prefix is not None and head != prefix:
@@ -69,6 +80,9 @@ def decode_address(address: str, prefix: str | None = None) -> bytes:
         raise AddressError("address checksum mismatch")
     if base58.b58encode(raw).decode("ascii") != body:
         raise AddressError("address is not canonical Base58")
+    if len(_decoded) >= MAX_CACHED:
+        _decoded.clear()
+    _decoded[address] = payload
     return payload
 
 

@@ -63,9 +63,11 @@ def find_genesis(config: Config) -> Path:
     raise GenesisError(f"no genesis file {name} found; pass --genesis")
 
 
-def open_store(config: Config) -> IChainStore:
+def open_store(config: Config,
+               clock: IReactorTime | None = None) -> IChainStore:
     """
-    The chain store the config names.
+    The chain store the config names (SQLite group-commits finality
+    records on C{clock}, if given).
     """
     if config.storage == "memory":
         from timecoin.storage.memory import MemoryStore
@@ -74,7 +76,7 @@ def open_store(config: Config) -> IChainStore:
         from timecoin.storage.redis import RedisStore
         return RedisStore(config.redis_url, config.network)
     from timecoin.storage.sqlite import SqliteStore
-    return SqliteStore(str(Path(config.datadir) / "chain.sqlite"))
+    return SqliteStore(str(Path(config.datadir) / "chain.sqlite"), clock)
 
 
 class Node(Service):
@@ -98,7 +100,8 @@ class Node(Service):
                              self.network.address_prefix)
         self.wallet.load()
         self.genesis = self._genesis()
-        self.store = store if store is not None else open_store(config)
+        self.store = store if store is not None else open_store(config,
+                                                                clock)
         policy = load_policy(config.policy, tuple(config.plugin_dirs))
         if config.quorum not in QUORUM_RULES:
             raise ValueError(f"unknown quorum rule {config.quorum!r}; "

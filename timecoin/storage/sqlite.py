@@ -12,6 +12,17 @@ C{fsync} of the write-ahead log on commit.  The only call that grows with
 the chain is L{SqliteStore.load_utxos}, which the node makes once at
 startup.
 
+Group commit: given a clock (the node passes its reactor), finality-record
+writes (C{put_tx_record}, C{delete_tx_record}) are queued and committed
+together, in order, in one transaction L{GROUP_COMMIT_DELAY} after the
+first of them: one C{fsync} for all instead of one each (0.7 ms each on
+the benchmark machine, two or three per transaction: at hundreds of
+transactions per second the node waited on the disk half of the time).
+Their Deferreds fire once that commit is durable, as before.  Pending
+record writes are committed first by C{apply_block}, C{revert_block}, the
+record reads and C{close}, so order is kept.  Without a clock every write
+commits at once.
+
 Durability: the database runs in WAL journal mode with
 C{synchronous=FULL}, so a commit is on disk before C{COMMIT} returns, and
 a write whose Deferred has fired survives SIGKILL and power loss.
@@ -38,6 +49,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -54,6 +66,9 @@ log = Logger()
 _T = TypeVar("_T")
 
 SCHEMA_VERSION_KEY = "schema_version"
+GROUP_COMMIT_DELAY = 0.005
+"""Seconds queued finality-record writes wait for company before their
+group commit (with a clock): at most this much is added to finality."""
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS schema (
@@ -92,9 +107,13 @@ class SqliteStore:
     one thread.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, clock: IReactorTime | None = None) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None
+        self._clock = clock
+        self._records: list[tuple[bytes, bytes | None]] = []
+        self._waiting: list[defer.Deferred[None]] = []
+        self._flush_call: IDelayedCall | None = None
 
     # -- plumbing ----------------------------------------------------------
 
@@ -206,6 +225,7 @@ class SqliteStore:
         """
         Close the connection; closing a closed store does nothing.
         """
+        self.flush_records()
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
@@ -283,6 +303,7 @@ class SqliteStore:
         """
         Fire with every stored C{(txid, record)}.
         """
+        self.flush_records()
         return self._read(lambda c: [
             (bytes(t), bytes(r))
             for t, r in c.execute("SELECT txid, record FROM tx_records")])
@@ -291,6 +312,7 @@ class SqliteStore:
         """
         Fire with the finality record of C{txid}, or C{None}.
         """
+        self.flush_records()
         return self._read(lambda c: _one(
             c, "SELECT record FROM tx_records WHERE txid = ?", txid))
 
@@ -309,6 +331,7 @@ class SqliteStore:
         Make C{change} the new tip in one transaction; fail with
         L{StoreError}, writing nothing, unless it extends the tip.
         """
+        self.flush_records()
         def body(c: sqlite3.Connection) -> None:
             tip = self._tip(c)
             if tip is None:
@@ -343,6 +366,7 @@ class SqliteStore:
         transaction; fail with L{StoreError}, writing nothing, unless it
         is the tip and not the genesis block.
         """
+        self.flush_records()
         def body(c: sqlite3.Connection) -> None:
             if self._tip(c) != (change.height, change.block_hash) or \
                     change.height == 0:
@@ -365,18 +389,50 @@ class SqliteStore:
 
     def put_tx_record(self, txid: bytes, record: bytes) -> defer.Deferred[None]:
         """
-        Durably store the finality record of C{txid}.
+        Durably store the finality record of C{txid} (with a clock, in the
+        next group commit).
         """
-        return self._write(lambda c: c.execute(
-            "INSERT OR REPLACE INTO tx_records (txid, record) VALUES (?, ?)",
-            (txid, record)))
+        return self._record(txid, record)
 
     def delete_tx_record(self, txid: bytes) -> defer.Deferred[None]:
         """
-        Delete the finality record of C{txid}, if any.
+        Delete the finality record of C{txid}, if any (with a clock, in the
+        next group commit).
         """
-        return self._write(lambda c: c.execute(
-            "DELETE FROM tx_records WHERE txid = ?", (txid,)))
+        return self._record(txid, None)
+
+    def _record(self, txid: bytes, record: bytes | None
+                ) -> defer.Deferred[None]:
+        if self._clock is None:
+            return self._write(lambda c: _record_ops(c, [(txid, record)]))
+        d: defer.Deferred[None] = defer.Deferred()
+        self._records.append((txid, record))
+        self._waiting.append(d)
+        if self._flush_call is None:
+            self._flush_call = self._clock.callLater(GROUP_COMMIT_DELAY,
+                                                     self.flush_records)
+        return d
+
+    def flush_records(self) -> None:
+        """
+        Commit the queued record writes in one transaction, in order, and
+        fire their Deferreds (all fail if the commit fails).
+        """
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        records, waiting = self._records, self._waiting
+        if not records:
+            return
+        self._records, self._waiting = [], []
+        outcome: list[Any] = []
+        self._write(lambda c: _record_ops(c, records)).addBoth(
+            outcome.append)
+        for d in waiting:
+            if outcome[0] is None:
+                d.callback(None)
+            else:
+                d.errback(outcome[0])
 
 
 def _one(conn: sqlite3.Connection, sql: str, arg: Any) -> bytes | None:
@@ -386,6 +442,20 @@ def _one(conn: sqlite3.Connection, sql: str, arg: Any) -> bytes | None:
     """
     row = conn.execute(sql, (arg,)).fetchone()
     return None if row is None else bytes(row[0])
+
+
+def _record_ops(conn: sqlite3.Connection,
+                records: list[tuple[bytes, bytes | None]]) -> None:
+    """
+    Store (or, for a C{None} record, delete) finality records in order,
+    inside the caller's transaction.
+    """
+    for txid, record in records:
+        if record is None:
+            conn.execute("DELETE FROM tx_records WHERE txid = ?", (txid,))
+        else:
+            conn.execute("INSERT OR REPLACE INTO tx_records (txid, record)"
+                         " VALUES (?, ?)", (txid, record))
 
 
 def _set_tip(conn: sqlite3.Connection, height: int, block_hash: bytes) -> None:
