@@ -476,6 +476,13 @@ class Finality:
             self.vote_timeout, self._timed_out, txid)
         if conflicted:
             self._decide(txid)
+        elif entry.state != PENDING or txid in self._finalizing:
+            # The announcement above replayed orphan votes that finalized
+            # it already: its finality record is written, and a pending
+            # record now would overwrite it, so that a restart brings it
+            # back pending and this node votes against its own finality
+            # (the simulator found it).
+            pass
         else:
             # Durable before this node signs approve: a restarted node
             # recovers the lock and never approves a conflicting spender.

@@ -121,12 +121,13 @@ WALLETS = 5
 COINS_PER_WALLET = 8
 COIN_VALUE = 100 * params.COIN
 
-GOSSIP = frozenset({b"tx", b"tx_vote", b"proposal", b"block_vote", b"block",
-                    b"heartbeat"})
-"""Message types the fault plan may drop, duplicate and reorder: gossip,
-whose delivery the protocol never relies on.  Every other line (hello,
-ping/pong, requests and responses, errors) keeps TCP's promises: delivered
-once, in order, possibly late."""
+GOSSIP = frozenset({b"tx", b"tx_vote", b"tx_votes", b"get_tx_votes",
+                    b"proposal", b"block_vote", b"block", b"heartbeat"})
+"""Message types the fault plan may drop, duplicate and reorder: gossip
+(and the vote query, which expects no reply), whose delivery the protocol
+never relies on.  Every other line (hello, ping/pong, requests and
+responses, errors) keeps TCP's promises: delivered once, in order,
+possibly late."""
 _TYPE = re.compile(rb'"type":"([a-z_]+)"')
 
 DECISIONS = frozenset({"rejected-by-vote", "vote-timeout",
@@ -620,7 +621,6 @@ class Adversary:
         self.bank: deque[Message] = deque(maxlen=300)
         self.twins: dict[tuple[int, int], bytes] = {}
         self._call: Any = None
-        self._original: Callable[[Any], None] | None = None
 
     def attach(self) -> None:
         """
@@ -629,7 +629,6 @@ class Adversary:
         node, service = self.host.node, self.host.service
         assert node is not None and service is not None
         cast = service.consensus.cast
-        self._original = cast
         outbox = node.consensus.outbox
         outbox[:] = [self.cast if cb == cast else cb for cb in outbox]
         self._schedule()
@@ -964,11 +963,13 @@ class Checker:
             return
         node = host.node
         node.finality.finalized.append(
-            lambda txid, _latency: self._finalized(host, txid))
+            lambda txid, _latency: self._finalized(host, node, txid))
 
-    def _finalized(self, host: SimNode, txid: bytes) -> None:
-        assert host.node is not None
-        entry = host.node.mempool.entries.get(txid)
+    def _finalized(self, host: SimNode, node: Node, txid: bytes) -> None:
+        if host.node is not node:
+            # A crashed node's leftover timers: its state died with it.
+            return
+        entry = node.mempool.entries.get(txid)
         if entry is None:
             return
         tx = entry.tx
@@ -1347,7 +1348,11 @@ class Simulation:
         @provider(ILogObserver)
         def observe(event: dict[str, Any]) -> None:
             if event.get("log_level") is LogLevel.critical:
-                self.checker.fail("critical-log", formatEvent(event))
+                text = formatEvent(event)
+                failure = event.get("log_failure")
+                if failure is not None:
+                    text += " " + failure.getTraceback()[-1500:]
+                self.checker.fail("critical-log", text)
 
         globalLogPublisher.addObserver(observe)
         try:
@@ -1568,6 +1573,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for result in results:
             totals["seeds"] += 1
+            if totals["seeds"] % 50 == 0 and len(jobs) > 50:
+                print(f"... {totals['seeds']}/{len(jobs)} seeds, "
+                      f"{len(failed)} failed, "
+                      f"{time.perf_counter() - began:.0f}s", file=sys.stderr,
+                      flush=True)
             totals["blocks"] += result.stats.get("committed", 0)
             totals["finalized"] += result.stats.get("finalized_txs", 0)
             totals["double_spends"] += result.stats.get(
