@@ -151,7 +151,7 @@ async def opened(case: unittest.TestCase, url: str, network: str = "testnet",
     """
     An opened L{RedisStore} on C{url}, closed at the cleanup of C{case}.
     """
-    store = RedisStore(url, network, **kwargs)
+    store = RedisStore(url, network, reactor, **kwargs)
     await store.open()
     case.addCleanup(store.close)
     return store
@@ -269,7 +269,7 @@ class RedisStoreTests(unittest.TestCase):
         """
         redis_server_binary()
         port = free_port()
-        store = RedisStore(f"redis://127.0.0.1:{port}/0", "testnet",
+        store = RedisStore(f"redis://127.0.0.1:{port}/0", "testnet", reactor,
                            connect_timeout=0.5, retry_initial_delay=0.1,
                            retry_max_delay=0.2)
         started = reactor.seconds()
@@ -286,7 +286,8 @@ class RedisStoreTests(unittest.TestCase):
         with L{StoreError}.
         """
         server = start_server(self)
-        store = RedisStore(server.url(999), "testnet", connect_timeout=5)
+        store = RedisStore(server.url(999), "testnet", reactor,
+                           connect_timeout=5)
         with self.assertRaises(StoreError) as caught:
             await store.open()
         self.assertIn("DB index is out of range", str(caught.exception))
@@ -297,7 +298,7 @@ class RedisStoreTests(unittest.TestCase):
         L{StoreError}; closing twice is harmless.
         """
         server = start_server(self)
-        store = RedisStore(server.url(), "testnet")
+        store = RedisStore(server.url(), "testnet", reactor)
         await self.assertFailure(store.tip(), StoreError)
         await self.assertFailure(store.put_meta("k", b"v"), StoreError)
         await store.open()
@@ -330,7 +331,7 @@ class RedisStoreTests(unittest.TestCase):
         server = start_server(self)
         conn = await raw_connection(self, server)
         await conn.execute_command("SET", b"timecoin:testnet:schema", b"99")
-        store = RedisStore(server.url(), "testnet")
+        store = RedisStore(server.url(), "testnet", reactor)
         with self.assertRaises(StoreError) as caught:
             await store.open()
         self.assertIn("schema version", str(caught.exception))
@@ -485,7 +486,7 @@ class RedisStoreTests(unittest.TestCase):
         """
         L{RedisStore} declares L{IChainStore} without connecting.
         """
-        store = RedisStore("redis://127.0.0.1:1/0", "testnet")
+        store = RedisStore("redis://127.0.0.1:1/0", "testnet", reactor)
         self.assertTrue(IChainStore.providedBy(store))
 
 
@@ -535,4 +536,4 @@ class ParseUrlTests(unittest.SynchronousTestCase):
         """
         for network in ("", "a:b", "a b", "x" * 65):
             self.assertRaises(ValueError, RedisStore,
-                              "redis://127.0.0.1/0", network)
+                              "redis://127.0.0.1/0", network, reactor)

@@ -63,18 +63,17 @@ def find_genesis(config: Config) -> Path:
     raise GenesisError(f"no genesis file {name} found; pass --genesis")
 
 
-def open_store(config: Config,
-               clock: IReactorTime | None = None) -> IChainStore:
+def open_store(config: Config, clock: IReactorTime) -> IChainStore:
     """
     The chain store the config names (SQLite group-commits finality
-    records on C{clock}, if given).
+    records on C{clock}; Redis connects through it, the reactor).
     """
     if config.storage == "memory":
         from timecoin.storage.memory import MemoryStore
         return MemoryStore()
     if config.storage == "redis":
         from timecoin.storage.redis import RedisStore
-        return RedisStore(config.redis_url, config.network)
+        return RedisStore(config.redis_url, config.network, clock)
     from timecoin.storage.sqlite import SqliteStore
     return SqliteStore(str(Path(config.datadir) / "chain.sqlite"), clock)
 

@@ -284,7 +284,7 @@ class RedisStore:
         reactor.
     """
 
-    def __init__(self, url: str, network: str, reactor: Any = None, *,
+    def __init__(self, url: str, network: str, reactor: Any, *,
                  connect_timeout: float = CONNECT_TIMEOUT,
                  reply_timeout: float = REPLY_TIMEOUT,
                  retry_initial_delay: float = RETRY_INITIAL_DELAY,
@@ -295,9 +295,6 @@ class RedisStore:
         self._host, self._port, self._db, self._username, self._password = \
             parse_url(url)
         self._where = f"{self._host}:{self._port}/{self._db}"
-        if reactor is None:
-            from twisted.internet import reactor as global_reactor
-            reactor = global_reactor
         self._reactor = reactor
         self._connect_timeout = connect_timeout
         self._reply_timeout = reply_timeout
