@@ -469,6 +469,8 @@ class Load:
                     continue
                 if index in payment.seen:
                     self.duplicates += 1
+                    print(f"txid {txid} finalized twice on node{index}",
+                          file=sys.stderr, flush=True)
                 else:
                     payment.seen[index] = now
             rest = self.poll - (time.monotonic() - began)
@@ -588,6 +590,9 @@ def measure(options: argparse.Namespace, net: Devnet, raw: float,
             twin = payments[p.twin]
             if p.seen and twin.seen:
                 double += 1
+                print(f"double spend finalized: {p.txid} on nodes "
+                      f"{sorted(p.seen)}, {twin.txid} on nodes "
+                      f"{sorted(twin.seen)}", file=sys.stderr)
             elif not p.seen and not twin.seen:
                 neither += 1
     everywhere = sum(1 for p in accepted if p.twin is None
@@ -606,6 +611,8 @@ def measure(options: argparse.Namespace, net: Devnet, raw: float,
         "finality_p99_ms": round(percentile(latencies, 0.99), 1),
         "finality_max_ms": round(max(latencies, default=float("nan")), 1),
         "lost": lost, "double_finalized": double + load.duplicates,
+        "double_finalized_pairs": double,
+        "finalized_twice_in_a_feed": load.duplicates,
         "refused": dict(load.errors),
         "finalized_on_every_node": round(everywhere / singles, 4)
         if singles else None,

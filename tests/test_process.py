@@ -132,8 +132,8 @@ class DevnetProcessTests(unittest.TestCase):
             while time.monotonic() < deadline:
                 try:
                     txid = node.call("sendtoaddress", to, 0.01)
-                    if node.call("gettransaction", txid)["state"] == \
-                            "finalized":
+                    if node.call("waitfortransaction", txid, 1)["state"] \
+                            == "finalized":
                         finalized.append(txid)
                 except RpcError:
                     pass

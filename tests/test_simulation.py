@@ -275,6 +275,30 @@ class FoundBugTests(unittest.TestCase):
         mine = h.mempool.entries[b.txid].votes[h.mn_key.public]
         self.assertEqual(mine.decision, REJECT)
 
+    def test_finalized_once_when_votes_flush_meanwhile(self) -> None:
+        """
+        A contender reaching the approval quorum rejects the locked spender
+        of its input, which signs this masternode's queued votes, its own
+        on the contender among them; that vote must not finalize the
+        contender a second time (it was reported finalized twice).
+        """
+        h = Harness(funds=[10 * params.COIN])
+        _wider(h, (5, 6, 7))
+        engine = _engine(h, FinalitySettings(batch_delay=0.5))
+        reported: list[bytes] = []
+        engine.finalized.append(lambda txid, _: reported.append(txid))
+        a = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
+        b = h.pay([h.funding()], [(addr(key(3)), 9 * params.COIN)])
+        result_of(engine.submit(a))
+        result_of(engine.submit(b))
+        for i in (5, 6, 7):
+            engine.receive_vote(sign_tx_vote(key(i), "devnet", b.txid,
+                                             APPROVE, 0))
+        h.clock.advance(1)
+        self.assertEqual(reported, [b.txid])
+        self.assertEqual(h.mempool.state_of(b.txid), FINALIZED)
+        self.assertEqual(h.mempool.rejected[a.txid], "conflict-finalized")
+
     def test_slow_clock_starts_rounds_in_time(self) -> None:
         """
         A masternode whose clock runs 10 s behind the tip's timestamp

@@ -618,6 +618,7 @@ class BlockConsensus:
                 if block is not None and self._block_valid(block):
                     self._commit(block, round)
                     return
+        self._learn_valid()
         # Round skip: more than a third of the weight is in a later round.
         later: dict[int, set[bytes]] = {}
         for (_, round), box in self.votes.items():
@@ -631,6 +632,28 @@ class BlockConsensus:
                 self._start_round(self.height, round)
                 return
         self._evaluate_round(self.round)
+
+    def _learn_valid(self) -> None:
+        """
+        Take as valid block the newest one of an earlier round that has a
+        prevote quorum here (its votes arrived late, or re-sent as a proof
+        of lock), so that this node, as proposer, re-proposes it.  Without
+        it, a node locked on that block waits for its own turn to propose,
+        as nothing else can gather its prevote -- rounds of growing
+        timeouts with seven masternodes, two of them Byzantine (the
+        simulator found it).  Safe: receivers check the quorum of the
+        proposal's valid round against their own locks.
+        """
+        floor = -1 if self.valid is None else self.valid[0]
+        for round in sorted({r for phase, r in self.votes
+                             if phase == PREVOTE and floor < r < self.round},
+                            reverse=True):
+            proposal = self.proposals.get(round)
+            if proposal is not None and self._quorum(self._tally(
+                    PREVOTE, round).get(proposal.block.hash, 0)) and \
+                    self._block_valid(proposal.block):
+                self.valid = (round, proposal.block)
+                return
 
     def _proposed_block(self, block_hash: bytes) -> Block | None:
         for proposal in self.proposals.values():

@@ -773,6 +773,11 @@ class Finality:
                for i in tx.inputs):
             self._impossible(txid, "an input is spent on chain")
             return
+        # Finalizing from here on: rejecting the holders below may sign
+        # queued votes, and one on this transaction would tally it again
+        # and finalize it a second time (reported twice; the load
+        # benchmark found it).
+        self._finalizing.add(txid)
         for holder in sorted(holders):
             # Our locked spender lost the vote: unlock it, adopt the winner.
             self._reject(holder, "conflict-finalized")

@@ -3,7 +3,8 @@ A deterministic simulator of a whole TIME Coin network in one process.
 
 N complete nodes (L{timecoin.node.Node} with its chain, mempool, finality
 and block consensus, and L{timecoin.p2p.service.P2PService} speaking the
-real line protocol) run on in-memory stores over one
+real line protocol) run on in-memory stores (committing finality
+records in groups, late, as SQLite does: L{GroupCommitStore}) over one
 L{SimNetwork} (the fake TCP of L{timecoin.p2p.testing} with per-link
 faults) and one clock (L{HeapClock}, a L{twisted.internet.task.Clock}
 that scales to thousands of timers).  Everything random comes
@@ -27,7 +28,8 @@ violation naming the seed, the nodes, heights and hashes:
 - C{fork}: no two different committed blocks at one height, across nodes
   and over time (a node's block at a height never changes).
 - C{finality}: no honest node rejects (by vote, timeout or conflict) a
-  transaction it finalized; once faults stop, every transaction finalized
+  transaction it finalized, or reports one finalized twice; once faults
+  stop, every transaction finalized
   on one honest node is final (finalized or in the chain) on every honest
   node, so none is finalized on one and rejected on another.  (A node may
   finalize a transaction it rejected earlier: late votes win over a
@@ -560,6 +562,87 @@ class FaultPlan:
         return lines
 
 
+# Storage ----------------------------------------------------------------
+
+
+class GroupCommitStore(MemoryStore):
+    """
+    A L{MemoryStore} whose finality-record writes wait for a group commit
+    C{delay} seconds after the first, as L{timecoin.storage.sqlite}'s do
+    under a real node: their Deferreds fire late, and a crash loses what
+    was not committed yet (L{lose_pending}).  Block writes, record reads
+    and C{close} commit what is queued first.
+    """
+
+    def __init__(self, clock: Clock, delay: float) -> None:
+        super().__init__()
+        self.clock = clock
+        self.delay = delay
+        self._queued: list[tuple[bytes, bytes | None,
+                                 defer.Deferred[None]]] = []
+        self._call: Any = None
+
+    def _queue(self, txid: bytes, record: bytes | None
+               ) -> defer.Deferred[None]:
+        d: defer.Deferred[None] = defer.Deferred()
+        self._queued.append((txid, record, d))
+        if self._call is None:
+            self._call = self.clock.callLater(self.delay, self.commit)
+        return d
+
+    def put_tx_record(self, txid: bytes, record: bytes) -> defer.Deferred[None]:
+        return self._queue(txid, record)
+
+    def delete_tx_record(self, txid: bytes) -> defer.Deferred[None]:
+        return self._queue(txid, None)
+
+    def commit(self) -> None:
+        """
+        Apply the queued record writes in order, then fire their Deferreds.
+        """
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        queued, self._queued = self._queued, []
+        for txid, record, _ in queued:
+            if record is None:
+                super().delete_tx_record(txid)
+            else:
+                super().put_tx_record(txid, record)
+        for _, _, d in queued:
+            d.callback(None)
+
+    def lose_pending(self) -> None:
+        """
+        The process died: queued writes never happen, their Deferreds never
+        fire.
+        """
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        self._queued = []
+
+    def apply_block(self, change: Any) -> defer.Deferred[None]:
+        self.commit()
+        return super().apply_block(change)
+
+    def revert_block(self, change: Any) -> defer.Deferred[None]:
+        self.commit()
+        return super().revert_block(change)
+
+    def get_tx_record(self, txid: bytes) -> defer.Deferred[bytes | None]:
+        self.commit()
+        return super().get_tx_record(txid)
+
+    def load_tx_records(self) -> defer.Deferred[list[tuple[bytes, bytes]]]:
+        self.commit()
+        return super().load_tx_records()
+
+    def close(self) -> defer.Deferred[None]:
+        self.commit()
+        return super().close()
+
+
 # Nodes ------------------------------------------------------------------
 
 
@@ -570,7 +653,8 @@ class SimNode:
     """
 
     def __init__(self, index: int, key: PrivateKey, ip: str, datadir: Path,
-                 offset: float, byzantine: bool) -> None:
+                 offset: float, byzantine: bool,
+                 store: MemoryStore | None = None) -> None:
         self.index = index
         self.key = key
         self.ip = ip
@@ -578,9 +662,11 @@ class SimNode:
         self.offset = offset
         self.byzantine = byzantine
         self.name = f"n{index}" + ("*" if byzantine else "")
-        self.store = MemoryStore()
+        self.store = store if store is not None else MemoryStore()
         self.node: Node | None = None
         self.service: P2PService | None = None
+        self.starting: Node | None = None
+        """A node started but not yet ready (its chain loading)."""
         self.starts = 0
 
     @property
@@ -939,6 +1025,9 @@ class Checker:
         self.node_finalized: dict[str, set[bytes]] = {}
         self.node_rejected: dict[str, dict[bytes, str]] = {}
         self.scanned: dict[str, int] = {}
+        self._reported: dict[int, set[bytes]] = {}
+        """Per node object (one process lifetime): txids it reported
+        finalized."""
         self._refusals: dict[str, int] = {}
 
     def fail(self, invariant: str, detail: str) -> None:
@@ -969,6 +1058,11 @@ class Checker:
         if host.node is not node:
             # A crashed node's leftover timers: its state died with it.
             return
+        once = self._reported.setdefault(id(node), set())
+        if txid in once:
+            self.fail("finality", f"{host.name} reported tx {_short(txid)} "
+                      "finalized twice")
+        once.add(txid)
         entry = node.mempool.entries.get(txid)
         if entry is None:
             return
@@ -1109,6 +1203,9 @@ class SimConfig:
     @ivar double_spends: fraction of payments that get a conflicting twin.
     @ivar faults: whether the fault plan injects network and crash faults
         (Byzantine nodes misbehave regardless).
+    @ivar group_commit: seconds finality records wait for their group
+        commit, as on SQLite (L{GroupCommitStore}); 0 for a plain memory
+        store whose writes are done at once.
     """
 
     seed: int = 0
@@ -1125,6 +1222,7 @@ class SimConfig:
     double_spends: float = 0.2
     faults: bool = True
     max_skew: float = 3.0
+    group_commit: float = 0.005
 
 
 @dataclass
@@ -1182,9 +1280,11 @@ class Simulation:
                           key.seed.hex().encode() + b"\n")
             write_private(datadir / "private" / "wallet.json",
                           json.dumps({"keys": [key.seed.hex()]}).encode())
+            store = GroupCommitStore(self.clock, config.group_commit) \
+                if config.group_commit else None
             self.nodes.append(SimNode(
                 i, key, f"10.0.0.{i + 1}", datadir, self.plan.skew[i],
-                i in self.plan.byzantine))
+                i in self.plan.byzantine, store))
         self.names = [n.name for n in self.nodes]
         self.genesis_path = workdir / "genesis.json"
         genesis = make_genesis(
@@ -1235,15 +1335,22 @@ class Simulation:
         if self.quorum is not None:
             node.chain.quorum = self.quorum
         node.startService()
-        if not node.ready.called:
-            self.checker.fail("restart", f"{host.name} did not start")
+        host.starting = node
+        node.ready.addCallbacks(
+            lambda _: self._ready(host, node, config, reactor),
+            lambda f: self.checker.fail(
+                "restart", f"{host.name} failed to start: "
+                f"{f.getErrorMessage()}"))
+
+    def _ready(self, host: SimNode, node: Node, config: Config,
+               reactor: Any) -> None:
+        """
+        The node of C{host} loaded its chain and records (at once on a
+        memory store, after a group commit otherwise): start its P2P.
+        """
+        if host.starting is not node:
             return
-        failed: list[Any] = []
-        node.ready.addErrback(failed.append)
-        if failed:
-            self.checker.fail("restart", f"{host.name} failed to start: "
-                              f"{failed[0].getErrorMessage()}")
-            return
+        host.starting = None
         settings = P2PSettings.from_config(
             config, initial_delay=1.0, max_delay=4.0, passive_wait=2.0,
             tip_interval=5.0)
@@ -1262,6 +1369,11 @@ class Simulation:
         Kill C{host}: connections reset, services stopped, memory lost;
         the store stays.
         """
+        if isinstance(host.store, GroupCommitStore):
+            host.store.lose_pending()
+        if host.starting is not None:
+            starting, host.starting = host.starting, None
+            starting.stopService()
         service, node = host.service, host.node
         if service is None or node is None:
             return
