@@ -23,7 +23,10 @@ pre-signed payments at a target rate; finality latency per transaction.
    payee) sent to another node at the same moment.
 5. One thread per node sends its share of the rate as JSON-RPC batches of
    C{sendrawtransaction} every C{--tick} seconds (catching up if a reply
-   was slow, so C{submitted_tps} is what the nodes accepted).  One thread
+   was slow, so C{submitted_tps} is what the nodes accepted).  A payment
+   a busy node refuses (-26 C{node-busy}, admission control) is sent
+   again in the next tick, ahead of new ones, and counted in
+   C{busy_refusals}, never as refused or lost.  One thread
    per node polls C{listfinalizedsince} (the node's finality feed) every
    C{--poll} seconds and stamps each txid when first seen there.
 6. After C{--warmup} seconds the measured window of C{--duration} seconds
@@ -38,7 +41,10 @@ C{lost} (accepted, not finalized on any node by the end of the drain;
 double-spend pairs apart: at most one side may finalize, and the network
 may reject both, counted as C{double_spend_pairs_both_rejected}),
 C{double_finalized} (pairs with both sides finalized anywhere, and txids
-finalized twice in one feed), C{cpu_per_node} (percent of one core, from
+finalized twice in one feed), C{refused} (errors by reason, busy
+refusals apart), C{busy_refusals} (sends refused as C{node-busy}, retried)
+and C{unsent_busy} (payments still refused busy when sending stopped),
+C{cpu_per_node} (percent of one core, from
 C{/proc/PID/stat}), the client's own CPU, C{raw_verify_per_s}, and the
 machine's 1-minute load average before the run (C{loadavg_before}: other
 work on the machine shares its cores).
@@ -93,6 +99,9 @@ MAX_BATCH = 200
 """Payments per JSON-RPC batch at most (a sender that fell behind catches
 up in several)."""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+BUSY_CODE = -26
+BUSY_REASON = "node-busy"
+"""A busy node's refusal: error code and reason (docs/rpc.md)."""
 
 
 def free_base_port(count: int) -> int:
@@ -177,6 +186,15 @@ class Rpc:
             return [{"error": error} for _ in params]
         by_id = {r["id"]: r for r in reply}
         return [by_id[i] for i in range(len(params))]
+
+
+def busy_refusal(error: dict[str, Any]) -> bool:
+    """
+    Whether an RPC error is a node's admission control refusing a payment
+    for now (-26 C{node-busy}): send it again later, it is not lost.
+    """
+    return error.get("code") == BUSY_CODE and \
+        str(error.get("message", "")).startswith(BUSY_REASON)
 
 
 @dataclass
@@ -397,30 +415,36 @@ class Load:
         self.lock = threading.Lock()
         self.errors: Counter[str] = Counter()
         self.duplicates = 0
+        self.busy_refusals = 0
+        self.unsent_busy = 0
         self.started = 0.0
         self._clients: dict[tuple[int, int], Rpc] = {}
 
     def sender(self, index: int) -> None:
         """
         Thread body: send node C{index}'s share of the groups at its rate.
+        Payments a node refuses as busy (L{busy_refusal}) go out again in
+        the next tick, ahead of new ones, until accepted or the window
+        ends: they are neither accepted nor errors.
         """
         rpc = self.net.rpc(index)
         mine = self.order[index::self.net.nodes]
         rate = self.rate / self.net.nodes
         sent = 0
-        while not self.stop_sending.is_set() and sent < len(mine):
+        retry: list[Payment] = []
+        while not self.stop_sending.is_set() and (sent < len(mine) or retry):
             due = min(len(mine), int(rate * (time.monotonic()
                                               - self.started)))
-            if due <= sent:
+            if due <= sent and not retry:
                 time.sleep(self.tick)
                 continue
-            due = min(due, sent + MAX_BATCH)
-            chunk = mine[sent:due]
+            due = max(sent, min(due, sent + MAX_BATCH - len(retry)))
+            chunk = retry + [p for group in mine[sent:due] for p in group]
             sent = due
+            retry = []
             by_node: dict[int, list[Payment]] = {}
-            for group in chunk:
-                for payment in group:
-                    by_node.setdefault(payment.node, []).append(payment)
+            for payment in chunk:
+                by_node.setdefault(payment.node, []).append(payment)
             for node, batch in sorted(by_node.items()):
                 client = rpc if node == index else self._client(node)
                 now = time.monotonic()
@@ -434,12 +458,22 @@ class Load:
                         self.errors[f"http:{type(e).__name__}"] += len(batch)
                     continue
                 for payment, reply in zip(batch, replies):
-                    if reply.get("error"):
-                        payment.error = str(reply["error"].get("message"))
+                    error = reply.get("error")
+                    if error and busy_refusal(error):
+                        retry.append(payment)
+                    elif error:
+                        payment.error = str(error.get("message"))
                         with self.lock:
                             self.errors[payment.error.split(":")[0]] += 1
                     else:
                         payment.accepted = True
+            if retry:
+                with self.lock:
+                    self.busy_refusals += len(retry)
+                # Busy: give the node a tick before sending them again.
+                time.sleep(self.tick)
+        with self.lock:
+            self.unsent_busy += len(retry)
 
     def _client(self, node: int) -> Rpc:
         key = (threading.get_ident(), node)
@@ -614,6 +648,8 @@ def measure(options: argparse.Namespace, net: Devnet, raw: float,
         "double_finalized_pairs": double,
         "finalized_twice_in_a_feed": load.duplicates,
         "refused": dict(load.errors),
+        "busy_refusals": load.busy_refusals,
+        "unsent_busy": load.unsent_busy,
         "finalized_on_every_node": round(everywhere / singles, 4)
         if singles else None,
         "double_spend_pairs": sum(1 for p in payments

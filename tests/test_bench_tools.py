@@ -6,16 +6,25 @@ What the load benchmark relies on: the node's finality feed
 from __future__ import annotations
 
 import random
+import time
 from collections import deque
+from typing import Any
 
 from twisted.trial import unittest
 
-from benchmarks.load_bench import percentile, sign_payments
+from benchmarks.load_bench import (
+    Load,
+    Payment,
+    busy_refusal,
+    percentile,
+    sign_payments,
+)
 from tests.helpers import key
 from tests.test_rpc import RPCTestBase
+from tests.test_rpc_admission import BusyNodeBase
 from timecoin import params
 from timecoin.rpc import RPCMethods
-from timecoin.tx import OutPoint
+from timecoin.tx import OutPoint, Transaction
 
 
 class FinalizedFeedTests(RPCTestBase):
@@ -97,3 +106,89 @@ class BookkeepingTests(unittest.TestCase):
         self.assertEqual(percentile(values, 0.5), 50.0)
         self.assertEqual(percentile(values, 0.99), 99.0)
         self.assertEqual(percentile([3.0], 0.99), 3.0)
+
+
+class BusyNode:
+    """
+    A stand-in for one node's RPC client: refuses the first C{busy}
+    sendrawtransaction calls as a busy node does (C{replies} from a real
+    busy node), accepts the rest.
+    """
+
+    def __init__(self, busy: int, refusal: dict[str, Any]) -> None:
+        self.busy = busy
+        self.refusal = refusal
+        self.batches: list[list[str]] = []
+
+    def batch(self, method: str, params: list[list[Any]]) -> list[Any]:
+        assert method == "sendrawtransaction"
+        self.batches.append([p[0] for p in params])
+        replies = []
+        for p in params:
+            if self.busy:
+                self.busy -= 1
+                replies.append({"error": self.refusal})
+            else:
+                replies.append({"result": p[0]})
+        return replies
+
+
+class OneNodeNet:
+    """
+    The devnet as L{Load} sees it: one node, its client.
+    """
+
+    nodes = 1
+
+    def __init__(self, client: BusyNode) -> None:
+        self.client = client
+
+    def rpc(self, index: int) -> BusyNode:
+        return self.client
+
+
+class BusyRetryTests(BusyNodeBase):
+    """
+    The load benchmark's sender retries what a busy node refuses.
+    """
+
+    def refusal(self) -> dict[str, Any]:
+        """
+        The error object a busy node really answers.
+        """
+        self.fill()
+        _, reply = self.post({"jsonrpc": "2.0", "id": 1,
+                              "method": "sendrawtransaction",
+                              "params": ["zz"]})
+        return dict(reply["error"])
+
+    def test_recognized(self) -> None:
+        """
+        A busy node's refusal is recognized as such; other refusals, even
+        with the same code, are not.
+        """
+        self.assertTrue(busy_refusal(self.refusal()))
+        self.assertFalse(busy_refusal({"code": -26,
+                                       "message": "double-spend: x"}))
+        self.assertFalse(busy_refusal({"code": -22,
+                                       "message": "node-busy"}))
+
+    def test_sender_retries(self) -> None:
+        """
+        Payments refused busy are sent again in a later batch, first,
+        until accepted: all end accepted, none counted as an error, the
+        refusals counted apart.
+        """
+        client = BusyNode(3, self.refusal())
+        payments = [Payment(Transaction((), ()), 0, raw=f"tx{n}")
+                    for n in range(5)]
+        load = Load(OneNodeNet(client), payments, rate=1e6,  # type: ignore[arg-type]
+                    tick=0.001, poll=0.001)
+        load.started = time.monotonic() - 10
+        load.sender(0)
+        self.assertTrue(all(p.accepted for p in payments))
+        self.assertEqual(dict(load.errors), {})
+        self.assertEqual(load.busy_refusals, 3)
+        self.assertEqual(load.unsent_busy, 0)
+        self.assertEqual(client.batches, [["tx0", "tx1", "tx2", "tx3", "tx4"],
+                                          ["tx0", "tx1", "tx2"]])

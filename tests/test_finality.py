@@ -14,18 +14,20 @@ from twisted.trial import unittest
 from tests.helpers import DEVNET, Harness, addr, key, result_of
 from timecoin import params
 from timecoin.chain import TxInvalid
-from timecoin.encoding import decode
+from timecoin.encoding import canonical, decode
 from timecoin.finality import (
     APPROVE,
     REJECT,
     Finality,
     TxVote,
     sign_tx_vote,
+    sign_tx_votes,
     tx_vote_ok,
 )
 from timecoin.masternodes import Masternode, make_snapshot
 from timecoin.mempool import FINALIZED, PENDING, REJECTED, MempoolLimits
 from timecoin.quorum import CountQuorum, TierWeightedQuorum, approval_threshold
+from timecoin.registration import Registration
 from timecoin.tx import OutPoint
 from timecoin.wallet import Wallet, WalletError
 
@@ -303,6 +305,70 @@ class VoteTests(unittest.TestCase):
         self.assertEqual(again.mempool.state_of(tx.txid), FINALIZED)
         block = again.next_block()
         self.assertIn(tx.txid, [t.txid for t in block.txs])
+
+
+class RecordTests(unittest.TestCase):
+    """
+    Finality records, spliced from kept encodings, and the cached
+    snapshot weights.
+    """
+
+    def test_records_are_canonical(self) -> None:
+        """
+        The pending, finalized and archived records are exactly the
+        canonical encodings of their objects (they are spliced together
+        from the transaction's and the votes' own encodings).
+        """
+        h = Harness()
+        observer = finality(h, masternode=False)
+        tx = h.pay([h.funding()], [(addr(key(2)), 999 * params.COIN)])
+        result_of(observer.submit(tx))
+        pending = result_of(h.store.get_tx_record(tx.txid))
+        self.assertEqual(canonical(decode(pending)), pending)
+        self.assertEqual(decode(pending)["state"], PENDING)
+        vote = sign_tx_votes(h.mn_key, "devnet", 0, [
+            (tx.txid, APPROVE), (b"\x01" * 32, REJECT),
+            (b"\xff" * 32, APPROVE)]).votes([1])[0]
+        self.assertEqual(vote.txid, tx.txid)
+        self.assertEqual(vote.encode(), canonical(vote.to_obj()))
+        self.assertIsNone(observer.receive_vote(vote))
+        final = result_of(h.store.get_tx_record(tx.txid))
+        self.assertEqual(canonical(decode(final)), final)
+        self.assertEqual(decode(final)["votes"], [vote.to_obj()])
+        self.assertEqual(decode(final)["tx"], tx.to_obj())
+        h.next_block()
+        archived = result_of(h.store.get_tx_record(tx.txid))
+        self.assertEqual(canonical(decode(archived)), archived)
+        self.assertEqual(decode(archived)["state"], "archived")
+        alone = sign_tx_vote(h.mn_key, "devnet", tx.txid, REJECT, 3)
+        self.assertEqual(alone.encode(), canonical(alone.to_obj()))
+
+    def test_snapshot_cache_follows_registry_and_tip(self) -> None:
+        """
+        The cached members and weights are rebuilt when the registry
+        changes or the tip moves (a block connected or reverted): a
+        masternode registered since is counted, and a vote from it is no
+        longer refused as not a masternode.
+        """
+        h = Harness()
+        engine = finality(h, masternode=False)
+        tx = h.pay([h.funding()], [(addr(key(2)), 999 * params.COIN)])
+        result_of(engine.submit(tx))
+        newcomer = sign_tx_vote(key(7), "devnet", tx.txid, REJECT, 0)
+        self.assertEqual(engine.receive_vote(newcomer), "vote-not-masternode")
+        self.assertEqual(engine._voters()[1], 1)
+        h.chain.registry[key(7).public] = Registration(
+            Masternode(key(7).public, "x:1", addr(key(7)), "free"),
+            OutPoint(b"\x07" * 32, 0), 0)
+        self.assertEqual(engine._voters()[1], 2)
+        self.assertIsNone(engine.receive_vote(newcomer))
+        del h.chain.registry[key(7).public]
+        h.next_block()
+        self.assertEqual(engine._voters()[1], 1)
+        self.assertIs(engine._members_key[0], h.chain.tip)
+        result_of(h.chain.disconnect_tip())
+        engine._voters()
+        self.assertIs(engine._members_key[0], h.chain.tip)
 
 
 class WalletTests(unittest.TestCase):

@@ -38,6 +38,7 @@ from timecoin.p2p.messages import (
     Pong,
     Tip,
     TxMsg,
+    TxsMsg,
     TxVoteMsg,
     TxVotesMsg,
     blocks_reply,
@@ -114,6 +115,12 @@ def golden() -> list[tuple[Message, str]]:
          + '","signature":"' + "33" * 64 + '","txid":"' + "11" * 32
          + '","vout":0}],"kind":"transfer","lock_time":0,"outputs":'
          '[{"address":"TIME0addr","value":5000}],"version":1},"type":"tx"}'),
+        (TxsMsg.of([tx]),
+         '{"txs":[["' + tx.txid.hex() + '",{"data":{},"inputs":[{"pubkey":"'
+         + "22" * 32 + '","signature":"' + "33" * 64 + '","txid":"'
+         + "11" * 32 + '","vout":0}],"kind":"transfer","lock_time":0,'
+         '"outputs":[{"address":"TIME0addr","value":5000}],"version":1}]],'
+         '"type":"txs"}'),
         (TxVoteMsg(vote),
          '{"type":"tx_vote","vote":{"decision":"approve","height":7,'
          '"signature":"' + "66" * 64 + '","txid":"' + "44" * 32
@@ -247,6 +254,12 @@ class ParseErrorTests(unittest.TestCase):
                      + b'","decisions":[]}}',
                      b'{"type":"get_tx_votes","txids":["00"]}',
                      b'{"type":"block","block":{},"commit":null}',
+                     b'{"type":"txs","txs":[["00",{}]]}',
+                     b'{"type":"txs","txs":[5]}',
+                     b'{"type":"txs","txs":[["' + b"44" * 32 + b'",5]]}',
+                     b'{"type":"txs","txs":[["' + b"44" * 32 + b'",{}]'
+                     + (b',["' + b"44" * 32 + b'",{}]') * 1024 + b"]}",
+                     b'{"type":"txs"}',
                      b'{"type":"blocks","id":1,"blocks":[5]}']:
             with self.subTest(line[:40]):
                 self.assertReason(line, "bad-message")
@@ -330,13 +343,16 @@ class SizeTests(unittest.TestCase):
 
     def test_oversized_block_refused(self) -> None:
         """
-        A block over the block size limit is refused when parsed.
+        A block over the block size limit is refused when its announcement
+        is unpacked (its header alone is parsed at once).
         """
         block, commit = self.maximal_entry(1)
         tx = block.txs[0]
         bigger = Block(block.header, block.signature, (Transaction(
             (), tx.outputs, "coinbase", {"pad": tx.data["pad"] + "x"}),),
             None)
-        e = self.assertRaises(MessageError, parse_line,
-                              BlockMsg(bigger, commit).encode())
+        announced = parse_line(BlockMsg(bigger, commit).encode())
+        assert isinstance(announced, BlockMsg)
+        self.assertEqual(announced.header.hash, bigger.hash)
+        e = self.assertRaises(MessageError, announced.unpack)
         self.assertEqual(e.reason, "bad-message")

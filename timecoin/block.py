@@ -27,6 +27,7 @@ from timecoin.encoding import (
 )
 from timecoin.keys import PrivateKey, verify
 from timecoin.tx import Transaction
+from timecoin.txcache import parse_tx
 
 BLOCK_VERSION = 1
 BLOCK_SIG_DOMAIN = b"TIMECOIN/block"
@@ -244,7 +245,10 @@ class Block:
     @classmethod
     def from_obj(cls, obj: Any) -> Block:
         need_dict(obj, "block", {"header", "signature", "txs", "commit"})
-        txs = tuple(Transaction.from_obj(t) for t in need_list(
+        # Most transactions of a block were parsed here before (gossip,
+        # the proposal): the cache returns those objects, txid and
+        # encoding included.
+        txs = tuple(parse_tx(t) for t in need_list(
             obj["txs"], "txs", MAX_BLOCK_TXS))
         commit = None if obj["commit"] is None else \
             CommitCertificate.from_obj(obj["commit"])

@@ -71,6 +71,7 @@ class Config:
     rpc_max_body_bytes: int = 4_000_000
     rpc_auth: list[str] = field(default_factory=list)
     rpc_allow_ip: list[str] = field(default_factory=list)
+    rpc_max_undecided: int = 4_000
     storage: str = "sqlite"
     redis_url: str = "redis://127.0.0.1:6379/0"
     block_time: float = 0.0
@@ -120,6 +121,8 @@ class Config:
             raise ConfigError(
                 f"storage must be sqlite, memory or redis, not "
                 f"{self.storage!r}")
+        if self.rpc_max_undecided < 0:
+            raise ConfigError("rpc_max_undecided must not be negative")
         for name in ("p2p_port", "rpc_port"):
             if not 0 < getattr(self, name) < 65536:
                 raise ConfigError(f"{name} out of range")

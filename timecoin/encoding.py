@@ -37,13 +37,25 @@ def canonical(obj: Any) -> bytes:
     ).encode("ascii")
 
 
+_DECODER = json.JSONDecoder(parse_float=_reject_float,
+                            parse_constant=_reject_float)
+"""The one float-refusing decoder: C{json.loads} with hooks would build a
+new C{JSONDecoder} (and scanner) for every call."""
+
+
 def decode(data: bytes | str) -> Any:
     """
-    Parse canonical JSON; floats and NaN are refused.
+    Parse canonical JSON; floats and NaN are refused.  Same input rules
+    and errors as C{json.loads} (bytes in any of its detected encodings;
+    a UTF-8 byte-order mark in text is refused).
     """
     try:
-        return json.loads(data, parse_float=_reject_float,
-                          parse_constant=_reject_float)
+        if not isinstance(data, str):
+            data = data.decode(json.detect_encoding(data), "surrogatepass")
+        if data.startswith("\ufeff"):
+            raise json.JSONDecodeError(
+                "Unexpected UTF-8 BOM (decode using utf-8-sig)", data, 0)
+        return _DECODER.decode(data)
     except (ValueError, UnicodeDecodeError) as e:
         if isinstance(e, EncodingError):
             raise

@@ -43,7 +43,7 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from timecoin.chain import Chain, TxInvalid
 from timecoin.encoding import (
@@ -57,8 +57,10 @@ from timecoin.encoding import (
     unhex,
 )
 from timecoin.keys import PrivateKey, verify
+from timecoin.logs import RateLimitedLog
 from timecoin.mempool import FINALIZED, PENDING, REJECTED, Entry, Mempool
 from timecoin.tx import OutPoint, Transaction
+from timecoin.txcache import CACHE as TX_CACHE
 
 log = Logger()
 
@@ -78,6 +80,9 @@ RELEASED = "released"
 UNKNOWN_TX = "vote-unknown-or-decided-tx"
 LATE_REASONS = frozenset({"rejected-by-vote", "vote-timeout"})
 """Rejections a late approval certificate may still override."""
+LOG_INTERVAL = 10.0
+"""Seconds between two log lines of one kind of refusal or rejection (each
+is counted; the line says how many were not logged)."""
 
 
 # Merkle trees of votes ------------------------------------------------------
@@ -173,6 +178,29 @@ class TxVote:
         return root_from_branch(vote_leaf(self.txid, self.decision),
                                 self.index, self.branch)
 
+    def encode(self) -> bytes:
+        """
+        C{canonical(self.to_obj())}, written by hand (a certificate's
+        votes are encoded into every finality record) and kept.
+        """
+        cached = self.__dict__.get("_raw")
+        if cached is None:
+            if type(self.height) is int and type(self.index) is int and \
+                    self.decision in DECISIONS:
+                head = '{"branch":["' + '","'.join(
+                    h.hex() for h in self.branch) + '"],' \
+                    if self.branch else "{"
+                index = f',"index":{self.index}' if self.branch else ""
+                cached = (
+                    f'{head}"decision":"{self.decision}","height":'
+                    f'{self.height}{index},"signature":"'
+                    f'{self.signature.hex()}","txid":"{self.txid.hex()}",'
+                    f'"voter":"{self.voter.hex()}"}}').encode("ascii")
+            else:
+                cached = canonical(self.to_obj())
+            object.__setattr__(self, "_raw", cached)
+        return cached
+
     def to_obj(self) -> dict[str, Any]:
         obj: dict[str, Any] = {
             "txid": self.txid.hex(), "decision": self.decision,
@@ -221,22 +249,42 @@ class TxVoteBatch:
         """
         return [vote_leaf(txid, d) for txid, d in self.decisions]
 
+    def levels(self) -> list[list[bytes]]:
+        """
+        The Merkle tree of the decisions (computed once, then kept).
+        """
+        cached = self.__dict__.get("_levels")
+        if cached is None:
+            cached = merkle_levels(self.leaves())
+            object.__setattr__(self, "_levels", cached)
+        return cached
+
     def root(self) -> bytes:
         """
         The Merkle root the signature covers.
         """
-        return merkle_levels(self.leaves())[-1][0]
+        return self.levels()[-1][0]
 
     def votes(self, indices: Iterable[int] | None = None) -> list[TxVote]:
         """
         The single votes (with branches) of the decisions at C{indices}
         (default all).
         """
-        levels = merkle_levels(self.leaves())
-        chosen = range(len(self.decisions)) if indices is None else indices
-        return [TxVote(self.decisions[i][0], self.decisions[i][1],
-                       self.height, self.voter, self.signature, i,
-                       merkle_branch(levels, i)) for i in chosen]
+        levels = self.levels()
+        decisions, height = self.decisions, self.height
+        voter, signature = self.voter, self.signature
+        chosen = range(len(decisions)) if indices is None else indices
+        votes = []
+        for i in chosen:
+            # The generated __init__ sets each field through
+            # object.__setattr__; this sets the same fields at once.
+            vote = _new(TxVote)
+            vote.__dict__.update(
+                txid=decisions[i][0], decision=decisions[i][1],
+                height=height, voter=voter, signature=signature, index=i,
+                branch=merkle_branch(levels, i))
+            votes.append(vote)
+        return votes
 
     def to_obj(self) -> dict[str, Any]:
         return {"voter": self.voter.hex(), "height": self.height,
@@ -263,6 +311,9 @@ class TxVoteBatch:
         return cls(unhex(obj["voter"], 32, "voter"),
                    need_int(obj["height"], "height"), tuple(decisions),
                    unhex(obj["signature"], 64, "signature"))
+
+
+_new = object.__new__
 
 
 def sign_tx_votes(key: PrivateKey, network: str, height: int,
@@ -420,6 +471,10 @@ class Finality:
         self._certs: OrderedDict[bytes, int] = OrderedDict()
         self._good_sigs: OrderedDict[bytes, None] = OrderedDict()
         self._next_scan = 0.0
+        self._ratelog = RateLimitedLog(log, clock, LOG_INTERVAL)
+        self._members_key: tuple[object, object, int] | None = None
+        self._members: dict[bytes, int] = {}
+        self._total = 0
         self.equivocations: OrderedDict[bytes, tuple[TxVote, TxVote]] = \
             OrderedDict()
         self.vote_cast: list[Callable[[TxVoteBatch], None]] = []
@@ -455,14 +510,19 @@ class Finality:
                 self._late[txid] = previous
             if e.reason != "already-known":
                 self.mempool.refuse(txid, e.reason)
-            log.info("tx {txid} refused: {reason} {detail}",
-                     txid=txid.hex(), reason=e.reason, detail=e.detail)
+            self.counters["refused"] += 1
+            self._ratelog.emit(("refused", e.reason), LogLevel.info,
+                               "tx {txid} refused: {reason} {detail}",
+                               txid=txid.hex(), reason=e.reason,
+                               detail=e.detail)
             return defer.fail(e)
         conflicted = bool(self.mempool.holders(tx))
         if conflicted:
             entry = self.mempool.add_contender(tx, fee)
         else:
             entry = self.mempool.add(tx, fee)
+        # The proposal and the blocks that carry it will find it parsed.
+        TX_CACHE.remember(tx)
         entry.query_at = self.clock.seconds() + self.settings.query_after
         if previous is not None:
             # Reopened: its peers saw it already, so announce it again (and
@@ -496,19 +556,40 @@ class Finality:
 
     @staticmethod
     def _pending_record(entry: Entry) -> bytes:
-        return canonical({"state": PENDING, "seq": entry.seq,
-                          "tx": entry.tx.to_obj()})
+        """
+        C{canonical({"state": "pending", "seq": .., "tx": ..})}, with the
+        transaction's own encoding spliced in.
+        """
+        return b'{"seq":%d,"state":"pending","tx":%b}' % (
+            entry.seq, entry.tx.encode())
 
     def _store_failed(self, failure: Any, what: str, txid: bytes) -> None:
         self.counters["store_errors"] += 1
         log.failure("could not store the {what} of {txid}", failure,
                     what=what, txid=txid.hex())
 
+    def _voters(self) -> tuple[dict[bytes, int], int]:
+        """
+        The weight of each member of the next height's snapshot, and their
+        total, rebuilt only when the tip or the registry changes (a block
+        connected or reverted, the chain loaded).
+        """
+        chain = self.chain
+        key = (chain.tip, chain.registry, len(chain.registry))
+        cached = self._members_key
+        if cached is None or cached[0] is not key[0] or \
+                cached[1] is not key[1] or cached[2] != key[2]:
+            snapshot = chain.snapshot_for(chain.height + 1)
+            self._members = {m.pubkey: chain.quorum.weight(m)
+                             for m in snapshot}
+            self._total = chain.total_weight(snapshot)
+            self._members_key = key
+        return self._members, self._total
+
     def _is_masternode(self) -> bool:
         if self.key is None or not self.synced():
             return False
-        snapshot = self.chain.snapshot_for(self.chain.height + 1)
-        return any(m.pubkey == self.key.public for m in snapshot)
+        return self.key.public in self._voters()[0]
 
     def _subject(self, txid: bytes) -> Entry | None:
         """
@@ -556,10 +637,9 @@ class Finality:
         if entry is None or self.key is None:
             return False
         approve, reject, total, members = self._weights(entry.votes)
-        me = members.get(self.key.public)
-        if me is None:
+        mine = members.get(self.key.public)
+        if mine is None:
             return False
-        mine = self.chain.quorum.weight(me)
         if decision == APPROVE:
             return self.chain.quorum.approved(approve + mine, total)
         return self.chain.quorum.rejected(reject + mine, total)
@@ -599,7 +679,7 @@ class Finality:
         reason = self._vote_problem(vote)
         if reason is not None:
             self.counters["votes_invalid"] += 1
-            log.debug("vote dropped: {reason}", reason=reason)
+            self.counters[f"votes_dropped.{reason}"] += 1
             return reason
         self._accept(vote)
         return None
@@ -607,6 +687,11 @@ class Finality:
     def _voter_problem(self, voter: bytes, height: int) -> str | None:
         if abs(height - self.chain.height) > VOTE_HEIGHT_WINDOW:
             return "vote-height-out-of-window"
+        if height >= self.chain.height:
+            # The snapshot of the next height, as snapshot_for gives it.
+            if voter not in self._voters()[0]:
+                return "vote-not-masternode"
+            return None
         snapshot = self.chain.snapshot_for(height + 1)
         if not any(m.pubkey == voter for m in snapshot):
             return "vote-not-masternode"
@@ -640,7 +725,7 @@ class Finality:
         reason = self._voter_problem(batch.voter, batch.height)
         if reason is not None:
             self.counters["votes_invalid"] += n
-            log.debug("vote batch dropped: {reason}", reason=reason)
+            self.counters[f"batches_dropped.{reason}"] += 1
             return BatchResult(reason)
         result = BatchResult()
         useful: list[int] = []
@@ -667,7 +752,7 @@ class Finality:
                 self.counters["vote_signature_checks"] += 1
                 if not tx_votes_ok(batch, self.network):
                     self.counters["votes_invalid"] += n
-                    log.debug("vote batch dropped: vote-bad-signature")
+                    self.counters["batches_dropped.vote-bad-signature"] += 1
                     return BatchResult("vote-bad-signature")
                 self._remember_sig(key)
         votes = batch.votes(useful + orphans)
@@ -730,20 +815,21 @@ class Finality:
     # Tally and decisions ---------------------------------------------------
 
     def _weights(self, votes: dict[bytes, object]
-                 ) -> tuple[int, int, int, dict[bytes, Any]]:
+                 ) -> tuple[int, int, int, dict[bytes, int]]:
         """
         Approving and rejecting weight of C{votes}, the total weight, and
-        the members, all over the snapshot of the next height.
+        the members' weights, all over the snapshot of the next height.
         """
-        snapshot = self.chain.snapshot_for(self.chain.height + 1)
-        members = {m.pubkey: m for m in snapshot}
-        weights = {APPROVE: 0, REJECT: 0}
+        members, total = self._voters()
+        approve = reject = 0
         for voter, vote in votes.items():
-            if voter in members and isinstance(vote, TxVote):
-                weights[vote.decision] += self.chain.quorum.weight(
-                    members[voter])
-        return (weights[APPROVE], weights[REJECT],
-                self.chain.total_weight(snapshot), members)
+            weight = members.get(voter)
+            if weight is not None and isinstance(vote, TxVote):
+                if vote.decision == APPROVE:
+                    approve += weight
+                else:
+                    reject += weight
+        return approve, reject, total, members
 
     def _tally(self, txid: bytes) -> None:
         if txid in self._finalizing:
@@ -790,10 +876,12 @@ class Finality:
             self._forget_released(txid, delete=False)
             self.mempool.lock(entry)
         self._finalizing.add(txid)
-        record = canonical({
-            "state": FINALIZED, "seq": entry.seq, "tx": tx.to_obj(),
-            "votes": [v.to_obj() for v in entry.votes.values()
-                      if isinstance(v, TxVote)]})
+        # canonical({"state", "seq", "tx", "votes"}), spliced from the
+        # encodings of the transaction and of each vote.
+        record = b'{"seq":%d,"state":"finalized","tx":%b,"votes":[%b]}' % (
+            entry.seq, tx.encode(), b",".join(
+                v.encode() for v in entry.votes.values()
+                if isinstance(v, TxVote)))
         d = self.chain.store.put_tx_record(txid, record)
 
         def stored(_: object) -> None:
@@ -808,7 +896,6 @@ class Finality:
             latency = self.clock.seconds() - entry.received
             for callback in list(self.finalized):
                 callback(txid, latency)
-            log.info("tx {txid} finalized", txid=txid.hex())
             self._fire(txid, FINALIZED)
 
         def failed(failure: Any) -> None:
@@ -843,6 +930,7 @@ class Finality:
             return
         self._cancel_timeout(txid)
         self.mempool.reject(txid, reason)
+        self._rejected_log(txid, reason)
         if not entry.conflict:
             mine = None if self.key is None else entry.votes.get(
                 self.key.public)
@@ -859,6 +947,15 @@ class Finality:
                 self._late.popitem(last=False)
         self.counters["rejected"] += 1
         self._fire(txid, REJECTED)
+
+    def _rejected_log(self, txid: bytes, reason: str) -> None:
+        """
+        One line per reason and C{LOG_INTERVAL} (the mempool counts every
+        rejection by reason).
+        """
+        self._ratelog.emit(("rejected", reason), LogLevel.info,
+                           "tx {txid} rejected: {reason}", txid=txid.hex(),
+                           reason=reason)
 
     def _release(self, txid: bytes, height: int, tx: Transaction) -> None:
         inputs = tuple(i.prevout for i in tx.inputs)
@@ -953,6 +1050,7 @@ class Finality:
                      if tx.txid in self.mempool.entries and
                      self.mempool.entries[tx.txid].state == FINALIZED]
         for txid in self.mempool.block_connected(block):
+            self._rejected_log(txid, "conflict-in-block")
             self._cancel_timeout(txid)
             self._delete_record(txid)
             self.counters["rejected"] += 1
@@ -978,9 +1076,8 @@ class Finality:
                         if isinstance(v, TxVote)), key=lambda v: v.voter)
         self._certs[txid] = height
         self._certs.move_to_end(txid)
-        d = self.chain.store.put_tx_record(txid, canonical({
-            "state": ARCHIVED, "height": height,
-            "votes": [v.to_obj() for v in votes]}))
+        d = self.chain.store.put_tx_record(txid, _archived_record(
+            height, votes))
         d.addErrback(self._store_failed, "certificate", txid)
 
     def _prune_certificates(self) -> None:
@@ -1088,6 +1185,15 @@ class Finality:
             info["reason"] = reason
         return info
 
+    @property
+    def undecided(self) -> int:
+        """
+        Transactions admitted here and not yet finalized or rejected
+        (each holds a vote timeout until it is decided): the backlog RPC
+        admission control bounds.
+        """
+        return len(self._timeouts)
+
     def vote_state(self) -> dict[str, int]:
         """
         The sizes of all per-transaction vote and lock state (what must
@@ -1155,9 +1261,8 @@ class Finality:
             if obj["state"] == FINALIZED:
                 # Archived while we were down (before its record went).
                 self._certs[txid] = location[0]
-                yield self.chain.store.put_tx_record(txid, canonical({
-                    "state": ARCHIVED, "height": location[0],
-                    "votes": [v.to_obj() for v in votes]}))
+                yield self.chain.store.put_tx_record(txid, _archived_record(
+                    location[0], sorted(votes, key=lambda v: v.voter)))
             else:
                 yield self.chain.store.delete_tx_record(txid)
             return 0
@@ -1181,3 +1286,12 @@ class Finality:
             self.vote_timeout, self._timed_out, txid)
         self._decide(txid)
         return 1
+
+
+def _archived_record(height: int, votes: list[TxVote]) -> bytes:
+    """
+    C{canonical({"state": "archived", "height": .., "votes": ..})}, spliced
+    from each vote's kept encoding.
+    """
+    return b'{"height":%d,"state":"archived","votes":[%b]}' % (
+        height, b",".join(v.encode() for v in votes))

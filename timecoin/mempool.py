@@ -316,9 +316,8 @@ class Mempool:
             if entry is None:
                 return None
         self.chain.verified.discard(verified_key(entry.tx))
+        # Counted by reason here; the finality engine logs (rate-limited).
         self.refuse(txid, reason)
-        log.info("tx {txid} rejected: {reason}", txid=txid.hex(),
-                 reason=reason)
         return entry
 
     def _remove(self, entry: Entry, archived: bool = False) -> None:

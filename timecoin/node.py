@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from timecoin import params
 from timecoin.address import address_of
 from timecoin.block import Block
-from timecoin.chain import Chain
+from timecoin.chain import Chain, TxInvalid
 from timecoin.config import Config
 from timecoin.consensus import BlockConsensus
 from timecoin.encoding import decode
@@ -32,6 +32,7 @@ from timecoin.genesis import (
 )
 from timecoin.interfaces import IChainStore
 from timecoin.liveness import Liveness
+from timecoin.logs import RateLimitedLog
 from timecoin.masternodes import Masternode
 from timecoin.mempool import FINALIZED, Mempool, MempoolLimits
 from timecoin.producer import BlockBuilder
@@ -44,6 +45,12 @@ log = Logger()
 
 DEVNET_FUNDS = 1_000_000 * params.COIN
 """What a generated devnet genesis pays to the node's wallet."""
+
+NODE_BUSY = "node-busy"
+"""Reason code of a new transaction refused by admission control."""
+BUSY_LOG_SECONDS = 60.0
+"""The node logs turning busy (and accepting again) at most once per this
+many seconds each: near the bound it may switch many times a second."""
 
 
 def find_genesis(config: Config) -> Path:
@@ -128,6 +135,10 @@ class Node(Service):
         """The P2P service, once tap.py attaches it (RPC network methods)."""
         self.started_at = clock.seconds()
         self.ready: defer.Deferred[None] = defer.Deferred()
+        self.busy_refusals = 0
+        """New transactions refused by admission control since start."""
+        self._busy = False
+        self._busy_log = RateLimitedLog(log, clock, BUSY_LOG_SECONDS)
 
     def _genesis(self) -> Block:
         path = find_genesis(self.config)
@@ -271,6 +282,51 @@ class Node(Service):
         """
         return sum(e.value for _, e in self.spendable())
 
+    def undecided(self) -> int:
+        """
+        Transactions admitted and not yet finalized or rejected: pending
+        mempool entries and contenders, from peers as well as from RPC
+        (each holds a vote timeout until it is decided).
+        """
+        return self.finality.undecided
+
+    def check_admission(self) -> None:
+        """
+        Admission control: refuse a new transaction from a client at once
+        while the undecided backlog is at C{rpc_max_undecided} or above
+        (0: no bound), before any parsing or signature work.  Refusals
+        are counted (C{busy_refusals}, and as the mempool refusal reason
+        C{node-busy}); the node logs when it turns busy and when it
+        accepts again, not each refusal.
+
+        @raise TxInvalid: C{node-busy}, a retryable refusal.
+        """
+        limit = self.config.rpc_max_undecided
+        if not limit:
+            return
+        undecided = self.undecided()
+        if undecided < limit:
+            if self._busy:
+                self._busy = False
+                self._busy_log.info(
+                    "accepted", "accepting new transactions again: "
+                    "{undecided} undecided, below {limit}; {refused} refused "
+                    "since start", undecided=undecided, limit=limit,
+                    refused=self.busy_refusals, reason=NODE_BUSY)
+            return
+        if not self._busy:
+            self._busy = True
+            self._busy_log.warn(
+                "busy", "node busy: {undecided} transactions undecided "
+                "(limit {limit}); refusing new ones from clients until the "
+                "backlog drains", undecided=undecided, limit=limit,
+                reason=NODE_BUSY)
+        self.busy_refusals += 1
+        rejections = self.mempool.rejections
+        rejections[NODE_BUSY] = rejections.get(NODE_BUSY, 0) + 1
+        raise TxInvalid(NODE_BUSY, f"{undecided} transactions undecided, "
+                        f"limit {limit}; retry later")
+
     # Actions -------------------------------------------------------------
 
     def submit(self, tx: Transaction) -> defer.Deferred[bytes]:
@@ -282,10 +338,13 @@ class Node(Service):
 
     def send_to_address(self, address: str, amount: int) -> defer.Deferred[bytes]:
         """
-        Pay C{amount} units to C{address} from the wallet.
+        Pay C{amount} units to C{address} from the wallet, unless
+        admission control refuses it.
 
         @raise timecoin.wallet.WalletError: if it cannot be funded.
+        @raise TxInvalid: C{node-busy} (L{check_admission}).
         """
+        self.check_admission()
         tx = self.wallet.build_payment(self.spendable(), address, amount,
                                        self.network.name)
         return self.submit(tx)

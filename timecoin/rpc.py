@@ -83,6 +83,7 @@ from timecoin.encoding import sha256
 from timecoin.finality import TxVote
 from timecoin.interfaces import IChainStore
 from timecoin.mempool import FINALIZED, PENDING
+from timecoin.node import NODE_BUSY
 from timecoin.rpcauth import (
     AllowIPResource,
     AllowList,
@@ -169,11 +170,34 @@ class RPCError(Exception):
         self.message = message
 
 
+class _NeedsDecimals(Exception):
+    """
+    Raised by L{_fast_default}: the object holds a value (a Decimal) only
+    L{encode_json} writes.
+    """
+
+
+def _fast_default(value: Any) -> Any:
+    raise _NeedsDecimals()
+
+
+_fast_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False,
+                                default=_fast_default).encode
+
+
 def dumps(obj: Any) -> bytes:
     """
     Compact JSON with Decimal amounts as numbers, newline-terminated.
+
+    Objects of plain JSON types (most replies: txids, counts, hashes) go
+    through the C encoder, which writes what L{encode_json} writes for
+    them; one holding a Decimal through L{encode_json}.
     """
-    return encode_json(obj).encode("utf-8") + b"\n"
+    try:
+        text = _fast_encode(obj)
+    except _NeedsDecimals:
+        text = encode_json(obj)
+    return text.encode("utf-8") + b"\n"
 
 
 def error_body(code: int, message: str, request_id: Any = None) -> bytes:
@@ -326,6 +350,37 @@ def _shielded(d: defer.Deferred[Any]) -> defer.Deferred[Any]:
 
     d.addBoth(forward)
     return out
+
+
+def _settle(d: defer.Deferred[Any]) -> Any:
+    """
+    C{d}'s result if it has fired already (its value, or its L{Failure},
+    which is then handled), else a Deferred of it: most of the node's
+    Deferreds fire at once, and a method that does not wait answers
+    without the cost of one.
+    """
+    box: list[Any] = []
+    d.addBoth(box.append)
+    if box:
+        return box[0]
+    return d.addCallback(lambda _: box[0])
+
+
+def _then(d: defer.Deferred[Any], f: Callable[..., Any], *args: Any) -> Any:
+    """
+    C{f(result, *args)} once C{d} has a result: at once if it has fired
+    (raising its failure), else as a Deferred.
+    """
+    result = _settle(d)
+    if isinstance(result, defer.Deferred):
+        return result.addCallback(f, *args)
+    if isinstance(result, Failure):
+        result.raiseException()
+    return f(result, *args)
+
+
+def _hex(txid: bytes) -> str:
+    return txid.hex()
 
 
 # Object shapes ---------------------------------------------------------
@@ -673,7 +728,6 @@ class RPCMethods:
             obj["confirmations"] = 0
         return obj
 
-    @defer.inlineCallbacks
     def rpc_sendrawtransaction(self, hexstring: Any) -> Any:
         """
         sendrawtransaction "hexstring"
@@ -683,22 +737,36 @@ class RPCMethods:
         decode, -27 if already in a block, -26 with the reason code (e.g.
         double-spend, fee-too-low, missing-or-spent-input) if refused.
         Submitting a transaction the mempool already holds returns its
-        txid.
+        txid.  While the node is busy ([rpc] max_undecided transactions
+        undecided) every call gets -26 with the reason node-busy at once,
+        whatever its params, before the transaction is even decoded: not a
+        verdict on the transaction, send it again later.  (-26 as Bitcoin
+        Core refuses with "mempool full": a refusal of this transaction
+        now, with its reason code; -28 would tell clients the whole node
+        is starting.)
         """
-        text = _str(hexstring, "hexstring")
-        try:
-            tx = self.node.decode_tx(text)
-        except ValueError as e:
-            raise RPCError(RPC_DESERIALIZATION_ERROR,
-                           f"TX decode failed: {e}") from None
-        if tx.txid in self.node.mempool.entries:
-            return tx.txid.hex()
-        location = yield self.node.store.get_tx_location(tx.txid)
+        node = self.node
+        node.check_admission()
+        tx = self._decode_tx(hexstring)
+        txid = tx.txid
+        if txid in node.mempool.entries:
+            return txid.hex()
+        if tx.inputs and all(txin.prevout in node.chain.utxos
+                             for txin in tx.inputs):
+            # Its inputs are unspent on chain, so no block holds it: no
+            # store read (an SQLite query on a persistent node).
+            return self._submit(tx)
+        return _then(node.store.get_tx_location(txid),
+                     self._submit_unless_mined, tx)
+
+    def _submit_unless_mined(self, location: Any, tx: Transaction) -> Any:
         if location is not None:
             raise RPCError(RPC_VERIFY_ALREADY_IN_CHAIN,
                            "Transaction already in block chain")
-        txid = yield self.node.submit(tx)
-        return txid.hex()
+        return self._submit(tx)
+
+    def _submit(self, tx: Transaction) -> Any:
+        return _then(self.node.submit(tx), _hex)
 
     def _decode_tx(self, hexstring: Any) -> Transaction:
         text = _str(hexstring, "hexstring")
@@ -844,9 +912,17 @@ class RPCMethods:
 
         The mempool: size (transactions), bytes, pending and finalized
         counts, total_fee (TIME), maxmempool (byte limit), maxcount (count
-        limit), rejections (count per reason code since start).
+        limit), rejections (count per reason code since start; node-busy
+        counts the refusals of admission control), undecided (transactions
+        admitted and not yet finalized or rejected, contenders included),
+        maxundecided (the bound at which sendrawtransaction and
+        sendtoaddress refuse with node-busy; 0: none), busy (whether the
+        backlog is at that bound now).
         """
-        mempool = self.node.mempool
+        node = self.node
+        mempool = node.mempool
+        undecided = node.undecided()
+        limit = node.config.rpc_max_undecided
         states = [e.state for e in mempool.entries.values()]
         return {
             "loaded": True, "size": len(mempool), "bytes": mempool.total_bytes,
@@ -857,6 +933,8 @@ class RPCMethods:
             "maxmempool": mempool.limits.max_bytes,
             "maxcount": mempool.limits.max_count,
             "rejections": dict(sorted(mempool.rejections.items())),
+            "undecided": undecided, "maxundecided": limit,
+            "busy": bool(limit) and undecided >= limit,
         }
 
     def rpc_getrawmempool(self, verbose: Any = False) -> Any:
@@ -946,7 +1024,6 @@ class RPCMethods:
             raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
                            f"Invalid address {address}: {e}") from None
 
-    @defer.inlineCallbacks
     def rpc_sendtoaddress(self, address: Any, amount: Any) -> Any:
         """
         sendtoaddress "address" amount
@@ -954,15 +1031,15 @@ class RPCMethods:
         Pay amount TIME to address from the wallet, with the minimum fee
         (1,000 units + 0.1 % of the amount) and change back to the wallet;
         returns the txid.  Errors: -5 bad address (or one of another
-        network), -3 bad amount, -6 insufficient funds, -26 refused.
+        network), -3 bad amount, -6 insufficient funds, -26 refused
+        (node-busy while the node is busy, as sendrawtransaction).
         """
         address = _str(address, "address")
         self._check_address(address)
         units = _amount(amount)
         if units <= 0:
             raise RPCError(RPC_TYPE_ERROR, "Invalid amount for send")
-        txid = yield self.node.send_to_address(address, units)
-        return txid.hex()
+        return _then(self.node.send_to_address(address, units), _hex)
 
     def rpc_signrawtransactionwithwallet(self,
                                          hexstring: Any) -> dict[str, Any]:
@@ -1485,6 +1562,9 @@ class RPCServer:
         self.max_batch = max_batch
         self.counters = {"requests": 0, "calls": 0, "errors": 0,
                          "auth_failures": 0, "too_large": 0}
+        self._signatures: dict[str, tuple[
+            Callable[..., Any], inspect.Signature,
+            tuple[int, int] | None]] = {}
 
     @app.route("/metrics", methods=["GET"])
     def get_metrics(self, request: server.Request) -> bytes:
@@ -1586,8 +1666,6 @@ class RPCServer:
             request.setResponseCode(413)
             return error_body(INVALID_REQUEST, f"Request body larger than "
                               f"{self.max_body_bytes} bytes")
-        d = self.handle_body(body)
-
         def respond(outcome: tuple[int, bytes | None]) -> bytes:
             status, payload = outcome
             request.setResponseCode(status)
@@ -1596,7 +1674,10 @@ class RPCServer:
                 return b""
             return payload
 
-        return d.addCallback(respond)
+        outcome = self._handle(body)
+        if isinstance(outcome, defer.Deferred):
+            return outcome.addCallback(respond)
+        return respond(outcome)
 
     @app.handle_errors(Exception)
     def failed(self, request: IRequest, failure: Failure) -> bytes:
@@ -1636,11 +1717,17 @@ class RPCServer:
         body = content.read(self.max_body_bytes + 1)
         return None if len(body) > self.max_body_bytes else body
 
-    @defer.inlineCallbacks
-    def handle_body(self, body: bytes) -> Any:
+    def handle_body(self, body: bytes) -> defer.Deferred[Any]:
         """
         Run a request body; fire with C{(HTTP status, response body or
         None)}.
+        """
+        return defer.maybeDeferred(self._handle, body)
+
+    def _handle(self, body: bytes) -> Any:
+        """
+        L{handle_body}'s work: its outcome at once when no method had to
+        wait (the common case), else a Deferred of it.
         """
         try:
             payload = json.loads(body, parse_float=Decimal,
@@ -1659,24 +1746,48 @@ class RPCServer:
                 return 400, error_body(
                     INVALID_REQUEST, f"Batch of {len(payload)} requests "
                     f"exceeds {self.max_batch}")
-            replies = []
-            for item in payload:
-                reply = yield self.call(item)
-                if reply is not None:
-                    replies.append(reply)
-            if not replies:
-                return 204, None
-            return 200, dumps(replies)
-        reply = yield self.call(payload)
-        if reply is None:
-            return 204, None
-        return _status_of(reply), dumps(reply)
+            return self._run_batch(payload, 0, [])
+        reply = self._call(payload)
+        if isinstance(reply, defer.Deferred):
+            return reply.addCallback(_single_outcome)
+        return _single_outcome(reply)
 
-    @defer.inlineCallbacks
-    def call(self, obj: Any) -> Any:
+    def _run_batch(self, items: list[Any], start: int,
+                   replies: list[Any]) -> Any:
+        """
+        Run C{items[start:]} in order, adding their replies to
+        C{replies}; the batch's outcome, or a Deferred of it from the
+        first call that waits.
+        """
+        call = self._call
+        for index in range(start, len(items)):
+            reply = call(items[index])
+            if isinstance(reply, defer.Deferred):
+                return reply.addCallback(self._batch_resumed, items, index,
+                                         replies)
+            if reply is not None:
+                replies.append(reply)
+        if not replies:
+            return 204, None
+        return 200, dumps(replies)
+
+    def _batch_resumed(self, reply: Any, items: list[Any], index: int,
+                       replies: list[Any]) -> Any:
+        if reply is not None:
+            replies.append(reply)
+        return self._run_batch(items, index + 1, replies)
+
+    def call(self, obj: Any) -> defer.Deferred[Any]:
         """
         Run one request object; fire with its response object, or C{None}
         for a notification.
+        """
+        return defer.maybeDeferred(self._call, obj)
+
+    def _call(self, obj: Any) -> Any:
+        """
+        L{call}'s work: the response object (or C{None}) at once, or a
+        Deferred of it when the method waits.
         """
         if not isinstance(obj, dict):
             return _reply(_LEGACY, None, error=(
@@ -1691,19 +1802,83 @@ class RPCServer:
         request_id = obj.get("id")
         notification = version == _V2 and "id" not in obj
         try:
-            result = yield self._dispatch(obj)
+            result = self._dispatch(obj)
         except RPCError as e:
-            self.counters["errors"] += 1
-            log.debug("RPC {method} failed: {code} {message}",
-                      method=_loggable(obj.get("method")), code=e.code,
-                      message=_loggable(e.message))
-            reply = _reply(version, request_id, error=(e.code, e.message))
+            reply = self._error_reply(e, obj, version, request_id)
         else:
+            if isinstance(result, defer.Deferred):
+                return result.addCallbacks(
+                    self._result_reply, self._failed_reply,
+                    (version, request_id, notification),
+                    errbackArgs=(obj, version, request_id, notification))
             reply = _reply(version, request_id, result=result)
         return None if notification else reply
 
-    @defer.inlineCallbacks
+    @staticmethod
+    def _result_reply(result: Any, version: str, request_id: Any,
+                      notification: bool) -> Any:
+        return None if notification else _reply(version, request_id,
+                                                 result=result)
+
+    def _failed_reply(self, failure: Failure, obj: dict[str, Any],
+                      version: str, request_id: Any,
+                      notification: bool) -> Any:
+        failure.trap(RPCError)
+        error = failure.value
+        assert isinstance(error, RPCError)
+        reply = self._error_reply(error, obj, version, request_id)
+        return None if notification else reply
+
+    def _error_reply(self, e: RPCError, obj: dict[str, Any], version: str,
+                     request_id: Any) -> dict[str, Any]:
+        self.counters["errors"] += 1
+        if not e.message.startswith(NODE_BUSY):
+            # Busy refusals come by the thousand under overload: the node
+            # counts them and logs when it turns busy (Node.check_admission).
+            log.debug("RPC {method} failed: {code} {message}",
+                      method=_loggable(obj.get("method")), code=e.code,
+                      message=_loggable(e.message))
+        return _reply(version, request_id, error=(e.code, e.message))
+
+    def _bind(self, method: str, function: Callable[..., Any],
+              args: list[Any], kwargs: dict[str, Any]) -> tuple[
+                  tuple[Any, ...], dict[str, Any]]:
+        """
+        The arguments to call C{function} with, checked against its
+        signature (computed once per method).
+
+        @raise RPCError: C{INVALID_PARAMS} if they do not fit.
+        """
+        cached = self._signatures.get(method)
+        if cached is None or cached[0] != function:
+            signature = inspect.signature(function)
+            kinds = {p.kind for p in signature.parameters.values()}
+            simple: tuple[int, int] | None = None
+            if kinds <= {inspect.Parameter.POSITIONAL_OR_KEYWORD}:
+                values = signature.parameters.values()
+                simple = (sum(p.default is inspect.Parameter.empty
+                              for p in values), len(values))
+            cached = self._signatures[method] = (function, signature, simple)
+        _, signature, simple = cached
+        if simple is not None and not kwargs and \
+                simple[0] <= len(args) <= simple[1]:
+            # What bind() would accept, without its cost.
+            return tuple(args), {}
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise RPCError(INVALID_PARAMS, f"Invalid params for {method}: "
+                           f"{e}") from None
+        return bound.args, bound.kwargs
+
     def _dispatch(self, obj: dict[str, Any]) -> Any:
+        """
+        Run the method C{obj} calls: its result at once, or a Deferred of
+        it when the method waits.
+
+        @raise RPCError: what the reply's error is (at once or, for a
+            method that waits, as the Deferred's failure).
+        """
         method = obj.get("method")
         if not isinstance(method, str):
             raise RPCError(INVALID_REQUEST, "Method must be a string")
@@ -1722,35 +1897,48 @@ class RPCServer:
             raise RPCError(METHOD_NOT_FOUND, "Method not found")
         if not getattr(function, "any_time", False) and not self.ready():
             raise RPCError(RPC_IN_WARMUP, "The node is still starting")
-        try:
-            bound = inspect.signature(function).bind(*args, **kwargs)
-        except TypeError as e:
-            raise RPCError(INVALID_PARAMS, f"Invalid params for {method}: "
-                           f"{e}") from None
+        call_args, call_kwargs = self._bind(method, function, args, kwargs)
         self.counters["calls"] += 1
-        log.debug("RPC call {method}", method=method)
         started = time.monotonic()
         try:
-            result = yield defer.maybeDeferred(function, *bound.args,
-                                               **bound.kwargs)
-        except RPCError:
-            raise
-        except WalletError as e:
-            raise RPCError(e.code, str(e)) from None
-        except TxInvalid as e:
-            raise RPCError(RPC_VERIFY_REJECTED, str(e)) from None
-        except AddressError as e:
-            raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
-                           f"Invalid address: {e}") from None
-        except defer.CancelledError:
-            raise
+            result = function(*call_args, **call_kwargs)
+            if isinstance(result, defer.Deferred):
+                result = _settle(result)
         except Exception:
-            log.failure("RPC method {method} failed", method=method)
-            raise RPCError(INTERNAL_ERROR, "Internal error") from None
-        finally:
-            if self.observe is not None:
-                self.observe(method, time.monotonic() - started)
-        return result
+            result = Failure()
+        if isinstance(result, defer.Deferred):
+            return result.addBoth(self._finished, method, started)
+        return self._finished(result, method, started)
+
+    def _finished(self, result: Any, method: str, started: float) -> Any:
+        """
+        Record the call's latency; translate a failure into the
+        L{RPCError} to answer (raised).
+        """
+        if self.observe is not None:
+            self.observe(method, time.monotonic() - started)
+        if not isinstance(result, Failure):
+            return result
+        error = result.value
+        if isinstance(error, RPCError):
+            raise error
+        if isinstance(error, WalletError):
+            raise RPCError(error.code, str(error))
+        if isinstance(error, TxInvalid):
+            raise RPCError(RPC_VERIFY_REJECTED, str(error))
+        if isinstance(error, AddressError):
+            raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
+                           f"Invalid address: {error}")
+        if isinstance(error, defer.CancelledError):
+            result.raiseException()
+        log.failure("RPC method {method} failed", result, method=method)
+        raise RPCError(INTERNAL_ERROR, "Internal error")
+
+
+def _single_outcome(reply: Any) -> tuple[int, bytes | None]:
+    if reply is None:
+        return 204, None
+    return _status_of(reply), dumps(reply)
 
 
 def _too_deep(body: bytes, payload: Any) -> bool:

@@ -15,6 +15,8 @@ see L{timecoin.registration}).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,6 @@ from timecoin.address import AddressError, decode_address
 from timecoin.encoding import (
     EncodingError,
     canonical,
-    hash_obj,
     need_dict,
     need_int,
     need_list,
@@ -180,7 +181,10 @@ class Transaction:
     def txid(self) -> bytes:
         cached = self.__dict__.get("_txid")
         if cached is None:
-            cached = hash_obj(self.body_obj())
+            body = _encode_fast(self, False)
+            if body is None:
+                body = canonical(self.body_obj())
+            cached = hashlib.sha256(body).digest()
             object.__setattr__(self, "_txid", cached)
         return cached
 
@@ -190,7 +194,9 @@ class Transaction:
         """
         cached = self.__dict__.get("_raw")
         if cached is None:
-            cached = canonical(self.to_obj())
+            cached = _encode_fast(self, True)
+            if cached is None:
+                cached = canonical(self.to_obj())
             object.__setattr__(self, "_raw", cached)
         return cached
 
@@ -210,6 +216,9 @@ class Transaction:
 
         @raise EncodingError: with the reason.
         """
+        fast = _from_obj_fast(obj)
+        if fast is not None:
+            return fast
         need_dict(obj, "transaction",
                   {"version", "kind", "data", "inputs", "outputs",
                    "lock_time"})
@@ -235,7 +244,160 @@ class Transaction:
         tx = cls.from_obj(decode(raw))
         if tx.encode() != raw:
             raise EncodingError("transaction is not canonically encoded")
+        if type(raw) is bytes:
+            # Equal bytes: keep the caller's object, so the encoding the
+            # transaction is sized, stored and relayed with is shared.
+            object.__setattr__(tx, "_raw", raw)
         return tx
+
+
+# Fast paths ------------------------------------------------------------------
+#
+# The fixed layouts (a transaction, its body) are written by hand: the same
+# bytes as canonical(), member order being the sorted key order.  Anything
+# unusual (a non-int number, a string that needs escaping) is left to
+# canonical() or to the checked parser below, so the two can never differ
+# (tests/test_tx_fast.py compares them over random transactions).
+
+_TX_KEYS = frozenset({"version", "kind", "data", "inputs", "outputs",
+                      "lock_time"})
+_IN_KEYS = frozenset({"txid", "vout", "pubkey", "signature"})
+_OUT_KEYS = frozenset({"value", "address"})
+_escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_new = object.__new__
+"""Builds the frozen dataclasses below without their generated
+C{__init__} (one C{object.__setattr__} per field: half the parse); every
+field is set, so the objects equal those the constructors make."""
+
+
+def _plain(text: str) -> bool:
+    """
+    Whether C{text} is encoded as itself between quotes (no escapes).
+    """
+    return text.isascii() and text.isalnum()
+
+
+def _json_str(text: str) -> str:
+    return '"' + text + '"' if _plain(text) else _escape(text)
+
+
+def _encode_fast(tx: Transaction, signatures: bool) -> bytes | None:
+    """
+    The canonical encoding of C{tx} (C{signatures}) or of its body, or
+    C{None} if some field is of an unusual type (the caller then uses
+    L{canonical}).
+    """
+    if type(tx.version) is not int or type(tx.lock_time) is not int or \
+            type(tx.kind) is not str or type(tx.data) is not dict:
+        return None
+    parts = ['{"data":', canonical(tx.data).decode("ascii")
+             if tx.data else "{}", ',"inputs":[']
+    first = True
+    for txin in tx.inputs:
+        vout = txin.prevout.vout
+        if type(vout) is not int:
+            return None
+        parts.append('{"pubkey":"' if first else ',{"pubkey":"')
+        first = False
+        parts.append(txin.pubkey.hex())
+        if signatures:
+            parts.append('","signature":"')
+            parts.append(txin.signature.hex())
+        parts.append('","txid":"')
+        parts.append(txin.prevout.txid.hex())
+        parts.append('","vout":')
+        parts.append(str(vout))
+        parts.append("}")
+    parts.append('],"kind":')
+    parts.append(_json_str(tx.kind))
+    parts.append(',"lock_time":')
+    parts.append(str(tx.lock_time))
+    parts.append(',"outputs":[')
+    first = True
+    for out in tx.outputs:
+        if type(out.value) is not int or type(out.address) is not str:
+            return None
+        parts.append('{"address":' if first else ',{"address":')
+        first = False
+        parts.append(_json_str(out.address))
+        parts.append(',"value":')
+        parts.append(str(out.value))
+        parts.append("}")
+    parts.append('],"version":')
+    parts.append(str(tx.version))
+    parts.append("}")
+    return "".join(parts).encode("ascii")
+
+
+def _hex32(value: Any) -> bytes | None:
+    """
+    32 bytes from 64 lowercase hex digits, or C{None}.
+    """
+    if type(value) is not str or len(value) != 64:
+        return None
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        return None
+    return raw if len(raw) == 32 and raw.hex() == value else None
+
+
+def _from_obj_fast(obj: Any) -> Transaction | None:
+    """
+    L{Transaction.from_obj} for a well-formed ordinary object, or C{None}
+    for anything else (the checked parser then gives the reason).
+    """
+    if type(obj) is not dict or obj.keys() != _TX_KEYS:
+        return None
+    version, kind, data = obj["version"], obj["kind"], obj["data"]
+    lock_time, raw_in, raw_out = obj["lock_time"], obj["inputs"], \
+        obj["outputs"]
+    if version != TX_VERSION or type(version) is not int or \
+            type(kind) is not str or kind not in KINDS or \
+            type(data) is not dict or type(lock_time) is not int or \
+            not 0 <= lock_time <= 2**32 - 1 or \
+            type(raw_in) is not list or \
+            len(raw_in) > params.MAX_TX_INPUTS or \
+            type(raw_out) is not list or \
+            len(raw_out) > params.MAX_TX_OUTPUTS:
+        return None
+    inputs = []
+    for item in raw_in:
+        if type(item) is not dict or item.keys() != _IN_KEYS:
+            return None
+        txid, pubkey, vout = _hex32(item["txid"]), _hex32(item["pubkey"]), \
+            item["vout"]
+        signature = item["signature"]
+        if txid is None or pubkey is None or type(vout) is not int or \
+                not 0 <= vout <= 2**32 - 1 or type(signature) is not str:
+            return None
+        try:
+            sig = bytes.fromhex(signature)
+        except ValueError:
+            return None
+        if sig.hex() != signature:
+            return None
+        outpoint = _new(OutPoint)
+        outpoint.__dict__.update(txid=txid, vout=vout)
+        txin = _new(TxIn)
+        txin.__dict__.update(prevout=outpoint, pubkey=pubkey, signature=sig)
+        inputs.append(txin)
+    outputs = []
+    for item in raw_out:
+        if type(item) is not dict or item.keys() != _OUT_KEYS:
+            return None
+        value, address = item["value"], item["address"]
+        if type(value) is not int or not 0 <= value <= params.MAX_MONEY or \
+                type(address) is not str or len(address) > 64:
+            return None
+        txout = _new(TxOut)
+        txout.__dict__.update(value=value, address=address)
+        outputs.append(txout)
+    tx = _new(Transaction)
+    tx.__dict__.update(inputs=tuple(inputs), outputs=tuple(outputs),
+                       kind=kind, data=data, lock_time=lock_time,
+                       version=version)
+    return tx
 
 
 def sighash(network: str, txid: bytes, index: int) -> bytes:

@@ -3,7 +3,8 @@ Block-consensus messages on the wire, and their relay.
 
 ``proposal`` carries a signed L{Proposal} (the block inside, so at most one
 block's size); ``block_vote`` carries a signed prevote or precommit.  Both
-are deduplicated by id before relay, handed to the node's
+are deduplicated by id before relay (and a byte-identical repeat by its
+line, before parsing: L{timecoin.p2p.gossip.LineCache}), handed to the node's
 L{timecoin.consensus.BlockConsensus}, and relayed to every other ready peer
 only when it accepted them (or buffered them for the next height).  Bad
 signatures and votes from non-masternodes score the sender as invalid
@@ -91,6 +92,19 @@ class ConsensusRelay:
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
 
+    def still_seen(self, name: str, item: bytes) -> bool:
+        """
+        Whether the proposal or vote C{item} is still in the seen-cache
+        (a repeat of its line may then be dropped before parsing).
+        """
+        return item in self.seen
+
+    def line_repeated(self, name: str) -> None:
+        """
+        A repeated C{name} line was dropped before parsing.
+        """
+        self._count("duplicate")
+
     @staticmethod
     def wrap(message: Proposal | BlockVote) -> Message:
         """
@@ -114,7 +128,9 @@ class ConsensusRelay:
         A peer sent a proposal or vote: check it, then relay it.
         """
         message = msg.proposal if isinstance(msg, ProposalMsg) else msg.vote
-        if not self.seen.add(message.id):
+        new = self.seen.add(message.id)
+        self.manager.lines.taken(conn, msg.name, self, message.id)
+        if not new:
             self._count("duplicate")
             return
         reason = self.node.consensus.receive(message)

@@ -27,31 +27,50 @@ once tallied.  A transaction still undecided C{query_after} seconds after
 admission (a restart mid-vote, votes lost while a peer was away) is
 announced again and its votes are asked for with C{get_tx_votes}; a peer
 answers with the votes it holds, as C{tx_vote} messages.
+
+Transactions travel in batches (C{txs}): each admitted transaction (from
+RPC or a peer) is queued and sent to every ready peer but those known to
+hold it already (the peer it came from, and any that sent it while it
+waited) after C{tx_batch_delay} seconds, or at once when the queue holds
+C{tx_batch_count} transactions or C{tx_batch_bytes} bytes.  A received
+entry whose claimed txid is already seen or held is skipped without
+building the transaction; otherwise the transaction is built, its txid
+must be the claimed one, and it is admitted as a single C{tx} would be.
+
+Votes, heartbeats and consensus messages are relayed byte for byte, so a
+repeated copy is recognised by the SHA-256 of its line before it is even
+parsed (L{LineCache}); only a line whose item a seen-cache took (and
+still holds) is dropped that way.
 """
 
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from timecoin.block import Block, CommitCertificate
 from timecoin.chain import TxInvalid
-from timecoin.encoding import canonical, sha256
+from timecoin.encoding import EncodingError, canonical, sha256
 from timecoin.finality import TxVote, TxVoteBatch
 from timecoin.liveness import Heartbeat
 from timecoin.mempool import PENDING
 from timecoin.p2p.messages import (
     MAX_TXIDS_PER_QUERY,
+    MAX_TXS_PER_MSG,
+    TXS_ENVELOPE_BYTES,
     BlockMsg,
     GetTxVotes,
     HeartbeatMsg,
     TxMsg,
+    TxsMsg,
     TxVoteMsg,
     TxVotesMsg,
+    txs_entry,
+    txs_line,
 )
 from timecoin.p2p.settings import P2PSettings
 from timecoin.tx import Transaction
@@ -85,8 +104,8 @@ MAX_VOTES_PER_REPLY = 500
 """Votes sent in answer to one C{get_tx_votes}."""
 MAX_REANNOUNCE = 256
 """Undecided transactions announced again (and queried) per second at
-most: 256 C{tx} and 4 C{get_tx_votes} a second stay well within a peer's
-rate limits (1000/s and 5/s)."""
+most: 256 transactions (in C{txs}) and 4 C{get_tx_votes} a second stay
+well within a peer's rate limits (5000/s and 5/s)."""
 
 MALICIOUS_HEARTBEAT_REASONS = frozenset({"heartbeat-bad-signature"})
 """Heartbeat drops that score the sender: a forged signature.  Stale,
@@ -129,6 +148,87 @@ class SeenCache:
         return True
 
 
+class LineOwner(Protocol):
+    """
+    What handles a type of gossip line: it says whether an item is still
+    in its seen-cache and counts a repeat dropped by its line.
+    """
+
+    def still_seen(self, name: str, item: bytes) -> bool:
+        """
+        Whether item C{item} of a C{name} message is in its seen-cache.
+        """
+
+    def line_repeated(self, name: str) -> None:
+        """
+        A repeat of a C{name} line was dropped before parsing: count it.
+        """
+
+
+class LineCache:
+    """
+    SHA-256 digests of gossip lines whose item a handler's seen-cache
+    took, so a byte-identical repeat (a relay of the same signed vote,
+    batch, heartbeat or consensus message) is dropped before parsing.
+
+    A digest answers only while its item is still in the owner's
+    seen-cache (asked at each lookup): a line is never dropped that the
+    handler itself would process again.  The digest covers every byte,
+    signatures included, so a forged copy never matches a valid line.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._lines: OrderedDict[bytes, tuple[str, LineOwner, bytes]] = \
+            OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def lookup(self, digest: bytes) -> tuple[str, LineOwner] | None:
+        """
+        The message type and owner of the line with C{digest}, if it was
+        handled and its item is still seen.
+        """
+        found = self._lines.get(digest)
+        if found is None:
+            return None
+        name, owner, item = found
+        if not owner.still_seen(name, item):
+            del self._lines[digest]
+            return None
+        return name, owner
+
+    def taken(self, conn: Any, name: str, owner: LineOwner,
+              item: bytes) -> None:
+        """
+        The line C{conn} is handling (C{conn.line_digest}), a C{name}
+        message, carried item C{item}, now in C{owner}'s seen-cache.
+        """
+        digest = getattr(conn, "line_digest", None)
+        if digest is None or digest in self._lines:
+            return
+        self._lines[digest] = (name, owner, item)
+        if len(self._lines) > self.size:
+            self._lines.popitem(last=False)
+
+
+class _Queued:
+    """
+    A transaction waiting in the C{txs} queue: its line entry, the
+    manager's C{ready_serial} when it was queued (peers that became ready
+    later do not get it), and the peers known to hold it already.
+    """
+
+    __slots__ = ("entry", "at", "have")
+
+    def __init__(self, entry: bytes, at: int,
+                 have: set[PeerProtocol]) -> None:
+        self.entry = entry
+        self.at = at
+        self.have = have
+
+
 class Gossip:
     """
     Relays transactions, votes and blocks between the node and its peers.
@@ -150,17 +250,116 @@ class Gossip:
             OrderedDict()
         self._orphan_count = 0
         self.counters: Counter[str] = Counter()
+        self._queue: dict[bytes, _Queued] = {}
+        self._queued_bytes = 0
+        self._flush_call: IDelayedCall | None = None
+        self._source: PeerProtocol | None = None
+
+    def stop(self) -> None:
+        """
+        Drop the transactions waiting to be sent and their timer.
+        """
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        self._queue = {}
+        self._queued_bytes = 0
+
+    # Seen-caches behind the line cache -----------------------------------
+
+    def still_seen(self, name: str, item: bytes) -> bool:
+        """
+        Whether C{item} (of a C{name} message) is still in its seen-cache.
+        """
+        cache = self.seen_heartbeats if name == "heartbeat" \
+            else self.seen_votes
+        return item in cache
+
+    def line_repeated(self, name: str) -> None:
+        """
+        A repeated C{name} line was dropped before parsing.
+        """
+        self.counters["heartbeat-duplicate" if name == "heartbeat"
+                      else "vote-duplicate"] += 1
 
     # Local events (hooked to the node) -----------------------------------
 
     def tx_accepted(self, tx: Transaction) -> None:
         """
-        This node admitted C{tx} (from RPC or the wallet): announce it.
+        This node admitted C{tx} (from RPC or the wallet, or from a peer:
+        L{tx_received} is then the caller): queue it for every other peer.
         """
         if self.seen_txs.add(tx.txid):
-            self.counters["tx-announced"] += 1
-            self.manager.broadcast(TxMsg(tx))
+            source = self._source
+            self.counters["tx-announced" if source is None
+                          else "tx-relayed"] += 1
+            self._enqueue(tx, source)
         self._replay_orphans(tx.txid)
+
+    def _enqueue(self, tx: Transaction,
+                 source: PeerProtocol | None) -> None:
+        """
+        Queue C{tx} for the next C{txs} batch (not to C{source}).
+        """
+        if tx.txid in self._queue:
+            return
+        entry = txs_entry(tx)
+        self._queue[tx.txid] = _Queued(
+            entry, self.manager.ready_serial,
+            set() if source is None else {source})
+        self._queued_bytes += len(entry) + 1
+        settings = self.settings
+        if len(self._queue) >= settings.tx_batch_count or \
+                self._queued_bytes >= settings.tx_batch_bytes:
+            self.flush_txs()
+        elif self._flush_call is None:
+            # A delay of 0 still batches: everything admitted in this
+            # reactor turn (lines read together, an RPC batch) goes out
+            # together in the next.
+            self._flush_call = self.clock.callLater(
+                settings.tx_batch_delay, self.flush_txs)
+
+    def flush_txs(self) -> None:
+        """
+        Send the queued transactions to every ready peer, in C{txs} lines
+        of at most C{tx_batch_count} transactions and C{tx_batch_bytes}
+        bytes (one transaction alone may be longer: the line cap fits
+        the largest), each peer without those it is known to hold and
+        those queued before it was ready (as an immediate broadcast would
+        have: a peer that connects later learns of a stalled transaction
+        from L{query_stalled}).
+        """
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        queue, self._queue = self._queue, {}
+        self._queued_bytes = 0
+        if not queue:
+            return
+        budget = min(self.settings.tx_batch_bytes, TxsMsg.max_bytes)
+        count = min(self.settings.tx_batch_count, MAX_TXS_PER_MSG)
+        for conn in list(self.manager.ready.values()):
+            batch: list[bytes] = []
+            size = TXS_ENVELOPE_BYTES
+            serial = conn.ready_serial
+            for queued in queue.values():
+                if conn in queued.have or serial > queued.at:
+                    continue
+                entry = queued.entry
+                if batch and (len(batch) >= count
+                              or size + len(entry) + 1 > budget):
+                    self._send_txs(conn, batch)
+                    batch = []
+                    size = TXS_ENVELOPE_BYTES
+                batch.append(entry)
+                size += len(entry) + 1
+            if batch:
+                self._send_txs(conn, batch)
+
+    def _send_txs(self, conn: PeerProtocol, batch: list[bytes]) -> None:
+        if conn.send_line(TxsMsg.name, txs_line(batch)):
+            self.counters["txs-sent"] += 1
+            self.counters["txs-sent-txs"] += len(batch)
 
     def vote_cast(self, batch: TxVoteBatch) -> None:
         """
@@ -203,7 +402,7 @@ class Gossip:
         txs = self.node.finality.stalled(MAX_REANNOUNCE)
         for tx in txs:
             self.counters["tx-reannounced"] += 1
-            self.manager.broadcast(TxMsg(tx))
+            self._enqueue(tx, None)
         txids = [tx.txid for tx in txs]
         for start in range(0, len(txids), MAX_TXIDS_PER_QUERY):
             self.counters["votes-queried"] += 1
@@ -214,13 +413,61 @@ class Gossip:
 
     def tx_received(self, conn: PeerProtocol, msg: TxMsg) -> None:
         """
-        A peer sent a transaction: admit it, then relay it.
+        A peer sent a transaction (the single C{tx} of older peers and
+        re-announcements): admit it, then relay it.
         """
         tx = msg.tx
-        if tx.txid in self.seen_txs:
-            self.counters["tx-duplicate"] += 1
+        if self._duplicate_tx(conn, tx.txid):
             return
-        d = self.node.finality.submit(tx)
+        self._submit(conn, tx)
+
+    def txs_received(self, conn: PeerProtocol, msg: TxsMsg) -> None:
+        """
+        A peer sent a batch of transactions: skip those whose claimed
+        txid is seen or held without building them; build the others,
+        check each claim, admit and relay them.  A malformed entry or a
+        false claim is skipped and costs the sender once per message
+        (C{bad-message} or C{invalid-tx}).
+        """
+        offence: tuple[str, str] | None = None
+        for txid, value in msg.txs:
+            if self._duplicate_tx(conn, txid):
+                continue
+            try:
+                tx = TxsMsg.transaction(value)
+            except (EncodingError, ValueError, TypeError, KeyError) as e:
+                self.counters["tx-refused:bad-message"] += 1
+                offence = offence or ("bad-message", f"txs: {e}"[:200])
+                continue
+            if tx.txid != txid:
+                self.counters["tx-refused:txid-mismatch"] += 1
+                offence = offence or (
+                    "invalid-tx", f"txid-mismatch: claimed {txid.hex()}, "
+                    f"is {tx.txid.hex()}")
+                continue
+            self._submit(conn, tx)
+        if offence is not None:
+            conn.misbehaved(*offence)
+
+    def _duplicate_tx(self, conn: PeerProtocol, txid: bytes) -> bool:
+        """
+        Whether C{txid} is seen or held here (then counted, and C{conn}
+        noted as holding it if it waits to be relayed).
+        """
+        if txid not in self.seen_txs and not self.node.mempool.knows(txid):
+            return False
+        self.counters["tx-duplicate"] += 1
+        queued = self._queue.get(txid)
+        if queued is not None:
+            queued.have.add(conn)
+        return True
+
+    def _submit(self, conn: PeerProtocol, tx: Transaction) -> None:
+        self._source = conn
+        try:
+            d = self.node.finality.submit(tx)
+        finally:
+            self._source = None
         d.addCallbacks(self._tx_admitted, self._tx_refused,
                        callbackArgs=(tx, conn), errbackArgs=(tx, conn))
         d.addErrback(self._failed, "handling a transaction")
@@ -231,9 +478,10 @@ class Gossip:
 
     def _tx_admitted(self, _: Any, tx: Transaction,
                      conn: PeerProtocol) -> None:
+        # Normally queued already by tx_accepted, which submit calls.
         if self.seen_txs.add(tx.txid):
             self.counters["tx-relayed"] += 1
-            self.manager.broadcast(TxMsg(tx), exclude=conn)
+            self._enqueue(tx, conn)
         self._replay_orphans(tx.txid)
 
     def _tx_refused(self, failure: Failure, tx: Transaction,
@@ -251,7 +499,10 @@ class Gossip:
         A peer sent a vote: tally it, then relay it.
         """
         vote = msg.vote
-        if not self.seen_votes.add(vote_id(vote)):
+        item = vote_id(vote)
+        new = self.seen_votes.add(item)
+        self.manager.lines.taken(conn, msg.name, self, item)
+        if not new:
             self.counters["vote-duplicate"] += 1
             return
         reason = self.node.finality.receive_vote(vote)
@@ -274,7 +525,10 @@ class Gossip:
         decision counted here.
         """
         batch = msg.batch
-        if not self.seen_votes.add(vote_id(batch)):
+        item = vote_id(batch)
+        new = self.seen_votes.add(item)
+        self.manager.lines.taken(conn, msg.name, self, item)
+        if not new:
             self.counters["vote-duplicate"] += 1
             return
         result = self.node.finality.receive_batch(batch)
@@ -340,7 +594,9 @@ class Gossip:
         signature, so a forged copy cannot shadow the valid one).
         """
         heartbeat = msg.heartbeat
-        if not self.seen_heartbeats.add(heartbeat.id):
+        new = self.seen_heartbeats.add(heartbeat.id)
+        self.manager.lines.taken(conn, msg.name, self, heartbeat.id)
+        if not new:
             self.counters["heartbeat-duplicate"] += 1
             return
         reason = self.node.liveness.receive(heartbeat)

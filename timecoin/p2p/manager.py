@@ -40,28 +40,20 @@ from twisted.python.failure import Failure
 from timecoin import __version__
 from timecoin.logs import RateLimitedLog
 from timecoin.p2p.consensus_relay import (
-    BlockVoteMsg,
     ConsensusRelay,
-    ProposalMsg,
 )
+from timecoin.p2p.gossip import LineCache
 from timecoin.p2p.messages import (
     MAX_PEERS_PER_REPLY,
     MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
-    BlockMsg,
     Error,
-    GetBlocks,
     GetPeers,
     GetTip,
-    GetTxVotes,
-    HeartbeatMsg,
     Hello,
     Message,
     Peers,
     Tip,
-    TxMsg,
-    TxVoteMsg,
-    TxVotesMsg,
 )
 from timecoin.p2p.peers import (
     EXCHANGE,
@@ -96,6 +88,10 @@ ConnectTCP = Callable[[str, int, PeerClientFactory, float], Any]
 LOG_REPEAT_SECONDS = 60.0
 """The same (peer, reason) is logged at most once per this many seconds."""
 
+Route = tuple[Any, str]
+"""Who handles a message type: (object, method name); the method is
+called with (connection, message)."""
+
 
 class PeerManager:
     """
@@ -127,11 +123,54 @@ class PeerManager:
         self.counters: Counter[str] = Counter()
         self.running = False
         self.started_at = clock.seconds()
-        self.gossip: Gossip | None = None
-        self.sync: BlockSync | None = None
-        self.consensus: ConsensusRelay | None = None
+        self._gossip: Gossip | None = None
+        self._sync: BlockSync | None = None
+        self._consensus: ConsensusRelay | None = None
+        self._routes: dict[str, Route] | None = None
+        self.lines = LineCache(settings.seen_lines)
+        self.ready_serial = 0
+        """Handshakes completed so far (each connection keeps its own
+        number: gossip queued before it was ready is not sent to it)."""
+        """Digests of gossip lines already handled (repeats are dropped
+        before parsing; L{PeerProtocol.lineReceived})."""
         self._limited = RateLimitedLog(log, clock, LOG_REPEAT_SECONDS)
         self._maintain_call: Any = None
+
+    @property
+    def gossip(self) -> Gossip | None:
+        """
+        Transaction, vote, heartbeat and block gossip, once wired.
+        """
+        return self._gossip
+
+    @gossip.setter
+    def gossip(self, gossip: Gossip | None) -> None:
+        self._gossip = gossip
+        self._routes = None
+
+    @property
+    def sync(self) -> BlockSync | None:
+        """
+        Block sync, once wired.
+        """
+        return self._sync
+
+    @sync.setter
+    def sync(self, sync: BlockSync | None) -> None:
+        self._sync = sync
+        self._routes = None
+
+    @property
+    def consensus(self) -> ConsensusRelay | None:
+        """
+        The relay of block-consensus messages, once wired.
+        """
+        return self._consensus
+
+    @consensus.setter
+    def consensus(self, consensus: ConsensusRelay | None) -> None:
+        self._consensus = consensus
+        self._routes = None
 
     @property
     def pubkey(self) -> bytes:
@@ -161,6 +200,8 @@ class PeerManager:
         self.running = False
         if self._maintain_call is not None and self._maintain_call.active():
             self._maintain_call.cancel()
+        if self._gossip is not None:
+            self._gossip.stop()
         for key in list(self.dialers):
             self.stop_dialer(key, "shutdown")
         for conn in list(self.connections):
@@ -282,6 +323,8 @@ class PeerManager:
                  "{agent}", peer=conn.peer, direction=conn.direction,
                  height=conn.hello.height, agent=conn.hello.user_agent)
         self.count("handshakes")
+        self.ready_serial += 1
+        conn.ready_serial = self.ready_serial
         d = conn.request(GetPeers())
         d.addCallbacks(self._got_peers, self._request_failed,
                        callbackArgs=(conn,), errbackArgs=(conn, "get_peers"))
@@ -352,35 +395,48 @@ class PeerManager:
 
     def message_received(self, conn: PeerProtocol, msg: Message) -> None:
         """
-        Dispatch a message of the ready state that is not connection-level.
+        Dispatch a message of the ready state that is not connection-level,
+        by its type.
         """
-        if isinstance(msg, GetPeers):
-            loopback = is_loopback(conn.ip)
-            exclude = frozenset(self.self_keys | {conn.peer_key})
-            conn.send(Peers(msg.id, tuple(self.table.addresses(
-                MAX_PEERS_PER_REPLY, loopback, exclude))))
-        elif isinstance(msg, GetTip):
-            chain = self.node.chain
-            conn.send(Tip(msg.id, chain.height, chain.tip.hash))
-        elif self.sync is not None and isinstance(msg, GetBlocks):
-            self.sync.serve_blocks(conn, msg)
-        elif self.gossip is not None and isinstance(msg, TxMsg):
-            self.gossip.tx_received(conn, msg)
-        elif self.gossip is not None and isinstance(msg, TxVoteMsg):
-            self.gossip.vote_received(conn, msg)
-        elif self.gossip is not None and isinstance(msg, TxVotesMsg):
-            self.gossip.batch_received(conn, msg)
-        elif self.gossip is not None and isinstance(msg, GetTxVotes):
-            self.gossip.votes_requested(conn, msg)
-        elif self.gossip is not None and isinstance(msg, HeartbeatMsg):
-            self.gossip.heartbeat_received(conn, msg)
-        elif self.sync is not None and isinstance(msg, BlockMsg):
-            self.sync.block_announced(conn, msg)
-        elif self.consensus is not None and isinstance(
-                msg, (ProposalMsg, BlockVoteMsg)):
-            self.consensus.received(conn, msg)
-        else:
+        routes = self._routes
+        if routes is None:
+            routes = self._routes = self._build_routes()
+        route = routes.get(msg.name)
+        if route is None:
             self.count(f"unhandled:{msg.name}")
+            return
+        owner, method = route
+        getattr(owner, method)(conn, msg)
+
+    def _build_routes(self) -> dict[str, Route]:
+        routes: dict[str, Route] = {"get_peers": (self, "_serve_peers"),
+                                    "get_tip": (self, "_serve_tip")}
+        sync, gossip, consensus = self._sync, self._gossip, self._consensus
+        if sync is not None:
+            routes["get_blocks"] = (sync, "serve_blocks")
+            routes["block"] = (sync, "block_announced")
+        if gossip is not None:
+            routes.update({
+                "tx": (gossip, "tx_received"),
+                "txs": (gossip, "txs_received"),
+                "tx_vote": (gossip, "vote_received"),
+                "tx_votes": (gossip, "batch_received"),
+                "get_tx_votes": (gossip, "votes_requested"),
+                "heartbeat": (gossip, "heartbeat_received")})
+        if consensus is not None:
+            routes["proposal"] = routes["block_vote"] = \
+                (consensus, "received")
+        return routes
+
+    def _serve_peers(self, conn: PeerProtocol, msg: GetPeers) -> None:
+        loopback = is_loopback(conn.ip)
+        exclude = frozenset(self.self_keys | {conn.peer_key})
+        conn.send(Peers(msg.id, tuple(self.table.addresses(
+            MAX_PEERS_PER_REPLY, loopback, exclude))))
+
+    def _serve_tip(self, conn: PeerProtocol, msg: GetTip) -> None:
+        chain = self.node.chain
+        conn.send(Tip(msg.id, chain.height, chain.tip.hash))
 
     def _got_peers(self, msg: Peers, conn: PeerProtocol) -> None:
         loopback = is_loopback(conn.ip)

@@ -21,11 +21,12 @@ legal line and the line receiver's C{MAX_LENGTH}.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar
 
 from timecoin import params
-from timecoin.block import MAX_CERT_VOTES, Block, CommitCertificate
+from timecoin.block import MAX_CERT_VOTES, Block, BlockHeader, CommitCertificate
 from timecoin.encoding import (
     EncodingError,
     canonical,
@@ -56,6 +57,10 @@ MAX_REASON_CHARS = 64
 MAX_TXIDS_PER_QUERY = 64
 """Txids one C{get_tx_votes} may ask about."""
 MAX_DETAIL_CHARS = 256
+MAX_TXS_PER_MSG = 1024
+"""Transactions one C{txs} message may carry."""
+TXS_ENVELOPE_BYTES = 24
+"""C{{"txs":[],"type":"txs"}} around the entries of a C{txs} line."""
 
 MAX_COMMIT_BYTES = 137 + MAX_CERT_VOTES * 220
 """A commit certificate's encoding: 137 bytes of fields plus 219 bytes and
@@ -89,6 +94,14 @@ class Message:
 
     name: ClassVar[str]
     max_bytes: ClassVar[int] = 1024
+
+    @property
+    def cost(self) -> int:
+        """
+        What the message takes from its type's rate limit: one, or the
+        number of items a batch carries.
+        """
+        return 1
 
     def fields(self) -> dict[str, Any]:
         """
@@ -477,6 +490,93 @@ class TxMsg(Message):
         return cls(Transaction.from_obj(_field(obj, "tx")))
 
 
+def txs_entry(tx: Transaction) -> bytes:
+    """
+    One C{["<txid>",{tx}]} entry of a C{txs} line (canonical bytes).
+    """
+    return b'["' + tx.txid.hex().encode() + b'",' + tx.encode() + b"]"
+
+
+def txs_line(entries: Iterable[bytes]) -> bytes:
+    """
+    The canonical C{txs} line holding C{entries} (from L{txs_entry}); it
+    is C{TXS_ENVELOPE_BYTES} plus the entries and a comma between each.
+    """
+    return b'{"txs":[' + b",".join(entries) + b'],"type":"txs"}'
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class TxsMsg(Message):
+    """
+    Transactions to vote on and relay, many per line, each after the txid
+    its sender claims for it.  The receiver skips a transaction whose
+    txid it has seen without building it (L{transaction} does that, and
+    only the receiver's gossip decides when); a claim that differs from
+    the transaction's real txid is the sender's fault.
+
+    @ivar txs: (claimed txid, transaction): a L{Transaction} when we built
+        the message, the decoded JSON object when a peer sent it.
+    """
+
+    name: ClassVar[str] = "txs"
+    max_bytes: ClassVar[int] = params.MAX_TX_BYTES + 256
+
+    txs: tuple[tuple[bytes, Any], ...]
+
+    @classmethod
+    def of(cls, txs: Iterable[Transaction]) -> TxsMsg:
+        """
+        The message carrying C{txs} under their own txids.
+        """
+        return cls(tuple((tx.txid, tx) for tx in txs))
+
+    @property
+    def cost(self) -> int:
+        return len(self.txs)
+
+    @staticmethod
+    def transaction(value: Any) -> Transaction:
+        """
+        Build the transaction of one entry.
+
+        @raise EncodingError: (or C{ValueError}, C{TypeError},
+            C{KeyError}) naming the bad field.
+        """
+        if isinstance(value, Transaction):
+            return value
+        return Transaction.from_obj(value)
+
+    def fields(self) -> dict[str, Any]:
+        return {"txs": [[txid.hex(), tx.to_obj()
+                         if isinstance(tx, Transaction) else tx]
+                        for txid, tx in self.txs]}
+
+    def encode(self) -> bytes:
+        if all(isinstance(tx, Transaction) and tx.txid == txid
+               for txid, tx in self.txs):
+            return txs_line(txs_entry(tx) for _, tx in self.txs)
+        return canonical(self.to_obj())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TxsMsg) and self.encode() == other.encode()
+
+    def __hash__(self) -> int:
+        return hash(self.encode())
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> TxsMsg:
+        entries = need_list(_field(obj, "txs"), "txs", MAX_TXS_PER_MSG)
+        parsed = []
+        for entry in entries:
+            if not isinstance(entry, list) or len(entry) != 2:
+                raise EncodingError("txs entry must be [txid, tx]")
+            if not isinstance(entry[1], dict):
+                raise EncodingError("txs entry's tx must be an object")
+            parsed.append((unhex(entry[0], 32, "txid"), entry[1]))
+        return cls(tuple(parsed))
+
+
 @register
 @dataclass(frozen=True)
 class TxVoteMsg(Message):
@@ -545,29 +645,102 @@ class GetTxVotes(Message):
 
 
 @register
-@dataclass(frozen=True)
 class BlockMsg(Message):
     """
     Announcement of a committed block with its own commit certificate.
+
+    A peer's announcement is parsed in two steps: its header at once (the
+    receiver drops a block it already holds by the header's hash alone,
+    and most announcements are of blocks every node committed through
+    consensus already), the transactions and certificate only when
+    L{unpack} (or C{block}, C{commit}) asks for them.
+
+    @ivar header: the block's header.
     """
 
     name: ClassVar[str] = "block"
     max_bytes: ClassVar[int] = MAX_BLOCK_ENTRY_BYTES + 64
 
-    block: Block
-    commit: CommitCertificate
+    def __init__(self, block: Block, commit: CommitCertificate) -> None:
+        self.header: BlockHeader = block.header
+        self._unpacked: tuple[Block, CommitCertificate] | None = \
+            (block, commit)
+        self._raw: tuple[Any, Any] = (None, None)
+
+    @classmethod
+    def announced(cls, header: BlockHeader, block: dict[str, Any],
+                  commit: Any) -> BlockMsg:
+        """
+        An announcement whose header is parsed and whose C{block} and
+        C{commit} objects are parsed on demand.
+        """
+        msg = cls.__new__(cls)
+        msg.header = header
+        msg._unpacked = None
+        msg._raw = (block, commit)
+        return msg
+
+    def unpack(self) -> tuple[Block, CommitCertificate]:
+        """
+        The whole block and its certificate, parsed (once) if needed.
+
+        @raise MessageError: C{bad-message} if they do not parse, or the
+            block is not the one the header announced.
+        """
+        if self._unpacked is None:
+            block_obj, commit_obj = self._raw
+            try:
+                block = _parse_block(block_obj)
+                commit = CommitCertificate.from_obj(commit_obj)
+            except (EncodingError, ValueError, TypeError, KeyError) as e:
+                raise MessageError("bad-message", f"block: {e}"[
+                    :MAX_DETAIL_CHARS]) from e
+            if block.header != self.header:
+                raise MessageError("bad-message", "block header changed")
+            self._unpacked = (block, commit)
+            self._raw = (None, None)
+        return self._unpacked
+
+    @property
+    def block(self) -> Block:
+        """
+        The block (see L{unpack}).
+        """
+        return self.unpack()[0]
+
+    @property
+    def commit(self) -> CommitCertificate:
+        """
+        The block's commit certificate (see L{unpack}).
+        """
+        return self.unpack()[1]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BlockMsg) and \
+            self.unpack() == other.unpack()
+
+    def __hash__(self) -> int:
+        return hash(self.header.hash)
+
+    def __repr__(self) -> str:
+        return f"<BlockMsg {self.header.height} {self.header.hash.hex()}>"
 
     def fields(self) -> dict[str, Any]:
-        return {"block": self.block.to_obj(), "commit": self.commit.to_obj()}
+        block, commit = self.unpack()
+        return {"block": block.to_obj(), "commit": commit.to_obj()}
 
     def encode(self) -> bytes:
-        return (b'{"block":' + self.block.encode() + b',"commit":'
-                + _commit_obj(self.commit) + b',"type":"block"}')
+        block, commit = self.unpack()
+        return (b'{"block":' + block.encode() + b',"commit":'
+                + _commit_obj(commit) + b',"type":"block"}')
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> BlockMsg:
-        return cls(_parse_block(_field(obj, "block")),
-                   CommitCertificate.from_obj(_field(obj, "commit")))
+        block = _field(obj, "block")
+        if not isinstance(block, dict):
+            raise EncodingError("block must be an object")
+        header = BlockHeader.from_obj(_field(block, "header"))
+        return cls.announced(header, block, _field(obj, "commit"))
 
 
 @register

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
+from timecoin.encoding import sha256
 from timecoin.p2p.messages import (
     MAX_ID,
     MAX_LINE_BYTES,
@@ -78,6 +79,7 @@ STATES: dict[str, dict[str, str]] = {
         "get_blocks": "_to_manager",
         "get_tip": "_to_manager",
         "tx": "_to_manager",
+        "txs": "_to_manager",
         "tx_vote": "_to_manager",
         "tx_votes": "_to_manager",
         "get_tx_votes": "_to_manager",
@@ -150,6 +152,8 @@ class PeerProtocol(LineOnlyReceiver):
         self.rtt: float | None = None
         self.connected_at = 0.0
         self.ready_at: float | None = None
+        self.ready_serial = 0
+        """Which completed handshake of the manager this was (1, 2, …)."""
         self.close_reason: str | None = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -164,6 +168,9 @@ class PeerProtocol(LineOnlyReceiver):
         self._handshake_call: IDelayedCall | None = None
         self._pinger: task.LoopingCall | None = None
         self.limiter = RateLimiter(self.clock, self.settings.rate_limits)
+        self.line_digest: bytes | None = None
+        """The SHA-256 of the ready-state line being handled (handlers
+        record it in the manager's L{LineCache} once its item is seen)."""
 
     def __repr__(self) -> str:
         return f"<PeerProtocol {self.peer} {self.direction} {self.state}>"
@@ -261,36 +268,68 @@ class PeerProtocol(LineOnlyReceiver):
     def lineReceived(self, line: bytes) -> None:
         """
         Parse one line and dispatch it through the current state's table.
+
+        In the ready state a line identical to one whose gossip item was
+        taken already (the manager's L{LineCache}, by SHA-256) is dropped
+        before parsing: it still counts against its type's rate limit and
+        as received, and the item's handler counts it as a duplicate.
         """
-        if self.state == CLOSED or self._transport.disconnecting:
+        state = self.state
+        if state == CLOSED or self._transport.disconnecting:
             return
         if not line.strip():
             return
-        in_hello = self.state == HELLO
+        digest = None
+        if state == READY:
+            digest = sha256(line)
+            repeated = self.manager.lines.lookup(digest)
+            if repeated is not None:
+                self._repeated(*repeated)
+                return
+        in_hello = state == HELLO
         try:
             msg = parse_line(line)
         except MessageError as e:
             self.misbehaved(e.reason, e.detail, close=in_hello)
             return
-        handler = STATES.get(self.state, {}).get(msg.name)
+        name = msg.name
+        handler = STATES.get(state, {}).get(name)
         if handler is None:
             if in_hello:
-                self.misbehaved("expected-hello", f"got {msg.name} first",
+                self.misbehaved("expected-hello", f"got {name} first",
                                 close=True)
             else:
                 self.misbehaved("not-allowed-in-state",
-                                f"{msg.name} in state {self.state}")
+                                f"{name} in state {state}")
             return
-        if not self.limiter.allow(msg.name):
-            self.misbehaved("rate-limited", msg.name)
+        if not self.limiter.allow(name, msg.cost):
+            self.misbehaved("rate-limited", name)
             return
-        self.received[msg.name] += 1
+        self.received[name] += 1
+        self.line_digest = digest
         try:
-            getattr(self, handler)(msg)
+            if handler == "_to_manager":
+                self.manager.message_received(self, msg)
+            else:
+                getattr(self, handler)(msg)
         except Exception:
             self.manager.count("handler-error")
             log.failure("handling {msg_type} from {peer} failed",
-                        msg_type=msg.name, peer=self.peer)
+                        msg_type=name, peer=self.peer)
+        finally:
+            self.line_digest = None
+
+    def _repeated(self, name: str, owner: Any) -> None:
+        """
+        A repeat of a handled C{name} line: rate-limited like any, then
+        dropped and counted (L{lineReceived}).
+        """
+        if not self.limiter.allow(name):
+            self.misbehaved("rate-limited", name)
+            return
+        self.received[name] += 1
+        self.manager.count("line-duplicate")
+        owner.line_repeated(name)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         was = self.state

@@ -45,9 +45,10 @@ class RateLimiter:
         self._buckets = {name: TokenBucket(clock, rate, burst)
                          for name, (rate, burst) in limits.items()}
 
-    def allow(self, name: str) -> bool:
+    def allow(self, name: str, cost: int = 1) -> bool:
         """
-        Whether one more message of type C{name} is within the limit.
+        Whether one more message of type C{name}, taking C{cost} tokens
+        (the items of a batch), is within the limit.
         """
         bucket = self._buckets.get(name)
-        return bucket is None or bucket.take()
+        return bucket is None or bucket.take(cost)

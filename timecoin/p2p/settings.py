@@ -21,6 +21,7 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {
     "get_blocks": (2.0, 10.0),
     "get_tip": (1.0, 5.0),
     "tx": (1000.0, 2000.0),
+    "txs": (5000.0, 20000.0),
     "tx_vote": (4000.0, 8000.0),
     "tx_votes": (1000.0, 2000.0),
     "get_tx_votes": (5.0, 20.0),
@@ -29,8 +30,9 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {
     "block_vote": (500.0, 2000.0),
     "heartbeat": (400.0, 2000.0),
 }
-"""Per peer and message type: (tokens per second, bucket size).  Responses
-(C{peers}, C{blocks}, C{tip}) are bounded by our own requests instead."""
+"""Per peer and message type: (tokens per second, bucket size).  A batch
+takes one token per item (C{txs}: per transaction).  Responses (C{peers},
+C{blocks}, C{tip}) are bounded by our own requests instead."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,17 @@ class P2PSettings:
         blocks of this many bytes wait to be connected.
     @ivar sync_log_interval: seconds between progress lines while
         catching up.
+    @ivar tx_batch_delay: seconds transactions to announce or relay wait
+        to be sent together in one C{txs} message per peer; 0 sends what
+        one reactor turn admitted in the next turn.
+    @ivar tx_batch_count: a C{txs} batch is sent at once when it holds
+        this many transactions (at most 1,024).
+    @ivar tx_batch_bytes: ... or this many bytes of entries; a line never
+        exceeds it unless one transaction alone does (the C{txs} cap fits
+        the largest transaction).
     @ivar seen_size: entries of each gossip deduplication cache.
+    @ivar seen_lines: digests of gossip lines already handled (repeats are
+        dropped before parsing).
     @ivar orphan_votes: votes kept for transactions not yet seen.
     @ivar orphan_ttl: seconds an orphan vote is kept.
     @ivar ban_threshold: misbehaviour score that bans.
@@ -137,7 +149,11 @@ class P2PSettings:
     sync_start_grace: float = 15.0
     sync_buffer_bytes: int = 64 * 1024 * 1024
     sync_log_interval: float = 5.0
+    tx_batch_delay: float = 0.0
+    tx_batch_count: int = 512
+    tx_batch_bytes: int = 256 * 1024
     seen_size: int = 100_000
+    seen_lines: int = 20_000
     orphan_votes: int = 10_000
     orphan_ttl: float = 60.0
     ban_threshold: float = 100.0

@@ -70,6 +70,7 @@ from timecoin.p2p.messages import (
     Blocks,
     GetBlocks,
     GetTip,
+    MessageError,
     Tip,
     blocks_reply,
 )
@@ -574,22 +575,32 @@ class BlockSync:
         """
         A peer announced a committed block: connect it if it extends our
         tip (then relay it), fetch the gap if it is further ahead, check
-        it against ours if we hold its height.
+        it against ours if we hold its height.  A block we hold (or saw)
+        is recognised by its header's hash before its transactions and
+        certificate are parsed (L{BlockMsg.unpack}); a rest that does not
+        parse costs C{bad-message}.
         """
-        block, commit = msg.block, msg.commit
-        self._heard(conn, block.height)
-        if block.hash in self.gossip.seen_blocks:
+        header = msg.header
+        block_hash = header.hash
+        if block_hash in self.gossip.seen_blocks:
+            self._heard(conn, header.height)
             self.counters["block-duplicate"] += 1
             return
         chain = self.node.chain
         height = chain.height
-        if block.height <= height:
-            if block.hash == chain.tip.hash:
+        if header.height <= height:
+            self._heard(conn, header.height)
+            if block_hash == chain.tip.hash:
                 self.counters["block-known"] += 1
                 return
-            d = self._check_known(conn, block, commit)
+            d = self._check_known(conn, msg)
             d.addErrback(self._internal_error)
             return
+        unpacked = self._unpack(conn, msg)
+        if unpacked is None:
+            return
+        block, commit = unpacked
+        self._heard(conn, block.height)
         if block.height > height + 1:
             self.counters["block-ahead"] += 1
             self._pump()
@@ -601,13 +612,30 @@ class BlockSync:
                        errbackArgs=(block, commit, conn))
         d.addErrback(self._connect_failed)
 
+    def _unpack(self, conn: PeerProtocol,
+                msg: BlockMsg) -> tuple[Block, CommitCertificate] | None:
+        """
+        The announced block and certificate, or C{None} (the sender
+        scored) if they do not parse.
+        """
+        try:
+            return msg.unpack()
+        except MessageError as e:
+            self.counters["block-bad-message"] += 1
+            conn.misbehaved(e.reason, e.detail)
+            return None
+
     @defer.inlineCallbacks
-    def _check_known(self, conn: PeerProtocol, block: Block,
-                     commit: CommitCertificate) -> Any:
-        ours = yield self._our_hash(block.height)
-        if ours == block.hash or ours is None:
+    def _check_known(self, conn: PeerProtocol, msg: BlockMsg) -> Any:
+        header = msg.header
+        ours = yield self._our_hash(header.height)
+        if ours == header.hash or ours is None:
             self.counters["block-known"] += 1
             return
+        unpacked = self._unpack(conn, msg)
+        if unpacked is None:
+            return
+        block, commit = unpacked
         replaced = yield self._conflict(conn, block.height, block.hash,
                                         commit, block)
         if replaced:

@@ -447,15 +447,22 @@ def _one(conn: sqlite3.Connection, sql: str, arg: Any) -> bytes | None:
 def _record_ops(conn: sqlite3.Connection,
                 records: list[tuple[bytes, bytes | None]]) -> None:
     """
-    Store (or, for a C{None} record, delete) finality records in order,
-    inside the caller's transaction.
+    Store (or, for a C{None} record, delete) finality records as if in
+    order, inside the caller's transaction: only the last operation on
+    each txid is carried out (a pending record overwritten by the finality
+    record in the same group is never written), deletions and writes each
+    in one C{executemany}.
     """
+    last: dict[bytes, bytes | None] = {}
     for txid, record in records:
-        if record is None:
-            conn.execute("DELETE FROM tx_records WHERE txid = ?", (txid,))
-        else:
-            conn.execute("INSERT OR REPLACE INTO tx_records (txid, record)"
-                         " VALUES (?, ?)", (txid, record))
+        last[txid] = record
+    deleted = [(t,) for t, r in last.items() if r is None]
+    if deleted:
+        conn.executemany("DELETE FROM tx_records WHERE txid = ?", deleted)
+    written = [(t, r) for t, r in last.items() if r is not None]
+    if written:
+        conn.executemany("INSERT OR REPLACE INTO tx_records (txid, record)"
+                         " VALUES (?, ?)", written)
 
 
 def _set_tip(conn: sqlite3.Connection, height: int, block_hash: bytes) -> None:
