@@ -20,6 +20,7 @@ from timecoin.finality import (
     REJECT,
     Finality,
     TxVote,
+    _archived_record,
     sign_tx_vote,
     sign_tx_votes,
     tx_vote_ok,
@@ -189,11 +190,12 @@ class VoteTests(unittest.TestCase):
         self.assertEqual([t.txid for t in block.txs[1:]],
                          [tx.txid, child.txid])
         self.assertEqual(len(h.mempool), 0)
-        # The records now hold only the certificates of the mined pair.
+        # The records now hold only the certificates of the mined pair:
+        # their finalized records, kept by the block's write.
         records = dict(result_of(h.store.load_tx_records()))
         self.assertEqual(set(records), {tx.txid, child.txid})
         self.assertEqual({decode(r)["state"] for r in records.values()},
-                         {"archived"})
+                         {"finalized"})
         self.assertIn(OutPoint(child.txid, 0), h.chain.utxos)
         fee = 2 * params.COIN
         self.assertEqual(block.txs[0].outputs[0].value,
@@ -313,6 +315,48 @@ class RecordTests(unittest.TestCase):
     snapshot weights.
     """
 
+    def test_certificate_kept_across_mining_and_restart(self) -> None:
+        """
+        The finalized record of a mined payment stays as its certificate
+        (no second write): the votes are served after mining and, after a
+        restart, the certificate index is rebuilt from it without
+        rewriting it; a pending record of a mined transaction is deleted.
+        """
+        h = Harness()
+        engine = finality(h)
+        tx = h.pay([h.funding()], [(addr(h.payer), 999 * params.COIN)])
+        result_of(engine.submit(tx))
+        final = result_of(h.store.get_tx_record(tx.txid))
+        self.assertEqual(decode(final)["state"], FINALIZED)
+        h.next_block()
+        self.assertEqual(result_of(h.store.get_tx_record(tx.txid)), final)
+        votes = result_of(engine.votes_for(tx.txid))
+        self.assertEqual([v.voter for v in votes], [h.mn_key.public])
+        again = Harness(store=h.store)
+        engine2 = finality(again)
+        result_of(engine2.recover())
+        self.assertEqual(result_of(again.store.get_tx_record(tx.txid)), final)
+        self.assertEqual(result_of(engine2.votes_for(tx.txid)), votes)
+        self.assertIsNone(again.mempool.state_of(tx.txid))
+
+    def test_finalized_during_block_write_gets_archived_copy(self) -> None:
+        """
+        A payment finalized after the block mining it was validated (its
+        record deleted by that block's write) gets its votes written back
+        as an archived certificate.
+        """
+        h = Harness()
+        engine = finality(h)
+        tx = h.pay([h.funding()], [(addr(h.payer), 999 * params.COIN)])
+        result_of(engine.submit(tx))
+        h.chain.keeps_record = lambda txid: False
+        h.next_block()
+        self.assertIn(tx.txid, h.chain.retired)
+        record = decode(result_of(h.store.get_tx_record(tx.txid)))
+        self.assertEqual(record["state"], "archived")
+        self.assertEqual(record["height"], 1)
+        self.assertEqual(len(result_of(engine.votes_for(tx.txid))), 1)
+
     def test_records_are_canonical(self) -> None:
         """
         The pending, finalized and archived records are exactly the
@@ -337,9 +381,11 @@ class RecordTests(unittest.TestCase):
         self.assertEqual(decode(final)["votes"], [vote.to_obj()])
         self.assertEqual(decode(final)["tx"], tx.to_obj())
         h.next_block()
-        archived = result_of(h.store.get_tx_record(tx.txid))
-        self.assertEqual(canonical(decode(archived)), archived)
-        self.assertEqual(decode(archived)["state"], "archived")
+        # Mined: the finalized record stays, unchanged, as the certificate.
+        self.assertEqual(result_of(h.store.get_tx_record(tx.txid)), final)
+        record = _archived_record(1, [vote])
+        self.assertEqual(canonical(decode(record)), record)
+        self.assertEqual(decode(record)["state"], "archived")
         alone = sign_tx_vote(h.mn_key, "devnet", tx.txid, REJECT, 3)
         self.assertEqual(alone.encode(), canonical(alone.to_obj()))
 

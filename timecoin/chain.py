@@ -192,6 +192,14 @@ class Chain:
         double-spends, or C{None}; the finality engine installs the
         mempool's predicate.  A block holding such a transaction is
         invalid (C{conflicts-finalized})."""
+        self.keeps_record: Callable[[bytes], bool] = lambda txid: False
+        """Whether the finality record of C{txid} stays when a block mines
+        it (a durable finality record, kept as the certificate); the
+        finality engine installs it.  Every other record of a mined
+        transaction is deleted by the block's own write."""
+        self.retired: frozenset[bytes] = frozenset()
+        """The txids whose records the last connected block's write
+        deleted."""
 
     @property
     def height(self) -> int:
@@ -449,7 +457,7 @@ class Chain:
             undo.encode(), [op.key() for op in spent] + [k for k, _ in removed],
             [(op.key(), e.pack()) for op, e in created.items()]
             + [(state_key(pk), r.pack()) for pk, r in registered.items()],
-            txids, txids[1:])
+            txids, [t for t in txids[1:] if not self.keeps_record(t)])
 
     def check_new_registration(
             self, tx: Transaction, lookup: UtxoLookup,
@@ -529,6 +537,7 @@ class Chain:
         for old in [h for h in self._snapshots if h < block.height - 200]:
             del self._snapshots[old]
         self._apply_state(change.spent, change.created)
+        self.retired = frozenset(change.archived)
         for tx in block.txs:
             self.verified.discard(verified_key(tx))
         self.tip = block

@@ -28,9 +28,9 @@ node killed right after acknowledging finality still has it on restart and
 puts it in a block.  Pending transactions are written too (before this
 node votes approve), so a restarted node recovers its locks and never
 approves a conflicting spender.  The block that archives a transaction
-deletes its record; its certificate is then written back as an
-C{archived} record, kept for C{certificate_blocks} blocks (at most
-C{max_certificates}), and served by RPC C{gettransaction}.
+deletes its record, unless the transaction was finalized here: that
+record stays as its certificate, kept for C{certificate_blocks} blocks
+(at most C{max_certificates}) and served by RPC C{gettransaction}.
 """
 
 from __future__ import annotations
@@ -486,6 +486,7 @@ class Finality:
         """Whether the node has caught up with the network; block sync
         replaces it, and a node that is behind does not vote."""
         chain.finalized_conflict = mempool.finalized_conflict
+        chain.keeps_record = self._keeps_record
 
     @property
     def network(self) -> str:
@@ -1071,11 +1072,26 @@ class Finality:
             self._forget_released(txid)
         self._expire_late()
 
+    def _keeps_record(self, txid: bytes) -> bool:
+        """
+        Whether a block mining C{txid} keeps its record: a finalized
+        transaction's record is durable (its entry turns finalized only
+        once it is) and holds the votes, so it stays as the certificate
+        instead of being deleted and written again as an C{archived} one.
+        """
+        entry = self.mempool.entries.get(txid)
+        return entry is not None and entry.state == FINALIZED
+
     def _archive(self, txid: bytes, entry: Entry, height: int) -> None:
-        votes = sorted((v for v in entry.votes.values()
-                        if isinstance(v, TxVote)), key=lambda v: v.voter)
         self._certs[txid] = height
         self._certs.move_to_end(txid)
+        if txid not in self.chain.retired:
+            # Its finalized record stayed: it is the certificate.
+            return
+        # Finalized after the block was validated, so the block's write
+        # deleted the record: write the certificate back.
+        votes = sorted((v for v in entry.votes.values()
+                        if isinstance(v, TxVote)), key=lambda v: v.voter)
         d = self.chain.store.put_tx_record(txid, _archived_record(
             height, votes))
         d.addErrback(self._store_failed, "certificate", txid)
@@ -1240,11 +1256,13 @@ class Finality:
             for outpoint in inputs:
                 self._released_inputs[outpoint] = txid
         restored = {FINALIZED: 0, PENDING: 0}
+        certs = [(height, txid) for height, txid, _ in
+                 by_state.get(ARCHIVED, [])]
         for state in (FINALIZED, PENDING):
             for _, txid, obj in sorted(by_state.get(state, [])):
-                done = yield self._recover_tx(txid, obj)
+                done = yield self._recover_tx(txid, obj, certs)
                 restored[state] += done
-        for height, txid, _ in sorted(by_state.get(ARCHIVED, [])):
+        for height, txid in sorted(certs):
             self._certs[txid] = height
         self._prune_certificates()
         if restored[FINALIZED] or restored[PENDING]:
@@ -1253,19 +1271,18 @@ class Finality:
                      pending=restored[PENDING])
 
     @defer.inlineCallbacks
-    def _recover_tx(self, txid: bytes, obj: dict[str, Any]) -> Any:
-        tx = Transaction.from_obj(obj["tx"])
+    def _recover_tx(self, txid: bytes, obj: dict[str, Any],
+                    certs: list[tuple[int, bytes]]) -> Any:
         location = yield self.chain.store.get_tx_location(txid)
-        votes = [TxVote.from_obj(v) for v in obj.get("votes", [])]
         if location is not None:
             if obj["state"] == FINALIZED:
-                # Archived while we were down (before its record went).
-                self._certs[txid] = location[0]
-                yield self.chain.store.put_tx_record(txid, _archived_record(
-                    location[0], sorted(votes, key=lambda v: v.voter)))
+                # Mined: its finalized record is its certificate.
+                certs.append((location[0], txid))
             else:
                 yield self.chain.store.delete_tx_record(txid)
             return 0
+        tx = Transaction.from_obj(obj["tx"])
+        votes = [TxVote.from_obj(v) for v in obj.get("votes", [])]
         try:
             fee = self.mempool.check(tx)
         except TxInvalid as e:

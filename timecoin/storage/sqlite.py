@@ -66,7 +66,7 @@ log = Logger()
 _T = TypeVar("_T")
 
 SCHEMA_VERSION_KEY = "schema_version"
-GROUP_COMMIT_DELAY = 0.005
+GROUP_COMMIT_DELAY = 0.02
 """Seconds queued finality-record writes wait for company before their
 group commit (with a clock): at most this much is added to finality."""
 

@@ -123,7 +123,7 @@ WALLETS = 5
 COINS_PER_WALLET = 8
 COIN_VALUE = 100 * params.COIN
 
-GOSSIP = frozenset({b"tx", b"tx_vote", b"tx_votes", b"get_tx_votes",
+GOSSIP = frozenset({b"tx", b"txs", b"tx_vote", b"tx_votes", b"get_tx_votes",
                     b"proposal", b"block_vote", b"block", b"heartbeat"})
 """Message types the fault plan may drop, duplicate and reorder: gossip
 (and the vote query, which expects no reply), whose delivery the protocol
