@@ -1222,7 +1222,7 @@ class SimConfig:
     double_spends: float = 0.2
     faults: bool = True
     max_skew: float = 3.0
-    group_commit: float = 0.005
+    group_commit: float = 0.02
 
 
 @dataclass
