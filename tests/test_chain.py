@@ -177,6 +177,73 @@ class RevertTests(unittest.TestCase):
         self.assertEqual(h.chain.utxo_hash(), tip_hash)
 
 
+class ValidateOnceTests(unittest.TestCase):
+    """
+    A block validated against the current tip (consensus checks a
+    proposal before voting) is not validated again to connect it.
+    """
+
+    def counting(self, h: Harness) -> list[Block]:
+        calls: list[Block] = []
+        validate = h.chain.validate_block
+
+        def counted(block: Block) -> object:
+            calls.append(block)
+            return validate(block)
+
+        h.chain.validate_block = counted  # type: ignore[method-assign]
+        return calls
+
+    def test_validated_block_connects_without_second_validation(self) -> None:
+        """
+        validate_block then connect_block of the same block at the same tip
+        validates once and connects to the same state as a fresh connect.
+        """
+        h = Harness()
+        tx = h.pay([h.funding()], [(addr(key(2)), 10 * params.COIN),
+                                   (addr(h.payer), 989 * params.COIN)])
+        block = rebuild(h, [tx])
+        calls = self.counting(h)
+        h.chain.validate_block(block)
+        result_of(h.chain.connect_block(block, cert_for(h, block)))
+        self.assertEqual(calls, [block])
+        self.assertIn(OutPoint(tx.txid, 0), h.chain.utxos)
+        stored = {k for k, _ in result_of(h.store.load_utxos())}
+        self.assertEqual(stored, {op.key() for op in h.chain.utxos})
+
+    def test_undo_with_commit_splice(self) -> None:
+        """
+        Putting the commit into encoded undo data gives the bytes of
+        encoding the undo object with that commit.
+        """
+        from timecoin.chain import _Undo
+        h = Harness()
+        h.next_block()
+        commit = h.chain.tip_commit
+        assert commit is not None
+        for spent in ([], [(b"k" * 36, b"v" * 20), (b"x" * 36, b"y" * 9)]):
+            undo = _Undo(list(spent), None)
+            raw = undo.encode()
+            undo.commit = commit
+            self.assertEqual(_Undo.with_commit(raw, commit), undo.encode())
+            self.assertEqual(_Undo.decode(_Undo.with_commit(raw, commit)),
+                             undo)
+
+    def test_tip_moved_validates_again(self) -> None:
+        """
+        A validation made at another tip is not reused: the block is
+        validated again (and refused, as it no longer extends the tip).
+        """
+        h = Harness()
+        block = rebuild(h, [])
+        h.chain.validate_block(block)
+        h.next_block()
+        calls = self.counting(h)
+        self.assertFailure(h.chain.connect_block(block, cert_for(h, block)),
+                           BlockInvalid)
+        self.assertEqual(calls, [block])
+
+
 class ValidationTests(unittest.TestCase):
     """
     Each invalid block is refused with its reason code, and nothing is

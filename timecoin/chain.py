@@ -149,6 +149,19 @@ class _Undo:
             "spent": [[k.hex(), v.hex()] for k, v in self.spent],
             "commit": None if self.commit is None else self.commit.to_obj()})
 
+    @staticmethod
+    def with_commit(raw: bytes, commit: CommitCertificate) -> bytes:
+        """
+        The encoding of undo data C{raw} (encoded without a commit) with
+        C{commit} put in: the same bytes as decoding, setting the commit
+        and encoding again, without re-encoding the spent entries
+        (thousands in a full block).
+        """
+        head = b'{"commit":null,'
+        assert raw.startswith(head), raw[:32]
+        return (b'{"commit":' + canonical(commit.to_obj()) + b","
+                + raw[len(head):])
+
     @classmethod
     def decode(cls, raw: bytes) -> _Undo:
         obj = decode(raw)
@@ -197,6 +210,9 @@ class Chain:
         it (a durable finality record, kept as the certificate); the
         finality engine installs it.  Every other record of a mined
         transaction is deleted by the block's own write."""
+        self._validated: tuple[bytes, bytes, BlockChange] | None = None
+        """The last block validated: (tip hash then, block hash,
+        change), reused by L{connect_block} while the tip is the same."""
         self.retired: frozenset[bytes] = frozenset()
         """The txids whose records the last connected block's write
         deleted."""
@@ -452,12 +468,14 @@ class Chain:
         undo = _Undo([(op.key(), e.pack()) for op, e in spent.items()]
                      + removed, None)
         txids = [t.txid for t in block.txs]
-        return BlockChange(
+        change = BlockChange(
             header.height, block.hash, header.prev_hash, block.encode(),
             undo.encode(), [op.key() for op in spent] + [k for k, _ in removed],
             [(op.key(), e.pack()) for op, e in created.items()]
             + [(state_key(pk), r.pack()) for pk, r in registered.items()],
             txids, [t for t in txids[1:] if not self.keeps_record(t)])
+        self._validated = (self.tip.hash, block.hash, change)
+        return change
 
     def check_new_registration(
             self, tx: Transaction, lookup: UtxoLookup,
@@ -514,15 +532,21 @@ class Chain:
 
         @raise BlockInvalid: nothing is written.
         """
-        change = self.validate_block(block)
+        validated, self._validated = self._validated, None
+        if validated is not None and validated[:2] == (self.tip.hash,
+                                                       block.hash):
+            # Validated against this very tip already (consensus checks a
+            # proposal before voting for it): the chain has not moved, so
+            # the change stands.
+            change = validated[2]
+        else:
+            change = self.validate_block(block)
         if commit is not None:
             self.check_commit(commit, block)
-            undo = _Undo.decode(change.undo)
-            undo.commit = commit
             change = BlockChange(
                 change.height, change.block_hash, change.prev_hash,
-                change.block, undo.encode(), change.spent, change.created,
-                change.txids, change.archived)
+                change.block, _Undo.with_commit(change.undo, commit),
+                change.spent, change.created, change.txids, change.archived)
         try:
             yield self.store.apply_block(change)
         except StoreError:
