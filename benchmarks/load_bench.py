@@ -614,6 +614,14 @@ def measure(options: argparse.Namespace, net: Devnet, raw: float,
     latencies = [(p.seen[p.node] - p.sent_at) * 1000 for p in accepted
                  if p.node in p.seen and p.sent_at is not None
                  and p.twin is None]
+    if options.latency_csv:
+        with open(options.latency_csv, "w") as out:
+            out.write("sent_s,latency_ms\n")
+            for p in sorted(accepted, key=lambda p: p.sent_at or 0.0):
+                if p.node in p.seen and p.sent_at is not None and \
+                        p.twin is None:
+                    out.write(f"{p.sent_at - window_start:.3f},"
+                              f"{(p.seen[p.node] - p.sent_at) * 1000:.1f}\n")
     lost = 0
     double = 0
     neither = 0
@@ -642,8 +650,10 @@ def measure(options: argparse.Namespace, net: Devnet, raw: float,
         "submitted_tps": round(len(accepted) / window, 1),
         "finalized_tps": round(finalized_in_window / window, 1),
         "finality_p50_ms": round(percentile(latencies, 0.50), 1),
+        "finality_p90_ms": round(percentile(latencies, 0.90), 1),
         "finality_p99_ms": round(percentile(latencies, 0.99), 1),
         "finality_max_ms": round(max(latencies, default=float("nan")), 1),
+        "finality_over_1s": sum(1 for ms in latencies if ms > 1000),
         "lost": lost, "double_finalized": double + load.duplicates,
         "double_finalized_pairs": double,
         "finalized_twice_in_a_feed": load.duplicates,
@@ -689,6 +699,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--double-spends", type=float, default=0.005)
     parser.add_argument("--verify-seconds", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--latency-csv", default=None,
+                        help="write (seconds into the window, finality "
+                        "latency in ms) per measured payment to this file")
     parser.add_argument("--dir", default=None,
                         help="devnet directory (default: a temporary one)")
     parser.add_argument("--keep", action="store_true",

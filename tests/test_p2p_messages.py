@@ -356,3 +356,38 @@ class SizeTests(unittest.TestCase):
         self.assertEqual(announced.header.hash, bigger.hash)
         e = self.assertRaises(MessageError, announced.unpack)
         self.assertEqual(e.reason, "bad-message")
+
+
+class ProposalEncodingTests(unittest.TestCase):
+    """
+    A proposal's line is spliced around its block's cached encoding.
+    """
+
+    def test_spliced_equals_canonical(self) -> None:
+        """
+        For a block of many payments, and either kind of valid round, the
+        spliced line is the canonical encoding and parses back.
+        """
+        from tests.helpers import addr, key
+        from tests.test_txcache import payment
+        from timecoin.block import BlockHeader, merkle_root, sign_block
+        from timecoin.consensus import sign_proposal
+        from timecoin.p2p.consensus_relay import ProposalMsg
+        from timecoin.tx import Transaction, TxOut
+        txs = [payment(i) for i in range(1, 30)]
+        coinbase = Transaction((), (TxOut(100, addr(key(1))),), "coinbase",
+                               {"height": 7})
+        all_txs = (coinbase, *txs)
+        header = BlockHeader(height=7, prev_hash=b"\x05" * 32,
+                             merkle_root=merkle_root([t.txid for t in all_txs]),
+                             timestamp=9, producer=key(1).public, round=2)
+        block = sign_block(key(1), "devnet", header, all_txs, None)
+        for valid_round in (-1, 1):
+            msg = ProposalMsg(sign_proposal(key(1), "devnet", block, 2,
+                                            valid_round))
+            line = msg.encode()
+            self.assertEqual(line, canonical(msg.to_obj()))
+            parsed = parse_line(line)
+            assert isinstance(parsed, ProposalMsg)
+            self.assertEqual(parsed.proposal.block.hash, block.hash)
+            self.assertEqual(parsed.proposal.valid_round, valid_round)

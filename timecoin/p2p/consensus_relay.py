@@ -52,6 +52,19 @@ class ProposalMsg(Message):
     def fields(self) -> dict[str, Any]:
         return {"proposal": self.proposal.to_obj()}
 
+    def encode(self) -> bytes:
+        """
+        The canonical line, spliced around the block's own (cached)
+        encoding rather than re-encoding its transactions: the same bytes
+        as C{canonical(self.to_obj())}.
+        """
+        p = self.proposal
+        return (b'{"proposal":{"block":' + p.block.encode()
+                + b',"proposer":"' + p.proposer.hex().encode()
+                + b'","round":%d,"signature":"' % p.round
+                + p.signature.hex().encode()
+                + b'","valid_round":%d},"type":"proposal"}' % p.valid_round)
+
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> ProposalMsg:
         return cls(Proposal.from_obj(_field(obj, "proposal")))
