@@ -222,11 +222,13 @@ class Devnet:
     The devnet under test: its directory, node RPC ports and pids.
     """
 
-    def __init__(self, root: Path, nodes: int, block_time: float) -> None:
+    def __init__(self, root: Path, nodes: int, block_time: float,
+                 config: Path | None = None) -> None:
         self.root = root
         self.nodes = nodes
         self.base = free_base_port(2 * nodes)
         self.block_time = block_time
+        self.config = config
 
     def up(self) -> None:
         """
@@ -235,7 +237,7 @@ class Devnet:
         out = StringIO()
         with redirect_stdout(out):
             code = devnet.up(self.root, self.nodes, self.base,
-                             self.block_time)
+                             self.block_time, self.config)
         if code:
             print(out.getvalue())
             raise RuntimeError("the devnet did not come up")
@@ -525,7 +527,8 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         tempfile.mkdtemp(prefix="timecoin-load-"))
     if workdir.exists() and options.dir:
         shutil.rmtree(workdir)
-    net = Devnet(workdir, options.nodes, options.block_time)
+    net = Devnet(workdir, options.nodes, options.block_time,
+                 options.node_config)
     began = time.monotonic()
     net.up()
     print(f"devnet of {options.nodes} nodes up in "
@@ -699,6 +702,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--double-spends", type=float, default=0.005)
     parser.add_argument("--verify-seconds", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--node-config", type=Path, default=None,
+                        help="a TOML config file every node reads (e.g. "
+                        "[rpc] max_undecided)")
     parser.add_argument("--latency-csv", default=None,
                         help="write (seconds into the window, finality "
                         "latency in ms) per measured payment to this file")

@@ -9,6 +9,7 @@ dropped on their header, and dispatch by message type.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -507,3 +508,90 @@ class DispatchTests(unittest.TestCase):
         manager.message_received(None, msg)  # type: ignore[arg-type]
         self.assertEqual(got, [("txs_received", msg)])
 
+
+
+class AdmissionSliceTests(ClusterTestCase):
+    """
+    Transactions from peers are admitted at most C{admit_slice} per
+    reactor turn; the rest wait in order, so other messages are handled
+    between slices.
+    """
+
+    def admissions(self, gossip: Gossip) -> list[bytes]:
+        """
+        Record the transactions C{gossip} hands to finality, in order.
+        """
+        seen: list[bytes] = []
+        real = gossip._submit
+
+        def recording(conn: Any, tx: Transaction) -> None:
+            seen.append(tx.txid)
+            real(conn, tx)
+
+        self.patch(gossip, "_submit", recording)
+        return seen
+
+    def test_big_batch_admitted_in_slices_in_order(self) -> None:
+        """
+        A C{txs} batch of 2.5 slices: one slice is admitted as it
+        arrives, the next one per reactor turn, in the batch's order; a
+        copy of a waiting transaction is a duplicate, not queued twice.
+        """
+        gossip = self.receiver.gossip
+        conn = self.receiver.manager.ready[IPS[0]]
+        self.patch(gossip, "settings", replace(gossip.settings,
+                                               admit_slice=4))
+        admitted = self.admissions(gossip)
+        batch = [payment(100 + i) for i in range(10)]
+        gossip.txs_received(conn, TxsMsg.of(batch))
+        self.assertEqual(admitted, [t.txid for t in batch[:4]])
+        duplicates = gossip.counters["tx-duplicate"]
+        gossip.txs_received(conn, TxsMsg.of([batch[7]]))
+        self.assertEqual(gossip.counters["tx-duplicate"], duplicates + 1)
+        self.assertEqual(len(admitted), 4)
+        # Each reactor turn runs one slice (task.Clock would run the
+        # re-scheduled turns in one advance, so turns are taken by hand).
+        gossip._admit_some()
+        self.assertEqual(admitted, [t.txid for t in batch[:8]])
+        self.assertEqual(gossip.counters["tx-admission-deferred"], 1)
+        gossip._admit_some()
+        self.assertEqual(admitted, [t.txid for t in batch])
+        self.cluster.clock.advance(0)
+        self.assertEqual(len(admitted), 10)
+
+    def test_queue_bounded(self) -> None:
+        """
+        Beyond C{admit_queue} waiting transactions, new ones are dropped
+        and counted.
+        """
+        gossip = self.receiver.gossip
+        conn = self.receiver.manager.ready[IPS[0]]
+        self.patch(gossip, "settings", replace(
+            gossip.settings, admit_slice=2, admit_queue=3))
+        admitted = self.admissions(gossip)
+        gossip.txs_received(conn, TxsMsg.of([payment(200 + i)
+                                             for i in range(7)]))
+        self.assertEqual(len(admitted), 2)
+        self.assertEqual(gossip.counters["tx-dropped:admission-queue-full"],
+                         2)
+        self.cluster.clock.advance(0)
+        self.assertEqual(len(admitted), 5)
+
+    def test_waiting_counts_as_undecided(self) -> None:
+        """
+        Transactions from peers waiting for admission count in the
+        node's undecided backlog, which RPC admission control bounds.
+        """
+        gossip = self.receiver.gossip
+        node = node_of(self.cluster, 1)
+        node.p2p = self.receiver
+        conn = self.receiver.manager.ready[IPS[0]]
+        self.patch(gossip, "settings", replace(gossip.settings,
+                                               admit_slice=2))
+        before = node.undecided()
+        gossip.txs_received(conn, TxsMsg.of([payment(300 + i)
+                                             for i in range(6)]))
+        self.assertEqual(gossip.waiting, 4)
+        self.assertEqual(node.undecided(), before + 4)
+        self.cluster.clock.advance(0)
+        self.assertEqual(gossip.waiting, 0)

@@ -359,10 +359,10 @@ class ConfigTests(unittest.TestCase):
 
     def test_setting(self) -> None:
         """
-        It defaults to 4,000, loads from C{[rpc] max_undecided}, and a
+        It defaults to 1,000, loads from C{[rpc] max_undecided}, and a
         negative value stops start-up naming it.
         """
-        self.assertEqual(Config().rpc_max_undecided, 4_000)
+        self.assertEqual(Config().rpc_max_undecided, 1_000)
         path = Path(self.mktemp())
         path.write_text("[rpc]\nmax_undecided = 0\n")
         config = load_config(str(path), {"datadir": self.mktemp()})

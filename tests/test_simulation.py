@@ -25,6 +25,7 @@ from timecoin.finality import (
     Finality,
     FinalitySettings,
     sign_tx_vote,
+    sign_tx_votes,
 )
 from timecoin.interfaces import IQuorumRule
 from timecoin.masternodes import Masternode, make_snapshot
@@ -316,6 +317,47 @@ class FoundBugTests(unittest.TestCase):
         self.assertEqual(h.chain.height, 0)
         slow.advance(0.2)
         self.assertEqual(h.chain.height, 1)
+
+    def test_equivocators_approval_counts_over_its_rejection(self) -> None:
+        """
+        A masternode that signed both reject and approve on one
+        transaction has its approval counted, whichever came first: every
+        node holding both counts the same, so an approval quorum formed
+        with it on one node forms on the others too (counting the first
+        one received finalized a payment on one node and rejected it on
+        four others: seed 71, seven masternodes, two Byzantine).  Its
+        rejection after its approval changes nothing.
+        """
+        h = Harness(funds=[10 * params.COIN])
+        _wider(h, (5, 6))
+        engine = _engine(h, FinalitySettings(batch_delay=0.5))
+        tx = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
+        result_of(engine.submit(tx))
+        reject = sign_tx_vote(key(5), "devnet", tx.txid, REJECT, 0)
+        approve = sign_tx_vote(key(5), "devnet", tx.txid, APPROVE, 0)
+        self.assertIsNone(engine.receive_vote(reject))
+        self.assertIsNone(engine.receive_vote(approve))
+        self.assertEqual(h.mempool.entries[tx.txid].votes[key(5).public],
+                         approve)
+        self.assertEqual(engine.receive_vote(reject), "vote-equivocation")
+        self.assertEqual(len(engine.equivocations), 1)
+        # key(6) by batch, approve after reject: counted too.
+        engine.receive_batch(sign_tx_votes(key(6), "devnet", 0,
+                                           [(tx.txid, REJECT)]))
+        result = engine.receive_batch(sign_tx_votes(key(6), "devnet", 0,
+                                                    [(tx.txid, APPROVE)]))
+        self.assertEqual(result.tallied, 1)
+        engine.flush_votes()
+        self.assertEqual(h.mempool.state_of(tx.txid), FINALIZED)
+
+    def test_seed_that_found_split_finality(self) -> None:
+        """
+        The seed on which an equivocator's approval finalized a payment on
+        one node only keeps every invariant.
+        """
+        config = SimConfig(nodes=7, byzantine=2)
+        results = [run_seed(replace(config, seed=71))]
+        self.assertEqual(_report(results, config), "")
 
     def test_seeds_that_found_stalls(self) -> None:
         """

@@ -71,7 +71,7 @@ class Config:
     rpc_max_body_bytes: int = 4_000_000
     rpc_auth: list[str] = field(default_factory=list)
     rpc_allow_ip: list[str] = field(default_factory=list)
-    rpc_max_undecided: int = 4_000
+    rpc_max_undecided: int = 1_000
     storage: str = "sqlite"
     redis_url: str = "redis://127.0.0.1:6379/0"
     block_time: float = 0.0

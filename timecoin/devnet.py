@@ -57,9 +57,11 @@ def _layout(root: Path, n: int, base: int) -> list[tuple[Path, int, int]]:
             for i in range(n)]
 
 
-def up(root: Path, n: int, base: int, block_time: float) -> int:
+def up(root: Path, n: int, base: int, block_time: float,
+       config: Path | None = None) -> int:
     """
-    Create (if new) and start an N-node devnet under C{root}.
+    Create (if new) and start an N-node devnet under C{root}; every node
+    reads the TOML C{config} file, if given (its options override it).
     """
     nodes = _layout(root, n, base)
     genesis_path = root / "genesis.json"
@@ -82,7 +84,8 @@ def up(root: Path, n: int, base: int, block_time: float) -> int:
             masternodes)
         write_genesis(genesis_path, genesis)
         (root / "devnet.json").write_text(json.dumps(
-            {"nodes": n, "base_port": base, "block_time": block_time}))
+            {"nodes": n, "base_port": base, "block_time": block_time,
+             "config": None if config is None else str(config.resolve())}))
     for i in range(n):
         start_node(root, i)
     for datadir, p2p, rpc_port in nodes:
@@ -111,6 +114,8 @@ def start_node(root: Path, i: int) -> None:
            "--genesis", str(root / "genesis.json"), "--p2p-port", str(p2p),
            "--rpc-port", str(rpc_port), "--connect", peers,
            "--block-time", str(config["block_time"])]
+    if config.get("config"):
+        cmd.append(f"--config={config['config']}")
     subprocess.run(cmd, check=True)
 
 
@@ -211,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("-n", type=int, default=4, help="number of nodes")
     p_up.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
     p_up.add_argument("--block-time", type=float, default=2.0)
+    p_up.add_argument("--config", type=Path, default=None,
+                      help="a TOML config file every node reads")
     sub.add_parser("down", parents=[common], help="stop the devnet")
     sub.add_parser("status", parents=[common], help="heights and peers")
     for name, text in (("stop", "stop one node"),
@@ -220,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     root = options.dir.resolve()
     if options.command == "up":
-        return up(root, options.n, options.base_port, options.block_time)
+        return up(root, options.n, options.base_port, options.block_time,
+                  options.config)
     if options.command == "down":
         return down(root)
     if options.command == "stop":

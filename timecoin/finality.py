@@ -713,7 +713,8 @@ class Finality:
             return "vote-bad-signature"
         if isinstance(first, TxVote):
             self._equivocated(first, vote)
-            return "vote-equivocation"
+            if not _overrides(first, vote):
+                return "vote-equivocation"
         return None
 
     def receive_batch(self, batch: TxVoteBatch) -> BatchResult:
@@ -762,7 +763,10 @@ class Finality:
             first = None if entry is None else entry.votes.get(vote.voter)
             if isinstance(first, TxVote) and first.decision != vote.decision:
                 self._equivocated(first, vote)
-                result.dropped["vote-equivocation"] += 1
+                if _overrides(first, vote) and self._accept(vote):
+                    result.tallied += 1
+                else:
+                    result.dropped["vote-equivocation"] += 1
             elif self._accept(vote):
                 result.tallied += 1
             else:
@@ -806,8 +810,11 @@ class Finality:
         Add a checked vote to its subject and tally; whether it counted.
         """
         entry = self._subject(vote.txid)
-        if entry is None or entry.state == FINALIZED or \
-                vote.voter in entry.votes:
+        if entry is None or entry.state == FINALIZED:
+            return False
+        held = entry.votes.get(vote.voter)
+        if held is not None and not (isinstance(held, TxVote)
+                                     and _overrides(held, vote)):
             return False
         entry.votes[vote.voter] = vote
         self._tally(vote.txid)
@@ -1303,6 +1310,22 @@ class Finality:
             self.vote_timeout, self._timed_out, txid)
         self._decide(txid)
         return 1
+
+
+def _overrides(first: TxVote, second: TxVote) -> bool:
+    """
+    Whether an equivocating masternode's C{second} vote replaces its
+    C{first} in the tally: an approval replaces a rejection, so that every
+    node that holds both counts the pair the same way, whatever order they
+    came in.  Counting whichever came first let an equivocator's approval
+    complete a quorum on one node while the others held its rejection and
+    rejected the transaction for good (the simulator found it: seed 71,
+    seven masternodes, two Byzantine).  It is safe: a Byzantine masternode
+    may approve both sides of a double spend anyway (two txids, no
+    equivocation), and with less than a third of the weight Byzantine two
+    conflicting transactions still cannot both reach the quorum.
+    """
+    return first.decision == REJECT and second.decision == APPROVE
 
 
 def _archived_record(height: int, votes: list[TxVote]) -> bytes:

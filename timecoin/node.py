@@ -286,9 +286,12 @@ class Node(Service):
         """
         Transactions admitted and not yet finalized or rejected: pending
         mempool entries and contenders, from peers as well as from RPC
-        (each holds a vote timeout until it is decided).
+        (each holds a vote timeout until it is decided), plus those from
+        peers still waiting for admission (the P2P service's queue, see
+        L{timecoin.p2p.settings.P2PSettings.admit_slice}).
         """
-        return self.finality.undecided
+        waiting = 0 if self.p2p is None else self.p2p.gossip.waiting
+        return self.finality.undecided + waiting
 
     def check_admission(self) -> None:
         """

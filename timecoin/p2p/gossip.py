@@ -45,7 +45,7 @@ still holds) is dropped that way.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -254,6 +254,12 @@ class Gossip:
         self._queued_bytes = 0
         self._flush_call: IDelayedCall | None = None
         self._source: PeerProtocol | None = None
+        self._admit: deque[tuple[PeerProtocol, Transaction]] = deque()
+        self._admitting: set[bytes] = set()
+        """The txids in L{_admit}."""
+        self._admit_call: IDelayedCall | None = None
+        self._direct = 0
+        """Transactions from peers admitted this reactor turn."""
 
     def stop(self) -> None:
         """
@@ -264,6 +270,11 @@ class Gossip:
         self._flush_call = None
         self._queue = {}
         self._queued_bytes = 0
+        if self._admit_call is not None and self._admit_call.active():
+            self._admit_call.cancel()
+        self._admit_call = None
+        self._admit.clear()
+        self._admitting.clear()
 
     # Seen-caches behind the line cache -----------------------------------
 
@@ -419,7 +430,7 @@ class Gossip:
         tx = msg.tx
         if self._duplicate_tx(conn, tx.txid):
             return
-        self._submit(conn, tx)
+        self._admit_later(conn, tx)
 
     def txs_received(self, conn: PeerProtocol, msg: TxsMsg) -> None:
         """
@@ -445,16 +456,63 @@ class Gossip:
                     "invalid-tx", f"txid-mismatch: claimed {txid.hex()}, "
                     f"is {tx.txid.hex()}")
                 continue
-            self._submit(conn, tx)
+            self._admit_later(conn, tx)
         if offence is not None:
             conn.misbehaved(*offence)
+
+    def _admit_later(self, conn: PeerProtocol, tx: Transaction) -> None:
+        """
+        Admit C{tx} from C{conn} now if none wait and this reactor turn
+        has admitted fewer than L{P2PSettings.admit_slice}; else queue it
+        behind the others (in order: parents before children), to be
+        admitted a slice per reactor turn.
+        """
+        if not self._admit and self._direct < self.settings.admit_slice:
+            self._direct += 1
+            if self._admit_call is None:
+                # Next turn starts a new slice.
+                self._admit_call = self.clock.callLater(0, self._admit_some)
+            self._submit(conn, tx)
+            return
+        if len(self._admit) >= self.settings.admit_queue:
+            self.counters["tx-dropped:admission-queue-full"] += 1
+            return
+        self._admit.append((conn, tx))
+        self._admitting.add(tx.txid)
+        if self._admit_call is None:
+            self._admit_call = self.clock.callLater(0, self._admit_some)
+
+    @property
+    def waiting(self) -> int:
+        """
+        Transactions from peers queued for admission.
+        """
+        return len(self._admit)
+
+    def _admit_some(self) -> None:
+        """
+        A new reactor turn: admit the next slice of queued transactions,
+        and come back next turn for the rest.
+        """
+        self._admit_call = None
+        self._direct = 0
+        while self._admit and self._direct < self.settings.admit_slice:
+            conn, tx = self._admit.popleft()
+            self._admitting.discard(tx.txid)
+            self._direct += 1
+            self._submit(conn, tx)
+        if self._admit:
+            self.counters["tx-admission-deferred"] += 1
+        if self._admit or self._direct:
+            self._admit_call = self.clock.callLater(0, self._admit_some)
 
     def _duplicate_tx(self, conn: PeerProtocol, txid: bytes) -> bool:
         """
         Whether C{txid} is seen or held here (then counted, and C{conn}
         noted as holding it if it waits to be relayed).
         """
-        if txid not in self.seen_txs and not self.node.mempool.knows(txid):
+        if txid not in self.seen_txs and txid not in self._admitting and \
+                not self.node.mempool.knows(txid):
             return False
         self.counters["tx-duplicate"] += 1
         queued = self._queue.get(txid)

@@ -116,6 +116,10 @@ class _Pending:
     sent_at: float
 
 
+READ_SIZE = 1024 * 1024
+"""Bytes read from a peer's socket per reactor turn at most."""
+
+
 class PeerProtocol(LineOnlyReceiver):
     """
     A connection to a peer, inbound or outbound.
@@ -189,6 +193,13 @@ class PeerProtocol(LineOnlyReceiver):
     # Twisted events ------------------------------------------------------
 
     def connectionMade(self) -> None:
+        if isinstance(getattr(self._transport, "bufferSize", None), int):
+            # Read and write up to READ_SIZE per reactor turn instead of
+            # Twisted's 64 KiB / 128 KiB: a 2 MB proposal otherwise takes
+            # some twenty turns each way, each shared with every other
+            # connection's work, and under load its round times out.
+            self._transport.bufferSize = READ_SIZE
+            self._transport.SEND_LIMIT = READ_SIZE
         address = self._transport.getPeer()
         self.ip = normalize_ip(str(getattr(address, "host", "")))
         self.remote_port = int(getattr(address, "port", 0) or 0)

@@ -99,6 +99,15 @@ class P2PSettings:
     @ivar tx_batch_bytes: ... or this many bytes of entries; a line never
         exceeds it unless one transaction alone does (the C{txs} cap fits
         the largest transaction).
+    @ivar admit_slice: transactions from peers admitted per reactor turn
+        once some wait: a C{txs} batch beyond it, or anything arriving
+        while others wait, is queued and admitted this many at a time, so
+        block-consensus messages and vote batches (cheap, and what keeps
+        blocks coming) are handled between slices instead of behind
+        seconds of signature checks.
+    @ivar admit_queue: transactions from peers waiting for admission at
+        most; beyond it new ones are dropped (counted; their origin
+        re-announces what stays undecided).
     @ivar seen_size: entries of each gossip deduplication cache.
     @ivar seen_lines: digests of gossip lines already handled (repeats are
         dropped before parsing).
@@ -152,6 +161,8 @@ class P2PSettings:
     tx_batch_delay: float = 0.0
     tx_batch_count: int = 512
     tx_batch_bytes: int = 256 * 1024
+    admit_slice: int = 128
+    admit_queue: int = 20_000
     seen_size: int = 100_000
     seen_lines: int = 20_000
     orphan_votes: int = 10_000
