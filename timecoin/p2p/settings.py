@@ -161,7 +161,7 @@ class P2PSettings:
     tx_batch_delay: float = 0.0
     tx_batch_count: int = 512
     tx_batch_bytes: int = 256 * 1024
-    admit_slice: int = 128
+    admit_slice: int = 512
     admit_queue: int = 20_000
     seen_size: int = 100_000
     seen_lines: int = 20_000
