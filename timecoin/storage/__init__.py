@@ -30,7 +30,9 @@ class BlockChange:
         and spent inside the same block appear in neither list).
     @ivar created: C{(key, packed UtxoEntry)} pairs added to the UTXO set.
     @ivar txids: every transaction of the block, indexed to this height.
-    @ivar archived: txids whose finality records the block retires.
+    @ivar archived: txids whose finality records the block retires (its
+        transactions but those finalized on this node, whose records stay
+        as their certificates).
     """
 
     height: int
