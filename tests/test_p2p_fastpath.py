@@ -595,3 +595,45 @@ class AdmissionSliceTests(ClusterTestCase):
         self.assertEqual(node.undecided(), before + 4)
         self.cluster.clock.advance(0)
         self.assertEqual(gossip.waiting, 0)
+
+
+class ConnectQueryTests(ClusterTestCase):
+    """
+    A peer that connects is asked for its votes on what is open here.
+    """
+
+    def test_new_peer_asked_about_open_transactions(self) -> None:
+        """
+        Undecided and recently rejected transactions are asked about,
+        decided ones are not; only the new peer is asked.
+        """
+        node = node_of(self.cluster, 0)
+        service = service_of(self.cluster, 0)
+        fan = fan_out(node, 3)
+        result_of(node.submit(fan))
+        self.assertEqual(node.mempool.state_of(fan.txid), "pending")
+        self.assertIn(fan.txid, node.finality.open_txids(10))
+        conn = service.manager.ready[IPS[1]]
+        sent: list[Any] = []
+        self.patch(conn, "send", lambda msg: sent.append(msg) or True)
+        service.gossip.peer_ready(conn)
+        asked = [t for msg in sent for t in msg.txids]
+        self.assertEqual(asked, [fan.txid])
+        self.cluster.advance(1)
+        self.assertEqual(node.mempool.state_of(fan.txid), "finalized")
+        self.assertNotIn(fan.txid, node.finality.open_txids(10))
+        sent.clear()
+        service.gossip.peer_ready(conn)
+        self.assertEqual(sent, [])
+
+    def test_reconnected_peer_gets_asked(self) -> None:
+        """
+        The manager hands every completed handshake to gossip.
+        """
+        service = service_of(self.cluster, 0)
+        seen: list[Any] = []
+        self.patch(service.gossip, "peer_ready", seen.append)
+        conn = service.manager.ready[IPS[1]]
+        conn.transport.loseConnection()
+        self.cluster.advance(10)
+        self.assertTrue(any(c.peer_key == IPS[1] for c in seen))

@@ -1121,6 +1121,19 @@ class Finality:
                 break
             del self._late[txid]
 
+    def open_txids(self, limit: int) -> list[bytes]:
+        """
+        The transactions whose votes a newly connected peer may complete:
+        the undecided ones (pending, contenders) and those rejected here a
+        short while ago that a late approval may still finalize
+        (C{late_ttl}); the newest C{limit}.
+        """
+        found = [txid for source in (self.mempool.entries,
+                                     self.mempool.contenders)
+                 for txid, entry in source.items() if entry.state == PENDING]
+        found.extend(self._late)
+        return found[-limit:]
+
     def stalled(self, limit: int = 256) -> list[Transaction]:
         """
         Undecided transactions whose votes peers should be asked for (and

@@ -107,6 +107,10 @@ MAX_REANNOUNCE = 256
 most: 256 transactions (in C{txs}) and 4 C{get_tx_votes} a second stay
 well within a peer's rate limits (5000/s and 5/s)."""
 
+MAX_QUERY_ON_CONNECT = 1024
+"""Open transactions a newly connected peer is asked about: 16
+C{get_tx_votes} at most, within its burst of 20."""
+
 MALICIOUS_HEARTBEAT_REASONS = frozenset({"heartbeat-bad-signature"})
 """Heartbeat drops that score the sender: a forged signature.  Stale,
 far-future and non-masternode heartbeats cost nothing (replays, clock
@@ -401,6 +405,22 @@ class Gossip:
         """
         self._expire_orphans()
         self.query_stalled()
+
+    def peer_ready(self, conn: PeerProtocol) -> None:
+        """
+        A peer connected (or reconnected after a partition): ask it for
+        the votes it holds on what is open here, undecided or recently
+        rejected (L{timecoin.finality.Finality.open_txids}).  The periodic
+        query (L{query_stalled}) stops after a few tries, so a node cut
+        off while the others voted would otherwise never see the votes
+        that finalized a transaction elsewhere and keep it rejected (the
+        simulator found it: seed 628 of seven masternodes).
+        """
+        txids = self.node.finality.open_txids(MAX_QUERY_ON_CONNECT)
+        for start in range(0, len(txids), MAX_TXIDS_PER_QUERY):
+            self.counters["votes-queried-on-connect"] += 1
+            conn.send(GetTxVotes(tuple(
+                txids[start:start + MAX_TXIDS_PER_QUERY])))
 
     def query_stalled(self) -> None:
         """

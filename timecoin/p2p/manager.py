@@ -330,6 +330,8 @@ class PeerManager:
                        callbackArgs=(conn,), errbackArgs=(conn, "get_peers"))
         if self.sync is not None:
             self.sync.peer_tip(conn, conn.hello.height)
+        if self.gossip is not None:
+            self.gossip.peer_ready(conn)
 
     def connection_lost(self, conn: PeerProtocol) -> None:
         """
