@@ -209,8 +209,13 @@ class MixedBackendTests(unittest.TestCase):
         for node in nodes:
             node.wait_for(lambda n=node: n.call("getconnectioncount") == 3, 30)
         # Fund each follower, then have each pay onward through its own RPC.
-        txids = [a.call("sendtoaddress", n.call("getnewaddress"), 10)
-                 for n in nodes[1:]]
+        # a's change is spendable once the payment before is final.
+        txids = []
+        for n in nodes[1:]:
+            txid = a.call("sendtoaddress", n.call("getnewaddress"), 10)
+            self.assertEqual(a.call("waitfortransaction", txid, 8)["state"],
+                             "finalized")
+            txids.append(txid)
         for node, txid in zip(nodes[1:], txids):
             node.wait_for(lambda n=node, t=txid: n.call(
                 "gettransaction", t)["state"] == "finalized", 10)

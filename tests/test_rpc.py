@@ -998,6 +998,39 @@ class WalletMethodTests(RPCTestBase):
         self.assertEqual(self.rpc("gettransaction", txid)["state"],
                          "finalized")
 
+    def test_change_awaiting_finality(self) -> None:
+        """
+        While the wallet's only coin is locked by a payment still being
+        voted on, sendtoaddress is -6 and says how much of the wallet's
+        money awaits finality; once that payment finalizes the same call
+        succeeds.
+        """
+        node = self.node
+        tx = node.wallet.build_payment(node.spendable(),
+                                       self.external_address(),
+                                       params.COIN, node.network.name)
+        entry = node.mempool.add(tx, params.min_fee(params.COIN))
+        change = sum(o.value for o in tx.outputs
+                     if node.wallet.owns(o.address))
+        error = self.rpc_error("sendtoaddress", self.external_address(), 1)
+        self.assertEqual(error.code, -6)
+        self.assertIn(f"{params.format_amount(change)} TIME", error.message)
+        self.assertIn("await finality", error.message)
+        node.mempool.finalize(entry.tx.txid)
+        txid = self.rpc("sendtoaddress", self.external_address(), 1)
+        self.assertEqual(self.rpc("gettransaction", txid)["state"],
+                         "finalized")
+
+    def test_insufficient_funds_plain(self) -> None:
+        """
+        With nothing awaiting finality, paying more than the balance is
+        the plain -6 "Insufficient funds".
+        """
+        error = self.rpc_error("sendtoaddress", self.external_address(),
+                               params.MAX_MONEY // params.COIN)
+        self.assertEqual((error.code, error.message),
+                         (-6, "Insufficient funds"))
+
     def test_validateaddress(self) -> None:
         """
         validateaddress accepts this network's addresses (saying which the

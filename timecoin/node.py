@@ -34,12 +34,12 @@ from timecoin.interfaces import IChainStore
 from timecoin.liveness import Liveness
 from timecoin.logs import RateLimitedLog
 from timecoin.masternodes import Masternode
-from timecoin.mempool import FINALIZED, Mempool, MempoolLimits
+from timecoin.mempool import FINALIZED, PENDING, Mempool, MempoolLimits
 from timecoin.producer import BlockBuilder
 from timecoin.quorum import QUORUM_RULES
 from timecoin.selection import load_policy
 from timecoin.tx import OutPoint, Transaction, TxOut, UtxoEntry
-from timecoin.wallet import Wallet, load_or_create_key
+from timecoin.wallet import Wallet, WalletError, load_or_create_key
 
 log = Logger()
 
@@ -348,9 +348,28 @@ class Node(Service):
         @raise TxInvalid: C{node-busy} (L{check_admission}).
         """
         self.check_admission()
-        tx = self.wallet.build_payment(self.spendable(), address, amount,
-                                       self.network.name)
+        try:
+            tx = self.wallet.build_payment(self.spendable(), address, amount,
+                                           self.network.name)
+        except WalletError as e:
+            waiting = self.awaiting_finality()
+            if e.code != -6 or not waiting:
+                raise
+            raise WalletError(
+                f"Insufficient funds: {params.format_amount(waiting)} TIME of this "
+                "wallet's outputs await finality; retry once they are final",
+                -6) from e
         return self.submit(tx)
+
+    def awaiting_finality(self) -> int:
+        """
+        Units paid to the wallet by pending mempool transactions (change
+        of its own payments, mostly): not spendable until they finalize.
+        """
+        return sum(out.value for entry in self.mempool.entries.values()
+                   if entry.state == PENDING
+                   for out in entry.tx.outputs
+                   if self.wallet.owns(out.address))
 
     def new_address(self) -> str:
         return self.wallet.new_address()

@@ -1033,6 +1033,13 @@ class RPCMethods:
         returns the txid.  Errors: -5 bad address (or one of another
         network), -3 bad amount, -6 insufficient funds, -26 refused
         (node-busy while the node is busy, as sendrawtransaction).
+
+        The wallet spends outputs on chain or finalized, never those of a
+        payment still being voted on: change is spendable once its payment
+        finalizes (about a second; no block needed).  Sending back to back
+        from a wallet with one coin, wait for each payment
+        (waitfortransaction) before the next.  When the money is there
+        but awaits finality, the -6 message says so and how much.
         """
         address = _str(address, "address")
         self._check_address(address)
