@@ -199,6 +199,58 @@ class BusyTests(BusyNodeBase):
         self.assertFalse(self.rpc("getmempoolinfo")["busy"])
 
 
+class UnminedTests(RPCTestBase):
+    """
+    Admission control over finalized transactions waiting for a block
+    (C{rpc_max_unmined}), on a devnet node that finalizes alone.
+    """
+
+    def make_config(self, **overrides: Any) -> Config:
+        overrides.setdefault("rpc_max_unmined", LIMIT)
+        return super().make_config(**overrides)
+
+    def pay(self) -> str:
+        return self.rpc("sendtoaddress", self.external_address(), 1)
+
+    def test_refused_until_a_block(self) -> None:
+        """
+        With L{LIMIT} payments finalized and unmined, sendtoaddress and
+        sendrawtransaction refuse node-busy saying so, getmempoolinfo
+        shows why; after a block mines them the node accepts again.
+        """
+        for _ in range(LIMIT):
+            self.pay()
+        self.assertEqual(self.node.mempool.finalized_count, LIMIT)
+        error = self.rpc_error("sendtoaddress", self.external_address(), 1)
+        self.assertEqual(error.code, RPC_VERIFY_REJECTED)
+        self.assertTrue(error.message.startswith(NODE_BUSY + ": "))
+        self.assertIn(f"{LIMIT} finalized transactions waiting for a block",
+                      error.message)
+        self.assertEqual(self.rpc_error("sendrawtransaction", "zz").code,
+                         RPC_VERIFY_REJECTED)
+        info = self.rpc("getmempoolinfo")
+        self.assertEqual((info["finalized"], info["maxunmined"],
+                          info["busy"]), (LIMIT, LIMIT, True))
+        self.assertIn("waiting for a block", info["busyreason"])
+        self.block()
+        self.assertEqual(self.node.mempool.finalized_count, 0)
+        info = self.rpc("getmempoolinfo")
+        self.assertFalse(info["busy"])
+        self.assertNotIn("busyreason", info)
+        self.assertEqual(len(self.pay()), 64)
+
+    def test_disabled(self) -> None:
+        """
+        With rpc_max_unmined 0 finalized payments never make the node
+        busy.
+        """
+        self.config.rpc_max_unmined = 0
+        for _ in range(LIMIT + 2):
+            self.pay()
+        self.assertEqual(self.node.mempool.finalized_count, LIMIT + 2)
+        self.assertFalse(self.rpc("getmempoolinfo")["busy"])
+
+
 class StoreReadTests(RPCTestBase):
     """
     sendrawtransaction reads the store only for a transaction that may be
@@ -354,7 +406,7 @@ class EncodingTests(unittest.TestCase):
 
 class ConfigTests(unittest.TestCase):
     """
-    The C{[rpc] max_undecided} setting.
+    The C{[rpc] max_undecided} and C{max_unmined} settings.
     """
 
     def test_setting(self) -> None:
@@ -371,3 +423,18 @@ class ConfigTests(unittest.TestCase):
         error = self.assertRaises(ConfigError, load_config, str(path),
                                   {"datadir": self.mktemp()})
         self.assertIn("rpc_max_undecided", str(error))
+
+    def test_unmined_setting(self) -> None:
+        """
+        C{[rpc] max_unmined} defaults to 2,000, loads, and a negative
+        value stops start-up naming it.
+        """
+        self.assertEqual(Config().rpc_max_unmined, 2_000)
+        path = Path(self.mktemp())
+        path.write_text("[rpc]\nmax_unmined = 0\n")
+        config = load_config(str(path), {"datadir": self.mktemp()})
+        self.assertEqual(config.rpc_max_unmined, 0)
+        path.write_text("[rpc]\nmax_unmined = -1\n")
+        error = self.assertRaises(ConfigError, load_config, str(path),
+                                  {"datadir": self.mktemp()})
+        self.assertIn("rpc_max_unmined", str(error))

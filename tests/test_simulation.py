@@ -206,6 +206,33 @@ class PieceTests(unittest.TestCase):
             self.assertGreater(sim.net.counters["dropped"], 0)
             self.assertGreater(sim.nodes[0].node.chain.height, 0)
 
+    def test_finalized_miscount_is_caught(self) -> None:
+        """
+        The end check compares each honest node's count of finalized
+        mempool entries (the admission-control figure) with the entries
+        it holds: right after a calm run, and caught when it is off.
+        """
+        config = replace(SWEEP, seed=2, byzantine=0, faults=False,
+                         duration=4.0, calm=2.0, liveness_bound=1.0,
+                         tx_rate=20.0, block_time=60.0)
+        with tempfile.TemporaryDirectory() as tmp:
+            sim = Simulation(config, Path(tmp))
+            self.addCleanup(sim.stop)
+            sim.run()
+            node = sim.nodes[0].node
+            assert node is not None
+            self.assertGreater(node.mempool.finalized_count, 0)
+            sim.checker.final()
+            self.assertEqual(
+                [v for v in sim.checker.violations
+                 if v.invariant == "bookkeeping"], [])
+            node.mempool.finalized_count += 1
+            sim.checker.final()
+            self.assertEqual(
+                [v.invariant for v in sim.checker.violations
+                 if "finalized mempool entries" in v.detail],
+                ["bookkeeping"])
+
 
 def _wider(h: Harness, extra: tuple[int, ...]) -> None:
     """

@@ -72,6 +72,7 @@ class Config:
     rpc_auth: list[str] = field(default_factory=list)
     rpc_allow_ip: list[str] = field(default_factory=list)
     rpc_max_undecided: int = 1_000
+    rpc_max_unmined: int = 2_000
     storage: str = "sqlite"
     redis_url: str = "redis://127.0.0.1:6379/0"
     block_time: float = 0.0
@@ -121,8 +122,9 @@ class Config:
             raise ConfigError(
                 f"storage must be sqlite, memory or redis, not "
                 f"{self.storage!r}")
-        if self.rpc_max_undecided < 0:
-            raise ConfigError("rpc_max_undecided must not be negative")
+        for name in ("rpc_max_undecided", "rpc_max_unmined"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
         for name in ("p2p_port", "rpc_port"):
             if not 0 < getattr(self, name) < 65536:
                 raise ConfigError(f"{name} out of range")

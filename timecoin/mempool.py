@@ -100,6 +100,8 @@ class Mempool:
     """
     Pending and finalized transactions over the chain's UTXO set, and the
     contenders that conflict with pending ones.
+
+    @ivar finalized_count: finalized entries, waiting for a block.
     """
 
     def __init__(self, chain: Chain, limits: MempoolLimits,
@@ -111,6 +113,7 @@ class Mempool:
         self.locks: dict[OutPoint, bytes] = {}
         self.outputs: dict[OutPoint, UtxoEntry] = {}
         self.total_bytes = 0
+        self.finalized_count = 0
         self.contenders: OrderedDict[bytes, Entry] = OrderedDict()
         self.contended: dict[OutPoint, set[bytes]] = {}
         self.contender_bytes = 0
@@ -286,6 +289,8 @@ class Mempool:
         spendable.
         """
         entry = self.entries[txid]
+        if entry.state != FINALIZED:
+            self.finalized_count += 1
         entry.state = FINALIZED
         entry.finalized_at = self._seconds()
         for vout, out in enumerate(entry.tx.outputs):
@@ -331,6 +336,7 @@ class Mempool:
                 # The block spent it: a finalized parent's output is gone.
                 self.outputs.pop(txin.prevout, None)
         if entry.state == FINALIZED:
+            self.finalized_count -= 1
             for vout in range(len(entry.tx.outputs)):
                 self.outputs.pop(OutPoint(txid, vout), None)
 

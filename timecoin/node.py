@@ -293,42 +293,60 @@ class Node(Service):
         waiting = 0 if self.p2p is None else self.p2p.gossip.waiting
         return self.finality.undecided + waiting
 
+    def backlog(self) -> str | None:
+        """
+        Why clients' new transactions are refused now, or C{None}: the
+        undecided backlog is at C{rpc_max_undecided}, or the finalized
+        payments waiting for a block are at C{rpc_max_unmined} (blocks lag
+        behind finality; taking more would fill the mempool and grow every
+        block past what a round can carry).  A bound of 0 is none.
+        """
+        config = self.config
+        limit = config.rpc_max_undecided
+        if limit:
+            undecided = self.undecided()
+            if undecided >= limit:
+                return f"{undecided} transactions undecided, limit {limit}"
+        limit = config.rpc_max_unmined
+        if limit:
+            unmined = self.mempool.finalized_count
+            if unmined >= limit:
+                return (f"{unmined} finalized transactions waiting for a "
+                        f"block, limit {limit}")
+        return None
+
     def check_admission(self) -> None:
         """
         Admission control: refuse a new transaction from a client at once
-        while the undecided backlog is at C{rpc_max_undecided} or above
-        (0: no bound), before any parsing or signature work.  Refusals
-        are counted (C{busy_refusals}, and as the mempool refusal reason
-        C{node-busy}); the node logs when it turns busy and when it
-        accepts again, not each refusal.
+        while the node is backlogged (L{backlog}), before any parsing or
+        signature work.  Refusals are counted (C{busy_refusals}, and as
+        the mempool refusal reason C{node-busy}); the node logs when it
+        turns busy and when it accepts again, not each refusal.
 
         @raise TxInvalid: C{node-busy}, a retryable refusal.
         """
-        limit = self.config.rpc_max_undecided
-        if not limit:
-            return
-        undecided = self.undecided()
-        if undecided < limit:
+        why = self.backlog()
+        if why is None:
             if self._busy:
                 self._busy = False
                 self._busy_log.info(
                     "accepted", "accepting new transactions again: "
-                    "{undecided} undecided, below {limit}; {refused} refused "
-                    "since start", undecided=undecided, limit=limit,
+                    "{undecided} undecided, {unmined} waiting for a block; "
+                    "{refused} refused since start",
+                    undecided=self.undecided(),
+                    unmined=self.mempool.finalized_count,
                     refused=self.busy_refusals, reason=NODE_BUSY)
             return
         if not self._busy:
             self._busy = True
             self._busy_log.warn(
-                "busy", "node busy: {undecided} transactions undecided "
-                "(limit {limit}); refusing new ones from clients until the "
-                "backlog drains", undecided=undecided, limit=limit,
+                "busy", "node busy: {why}; refusing new transactions from "
+                "clients until the backlog drains", why=why,
                 reason=NODE_BUSY)
         self.busy_refusals += 1
         rejections = self.mempool.rejections
         rejections[NODE_BUSY] = rejections.get(NODE_BUSY, 0) + 1
-        raise TxInvalid(NODE_BUSY, f"{undecided} transactions undecided, "
-                        f"limit {limit}; retry later")
+        raise TxInvalid(NODE_BUSY, f"{why}; retry later")
 
     # Actions -------------------------------------------------------------
 

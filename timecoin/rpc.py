@@ -738,7 +738,8 @@ class RPCMethods:
         double-spend, fee-too-low, missing-or-spent-input) if refused.
         Submitting a transaction the mempool already holds returns its
         txid.  While the node is busy ([rpc] max_undecided transactions
-        undecided) every call gets -26 with the reason node-busy at once,
+        undecided, or [rpc] max_unmined finalized ones waiting for a
+        block) every call gets -26 with the reason node-busy at once,
         whatever its params, before the transaction is even decoded: not a
         verdict on the transaction, send it again later.  (-26 as Bitcoin
         Core refuses with "mempool full": a refusal of this transaction
@@ -916,14 +917,19 @@ class RPCMethods:
         counts the refusals of admission control), undecided (transactions
         admitted and not yet finalized or rejected, contenders included),
         maxundecided (the bound at which sendrawtransaction and
-        sendtoaddress refuse with node-busy; 0: none), busy (whether the
-        backlog is at that bound now).
+        sendtoaddress refuse with node-busy; 0: none), maxunmined (the
+        bound on finalized transactions waiting for a block at which they
+        refuse too; 0: none), busy (whether the node refuses now, and why
+        in busyreason).
         """
         node = self.node
         mempool = node.mempool
         undecided = node.undecided()
-        limit = node.config.rpc_max_undecided
+        why = node.backlog()
         states = [e.state for e in mempool.entries.values()]
+        busy: dict[str, Any] = {"busy": why is not None}
+        if why is not None:
+            busy["busyreason"] = why
         return {
             "loaded": True, "size": len(mempool), "bytes": mempool.total_bytes,
             "pending": states.count(PENDING),
@@ -933,8 +939,9 @@ class RPCMethods:
             "maxmempool": mempool.limits.max_bytes,
             "maxcount": mempool.limits.max_count,
             "rejections": dict(sorted(mempool.rejections.items())),
-            "undecided": undecided, "maxundecided": limit,
-            "busy": bool(limit) and undecided >= limit,
+            "undecided": undecided,
+            "maxundecided": node.config.rpc_max_undecided,
+            "maxunmined": node.config.rpc_max_unmined, **busy,
         }
 
     def rpc_getrawmempool(self, verbose: Any = False) -> Any:

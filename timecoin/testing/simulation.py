@@ -1166,7 +1166,8 @@ class Checker:
     def final(self) -> None:
         """
         The end checks: every committed height agrees on every honest
-        node, and every finalized transaction is final everywhere.
+        node, each counts its finalized mempool entries right, and every
+        finalized transaction is final everywhere.
         """
         self.check()
         honest = [h for h in self.sim.nodes if h.up and not h.byzantine]
@@ -1174,6 +1175,13 @@ class Checker:
             assert host.node is not None
             for height in range(1, self.scanned.get(host.name, 0) + 1):
                 self._block(host, height)
+            mempool = host.node.mempool
+            counted = sum(e.state == FINALIZED
+                          for e in mempool.entries.values())
+            if mempool.finalized_count != counted:
+                self.fail("bookkeeping", f"{host.name} counts "
+                          f"{mempool.finalized_count} finalized mempool "
+                          f"entries, holds {counted}")
         for txid in sorted(self.finalized):
             states = {h.name: self.state_of(h, txid) for h in honest}
             lagging = {n: s for n, s in states.items()
