@@ -43,6 +43,8 @@ violation naming the seed, the nodes, heights and hashes:
   C{liveness_bound} seconds.
 - C{critical-log}: no node logs a critical event (a conflicting
   certificate, a block conflicting with a finalized transaction).
+- C{bookkeeping} (at the end): each honest node's count of finalized
+  mempool entries, which admission control reads, equals the entries.
 
 Honest nodes are the ones checked: a Byzantine node runs the same code but
 what it tells others is not its state.  Its own view is not an invariant.
