@@ -64,7 +64,6 @@ import math
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -102,31 +101,6 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 BUSY_CODE = -26
 BUSY_REASON = "node-busy"
 """A busy node's refusal: error code and reason (docs/rpc.md)."""
-
-
-def free_base_port(count: int) -> int:
-    """
-    A base port with C{count} consecutive ports free on 127.0.0.1.
-    """
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count > 65000:
-            continue
-        held = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                held.append(s)
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-        return base
-    raise RuntimeError("no free port range")
 
 
 class Rpc:
@@ -226,7 +200,7 @@ class Devnet:
                  config: Path | None = None) -> None:
         self.root = root
         self.nodes = nodes
-        self.base = free_base_port(2 * nodes)
+        self.base = devnet.free_port_range(2 * nodes)
         self.block_time = block_time
         self.config = config
 

@@ -9,7 +9,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from timecoin.devnet import free_port_range
+
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = ("import sys; from twisted.scripts.twistd import run; "
           "sys.argv[0] = 'twistd'; run()")
@@ -25,35 +26,10 @@ TWISTD = ("import sys; from twisted.scripts.twistd import run; "
 
 def free_port() -> int:
     """
-    A TCP port that was free on 127.0.0.1 a moment ago.
+    A TCP port that was free on 127.0.0.1 a moment ago, below the
+    ephemeral range (L{free_port_range}).
     """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_port_range(count: int) -> int:
-    """
-    A base port such that C{count} consecutive ports from it were all free
-    on 127.0.0.1 a moment ago (for devnets that number ports from a base).
-    """
-    for _ in range(200):
-        base = free_port()
-        if base + count > 65000:
-            continue
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-        return base
-    raise RuntimeError("no free port range")
+    return free_port_range(1)
 
 
 class RpcError(Exception):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from twisted.internet.task import Clock, deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
+from tests.nodeprocess import free_port
 from timecoin import cli
 from timecoin.config import Config
 from timecoin.node import Node
@@ -136,9 +136,7 @@ class LiveTests(unittest.TestCase):
         A port that was free a moment ago (picked once per test).
         """
         if not hasattr(self, "_port"):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                self._port: int = s.getsockname()[1]
+            self._port: int = free_port()
         return self._port
 
     def run_cli(self, *argv: str,

@@ -221,12 +221,10 @@ class DevnetCommandTests(unittest.TestCase):
         import contextlib
         import io
 
-        from tests.nodeprocess import free_port
+        from tests.nodeprocess import free_port_range
         from timecoin import devnet
         root = Path(self.mktemp()).resolve()
-        base = free_port() // 2 * 2
-        if base > 60000:
-            base = 40000
+        base = free_port_range(6)
         out = io.StringIO()
         self.addCleanup(devnet.down, root)
         with contextlib.redirect_stdout(out):
@@ -344,3 +342,27 @@ class FourMasternodeTests(unittest.TestCase):
         wait(lambda: min(call(i, "getblockcount") for i in range(4)) >= low,
              30, "restarted nodes did not catch up")
         agree(range(4))
+
+
+class PortTests(unittest.TestCase):
+    """
+    The test servers' ports stay out of the kernel's ephemeral range.
+    """
+
+    def test_below_ephemeral_range(self) -> None:
+        """
+        free_port_range gives consecutive ports, all bindable now and all
+        below the first ephemeral port (where no outgoing connection can
+        take them as its source port before a node listens).
+        """
+        import socket
+
+        from timecoin.devnet import _ephemeral_start, free_port_range
+        top = _ephemeral_start()
+        for _ in range(20):
+            base = free_port_range(8)
+            self.assertLess(base + 8, top + 1)
+            self.assertGreaterEqual(base, 1024)
+            for port in range(base, base + 8):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))

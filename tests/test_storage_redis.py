@@ -23,6 +23,7 @@ from twisted.internet import defer, reactor, task
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial import unittest
 
+from tests.nodeprocess import free_port
 from tests.storecontract import ChainStoreContractMixin, ChangeMaker
 from timecoin.interfaces import IChainStore
 from timecoin.storage import SCHEMA_VERSION, StoreError
@@ -44,15 +45,6 @@ def redis_server_binary() -> str:
             "no redis-server binary: run scripts/ensure-redis (make test "
             "does) to install it")
     return found
-
-
-def free_port() -> int:
-    """
-    A loopback TCP port that nothing listens on right now.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def answers_ping(port: int) -> bool:

@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,6 +40,54 @@ from timecoin.tx import TxOut
 from timecoin.wallet import Wallet, load_or_create_key
 
 DEFAULT_BASE_PORT = 24200
+
+PORT_FLOOR = 20_000
+"""Lowest port L{free_port_range} hands out."""
+
+_ports = random.Random(os.getpid() ^ time.monotonic_ns())
+"""Port choices of this process (distinct from another process's)."""
+
+
+def _ephemeral_start() -> int:
+    """
+    The first port of the kernel's ephemeral range, from which it picks
+    the source ports of outgoing connections (32768 if unreadable).
+    """
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_range(count: int) -> int:
+    """
+    A base port such that C{count} consecutive ports from it were all free
+    on 127.0.0.1 a moment ago, chosen at random below the kernel's
+    ephemeral range.  Ports from C{bind(0)} are ephemeral ones: between
+    the choice and the node's listen, any outgoing connection on the
+    machine (RPC calls, a node dialling a peer that does not listen yet)
+    could take one as its source port, and the node then fails to start
+    with "Address already in use" (it happened in the tests' CI).  For
+    tests and benchmarks that start nodes on loopback.
+    """
+    top = _ephemeral_start()
+    floor = min(PORT_FLOOR, top // 2)
+    for _ in range(500):
+        base = _ports.randrange(floor, top - count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+        return base
+    raise RuntimeError("no free port range")
 
 
 def rpc(datadir: Path, port: int, method: str, *params: Any) -> Any:
