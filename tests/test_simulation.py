@@ -400,3 +400,15 @@ class FoundBugTests(unittest.TestCase):
         config = SimConfig(nodes=4, byzantine=1)
         results = [run_seed(replace(config, seed=s)) for s in (3, 12)]
         self.assertEqual(_report(results, config), "")
+
+    def test_untimely_vote_handled_when_it_comes_again(self) -> None:
+        """
+        Seed 367 (4 nodes, 1 Byzantine): a node that restarted got an
+        equivocator's prevote for a later height while catching up and
+        refused it; the relay kept its id as seen, so every rebroadcast of
+        it (the proof of lock behind the others' re-proposal) was dropped
+        as a duplicate and block consensus stalled for good.  A refusal
+        for now (wrong height, round too far) no longer marks it seen.
+        """
+        config = SimConfig(nodes=4, byzantine=1, seed=367)
+        self.assertEqual(_report([run_seed(config)], config), "")

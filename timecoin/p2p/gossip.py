@@ -151,6 +151,12 @@ class SeenCache:
             self._items.popitem(last=False)
         return True
 
+    def discard(self, key: bytes) -> None:
+        """
+        Forget C{key}, so that it is new again.
+        """
+        self._items.pop(key, None)
+
 
 class LineOwner(Protocol):
     """
