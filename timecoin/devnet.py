@@ -26,10 +26,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from twisted.internet.interfaces import IReactorTime
 
 from timecoin.cli import CLIError, Target, call
 from timecoin.genesis import make_genesis, write_genesis
@@ -110,15 +109,14 @@ def _layout(root: Path, n: int, base: int) -> list[tuple[Path, int, int]]:
 
 
 def up(root: Path, n: int, base: int, block_time: float,
-       config: Path | None = None, clock: IReactorTime | None = None) -> int:
+       config: Path | None = None,
+       seconds: Callable[[], float] = time.time) -> int:
     """
     Create (if new) and start an N-node devnet under C{root}; every node
     reads the TOML C{config} file, if given (its options override it).
-    The genesis is stamped with C{clock}'s time (default: the reactor's).
+    The genesis is stamped with the time C{seconds} gives (default: the
+    wall clock; injectable for tests).
     """
-    if clock is None:
-        from twisted.internet import reactor as clock  # type: ignore[assignment]
-    assert clock is not None
     nodes = _layout(root, n, base)
     genesis_path = root / "genesis.json"
     if not genesis_path.exists():
@@ -136,7 +134,7 @@ def up(root: Path, n: int, base: int, block_time: float,
                 key.public, f"127.0.0.1:{p2p}", wallet.addresses()[0],
                 "free"))
         genesis = make_genesis(
-            "devnet", int(clock.seconds() * 1000), [TxOut(DEVNET_FUNDS, funded)],
+            "devnet", int(seconds() * 1000), [TxOut(DEVNET_FUNDS, funded)],
             masternodes)
         write_genesis(genesis_path, genesis)
         (root / "devnet.json").write_text(json.dumps(
