@@ -222,7 +222,7 @@ class ValidateOnceTests(unittest.TestCase):
         commit = h.chain.tip_commit
         assert commit is not None
         for spent in ([], [(b"k" * 36, b"v" * 20), (b"x" * 36, b"y" * 9)]):
-            undo = _Undo(list(spent), None)
+            undo = _Undo(list(spent), None, [])
             raw = undo.encode()
             undo.commit = commit
             self.assertEqual(_Undo.with_commit(raw, commit), undo.encode())

@@ -403,12 +403,15 @@ class RecordTests(unittest.TestCase):
         newcomer = sign_tx_vote(key(7), "devnet", tx.txid, REJECT, 0)
         self.assertEqual(engine.receive_vote(newcomer), "vote-not-masternode")
         self.assertEqual(engine._voters()[1], 1)
+        from timecoin.mnstate import ACTIVE, MnStatus
+        h.chain.status[key(7).public] = MnStatus(ACTIVE, 1)
         h.chain.registry[key(7).public] = Registration(
             Masternode(key(7).public, "x:1", addr(key(7)), "free"),
             OutPoint(b"\x07" * 32, 0), 0)
         self.assertEqual(engine._voters()[1], 2)
         self.assertIsNone(engine.receive_vote(newcomer))
         del h.chain.registry[key(7).public]
+        del h.chain.status[key(7).public]
         h.next_block()
         self.assertEqual(engine._voters()[1], 1)
         self.assertIs(engine._members_key[0], h.chain.tip)

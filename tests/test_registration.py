@@ -51,6 +51,33 @@ class RegistrationHarness(Harness):
                                 addr(self.payer)),), "mn_register", data)
         return sign_inputs(tx, "devnet", [self.payer])
 
+    def activate(self, operator=None, fee_coin=None,
+                 since=None) -> Transaction:
+        """
+        An activation of C{operator} (default key 5) leaving the state of
+        C{since} (default: its status now), its fee paid by the payer from
+        C{fee_coin} (default: the payer's smallest coin).
+        """
+        from timecoin.mnstate import KIND, make_activation_data
+        operator = operator or key(5)
+        if since is None:
+            since = self.chain.mn_status(operator.public).since
+        if fee_coin is None:
+            mine = [(op, e) for op, e in [*self.chain.utxos.items(),
+                                          *self.mempool.outputs.items()]
+                    if e.address == addr(self.payer)
+                    and op not in self.mempool.locks
+                    and op not in self.chain.collaterals]
+            fee_coin = min(mine, key=lambda c: (c[1].value, c[0]))[0]
+        value = self.chain.utxos[fee_coin].value \
+            if fee_coin in self.chain.utxos \
+            else self.mempool.outputs[fee_coin].value
+        tx = Transaction((TxIn(fee_coin, self.payer.public),),
+                         (TxOut(value - params.min_fee(0),
+                                addr(self.payer)),), KIND,
+                         make_activation_data("devnet", operator, since))
+        return sign_inputs(tx, "devnet", [self.payer])
+
     def mine(self, tx: Transaction) -> None:
         """
         Admit, finalize (the devnet masternode's vote) and mine C{tx}.
@@ -77,7 +104,8 @@ class RegistrationTests(unittest.TestCase):
 
     def test_register_then_deregister(self) -> None:
         """
-        A registration joins the snapshot from the next height with the
+        A registration makes a masternode registered, without weight; its
+        activation joins it to the snapshot from the next height with the
         collateral's tier; spending the collateral removes it; the
         registry is in utxo_hash.
         """
@@ -85,13 +113,18 @@ class RegistrationTests(unittest.TestCase):
         tx = h.register()
         h.mine(tx)
         self.assertIn(tx.txid, [t.txid for t in h.chain.tip.txs])
+        self.assertEqual(h.chain.mn_status(key(5).public).state,
+                         "registered")
+        self.assertNotIn(key(5).public, [
+            m.pubkey for m in h.chain.snapshot_for(h.chain.height + 1)])
+        h.mine(h.activate())
         snapshot = h.chain.snapshot_for(h.chain.height + 1)
         joined = [m for m in snapshot if m.pubkey == key(5).public]
         self.assertEqual(len(joined), 1)
         self.assertEqual(joined[0].tier, "silver")
         self.assertEqual(h.chain.registry[key(5).public].height,
-                         h.chain.height)
-        # The block that registered it was produced without it.
+                         h.chain.height - 1)
+        # The block that activated it was produced without it.
         self.assertNotIn(key(5).public, [m.pubkey for m in h.chain
                                          .snapshot_for(h.chain.height)])
         with_mn = h.chain.utxo_hash()

@@ -31,10 +31,23 @@ from timecoin.block import (
     commit_hash_of,
     merkle_root,
 )
-from timecoin.encoding import canonical, decode, sha256, unhex
+from timecoin.encoding import EncodingError, canonical, decode, sha256, unhex
 from timecoin.genesis import genesis_masternodes
 from timecoin.interfaces import IChainStore, IQuorumRule, ISelectionPolicy
 from timecoin.masternodes import Masternode, Snapshot, make_snapshot
+from timecoin.mnstate import (
+    ACTIVE,
+    REGISTERED,
+    SET_ASIDE,
+    MnStatus,
+    ServiceRules,
+    activation_refused,
+    missed,
+    parse_activation,
+)
+from timecoin.mnstate import KIND as ACTIVATE_KIND
+from timecoin.mnstate import is_state_key as is_status_key
+from timecoin.mnstate import state_key as status_key
 from timecoin.registration import KIND as REGISTER_KIND
 from timecoin.registration import (
     Registration,
@@ -141,13 +154,22 @@ def check_transfer(tx: Transaction, network: params.Network,
 
 @dataclass
 class _Undo:
+    """
+    What reverting a block needs: the entries it deleted or overwrote
+    (C{spent}, restored on revert), the masternode state keys it wrote
+    (C{state}: registrations and statuses, deleted on revert before the
+    old values come back), and its own commit certificate.
+    """
+
     spent: list[tuple[bytes, bytes]]
     commit: CommitCertificate | None
+    state: list[bytes] | None = None
 
     def encode(self) -> bytes:
         return canonical({
             "spent": [[k.hex(), v.hex()] for k, v in self.spent],
-            "commit": None if self.commit is None else self.commit.to_obj()})
+            "commit": None if self.commit is None else self.commit.to_obj(),
+            "state": [k.hex() for k in self.state or []]})
 
     @staticmethod
     def with_commit(raw: bytes, commit: CommitCertificate) -> bytes:
@@ -166,9 +188,11 @@ class _Undo:
     def decode(cls, raw: bytes) -> _Undo:
         obj = decode(raw)
         commit = obj["commit"]
+        state = obj.get("state")
         return cls([(unhex(k), unhex(v)) for k, v in obj["spent"]],
                    None if commit is None
-                   else CommitCertificate.from_obj(commit))
+                   else CommitCertificate.from_obj(commit),
+                   None if state is None else [unhex(k) for k in state])
 
 
 class Chain:
@@ -193,7 +217,17 @@ class Chain:
         self.tip_commit: CommitCertificate | None = None
         self._masternodes = make_snapshot(
             genesis_masternodes(genesis, network.name))
+        self._genesis_keys = frozenset(m.pubkey for m in self._masternodes)
         self.registry: dict[bytes, Registration] = {}
+        self.status: dict[bytes, MnStatus] = {}
+        """The explicit status records (see L{mn_status})."""
+        self.rules = ServiceRules(network.service_window,
+                                  network.service_max_missed,
+                                  network.service_min_away)
+        self.signers: dict[int, frozenset[bytes]] = {}
+        """Proof of service: the valid signers of the commit certificate of
+        each recent block, by its height (from the certificate the next
+        block carries)."""
         self._collateral: dict[OutPoint, bytes] = {}
         self._snapshots: dict[int, Snapshot] = {}
         self._utxo_hash: tuple[bytes, bytes] | None = None
@@ -247,18 +281,35 @@ class Chain:
         pairs = yield self.store.load_utxos()
         self.utxos = {}
         self.registry = {}
-        for k, v in pairs:
-            if is_state_key(k):
-                self._register(Registration.unpack(
-                    v, self.network.address_prefix))
-            else:
-                self.utxos[OutPoint.from_key(k)] = UtxoEntry.unpack(v)
+        self.status = {}
+        self._collateral = {}
+        self._apply_state([], pairs)
         self._snapshots = {}
         if undo and self.tip.height > 0:
             self._remember_tip_snapshot(_Undo.decode(undo))
+        yield self._load_signers()
         self._utxo_hash = None
         log.info("chain loaded at height {height} ({utxos} UTXOs)",
                  height=height, utxos=len(self.utxos))
+
+    @defer.inlineCallbacks
+    def _load_signers(self) -> Any:
+        """
+        Read the signers of the certificates in the proof-of-service
+        window from the stored blocks that carry them.
+        """
+        self.signers = {}
+        for height in range(max(2, self.height - self.rules.window + 1),
+                            self.height + 1):
+            block_hash = yield self.store.get_block_hash(height)
+            raw = None if block_hash is None else \
+                (yield self.store.get_block(block_hash))
+            if raw is None:
+                raise StoreError(f"block {height} missing from the store")
+            commit = Block.decode(raw).commit
+            if commit is not None:
+                self.signers[height - 1] = frozenset(
+                    commit.valid_votes(self.network.name))
 
     def _connect_genesis(self) -> defer.Deferred[None]:
         coinbase = self.genesis.txs[0]
@@ -276,31 +327,97 @@ class Chain:
             registration.masternode.pubkey
 
     def _deregister(self, pubkey: bytes) -> None:
-        registration = self.registry.pop(pubkey)
-        self._collateral.pop(registration.collateral, None)
+        registration = self.registry.pop(pubkey, None)
+        if registration is not None:
+            self._collateral.pop(registration.collateral, None)
 
-    def current_snapshot(self) -> Snapshot:
+    @property
+    def collaterals(self) -> dict[OutPoint, bytes]:
         """
-        The genesis masternodes and the registry at the tip, sorted.
+        The outpoints backing registered masternodes, with their operator
+        keys: a wallet must not spend them by accident (that deregisters).
+        """
+        return self._collateral
+
+    def is_known_masternode(self, pubkey: bytes) -> bool:
+        """
+        Whether C{pubkey} is a masternode of the genesis or registered on
+        chain (whatever its status).
+        """
+        return pubkey in self._genesis_keys or pubkey in self.registry
+
+    def mn_status(self, pubkey: bytes,
+                  registry: dict[bytes, Registration] | None = None,
+                  status: dict[bytes, MnStatus] | None = None
+                  ) -> MnStatus | None:
+        """
+        The lifecycle status of masternode C{pubkey} at the tip (or in the
+        given state), or C{None} if it is not one: its record if it has
+        one, else active since height 1 for a genesis masternode, else
+        registered since its registration height.
+        """
+        registry = self.registry if registry is None else registry
+        status = self.status if status is None else status
+        record = status.get(pubkey)
+        if record is not None:
+            return record
+        if pubkey in self._genesis_keys:
+            return MnStatus(ACTIVE, 1)
+        registration = registry.get(pubkey)
+        if registration is None:
+            return None
+        return MnStatus(REGISTERED, registration.height)
+
+    def all_masternodes(self) -> Snapshot:
+        """
+        Every masternode at the tip, active or not, sorted.
         """
         return make_snapshot([*self._masternodes,
                               *(r.masternode for r in self.registry.values())])
 
+    def _snapshot_of(self, registry: dict[bytes, Registration],
+                     status: dict[bytes, MnStatus]) -> Snapshot:
+        members = [*self._masternodes,
+                   *(r.masternode for r in registry.values())]
+        return make_snapshot([
+            m for m in members
+            if (s := self.mn_status(m.pubkey, registry, status)) is not None
+            and s.state == ACTIVE])
+
+    def current_snapshot(self) -> Snapshot:
+        """
+        The active masternodes at the tip, sorted: genesis and registered
+        ones, neither waiting for activation nor set aside.
+        """
+        return self._snapshot_of(self.registry, self.status)
+
     def _remember_tip_snapshot(self, undo: _Undo) -> None:
         """
         After a restart, reconstruct the snapshot of the tip's own height
-        (the registry before the tip block) from the tip's undo data.
+        (the masternode state before the tip block) from its undo data.
         """
-        created = {k for k in self._state_keys_created(self.tip)}
-        before = {p: r for p, r in self.registry.items()
-                  if state_key(p) not in created}
+        written = set(self._state_keys_written(self.tip, undo))
+        registry = {p: r for p, r in self.registry.items()
+                    if state_key(p) not in written}
+        status = {p: s for p, s in self.status.items()
+                  if status_key(p) not in written}
         for key, value in undo.spent:
             if is_state_key(key):
                 registration = Registration.unpack(
                     value, self.network.address_prefix)
-                before[registration.masternode.pubkey] = registration
-        self._snapshots[self.tip.height] = make_snapshot(
-            [*self._masternodes, *(r.masternode for r in before.values())])
+                registry[registration.masternode.pubkey] = registration
+            elif is_status_key(key):
+                status[key[2:]] = MnStatus.unpack(value)
+        self._snapshots[self.tip.height] = self._snapshot_of(registry, status)
+
+    def _state_keys_written(self, block: Block, undo: _Undo) -> list[bytes]:
+        """
+        The masternode state keys C{block} wrote: from its undo data, or
+        for blocks stored before it recorded them, its registrations.
+        """
+        if undo.state is not None:
+            return undo.state
+        return self._state_keys_created(block)
 
     @staticmethod
     def _state_keys_created(block: Block) -> list[bytes]:
@@ -339,18 +456,19 @@ class Chain:
         return self.policy.candidates(snapshot, height, prev_hash, round)[0]
 
     def check_commit(self, cert: CommitCertificate | None,
-                     block: Block) -> None:
+                     block: Block) -> frozenset[bytes]:
         """
         Check that C{cert} commits C{block}: it names the block and the
         valid signatures of its voters reach the approval quorum of the
-        snapshot for its height.
+        snapshot for its height.  Returns the voters whose signatures
+        verify (what proof of service reads).
 
         @raise BlockInvalid: with reason C{bad-commit}.
         """
         if block.height == 0:
             if cert is not None:
                 raise BlockInvalid("bad-commit", "genesis needs no commit")
-            return
+            return frozenset()
         if cert is None:
             raise BlockInvalid("bad-commit", "missing commit certificate")
         if (cert.height, cert.block_hash) != (block.height, block.hash) \
@@ -361,12 +479,13 @@ class Chain:
             raise BlockInvalid("bad-commit", "certificate for another block")
         snapshot = self.snapshot_for(block.height)
         members = {m.pubkey: m for m in snapshot}
+        signers = frozenset(cert.valid_votes(self.network.name))
         weight = sum(self.quorum.weight(members[v])
-                     for v in cert.valid_votes(self.network.name)
-                     if v in members)
+                     for v in signers if v in members)
         if not self.quorum.approved(weight, self.total_weight(snapshot)):
             raise BlockInvalid("bad-commit", f"weight {weight} short of "
                                "quorum")
+        return signers
 
     def lookup(self, outpoint: OutPoint) -> UtxoEntry | None:
         """
@@ -400,8 +519,10 @@ class Chain:
             raise BlockInvalid("bad-block-signature")
         if header.commit_hash != commit_hash_of(block.commit):
             raise BlockInvalid("bad-commit-hash")
+        signers: dict[int, frozenset[bytes]] = {}
         if header.height > 1:
-            self.check_commit(block.commit, self.tip)
+            signers[header.height - 1] = self.check_commit(block.commit,
+                                                           self.tip)
         elif block.commit is not None:
             raise BlockInvalid("bad-commit", "block 1 follows genesis")
         if not block.txs or not block.txs[0].is_coinbase:
@@ -425,6 +546,7 @@ class Chain:
         fees = 0
         registered: dict[bytes, Registration] = {}
         deregistered: dict[bytes, Registration] = {}
+        activations: list[tuple[bytes, int]] = []
         for tx in block.txs[1:]:
             if tx.txid in seen:
                 raise BlockInvalid("duplicate-tx", tx.txid.hex())
@@ -443,6 +565,8 @@ class Chain:
                         masternode, OutPoint(
                             bytes.fromhex(tx.data["collateral"]["txid"]),
                             tx.data["collateral"]["vout"]), header.height)
+                elif tx.kind == ACTIVATE_KIND:
+                    activations.append(self.check_activation_shape(tx))
             except TxInvalid as e:
                 raise BlockInvalid("bad-tx", f"{tx.txid.hex()}: {e}") from e
             for txin in tx.inputs:
@@ -464,18 +588,96 @@ class Chain:
                 out.value, out.address, header.height, True)
         if any(self.utxos.get(op) is not None for op in created):
             raise BlockInvalid("duplicate-output")
+        statuses = self._status_changes(header.height, activations,
+                                        deregistered, {**self.signers,
+                                                       **signers})
         removed = [(state_key(pk), r.pack()) for pk, r in deregistered.items()]
+        removed += [(status_key(pk), self.status[pk].pack())
+                    for pk in deregistered if pk in self.status]
+        overwritten = [(status_key(pk), self.status[pk].pack())
+                       for pk in statuses if pk in self.status]
+        written = [state_key(pk) for pk in registered] + \
+            [status_key(pk) for pk in statuses]
         undo = _Undo([(op.key(), e.pack()) for op, e in spent.items()]
-                     + removed, None)
+                     + removed + overwritten, None, written)
         txids = [t.txid for t in block.txs]
         change = BlockChange(
             header.height, block.hash, header.prev_hash, block.encode(),
             undo.encode(), [op.key() for op in spent] + [k for k, _ in removed],
             [(op.key(), e.pack()) for op, e in created.items()]
-            + [(state_key(pk), r.pack()) for pk, r in registered.items()],
+            + [(state_key(pk), r.pack()) for pk, r in registered.items()]
+            + [(status_key(pk), s.pack()) for pk, s in statuses.items()],
             txids, [t for t in txids[1:] if not self.keeps_record(t)])
         self._validated = (self.tip.hash, block.hash, change)
         return change
+
+    def check_activation_shape(self, tx: Transaction) -> tuple[bytes, int]:
+        """
+        Check an activation's data and operator signature; return (pubkey,
+        since).  Whether it changes anything is decided by the block that
+        carries it (L{activation_refused}), never a reason to refuse it.
+
+        @raise TxInvalid: reason C{bad-activation}.
+        """
+        try:
+            return parse_activation(tx, self.network.name)
+        except EncodingError as e:
+            raise TxInvalid("bad-activation", str(e)) from e
+
+    def check_new_activation(self, tx: Transaction,
+                             pending: frozenset[bytes] = frozenset()
+                             ) -> bytes:
+        """
+        Admission of an activation: well formed, of a masternode on chain,
+        that it would activate in the next block, and not one already
+        waiting (C{pending} operator keys).  Returns the operator key.
+
+        @raise TxInvalid: reason C{bad-activation}.
+        """
+        pubkey, since = self.check_activation_shape(tx)
+        status = self.mn_status(pubkey)
+        if status is None:
+            raise TxInvalid("bad-activation", "not a registered masternode")
+        refused = activation_refused(status, since, self.height + 1,
+                                     self.rules)
+        if refused is not None:
+            raise TxInvalid("bad-activation", refused)
+        if pubkey in pending:
+            raise TxInvalid("bad-activation", "an activation of this "
+                            "masternode is already waiting")
+        return pubkey
+
+    def _status_changes(self, height: int,
+                        activations: list[tuple[bytes, int]],
+                        deregistered: dict[bytes, Registration],
+                        signers: dict[int, frozenset[bytes]]
+                        ) -> dict[bytes, MnStatus]:
+        """
+        The status records block C{height} writes: activations that take
+        effect (active from the next height), and proof of service --
+        every masternode active for a whole window and missing from more
+        than C{max_missed} of its last W certificates is set aside.
+        """
+        changes: dict[bytes, MnStatus] = {}
+        for pubkey, since in activations:
+            status = self.mn_status(pubkey)
+            if status is None or pubkey in deregistered or \
+                    pubkey in changes or activation_refused(
+                        status, since, height, self.rules) is not None:
+                continue
+            changes[pubkey] = MnStatus(ACTIVE, height + 1)
+        rules = self.rules
+        for m in self.snapshot_for(height):
+            status = self.mn_status(m.pubkey)
+            if status is None or status.state != ACTIVE or \
+                    m.pubkey in deregistered:
+                continue
+            count = missed(signers, m.pubkey, status.since, height, rules)
+            if count is not None and count > rules.max_missed:
+                changes[m.pubkey] = MnStatus(
+                    SET_ASIDE, height, f"missed {count} of the last "
+                    f"{rules.window} commit certificates")
+        return changes
 
     def check_new_registration(
             self, tx: Transaction, lookup: UtxoLookup,
@@ -560,6 +762,12 @@ class Chain:
         self._snapshots[block.height] = self.snapshot_for(block.height)
         for old in [h for h in self._snapshots if h < block.height - 200]:
             del self._snapshots[old]
+        if block.commit is not None:
+            self.signers[block.height - 1] = frozenset(
+                block.commit.valid_votes(self.network.name))
+        for old in [h for h in self.signers
+                    if h < block.height - 4 * self.rules.window]:
+            del self.signers[old]
         self._apply_state(change.spent, change.created)
         self.retired = frozenset(change.archived)
         for tx in block.txs:
@@ -590,9 +798,10 @@ class Chain:
                 op = OutPoint(tx.txid, vout)
                 if op not in in_block_spent:
                     removed.append(op.key())
-        removed += [k for k in self._state_keys_created(block)
-                    if bytes(k[2:]) in self.registry]
-        assert not spent_keys & set(removed)
+        removed += [k for k in self._state_keys_written(block, undo)
+                    if is_status_key(k) or bytes(k[2:]) in self.registry]
+        assert not {k for k in spent_keys & set(removed)
+                    if not is_status_key(k)}
         raw_prev = yield self.store.get_block(block.header.prev_hash)
         prev = Block.decode(raw_prev)
         prev_undo = yield self.store.get_undo(prev.hash)
@@ -601,6 +810,7 @@ class Chain:
             undo.spent, [t.txid for t in block.txs]))
         self._apply_state(removed, undo.spent)
         self._snapshots.pop(block.height, None)
+        self.signers.pop(block.height - 1, None)
         self.tip = prev
         self.tip_commit = _Undo.decode(prev_undo).commit if prev_undo \
             else None
@@ -615,12 +825,16 @@ class Chain:
         for key in delete:
             if is_state_key(key):
                 self._deregister(key[2:])
+            elif is_status_key(key):
+                self.status.pop(key[2:], None)
             else:
                 self.utxos.pop(OutPoint.from_key(key), None)
         for key, value in add:
             if is_state_key(key):
                 self._register(Registration.unpack(
                     value, self.network.address_prefix))
+            elif is_status_key(key):
+                self.status[key[2:]] = MnStatus.unpack(value)
             else:
                 self.utxos[OutPoint.from_key(key)] = UtxoEntry.unpack(value)
 
@@ -631,6 +845,7 @@ class Chain:
         """
         pairs = [(op.key(), e.pack()) for op, e in self.utxos.items()]
         pairs += [(state_key(pk), r.pack()) for pk, r in self.registry.items()]
+        pairs += [(status_key(pk), s.pack()) for pk, s in self.status.items()]
         pairs.sort()
         return pairs
 

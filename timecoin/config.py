@@ -81,6 +81,8 @@ class Config:
     plugin_dirs: list[str] = field(default_factory=list)
     vote_timeout: float = 10.0
     round_timeout: float = 0.0
+    stall_after: float = 0.0
+    auto_activate: bool = True
     mempool_max_count: int = 10_000
     mempool_max_bytes: int = 300_000_000
     mempool_max_contenders: int = 1_000
@@ -118,6 +120,10 @@ class Config:
             self.round_timeout = min(max(1.0, self.block_time), 30.0)
         if self.round_timeout <= 0:
             raise ConfigError("round_timeout must be positive")
+        if not self.stall_after:
+            self.stall_after = 3 * self.block_time + 4 * self.round_timeout
+        if self.stall_after <= 0:
+            raise ConfigError("stall_after must be positive")
         if self.storage not in ("sqlite", "memory", "redis"):
             raise ConfigError(
                 f"storage must be sqlite, memory or redis, not "

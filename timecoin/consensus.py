@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -82,6 +83,58 @@ could never be verified here -- a stall the simulator found."""
 
 PROPOSE, STEP_PREVOTE, STEP_PRECOMMIT, WAITING = (
     "propose", "prevote", "precommit", "waiting")
+
+SIGNING_STATE_KEY = "signing_state"
+"""The store's meta key of this node's last signed consensus message."""
+SIGN_STEPS = {"proposal": 1, PREVOTE: 2, PRECOMMIT: 3}
+"""The order of what a masternode signs within one round."""
+
+
+@dataclass(frozen=True)
+class SigningState:
+    """
+    The last proposal or vote this node signed, and its lock then: kept
+    durably, and written before the message leaves the node, so that after
+    a crash it never signs anything different for a (height, round, step)
+    it already signed, nor anything for an earlier one, and it keeps its
+    lock (CometBFT's C{priv_validator_state}).
+
+    @ivar step: L{SIGN_STEPS} of what was signed.
+    @ivar lock: C{(round, block hash)} this node was locked on at
+        C{height}, or C{None}.
+    """
+
+    height: int
+    round: int
+    step: int
+    block_hash: bytes
+    lock: tuple[int, bytes] | None = None
+
+    def pack(self) -> bytes:
+        return canonical({
+            "height": self.height, "round": self.round, "step": self.step,
+            "block_hash": self.block_hash.hex(),
+            "lock": None if self.lock is None
+            else [self.lock[0], self.lock[1].hex()]})
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> SigningState:
+        from timecoin.encoding import decode
+        obj = decode(raw)
+        lock = obj["lock"]
+        return cls(obj["height"], obj["round"], obj["step"],
+                   bytes.fromhex(obj["block_hash"]),
+                   None if lock is None else (lock[0], bytes.fromhex(lock[1])))
+
+    def allows(self, height: int, round: int, step: int,
+               block_hash: bytes) -> bool:
+        """
+        Whether signing C{block_hash} at (height, round, step) cannot
+        contradict this state: it comes later, or it is the very same.
+        """
+        here = (height, round, step)
+        last = (self.height, self.round, self.step)
+        return here > last or (here == last and block_hash == self.block_hash)
 
 
 @dataclass(frozen=True)
@@ -248,6 +301,8 @@ class BlockConsensus:
         self.offences: dict[bytes, int] = {}
         self.counters: dict[str, int] = {}
         self.running = False
+        self.signed: SigningState | None = None
+        """What this node signed last (see L{SigningState})."""
         self._committing = False
         self._heartbeat: IDelayedCall | None = None
         self._timers: list[IDelayedCall] = []
@@ -261,11 +316,13 @@ class BlockConsensus:
         self.height = height
         self.round = 0
         self.step = WAITING
-        self.locked: tuple[int, Block] | None = None
+        self.locked: tuple[int, bytes] | None = None
+        """The (round, block hash) this node is locked on."""
         self.valid: tuple[int, Block] | None = None
         self.proposals: dict[int, Proposal] = {}
         self.votes: dict[tuple[str, int], dict[bytes, BlockVote]] = {}
         self._mine: list[Proposal | BlockVote] = []
+        self._unsigned: set[tuple[str, int]] = set()
         self._fired: set[tuple[str, int]] = set()
         self._valid_blocks: dict[bytes, bool] = {}
         self.conflicting: dict[tuple[str, int],
@@ -314,12 +371,26 @@ class BlockConsensus:
 
     # Lifecycle -----------------------------------------------------------
 
+    @defer.inlineCallbacks
+    def load_signing_state(self) -> Any:
+        """
+        Read what this node signed last from the store (before L{start}).
+        """
+        raw = yield self.chain.store.get_meta(SIGNING_STATE_KEY)
+        self.signed = None if raw is None else SigningState.unpack(raw)
+        if self.signed is not None:
+            log.info("last signed: height {height} round {round} step "
+                     "{step}", height=self.signed.height,
+                     round=self.signed.round, step=self.signed.step)
+
     def start(self) -> None:
         """
-        Take part from the next height on.
+        Take part from the next height on (the nodes outside the snapshot
+        follow the rounds and sign nothing).
         """
         self.running = True
         self._reset(self.chain.height + 1)
+        self._restore_lock()
         self._schedule_height()
         self._heartbeat = self.clock.callLater(self.round_timeout,
                                                self._rebroadcast)
@@ -341,7 +412,17 @@ class BlockConsensus:
         # proposer, always miss the others' propose timeout (the
         # simulator's clock skew found it).
         delay = min(max(0.0, due - self.clock.seconds()), self.block_time)
-        self._later(delay, self._start_round, self.height, 0)
+        self._later(delay, self._start_round, self.height, self.round)
+
+    def _restore_lock(self) -> None:
+        """
+        After a restart at the height it last signed at, rejoin at the
+        round it signed in, with the lock it had.
+        """
+        signed = self.signed
+        if signed is not None and signed.height == self.height:
+            self.round = signed.round
+            self.locked = signed.lock
 
     def _block_connected(self, block: Block) -> None:
         if block.height + 1 <= self.height:
@@ -367,7 +448,8 @@ class BlockConsensus:
                      height=height, round=round)
         proposer = self._proposer(round)
         if self.key is not None and self.is_voter and self.synced() and \
-                proposer == self.key.public:
+                proposer == self.key.public and self._may_sign(
+                    round, SIGN_STEPS["proposal"], None):
             self._propose(round)
         self._later(self.timeout(round), self._timeout_propose, height,
                     round)
@@ -385,10 +467,56 @@ class BlockConsensus:
         self._send(proposal)
         self.receive(proposal)
 
+    def _may_sign(self, round: int, step: int,
+                  block_hash: bytes | None) -> bool:
+        """
+        Whether this node may sign at (current height, C{round}, C{step})
+        without contradicting what it signed before (a proposal, whose
+        block is built anew, only at a later step).
+        """
+        signed = self.signed
+        if signed is None:
+            return True
+        if block_hash is None:
+            return (self.height, round, step) > \
+                (signed.height, signed.round, signed.step)
+        if signed.allows(self.height, round, step, block_hash):
+            return True
+        self._count("sign-refused")
+        log.info("not signing step {step} of height {height} round {round}: "
+                 "it signed height {sh} round {sr} step {ss} already",
+                 step=step, height=self.height, round=round,
+                 sh=signed.height, sr=signed.round, ss=signed.step)
+        return False
+
     def _send(self, message: Any) -> None:
-        self._mine.append(message)
-        for callback in list(self.outbox):
-            callback(message)
+        """
+        Record C{message} as signed, durably, then let it leave the node.
+        """
+        if isinstance(message, Proposal):
+            step, block_hash = SIGN_STEPS["proposal"], message.block.hash
+        else:
+            step, block_hash = SIGN_STEPS[message.phase], message.block_hash
+        state = SigningState(message.height, message.round, step, block_hash,
+                             self.locked)
+        self.signed = state
+        d = self.chain.store.put_meta(SIGNING_STATE_KEY, state.pack())
+
+        def recorded(_: object) -> None:
+            if message.height != self.height:
+                return
+            self._mine.append(message)
+            for callback in list(self.outbox):
+                callback(message)
+
+        def failed(failure: Any) -> None:
+            self._count("sign-record-failed")
+            log.failure("could not record the signing state; not sending "
+                        "step {step} of height {height} round {round}",
+                        failure, step=step, height=message.height,
+                        round=message.round)
+
+        d.addCallbacks(recorded, failed)
 
     def resume(self) -> None:
         """
@@ -400,13 +528,43 @@ class BlockConsensus:
         could leave the others short of a quorum in theirs.
         """
         self._timers = [t for t in self._timers if t.active()]
-        if not self.running or self._timers or self._committing:
+        if not self.running or self._committing:
+            return
+        if self._sign_missed():
+            return
+        if self._timers:
             return
         if any(m.height == self.height and m.round == self.round
                for m in self._mine):
             return
         self._count("resumed")
         self._start_round(self.height, self.round)
+
+    def _sign_missed(self) -> bool:
+        """
+        Sign now, as nil, the votes of the current round this node stepped
+        past without signing because it was not synced then.  Without them
+        the round may never gather a quorum of any votes, so no timeout
+        ever fires and the chain halts for good after a peer kept the
+        nodes "catching up" (found by the penetration test).  Nil is
+        always safe: it locks nothing.  Returns whether it signed.
+        """
+        if not self.is_voter or not self.synced():
+            return False
+        missed = sorted(p for p, r in self._unsigned if r == self.round)
+        self._unsigned = {k for k in self._unsigned if k[1] == self.round}
+        done = False
+        for phase in (PREVOTE, PRECOMMIT):
+            if phase in missed and self._signed_in(phase, self.round) is None:
+                self._unsigned.discard((phase, self.round))
+                self._count("resigned-missed")
+                self._vote(phase, NIL)
+                done = True
+        return done
+
+    def _signed_in(self, phase: str, round: int) -> BlockVote | None:
+        assert self.key is not None
+        return self.votes.get((phase, round), {}).get(self.key.public)
 
     def _rebroadcast(self) -> None:
         """
@@ -424,6 +582,7 @@ class BlockConsensus:
         """
         if not self.running:
             return
+        self._sign_missed()
         resend: list[Proposal | BlockVote] = [
             m for m in self._mine if m.round >= self.round - 1]
         if self.valid is not None:
@@ -438,7 +597,12 @@ class BlockConsensus:
                                                self._rebroadcast)
 
     def _vote(self, phase: str, block_hash: bytes) -> None:
-        if not self.is_voter or not self.synced():
+        if not self.is_voter:
+            return
+        if not self.synced():
+            self._unsigned.add((phase, self.round))
+            return
+        if not self._may_sign(self.round, SIGN_STEPS[phase], block_hash):
             return
         assert self.key is not None
         vote = sign_vote(self.key, self.chain.network.name, phase,
@@ -512,6 +676,8 @@ class BlockConsensus:
 
     def _check_vote(self, v: BlockVote) -> str | None:
         if v.height != self.height:
+            if v.height == self.chain.height and v.phase == PRECOMMIT:
+                return self._late_precommit(v)
             return self._buffered(v, v.height)
         if v.round > self.round + MAX_ROUND_AHEAD:
             return "round-too-far"
@@ -537,6 +703,42 @@ class BlockConsensus:
             return "bad-vote-signature"
         box[v.voter] = v
         return None
+
+    def _late_precommit(self, v: BlockVote) -> str | None:
+        """
+        A precommit for the tip that came after this node committed it:
+        added to the tip's commit certificate, which the next block
+        carries, so the certificate holds every precommit this node has,
+        not only the first quorum (proof of service reads who signed).
+        """
+        cert = self.chain.tip_commit
+        if cert is None or (v.round, v.block_hash) != (cert.round,
+                                                       cert.block_hash):
+            return "wrong-height"
+        if any(known.voter == v.voter for known in cert.votes):
+            return "duplicate"
+        if v.voter not in {m.pubkey
+                           for m in self.chain.snapshot_for(v.height)}:
+            return "vote-not-masternode"
+        if not vote_signature_ok(v, self.chain.network.name):
+            return "bad-vote-signature"
+        self.chain.tip_commit = CommitCertificate(
+            cert.height, cert.round, cert.block_hash, tuple(sorted(
+                (*cert.votes, Vote(v.voter, v.signature)),
+                key=lambda vote: vote.voter)))
+        self._count("late-precommits")
+        return None
+
+    def online(self) -> set[bytes]:
+        """
+        The masternodes heard from at the current height in the current
+        or the previous round (their votes), and this node if it votes.
+        """
+        found = {voter for (_, round), box in self.votes.items()
+                 if round >= self.round - 1 for voter in box}
+        if self.key is not None and self.is_voter and self.running:
+            found.add(self.key.public)
+        return found
 
     def _equivocation(self, kind: str, signer: bytes, round: int,
                       first: bytes, second: bytes) -> None:
@@ -669,14 +871,14 @@ class BlockConsensus:
             vr = proposal.valid_round
             if vr == -1:
                 ok = self._block_valid(block) and (
-                    self.locked is None or self.locked[1].hash == block.hash)
+                    self.locked is None or self.locked[1] == block.hash)
                 self.step = STEP_PREVOTE
                 self._vote(PREVOTE, block.hash if ok else NIL)
                 return self._evaluate_round(r)
             if self._quorum(self._tally(PREVOTE, vr).get(block.hash, 0)):
                 ok = self._block_valid(block) and (
                     self.locked is None or self.locked[0] <= vr
-                    or self.locked[1].hash == block.hash)
+                    or self.locked[1] == block.hash)
                 self.step = STEP_PREVOTE
                 self._vote(PREVOTE, block.hash if ok else NIL)
                 return self._evaluate_round(r)
@@ -693,7 +895,7 @@ class BlockConsensus:
             self._fired.add(("polka", r))
             self.valid = (r, proposal.block)
             if self.step == STEP_PREVOTE:
-                self.locked = (r, proposal.block)
+                self.locked = (r, proposal.block.hash)
                 self.step = STEP_PRECOMMIT
                 self._vote(PRECOMMIT, proposal.block.hash)
                 return self._evaluate_round(r)

@@ -40,6 +40,7 @@ from twisted.logger import Logger
 from timecoin.block import Block
 from timecoin.chain import Chain, TxInvalid, check_transfer, verified_key
 from timecoin.masternodes import Masternode
+from timecoin.mnstate import KIND as ACTIVATE_KIND
 from timecoin.registration import KIND as REGISTER_KIND
 from timecoin.registration import Registration
 from timecoin.tx import OutPoint, Transaction, UtxoEntry
@@ -200,7 +201,23 @@ class Mempool:
         if tx.kind == REGISTER_KIND:
             self.chain.check_new_registration(
                 tx, lookup, self._pending_registrations())
+        elif tx.kind == ACTIVATE_KIND:
+            self.chain.check_new_activation(tx, self.pending_activations())
         return fee
+
+    def pending_activations(self) -> frozenset[bytes]:
+        """
+        The operator keys of the activations held in the pool (pending or
+        finalized): a second one would change nothing.
+        """
+        found = set()
+        for entry in self.entries.values():
+            if entry.tx.kind == ACTIVATE_KIND:
+                try:
+                    found.add(bytes.fromhex(entry.tx.data["pubkey"]))
+                except (KeyError, TypeError, ValueError):
+                    continue
+        return frozenset(found)
 
     def _pending_registrations(self) -> dict[bytes, Registration]:
         """

@@ -25,7 +25,6 @@ from timecoin.encoding import decode
 from timecoin.finality import Finality, FinalitySettings
 from timecoin.genesis import (
     GenesisError,
-    genesis_masternodes,
     load_genesis,
     make_genesis,
     write_genesis,
@@ -35,11 +34,17 @@ from timecoin.liveness import Liveness
 from timecoin.logs import RateLimitedLog
 from timecoin.masternodes import Masternode
 from timecoin.mempool import FINALIZED, PENDING, Mempool, MempoolLimits
+from timecoin.participation import Participation
 from timecoin.producer import BlockBuilder
-from timecoin.quorum import QUORUM_RULES
+from timecoin.quorum import QUORUM_RULES, approval_threshold
 from timecoin.selection import load_policy
 from timecoin.tx import OutPoint, Transaction, TxOut, UtxoEntry
-from timecoin.wallet import Wallet, WalletError, load_or_create_key
+from timecoin.wallet import (
+    Wallet,
+    WalletError,
+    build_activation,
+    load_or_create_key,
+)
 
 log = Logger()
 
@@ -130,6 +135,15 @@ class Node(Service):
             config.round_timeout, self.builder.build_block)
         self.chain.block_connected.append(self.finality.block_connected)
         self.liveness = Liveness(self.chain, clock)
+        self.participation = Participation(
+            self.chain, self.key, clock,
+            lambda since: build_activation(
+                self.wallet, self.spendable(), self.key, since,
+                self.network.name),
+            self.submit, lambda: bool(self.consensus.synced()),
+            self.mempool.pending_activations, config.auto_activate)
+        self.chain.block_connected.append(
+            self.participation.block_connected)
         self._stop_process = stop_process
         self.p2p: Any = None
         """The P2P service, once tap.py attaches it (RPC network methods)."""
@@ -157,9 +171,12 @@ class Node(Service):
 
     @property
     def is_masternode(self) -> bool:
+        """
+        Whether this node's key is active in the next height's snapshot:
+        it votes and produces (genesis or registered on chain).
+        """
         return any(m.pubkey == self.key.public
-                   for m in genesis_masternodes(self.genesis,
-                                                self.network.name))
+                   for m in self.chain.snapshot_for(self.chain.height + 1))
 
     def startService(self) -> None:
         super().startService()
@@ -176,9 +193,12 @@ class Node(Service):
     def _start(self) -> Any:
         yield self.chain.load()
         yield self.finality.recover()
-        if self.is_masternode:
-            self.consensus.start()
-            self.liveness.start(self.key)
+        yield self.consensus.load_signing_state()
+        # Every node follows the rounds and heartbeats; what it signs
+        # follows its key's status in the snapshot at each height.
+        self.consensus.start()
+        self.liveness.start(self.key)
+        self.participation.block_connected(self.chain.tip)
         log.info("node started on {network} at height {height}, genesis "
                  "{genesis}, masternode={mn}", network=self.network.name,
                  height=self.chain.height, genesis=self.genesis.hash.hex(),
@@ -202,16 +222,58 @@ class Node(Service):
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """
-        Whether the node is ready to serve (C{GET /health}): started, and
-        connected to a peer unless it is its network's only masternode.
+        Whether the node is ready to serve (C{GET /health}): started,
+        connected to a peer unless it is its network's only masternode,
+        and, once synced, its chain not stalled (L{stall}).  The detail
+        says why when it is not.
         """
         started = bool(self.ready.called)
         peers = len(self.p2p.peer_info()) if self.p2p is not None else 0
-        masternodes = genesis_masternodes(self.genesis, self.network.name)
-        alone = self.is_masternode and len(masternodes) == 1
+        snapshot = self.chain.snapshot_for(self.chain.height + 1)
+        alone = self.is_masternode and len(snapshot) == 1
         ok = started and (peers > 0 or alone)
-        return ok, {"started": started, "peers": peers,
-                    "height": self.chain.height}
+        detail: dict[str, Any] = {"started": started, "peers": peers,
+                                  "height": self.chain.height,
+                                  "tip_age": round(self.tip_age(), 1)}
+        if not started:
+            detail["reason"] = "starting"
+        elif not ok:
+            detail["reason"] = "no peers"
+        stall = self.stall() if started else None
+        if stall is not None:
+            ok = False
+            detail["reason"] = stall["reason"]
+            detail["missing"] = stall["missing"]
+        return ok, detail
+
+    def tip_age(self) -> float:
+        """
+        Seconds since the tip block's timestamp.
+        """
+        return max(0.0, self.clock.seconds()
+                   - self.chain.tip.header.timestamp / 1000.0)
+
+    def stall(self) -> dict[str, Any] | None:
+        """
+        C{None} unless the chain is stalled: the node is synced and no
+        block came for C{stall_after} seconds.  Then C{reason} (how long,
+        the weight heard from in the current round against the weight a
+        block needs) and C{missing} (the masternodes not heard from).
+        """
+        age = self.tip_age()
+        if age < self.config.stall_after or not self.consensus.synced():
+            return None
+        chain = self.chain
+        snapshot = chain.snapshot_for(chain.height + 1)
+        weights = {m.pubkey: chain.quorum.weight(m) for m in snapshot}
+        total = sum(weights.values())
+        online = self.consensus.online()
+        heard = sum(w for k, w in weights.items() if k in online)
+        needed = approval_threshold(total) if total else 0
+        return {"reason": f"stalled: no commit for {age:.0f} s, weight "
+                          f"online {heard} of {total}, {needed} needed",
+                "missing": sorted(k.hex() for k in weights
+                                  if k not in online)}
 
     def uptime(self) -> int:
         return int(self.clock.seconds() - self.started_at)
@@ -269,10 +331,12 @@ class Node(Service):
         the mempool, not locked by a mempool transaction.
         """
         coins = []
+        collaterals = self.chain.collaterals
         for source in (self.chain.utxos, self.mempool.outputs):
             for outpoint, entry in source.items():
                 if self.wallet.owns(entry.address) and \
-                        outpoint not in self.mempool.locks:
+                        outpoint not in self.mempool.locks and \
+                        outpoint not in collaterals:
                     coins.append((outpoint, entry))
         return coins
 

@@ -56,15 +56,24 @@ class Network:
     block_time: float
     block_reward: int
     genesis_hash: str | None
+    service_window: int = 20
+    """Proof of service: the latest commit certificates looked at (W)."""
+    service_max_missed: int = 10
+    """A masternode missing from more than this many of them is set aside
+    (more than half of W)."""
+    service_min_away: int = 20
+    """Blocks a masternode set aside stays out before it may come back."""
 
 
 NETWORKS = {
     "mainnet": Network(
         "mainnet", "TIME1", 24000, 24001, 600.0, 100 * COIN,
-        "c8d242b1b0a1db0afb4d7758d9f0093384035a4b79f9d62ed1dd3b750abcd69c"),
+        "c8d242b1b0a1db0afb4d7758d9f0093384035a4b79f9d62ed1dd3b750abcd69c",
+        36, 18, 36),
     "testnet": Network(
         "testnet", "TIME0", 24100, 24101, 600.0, 100 * COIN,
-        "44e2b75bf716307e496fc8194ca1557b847ea2afc59d1d9b3d6efd537ef90bce"),
+        "44e2b75bf716307e496fc8194ca1557b847ea2afc59d1d9b3d6efd537ef90bce",
+        36, 18, 36),
     "devnet": Network("devnet", "TIME0", 24200, 24201, 2.0, 100 * COIN,
                       None),
 }

@@ -9,8 +9,9 @@ address of the output it spends, which the chain checks against the UTXO set.
 
 ``kind`` is ``"transfer"`` for ordinary payments, ``"coinbase"`` for the
 first transaction of a block (no inputs; ``data.height`` makes each unique),
-and ``"mn_register"`` for a masternode registration (``data`` carries it;
-see L{timecoin.registration}).
+``"mn_register"`` for a masternode registration (``data`` carries it;
+see L{timecoin.registration}) and ``"mn_activate"`` for its activation
+(L{timecoin.mnstate}).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from timecoin.keys import PrivateKey, verify
 
 TX_VERSION = 1
 SIG_DOMAIN = b"TIMECOIN/tx-input"
-KINDS = ("transfer", "coinbase", "mn_register")
+KINDS = ("transfer", "coinbase", "mn_register", "mn_activate")
 
 
 @dataclass(frozen=True, order=True)
@@ -447,7 +448,7 @@ def check_shape(tx: Transaction, prefix: str) -> str | None:
     else:
         if not tx.inputs:
             return "no-inputs"
-        if tx.data and tx.kind != "mn_register":
+        if tx.data and tx.kind not in ("mn_register", "mn_activate"):
             return "unexpected-data"
         if len({i.prevout for i in tx.inputs}) != len(tx.inputs):
             return "duplicate-input"

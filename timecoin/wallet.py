@@ -189,3 +189,37 @@ def build_registration(wallet: Wallet,
                            (TxOut(entry.value - fee, entry.address),),
                            KIND, data)
     return sign_inputs(unsigned, network, [key])
+
+
+def build_activation(wallet: Wallet,
+                     coins: Iterable[tuple[OutPoint, UtxoEntry]],
+                     operator: PrivateKey, since: int,
+                     network: str) -> Transaction:
+    """
+    A signed masternode activation (L{timecoin.mnstate}) leaving the state
+    of height C{since}; the fee (the minimum) is paid from the smallest of
+    the wallet's C{coins} that covers it, with the change back to that
+    coin's address.  C{coins} must not hold collaterals: spending one
+    would deregister its masternode.
+
+    @raise WalletError: no coin to pay the fee (-6).
+    """
+    from timecoin.mnstate import KIND, make_activation_data
+
+    fee = params.min_fee(0)
+    payers = sorted(((op, e) for op, e in coins
+                     if wallet.owns(e.address)
+                     and e.value >= fee + params.DUST_LIMIT),
+                    key=lambda c: (c[1].value, c[0]))
+    if not payers:
+        least = params.format_amount(fee + params.DUST_LIMIT)
+        raise WalletError("no coin in the wallet to pay the activation fee; "
+                          f"send at least {least} TIME to "
+                          f"{wallet.addresses()[0]}", -6)
+    payer, entry = payers[0]
+    key = wallet.key_for(entry.address)
+    unsigned = Transaction((TxIn(payer, key.public),),
+                           (TxOut(entry.value - fee, entry.address),),
+                           KIND, make_activation_data(network, operator,
+                                                      since))
+    return sign_inputs(unsigned, network, [key])
