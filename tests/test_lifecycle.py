@@ -283,3 +283,271 @@ class ActivationTests(unittest.TestCase):
         self.assertIsNone(activation_refused(status, status.since, back,
                                              f.chain.rules))
 
+
+
+class SigningStateTests(unittest.TestCase):
+    """
+    No double signing across crashes: what a masternode signs and its
+    lock are recorded before the message leaves the node.
+    """
+
+    def setUp(self) -> None:
+        from twisted.internet.task import Clock
+        self.f = FourChain()
+        self.clock = Clock()
+        self.clock.advance(START + 1)
+        chain = self.f.chain
+        self.proposer = next(k for k in KEYS if k.public ==
+                             chain.expected_producer(1, chain.tip.hash, 0))
+        self.me = next(k for k in KEYS if k is not self.proposer)
+
+    def consensus(self, store_chain: Chain | None = None):
+        """
+        Block consensus of C{self.me} on the four-masternode chain, its
+        signing state loaded from the store, started; returns it and the
+        list its outbox fills.
+        """
+        from timecoin.consensus import BlockConsensus
+        chain = store_chain or self.f.chain
+        c = BlockConsensus(chain, self.me, self.clock, 2.0, 2.0,
+                           lambda r: self.f.block())
+        sent: list = []
+        c.outbox.append(sent.append)
+        result_of(c.load_signing_state())
+        c.start()
+        self.addCleanup(c.stop)
+        # Into the round (the slot of height 1 is due).
+        self.clock.advance(max(0.0, START + 2 - self.clock.seconds()) + 0.01)
+        return c, sent
+
+    def proposal(self):
+        from timecoin.consensus import sign_proposal
+        return sign_proposal(self.proposer, "devnet", self.f.block(), 0, -1)
+
+    def test_restart_never_signs_a_second_prevote(self) -> None:
+        """
+        A node that prevoted a block, restarted, and shown a conflicting
+        proposal for the same round (an equivocating proposer) signs
+        nothing for it: no second prevote, ever.
+        """
+        from timecoin.consensus import PREVOTE, BlockVote
+        c, sent = self.consensus()
+        first = self.proposal()
+        c.receive(first)
+        prevotes = [m for m in sent if isinstance(m, BlockVote)
+                    and m.phase == PREVOTE]
+        self.assertEqual([v.block_hash for v in prevotes],
+                         [first.block.hash])
+        c.stop()
+        again, sent2 = self.consensus()
+        self.assertEqual((again.height, again.round), (1, 0))
+        second = self.proposal()
+        other = replace(second.block, header=replace(
+            second.block.header, timestamp=second.block.header.timestamp + 7))
+        other = sign_block(self.proposer, "devnet", other.header, other.txs,
+                           other.commit)
+        from timecoin.consensus import sign_proposal
+        again.receive(sign_proposal(self.proposer, "devnet", other, 0, -1))
+        self.assertEqual([m for m in sent2 if isinstance(m, BlockVote)], [])
+        self.assertEqual(again.counters.get("sign-refused"), 1)
+
+    def test_lock_survives_restart(self) -> None:
+        """
+        A node that saw a prevote quorum precommits and locks the block;
+        after a restart it is back in that round, locked on that block,
+        and its precommit may be sent again only for that very block.
+        """
+        from timecoin.consensus import PRECOMMIT, PREVOTE, BlockVote, sign_vote
+        c, sent = self.consensus()
+        proposal = self.proposal()
+        c.receive(proposal)
+        for k in KEYS:
+            if k is not self.me:
+                c.receive(sign_vote(k, "devnet", PREVOTE, 1, 0,
+                                    proposal.block.hash))
+        self.assertIn((PRECOMMIT, proposal.block.hash),
+                      [(m.phase, m.block_hash) for m in sent
+                       if isinstance(m, BlockVote)])
+        self.assertEqual(c.locked, (0, proposal.block.hash))
+        c.stop()
+        again, _ = self.consensus()
+        self.assertEqual(again.locked, (0, proposal.block.hash))
+        assert again.signed is not None
+        self.assertTrue(again.signed.allows(1, 0, 3, proposal.block.hash))
+        self.assertFalse(again.signed.allows(1, 0, 3, b"\0" * 32))
+        self.assertFalse(again.signed.allows(1, 0, 2, proposal.block.hash))
+
+    def test_message_leaves_only_once_recorded(self) -> None:
+        """
+        A signed vote reaches the outbox only after the store acknowledged
+        the signing state; if the write fails it never leaves.
+        """
+        from twisted.internet import defer
+
+        from timecoin.consensus import SIGNING_STATE_KEY
+        writes: list[defer.Deferred[None]] = []
+        store = self.f.store
+        real = store.put_meta
+
+        def slow(key: str, value: bytes) -> defer.Deferred[None]:
+            if key != SIGNING_STATE_KEY:
+                return real(key, value)
+            d: defer.Deferred[None] = defer.Deferred()
+            writes.append(d)
+            return d.addCallback(lambda _: real(key, value))
+
+        store.put_meta = slow  # type: ignore[method-assign]
+        c, sent = self.consensus()
+        c.receive(self.proposal())
+        self.assertEqual(len(writes), 1)
+        self.assertEqual(sent, [])
+        writes[0].callback(None)
+        self.assertEqual(len(sent), 1)
+        from timecoin.consensus import PREVOTE, sign_vote
+        block_hash = sent[0].block_hash
+        for k in KEYS:
+            if k is not self.me:
+                c.receive(sign_vote(k, "devnet", PREVOTE, 1, 0, block_hash))
+        self.assertEqual(len(writes), 2)
+        writes[1].errback(RuntimeError("disk full"))
+        self.assertEqual(len(sent), 1)
+        self.assertEqual(c.counters.get("sign-record-failed"), 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class JoiningCluster:
+    """
+    The in-process network of L{tests.test_consensus.MasternodeCluster}
+    whose genesis registers only node 0: nodes 1-3 start as plain nodes
+    and join as masternodes on the running chain, as operators do.
+    """
+
+    def __new__(cls, testcase: unittest.TestCase):
+        from pathlib import Path
+
+        from tests.test_consensus import IPS, PORT, MasternodeCluster
+        from timecoin.genesis import write_genesis
+        cluster = MasternodeCluster(testcase)
+        write_genesis(cluster.genesis_path, make_genesis(
+            "devnet", int(START * 1000),
+            [TxOut(100_000 * params.COIN, addr(key(0)))],
+            [Masternode(key(0).public, f"{IPS[0]}:{PORT}", addr(key(0)),
+                        "free")]))
+        assert isinstance(cluster.genesis_path, Path)
+        return cluster
+
+
+class JoinTests(unittest.TestCase):
+    """
+    Masternodes registered on a running chain take part without a
+    restart; absent ones are set aside and come back by themselves.
+    """
+
+    def fund_and_register(self, cluster, i: int) -> None:
+        """
+        Node 0 pays node C{i} a bronze collateral and a fee coin; node
+        C{i} registers with them (what RPC registermasternode does).
+        """
+        from timecoin.wallet import build_registration
+        from tests.test_consensus import IPS, PORT
+        rich = cluster.nodes()[0]
+        node = cluster.services[IPS[i]].node
+        paid = []
+        for amount in (1_500 * params.COIN, 2 * params.COIN):
+            paid.append(result_of(rich.send_to_address(
+                node.wallet.addresses()[0], amount)))
+            cluster.advance(1)
+        self.assertEqual([result_of(node.transaction(t))["state"]
+                          for t in paid], ["finalized"] * 2)
+        from timecoin.tx import OutPoint
+        collateral = OutPoint(paid[0], 0)
+        tx = build_registration(node.wallet, node.spendable(), node.key,
+                                f"{IPS[i]}:{PORT}", node.new_address(),
+                                collateral, "devnet")
+        result_of(node.submit(tx))
+
+    def max_gap(self, node, since: int) -> float:
+        """
+        The longest time between two consecutive blocks from C{since}.
+        """
+        stamps = [result_of(node.block_at(h)).header.timestamp
+                  for h in range(since, node.chain.height + 1)]
+        return max((b - a) / 1000 for a, b in zip(stamps, stamps[1:]))
+
+    def test_three_join_one_after_another(self) -> None:
+        """
+        Three nodes join a one-masternode chain, are funded, registered
+        and activate by themselves one after the other: the chain never
+        stops longer than three block times, total weight reaches 4, each
+        new masternode produces blocks, and all nodes agree.
+        """
+        from tests.test_consensus import IPS
+        cluster = JoiningCluster(self)
+        cluster.start_all()
+        cluster.advance(6)
+        start = cluster.nodes()[0].chain.height
+        for i in (1, 2, 3):
+            self.fund_and_register(cluster, i)
+            cluster.advance(20)
+            node = cluster.services[IPS[i]].node
+            self.assertTrue(node.is_masternode, f"node {i} not active")
+            self.assertEqual(node.participation.status()["status"],
+                             "active")
+        cluster.advance(30)
+        node0 = cluster.nodes()[0]
+        snapshot = node0.chain.snapshot_for(node0.chain.height + 1)
+        self.assertEqual(len(snapshot), 4)
+        self.assertLessEqual(self.max_gap(node0, start), 6.0)
+        producers = {result_of(node0.block_at(h)).header.producer
+                     for h in range(node0.chain.height - 8,
+                                    node0.chain.height + 1)}
+        self.assertEqual(producers, {key(i).public for i in range(4)})
+        cluster.assert_agree()
+        for n in cluster.nodes():
+            self.assertEqual(n.consensus.evidence, [])
+
+    def test_stopped_set_aside_and_back(self) -> None:
+        """
+        With four active masternodes, one stopped is set aside (the other
+        three keep committing), then a second; both restarted, they come
+        back by themselves after min_away blocks and produce again; no
+        node holds equivocation evidence.
+        """
+        from tests.test_consensus import IPS
+        cluster = JoiningCluster(self)
+        cluster.start_all()
+        cluster.advance(6)
+        for i in (1, 2, 3):
+            self.fund_and_register(cluster, i)
+            cluster.advance(20)
+        cluster.advance(2 * W * 2)
+        cluster.stop(3)
+        cluster.advance(2 * W * 2)
+        node0 = cluster.nodes()[0]
+        status = node0.chain.mn_status(key(3).public)
+        assert status is not None
+        self.assertEqual(status.state, SET_ASIDE)
+        cluster.stop(2)
+        cluster.advance(2 * W * 2)
+        status = node0.chain.mn_status(key(2).public)
+        assert status is not None
+        self.assertEqual(status.state, SET_ASIDE)
+        self.assertEqual(len(node0.chain.snapshot_for(node0.chain.height
+                                                      + 1)), 2)
+        height = node0.chain.height
+        cluster.start(2)
+        cluster.start(3)
+        cluster.advance(2 * 2 * DEVNET.service_min_away + 30)
+        self.assertGreater(node0.chain.height, height + 20)
+        for i in (2, 3):
+            status = node0.chain.mn_status(key(i).public)
+            assert status is not None
+            self.assertEqual(status.state, ACTIVE, f"node {i}")
+        cluster.advance(20)
+        producers = {result_of(node0.block_at(h)).header.producer
+                     for h in range(node0.chain.height - 8,
+                                    node0.chain.height + 1)}
+        self.assertEqual(producers, {key(i).public for i in range(4)})
+        cluster.assert_agree()
+        for n in cluster.nodes():
+            self.assertEqual(n.consensus.evidence, [])
