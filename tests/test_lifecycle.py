@@ -328,7 +328,8 @@ class SigningStateTests(unittest.TestCase):
         """
         A node that prevoted a block, restarted, and shown a conflicting
         proposal for the same round (an equivocating proposer) signs
-        nothing for it: no second prevote, ever.
+        nothing for it: no second prevote, ever; it keeps its first one
+        to send again.
         """
         from timecoin.consensus import PREVOTE, BlockVote
         c, sent = self.consensus()
@@ -341,6 +342,8 @@ class SigningStateTests(unittest.TestCase):
         c.stop()
         again, sent2 = self.consensus()
         self.assertEqual((again.height, again.round), (1, 0))
+        # Its prevote is back, to be sent again (it may not sign another).
+        self.assertEqual(again._mine, prevotes)
         second = self.proposal()
         other = replace(second.block, header=replace(
             second.block.header, timestamp=second.block.header.timestamp + 7))

@@ -102,6 +102,8 @@ class SigningState:
     @ivar step: L{SIGN_STEPS} of what was signed.
     @ivar lock: C{(round, block hash)} this node was locked on at
         C{height}, or C{None}.
+    @ivar vote: the signed vote itself (not kept for a proposal): a
+        restarted node sends it again, as it may not sign another.
     """
 
     height: int
@@ -109,22 +111,25 @@ class SigningState:
     step: int
     block_hash: bytes
     lock: tuple[int, bytes] | None = None
+    vote: BlockVote | None = None
 
     def pack(self) -> bytes:
         return canonical({
             "height": self.height, "round": self.round, "step": self.step,
             "block_hash": self.block_hash.hex(),
             "lock": None if self.lock is None
-            else [self.lock[0], self.lock[1].hex()]})
+            else [self.lock[0], self.lock[1].hex()],
+            "vote": None if self.vote is None else self.vote.to_obj()})
 
     @classmethod
     def unpack(cls, raw: bytes) -> SigningState:
         from timecoin.encoding import decode
         obj = decode(raw)
-        lock = obj["lock"]
+        lock, vote = obj["lock"], obj.get("vote")
         return cls(obj["height"], obj["round"], obj["step"],
                    bytes.fromhex(obj["block_hash"]),
-                   None if lock is None else (lock[0], bytes.fromhex(lock[1])))
+                   None if lock is None else (lock[0], bytes.fromhex(lock[1])),
+                   None if vote is None else BlockVote.from_obj(vote))
 
     def allows(self, height: int, round: int, step: int,
                block_hash: bytes) -> bool:
@@ -423,6 +428,9 @@ class BlockConsensus:
         if signed is not None and signed.height == self.height:
             self.round = signed.round
             self.locked = signed.lock
+            if signed.vote is not None:
+                self._mine.append(signed.vote)
+                self.receive(signed.vote)
 
     def _block_connected(self, block: Block) -> None:
         if block.height + 1 <= self.height:
@@ -498,7 +506,8 @@ class BlockConsensus:
         else:
             step, block_hash = SIGN_STEPS[message.phase], message.block_hash
         state = SigningState(message.height, message.round, step, block_hash,
-                             self.locked)
+                             self.locked, None if isinstance(message, Proposal)
+                             else message)
         self.signed = state
         d = self.chain.store.put_meta(SIGNING_STATE_KEY, state.pack())
 
