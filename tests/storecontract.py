@@ -230,6 +230,34 @@ class ChainStoreContractMixin(_Base):
         self.assertEqual(await store.get_meta("empty"), b"")
         self.assertIsNone(await store.get_meta("other"))
 
+    async def test_signing_state_kept(self) -> None:
+        """
+        A masternode's consensus signing state (last signed vote and its
+        lock) put under its meta key reads back equal, through block
+        writes and reverts; a later state replaces it.
+        """
+        from tests.helpers import key
+        from timecoin.consensus import (
+            PRECOMMIT,
+            SIGNING_STATE_KEY,
+            SigningState,
+            sign_vote,
+        )
+        store = await self.make_store()
+        vote = sign_vote(key(3), "devnet", PRECOMMIT, 7, 2, b"\x05" * 32)
+        state = SigningState(7, 2, 3, vote.block_hash, (2, vote.block_hash),
+                             vote)
+        await store.put_meta(SIGNING_STATE_KEY, state.pack())
+        maker = self.maker()
+        blocks = await self.chain(store, maker, 3)
+        await store.revert_block(blocks[-1][1])
+        raw = await store.get_meta(SIGNING_STATE_KEY)
+        self.assertEqual(SigningState.unpack(raw), state)
+        later = SigningState(8, 0, 1, b"\x06" * 32)
+        await store.put_meta(SIGNING_STATE_KEY, later.pack())
+        self.assertEqual(SigningState.unpack(
+            await store.get_meta(SIGNING_STATE_KEY)), later)
+
     async def test_apply_genesis_then_block(self) -> None:
         """
         Genesis is accepted at height 0 whatever its C{prev_hash}; block 1

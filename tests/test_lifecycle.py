@@ -451,8 +451,8 @@ class JoinTests(unittest.TestCase):
         Node 0 pays node C{i} a bronze collateral and a fee coin; node
         C{i} registers with them (what RPC registermasternode does).
         """
-        from timecoin.wallet import build_registration
         from tests.test_consensus import IPS, PORT
+        from timecoin.wallet import build_registration
         rich = cluster.nodes()[0]
         node = cluster.services[IPS[i]].node
         paid = []
@@ -516,7 +516,6 @@ class JoinTests(unittest.TestCase):
         back by themselves after min_away blocks and produce again; no
         node holds equivocation evidence.
         """
-        from tests.test_consensus import IPS
         cluster = JoiningCluster(self)
         cluster.start_all()
         cluster.advance(6)

@@ -34,6 +34,9 @@ FAMILIES = {
     "timecoin_bans": "counter",
     "timecoin_sync_state": "gauge",
     "timecoin_rpc_latency_seconds": "histogram",
+    "timecoin_tip_age_seconds": "gauge",
+    "timecoin_chain_stalled": "gauge",
+    "timecoin_masternodes": "gauge",
 }
 """Each metric family issue 7 asks for, with its Prometheus type."""
 
@@ -100,7 +103,7 @@ class MetricsCompletenessTests(RPCTestBase):
         timeouts = self.values(families["timecoin_round_timeouts"])
         self.assertEqual(
             {dict(labels)["step"] for _, labels in timeouts},
-            {"propose", "prevote", "precommit"})
+            {"propose", "prevote", "precommit", "round"})
 
     def test_peers_by_direction_and_bans(self) -> None:
         """

@@ -490,7 +490,9 @@ def format_getinfo(replies: list[tuple[Any, Any]]) -> str:
     if failed("masternodestatus"):
         lines.append(f"Masternode: {failed('masternodestatus')}")
     elif not mn.get("is_masternode"):
-        lines.append("Masternode: no")
+        lines.append("Masternode: no" if mn.get("status") in (
+            None, "not-a-masternode") else
+            f"Masternode: {mn.get('status')} ({mn.get('detail')})")
     else:
         last = mn.get("last_block")
         lines.append(f"Masternode: yes, {mn.get('status')}, tier "

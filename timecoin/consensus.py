@@ -333,6 +333,7 @@ class BlockConsensus:
         self.conflicting: dict[tuple[str, int],
                                dict[bytes, dict[bytes, BlockVote]]] = {}
         self.last_round_started = self.clock.seconds()
+        self._watched = self.last_round_started
         for timer in self._timers:
             if timer.active():
                 timer.cancel()
@@ -549,6 +550,25 @@ class BlockConsensus:
         self._count("resumed")
         self._start_round(self.height, self.round)
 
+    def _watch_round(self) -> None:
+        """
+        Count a round that has lasted three times its timeout without
+        moving on (C{timeouts-round}), once per such span: a halted chain
+        shows in the round-timeout metric even where no timer runs (a
+        round waits for votes that do not come, as Tendermint does).
+        """
+        if self.step == WAITING:
+            return
+        span = 3 * self.timeout(self.round)
+        since = max(self.last_round_started, self._watched)
+        if self.clock.seconds() - since >= span:
+            self._watched = self.clock.seconds()
+            self._count("timeouts-round")
+            log.warn("height {height} round {round} has waited {seconds:.0f} s "
+                     "at step {step}", height=self.height, round=self.round,
+                     seconds=self.clock.seconds() - self.last_round_started,
+                     step=self.step)
+
     def _sign_missed(self) -> bool:
         """
         Sign now, as nil, the votes of the current round this node stepped
@@ -592,6 +612,7 @@ class BlockConsensus:
         if not self.running:
             return
         self._sign_missed()
+        self._watch_round()
         resend: list[Proposal | BlockVote] = [
             m for m in self._mine if m.round >= self.round - 1]
         if self.valid is not None:

@@ -44,8 +44,26 @@ class _NodeCollector(Collector):
                                 "Bytes of the mempool's transactions.",
                                 mempool.total_bytes)
         yield GaugeMetricFamily("timecoin_masternode",
-                                "1 if this node is a masternode.",
+                                "1 if this node is an active masternode.",
                                 int(node.is_masternode))
+        yield GaugeMetricFamily("timecoin_tip_age_seconds",
+                                "Seconds since the tip block's timestamp.",
+                                node.tip_age())
+        yield GaugeMetricFamily(
+            "timecoin_chain_stalled",
+            "1 while the synced node saw no block for stall_after seconds.",
+            int(node.stall() is not None))
+        states = GaugeMetricFamily("timecoin_masternodes",
+                                   "Masternodes on chain, by status.",
+                                   labels=["status"])
+        counts = {"active": 0, "registered": 0, "set-aside": 0}
+        for m in chain.all_masternodes():
+            status = chain.mn_status(m.pubkey)
+            if status is not None:
+                counts[status.state] = counts.get(status.state, 0) + 1
+        for name, count in sorted(counts.items()):
+            states.add_metric([name], count)
+        yield states
         tx = CounterMetricFamily("timecoin_transactions",
                                  "Transactions decided, by outcome.",
                                  labels=["outcome"])
@@ -75,9 +93,11 @@ class _NodeCollector(Collector):
                                   "Blocks this node committed by consensus.",
                                   counters.get("committed", 0))
         timeouts = CounterMetricFamily("timecoin_round_timeouts",
-                                       "Consensus timeouts, by step.",
+                                       "Consensus timeouts, by step; "
+                                       "step round: a round that lasted "
+                                       "three times its timeout (a halt).",
                                        labels=["step"])
-        for step in ("propose", "prevote", "precommit"):
+        for step in ("propose", "prevote", "precommit", "round"):
             timeouts.add_metric([step], counters.get(f"timeouts-{step}", 0))
         yield timeouts
         yield GaugeMetricFamily("timecoin_uptime_seconds",

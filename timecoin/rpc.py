@@ -1285,20 +1285,47 @@ class RPCMethods:
 
     # Masternodes
 
-    def rpc_masternodelist(self) -> list[dict[str, Any]]:
+    def rpc_masternodelist(self, status: Any = None) -> list[dict[str, Any]]:
         """
-        masternodelist
+        masternodelist ( "status" )
 
-        The masternodes of the snapshot that produces and votes at the
-        next height, sorted by pubkey: [{pubkey, p2p_address,
-        reward_address, tier, weight (voting weight under the quorum
-        rule), alive (heartbeat heard within the liveness expiry),
-        last_seen (seconds since the epoch of its last heartbeat, or
-        null), reported_height (the height its last heartbeat reported, or
-        null), is_self, collateral (txid:vout, null for genesis
-        masternodes), collateral_amount, registered_height}].
+        Every masternode on chain (or only those whose status is the given
+        one), sorted by pubkey: [{pubkey, p2p_address, reward_address,
+        tier, status (active: in the snapshot, votes and produces;
+        registered: waiting for its operator's node to activate it;
+        set-aside: missing from too many recent commit certificates),
+        since (the height it became so; for active, the first height it
+        votes at), reason and return_height (set aside only: why, and
+        from which height an activation may bring it back), weight
+        (voting weight under the quorum rule, 0 unless active), alive
+        (heartbeat heard within the liveness expiry), last_seen (seconds
+        since the epoch of its last heartbeat, or null), reported_height
+        (the height its last heartbeat reported, or null), is_self,
+        collateral (txid:vout, null for genesis masternodes),
+        collateral_amount, registered_height}].
         """
-        return masternode_rows(self.node)
+        wanted = None if status is None else _str(status, "status")
+        if wanted not in (None, "active", "registered", "set-aside"):
+            raise RPCError(INVALID_PARAMS, "status must be active, "
+                           "registered or set-aside")
+        return masternode_rows(self.node, wanted)
+
+    @defer.inlineCallbacks
+    def rpc_activatemasternode(self) -> Any:
+        """
+        activatemasternode
+
+        Put the activation of this node's masternode on chain now (the
+        node sends it by itself once synced; see auto_activate): signed by
+        the node key, its fee paid from the wallet (never from a
+        collateral).  Returns the txid; the masternode is active from the
+        block after the one that includes it.  Errors: -26 not due
+        (bad-activation: not a registered masternode, already active,
+        set aside until a later height, one already waiting), -6 no coin
+        to pay the fee.
+        """
+        txid = yield self.node.participation.activate()
+        return txid.hex()
 
     @defer.inlineCallbacks
     def rpc_registermasternode(self, collateral_txid: Any, vout: Any,
@@ -1345,7 +1372,10 @@ class RPCMethods:
 
         This node as a masternode: {is_masternode (in the next height's
         snapshot), pubkey, address (of the node key), status (active,
-        starting, or not-a-masternode), alive, last_seen, next_producer
+        waiting-for-activation, activating, set-aside, or
+        not-a-masternode), detail (the status in words), since (the
+        height of that status), reason and return_height (set aside
+        only), alive, last_seen, next_producer
         (whether it proposes round 0 of the next height), blocks_produced
         (since start), last_block ({height, hash, producer, round, time,
         time_ms, ntx, size} of the newest block it produced that the node

@@ -30,6 +30,7 @@ from twisted.logger import Logger
 from timecoin import __version__, params
 from timecoin.block import Block
 from timecoin.mempool import PENDING
+from timecoin.mnstate import SET_ASIDE
 from timecoin.quorum import approval_threshold
 
 if TYPE_CHECKING:
@@ -200,22 +201,47 @@ def registration_fields(chain: Any, pubkey: bytes) -> dict[str, Any]:
             "registered_height": registration.height}
 
 
-def masternode_rows(node: Node) -> list[dict[str, Any]]:
+def lifecycle_fields(chain: Any, pubkey: bytes) -> dict[str, Any]:
     """
-    One object per masternode of the next height's snapshot: pubkey,
-    p2p_address, reward_address, tier, weight (under the quorum rule),
-    alive, last_seen (seconds since the epoch or None), reported_height
-    (of its last heartbeat or None), is_self.
+    Where a masternode is in its lifecycle at the tip: status (active,
+    registered: waiting for its activation, set-aside), since (the height
+    it became so; for active, the first height it votes at), and for one
+    set aside the reason and return_height (from when an activation may
+    bring it back).
+    """
+    status = chain.mn_status(pubkey)
+    if status is None:
+        return {"status": None, "since": None}
+    out: dict[str, Any] = {"status": status.state, "since": status.since}
+    if status.state == SET_ASIDE:
+        out["reason"] = status.reason
+        out["return_height"] = status.since + chain.rules.min_away
+    return out
+
+
+def masternode_rows(node: Node, status: str | None = None
+                    ) -> list[dict[str, Any]]:
+    """
+    One object per masternode, active or not (or only those of
+    C{status}): pubkey, p2p_address, reward_address, tier, status, since
+    (and reason, return_height when set aside), weight (under the quorum
+    rule; 0 unless active), alive, last_seen (seconds since the epoch or
+    None), reported_height (of its last heartbeat or None), is_self.
     """
     chain = node.chain
     view = node.liveness.view()
+    members = {m.pubkey for m in snapshot_members(node)}
     rows = []
-    for m in snapshot_members(node):
+    for m in chain.all_masternodes():
         seen = view.get(m.pubkey, {})
+        lifecycle = lifecycle_fields(chain, m.pubkey)
+        if status is not None and lifecycle["status"] != status:
+            continue
         rows.append({
             "pubkey": m.pubkey.hex(), "p2p_address": m.p2p_address,
             "reward_address": m.reward_address, "tier": m.tier,
-            "weight": chain.quorum.weight(m),
+            **lifecycle,
+            "weight": chain.quorum.weight(m) if m.pubkey in members else 0,
             "alive": bool(seen.get("alive", False)),
             "last_seen": seen.get("last_seen"),
             "reported_height": seen.get("height"),
@@ -268,11 +294,11 @@ def masternode_status(node: Node, history: StatusHistory) -> dict[str, Any]:
                   None)
     info = consensus_info(node)
     view = node.liveness.view().get(pubkey, {})
+    lifecycle = node.participation.status()
     out: dict[str, Any] = {
         "is_masternode": member is not None, "pubkey": pubkey.hex(),
         "address": node.node_address(),
-        "status": "not-a-masternode" if member is None else (
-            "active" if node.liveness.is_alive(pubkey) else "starting"),
+        **lifecycle,
         "alive": node.liveness.is_alive(pubkey),
         "last_seen": view.get("last_seen"),
         "next_producer": bool(info["next_producers"]) and
@@ -332,11 +358,13 @@ def status_data(node: Node, history: StatusHistory) -> dict[str, Any]:
                       "state": c.get("state"), "height": c.get("height"),
                       "pubkey": c.get("pubkey"), "rtt": c.get("rtt")}
                      for c in conns]}
-    ok, _ = node.health()
+    ok, health = node.health()
     return {
         "version": __version__, "network": chain.network.name,
         "now": node.clock.seconds(), "uptime": node.uptime(),
         "ready": bool(node.ready.called), "healthy": ok,
+        "health_reason": health.get("reason"),
+        "missing": health.get("missing", []),
         "height": chain.height, "best_block_hash": chain.tip.hash.hex(),
         "tip_time": chain.tip.header.timestamp // 1000,
         "masternode": masternode_status(node, history),
@@ -529,6 +557,16 @@ def _amount(value: Any) -> str:
     return format(value, "f") if isinstance(value, Decimal) else str(value)
 
 
+def _status_text(row: dict[str, Any]) -> str:
+    """
+    A masternode's lifecycle status in words, for one not active.
+    """
+    if row.get("status") == SET_ASIDE:
+        return (f"set aside at {row.get('since')}: {row.get('reason')}; "
+                f"may return from {row.get('return_height')}")
+    return f"{row.get('status')} since {row.get('since')}"
+
+
 def _badge(ok: bool, yes: str, no: str) -> str:
     return f'<span class="{"ok" if ok else "bad"}">{_e(yes if ok else no)}' \
         f'</span>'
@@ -554,6 +592,9 @@ def render_page(data: dict[str, Any]) -> bytes:
         f'<div>height <span class="big" id="height">{data["height"]}'
         f'</span></div>'
         f'<div>{_badge(data["healthy"], "healthy", "not ready")}</div>'
+        + (f'<div class="bad" id="health-reason">'
+           f'{_e(data.get("health_reason"))}</div>'
+           if data.get("health_reason") else "") +
         f'<div>peers <b>{"-" if peers is None else peers["count"]}</b></div>'
         f'<div>mempool <b>{mempool["size"]}</b></div>'
         f'<div>uptime {_e(_duration(data["uptime"]))}</div>'
@@ -614,11 +655,15 @@ def render_page(data: dict[str, Any]) -> bytes:
         '<span style="color:#2f6fde">— median per interval</span>'
         '<span style="color:#e8710a">● maximum</span></div>'
         f'{latency_chart(latency["samples"], now)}</section>')
+    missing = set(data.get("missing", []))
     rows = "".join(
-        f'<tr><td><code>{_e(_short(m["pubkey"], 16))}</code>'
-        f'{" (this node)" if m["is_self"] else ""}</td>'
+        ('<tr class="bad">' if m["pubkey"] in missing else '<tr>') +
+        f'<td><code>{_e(_short(m["pubkey"], 16))}</code>'
+        f'{" (this node)" if m["is_self"] else ""}'
+        f'{" — not heard from" if m["pubkey"] in missing else ""}</td>'
         f'<td>{_e(m["p2p_address"])}</td><td>{_e(m["tier"])}</td>'
-        f'<td>{m["weight"]}</td>'
+        f'<td>{_badge(m.get("status") == "active", "active", _status_text(m))}'
+        f'</td><td>{m["weight"]}</td>'
         f'<td>{_badge(m["alive"], "alive", "silent")}</td>'
         f'<td>{_e(_ago(now, m["last_seen"]))}</td>'
         f'<td>{_e(m["reported_height"] if m["reported_height"] is not None else "-")}'
@@ -627,8 +672,9 @@ def render_page(data: dict[str, Any]) -> bytes:
     out.append(
         f'<section class="wide"><h2>Masternodes ({len(data["masternodes"])})'
         '</h2><table><tr><th>pubkey</th><th>p2p address</th><th>tier</th>'
-        '<th>weight</th><th>liveness</th><th>last heartbeat</th>'
-        f'<th>height</th></tr>{rows}</table></section>')
+        '<th>status</th><th>weight</th><th>liveness</th>'
+        f'<th>last heartbeat</th><th>height</th></tr>{rows}</table>'
+        '</section>')
     own = mn["pubkey"]
     rows = "".join(
         f'<tr><td>{b["height"]}</td><td><code>{_e(_short(b["hash"], 16))}'
