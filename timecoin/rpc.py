@@ -1340,8 +1340,10 @@ class RPCMethods:
         spending that output later deregisters it.  p2p_address defaults
         to this node's P2P address, reward_address to a new wallet
         address.  The fee is paid from another wallet coin.  Returns the
-        txid; the masternode joins the snapshot from the block after the
-        one that includes it.  Errors: -8 collateral not in the wallet,
+        txid.  Once it is mined the masternode is registered, without
+        weight; this node, once synced, puts its activation on chain by
+        itself (see activatemasternode), and it is active from the block
+        after that.  Errors: -8 collateral not in the wallet,
         -6 nothing to pay the fee with, -26 refused (bad-registration:
         operator already registered, collateral already used).
         """
