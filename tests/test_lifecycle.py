@@ -553,3 +553,81 @@ class JoinTests(unittest.TestCase):
         cluster.assert_agree()
         for n in cluster.nodes():
             self.assertEqual(n.consensus.evidence, [])
+
+
+class StallTests(unittest.TestCase):
+    """
+    A stalled chain is reported: /health, the status page, metrics.
+    """
+
+    def test_health_status_page_and_metrics(self) -> None:
+        """
+        A devnet masternode whose rounds stop: /health stays 200 until
+        stall_after (14 s at 2 s blocks), then answers 503 with the reason
+        (no commit for how long, the weight heard from and needed) and
+        the missing masternode; the status page shows the reason and the
+        masternode in red; the stalled gauge is 1 and the round watchdog
+        counted; blocks again make it 200.
+        """
+        from tests.test_rpc import RPCTestBase
+
+        class Base(RPCTestBase):
+            def runTest(self) -> None:
+                pass
+
+        base = Base()
+        base.mktemp = self.mktemp  # type: ignore[method-assign]
+        base.setUp()
+        self.addCleanup(base.doCleanups)
+        node = base.node
+        base.block()
+        self.assertEqual(node.config.stall_after, 14.0)
+
+        def health() -> tuple[int, dict]:
+            import json
+            status, _, body = base.http(b"", auth=None, method="GET",
+                                        url="http://127.0.0.1/health")
+            return status, json.loads(body)
+
+        self.assertEqual(health()[0], 200)
+        # The masternode's rounds stop (as when the other masternodes of a
+        # network are gone): its proposal never commits.
+        node.consensus.running = False
+        base.clock.advance(10)
+        self.assertEqual(health()[0], 200)
+        base.clock.advance(6)
+        status, body = health()
+        self.assertEqual(status, 503)
+        self.assertEqual(body["reason"], "stalled: no commit for 16 s, "
+                         "weight online 0 of 1, 1 needed")
+        self.assertEqual(body["missing"], [node.key.public.hex()])
+        _, _, page = base.http(b"", method="GET", url="http://127.0.0.1/")
+        self.assertIn(b'id="health-reason">stalled: no commit', page)
+        self.assertIn(b'<tr class="bad"><td><code>', page)
+        _, _, metrics = base.http(b"", auth=None, method="GET",
+                                  url="http://127.0.0.1/metrics")
+        self.assertIn(b"timecoin_chain_stalled 1.0", metrics)
+        node.consensus.running = True
+        node.consensus.start()
+        base.clock.advance(2.1)
+        self.assertEqual(health()[0], 200)
+
+    def test_round_watchdog_counts_a_halt(self) -> None:
+        """
+        A round that waits three times its timeout at one step (votes that
+        never come) is counted once per such span.
+        """
+        from twisted.internet.task import Clock
+
+        from timecoin.consensus import BlockConsensus
+        f = FourChain()
+        clock = Clock()
+        clock.advance(START + 1)
+        c = BlockConsensus(f.chain, KEYS[0], clock, 2.0, 2.0,
+                           lambda r: f.block())
+        c.start()
+        self.addCleanup(c.stop)
+        clock.pump([0.5] * 40)
+        # Alone of four: nothing commits; round 0 waits at prevote.
+        self.assertEqual(f.chain.height, 0)
+        self.assertEqual(c.counters.get("timeouts-round"), 3)

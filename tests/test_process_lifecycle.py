@@ -120,7 +120,7 @@ class JoinTests(unittest.TestCase):
         wait(lambda: node.call("waitfortransaction", fee, 5)["state"]
              == "finalized", 30, "funds never reached the new node",
              self.nodes)
-        txid = node.call("registermasternode", collateral, 0)
+        node.call("registermasternode", collateral, 0)
         started = time.monotonic()
         wait(lambda: node.call("masternodestatus")["status"] == "active",
              60, f"{node.datadir.name} never became active", self.nodes)
@@ -168,13 +168,13 @@ class JoinTests(unittest.TestCase):
         for n, victim in enumerate(victims):
             key = keys[self.nodes.index(victim)]
             victim.kill()
-            wait(lambda: first.call("masternodelist", "set-aside")
-                 and key in {r["pubkey"] for r in
-                             first.call("masternodelist", "set-aside")},
+            wait(lambda key=key: key in {
+                r["pubkey"] for r in first.call("masternodelist",
+                                                "set-aside")},
                  120, f"victim {n} not set aside", alive)
             height = first.call("getblockcount")
-            wait(lambda: first.call("getblockcount") >= height + 3, 20,
-                 "the others stopped committing", alive)
+            wait(lambda height=height: first.call("getblockcount")
+                 >= height + 3, 20, "the others stopped committing", alive)
         aside = {r["pubkey"]: r for r in first.call("masternodelist",
                                                     "set-aside")}
         self.assertEqual(set(aside), {keys[3], keys[2]})
@@ -281,8 +281,8 @@ class FourMasternodeTests(unittest.TestCase):
             time.sleep(rng.uniform(0.0, BLOCK_TIME))
             self.kill(victim)
             self.start(victim)
-            wait(lambda: nodes[victim].call("getblockcount") >= 0, 30,
-                 "restart", nodes)
+            wait(lambda victim=victim: nodes[victim].call("getblockcount")
+                 >= 0, 30, "restart", nodes)
             time.sleep(rng.uniform(0.5, 2.0))
         wait(lambda: len({n.call("getblockcount") for n in nodes}) == 1 and
              nodes[0].call("getblockcount") > start_height + 5, 60,
