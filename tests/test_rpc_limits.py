@@ -576,6 +576,31 @@ class ConfigTests(unittest.TestCase):
             self.assertIn(name, str(e))
 
 
+    def test_listen_backlog_wired(self) -> None:
+        """
+        twistd timecoin listens on the RPC port with [rpc] listen_backlog
+        (1,024 by default; Twisted's own 50 overflows under a connection
+        flood and a new client waits a second for its SYN retry).
+        """
+        from twisted.application.internet import TCPServer
+
+        from timecoin import tap
+        for extra, backlog in (([], 1024), (["--config", "x"], 64)):
+            if extra:
+                path = Path(self.mktemp())
+                path.write_text("[rpc]\nlisten_backlog = 64\n")
+                extra = ["--config", str(path)]
+            options = tap.Options()
+            options.parseOptions(["--datadir", self.mktemp(), "--storage",
+                                  "memory", *extra])
+            top = tap.makeService(options)
+            rpc = [c for c in top if isinstance(c, TCPServer)][0]
+            self.assertEqual(rpc.kwargs["backlog"], backlog)
+        e = self.assertRaises(ConfigError, load_config, None,
+                              {"rpc_listen_backlog": 0})
+        self.assertIn("rpc_listen_backlog", str(e))
+
+
 class IdleFloodProcessTests(unittest.TestCase):
     """
     A real node process under 3,000 idle TCP connections to its RPC port.

@@ -74,6 +74,7 @@ class Config:
     rpc_max_undecided: int = 1_000
     rpc_max_unmined: int = 2_000
     rpc_max_connections: int = 200
+    rpc_listen_backlog: int = 1024
     rpc_unauth_timeout: float = 5.0
     rpc_idle_timeout: float = 30.0
     rpc_request_timeout: float = 30.0
@@ -140,6 +141,8 @@ class Config:
                      "rpc_login_forget"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if self.rpc_listen_backlog < 1:
+            raise ConfigError("rpc_listen_backlog must be positive")
         for name in ("p2p_port", "rpc_port"):
             if not 0 < getattr(self, name) < 65536:
                 raise ConfigError(f"{name} out of range")

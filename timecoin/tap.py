@@ -101,6 +101,7 @@ def makeService(options: Options) -> service.IService:
     node.p2p = p2p
     site = build_rpc_site(node, config)
     rpc = internet.TCPServer(config.rpc_port, site,
+                             backlog=config.rpc_listen_backlog,
                              interface=config.rpc_bind)
     rpc.setServiceParent(top)
     log.info("config: {config}",
