@@ -36,7 +36,14 @@ Pages
 =====
 C{GET /} is the status page and C{GET /status.json} its data (both need
 the same credentials as RPC; see L{timecoin.status}); C{GET /metrics}
-and C{GET /health} need none.
+needs them too unless C{rpc_metrics_open}; C{GET /health} needs none.
+
+Limits
+======
+Connections, idle and request deadlines, failed logins and long-polls
+are bounded as L{timecoin.rpclimits} describes; L{RPCServer} applies the
+login throttle, the long-poll cap and the C{/metrics} rule, L{RPCSite}
+the rest.
 
 Methods
 =======
