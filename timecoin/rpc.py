@@ -297,8 +297,12 @@ class BasicAuth:
         credentials.
         """
         given = self.credentials(header)
-        if given is None:
-            return False
+        return given is not None and self.accepts(given)
+
+    def accepts(self, given: bytes) -> bool:
+        """
+        Whether decoded credentials C{USER:PASSWORD} are accepted.
+        """
         ok = False
         for expected in self._accepted:
             ok |= hmac.compare_digest(given, expected)
@@ -1677,11 +1681,10 @@ class RPCServer:
         free failures), or 429 at once, unchecked, while an earlier
         failure of its source waits for its answer.
         """
-        header = request.getHeader(b"authorization")
-        guess = BasicAuth.credentials(header) is not None
-        source = source_of(client_host(request))
+        given = BasicAuth.credentials(request.getHeader(b"authorization"))
         throttle = self.throttle
-        if guess and throttle is not None:
+        if given is not None and throttle is not None and throttle.active():
+            source = source_of(client_host(request))
             wait = throttle.wait(source)
             if wait > 0:
                 self._refused("login-throttled", request)
@@ -1690,7 +1693,7 @@ class RPCServer:
                 request.setHeader(b"Content-Type", b"application/json")
                 return error_body(LOGIN_THROTTLED, f"Too many failed logins "
                                   f"from {source}: retry in {wait:.2f} s")
-        if self.auth.check(header):
+        if given is not None and self.auth.accepts(given):
             channel = getattr(request, "channel", None)
             if isinstance(channel, RPCChannel):
                 channel.mark_authenticated()
@@ -1702,9 +1705,9 @@ class RPCServer:
         request.setHeader(b"Content-Type", b"application/json")
         body = error_body(UNAUTHORIZED, "Unauthorized: HTTP Basic "
                           "credentials required (cookie or rpcuser)")
-        if not guess or throttle is None:
+        if given is None or throttle is None:
             return body
-        delay = throttle.failed(source)
+        delay = throttle.failed(source_of(client_host(request)))
         if delay <= 0 or self.clock is None:
             return body
         return _later(self.clock, delay, body)

@@ -182,6 +182,13 @@ class LoginThrottle:
         self.max_sources = max_sources
         self._sources: dict[str, _Failures] = {}
 
+    def active(self) -> bool:
+        """
+        Whether any source's failures are remembered (else L{wait} is 0
+        for every source, and the caller need not work out its source).
+        """
+        return bool(self._sources)
+
     def wait(self, source: str) -> float:
         """
         Seconds before C{source}'s credentials are checked again (0: now).
