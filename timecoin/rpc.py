@@ -1609,8 +1609,9 @@ class RPCServer:
                  refusals: Refusals | None = None) -> None:
         self.limits = limits if limits is not None else RPCLimits()
         self.clock = clock
-        # Without a clock (in-process callers of handle_body) nothing is
-        # delayed and refusals are counted but logged unthrottled.
+        # Without a clock (in-process callers of handle_body) no failed
+        # login is delayed, and refusals are logged (not rate-limited nor
+        # counted by reason) unless a Refusals is given.
         self.throttle = (LoginThrottle(clock, self.limits)
                          if clock is not None else None)
         self.refusals = refusals if refusals is not None else (
