@@ -333,23 +333,24 @@ class LoginThrottleTests(LimitsBase):
 
     def test_delay_grows_and_locks_the_source(self) -> None:
         """
-        The first three wrong passwords from an address are answered at
-        once; the fourth only after 0.25 s of the clock, the fifth after
-        0.5 s.  While a delayed answer is pending, even the right
-        credentials from that address get 429 (login-throttled, with
-        Retry-After) at once, unchecked; another address is served at once
-        meanwhile (nothing blocks).
+        The first three wrong passwords from loopback (any of its
+        addresses: one source) are answered at once; the fourth only
+        after 0.25 s of the clock, the fifth after 0.5 s.  While a delayed
+        answer is pending, even the right credentials from loopback get
+        429 (login-throttled, with Retry-After) at once, unchecked;
+        another address is served at once meanwhile (nothing blocks).
         """
         self.make(rpc_allow_ip=["10.0.0.0/8"])
         wrong = basic("__cookie__", "0" * 64)
-        for _ in range(3):
-            self.assertEqual(self.call(auth=wrong).status(), 401)
+        for host in ("127.0.0.1", "127.0.0.2", "::1"):
+            self.assertEqual(self.call(host, auth=wrong).status(), 401)
         fourth = self.call(auth=wrong)
         self.assertIsNone(fourth.status())
         locked = self.call()
         self.assertEqual(locked.status(), 429)
         self.assertIn(b"Retry-After: 1\r\n", locked.transport.value())
         self.assertEqual(locked.reply()["error"]["code"], LOGIN_THROTTLED)
+        self.assertEqual(self.call("127.9.9.9").status(), 429)
         other = self.call(host="10.1.2.3")
         self.assertEqual(other.status(), 200)
         self.clock.advance(0.24)
@@ -365,7 +366,7 @@ class LoginThrottleTests(LimitsBase):
         self.assertEqual(fifth.status(), 401)
         counts = self.refusals()
         self.assertEqual((counts["bad-auth"], counts["login-throttled"]),
-                         (5, 1))
+                         (5, 2))
 
     def test_parallel_guessing_is_slow(self) -> None:
         """
@@ -443,7 +444,9 @@ class LoginThrottleTests(LimitsBase):
     def test_source_of(self) -> None:
         """
         Failures count per IPv4 address, per IPv6 /64 (an IPv4-mapped
-        address as its IPv4), and as "local" without an IP address.
+        address as its IPv4), every loopback address as one (a local
+        attacker cannot spread its guesses over 127.0.0.0/8), and as
+        "local" without an IP address.
         """
         self.assertEqual(source_of("192.0.2.7"), "192.0.2.7")
         self.assertEqual(source_of("2001:db8:1:2:aaaa::1"),
@@ -452,6 +455,8 @@ class LoginThrottleTests(LimitsBase):
         self.assertNotEqual(source_of("2001:db8:1:2::1"),
                             source_of("2001:db8:1:3::1"))
         self.assertEqual(source_of("::ffff:192.0.2.7"), "192.0.2.7")
+        for host in ("127.0.0.1", "127.4.5.6", "::1", "::ffff:127.0.0.9"):
+            self.assertEqual(source_of(host), "loopback")
         self.assertEqual(source_of(None), "local")
         self.assertEqual(source_of("/tmp/sock"), "local")
 

@@ -91,16 +91,16 @@ many were suppressed) and counted in `timecoin_rpc_refusals_total{reason}`.
 - `max_waiting` (100; 0: no cap): long-polls (`waitfortransaction`)
   running at once; past it error -32004 at once (`too-many-waiting`).
 - `login_free_failures` (3), `login_delay` (0.25 s), `login_max_delay`
-  (16 s), `login_forget` (600 s): per source address (IPv6 by /64), the
-  first wrong passwords are answered at once, each later one after a
-  delay doubling from `login_delay` to `login_max_delay` (`bad-auth`).
-  Until that answer is due the source's credentials are not checked: its
-  requests get HTTP 429 (-32003, with `Retry-After`) at once
-  (`login-throttled`), so parallel connections guess no faster.
-  Failures are forgotten `login_forget` s after the last.  A request
-  without credentials, or with a header that can never match (another
-  scheme, bad base64), guesses nothing: its 401 is immediate.
-  `login_delay = 0` turns the delay off.
+  (16 s), `login_forget` (600 s): per source address (IPv6 by /64, all of
+  loopback as one), the first wrong passwords are answered at once, each
+  later one after a delay doubling from `login_delay` to
+  `login_max_delay` (`bad-auth`).  Until that answer is due the source's
+  credentials are not checked: its requests get HTTP 429 (-32003, with
+  `Retry-After`) at once (`login-throttled`), so parallel connections
+  guess no faster.  Failures are forgotten `login_forget` s after the
+  last.  A request without credentials, or with a header that can never
+  match (another scheme, bad base64), guesses nothing: its 401 is
+  immediate.  `login_delay = 0` turns the delay off.
 - `metrics_open` (false): `GET /metrics` needs the RPC credentials unless
   true.
 - `max_body_bytes` (4,000,000): HTTP 413 (`body-too-large`); `allow_ip`:

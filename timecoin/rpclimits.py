@@ -22,7 +22,8 @@ Timeouts
     C{request_timeout} of its first byte: a deadline, not an idle timer,
     so a sender trickling a byte at a time cannot extend it (HTTP 408).
 Failed logins (L{LoginThrottle})
-    Per source address (IPv6 by /64), the first C{login_free_failures}
+    Per source address (IPv6 by /64, loopback as one), the first
+    C{login_free_failures}
     wrong passwords are answered at once; each one after that is answered
     after a delay that doubles from C{login_delay} up to
     C{login_max_delay}, from the reactor's clock (nothing blocks).  Until
@@ -107,8 +108,9 @@ def source_of(host: str | None) -> str:
     """
     The key failed logins are counted under for a client at C{host}: an
     IPv4 address as is, an IPv6 address by its /64 (one machine usually
-    holds a whole /64), anything that is no IP address (a UNIX socket, an
-    in-memory transport) as C{"local"}.
+    holds a whole /64), every loopback address as one C{"loopback"} (a
+    local process may bind any of 127.0.0.0/8), anything that is no IP
+    address (a UNIX socket, an in-memory transport) as C{"local"}.
     """
     if host is None:
         return "local"
@@ -116,9 +118,12 @@ def source_of(host: str | None) -> str:
         address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return "local"
+    if isinstance(address, ipaddress.IPv6Address) and \
+            address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return "loopback"
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address)
 
