@@ -604,7 +604,7 @@ class StallTests(unittest.TestCase):
         _, _, page = base.http(b"", method="GET", url="http://127.0.0.1/")
         self.assertIn(b'id="health-reason">stalled: no commit', page)
         self.assertIn(b'<tr class="bad"><td><code>', page)
-        _, _, metrics = base.http(b"", auth=None, method="GET",
+        _, _, metrics = base.http(b"", method="GET",
                                   url="http://127.0.0.1/metrics")
         self.assertIn(b"timecoin_chain_stalled 1.0", metrics)
         node.consensus.running = True

@@ -60,7 +60,7 @@ class MetricsCompletenessTests(RPCTestBase):
         GET /metrics and parse it with prometheus_client's parser; the
         families by name.
         """
-        status, headers, body = self.http(b"", auth=None, method="GET",
+        status, headers, body = self.http(b"", method="GET",
                                           url="http://127.0.0.1/metrics")
         self.assertEqual(status, 200)
         self.assertTrue(headers.getRawHeaders("Content-Type")[0]
@@ -199,7 +199,7 @@ class OperatingDocTests(RPCTestBase):
         p2p = P2PService(self.node, MemoryReactorClock())
         self.node.p2p = p2p
         self.rpc("getblockcount")
-        status, _, body = self.http(b"", auth=None, method="GET",
+        status, _, body = self.http(b"", method="GET",
                                     url="http://127.0.0.1/metrics")
         self.assertEqual(status, 200)
         families = {f.name for f in

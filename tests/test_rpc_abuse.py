@@ -24,6 +24,7 @@ from twisted.trial import unittest
 
 from tests.nodeprocess import NodeProcess
 from tests.test_rpc import RPCTestBase, basic
+from timecoin.config import Config
 from timecoin.rpc import (
     INVALID_REQUEST,
     MAX_JSON_DEPTH,
@@ -48,6 +49,15 @@ class AbuseTests(RPCTestBase):
     """
     Each kind of bad request against an in-process devnet node.
     """
+
+    def make_config(self, **overrides: Any) -> Config:
+        """
+        The devnet config with the failed-login throttle off: these tests
+        send dozens of wrong credentials and want each answered at once
+        (tests/test_rpc_limits.py pins the throttle).
+        """
+        overrides.setdefault("rpc_login_delay", 0.0)
+        return super().make_config(**overrides)
 
     def refused(self, body: bytes | str, status: int, code: int,
                 **kwargs: Any) -> dict[str, Any]:

@@ -78,7 +78,7 @@ class MonitoringTests(RPCTestBase):
     """
 
     def get(self, path: str) -> tuple[int, Any, bytes]:
-        return self.http(b"", auth=None, method="GET",
+        return self.http(b"", method="GET",
                          url=f"http://127.0.0.1/{path}")
 
     def test_metrics(self) -> None:

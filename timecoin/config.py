@@ -73,6 +73,17 @@ class Config:
     rpc_allow_ip: list[str] = field(default_factory=list)
     rpc_max_undecided: int = 1_000
     rpc_max_unmined: int = 2_000
+    rpc_max_connections: int = 200
+    rpc_listen_backlog: int = 1024
+    rpc_unauth_timeout: float = 5.0
+    rpc_idle_timeout: float = 30.0
+    rpc_request_timeout: float = 30.0
+    rpc_max_waiting: int = 100
+    rpc_login_free_failures: int = 3
+    rpc_login_delay: float = 0.25
+    rpc_login_max_delay: float = 16.0
+    rpc_login_forget: float = 600.0
+    rpc_metrics_open: bool = False
     storage: str = "sqlite"
     redis_url: str = "redis://127.0.0.1:6379/0"
     block_time: float = 0.0
@@ -128,9 +139,16 @@ class Config:
             raise ConfigError(
                 f"storage must be sqlite, memory or redis, not "
                 f"{self.storage!r}")
-        for name in ("rpc_max_undecided", "rpc_max_unmined"):
+        for name in ("rpc_max_undecided", "rpc_max_unmined",
+                     "rpc_max_connections", "rpc_unauth_timeout",
+                     "rpc_idle_timeout", "rpc_request_timeout",
+                     "rpc_max_waiting", "rpc_login_free_failures",
+                     "rpc_login_delay", "rpc_login_max_delay",
+                     "rpc_login_forget"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if self.rpc_listen_backlog < 1:
+            raise ConfigError("rpc_listen_backlog must be positive")
         for name in ("p2p_port", "rpc_port"):
             if not 0 < getattr(self, name) < 65536:
                 raise ConfigError(f"{name} out of range")

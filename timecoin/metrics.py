@@ -11,7 +11,7 @@ series appear when the node has a P2P service (C{node.p2p}).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -144,6 +144,35 @@ class _NodeCollector(Collector):
                                   p2p.manager.counters["bans"])
 
 
+class _RPCCollector(Collector):
+    """
+    The RPC server's limits at scrape time: open connections, running
+    long-polls, refusals by reason.
+    """
+
+    def __init__(self, refusals: Mapping[str, int],
+                 connections: Callable[[], int],
+                 waiting: Callable[[], int]) -> None:
+        self.refusals = refusals
+        self.connections = connections
+        self.waiting = waiting
+
+    def collect(self) -> Iterator[Any]:
+        yield GaugeMetricFamily("timecoin_rpc_connections",
+                                "Open RPC (HTTP) connections.",
+                                self.connections())
+        yield GaugeMetricFamily("timecoin_rpc_waiting",
+                                "RPC long-polls (waitfortransaction) "
+                                "running.", self.waiting())
+        refusals = CounterMetricFamily(
+            "timecoin_rpc_refusals",
+            "RPC connections and requests refused, by reason.",
+            labels=["reason"])
+        for reason, count in sorted(self.refusals.items()):
+            refusals.add_metric([reason], count)
+        yield refusals
+
+
 class NodeMetrics:
     """
     The metrics registry of one node.
@@ -163,6 +192,16 @@ class NodeMetrics:
             "Seconds to answer an RPC call, by method.",
             labelnames=["method"], buckets=LATENCY_BUCKETS,
             registry=self.registry)
+
+    def watch_rpc(self, refusals: Mapping[str, int],
+                  connections: Callable[[], int],
+                  waiting: Callable[[], int]) -> None:
+        """
+        Export the RPC server's limits: C{refusals} by reason (read at
+        scrape time), and the open C{connections} and running long-polls
+        (C{waiting}) as gauges.
+        """
+        self.registry.register(_RPCCollector(refusals, connections, waiting))
 
     def observe_rpc(self, method: str, seconds: float) -> None:
         """

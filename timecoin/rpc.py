@@ -36,7 +36,14 @@ Pages
 =====
 C{GET /} is the status page and C{GET /status.json} its data (both need
 the same credentials as RPC; see L{timecoin.status}); C{GET /metrics}
-and C{GET /health} need none.
+needs them too unless C{rpc_metrics_open}; C{GET /health} needs none.
+
+Limits
+======
+Connections, idle and request deadlines, failed logins and long-polls
+are bounded as L{timecoin.rpclimits} describes; L{RPCServer} applies the
+login throttle, the long-poll cap and the C{/metrics} rule, L{RPCSite}
+the rest.
 
 Methods
 =======
@@ -66,6 +73,7 @@ from typing import TYPE_CHECKING, Any
 
 from klein import Klein
 from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
@@ -89,6 +97,18 @@ from timecoin.rpcauth import (
     AllowList,
     RPCAuthLine,
     check_credentials,
+    client_host,
+)
+from timecoin.rpclimits import (
+    LOGIN_THROTTLED,
+    LONG_POLLS,
+    TOO_MANY_WAITING,
+    ConnectionLimiter,
+    LoginThrottle,
+    Refusals,
+    RPCChannel,
+    RPCLimits,
+    source_of,
 )
 from timecoin.status import (
     CONTENT_SECURITY_POLICY,
@@ -252,20 +272,37 @@ class BasicAuth:
         self._accepted = [f"{u}:{p}".encode() for u, p in pairs]
         self._rpcauth = list(rpcauth or ())
 
+    @staticmethod
+    def credentials(header: bytes | None) -> bytes | None:
+        """
+        The decoded C{USER:PASSWORD} of a Basic C{Authorization} header
+        value, or C{None} if it carries none (missing, another scheme, bad
+        base64, no colon): such a header can never be accepted, so it is
+        no password guess.
+        """
+        if not header:
+            return None
+        scheme, _, token = header.strip().partition(b" ")
+        if scheme.lower() != b"basic":
+            return None
+        try:
+            given = base64.b64decode(token.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        return given if b":" in given else None
+
     def check(self, header: bytes | None) -> bool:
         """
         Whether an C{Authorization} header value carries accepted
         credentials.
         """
-        if not header:
-            return False
-        scheme, _, token = header.strip().partition(b" ")
-        if scheme.lower() != b"basic":
-            return False
-        try:
-            given = base64.b64decode(token.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            return False
+        given = self.credentials(header)
+        return given is not None and self.accepts(given)
+
+    def accepts(self, given: bytes) -> bool:
+        """
+        Whether decoded credentials C{USER:PASSWORD} are accepted.
+        """
         ok = False
         for expected in self._accepted:
             ok |= hmac.compare_digest(given, expected)
@@ -1578,10 +1615,12 @@ class _PinnedStore:
 
 class RPCServer:
     """
-    JSON-RPC over HTTP: authentication, body limit, framing, dispatch to a
-    method registry.
+    JSON-RPC over HTTP: authentication (with the failed-login throttle),
+    body limit, framing, dispatch to a method registry with at most
+    C{limits.max_waiting} long-polls at once (see L{timecoin.rpclimits}).
 
     @ivar counters: requests, calls, errors and auth failures since start.
+    @ivar waiting: long-polls (L{LONG_POLLS}) running now.
     @ivar observe: called with C{(method, seconds)} as each call of a known
         method completes, successful or not (the RPC-latency metric).
     """
@@ -1596,7 +1635,20 @@ class RPCServer:
                  health: Callable[[], tuple[bool, dict[str, Any]]]
                  | None = None,
                  status: Callable[[], dict[str, Any]] | None = None,
-                 observe: Callable[[str, float], None] | None = None) -> None:
+                 observe: Callable[[str, float], None] | None = None,
+                 limits: RPCLimits | None = None,
+                 clock: IReactorTime | None = None,
+                 refusals: Refusals | None = None) -> None:
+        self.limits = limits if limits is not None else RPCLimits()
+        self.clock = clock
+        # Without a clock (in-process callers of handle_body) no failed
+        # login is delayed, and refusals are logged (not rate-limited nor
+        # counted by reason) unless a Refusals is given.
+        self.throttle = (LoginThrottle(clock, self.limits)
+                         if clock is not None else None)
+        self.refusals = refusals if refusals is not None else (
+            Refusals(clock) if clock is not None else None)
+        self.waiting = 0
         self.metrics = metrics
         self.observe = observe
         self.health = health
@@ -1613,11 +1665,15 @@ class RPCServer:
             tuple[int, int] | None]] = {}
 
     @app.route("/metrics", methods=["GET"])
-    def get_metrics(self, request: server.Request) -> bytes:
+    def get_metrics(self, request: server.Request) -> Any:
         """
-        Prometheus text exposition of the node's metrics (no auth: like
-        the RPC port itself it listens on loopback unless configured).
+        Prometheus text exposition of the node's metrics; needs the RPC
+        credentials unless C{[rpc] metrics_open}.
         """
+        if not self.limits.metrics_open:
+            refused = self._refuse_auth(request)
+            if refused is not None:
+                return refused
         if self.metrics is None:
             request.setResponseCode(404)
             request.setHeader(b"Content-Type", b"application/json")
@@ -1639,21 +1695,55 @@ class RPCServer:
             request.setResponseCode(503)
         return dumps({"status": "ready" if ok else "not-ready", **detail})
 
-    def _refuse_auth(self, request: server.Request) -> bytes | None:
+    def _refused(self, reason: str, request: server.Request) -> None:
         """
-        The 401 reply to send if C{request} lacks valid credentials.
+        Count and log (rate-limited) one refused request.
         """
-        if self.auth.check(request.getHeader(b"authorization")):
+        if self.refusals is not None:
+            self.refusals.refused(reason, _client(request),
+                                  path=_loggable(request.path))
+        else:
+            log.info("RPC request from {client} refused: {reason}",
+                     client=_client(request), reason=reason)
+
+    def _refuse_auth(self, request: server.Request) -> Any:
+        """
+        C{None} if C{request} carries valid credentials (its connection
+        then counts as authenticated); else the reply to send: 401 (after
+        the failed-login delay of its source, as a Deferred, once past its
+        free failures), or 429 at once, unchecked, while an earlier
+        failure of its source waits for its answer.
+        """
+        given = BasicAuth.credentials(request.getHeader(b"authorization"))
+        throttle = self.throttle
+        if given is not None and throttle is not None and throttle.active():
+            source = source_of(client_host(request))
+            wait = throttle.wait(source)
+            if wait > 0:
+                self._refused("login-throttled", request)
+                request.setResponseCode(429)
+                request.setHeader(b"Retry-After", b"%d" % (int(wait) + 1))
+                request.setHeader(b"Content-Type", b"application/json")
+                return error_body(LOGIN_THROTTLED, f"Too many failed logins "
+                                  f"from {source}: retry in {wait:.2f} s")
+        if given is not None and self.auth.accepts(given):
+            channel = getattr(request, "channel", None)
+            if isinstance(channel, RPCChannel):
+                channel.mark_authenticated()
             return None
         self.counters["auth_failures"] += 1
-        log.info("HTTP {method} {path} from {client} refused: {reason}",
-                 method=request.method, path=request.path,
-                 client=_client(request), reason="bad-auth")
+        self._refused("bad-auth", request)
         request.setResponseCode(401)
         request.setHeader(b"WWW-Authenticate", b'Basic realm="jsonrpc"')
         request.setHeader(b"Content-Type", b"application/json")
-        return error_body(UNAUTHORIZED, "Unauthorized: HTTP Basic "
+        body = error_body(UNAUTHORIZED, "Unauthorized: HTTP Basic "
                           "credentials required (cookie or rpcuser)")
+        if given is None or throttle is None:
+            return body
+        delay = throttle.failed(source_of(client_host(request)))
+        if delay <= 0 or self.clock is None:
+            return body
+        return _later(self.clock, delay, body)
 
     @app.route("/", methods=["GET"])
     def get_status_page(self, request: server.Request) -> bytes:
@@ -1696,19 +1786,13 @@ class RPCServer:
         """
         self.counters["requests"] += 1
         request.setHeader(b"Content-Type", b"application/json")
-        if not self.auth.check(request.getHeader(b"authorization")):
-            self.counters["auth_failures"] += 1
-            log.info("RPC request from {client} refused: {reason}",
-                     client=_client(request), reason="bad-auth")
-            request.setResponseCode(401)
-            request.setHeader(b"WWW-Authenticate", b'Basic realm="jsonrpc"')
-            return error_body(UNAUTHORIZED, "Unauthorized: HTTP Basic "
-                              "credentials required (cookie or rpcuser)")
+        refused = self._refuse_auth(request)
+        if refused is not None:
+            return refused
         body = self._read_body(request)
         if body is None:
             self.counters["too_large"] += 1
-            log.info("RPC request from {client} refused: {reason}",
-                     client=_client(request), reason="body-too-large")
+            self._refused("body-too-large", request)
             request.setResponseCode(413)
             return error_body(INVALID_REQUEST, f"Request body larger than "
                               f"{self.max_body_bytes} bytes")
@@ -1944,6 +2028,17 @@ class RPCServer:
         if not getattr(function, "any_time", False) and not self.ready():
             raise RPCError(RPC_IN_WARMUP, "The node is still starting")
         call_args, call_kwargs = self._bind(method, function, args, kwargs)
+        long_poll = method in LONG_POLLS
+        if long_poll:
+            limit = self.limits.max_waiting
+            if limit and self.waiting >= limit:
+                if self.refusals is not None:
+                    self.refusals.refused("too-many-waiting", "-",
+                                          method=method)
+                raise RPCError(TOO_MANY_WAITING, f"Too many waiting calls: "
+                               f"{self.waiting} long-polls are running, the "
+                               f"limit ([rpc] max_waiting); retry later")
+            self.waiting += 1
         self.counters["calls"] += 1
         started = time.monotonic()
         try:
@@ -1953,8 +2048,19 @@ class RPCServer:
         except Exception:
             result = Failure()
         if isinstance(result, defer.Deferred):
+            if long_poll:
+                result.addBoth(self._wait_over)
             return result.addBoth(self._finished, method, started)
+        if long_poll:
+            self.waiting -= 1
         return self._finished(result, method, started)
+
+    def _wait_over(self, result: Any) -> Any:
+        """
+        A long-poll ended (answered, failed or cancelled).
+        """
+        self.waiting -= 1
+        return result
 
     def _finished(self, result: Any, method: str, started: float) -> Any:
         """
@@ -2050,6 +2156,22 @@ def _status_of(reply: dict[str, Any]) -> int:
         error["code"], 500)
 
 
+def _later(clock: IReactorTime, delay: float, value: Any) -> Any:
+    """
+    A Deferred firing with C{value} after C{delay} seconds of C{clock};
+    cancelling it (the client hung up) cancels the timer.
+    """
+    call = None
+
+    def cancel(_: defer.Deferred[Any]) -> None:
+        if call is not None and call.active():
+            call.cancel()
+
+    d: defer.Deferred[Any] = defer.Deferred(cancel)
+    call = clock.callLater(delay, d.callback, value)
+    return d
+
+
 def _client(request: server.Request) -> str:
     address = request.getClientAddress()
     host = getattr(address, "host", None)
@@ -2095,15 +2217,45 @@ class BoundedRequest(server.Request):
 class RPCSite(server.Site):
     """
     The RPC HTTP site; deletes its cookie file when it stops listening.
+
+    With C{limits} (and the C{clock} its timeouts run on), its connections
+    are L{RPCChannel}s counted by C{limiter}: at most
+    C{limits.max_connections}, idle and request timeouts (see
+    L{timecoin.rpclimits}); refusals go to C{refusals}.
     """
 
     displayTracebacks = False
+    protocol = RPCChannel  # type: ignore[assignment]
 
     def __init__(self, resource: Any, max_body_bytes: int,
-                 cookie: tuple[Path, str] | None = None) -> None:
-        super().__init__(resource, requestFactory=BoundedRequest)
+                 cookie: tuple[Path, str] | None = None,
+                 limits: RPCLimits | None = None,
+                 clock: IReactorTime | None = None,
+                 refusals: Refusals | None = None) -> None:
+        if limits is None or clock is None:
+            super().__init__(resource, requestFactory=BoundedRequest)
+            self.limiter: ConnectionLimiter | None = None
+        else:
+            # Twisted's own idle timer is off: the channels keep theirs.
+            super().__init__(resource, requestFactory=BoundedRequest,
+                             timeout=None, reactor=clock)
+            self.refusals = (refusals if refusals is not None
+                             else Refusals(clock))
+            self.limiter = ConnectionLimiter(limits.max_connections,
+                                             self.refusals)
+        self.limits = limits
         self.max_body_bytes = max_body_bytes
         self.cookie = cookie
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """
+        A channel for a new connection, or C{None} (Twisted closes the
+        socket at once) when it cannot be admitted.
+        """
+        if self.limiter is not None and not self.limiter.admit(
+                _host(addr)):
+            return None
+        return super().buildProtocol(addr)
 
     def log(self, request: Any) -> None:
         """
@@ -2120,12 +2272,18 @@ class RPCSite(server.Site):
             remove_cookie(*self.cookie)
 
 
+def _host(address: Any) -> str:
+    host = getattr(address, "host", None)
+    return str(host) if host is not None else str(address)
+
+
 def build_rpc_site(node: Node, config: Config) -> server.Site:
     """
     The RPC site of C{node}: writes a fresh cookie to C{config.datadir},
     accepts it, the configured C{rpc_user}/C{rpc_password} and the users
-    of C{rpc_auth}, serves only loopback and C{rpc_allow_ip} clients, and
-    limits request bodies to C{config.rpc_max_body_bytes}.
+    of C{rpc_auth}, serves only loopback and C{rpc_allow_ip} clients,
+    limits request bodies to C{config.rpc_max_body_bytes}, and applies the
+    other C{[rpc]} limits (L{timecoin.rpclimits}) on C{node.clock}.
     """
     path, secret = write_cookie(Path(config.datadir))
     pairs = [(COOKIE_USER, secret)]
@@ -2136,13 +2294,23 @@ def build_rpc_site(node: Node, config: Config) -> server.Site:
     metrics = NodeMetrics(node)
     methods = RPCMethods(node)
     history = methods.history
+    limits = RPCLimits.from_config(config)
+    refusals = Refusals(node.clock)
     rpc = RPCServer(methods.registry(), BasicAuth(pairs, rpcauth),
                     config.rpc_max_body_bytes,
                     ready=lambda: bool(node.ready.called),
                     metrics=metrics.render, health=node.health,
                     status=lambda: status_data(node, history),
-                    observe=metrics.observe_rpc)
+                    observe=metrics.observe_rpc, limits=limits,
+                    clock=node.clock, refusals=refusals)
     log.info("RPC cookie written to {path}", path=str(path))
     resource = AllowIPResource(rpc.app.resource(),
-                               AllowList(config.rpc_allow_ip))
-    return RPCSite(resource, config.rpc_max_body_bytes, (path, secret))
+                               AllowList(config.rpc_allow_ip),
+                               refused=refusals.refused)
+    site = RPCSite(resource, config.rpc_max_body_bytes, (path, secret),
+                   limits=limits, clock=node.clock, refusals=refusals)
+    limiter = site.limiter
+    metrics.watch_rpc(refusals.counts,
+                      lambda: len(limiter) if limiter is not None else 0,
+                      lambda: rpc.waiting)
+    return site

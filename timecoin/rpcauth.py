@@ -29,7 +29,7 @@ import ipaddress
 import json
 import secrets
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -204,16 +204,21 @@ def client_host(request: Any) -> str | None:
 class AllowIPResource(resource.Resource):
     """
     Serves C{inner} (the whole RPC app) to allowed clients and HTTP 403
-    with a JSON error to the others, on every path.
+    with a JSON error to the others, on every path.  Each refusal is
+    counted in C{refused} and reported to C{on_refused(reason, client)}
+    (which counts and logs it, rate-limited), or logged when there is
+    none.
     """
 
     isLeaf = True
 
-    def __init__(self, inner: resource.Resource, allowed: AllowList) -> None:
+    def __init__(self, inner: resource.Resource, allowed: AllowList,
+                 refused: Callable[[str, str], object] | None = None) -> None:
         super().__init__()
         self.inner = inner
         self.allowed = allowed
         self.refused = 0
+        self.on_refused = refused
 
     def render(self, request: Any) -> Any:
         """
@@ -223,8 +228,11 @@ class AllowIPResource(resource.Resource):
         if self.allowed.allows(host):
             return self.inner.render(request)
         self.refused += 1
-        log.info("RPC request from {client} refused: {reason}",
-                 client=host, reason="ip-not-allowed")
+        if self.on_refused is not None:
+            self.on_refused("ip-not-allowed", str(host))
+        else:
+            log.info("RPC request from {client} refused: {reason}",
+                     client=host, reason="ip-not-allowed")
         request.setResponseCode(403)
         request.setHeader(b"Content-Type", b"application/json")
         body = {"result": None, "id": None, "error": {

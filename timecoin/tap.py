@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from twisted.application import internet, service
@@ -14,6 +15,33 @@ from twisted.python import usage
 from timecoin.config import ConfigError, load_config
 
 log = Logger()
+
+SECRET_WORDS = ("password", "passphrase", "secret", "auth", "token",
+                "private", "key")
+"""A setting with a part of its name (between underscores) starting with
+one of these is never logged, only whether it is set (C{rpc_password}, the
+C{rpc_auth} hashes, ...; not C{rpc_unauth_timeout})."""
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]*@")
+REDACTED = "<redacted>"
+
+
+def redacted(settings: dict[str, Any]) -> dict[str, Any]:
+    """
+    C{settings} (a config's C{vars}) fit for a log line: the value of a
+    secret setting (see L{SECRET_WORDS}) replaced by L{REDACTED} (a list
+    by as many), and the credentials in a URL (C{redis://:PASSWORD@host})
+    too.
+    """
+    out: dict[str, Any] = {}
+    for name, value in settings.items():
+        if value and any(part.startswith(SECRET_WORDS)
+                         for part in name.split("_")):
+            value = ([REDACTED] * len(value) if isinstance(value, list)
+                     else REDACTED)
+        elif isinstance(value, str):
+            value = _URL_CREDENTIALS.sub(REDACTED + "@", value)
+        out[name] = value
+    return out
 
 
 class Options(usage.Options):
@@ -73,7 +101,9 @@ def makeService(options: Options) -> service.IService:
     node.p2p = p2p
     site = build_rpc_site(node, config)
     rpc = internet.TCPServer(config.rpc_port, site,
+                             backlog=config.rpc_listen_backlog,
                              interface=config.rpc_bind)
     rpc.setServiceParent(top)
-    log.info("config: {config}", config=json.dumps(vars(config)))
+    log.info("config: {config}",
+             config=json.dumps(redacted(vars(config))))
     return top
