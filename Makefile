@@ -59,3 +59,15 @@ bench: $(BIN)/.installed
 
 bench-ingest: $(BIN)/.installed
 	$(BIN)/python benchmarks/ingest_bench.py $(ARGS)
+
+# The real-network harness alone (network namespaces, needs root; it also
+# runs in make test), and the soak run: the same network for MINUTES
+# (default 30) under a steady payment load, figures as one JSON line.  See
+# docs/operating.md and timecoin/testing/netns.py.
+MINUTES ?= 30
+.PHONY: netns soak
+netns: $(BIN)/.installed
+	$(BIN)/python scripts/run-tests tests.test_netns
+
+soak: $(BIN)/.installed
+	$(BIN)/python benchmarks/soak.py --minutes $(MINUTES) $(ARGS)

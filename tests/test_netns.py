@@ -17,19 +17,10 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
-from tests import netns
-from timecoin import params
-from timecoin.genesis import make_genesis, write_genesis
-from timecoin.masternodes import Masternode
-from timecoin.tx import TxOut
-from timecoin.wallet import Wallet, load_or_create_key
+from timecoin.testing import netns
 
 SKIP = netns.available()
 N = 4
-CONFIG = """\
-[p2p]
-bind = "{address}"
-"""
 
 
 class RealNetworkTests(unittest.TestCase):
@@ -42,40 +33,16 @@ class RealNetworkTests(unittest.TestCase):
 
     def setUp(self) -> None:
         netns.sweep()
-        self.lab = netns.Lab(N + 0)
+        self.lab = netns.Lab(N)
         self.lab.create()
         self.addCleanup(self.lab.destroy)
         self.base = Path(self.mktemp()).resolve()
         self.base.mkdir(parents=True)
-        self.genesis = self.base / "genesis.json"
-        masternodes, funded = [], ""
-        for i in range(N):
-            datadir = self.base / f"node{i}"
-            key = load_or_create_key(datadir / "private" / "node_key")
-            wallet = Wallet(datadir / "private" / "wallet.json", "TIME0")
-            wallet.load()
-            funded = funded or wallet.addresses()[0]
-            masternodes.append(Masternode(
-                key.public, f"{self.lab.address(i)}:{netns.P2P_PORT}",
-                wallet.addresses()[0], "free"))
-        write_genesis(self.genesis, make_genesis(
-            "devnet", int(time.time() * 1000),
-            [TxOut(1_000_000 * params.COIN, funded)], masternodes))
-        self.nodes = [self.node(i, i) for i in range(N)]
+        self.nodes = netns.masternode_network(self.lab, self.base, N)
         for node in self.nodes:
             self.addCleanup(node.close)
         for node in self.nodes:
             node.start()
-
-    def node(self, host: int, index: int, p2p_port: int = netns.P2P_PORT,
-             rpc_port: int = netns.RPC_PORT) -> netns.NsNode:
-        datadir = self.base / f"node{index}"
-        config = self.base / f"node{index}.toml"
-        config.write_text(CONFIG.format(address=self.lab.address(host)))
-        return netns.NsNode(
-            self.lab, host, datadir, self.genesis,
-            [f"{self.lab.address(j)}:{netns.P2P_PORT}" for j in range(N)
-             if j != host], config, p2p_port, rpc_port)
 
     def live_peers(self, node: netns.NsNode) -> set[str]:
         """
@@ -152,7 +119,9 @@ class RealNetworkTests(unittest.TestCase):
         self.assertLess(took, 20, "100 s cut: recovery after the heal")
 
         # A second node behind node 0's address, and node 1 down for 60 s.
-        extra = self.node(0, N, netns.P2P_PORT + 10, netns.RPC_PORT + 10)
+        extra = netns.network_node(self.lab, self.base, 0, N, N,
+                                   p2p_port=netns.P2P_PORT + 10,
+                                   rpc_port=netns.RPC_PORT + 10)
         self.addCleanup(extra.close)
         extra.start()
         nodes[1].kill()

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 PREFIX = "tcn"
 """Every namespace this harness makes starts with this."""
 P2P_PORT = 24200
@@ -337,3 +337,70 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         sock.settimeout(self.timeout)
         sock.connect(self.path)
         self.sock = sock
+
+
+CONFIG = """\
+[p2p]
+bind = "{address}"
+"""
+
+
+def masternode_network(lab: Lab, base: Path, n: int,
+                       block_time: float = 1.0,
+                       extra_config: str = "") -> list[NsNode]:
+    """
+    Keys, wallets and one devnet genesis for C{n} masternodes on hosts
+    0 … n-1 of C{lab} (the first funded with 1,000,000 TIME), each told to
+    connect to the others; the nodes are returned unstarted.
+    """
+    from timecoin import params
+    from timecoin.genesis import make_genesis, write_genesis
+    from timecoin.masternodes import Masternode
+    from timecoin.tx import TxOut
+    from timecoin.wallet import Wallet, load_or_create_key
+
+    genesis = base / "genesis.json"
+    masternodes, funded = [], ""
+    for i in range(n):
+        datadir = base / f"node{i}"
+        key = load_or_create_key(datadir / "private" / "node_key")
+        wallet = Wallet(datadir / "private" / "wallet.json", "TIME0")
+        wallet.load()
+        funded = funded or wallet.addresses()[0]
+        masternodes.append(Masternode(
+            key.public, f"{lab.address(i)}:{P2P_PORT}",
+            wallet.addresses()[0], "free"))
+    write_genesis(genesis, make_genesis(
+        "devnet", int(time.time() * 1000),
+        [TxOut(1_000_000 * params.COIN, funded)], masternodes))
+    return [network_node(lab, base, i, i, n, block_time, extra_config)
+            for i in range(n)]
+
+
+def network_node(lab: Lab, base: Path, host: int, index: int, n: int,
+                 block_time: float = 1.0, extra_config: str = "",
+                 p2p_port: int = P2P_PORT,
+                 rpc_port: int = RPC_PORT) -> NsNode:
+    """
+    Node C{index} of a L{masternode_network} of C{n}, on host C{host}.
+    """
+    config = base / f"node{index}.toml"
+    config.write_text(CONFIG.format(address=lab.address(host))
+                      + extra_config)
+    return NsNode(lab, host, base / f"node{index}", base / "genesis.json",
+                  [f"{lab.address(j)}:{P2P_PORT}" for j in range(n)
+                   if j != host], config, p2p_port, rpc_port, block_time)
+
+
+def rss_kib(pid: int) -> int | None:
+    """
+    The resident set size of process C{pid} in KiB, or C{None}.
+    """
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
