@@ -221,6 +221,7 @@ class Chain:
         self.registry: dict[bytes, Registration] = {}
         self.status: dict[bytes, MnStatus] = {}
         """The explicit status records (see L{mn_status})."""
+        self._current: tuple[tuple[int, int], Snapshot] | None = None
         self.rules = ServiceRules(network.service_window,
                                   network.service_max_missed,
                                   network.service_min_away)
@@ -387,9 +388,14 @@ class Chain:
     def current_snapshot(self) -> Snapshot:
         """
         The active masternodes at the tip, sorted: genesis and registered
-        ones, neither waiting for activation nor set aside.
+        ones, neither waiting for activation nor set aside.  Cached until
+        the masternode state changes (consensus asks for it per vote).
         """
-        return self._snapshot_of(self.registry, self.status)
+        key = (len(self.registry), len(self.status))
+        if self._current is None or self._current[0] != key:
+            self._current = (key, self._snapshot_of(self.registry,
+                                                    self.status))
+        return self._current[1]
 
     def _remember_tip_snapshot(self, undo: _Undo) -> None:
         """
@@ -822,6 +828,7 @@ class Chain:
         """
         Mirror a stored change in memory: outpoints and registrations.
         """
+        self._current = None
         for key in delete:
             if is_state_key(key):
                 self._deregister(key[2:])
