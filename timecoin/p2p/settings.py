@@ -72,6 +72,10 @@ class P2PSettings:
     @ivar sync_batch: blocks asked for per C{get_blocks} (at most 100).
     @ivar sync_retry_after: a peer that failed a sync request is not asked
         again for this long.
+    @ivar sync_retry_max: the longest a peer that keeps not delivering
+        the blocks it claims is skipped (its skip doubles per miss).
+    @ivar sync_undelivered_points: misbehaviour points for a claim of
+        blocks a peer then did not deliver (C{sync-undelivered}).
     @ivar sync_window: C{get_blocks} requests in flight at once, all
         peers together; downloads never run more than C{sync_window *
         sync_batch} blocks past our tip.
@@ -149,6 +153,8 @@ class P2PSettings:
     save_interval: float = 300.0
     sync_batch: int = 100
     sync_retry_after: float = 60.0
+    sync_retry_max: float = 600.0
+    sync_undelivered_points: int = 10
     sync_window: int = 8
     sync_peer_requests: int = 4
     sync_request_timeout: float = 15.0
