@@ -16,14 +16,21 @@ weight alone is a quorum, commits a block every C{BLOCK_TIME}).
 
 from __future__ import annotations
 
+import random
+from pathlib import Path
 from typing import Any
 
 from twisted.trial import unittest
 
+from tests.helpers import key, result_of
 from tests.test_sync import PORT, PRODUCER, SyncNet, hashes, silent_after
+from timecoin.config import Config
+from timecoin.node import Node
 from timecoin.p2p.messages import GetTip, Hello, Tip
 from timecoin.p2p.service import P2PService
+from timecoin.p2p.settings import P2PSettings
 from timecoin.p2p.sync import SYNCED
+from timecoin.wallet import write_private
 
 LIE = 1_000_000_000
 BLOCK_TIME = 0.2
@@ -180,3 +187,70 @@ class HeightLiarTests(unittest.TestCase):
         self.assertEqual(new.scores.score("10.0.0.2"), 0)
         self.assertGreater(new.scores.score("10.0.1.1"), 0)
         self.assertEqual(PORT, new.settings.port)
+
+
+class RestartNextToLiarTests(unittest.TestCase):
+    """
+    A node restarted with its chain, next to an honest peer at its height
+    and a liar, is synced at once: a peer at its height is evidence of
+    being current, which an unproven claim does not outweigh.
+    """
+
+    def test_restarted_node_synced_despite_liar(self) -> None:
+        """
+        The follower restarts on its own store (same height as the
+        producer, production paused) while a liar claiming height
+        1,000,000,000 is connected to it from the start: it is synced as
+        soon as both hellos are in, without waiting for the liar's request
+        to time out; the liar is found out after one request timeout.
+        """
+        net = SyncNet(self, block_time=BLOCK_TIME)
+        producer = net.start(PRODUCER, 0)
+        net.grow(producer.node, 10)
+        follower = net.start("10.0.0.2", 21, connect=(PRODUCER,))
+        net.advance(1, step=BLOCK_TIME)
+        producer.node.consensus.stop()
+        store = follower.node.store
+        net.stop("10.0.0.2")
+        net.advance(1)
+        make_liar(net, "10.0.1.1", 41, ())
+        restarted = start_on_store(net, "10.0.0.2", 21, store,
+                                   connect=(PRODUCER, "10.0.1.1"))
+        self.assertEqual(restarted.node.chain.height,
+                         producer.node.chain.height)
+        net.advance(1)
+        self.assertEqual(sorted(restarted.manager.ready),
+                         ["10.0.0.1", "10.0.1.1"])
+        self.assertEqual(restarted.sync.heights["10.0.1.1"], LIE)
+        self.assertEqual(restarted.sync.state, SYNCED)
+        self.assertTrue(restarted.sync.is_synced())
+        self.assertEqual(restarted.sync.counters["state:catching-up"], 0)
+        net.advance(restarted.settings.sync_request_timeout + 1)
+        self.assertEqual(restarted.sync.counters["sync-undelivered"], 1)
+        self.assertTrue(restarted.sync.is_synced())
+
+
+def start_on_store(net: SyncNet, ip: str, n: int, store: Any,
+                   connect: tuple[str, ...]) -> P2PService:
+    """
+    Like L{SyncNet.start}, but on an existing C{store} (a restart that
+    keeps the chain).
+    """
+    datadir = Path(net.testcase.mktemp())
+    write_private(datadir / "private" / "node_key",
+                  key(n).seed.hex().encode() + b"\n")
+    config = Config(network="devnet", datadir=str(datadir),
+                    block_time=net.block_time, p2p_port=PORT, p2p_bind=ip,
+                    p2p_connect=[f"{c}:{PORT}" for c in connect],
+                    genesis=str(net.genesis_path))
+    config.resolve()
+    node = Node(config, net.clock, store=store)
+    node.startService()
+    result_of(node.ready)
+    service = P2PService(node, net.net.reactor(ip),
+                         P2PSettings.from_config(config),
+                         random.Random(n * 1000 + 99))
+    node.p2p = service
+    service.startService()
+    net.services[ip] = service
+    return service
