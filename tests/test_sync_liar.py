@@ -23,6 +23,9 @@ from typing import Any
 from twisted.trial import unittest
 
 from tests.helpers import key, result_of
+from tests.test_consensus import IPS as CLUSTER_IPS
+from tests.test_consensus import PORT as CLUSTER_PORT
+from tests.test_consensus import MasternodeCluster
 from tests.test_sync import PORT, PRODUCER, SyncNet, hashes, silent_after
 from timecoin.config import Config
 from timecoin.node import Node
@@ -30,6 +33,7 @@ from timecoin.p2p.messages import GetTip, Hello, Tip
 from timecoin.p2p.service import P2PService
 from timecoin.p2p.settings import P2PSettings
 from timecoin.p2p.sync import SYNCED
+from timecoin.storage.memory import MemoryStore
 from timecoin.wallet import write_private
 
 LIE = 1_000_000_000
@@ -44,6 +48,15 @@ def make_liar(net: SyncNet, ip: str, n: int,
     (pings and everything else are answered as usual).
     """
     liar = net.start(ip, n, connect=connect)
+    lie(liar)
+    return liar
+
+
+def lie(liar: P2PService) -> None:
+    """
+    Make C{liar} claim height L{LIE} in its C{hello} and C{tip} replies and
+    never answer C{get_blocks}.
+    """
     manager = liar.manager
     honest_hello = manager.local_hello
 
@@ -61,7 +74,6 @@ def make_liar(net: SyncNet, ip: str, n: int,
     silent_after(liar, 0)
     # The liar itself never catches up from anyone (it only lies).
     liar.sync.stop()
-    return liar
 
 
 class HeightLiarTests(unittest.TestCase):
@@ -254,3 +266,84 @@ def start_on_store(net: SyncNet, ip: str, n: int, store: Any,
     service.startService()
     net.services[ip] = service
     return service
+
+
+def cluster_liar(cluster: MasternodeCluster, ip: str, n: int,
+                 targets: list[str]) -> P2PService:
+    """
+    A height liar (as L{make_liar}) on the four-masternode cluster's
+    network and genesis, dialing C{targets}.
+    """
+    datadir = Path(cluster.testcase.mktemp())
+    write_private(datadir / "private" / "node_key",
+                  key(n).seed.hex().encode() + b"\n")
+    config = Config(network="devnet", datadir=str(datadir), block_time=2.0,
+                    p2p_port=CLUSTER_PORT, p2p_bind=ip,
+                    p2p_connect=[f"{t}:{CLUSTER_PORT}" for t in targets],
+                    genesis=str(cluster.genesis_path), round_timeout=2.0)
+    config.resolve()
+    node = Node(config, cluster.clock, store=MemoryStore())
+    node.startService()
+    result_of(node.ready)
+    node.consensus.stop()
+    liar = P2PService(node, cluster.net.reactor(ip),
+                      P2PSettings.from_config(config),
+                      random.Random(n))
+    liar.startService()
+    cluster.services[ip] = liar
+    lie(liar)
+    return liar
+
+
+class FourMasternodeTests(unittest.TestCase):
+    """
+    The pen test's scenario on fakes: four masternodes, height liars with a
+    fresh identity every 10 s against two of them.
+    """
+
+    def test_chain_commits_during_and_after_attack(self) -> None:
+        """
+        Liars claiming height 1,000,000,000 (fresh IP and key every 10 s,
+        for 60 s, dialing masternodes 0 and 1): every masternode stays
+        synced, the chain commits throughout (at least 15 blocks of 2 s in
+        the 60 s) and after the attack (at least 5 in the next 20 s), and
+        all four agree.
+        """
+        cluster = MasternodeCluster(self)
+        cluster.start_all()
+        cluster.advance(10)
+        start = min(cluster.heights())
+        unsynced = 0
+        liar: P2PService | None = None
+        for i in range(6):
+            if liar is not None:
+                self.stop_liar(cluster, liar)
+            liar = cluster_liar(cluster, f"10.0.9.{i + 1}", 60 + i,
+                                CLUSTER_IPS[:2])
+            for _ in range(10):
+                cluster.advance(1)
+                unsynced += sum(
+                    1 for ip in CLUSTER_IPS
+                    if not cluster.services[ip].sync.is_synced())
+        assert liar is not None
+        self.stop_liar(cluster, liar)
+        during = min(cluster.heights()) - start
+        cluster.advance(20)
+        after = min(cluster.heights()) - start - during
+        self.assertEqual(unsynced, 0)
+        self.assertGreaterEqual(during, 15)
+        self.assertGreaterEqual(after, 5)
+        cluster.assert_agree()
+
+    def stop_liar(self, cluster: MasternodeCluster,
+                  liar: P2PService) -> None:
+        """
+        The liar leaves (its connections reset).
+        """
+        ip = liar.node.config.p2p_bind
+        del cluster.services[ip]
+        cluster.net.crash(ip)
+        liar.table.path = None
+        liar.stopService()
+        result_of(liar.node.stopService())
+        cluster.net.flush()
