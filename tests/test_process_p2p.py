@@ -104,7 +104,7 @@ class ThreeNodeTests(unittest.TestCase):
                 self.assertLess(rtt, 1.0)
 
         genesis = a.call("getblockchaininfo")["genesishash"]
-        good = {"type": "hello", "network": "devnet", "version": 1,
+        good = {"type": "hello", "network": "devnet", "version": 2,
                 "genesis": genesis, "height": 0, "listen_port": 1,
                 "pubkey": "11" * 32, "policy": "round-robin",
                 "nonce": "22" * 8, "user_agent": "test"}

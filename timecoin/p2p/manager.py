@@ -43,6 +43,7 @@ from timecoin.p2p.consensus_relay import (
     ConsensusRelay,
 )
 from timecoin.p2p.gossip import LineCache
+from timecoin.p2p.handshake import HelloProof, check_proof, make_proof
 from timecoin.p2p.messages import (
     MAX_PEERS_PER_REPLY,
     MIN_PROTOCOL_VERSION,
@@ -245,8 +246,9 @@ class PeerManager:
     def hello_received(self, conn: PeerProtocol,
                        hello: Hello) -> tuple[str, str] | None:
         """
-        Decide on a peer's C{hello}: C{None} accepts it (and registers the
-        connection), else (reason, detail) refuses it.
+        Decide on a peer's C{hello}: C{None} accepts it (and sends our
+        C{hello_proof}; the connection is registered once the peer's proof
+        arrives, L{proof_received}), else (reason, detail) refuses it.
         """
         node = self.node
         if hello.network != node.network.name:
@@ -261,6 +263,22 @@ class PeerManager:
         if hello.nonce == self.nonce or hello.pubkey == self.pubkey:
             self._found_self(conn)
             return "self-connection", ""
+        conn.send(make_proof(node.key, self.local_hello(), hello))
+        return None
+
+    def proof_received(self, conn: PeerProtocol,
+                       proof: HelloProof) -> tuple[str, str] | None:
+        """
+        Decide on a peer's C{hello_proof} (its C{hello} was accepted): the
+        signature must be by its hello's key over our nonce
+        (L{timecoin.p2p.handshake}); only then is the connection registered
+        under its identity.  C{None} accepts it, else (reason, detail).
+        """
+        hello = conn.hello
+        assert hello is not None
+        refusal = check_proof(proof, self.local_hello(), hello)
+        if refusal is not None:
+            return refusal
         if conn.direction == INBOUND:
             conn.peer_key = peer_key(conn.ip, hello.listen_port)
         key = conn.peer_key
