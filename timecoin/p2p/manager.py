@@ -63,6 +63,7 @@ from timecoin.p2p.peers import (
     is_loopback,
     parse_address,
     peer_key,
+    subnet,
 )
 from timecoin.p2p.protocol import (
     CONNECTING,
@@ -88,6 +89,12 @@ ConnectTCP = Callable[[str, int, PeerClientFactory, float], Any]
 
 LOG_REPEAT_SECONDS = 60.0
 """The same (peer, reason) is logged at most once per this many seconds."""
+
+USEFUL = {"block": "blocks", "proposal": "blocks", "block_vote": "votes",
+          "tx_vote": "votes", "tx_votes": "votes", "tx": "txs",
+          "txs": "txs"}
+"""Message types whose first copy protects its sender from eviction, and
+the kind of delivery each counts as."""
 
 Route = tuple[Any, str]
 """Who handles a message type: (object, method name); the method is
@@ -135,6 +142,9 @@ class PeerManager:
         """Digests of gossip lines already handled (repeats are dropped
         before parsing; L{PeerProtocol.lineReceived})."""
         self._limited = RateLimitedLog(log, clock, LOG_REPEAT_SECONDS)
+        self._delivered: dict[PeerProtocol, dict[str, float]] = {}
+        """Per ready connection: when it last sent us something new, by
+        kind (L{delivered}); eviction protects the most recent."""
         self._maintain_call: Any = None
 
     @property
@@ -237,10 +247,18 @@ class PeerManager:
                            if c.state in (CONNECTING, HELLO) and c is not conn]
             if len(handshaking) >= self.settings.max_pending_handshakes:
                 return "too-many-peers"
-            if not loopback and sum(
-                    1 for c in handshaking if c.direction == INBOUND
-                    and c.ip == conn.ip) >= self.settings.max_inbound_per_ip:
+            # A local devnet runs its nodes on loopback: only there is
+            # loopback exempt from the per-IP and per-subnet limits.
+            if loopback and self.node.network.name == "devnet":
+                return None
+            inbound = [c for c in handshaking if c.direction == INBOUND]
+            if sum(1 for c in inbound if c.ip == conn.ip) >= \
+                    self.settings.max_inbound_per_ip:
                 return "too-many-from-ip"
+            group = subnet(conn.ip)
+            if sum(1 for c in inbound if subnet(c.ip) == group) >= \
+                    self.settings.max_pending_per_subnet:
+                return "too-many-from-subnet"
         return None
 
     def hello_received(self, conn: PeerProtocol,
@@ -286,7 +304,8 @@ class PeerManager:
             return "banned", ""
         existing = self.ready.get(key)
         if existing is None:
-            if len(self.ready) >= self.settings.max_peers:
+            if len(self.ready) >= self.settings.max_peers and \
+                    not self._make_room():
                 return "too-many-peers", f"{len(self.ready)} peers"
         elif existing.hello is None or existing.hello.pubkey != hello.pubkey:
             return "duplicate-ip", "another node holds this IP's connection"
@@ -307,6 +326,96 @@ class PeerManager:
                 and dialer.connection is None:
             self.stop_dialer(key, "connected inbound")
         return None
+
+    # Slots ---------------------------------------------------------------
+
+    def delivered(self, conn: PeerProtocol, kind: str) -> None:
+        """
+        C{conn} sent us something new of C{kind} (C{blocks}, C{votes},
+        C{txs}) now: it protects the connection from eviction.
+        """
+        self._delivered.setdefault(conn, {})[kind] = self.clock.seconds()
+
+    def _make_room(self) -> bool:
+        """
+        C{max_peers} is full and a new peer completed its handshake: evict
+        one inbound peer that L{eviction_candidate} names; returns whether
+        one was evicted.
+        """
+        victim = self.eviction_candidate()
+        if victim is None:
+            self.count("eviction-none")
+            return False
+        self.count("evicted")
+        log.info("evicting inbound peer {peer} to make room for a new one",
+                 peer=victim.peer)
+        self._unregister(victim, "evicted")
+        victim.close("evicted", "making room for another peer")
+        return True
+
+    def eviction_candidate(self) -> PeerProtocol | None:
+        """
+        The inbound peer to evict when C{max_peers} is full, as Bitcoin
+        Core does it in spirit: masternodes of the snapshot are never
+        evicted; of the other inbound peers, those with the lowest ping
+        time, those that most recently sent us a new block, vote or
+        transaction, and the longest connected are protected (each by its
+        C{evict_protect_*} count, in that order); of the rest, the
+        youngest connection of the network group (/24, /48) holding the
+        most is evicted.  C{None} when every inbound peer is protected.
+        """
+        settings = self.settings
+        chain = self.node.chain
+        masternodes = {m.pubkey for m in chain.snapshot_for(chain.height + 1)}
+        left = [c for c in self.ready.values()
+                if c.direction == INBOUND and c.close_reason is None
+                and c.hello is not None
+                and c.hello.pubkey not in masternodes]
+
+        def protect(n: int, rank: Callable[[PeerProtocol], Any],
+                    eligible: Callable[[PeerProtocol], bool]) -> None:
+            ranked = sorted((c for c in left if eligible(c)),
+                            key=lambda c: (rank(c), c.peer_key))
+            for c in ranked[:n]:
+                left.remove(c)
+
+        def last(kind: str) -> Callable[[PeerProtocol], float]:
+            return lambda c: -self._delivered.get(c, {}).get(kind, 0.0)
+
+        def has(kind: str) -> Callable[[PeerProtocol], bool]:
+            return lambda c: kind in self._delivered.get(c, {})
+
+        protect(settings.evict_protect_rtt, lambda c: c.rtt,
+                lambda c: c.rtt is not None)
+        for kind, n in (("blocks", settings.evict_protect_blocks),
+                        ("votes", settings.evict_protect_votes),
+                        ("txs", settings.evict_protect_txs)):
+            protect(n, last(kind), has(kind))
+        protect(settings.evict_protect_oldest,
+                lambda c: c.ready_at or 0.0, lambda c: True)
+        if not left:
+            return None
+        groups: dict[str, list[PeerProtocol]] = {}
+        for c in left:
+            groups.setdefault(subnet(c.ip), []).append(c)
+        biggest = max(groups.values(), key=lambda g: (
+            len(g), max(c.ready_at or 0.0 for c in g)))
+        return max(biggest, key=lambda c: (c.ready_at or 0.0, c.peer_key))
+
+    def _unregister(self, conn: PeerProtocol, reason: str) -> None:
+        """
+        Take C{conn} out of the ready set now (it is being closed), so its
+        slot is free at once.
+        """
+        key = conn.peer_key
+        if key and self.ready.get(key) is conn:
+            del self.ready[key]
+            self.table.touch(key)
+            self._delivered.pop(conn, None)
+            log.info("disconnected from {peer}: {reason}", peer=conn.peer,
+                     reason=reason)
+            if self.sync is not None:
+                self.sync.peer_gone(conn)
 
     def _settle_duplicate(self, existing: PeerProtocol, conn: PeerProtocol,
                           their_pubkey: bytes) -> tuple[str, str] | None:
@@ -356,14 +465,8 @@ class PeerManager:
         A connection ended, in any state.
         """
         self.connections.discard(conn)
-        key = conn.peer_key
-        if key and self.ready.get(key) is conn:
-            del self.ready[key]
-            self.table.touch(key)
-            log.info("disconnected from {peer}: {reason}", peer=conn.peer,
-                     reason=conn.close_reason or "connection lost")
-            if self.sync is not None:
-                self.sync.peer_gone(conn)
+        self._unregister(conn, conn.close_reason or "connection lost")
+        self._delivered.pop(conn, None)
         self._schedule_maintain()
 
     def closing(self, conn: PeerProtocol, reason: str, detail: str) -> None:
@@ -425,6 +528,11 @@ class PeerManager:
         if route is None:
             self.count(f"unhandled:{msg.name}")
             return
+        kind = USEFUL.get(msg.name)
+        if kind is not None:
+            # Repeats of a line already handled never get here
+            # (PeerProtocol.lineReceived): this is new to us.
+            self.delivered(conn, kind)
         owner, method = route
         getattr(owner, method)(conn, msg)
 

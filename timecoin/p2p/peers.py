@@ -104,6 +104,22 @@ def normalize_ip(host: str) -> str:
     return str(addr)
 
 
+def subnet(host: str) -> str:
+    """
+    The network group of C{host}: its /24 (IPv4) or /48 (IPv6), or
+    C{loopback}; what limits and eviction count connections by, so one
+    operator's range counts as one source.
+    """
+    try:
+        addr = ipaddress.ip_address(normalize_ip(host))
+    except ValueError:
+        return host
+    if addr.is_loopback:
+        return "loopback"
+    bits = 24 if addr.version == 4 else 48
+    return str(ipaddress.ip_network(f"{addr}/{bits}", strict=False))
+
+
 def peer_key(host: str, port: int) -> str:
     """
     The identity of the peer at C{host} listening on C{port}: the IP, or

@@ -49,6 +49,18 @@ class P2PSettings:
     @ivar max_inbound_per_ip: inbound connections still in the handshake
         from one IP (after the handshake, identity allows one per IP).
     @ivar max_pending_handshakes: connections in the handshake at once.
+    @ivar max_pending_per_subnet: inbound connections still in the
+        handshake from one /24 (IPv4) or /48 (IPv6) at once.
+    @ivar evict_protect_rtt: when C{max_peers} is full, the inbound peers
+        with the lowest ping time protected from eviction.
+    @ivar evict_protect_blocks: ... the inbound peers that most recently
+        sent us a new block or proposal, protected.
+    @ivar evict_protect_votes: ... the inbound peers that most recently
+        sent us a new vote, protected.
+    @ivar evict_protect_txs: ... the inbound peers that most recently
+        sent us a new transaction, protected.
+    @ivar evict_protect_oldest: ... the longest-connected inbound peers,
+        protected (masternodes of the snapshot always are).
     @ivar table_size: addresses the peer table keeps.
     @ivar max_failures: consecutive failed dials after which a learned
         (non-seed) address is forgotten.
@@ -133,6 +145,12 @@ class P2PSettings:
     max_outbound: int = 16
     max_inbound_per_ip: int = 1
     max_pending_handshakes: int = 64
+    max_pending_per_subnet: int = 8
+    evict_protect_rtt: int = 4
+    evict_protect_blocks: int = 4
+    evict_protect_votes: int = 4
+    evict_protect_txs: int = 4
+    evict_protect_oldest: int = 4
     table_size: int = 1000
     max_failures: int = 10
     handshake_timeout: float = 10.0

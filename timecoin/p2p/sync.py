@@ -1234,6 +1234,7 @@ class BlockSync:
             peer.blocks += len(entries)
             peer.height = max(peer.height, entries[-1][0].height)
             self._shown(peer, *entries[-1])
+        self.manager.delivered(conn, "blocks")
         self.counters["sync-received"] += len(entries)
         self.max_buffered = max(self.max_buffered, sum(
             len(b.entries or ()) for b in self.batches.values()))
