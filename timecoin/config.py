@@ -69,6 +69,11 @@ class Config:
     p2p_sync_buffer_bytes: int = 64 * 1024 * 1024
     p2p_sync_log_interval: float = 5.0
     p2p_table_size: int = 1000
+    p2p_addr_buckets: int = 64
+    p2p_addr_bucket_size: int = 16
+    p2p_addr_buckets_per_source: int = 4
+    p2p_anchors: int = 2
+    p2p_learned_retry_max: float = 3600.0
     p2p_ban_threshold: float = 100.0
     p2p_ban_seconds: float = 3600.0
     p2p_score_half_life: float = 600.0

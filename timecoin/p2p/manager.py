@@ -38,6 +38,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from timecoin import __version__
+from timecoin.encoding import sha256
 from timecoin.logs import RateLimitedLog
 from timecoin.p2p.consensus_relay import (
     ConsensusRelay,
@@ -58,6 +59,7 @@ from timecoin.p2p.messages import (
 )
 from timecoin.p2p.peers import (
     EXCHANGE,
+    SEED,
     PeerEntry,
     PeerTable,
     is_loopback,
@@ -450,6 +452,8 @@ class PeerManager:
                  "{agent}", peer=conn.peer, direction=conn.direction,
                  height=conn.hello.height, agent=conn.hello.user_agent)
         self.count("handshakes")
+        if conn.direction == OUTBOUND:
+            self.table.good_outbound(conn.peer_key)
         self.ready_serial += 1
         conn.ready_serial = self.ready_serial
         d = conn.request(GetPeers())
@@ -568,6 +572,9 @@ class PeerManager:
 
     def _got_peers(self, msg: Peers, conn: PeerProtocol) -> None:
         loopback = is_loopback(conn.ip)
+        # The source's network group picks the buckets its addresses may
+        # fill (PeerTable); on loopback each local node is its own source.
+        origin = conn.peer_key if loopback else subnet(conn.ip)
         learned = bad = 0
         for address in msg.peers:
             try:
@@ -579,8 +586,8 @@ class PeerManager:
             if (is_loopback(host) and not loopback) or key in self.self_keys \
                     or self.scores.banned(key):
                 continue
-            if key not in self.table.entries and \
-                    self.table.add(host, port, EXCHANGE) is not None:
+            if key not in self.table.entries and self.table.add(
+                    host, port, EXCHANGE, origin=origin) is not None:
                 learned += 1
         if bad:
             self.count("bad-peer-address", bad)
@@ -615,8 +622,11 @@ class PeerManager:
 
     def maintain(self) -> None:
         """
-        Apply the dial rule: dial known peers up to the outbound cap; stop
-        dialers of banned peers.
+        Apply the dial rule: stop dialers of banned peers; dial the seeds
+        and anchors first (freeing a dialer held by a learned address that
+        is not connected if there is no room); then other known peers up to
+        the outbound cap, one per network group first (diversity), tried
+        addresses before untried ones.
         """
         if not self.running:
             return
@@ -626,16 +636,74 @@ class PeerManager:
                 self.stop_dialer(key, "banned")
         room = min(self.settings.max_outbound - len(self.dialers),
                    self.settings.max_peers - len(self.ready))
+        now = self.clock.seconds()
+        reserved = self.reserved()
+        for key in reserved:
+            entry = self.table.get(key)
+            if entry is None or not self.should_dial(entry, now):
+                continue
+            if room <= 0:
+                if len(self.ready) >= self.settings.max_peers or \
+                        not self._free_dialer(reserved):
+                    break
+                room += 1
+            self.dial(entry)
+            room -= 1
         if room <= 0:
             return
-        now = self.clock.seconds()
         candidates = sorted(
             (e for e in self.table.entries.values()
-             if self.should_dial(e, now)),
-            key=lambda e: (e.source != "seed", e.failures, -e.last_seen,
-                           e.key))
-        for entry in candidates[:room]:
+             if e.key not in reserved and self.should_dial(e, now)),
+            key=lambda e: (not e.tried, e.failures, self._order(e.key)))
+        groups = {self._group(key) for key in self.dialers}
+        chosen: list[PeerEntry] = []
+        for entry in candidates:
+            if len(chosen) >= room:
+                break
+            group = self._group(entry.key)
+            if group not in groups:
+                groups.add(group)
+                chosen.append(entry)
+        for entry in candidates:
+            if len(chosen) >= room:
+                break
+            if entry not in chosen:
+                chosen.append(entry)
+        for entry in chosen:
             self.dial(entry)
+
+    def reserved(self) -> list[str]:
+        """
+        The peers we always dial: the configured seeds, then the anchors
+        (the last good outbound peers, kept across restarts).
+        """
+        seeds = sorted(e.key for e in self.table.entries.values()
+                       if e.source == SEED)
+        return seeds + [a for a in self.table.anchors if a not in seeds]
+
+    def _group(self, key: str) -> str:
+        entry = self.table.get(key)
+        host = entry.host if entry is not None else key
+        return key if is_loopback(host) else subnet(host)
+
+    def _order(self, key: str) -> bytes:
+        """
+        A stable order of addresses that differs between nodes (keyed by
+        our nonce), so nodes do not all pick the same learned peers.
+        """
+        return sha256(self.nonce + key.encode())
+
+    def _free_dialer(self, reserved: list[str]) -> bool:
+        """
+        Stop one dialer of a learned address that is not connected (in
+        backoff or connecting), so a seed or anchor can be dialled.
+        """
+        idle = sorted(key for key, f in self.dialers.items()
+                      if key not in reserved and f.connection is None)
+        if not idle:
+            return False
+        self.stop_dialer(idle[0], "make-room")
+        return True
 
     def should_dial(self, entry: PeerEntry, now: float) -> bool:
         """
@@ -645,6 +713,8 @@ class PeerManager:
         if key in self.dialers or key in self.ready or key in self.self_keys:
             return False
         if self.scores.banned(key):
+            return False
+        if entry.retry_at > now:
             return False
         if any(c.peer_key == key for c in self.connections):
             return False
@@ -683,14 +753,29 @@ class PeerManager:
         """
         A dial of C{factory} did not connect.
         """
-        if self.dialers.get(factory.key) is not factory:
+        key = factory.key
+        if self.dialers.get(key) is not factory:
             return
         self.count("dial-failed")
-        if self.table.failed(factory.key):
+        if self.table.failed(key):
             log.info("giving up on {key} after {n} failed dials",
-                     key=factory.key, n=self.table.max_failures)
-            self.stop_dialer(factory.key, "unreachable")
-            self.table.remove(factory.key)
+                     key=key, n=self.table.max_failures)
+            self.stop_dialer(key, "unreachable")
+            self.table.remove(key)
+            self._schedule_maintain()
+            return
+        entry = self.table.get(key)
+        if entry is None or key in self.reserved():
+            return
+        # A learned address does not hold a dialer through a long backoff:
+        # the dialer is freed now and the address waits (doubling per
+        # failure) while others are tried.
+        settings = self.settings
+        entry.retry_at = self.clock.seconds() + min(
+            settings.initial_delay * 2 ** max(0, entry.failures - 1),
+            settings.learned_retry_max)
+        self.stop_dialer(key, "dial-failed")
+        self._schedule_maintain()
 
     def dial_lost(self, factory: PeerClientFactory, handshaken: bool) -> None:
         """

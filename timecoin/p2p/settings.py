@@ -62,6 +62,16 @@ class P2PSettings:
     @ivar evict_protect_oldest: ... the longest-connected inbound peers,
         protected (masternodes of the snapshot always are).
     @ivar table_size: addresses the peer table keeps.
+    @ivar addr_buckets: buckets of addresses learned by peer exchange.
+    @ivar addr_bucket_size: addresses one bucket holds.
+    @ivar addr_buckets_per_source: buckets the addresses from one source
+        (its /24, /48, or itself on loopback) may use: one source fills at
+        most C{addr_buckets_per_source * addr_bucket_size} entries.
+    @ivar anchors: last good outbound peers remembered across restarts and
+        always dialled, like the seeds.
+    @ivar learned_retry_max: the longest a learned address whose dial
+        failed waits before it may be dialled again (its dialer is freed at
+        once; the wait doubles per failure from C{initial_delay}).
     @ivar max_failures: consecutive failed dials after which a learned
         (non-seed) address is forgotten.
     @ivar handshake_timeout: seconds for both C{hello}s to be exchanged.
@@ -152,6 +162,11 @@ class P2PSettings:
     evict_protect_txs: int = 4
     evict_protect_oldest: int = 4
     table_size: int = 1000
+    addr_buckets: int = 64
+    addr_bucket_size: int = 16
+    addr_buckets_per_source: int = 4
+    anchors: int = 2
+    learned_retry_max: float = 3600.0
     max_failures: int = 10
     handshake_timeout: float = 10.0
     ping_interval: float = 30.0
