@@ -203,3 +203,25 @@ class PendingLimitTests(SlotTestBase):
         self.node.network = replace(self.node.network, name="testnet")
         third = self.connect(INBOUND, "127.0.0.1", 40003)
         self.assertEqual(third.proto.close_reason, "too-many-from-ip")
+
+    def test_full_handshakes_evict_the_oldest(self) -> None:
+        """
+        With max_pending_handshakes silent sockets (each from its own /24)
+        in their handshake, a new connection is not refused: the oldest
+        pending one is closed (handshake-evicted) and the newcomer, an
+        honest node, completes its handshake.  (Before: refused with
+        too-many-peers until a silent socket timed out.)
+        """
+        limit = self.settings.max_pending_handshakes
+        silent = []
+        for i in range(limit):
+            silent.append(self.connect(INBOUND, f"10.{i // 200}.{i % 200}.1",
+                                       40000))
+            self.clock.advance(0.01)
+        self.assertTrue(all(w.proto.close_reason is None for w in silent))
+        honest = self.peer(HONEST, "172.16.0.1")
+        self.assertEqual(honest.proto.state, READY)
+        self.assertEqual(silent[0].proto.close_reason, "handshake-evicted")
+        self.assertEqual(self.manager.counters["handshake-evicted"], 1)
+        self.assertTrue(all(w.proto.close_reason is None
+                            for w in silent[1:]))

@@ -246,9 +246,22 @@ class PeerManager:
             if not loopback and self.scores.banned(conn.ip):
                 return "banned"
             handshaking = [c for c in self.connections
-                           if c.state in (CONNECTING, HELLO) and c is not conn]
+                           if c.state in (CONNECTING, HELLO) and c is not conn
+                           and c.close_reason is None]
             if len(handshaking) >= self.settings.max_pending_handshakes:
-                return "too-many-peers"
+                # Full of handshakes: the oldest inbound one goes (a silent
+                # socket holds its slot for the whole handshake timeout; an
+                # honest peer's handshake takes a round trip).
+                oldest = min((c for c in handshaking
+                              if c.direction == INBOUND),
+                             key=lambda c: (c.connected_at, c.peer),
+                             default=None)
+                if oldest is None:
+                    return "too-many-peers"
+                self.count("handshake-evicted")
+                oldest.close("handshake-evicted",
+                             "too many handshakes in progress")
+                handshaking.remove(oldest)
             # A local devnet runs its nodes on loopback: only there is
             # loopback exempt from the per-IP and per-subnet limits.
             if loopback and self.node.network.name == "devnet":

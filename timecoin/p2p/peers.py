@@ -411,13 +411,13 @@ class PeerTable:
     def addresses(self, limit: int, loopback: bool,
                   exclude: frozenset[str] = frozenset()) -> list[str]:
         """
-        Up to C{limit} addresses to share, most recently seen first;
-        loopback ones only if C{loopback}.
+        Up to C{limit} addresses to share: ones we connected to (tried)
+        first, then most recently seen; loopback ones only if C{loopback}.
         """
         chosen = [e for e in self.entries.values()
                   if e.key not in exclude and e.failures < self.max_failures
                   and (loopback or not is_loopback(e.host))]
-        chosen.sort(key=lambda e: (-e.last_seen, e.key))
+        chosen.sort(key=lambda e: (not e.tried, -e.last_seen, e.key))
         return [e.address for e in chosen[:limit]]
 
     def load(self) -> None:
