@@ -920,7 +920,9 @@ class BlockSync:
         the block's height is shown (proof, not a claim), and the peer is
         no longer counted as undelivering.
         """
-        if block.height <= peer.shown:
+        if block.height <= max(peer.shown, self.node.chain.height):
+            # Nothing to prove above our tip: only a delivery.
+            peer.undelivered = 0
             return
         if not self.certifies(commit, block.height, block.hash):
             self.counters["sync-unproven"] += 1
