@@ -17,6 +17,7 @@ from timecoin.encoding import canonical
 from timecoin.finality import TxVote, TxVoteBatch
 from timecoin.liveness import Heartbeat
 from timecoin.p2p.consensus_relay import BlockVoteMsg, ProposalMsg
+from timecoin.p2p.handshake import HelloProof
 from timecoin.p2p.messages import (
     MAX_BLOCK_ENTRY_BYTES,
     MAX_COMMIT_BYTES,
@@ -153,6 +154,8 @@ def golden() -> list[tuple[Message, str]]:
          '{"type":"block_vote","vote":{"block_hash":"' + block.hash.hex()
          + '","height":1,"phase":"precommit","round":2,"signature":"'
          + "cc" * 64 + '","voter":"' + "bb" * 32 + '"}}'),
+        (HelloProof(filled(0xEE, 64)),
+         '{"signature":"' + "ee" * 64 + '","type":"hello_proof"}'),
     ]
 
 

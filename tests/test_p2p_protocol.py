@@ -20,11 +20,14 @@ from twisted.trial import unittest
 
 from tests.helpers import START, key, result_of
 from timecoin.config import Config
+from timecoin.keys import PrivateKey
 from timecoin.node import Node
 from timecoin.p2p.gossip import Gossip
+from timecoin.p2p.handshake import HelloProof, make_proof
 from timecoin.p2p.manager import PeerManager
 from timecoin.p2p.messages import (
     MAX_LINE_BYTES,
+    PROTOCOL_VERSION,
     Blocks,
     Error,
     GetBlocks,
@@ -151,11 +154,30 @@ class ProtocolTestBase(unittest.TestCase):
         A valid hello from the remote peer (test key 50), with changes.
         """
         fields: dict[str, Any] = dict(
-            network="devnet", version=1, genesis=self.node.genesis.hash,
+            network="devnet", version=PROTOCOL_VERSION,
+            genesis=self.node.genesis.hash,
             height=0, listen_port=24200, pubkey=key(50).public,
             policy="round-robin", nonce=b"\x01" * 8, user_agent="test/1")
         fields.update(changes)
         return Hello(**fields)
+
+    def proof(self, hello: Hello | None = None,
+              signer: PrivateKey | None = None) -> HelloProof:
+        """
+        The remote peer's C{hello_proof} for its C{hello} (default: the
+        default one), signed by C{signer} (default: test key 50, the
+        hello's key).
+        """
+        hello = hello or self.hello()
+        return make_proof(signer or key(50), hello,
+                          self.manager.local_hello())
+
+    def handshake(self, wire: Wire, **changes: Any) -> None:
+        """
+        Feed the remote peer's C{hello} (with C{changes}) and its proof.
+        """
+        hello = self.hello(**changes)
+        wire.feed(hello, self.proof(hello))
 
     def connect(self, direction: str = INBOUND, ip: str = PEER_IP,
                 port: int = 50123) -> Wire:
@@ -181,7 +203,7 @@ class ProtocolTestBase(unittest.TestCase):
         A connection past its handshake, with the output cleared.
         """
         wire = self.connect(direction)
-        wire.feed(self.hello(**changes))
+        self.handshake(wire, **changes)
         self.assertEqual(wire.proto.state, READY)
         wire.sent()
         return wire
@@ -214,6 +236,9 @@ class HandshakeTests(ProtocolTestBase):
                      "round-robin", 24200, self.manager.nonce))
                 self.assertEqual(wire.proto.state, HELLO)
                 wire.feed(self.hello())
+                self.assertEqual(wire.proto.state, HELLO)
+                self.assertEqual(wire.sent_types(), ["hello_proof"])
+                wire.feed(self.proof())
                 self.assertEqual(wire.proto.state, READY)
                 self.assertIs(self.manager.ready[PEER_IP], wire.proto)
                 self.assertEqual(sorted(wire.sent_types()),
@@ -266,7 +291,7 @@ class HandshakeTests(ProtocolTestBase):
         ours).
         """
         wire = self.connect()
-        wire.feed(self.hello(version=7))
+        self.handshake(wire, version=7)
         self.assertEqual(wire.proto.state, READY)
 
     def test_self_connection_not_redialled(self) -> None:
@@ -309,7 +334,7 @@ class HandshakeTests(ProtocolTestBase):
                 self.manager.dialers.clear()
         wire = self.connect()
         self.clock.advance(5)
-        wire.feed(self.hello())
+        self.handshake(wire)
         self.clock.advance(60)
         self.assertEqual(wire.proto.state, READY)
 
@@ -343,7 +368,7 @@ class PingTests(ProtocolTestBase):
             with self.subTest(direction):
                 wire = self.connect(direction)
                 wire.sent()
-                wire.feed(self.hello())
+                self.handshake(wire)
                 ping = [m for m in wire.sent() if isinstance(m, Ping)][0]
                 self.clock.advance(0.25)
                 wire.feed(Pong(ping.nonce))
@@ -438,7 +463,8 @@ class BadInputTests(ProtocolTestBase):
         """
         wire = self.connect()
         wire.sent()
-        data = self.hello().encode() + b"\n" + Ping(5).encode() + b"\n"
+        data = self.hello().encode() + b"\n" + self.proof().encode() + \
+            b"\n" + Ping(5).encode() + b"\n"
         for i in range(len(data)):
             wire.proto.dataReceived(data[i:i + 1])
         self.assertEqual(wire.proto.state, READY)
@@ -502,7 +528,7 @@ class BadInputTests(ProtocolTestBase):
         again.lose()
         self.clock.advance(601)
         fresh = self.connect()
-        fresh.feed(self.hello())
+        self.handshake(fresh)
         self.assertEqual(fresh.proto.state, READY)
 
     def test_rate_limit(self) -> None:
@@ -703,13 +729,16 @@ class StateTableTests(unittest.TestCase):
 
     def test_tables(self) -> None:
         """
-        In the hello state only hello and error are accepted; every other
-        message type is accepted only once ready, and hello is not.
+        In the hello state only hello, hello_proof and error are accepted;
+        every other message type is accepted only once ready, and hello and
+        hello_proof are not.
         """
         from timecoin.p2p.messages import MESSAGES
         from timecoin.p2p.protocol import STATES
-        self.assertEqual(set(STATES[HELLO]), {"hello", "error"})
-        self.assertEqual(set(STATES[READY]), set(MESSAGES) - {"hello"})
+        self.assertEqual(set(STATES[HELLO]), {"hello", "hello_proof",
+                                              "error"})
+        self.assertEqual(set(STATES[READY]),
+                         set(MESSAGES) - {"hello", "hello_proof"})
 
 
 class HelloLimitTests(ProtocolTestBase):
@@ -743,7 +772,9 @@ class HelloLimitTests(ProtocolTestBase):
         wire = self.connect()
         wire.sent()
         big = b'{"type":"get_tip","id":1,"pad":"' + b"x" * 5000 + b'"}'
-        wire.proto.dataReceived(self.hello().encode() + b"\n" + big[:4500])
+        wire.proto.dataReceived(self.hello().encode() + b"\n"
+                                + self.proof().encode() + b"\n"
+                                + big[:4500])
         self.assertEqual(wire.proto.state, READY)
         wire.proto.dataReceived(big[4500:] + b"\n")
         self.assertFalse(wire.closed)

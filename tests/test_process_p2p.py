@@ -16,7 +16,10 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
+from tests.helpers import key
 from tests.nodeprocess import NodeProcess
+from timecoin.p2p.handshake import make_proof
+from timecoin.p2p.messages import Hello, parse_line
 
 HOLD_SECONDS = float(os.environ.get("TIMECOIN_P2P_HOLD", "60"))
 CONFIG = """\
@@ -104,7 +107,7 @@ class ThreeNodeTests(unittest.TestCase):
                 self.assertLess(rtt, 1.0)
 
         genesis = a.call("getblockchaininfo")["genesishash"]
-        good = {"type": "hello", "network": "devnet", "version": 1,
+        good = {"type": "hello", "network": "devnet", "version": 2,
                 "genesis": genesis, "height": 0, "listen_port": 1,
                 "pubkey": "11" * 32, "policy": "round-robin",
                 "nonce": "22" * 8, "user_agent": "test"}
@@ -142,15 +145,31 @@ class ThreeNodeTests(unittest.TestCase):
         # and stays connected.
         with socket.create_connection(("127.0.0.1", a.p2p_port),
                                       timeout=5) as s:
-            s.sendall(hello(listen_port=9, nonce="33" * 8,
-                            pubkey="44" * 32))
+            ours = hello(listen_port=9, nonce="33" * 8,
+                         pubkey=key(44).public.hex())
+            s.sendall(ours)
+            first_line = b""
+            while b"\n" not in first_line:
+                data = s.recv(65536)
+                if not data:
+                    break
+                first_line += data
+            theirs = parse_line(first_line.split(b"\n")[0])
+            assert isinstance(theirs, Hello)
+            mine = parse_line(ours.strip())
+            assert isinstance(mine, Hello)
+            # The handshake proves our key: sign a's nonce (protocol 2).
+            s.sendall(make_proof(key(44), mine, theirs).encode() + b"\n")
             s.sendall(b'{"type":"teleport"}\n')
             s.sendall(hello(listen_port=9))
-            received = b""
+            received = first_line
             while received.count(b"\n") < 20 and not (
                     b"unknown-type" in received
                     and b"not-allowed-in-state" in received):
-                received += s.recv(65536)
+                data = s.recv(65536)
+                if not data:
+                    break
+                received += data
         self.assertTrue(b"unknown-type" in received
                         and b"not-allowed-in-state" in received,
                         received[-200:])

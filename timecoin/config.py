@@ -39,6 +39,13 @@ class Config:
     p2p_max_peers: int = 32
     p2p_max_outbound: int = 16
     p2p_max_inbound_per_ip: int = 1
+    p2p_max_pending_handshakes: int = 64
+    p2p_max_pending_per_subnet: int = 8
+    p2p_evict_protect_rtt: int = 4
+    p2p_evict_protect_blocks: int = 4
+    p2p_evict_protect_votes: int = 4
+    p2p_evict_protect_txs: int = 4
+    p2p_evict_protect_oldest: int = 4
     p2p_handshake_timeout: float = 10.0
     p2p_ping_interval: float = 30.0
     p2p_pong_timeout: float = 30.0
@@ -53,6 +60,8 @@ class Config:
     p2p_sync_peer_requests: int = 4
     p2p_sync_request_timeout: float = 15.0
     p2p_sync_retry_after: float = 60.0
+    p2p_sync_retry_max: float = 600.0
+    p2p_sync_undelivered_points: int = 10
     p2p_sync_stall_timeout: float = 60.0
     p2p_sync_synced_ttl: float = 90.0
     p2p_sync_lag: int = 1
@@ -60,6 +69,11 @@ class Config:
     p2p_sync_buffer_bytes: int = 64 * 1024 * 1024
     p2p_sync_log_interval: float = 5.0
     p2p_table_size: int = 1000
+    p2p_addr_buckets: int = 64
+    p2p_addr_bucket_size: int = 16
+    p2p_addr_buckets_per_source: int = 4
+    p2p_anchors: int = 2
+    p2p_learned_retry_max: float = 3600.0
     p2p_ban_threshold: float = 100.0
     p2p_ban_seconds: float = 3600.0
     p2p_score_half_life: float = 600.0

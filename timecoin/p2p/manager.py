@@ -38,11 +38,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from timecoin import __version__
+from timecoin.encoding import sha256
 from timecoin.logs import RateLimitedLog
 from timecoin.p2p.consensus_relay import (
     ConsensusRelay,
 )
 from timecoin.p2p.gossip import LineCache
+from timecoin.p2p.handshake import HelloProof, check_proof, make_proof
 from timecoin.p2p.messages import (
     MAX_PEERS_PER_REPLY,
     MIN_PROTOCOL_VERSION,
@@ -57,11 +59,13 @@ from timecoin.p2p.messages import (
 )
 from timecoin.p2p.peers import (
     EXCHANGE,
+    SEED,
     PeerEntry,
     PeerTable,
     is_loopback,
     parse_address,
     peer_key,
+    subnet,
 )
 from timecoin.p2p.protocol import (
     CONNECTING,
@@ -87,6 +91,12 @@ ConnectTCP = Callable[[str, int, PeerClientFactory, float], Any]
 
 LOG_REPEAT_SECONDS = 60.0
 """The same (peer, reason) is logged at most once per this many seconds."""
+
+USEFUL = {"block": "blocks", "proposal": "blocks", "block_vote": "votes",
+          "tx_vote": "votes", "tx_votes": "votes", "tx": "txs",
+          "txs": "txs"}
+"""Message types whose first copy protects its sender from eviction, and
+the kind of delivery each counts as."""
 
 Route = tuple[Any, str]
 """Who handles a message type: (object, method name); the method is
@@ -134,6 +144,9 @@ class PeerManager:
         """Digests of gossip lines already handled (repeats are dropped
         before parsing; L{PeerProtocol.lineReceived})."""
         self._limited = RateLimitedLog(log, clock, LOG_REPEAT_SECONDS)
+        self._delivered: dict[PeerProtocol, dict[str, float]] = {}
+        """Per ready connection: when it last sent us something new, by
+        kind (L{delivered}); eviction protects the most recent."""
         self._maintain_call: Any = None
 
     @property
@@ -233,20 +246,42 @@ class PeerManager:
             if not loopback and self.scores.banned(conn.ip):
                 return "banned"
             handshaking = [c for c in self.connections
-                           if c.state in (CONNECTING, HELLO) and c is not conn]
+                           if c.state in (CONNECTING, HELLO) and c is not conn
+                           and c.close_reason is None]
             if len(handshaking) >= self.settings.max_pending_handshakes:
-                return "too-many-peers"
-            if not loopback and sum(
-                    1 for c in handshaking if c.direction == INBOUND
-                    and c.ip == conn.ip) >= self.settings.max_inbound_per_ip:
+                # Full of handshakes: the oldest inbound one goes (a silent
+                # socket holds its slot for the whole handshake timeout; an
+                # honest peer's handshake takes a round trip).
+                oldest = min((c for c in handshaking
+                              if c.direction == INBOUND),
+                             key=lambda c: (c.connected_at, c.peer),
+                             default=None)
+                if oldest is None:
+                    return "too-many-peers"
+                self.count("handshake-evicted")
+                oldest.close("handshake-evicted",
+                             "too many handshakes in progress")
+                handshaking.remove(oldest)
+            # A local devnet runs its nodes on loopback: only there is
+            # loopback exempt from the per-IP and per-subnet limits.
+            if loopback and self.node.network.name == "devnet":
+                return None
+            inbound = [c for c in handshaking if c.direction == INBOUND]
+            if sum(1 for c in inbound if c.ip == conn.ip) >= \
+                    self.settings.max_inbound_per_ip:
                 return "too-many-from-ip"
+            group = subnet(conn.ip)
+            if sum(1 for c in inbound if subnet(c.ip) == group) >= \
+                    self.settings.max_pending_per_subnet:
+                return "too-many-from-subnet"
         return None
 
     def hello_received(self, conn: PeerProtocol,
                        hello: Hello) -> tuple[str, str] | None:
         """
-        Decide on a peer's C{hello}: C{None} accepts it (and registers the
-        connection), else (reason, detail) refuses it.
+        Decide on a peer's C{hello}: C{None} accepts it (and sends our
+        C{hello_proof}; the connection is registered once the peer's proof
+        arrives, L{proof_received}), else (reason, detail) refuses it.
         """
         node = self.node
         if hello.network != node.network.name:
@@ -261,6 +296,22 @@ class PeerManager:
         if hello.nonce == self.nonce or hello.pubkey == self.pubkey:
             self._found_self(conn)
             return "self-connection", ""
+        conn.send(make_proof(node.key, self.local_hello(), hello))
+        return None
+
+    def proof_received(self, conn: PeerProtocol,
+                       proof: HelloProof) -> tuple[str, str] | None:
+        """
+        Decide on a peer's C{hello_proof} (its C{hello} was accepted): the
+        signature must be by its hello's key over our nonce
+        (L{timecoin.p2p.handshake}); only then is the connection registered
+        under its identity.  C{None} accepts it, else (reason, detail).
+        """
+        hello = conn.hello
+        assert hello is not None
+        refusal = check_proof(proof, self.local_hello(), hello)
+        if refusal is not None:
+            return refusal
         if conn.direction == INBOUND:
             conn.peer_key = peer_key(conn.ip, hello.listen_port)
         key = conn.peer_key
@@ -268,7 +319,8 @@ class PeerManager:
             return "banned", ""
         existing = self.ready.get(key)
         if existing is None:
-            if len(self.ready) >= self.settings.max_peers:
+            if len(self.ready) >= self.settings.max_peers and \
+                    not self._make_room():
                 return "too-many-peers", f"{len(self.ready)} peers"
         elif existing.hello is None or existing.hello.pubkey != hello.pubkey:
             return "duplicate-ip", "another node holds this IP's connection"
@@ -289,6 +341,96 @@ class PeerManager:
                 and dialer.connection is None:
             self.stop_dialer(key, "connected inbound")
         return None
+
+    # Slots ---------------------------------------------------------------
+
+    def delivered(self, conn: PeerProtocol, kind: str) -> None:
+        """
+        C{conn} sent us something new of C{kind} (C{blocks}, C{votes},
+        C{txs}) now: it protects the connection from eviction.
+        """
+        self._delivered.setdefault(conn, {})[kind] = self.clock.seconds()
+
+    def _make_room(self) -> bool:
+        """
+        C{max_peers} is full and a new peer completed its handshake: evict
+        one inbound peer that L{eviction_candidate} names; returns whether
+        one was evicted.
+        """
+        victim = self.eviction_candidate()
+        if victim is None:
+            self.count("eviction-none")
+            return False
+        self.count("evicted")
+        log.info("evicting inbound peer {peer} to make room for a new one",
+                 peer=victim.peer)
+        self._unregister(victim, "evicted")
+        victim.close("evicted", "making room for another peer")
+        return True
+
+    def eviction_candidate(self) -> PeerProtocol | None:
+        """
+        The inbound peer to evict when C{max_peers} is full, as Bitcoin
+        Core does it in spirit: masternodes of the snapshot are never
+        evicted; of the other inbound peers, those with the lowest ping
+        time, those that most recently sent us a new block, vote or
+        transaction, and the longest connected are protected (each by its
+        C{evict_protect_*} count, in that order); of the rest, the
+        youngest connection of the network group (/24, /48) holding the
+        most is evicted.  C{None} when every inbound peer is protected.
+        """
+        settings = self.settings
+        chain = self.node.chain
+        masternodes = {m.pubkey for m in chain.snapshot_for(chain.height + 1)}
+        left = [c for c in self.ready.values()
+                if c.direction == INBOUND and c.close_reason is None
+                and c.hello is not None
+                and c.hello.pubkey not in masternodes]
+
+        def protect(n: int, rank: Callable[[PeerProtocol], Any],
+                    eligible: Callable[[PeerProtocol], bool]) -> None:
+            ranked = sorted((c for c in left if eligible(c)),
+                            key=lambda c: (rank(c), c.peer_key))
+            for c in ranked[:n]:
+                left.remove(c)
+
+        def last(kind: str) -> Callable[[PeerProtocol], float]:
+            return lambda c: -self._delivered.get(c, {}).get(kind, 0.0)
+
+        def has(kind: str) -> Callable[[PeerProtocol], bool]:
+            return lambda c: kind in self._delivered.get(c, {})
+
+        protect(settings.evict_protect_rtt, lambda c: c.rtt,
+                lambda c: c.rtt is not None)
+        for kind, n in (("blocks", settings.evict_protect_blocks),
+                        ("votes", settings.evict_protect_votes),
+                        ("txs", settings.evict_protect_txs)):
+            protect(n, last(kind), has(kind))
+        protect(settings.evict_protect_oldest,
+                lambda c: c.ready_at or 0.0, lambda c: True)
+        if not left:
+            return None
+        groups: dict[str, list[PeerProtocol]] = {}
+        for c in left:
+            groups.setdefault(subnet(c.ip), []).append(c)
+        biggest = max(groups.values(), key=lambda g: (
+            len(g), max(c.ready_at or 0.0 for c in g)))
+        return max(biggest, key=lambda c: (c.ready_at or 0.0, c.peer_key))
+
+    def _unregister(self, conn: PeerProtocol, reason: str) -> None:
+        """
+        Take C{conn} out of the ready set now (it is being closed), so its
+        slot is free at once.
+        """
+        key = conn.peer_key
+        if key and self.ready.get(key) is conn:
+            del self.ready[key]
+            self.table.touch(key)
+            self._delivered.pop(conn, None)
+            log.info("disconnected from {peer}: {reason}", peer=conn.peer,
+                     reason=reason)
+            if self.sync is not None:
+                self.sync.peer_gone(conn)
 
     def _settle_duplicate(self, existing: PeerProtocol, conn: PeerProtocol,
                           their_pubkey: bytes) -> tuple[str, str] | None:
@@ -323,6 +465,8 @@ class PeerManager:
                  "{agent}", peer=conn.peer, direction=conn.direction,
                  height=conn.hello.height, agent=conn.hello.user_agent)
         self.count("handshakes")
+        if conn.direction == OUTBOUND:
+            self.table.good_outbound(conn.peer_key)
         self.ready_serial += 1
         conn.ready_serial = self.ready_serial
         d = conn.request(GetPeers())
@@ -338,14 +482,8 @@ class PeerManager:
         A connection ended, in any state.
         """
         self.connections.discard(conn)
-        key = conn.peer_key
-        if key and self.ready.get(key) is conn:
-            del self.ready[key]
-            self.table.touch(key)
-            log.info("disconnected from {peer}: {reason}", peer=conn.peer,
-                     reason=conn.close_reason or "connection lost")
-            if self.sync is not None:
-                self.sync.peer_gone(conn)
+        self._unregister(conn, conn.close_reason or "connection lost")
+        self._delivered.pop(conn, None)
         self._schedule_maintain()
 
     def closing(self, conn: PeerProtocol, reason: str, detail: str) -> None:
@@ -407,6 +545,11 @@ class PeerManager:
         if route is None:
             self.count(f"unhandled:{msg.name}")
             return
+        kind = USEFUL.get(msg.name)
+        if kind is not None:
+            # Repeats of a line already handled never get here
+            # (PeerProtocol.lineReceived): this is new to us.
+            self.delivered(conn, kind)
         owner, method = route
         getattr(owner, method)(conn, msg)
 
@@ -442,6 +585,9 @@ class PeerManager:
 
     def _got_peers(self, msg: Peers, conn: PeerProtocol) -> None:
         loopback = is_loopback(conn.ip)
+        # The source's network group picks the buckets its addresses may
+        # fill (PeerTable); on loopback each local node is its own source.
+        origin = conn.peer_key if loopback else subnet(conn.ip)
         learned = bad = 0
         for address in msg.peers:
             try:
@@ -453,8 +599,8 @@ class PeerManager:
             if (is_loopback(host) and not loopback) or key in self.self_keys \
                     or self.scores.banned(key):
                 continue
-            if key not in self.table.entries and \
-                    self.table.add(host, port, EXCHANGE) is not None:
+            if key not in self.table.entries and self.table.add(
+                    host, port, EXCHANGE, origin=origin) is not None:
                 learned += 1
         if bad:
             self.count("bad-peer-address", bad)
@@ -489,8 +635,11 @@ class PeerManager:
 
     def maintain(self) -> None:
         """
-        Apply the dial rule: dial known peers up to the outbound cap; stop
-        dialers of banned peers.
+        Apply the dial rule: stop dialers of banned peers; dial the seeds
+        and anchors first (freeing a dialer held by a learned address that
+        is not connected if there is no room); then other known peers up to
+        the outbound cap, one per network group first (diversity), tried
+        addresses before untried ones.
         """
         if not self.running:
             return
@@ -500,16 +649,74 @@ class PeerManager:
                 self.stop_dialer(key, "banned")
         room = min(self.settings.max_outbound - len(self.dialers),
                    self.settings.max_peers - len(self.ready))
+        now = self.clock.seconds()
+        reserved = self.reserved()
+        for key in reserved:
+            entry = self.table.get(key)
+            if entry is None or not self.should_dial(entry, now):
+                continue
+            if room <= 0:
+                if len(self.ready) >= self.settings.max_peers or \
+                        not self._free_dialer(reserved):
+                    break
+                room += 1
+            self.dial(entry)
+            room -= 1
         if room <= 0:
             return
-        now = self.clock.seconds()
         candidates = sorted(
             (e for e in self.table.entries.values()
-             if self.should_dial(e, now)),
-            key=lambda e: (e.source != "seed", e.failures, -e.last_seen,
-                           e.key))
-        for entry in candidates[:room]:
+             if e.key not in reserved and self.should_dial(e, now)),
+            key=lambda e: (not e.tried, e.failures, self._order(e.key)))
+        groups = {self._group(key) for key in self.dialers}
+        chosen: list[PeerEntry] = []
+        for entry in candidates:
+            if len(chosen) >= room:
+                break
+            group = self._group(entry.key)
+            if group not in groups:
+                groups.add(group)
+                chosen.append(entry)
+        for entry in candidates:
+            if len(chosen) >= room:
+                break
+            if entry not in chosen:
+                chosen.append(entry)
+        for entry in chosen:
             self.dial(entry)
+
+    def reserved(self) -> list[str]:
+        """
+        The peers we always dial: the configured seeds, then the anchors
+        (the last good outbound peers, kept across restarts).
+        """
+        seeds = sorted(e.key for e in self.table.entries.values()
+                       if e.source == SEED)
+        return seeds + [a for a in self.table.anchors if a not in seeds]
+
+    def _group(self, key: str) -> str:
+        entry = self.table.get(key)
+        host = entry.host if entry is not None else key
+        return key if is_loopback(host) else subnet(host)
+
+    def _order(self, key: str) -> bytes:
+        """
+        A stable order of addresses that differs between nodes (keyed by
+        our nonce), so nodes do not all pick the same learned peers.
+        """
+        return sha256(self.nonce + key.encode())
+
+    def _free_dialer(self, reserved: list[str]) -> bool:
+        """
+        Stop one dialer of a learned address that is not connected (in
+        backoff or connecting), so a seed or anchor can be dialled.
+        """
+        idle = sorted(key for key, f in self.dialers.items()
+                      if key not in reserved and f.connection is None)
+        if not idle:
+            return False
+        self.stop_dialer(idle[0], "make-room")
+        return True
 
     def should_dial(self, entry: PeerEntry, now: float) -> bool:
         """
@@ -519,6 +726,8 @@ class PeerManager:
         if key in self.dialers or key in self.ready or key in self.self_keys:
             return False
         if self.scores.banned(key):
+            return False
+        if entry.retry_at > now:
             return False
         if any(c.peer_key == key for c in self.connections):
             return False
@@ -557,14 +766,29 @@ class PeerManager:
         """
         A dial of C{factory} did not connect.
         """
-        if self.dialers.get(factory.key) is not factory:
+        key = factory.key
+        if self.dialers.get(key) is not factory:
             return
         self.count("dial-failed")
-        if self.table.failed(factory.key):
+        if self.table.failed(key):
             log.info("giving up on {key} after {n} failed dials",
-                     key=factory.key, n=self.table.max_failures)
-            self.stop_dialer(factory.key, "unreachable")
-            self.table.remove(factory.key)
+                     key=key, n=self.table.max_failures)
+            self.stop_dialer(key, "unreachable")
+            self.table.remove(key)
+            self._schedule_maintain()
+            return
+        entry = self.table.get(key)
+        if entry is None or key in self.reserved():
+            return
+        # A learned address does not hold a dialer through a long backoff:
+        # the dialer is freed now and the address waits (doubling per
+        # failure) while others are tried.
+        settings = self.settings
+        entry.retry_at = self.clock.seconds() + min(
+            settings.initial_delay * 2 ** max(0, entry.failures - 1),
+            settings.learned_retry_max)
+        self.stop_dialer(key, "dial-failed")
+        self._schedule_maintain()
 
     def dial_lost(self, factory: PeerClientFactory, handshaken: bool) -> None:
         """

@@ -40,9 +40,9 @@ from timecoin.finality import MAX_BATCH_VOTES, TxVote, TxVoteBatch
 from timecoin.liveness import Heartbeat
 from timecoin.tx import Transaction
 
-PROTOCOL_VERSION = 1
-"""The protocol version we speak."""
-MIN_PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""The protocol version we speak (2: C{hello_proof} after C{hello})."""
+MIN_PROTOCOL_VERSION = 2
 """The oldest version we still talk to; a connection runs at the lower of
 the two sides' versions, which must not be below this."""
 

@@ -29,6 +29,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
 from timecoin.encoding import sha256
+from timecoin.p2p.handshake import HelloProof
 from timecoin.p2p.messages import (
     MAX_ID,
     MAX_LINE_BYTES,
@@ -66,6 +67,7 @@ CLOSED = "closed"
 STATES: dict[str, dict[str, str]] = {
     HELLO: {
         "hello": "_got_hello",
+        "hello_proof": "_got_hello_proof",
         "error": "_got_error",
     },
     READY: {
@@ -420,9 +422,22 @@ class PeerProtocol(LineOnlyReceiver):
                             " s", close=True)
 
     def _got_hello(self, msg: Hello) -> None:
+        if self.hello is not None:
+            self.misbehaved("expected-hello", "a second hello", close=True)
+            return
         self.hello = msg
         refusal = pin_refusal(self.transport, msg.pubkey, self.settings.tls) \
             or self.manager.hello_received(self, msg)
+        if refusal is not None:
+            self.misbehaved(*refusal, close=True)
+
+    def _got_hello_proof(self, msg: HelloProof) -> None:
+        # The peer proves its hello's key (timecoin.p2p.handshake).
+        if self.hello is None:
+            self.misbehaved("expected-hello", "hello_proof before hello",
+                            close=True)
+            return
+        refusal = self.manager.proof_received(self, msg)
         if refusal is not None:
             self.misbehaved(*refusal, close=True)
             return

@@ -61,7 +61,11 @@ class P2PService(Service):
         self.settings = settings
         self.rng = rng if rng is not None else random.Random(os.urandom(16))
         self.table = PeerTable(Path(node.datadir) / "peers.json", reactor,
-                               settings.table_size, settings.max_failures)
+                               settings.table_size, settings.max_failures,
+                               settings.addr_buckets,
+                               settings.addr_bucket_size,
+                               settings.addr_buckets_per_source,
+                               settings.anchors)
         self.scores = Scores(reactor, settings.ban_threshold,
                              settings.ban_seconds, settings.score_half_life)
         self.manager = PeerManager(node, reactor, settings, self.rng,

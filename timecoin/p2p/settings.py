@@ -49,7 +49,29 @@ class P2PSettings:
     @ivar max_inbound_per_ip: inbound connections still in the handshake
         from one IP (after the handshake, identity allows one per IP).
     @ivar max_pending_handshakes: connections in the handshake at once.
+    @ivar max_pending_per_subnet: inbound connections still in the
+        handshake from one /24 (IPv4) or /48 (IPv6) at once.
+    @ivar evict_protect_rtt: when C{max_peers} is full, the inbound peers
+        with the lowest ping time protected from eviction.
+    @ivar evict_protect_blocks: ... the inbound peers that most recently
+        sent us a new block or proposal, protected.
+    @ivar evict_protect_votes: ... the inbound peers that most recently
+        sent us a new vote, protected.
+    @ivar evict_protect_txs: ... the inbound peers that most recently
+        sent us a new transaction, protected.
+    @ivar evict_protect_oldest: ... the longest-connected inbound peers,
+        protected (masternodes of the snapshot always are).
     @ivar table_size: addresses the peer table keeps.
+    @ivar addr_buckets: buckets of addresses learned by peer exchange.
+    @ivar addr_bucket_size: addresses one bucket holds.
+    @ivar addr_buckets_per_source: buckets the addresses from one source
+        (its /24, /48, or itself on loopback) may use: one source fills at
+        most C{addr_buckets_per_source * addr_bucket_size} entries.
+    @ivar anchors: last good outbound peers remembered across restarts and
+        always dialled, like the seeds.
+    @ivar learned_retry_max: the longest a learned address whose dial
+        failed waits before it may be dialled again (its dialer is freed at
+        once; the wait doubles per failure from C{initial_delay}).
     @ivar max_failures: consecutive failed dials after which a learned
         (non-seed) address is forgotten.
     @ivar handshake_timeout: seconds for both C{hello}s to be exchanged.
@@ -72,6 +94,10 @@ class P2PSettings:
     @ivar sync_batch: blocks asked for per C{get_blocks} (at most 100).
     @ivar sync_retry_after: a peer that failed a sync request is not asked
         again for this long.
+    @ivar sync_retry_max: the longest a peer that keeps not delivering
+        the blocks it claims is skipped (its skip doubles per miss).
+    @ivar sync_undelivered_points: misbehaviour points for a claim of
+        blocks a peer then did not deliver (C{sync-undelivered}).
     @ivar sync_window: C{get_blocks} requests in flight at once, all
         peers together; downloads never run more than C{sync_window *
         sync_batch} blocks past our tip.
@@ -129,7 +155,18 @@ class P2PSettings:
     max_outbound: int = 16
     max_inbound_per_ip: int = 1
     max_pending_handshakes: int = 64
+    max_pending_per_subnet: int = 8
+    evict_protect_rtt: int = 4
+    evict_protect_blocks: int = 4
+    evict_protect_votes: int = 4
+    evict_protect_txs: int = 4
+    evict_protect_oldest: int = 4
     table_size: int = 1000
+    addr_buckets: int = 64
+    addr_bucket_size: int = 16
+    addr_buckets_per_source: int = 4
+    anchors: int = 2
+    learned_retry_max: float = 3600.0
     max_failures: int = 10
     handshake_timeout: float = 10.0
     ping_interval: float = 30.0
@@ -149,6 +186,8 @@ class P2PSettings:
     save_interval: float = 300.0
     sync_batch: int = 100
     sync_retry_after: float = 60.0
+    sync_retry_max: float = 600.0
+    sync_undelivered_points: int = 10
     sync_window: int = 8
     sync_peer_requests: int = 4
     sync_request_timeout: float = 15.0

@@ -8,12 +8,20 @@ tick (1 s) and every read, so no flag can stay set:
 - C{idle}: no peer we can sync from has told us its height recently
   (none connected, all failed, or none heard from within
   C{sync_synced_ttl}).
-- C{catching-up}: a usable peer is more than C{sync_lag} blocks ahead.
-  If no block is connected for C{sync_stall_timeout} seconds the download
-  is reset, the peers ahead are skipped for C{sync_retry_after}, and the
-  state falls back to idle or synced.
+- C{catching-up}: a usable peer I{showed} a block more than C{sync_lag}
+  above our tip (with a commit certificate that verifies: proof), or a
+  usable peer claims more while we have no evidence of being current (see
+  L{BlockSync._judge}).  If no block is connected for
+  C{sync_stall_timeout} seconds the download is reset, the peers ahead are
+  skipped for C{sync_retry_after}, and the state falls back to idle or
+  synced.
 - C{synced}: a usable peer told us its height within C{sync_synced_ttl}
-  and none is more than C{sync_lag} ahead.
+  and neither proof nor a counting claim says we are behind.
+
+A claimed height is a hint for the downloader, never proof: a peer that
+does not deliver what it claims is charged C{sync-undelivered}, its claims
+stop counting, and its skip doubles per miss, so no peer (nor a few, with
+fresh identities) can keep a node out of consensus by lying about height.
 
 Heights come from C{hello}, C{tip} replies (every C{tip_interval}) and
 block announcements.  When a peer is ahead, the missing range is cut into
@@ -114,7 +122,15 @@ class PeerSync:
     What sync knows of one peer.
 
     @ivar height: the best height it claimed (lowered when it cannot
-        serve a range it claimed).
+        serve a range it claimed): a hint of where to download from, never
+        proof that we are behind.
+    @ivar shown: the highest block it proved: delivered or announced with
+        a commit certificate that verifies against the masternode
+        snapshot (a liar cannot forge one).
+    @ivar undelivered: requests in a row it let time out, or answered
+        empty below its claim; while non-zero its claims count neither
+        toward the sync state nor the best height, and each miss doubles
+        its skip period.  Reset when it delivers blocks.
     @ivar seen_at: when it last told us its height (or answered a range).
     @ivar failed_until: it is not asked for blocks before this time.
     @ivar in_flight: our C{get_blocks} requests it has not answered yet.
@@ -123,6 +139,8 @@ class PeerSync:
 
     key: str
     height: int = -1
+    shown: int = -1
+    undelivered: int = 0
     seen_at: float = float("-inf")
     failed_until: float = 0.0
     in_flight: int = 0
@@ -422,41 +440,88 @@ class BlockSync:
 
     def best_height(self) -> int:
         """
-        RPC C{headers}: the best height we know of from usable peers, or
-        ours.
+        RPC C{headers}: the best height usable peers showed us, or ours;
+        while catching up also the claims of peers not found out (a liar's
+        claim never shows here once its request failed, nor while we are
+        synced).
         """
-        return self.target_height()
+        now = self.clock.seconds()
+        usable = self._usable(now)
+        best = max([self.node.chain.height] + [p.shown for p in usable])
+        if self._state == CATCHING_UP:
+            best = max([best] + [p.height for p in usable
+                                 if not p.undelivered])
+        return best
 
     def _evaluate(self) -> str:
         """
-        Recompute the state from the peers' claims, the clock and our
-        height; reset a download that made no progress for
-        C{sync_stall_timeout}.
+        Recompute the state from what the peers showed and claimed, the
+        clock and our height (L{_judge}); reset a download that made no
+        progress for C{sync_stall_timeout}.
         """
         now = self.clock.seconds()
         ours = self.node.chain.height
         settings = self.settings
-        fresh = [p.height for p in self._usable(now)
-                 if now - p.seen_at <= settings.sync_synced_ttl]
-        if not fresh:
-            new = IDLE
-        elif max(fresh) > ours + settings.sync_lag:
-            new = CATCHING_UP
-        else:
-            new = SYNCED
+        new = self._judge(now, ours)
         if new == CATCHING_UP and self._state == CATCHING_UP and \
                 now - self._progress_at >= settings.sync_stall_timeout:
             self._stalled(now, ours)
-            fresh = [p.height for p in self._usable(now)
-                     if now - p.seen_at <= settings.sync_synced_ttl]
-            new = IDLE if not fresh else (
-                CATCHING_UP if max(fresh) > ours + settings.sync_lag
-                else SYNCED)
+            new = self._judge(now, ours)
             if new == CATCHING_UP:
                 self._progress_at = now
         if new != self._state:
             self._transition(new, now)
         return new
+
+    def _fresh(self, now: float) -> list[PeerSync]:
+        """
+        Usable peers whose height report is younger than
+        C{sync_synced_ttl}.
+        """
+        ttl = self.settings.sync_synced_ttl
+        return [p for p in self._usable(now) if now - p.seen_at <= ttl]
+
+    def _judge(self, now: float, ours: int) -> str:
+        """
+        The state the facts give, trusting nothing a peer says about
+        itself until shown:
+
+        - no fresh usable peer: C{idle};
+        - a peer showed a certified block more than C{sync_lag} above our
+          tip: C{catching-up} (proof);
+        - a peer merely claims more (its claim not found out yet): that
+          counts only while we have no evidence of being current, i.e. we
+          were not synced a moment ago and no fresh peer is at our height
+          (within C{sync_lag}).  So a node that starts empty next to peers
+          ahead believes them, while a node in consensus -- or one whose
+          peers agree with its height -- keeps taking part however many
+          peers claim more; the downloader still asks those claims (hints),
+          and a delivered block turns them into proof;
+        - otherwise C{synced}.
+        """
+        fresh = self._fresh(now)
+        if not fresh:
+            return IDLE
+        lag = self.settings.sync_lag
+        if max(p.shown for p in fresh) > ours + lag:
+            return CATCHING_UP
+        claims = [p for p in fresh
+                  if not p.undelivered and p.height > ours + lag]
+        if claims and not self._current(fresh, ours):
+            return CATCHING_UP
+        return SYNCED
+
+    def _current(self, fresh: list[PeerSync], ours: int) -> bool:
+        """
+        Whether we have evidence of being at the network's height: we were
+        synced at the last evaluation (or a quorum alone), or a fresh peer
+        reports our height within C{sync_lag}.
+        """
+        if self._state == SYNCED or (self._state == IDLE
+                                     and self._was_synced):
+            return True
+        lag = self.settings.sync_lag
+        return any(ours - lag <= p.height <= ours + lag for p in fresh)
 
     def _transition(self, new: str, now: float) -> None:
         old, height = self._state, self.node.chain.height
@@ -600,9 +665,10 @@ class BlockSync:
         if unpacked is None:
             return
         block, commit = unpacked
-        self._heard(conn, block.height)
+        peer = self._heard(conn, block.height)
         if block.height > height + 1:
             self.counters["block-ahead"] += 1
+            self._shown(peer, block, commit)
             self._pump()
             self._evaluate()
             return
@@ -847,6 +913,46 @@ class BlockSync:
                 batch.entries, batch.source, batch.size = None, None, 0
                 self.counters["sync-distrusted"] += 1
 
+    def _shown(self, peer: PeerSync, block: Block,
+               commit: CommitCertificate) -> None:
+        """
+        C{peer} sent C{block} with C{commit}: if the certificate verifies,
+        the block's height is shown (proof, not a claim), and the peer is
+        no longer counted as undelivering.
+        """
+        if block.height <= max(peer.shown, self.node.chain.height):
+            # Nothing to prove above our tip: only a delivery.
+            peer.undelivered = 0
+            return
+        if not self.certifies(commit, block.height, block.hash):
+            self.counters["sync-unproven"] += 1
+            return
+        peer.shown = block.height
+        peer.undelivered = 0
+
+    def _undelivered(self, conn: PeerProtocol, peer: PeerSync, start: int,
+                     count: int, charge: bool = True) -> None:
+        """
+        C{peer} claimed blocks from C{start} and delivered none of them
+        (its request timed out, or it answered empty): its claims stop
+        counting toward the state and the best height, it is skipped for
+        C{sync_retry_after} doubled per miss in a row (at most
+        C{sync_retry_max}), and charged C{sync-undelivered}.
+        """
+        peer.undelivered += 1
+        skip = min(self.settings.sync_retry_after
+                   * 2 ** (peer.undelivered - 1),
+                   self.settings.sync_retry_max)
+        peer.failed_until = max(peer.failed_until,
+                                self.clock.seconds() + skip)
+        self.counters["sync-undelivered"] += 1
+        points = self.settings.sync_undelivered_points if charge else 0
+        if self.manager.offence(conn, "sync-undelivered",
+                                f"claimed height {peer.height}, delivered "
+                                f"none of {start}..{start + count - 1}",
+                                points):
+            conn.close("banned", "sync-undelivered")
+
     def _penalize(self, key: str) -> None:
         peer = self.peers.get(key)
         if peer is not None:
@@ -1060,6 +1166,12 @@ class BlockSync:
             peer.slow += 1
             peer.failed_until = self.clock.seconds() + \
                 self.settings.sync_retry_after
+            conn = self.manager.ready.get(key)
+            if conn is not None:
+                # A peer that delivered before and went slow mid-range is
+                # skipped (its claims stop counting) but not charged.
+                self._undelivered(conn, peer, batch.start, batch.count,
+                                  charge=peer.blocks == 0)
         self._warn(key, "slow", "{peer} did not send blocks {start}..{end} "
                    "within {timeout} s; asking other peers", peer=key,
                    start=batch.start, end=batch.end,
@@ -1096,6 +1208,10 @@ class BlockSync:
         if not msg.blocks:
             self.counters["sync-empty"] += 1
             if peer is not None:
+                if peer.height > start:
+                    # It claimed start + 1 or more, so it holds start with
+                    # a certificate (only a tip may lack one): a lie.
+                    self._undelivered(conn, peer, start, count)
                 peer.height = min(peer.height, start - 1)
             self._pump()
             self._evaluate()
@@ -1119,6 +1235,8 @@ class BlockSync:
         if peer is not None:
             peer.blocks += len(entries)
             peer.height = max(peer.height, entries[-1][0].height)
+            self._shown(peer, *entries[-1])
+        self.manager.delivered(conn, "blocks")
         self.counters["sync-received"] += len(entries)
         self.max_buffered = max(self.max_buffered, sum(
             len(b.entries or ()) for b in self.batches.values()))
