@@ -467,7 +467,12 @@ class Gossip:
         (C{bad-message} or C{invalid-tx}).
         """
         offence: tuple[str, str] | None = None
-        for txid, value in msg.txs:
+        for n, (txid, value) in enumerate(msg.txs):
+            if conn.close_reason is not None:
+                # Banned or dropped while admitting the first ones: the
+                # rest are not built, let alone verified.
+                self.counters["tx-dropped:peer-gone"] += len(msg.txs) - n
+                return
             if self._duplicate_tx(conn, txid):
                 continue
             try:
@@ -491,8 +496,13 @@ class Gossip:
         Admit C{tx} from C{conn} now if none wait and this reactor turn
         has admitted fewer than L{P2PSettings.admit_slice}; else queue it
         behind the others (in order: parents before children), to be
-        admitted a slice per reactor turn.
+        admitted a slice per reactor turn.  Nothing from a connection
+        closed meanwhile (banned, dropped) is admitted: it is counted as
+        C{tx-dropped:peer-gone} instead.
         """
+        if conn.close_reason is not None:
+            self.counters["tx-dropped:peer-gone"] += 1
+            return
         if not self._admit and self._direct < self.settings.admit_slice:
             self._direct += 1
             if self._admit_call is None:
@@ -525,6 +535,10 @@ class Gossip:
         while self._admit and self._direct < self.settings.admit_slice:
             conn, tx = self._admit.popleft()
             self._admitting.discard(tx.txid)
+            if conn.close_reason is not None:
+                # Its sender was banned or dropped since: not verified.
+                self.counters["tx-dropped:peer-gone"] += 1
+                continue
             self._direct += 1
             self._submit(conn, tx)
         if self._admit:
