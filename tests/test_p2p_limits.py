@@ -469,8 +469,9 @@ class QueuedWorkTests(LimitsBase):
     def test_banned_sender_rest_of_txs_not_verified(self) -> None:
         """
         A peer banned by the first forged transaction of a txs line has
-        the rest of the line dropped (tx-dropped:peer-gone), none of them
-        verified.
+        the rest of the line dropped (tx-dropped:peer-gone, counted per
+        transaction in the gossip counters and once as a logged drop),
+        none of them verified.
         """
         wire = self.ready()
         self.scores.add(PEER_IP, 85)
@@ -480,6 +481,8 @@ class QueuedWorkTests(LimitsBase):
         self.assertTrue(self.scores.banned(PEER_IP))
         self.assertEqual(gossip.counters["tx-refused:bad-signature"], 1)
         self.assertEqual(gossip.counters["tx-dropped:peer-gone"], 19)
+        # One drop event, counted and logged with its reason.
+        self.assertEqual(self.manager.counters["tx-dropped:peer-gone"], 1)
 
     def test_admission_queue_of_closed_peer_dropped(self) -> None:
         """

@@ -471,7 +471,7 @@ class Gossip:
             if conn.close_reason is not None:
                 # Banned or dropped while admitting the first ones: the
                 # rest are not built, let alone verified.
-                self.counters["tx-dropped:peer-gone"] += len(msg.txs) - n
+                self._dropped_gone(conn, len(msg.txs) - n)
                 return
             if self._duplicate_tx(conn, txid):
                 continue
@@ -501,7 +501,7 @@ class Gossip:
         C{tx-dropped:peer-gone} instead.
         """
         if conn.close_reason is not None:
-            self.counters["tx-dropped:peer-gone"] += 1
+            self._dropped_gone(conn, 1)
             return
         if not self._admit and self._direct < self.settings.admit_slice:
             self._direct += 1
@@ -518,6 +518,16 @@ class Gossip:
         if self._admit_call is None:
             self._admit_call = self.clock.callLater(0, self._admit_some)
 
+    def _dropped_gone(self, conn: PeerProtocol, n: int) -> None:
+        """
+        C{n} transactions from C{conn}, closed since they came, are
+        dropped unverified: counted per transaction here, and once in the
+        manager's counters and its (rate-limited) log.
+        """
+        self.counters["tx-dropped:peer-gone"] += n
+        self.manager.offence(conn, "tx-dropped:peer-gone",
+                             f"{n} transactions of a closed connection", 0)
+
     @property
     def waiting(self) -> int:
         """
@@ -532,15 +542,18 @@ class Gossip:
         """
         self._admit_call = None
         self._direct = 0
+        gone: Counter[PeerProtocol] = Counter()
         while self._admit and self._direct < self.settings.admit_slice:
             conn, tx = self._admit.popleft()
             self._admitting.discard(tx.txid)
             if conn.close_reason is not None:
                 # Its sender was banned or dropped since: not verified.
-                self.counters["tx-dropped:peer-gone"] += 1
+                gone[conn] += 1
                 continue
             self._direct += 1
             self._submit(conn, tx)
+        for conn, n in gone.items():
+            self._dropped_gone(conn, n)
         if self._admit:
             self.counters["tx-admission-deferred"] += 1
         if self._admit or self._direct:

@@ -476,10 +476,15 @@ class PeerProtocol(LineOnlyReceiver):
         its socket (the request is dropped, counted).
         """
         if len(self.held) >= self.settings.held_requests:
-            self.manager.count("request-dropped:output-full")
+            # Counted and logged (rate-limited) like an offence of no
+            # points: the peer is not charged, being slow.
+            self.manager.offence(self, "request-dropped:output-full",
+                                 f"{msg.name}, {len(self.held)} held", 0)
             if not self.reading_paused:
                 self.reading_paused = True
-                self.manager.count("reading-paused")
+                self.manager.offence(
+                    self, "reading-paused",
+                    f"{self.output_buffered()} bytes unread", 0)
                 self._transport.pauseProducing()
             return
         self.manager.count("request-held")
