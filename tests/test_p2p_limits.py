@@ -365,6 +365,26 @@ class NestingTests(LimitsBase):
         self.assertEqual(len(offences), 2)
 
 
+    def test_banned_sender_one_line_per_connection(self) -> None:
+        """
+        Once the sender is banned, each further connection of it sending
+        nested JSON (on loopback, where a ban does not refuse the
+        connection) is counted and closed with one log line, without
+        being banned again or logging the ban again.
+        """
+        self.scores.ban("127.0.0.1")
+        for port in (40001, 40002, 40003):
+            wire = self.connect(ip="127.0.0.1", port=port)
+            wire.feed(b"[" * 1020)
+            self.assertEqual(wire.proto.state, CLOSED)
+        self.assertEqual(self.manager.counters["bad-json"], 3)
+        self.assertEqual(self.manager.counters["closed:banned"], 3)
+        self.assertEqual(self.manager.counters["bans"], 0)
+        lines = [e for e in self.events
+                 if e.get("log_namespace") == "timecoin.p2p.manager"]
+        self.assertEqual(len(lines), 3)
+
+
 class LimitsBeforeWorkTests(LimitsBase):
     """
     Size caps and rate limits are checked before a line is decoded.

@@ -646,8 +646,18 @@ class PeerProtocol(LineOnlyReceiver):
         """
         The peer did something wrong (or unacceptable): count and score it
         (L{OFFENCES}), then reply with an C{error}, or close, or both.
+
+        A scored offence of an identity banned already (a banned sender's
+        next connection, on loopback where bans do not refuse the
+        connection) is only counted: the connection closes with one log
+        line (C{banned}), not three per connection.
         """
         offence = OFFENCES.get(reason, Offence(0))
+        if offence.points > 0 and \
+                self.manager.scores.banned(self.peer_key or self.ip):
+            self.manager.count(reason)
+            self.close("banned", reason)
+            return
         banned = self.manager.offence(self, reason, detail, offence.points)
         if banned:
             self.close("banned", reason)
