@@ -369,8 +369,8 @@ class NestingTests(LimitsBase):
         """
         Once the sender is banned, each further connection of it sending
         nested JSON (on loopback, where a ban does not refuse the
-        connection) is counted and closed with one log line, without
-        being banned again or logging the ban again.
+        connection) is counted and closed, without being banned again;
+        one log line a minute for all of them.
         """
         self.scores.ban("127.0.0.1")
         for port in (40001, 40002, 40003):
@@ -381,8 +381,26 @@ class NestingTests(LimitsBase):
         self.assertEqual(self.manager.counters["closed:banned"], 3)
         self.assertEqual(self.manager.counters["bans"], 0)
         lines = [e for e in self.events
-                 if e.get("log_namespace") == "timecoin.p2p.manager"]
-        self.assertEqual(len(lines), 3)
+                 if e.get("log_namespace", "").startswith("timecoin.p2p")]
+        self.assertEqual(len(lines), 1)
+        self.assertEqual(lines[0]["reason"], "bad-json")
+
+
+    def test_handler_traceback_rate_limited(self) -> None:
+        """
+        A handler that fails on a peer's input logs its traceback once a
+        minute per message type, however many connections trigger it;
+        every failure is counted.
+        """
+        def broken(conn: Any, msg: Any) -> None:
+            raise ValueError("crafted input")
+
+        self.patch(self.manager, "message_received", broken)
+        for port in (40001, 40002, 40003):
+            wire = self.connect(port=port)
+            wire.feed(self.hello(listen_port=port), GetTip(id=1))
+        self.assertEqual(self.manager.counters["handler-error"], 3)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
 
 
 class LimitsBeforeWorkTests(LimitsBase):

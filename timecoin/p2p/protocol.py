@@ -68,8 +68,9 @@ if TYPE_CHECKING:
 log = Logger()
 
 LOG_REPEAT_SECONDS = 60.0
-"""A handler's traceback is logged at most once a minute per message type
-(a peer's crafted input must not turn into megabytes of log)."""
+"""A handler's traceback is logged at most once a minute per message type,
+and a banned IP's further connections once a minute per IP (a peer's
+crafted input must not turn into megabytes of log)."""
 
 INBOUND = "inbound"
 OUTBOUND = "outbound"
@@ -120,10 +121,10 @@ _TRACEBACKS: weakref.WeakKeyDictionary[Any, RateLimitedLog] = \
     weakref.WeakKeyDictionary()
 
 
-def _tracebacks(clock: IReactorTime) -> RateLimitedLog:
+def _limited_log(clock: IReactorTime) -> RateLimitedLog:
     """
-    The handler-traceback log limiter shared by every connection on
-    C{clock}.
+    The log limiter shared by every connection on C{clock} (handler
+    tracebacks by message type, banned senders by IP).
     """
     limited = _TRACEBACKS.get(clock)
     if limited is None:
@@ -454,8 +455,8 @@ class PeerProtocol(LineOnlyReceiver):
                 getattr(self, handler)(msg)
         except Exception:
             self.manager.count("handler-error")
-            if _tracebacks(self.clock).emit(
-                    msg.name, LogLevel.error,
+            if _limited_log(self.clock).emit(
+                    ("traceback", msg.name), LogLevel.error,
                     "handling {msg_type} from {peer} failed",
                     msg_type=msg.name, peer=self.peer,
                     log_failure=Failure()) is False:
@@ -599,10 +600,13 @@ class PeerProtocol(LineOnlyReceiver):
             self._overflow_call = self.clock.callLater(0, self._overflowed)
         return True
 
-    def close(self, reason: str, detail: str = "", tell: bool = True) -> None:
+    def close(self, reason: str, detail: str = "", tell: bool = True,
+              logged: bool = True) -> None:
         """
         End the connection for C{reason}, telling the peer with an
-        C{error} message first unless C{tell} is false.
+        C{error} message first unless C{tell} is false; the manager logs
+        and counts it unless C{logged} is false (then it is only counted:
+        the caller logged it).
 
         The peer leaves the manager's peer set now, not when the socket
         closes (a stalled socket never completes C{loseConnection}).  A
@@ -613,7 +617,10 @@ class PeerProtocol(LineOnlyReceiver):
         """
         if self.close_reason is not None or self.state == CLOSED:
             return
-        self.manager.closing(self, reason, detail)
+        if logged:
+            self.manager.closing(self, reason, detail)
+        else:
+            self.manager.count(f"closed:{reason}")
         stalled = reason in ABORT_AT_ONCE or \
             self.output_buffered() > self.settings.output_soft_bytes
         if tell and not stalled:
@@ -649,14 +656,19 @@ class PeerProtocol(LineOnlyReceiver):
 
         A scored offence of an identity banned already (a banned sender's
         next connection, on loopback where bans do not refuse the
-        connection) is only counted: the connection closes with one log
-        line (C{banned}), not three per connection.
+        connection) is only counted, and its connection closed: one log
+        line a minute per IP for all of them, not three per connection.
         """
         offence = OFFENCES.get(reason, Offence(0))
         if offence.points > 0 and \
                 self.manager.scores.banned(self.peer_key or self.ip):
             self.manager.count(reason)
-            self.close("banned", reason)
+            if _limited_log(self.clock).emit(
+                    ("banned", self.ip), LogLevel.info,
+                    "closing connection of banned {ip}: {reason}",
+                    ip=self.ip, peer=self.peer, reason=reason) is False:
+                self.manager.count("log-suppressed")
+            self.close("banned", reason, logged=False)
             return
         banned = self.manager.offence(self, reason, detail, offence.points)
         if banned:
