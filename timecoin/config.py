@@ -51,6 +51,10 @@ class Config:
     p2p_pong_timeout: float = 30.0
     p2p_max_missed_pongs: int = 3
     p2p_request_timeout: float = 30.0
+    p2p_output_soft_bytes: int = 1024 * 1024
+    p2p_output_hard_bytes: int = 32 * 1024 * 1024
+    p2p_held_requests: int = 16
+    p2p_close_grace: float = 2.0
     p2p_initial_delay: float = 5.0
     p2p_max_delay: float = 300.0
     p2p_passive_wait: float = 120.0

@@ -12,9 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 ZERO_HASH = b"\x00" * 32
+
+MAX_DEPTH = 64
+"""Nesting depth of arrays and objects L{decode} accepts by default (the
+deepest object we encode, a C{blocks} reply, nests less than ten).  Like
+the line length, a limit of the format every node must agree on, so a
+constant rather than a setting."""
 
 
 class EncodingError(ValueError):
@@ -43,20 +50,60 @@ _DECODER = json.JSONDecoder(parse_float=_reject_float,
 new C{JSONDecoder} (and scanner) for every call."""
 
 
-def decode(data: bytes | str) -> Any:
+_KEEP = b'"[]{}'
+_DROP = bytes(range(256)).translate(None, _KEEP)
+_BRACKETS = bytes.maketrans(b"[]{}", b"()()")
+_STRING = re.compile(rb'"[^"]*"')
+
+
+def nesting_within(data: bytes, max_depth: int) -> bool:
     """
-    Parse canonical JSON; floats and NaN are refused.  Same input rules
-    and errors as C{json.loads} (bytes in any of its detected encodings;
-    a UTF-8 byte-order mark in text is refused).
+    Whether the arrays and objects of the JSON text C{data} nest at most
+    C{max_depth} deep, found without parsing: escapes are removed, then
+    everything but quotes and brackets, then strings, and each pass of
+    removing the innermost C{()} pairs peels one level.  A few C-speed
+    passes over the line (about a sixth of what decoding it costs), so a
+    line nested thousands deep is refused before the decoder recurses.
+    A few brackets left unbalanced (invalid JSON anyway) do not count:
+    the decoder reports them; more unclosed ones than C{max_depth} do.
+    """
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    shape = data.translate(_BRACKETS, _DROP).replace(b'""', b"")
+    if b'"' in shape:
+        shape = _STRING.sub(b"", shape)
+    for _ in range(max_depth):
+        if b"()" not in shape:
+            break
+        shape = shape.replace(b"()", b"")
+    return b"()" not in shape and shape.count(b"(") <= max_depth
+
+
+def decode(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
+    """
+    Parse canonical JSON; floats and NaN are refused, and so is nesting
+    deeper than C{max_depth} (L{nesting_within}).  Same input rules and
+    errors as C{json.loads} (bytes in any of its detected encodings; a
+    UTF-8 byte-order mark in text is refused); every failure, a
+    C{RecursionError} of the decoder included, is an L{EncodingError}.
     """
     try:
-        if not isinstance(data, str):
-            data = data.decode(json.detect_encoding(data), "surrogatepass")
+        if isinstance(data, str):
+            raw = data.encode("utf-8", "surrogatepass")
+        else:
+            encoding = json.detect_encoding(data)
+            raw = data
+            data = data.decode(encoding, "surrogatepass")
+            if encoding != "utf-8":
+                raw = data.encode("utf-8", "surrogatepass")
+        if not nesting_within(raw, max_depth):
+            raise EncodingError(
+                f"invalid JSON: nested deeper than {max_depth}")
         if data.startswith("\ufeff"):
             raise json.JSONDecodeError(
                 "Unexpected UTF-8 BOM (decode using utf-8-sig)", data, 0)
         return _DECODER.decode(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         if isinstance(e, EncodingError):
             raise
         raise EncodingError(f"invalid JSON: {e}") from e

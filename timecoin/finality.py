@@ -704,6 +704,12 @@ class Finality:
             return reason
         entry = self._subject(vote.txid)
         if entry is None or entry.state == FINALIZED:
+            # A vote on a transaction not seen here may be kept as an
+            # orphan: its signature is checked first, so forged votes
+            # never take the orphan pool's slots.
+            if entry is None and self.mempool.state_of(vote.txid) is None \
+                    and not self._signature_ok(vote):
+                return "vote-bad-signature"
             return UNKNOWN_TX
         first = entry.votes.get(vote.voter)
         if first is not None and isinstance(first, TxVote) and \

@@ -467,7 +467,12 @@ class Gossip:
         (C{bad-message} or C{invalid-tx}).
         """
         offence: tuple[str, str] | None = None
-        for txid, value in msg.txs:
+        for n, (txid, value) in enumerate(msg.txs):
+            if conn.close_reason is not None:
+                # Banned or dropped while admitting the first ones: the
+                # rest are not built, let alone verified.
+                self._dropped_gone(conn, len(msg.txs) - n)
+                return
             if self._duplicate_tx(conn, txid):
                 continue
             try:
@@ -491,8 +496,13 @@ class Gossip:
         Admit C{tx} from C{conn} now if none wait and this reactor turn
         has admitted fewer than L{P2PSettings.admit_slice}; else queue it
         behind the others (in order: parents before children), to be
-        admitted a slice per reactor turn.
+        admitted a slice per reactor turn.  Nothing from a connection
+        closed meanwhile (banned, dropped) is admitted: it is counted as
+        C{tx-dropped:peer-gone} instead.
         """
+        if conn.close_reason is not None:
+            self._dropped_gone(conn, 1)
+            return
         if not self._admit and self._direct < self.settings.admit_slice:
             self._direct += 1
             if self._admit_call is None:
@@ -508,6 +518,16 @@ class Gossip:
         if self._admit_call is None:
             self._admit_call = self.clock.callLater(0, self._admit_some)
 
+    def _dropped_gone(self, conn: PeerProtocol, n: int) -> None:
+        """
+        C{n} transactions from C{conn}, closed since they came, are
+        dropped unverified: counted per transaction here, and once in the
+        manager's counters and its (rate-limited) log.
+        """
+        self.counters["tx-dropped:peer-gone"] += n
+        self.manager.offence(conn, "tx-dropped:peer-gone",
+                             f"{n} transactions of a closed connection", 0)
+
     @property
     def waiting(self) -> int:
         """
@@ -522,11 +542,18 @@ class Gossip:
         """
         self._admit_call = None
         self._direct = 0
+        gone: Counter[PeerProtocol] = Counter()
         while self._admit and self._direct < self.settings.admit_slice:
             conn, tx = self._admit.popleft()
             self._admitting.discard(tx.txid)
+            if conn.close_reason is not None:
+                # Its sender was banned or dropped since: not verified.
+                gone[conn] += 1
+                continue
             self._direct += 1
             self._submit(conn, tx)
+        for conn, n in gone.items():
+            self._dropped_gone(conn, n)
         if self._admit:
             self.counters["tx-admission-deferred"] += 1
         if self._admit or self._direct:

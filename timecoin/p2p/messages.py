@@ -21,6 +21,7 @@ legal line and the line receiver's C{MAX_LENGTH}.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar
@@ -28,6 +29,7 @@ from typing import Any, ClassVar, TypeVar
 from timecoin import params
 from timecoin.block import MAX_CERT_VOTES, Block, BlockHeader, CommitCertificate
 from timecoin.encoding import (
+    MAX_DEPTH,
     EncodingError,
     canonical,
     decode,
@@ -771,20 +773,62 @@ assert MAX_MESSAGE_BYTES == MAX_LINE_BYTES
 assert MAX_BLOCK_ENTRY_BYTES + BLOCKS_ENVELOPE_BYTES < MAX_LINE_BYTES
 
 
-def parse_line(line: bytes) -> Message:
+UNSNIFFED_BYTES = Message.max_bytes
+"""The longest line decoded whose type L{sniff_type} cannot tell."""
+_TYPE_MEMBER = re.compile(rb'"type"\s*:\s*"([a-z_]{1,32})"')
+
+
+def sniff_type(line: bytes) -> str | None:
+    """
+    The type C{line} declares, found without decoding it: the name in its
+    one literal C{"type":"name"} member.  C{None} when there is none or
+    more than one (a string cannot hold one -- its quotes are escaped --
+    and no message nests a C{type} member, so every line we send has
+    exactly one).  The search stops at the second match, so the cost is
+    one C-speed scan of the line however it is built.
+    """
+    found: str | None = None
+    for n, match in enumerate(_TYPE_MEMBER.finditer(line)):
+        if n:
+            return None
+        found = match.group(1).decode("ascii")
+    return found
+
+
+def line_cap(kind: str | None) -> int:
+    """
+    The longest line of sniffed type C{kind} worth decoding: its type's
+    C{max_bytes}, or L{UNSNIFFED_BYTES} for a line whose type is unknown
+    or could not be sniffed.
+    """
+    cls = MESSAGES.get(kind) if kind is not None else None
+    return UNSNIFFED_BYTES if cls is None else cls.max_bytes
+
+
+def parse_line(line: bytes, max_depth: int = MAX_DEPTH) -> Message:
     """
     Parse one line (without its newline) into a message.
+
+    Limits come before work: the size cap of the type the line declares
+    (L{sniff_type}, L{line_cap}) is checked before the line is decoded,
+    and the decoder refuses nesting deeper than C{max_depth}; a line whose
+    decoded type is not the one it declared is refused.
 
     @raise MessageError: with reason C{not-utf8}, C{bad-json},
         C{not-an-object}, C{no-type}, C{unknown-type},
         C{message-too-large} or C{bad-message}.
     """
+    sniffed = sniff_type(line)
+    cap = line_cap(sniffed)
+    if len(line) > cap:
+        raise MessageError("message-too-large",
+                           f"{sniffed or 'line'} of {len(line)} bytes > {cap}")
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:
         raise MessageError("not-utf8", str(e)[:80]) from e
     try:
-        obj = decode(text)
+        obj = decode(text, max_depth)
     except EncodingError as e:
         raise MessageError("bad-json", str(e)[:80]) from e
     if not isinstance(obj, dict):
@@ -798,6 +842,9 @@ def parse_line(line: bytes) -> Message:
     if len(line) > cls.max_bytes:
         raise MessageError("message-too-large",
                            f"{kind} of {len(line)} bytes > {cls.max_bytes}")
+    if sniffed is not None and sniffed != kind:
+        raise MessageError("bad-message",
+                           f"declares {sniffed[:32]} but is {kind[:32]}")
     try:
         return cls.parse(obj)
     except (EncodingError, ValueError, TypeError, KeyError) as e:

@@ -17,18 +17,28 @@ dials one peer with exponential backoff and jitter.
 from __future__ import annotations
 
 import random
-from collections import Counter
+import weakref
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer, task
-from twisted.internet.interfaces import IConnector, IDelayedCall, IReactorTime
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.interfaces import (
+    IConnector,
+    IDelayedCall,
+    IPushProducer,
+    IReactorTime,
+)
 from twisted.internet.protocol import ReconnectingClientFactory, ServerFactory
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.protocols.basic import LineOnlyReceiver
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from timecoin.encoding import sha256
+from timecoin.logs import RateLimitedLog
 from timecoin.p2p.handshake import HelloProof
 from timecoin.p2p.messages import (
     MAX_ID,
@@ -42,7 +52,9 @@ from timecoin.p2p.messages import (
     Pong,
     Request,
     Response,
+    line_cap,
     parse_line,
+    sniff_type,
     with_id,
 )
 from timecoin.p2p.peers import normalize_ip, peer_key
@@ -55,6 +67,11 @@ if TYPE_CHECKING:
     from timecoin.p2p.manager import PeerManager
 
 log = Logger()
+
+LOG_REPEAT_SECONDS = 60.0
+"""A handler's traceback is logged at most once a minute per message type,
+and a banned IP's further connections once a minute per IP (a peer's
+crafted input must not turn into megabytes of log)."""
 
 INBOUND = "inbound"
 OUTBOUND = "outbound"
@@ -93,6 +110,57 @@ STATES: dict[str, dict[str, str]] = {
 }
 """Per connection state: the message types accepted and their handler."""
 
+SERVED = frozenset({"get_peers", "get_blocks", "get_tip", "get_tx_votes"})
+"""Requests we answer: held, not served, while the peer's output buffer is
+above L{P2PSettings.output_soft_bytes}."""
+
+RESPONSES = frozenset(name for name, handler in STATES[READY].items()
+                      if handler == "_got_response")
+"""Responses to our requests: a line of one that no pending request
+expects is refused before it is decoded."""
+
+_TRACEBACKS: weakref.WeakKeyDictionary[Any, RateLimitedLog] = \
+    weakref.WeakKeyDictionary()
+
+
+def _limited_log(clock: IReactorTime) -> RateLimitedLog:
+    """
+    The log limiter shared by every connection on C{clock} (handler
+    tracebacks by message type, banned senders by IP).
+    """
+    limited = _TRACEBACKS.get(clock)
+    if limited is None:
+        limited = _TRACEBACKS[clock] = RateLimitedLog(log, clock,
+                                                      LOG_REPEAT_SECONDS)
+    return limited
+
+
+ABORT_AT_ONCE = frozenset({"output-overflow"})
+"""Close reasons that say the peer does not read: its connection is
+aborted at once instead of flushing an C{error} it will never see."""
+
+
+def output_buffered(transport: Any) -> int:
+    """
+    Bytes written to C{transport} that it has not handed to the kernel yet:
+    Twisted's TCP buffers (C{FileDescriptor}), under TLS its unencrypted
+    backlog too; a fake transport may say with C{output_buffered()}; 0 for
+    anything else (an unknown transport is not bounded).
+    """
+    total = 0
+    for _ in range(3):
+        if isinstance(transport, TLSMemoryBIOProtocol):
+            total += sum(len(data) for data in
+                         getattr(transport, "_appSendBuffer", ()))
+            transport = transport.transport
+        elif isinstance(transport, FileDescriptor):
+            return (total + len(transport.dataBuffer) - transport.offset
+                    + transport._tempDataLen)
+        else:
+            measure = getattr(transport, "output_buffered", None)
+            return total + (int(measure()) if callable(measure) else 0)
+    return total
+
 
 class RequestFailed(Exception):
     """
@@ -122,9 +190,18 @@ READ_SIZE = 256 * 1024
 """Bytes read from a peer's socket per reactor turn at most."""
 
 
+@implementer(IPushProducer)
 class PeerProtocol(LineOnlyReceiver):
     """
     A connection to a peer, inbound or outbound.
+
+    Output is bounded per connection: the protocol is its transport's
+    streaming producer (L{resumeProducing} says the peer drained what we
+    wrote); while more than C{output_soft_bytes} wait, the peer's requests
+    are held (at most C{held_requests}, then its socket is not read) and
+    served once it drains; past C{output_hard_bytes} it is dropped.  A
+    dropped peer leaves the manager's peer set at once (L{close}), and its
+    socket is aborted, at once or after C{close_grace}.
 
     @ivar direction: L{INBOUND} or L{OUTBOUND}.
     @ivar state: L{CONNECTING}, L{HELLO}, L{READY} or L{CLOSED}.
@@ -173,6 +250,12 @@ class PeerProtocol(LineOnlyReceiver):
         self._buffered = 0
         self._handshake_call: IDelayedCall | None = None
         self._pinger: task.LoopingCall | None = None
+        self._abort_call: IDelayedCall | None = None
+        self._overflow_call: IDelayedCall | None = None
+        self.held: deque[Message] = deque()
+        """Requests waiting for the peer to read what we sent before."""
+        self.reading_paused = False
+        """Whether we stopped reading the peer's socket (too many held)."""
         self.limiter = RateLimiter(self.clock, self.settings.rate_limits)
         self.line_digest: bytes | None = None
         """The SHA-256 of the ready-state line being handled (handlers
@@ -205,6 +288,12 @@ class PeerProtocol(LineOnlyReceiver):
             # admission slice takes, and the backlog grew.
             self._transport.bufferSize = READ_SIZE
             self._transport.SEND_LIMIT = READ_SIZE
+        register = getattr(self._transport, "registerProducer", None)
+        if register is not None:
+            try:
+                register(self, True)
+            except RuntimeError:  # pragma: no cover - a producer already
+                pass
         address = self._transport.getPeer()
         self.ip = normalize_ip(str(getattr(address, "host", "")))
         self.remote_port = int(getattr(address, "port", 0) or 0)
@@ -303,6 +392,9 @@ class PeerProtocol(LineOnlyReceiver):
                 self._repeated(*repeated)
                 return
         in_hello = state == HELLO
+        sniffed = sniff_type(line) if state == READY else None
+        if sniffed is not None and not self._worth_decoding(sniffed, line):
+            return
         try:
             msg = parse_line(line)
         except MessageError as e:
@@ -322,7 +414,42 @@ class PeerProtocol(LineOnlyReceiver):
             self.misbehaved("rate-limited", name)
             return
         self.received[name] += 1
+        if name in SERVED and (self.held or self.output_buffered()
+                               > self.settings.output_soft_bytes):
+            self._hold(msg)
+            return
         self.line_digest = digest
+        try:
+            self._dispatch(handler, msg)
+        finally:
+            self.line_digest = None
+
+    def _worth_decoding(self, kind: str, line: bytes) -> bool:
+        """
+        Limits before work, for a ready-state C{line} declaring type
+        C{kind} (L{sniff_type}): a response longer than any response our
+        pending requests await, or a type whose rate limit has no token
+        left, is refused before the line is decoded.
+        """
+        if kind not in STATES[READY]:
+            return True  # unknown or misplaced: parse_line says which
+        if kind in RESPONSES:
+            awaited = max((line_cap(entry.response)
+                           for entry in self.requests.values()), default=0)
+            if len(line) > awaited:
+                self.misbehaved("unsolicited-response",
+                                f"{kind} of {len(line)} bytes, not decoded")
+                return False
+        if self.limiter.exhausted(kind):
+            self.misbehaved("rate-limited", kind)
+            return False
+        return True
+
+    def _dispatch(self, handler: str, msg: Message) -> None:
+        """
+        Hand C{msg} to C{handler}; an exception is counted and its
+        traceback logged at most once per L{LOG_REPEAT_SECONDS} per type.
+        """
         try:
             if handler == "_to_manager":
                 self.manager.message_received(self, msg)
@@ -330,10 +457,80 @@ class PeerProtocol(LineOnlyReceiver):
                 getattr(self, handler)(msg)
         except Exception:
             self.manager.count("handler-error")
-            log.failure("handling {msg_type} from {peer} failed",
-                        msg_type=name, peer=self.peer)
-        finally:
-            self.line_digest = None
+            if _limited_log(self.clock).emit(
+                    ("traceback", msg.name), LogLevel.error,
+                    "handling {msg_type} from {peer} failed",
+                    msg_type=msg.name, peer=self.peer,
+                    log_failure=Failure()) is False:
+                self.manager.count("log-suppressed")
+
+    # Bounded output ------------------------------------------------------
+
+    def output_buffered(self) -> int:
+        """
+        Bytes we wrote to this peer that still wait in our transport.
+        """
+        return output_buffered(self.transport)
+
+    def _hold(self, msg: Message) -> None:
+        """
+        The peer asked for more while it has not read what we sent: keep
+        the request until it drains; past C{held_requests}, stop reading
+        its socket (the request is dropped, counted).
+        """
+        if len(self.held) >= self.settings.held_requests:
+            # Counted and logged (rate-limited) like an offence of no
+            # points: the peer is not charged, being slow.
+            self.manager.offence(self, "request-dropped:output-full",
+                                 f"{msg.name}, {len(self.held)} held", 0)
+            if not self.reading_paused:
+                self.reading_paused = True
+                self.manager.offence(
+                    self, "reading-paused",
+                    f"{self.output_buffered()} bytes unread", 0)
+                self._transport.pauseProducing()
+            return
+        self.manager.count("request-held")
+        self.held.append(msg)
+
+    def _serve_held(self) -> None:
+        """
+        Serve held requests while the peer's output buffer is under the
+        soft bound; resume reading once none are held.
+        """
+        soft = self.settings.output_soft_bytes
+        while self.held and self.state == READY and \
+                self.close_reason is None and self.output_buffered() <= soft:
+            self._dispatch("_to_manager", self.held.popleft())
+        if not self.held and self.reading_paused and self.state == READY:
+            self.reading_paused = False
+            self._transport.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        """
+        The transport's write buffer is full (L{IPushProducer}); nothing
+        to do: L{send_line} measures the buffer itself.
+        """
+
+    def resumeProducing(self) -> None:
+        """
+        The transport wrote out its buffer (L{IPushProducer}): serve what
+        was held.
+        """
+        if self.held or self.reading_paused:
+            self._serve_held()
+
+    def stopProducing(self) -> None:
+        """
+        The transport is going away (L{IPushProducer}).
+        """
+        self.held.clear()
+
+    def _overflowed(self) -> None:
+        self._overflow_call = None
+        self.misbehaved("output-overflow",
+                        f"{self.output_buffered()} bytes unread > "
+                        f"{self.settings.output_hard_bytes}", close=True)
 
     def _repeated(self, name: str, owner: Any) -> None:
         """
@@ -348,20 +545,34 @@ class PeerProtocol(LineOnlyReceiver):
         owner.line_repeated(name)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
-        was = self.state
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        self._abort_call = None
+        if self._overflow_call is not None and self._overflow_call.active():
+            self._overflow_call.cancel()
+        self._overflow_call = None
+        if self.state == CLOSED:
+            return  # close() let the manager know already
+        failed = tls_failure(reason)
+        if failed is not None and self.close_reason is None:
+            self.close_reason = "tls-failed"
+            self.manager.closing(self, "tls-failed", failed)
+        self._gone()
+
+    def _gone(self) -> None:
+        """
+        The connection is over for us: no more timers or held requests,
+        out of the manager's peer set, pending requests failed.
+        """
         self.state = CLOSED
         self._stop_timers()
+        self.held.clear()
+        self.manager.connection_lost(self)
         pending, self.requests = self.requests, {}
         for entry in pending.values():
             if entry.call.active():
                 entry.call.cancel()
             entry.deferred.errback(RequestFailed("connection-lost"))
-        failed = tls_failure(reason)
-        if failed is not None and self.close_reason is None:
-            self.close_reason = "tls-failed"
-            self.manager.closing(self, "tls-failed", failed)
-        if was != CLOSED:
-            self.manager.connection_lost(self)
 
     # Sending -------------------------------------------------------------
 
@@ -378,32 +589,89 @@ class PeerProtocol(LineOnlyReceiver):
         if self.state == CLOSED or self.transport is None or \
                 self._transport.disconnecting:
             return False
+        if self._overflow_call is not None:
+            self.manager.count("send-dropped:output-overflow")
+            return False
         self.bytes_out += len(line) + 1
         self.sent[name] += 1
         self.sendLine(line)
+        if self.close_reason is None and \
+                self.output_buffered() > self.settings.output_hard_bytes:
+            # Dropped next turn, not here: a sender may be iterating the
+            # peer set this drop changes.
+            self._overflow_call = self.clock.callLater(0, self._overflowed)
         return True
 
-    def close(self, reason: str, detail: str = "", tell: bool = True) -> None:
+    def close(self, reason: str, detail: str = "", tell: bool = True,
+              logged: bool = True) -> None:
         """
         End the connection for C{reason}, telling the peer with an
-        C{error} message first unless C{tell} is false.
+        C{error} message first unless C{tell} is false; the manager logs
+        and counts it unless C{logged} is false (then it is only counted:
+        the caller logged it).
+
+        The peer leaves the manager's peer set now, not when the socket
+        closes (a stalled socket never completes C{loseConnection}).  A
+        peer that does not read (its output above the soft bound, or a
+        reason in L{ABORT_AT_ONCE}) or that is not told is aborted at
+        once; else the socket flushes the C{error} for up to
+        C{close_grace} seconds and is then aborted.
         """
         if self.close_reason is not None or self.state == CLOSED:
             return
-        self.manager.closing(self, reason, detail)
-        if tell:
+        if logged:
+            self.manager.closing(self, reason, detail)
+        else:
+            self.manager.count(f"closed:{reason}")
+        stalled = reason in ABORT_AT_ONCE or \
+            self.output_buffered() > self.settings.output_soft_bytes
+        if tell and not stalled:
             self.send(Error(reason, detail))
         self.close_reason = reason
-        self._stop_timers()
-        self._transport.loseConnection()
+        transport = self._transport
+        try:
+            transport.unregisterProducer()
+        except (AttributeError, RuntimeError):
+            pass  # a transport without producers, or none registered
+        if stalled or not tell:
+            transport.abortConnection()
+        else:
+            transport.loseConnection()
+            self._abort_call = self.clock.callLater(
+                self.settings.close_grace, self._abort)
+        if self.state != CLOSED:
+            self._gone()
+
+    def _abort(self) -> None:
+        """
+        The grace after L{close} is over: abort a socket still open.
+        """
+        self._abort_call = None
+        self.manager.count("aborted-after-grace")
+        self._transport.abortConnection()
 
     def misbehaved(self, reason: str, detail: str = "",
                    close: bool = False) -> None:
         """
         The peer did something wrong (or unacceptable): count and score it
         (L{OFFENCES}), then reply with an C{error}, or close, or both.
+
+        A scored offence of an identity banned already (a banned sender's
+        next connection, on loopback where bans do not refuse the
+        connection) is only counted, and its connection closed: one log
+        line a minute per IP for all of them, not three per connection.
         """
         offence = OFFENCES.get(reason, Offence(0))
+        if offence.points > 0 and \
+                self.manager.scores.banned(self.peer_key or self.ip):
+            self.manager.count(reason)
+            if _limited_log(self.clock).emit(
+                    ("banned", self.ip), LogLevel.info,
+                    "closing connection of banned {ip}: {reason}",
+                    ip=self.ip, peer=self.peer, reason=reason) is False:
+                self.manager.count("log-suppressed")
+            self.close("banned", reason, logged=False)
+            return
         banned = self.manager.offence(self, reason, detail, offence.points)
         if banned:
             self.close("banned", reason)
@@ -461,6 +729,8 @@ class PeerProtocol(LineOnlyReceiver):
     # Ping ----------------------------------------------------------------
 
     def _ping_tick(self) -> None:
+        if self.held or self.reading_paused:
+            self._serve_held()
         now = self.clock.seconds()
         for nonce, sent_at in list(self.pings.items()):
             if now - sent_at >= self.settings.pong_timeout:

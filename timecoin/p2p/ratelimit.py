@@ -33,6 +33,13 @@ class TokenBucket:
             return True
         return False
 
+    def level(self) -> float:
+        """
+        The tokens there are now (none taken).
+        """
+        return min(self.burst, self.tokens
+                   + (self.clock.seconds() - self.at) * self.rate)
+
 
 class RateLimiter:
     """
@@ -52,3 +59,11 @@ class RateLimiter:
         """
         bucket = self._buckets.get(name)
         return bucket is None or bucket.take(cost)
+
+    def exhausted(self, name: str) -> bool:
+        """
+        Whether not even one message of type C{name} would pass now (a
+        check before the work of decoding it; nothing is taken).
+        """
+        bucket = self._buckets.get(name)
+        return bucket is not None and bucket.level() < 1

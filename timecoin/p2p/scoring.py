@@ -48,6 +48,7 @@ OFFENCES: dict[str, Offence] = {
     "too-many-from-ip": Offence(0, True),
     "handshake-timeout": Offence(0, True),
     "ping-timeout": Offence(0, True),
+    "output-overflow": Offence(0, True, reply=False),
     "banned": Offence(0, True),
     "shutdown": Offence(0, True),
     "tls-unexpected": Offence(0, True),

@@ -143,6 +143,19 @@ class P2PSettings:
     @ivar ban_seconds: how long a ban lasts.
     @ivar score_half_life: seconds in which a score halves.
     @ivar rate_limits: per message type, (per second, burst).
+    @ivar output_soft_bytes: while more than this many bytes we wrote to
+        a peer wait in its transport (it reads slower than we answer), its
+        requests (C{get_blocks}, C{get_peers}, C{get_tip},
+        C{get_tx_votes}) are held, not served, until the buffer drains.
+    @ivar output_hard_bytes: a peer with more than this many bytes waiting
+        in its transport is dropped (C{output-overflow}).
+    @ivar held_requests: requests held per peer at most; past it we stop
+        reading the peer's socket until its buffer drains (an honest peer
+        never has more than its own C{max_pending_requests} in flight).
+    @ivar close_grace: seconds a closed connection may take to flush its
+        last C{error} line before it is aborted (a peer that does not
+        read, or a ping timeout, is aborted at once).  The peer leaves
+        the peer set at once either way.
     @ivar tls: run every connection inside TLS with certificates pinned to
         the node keys (L{timecoin.p2p.tls}); all peers must agree.
     """
@@ -209,6 +222,10 @@ class P2PSettings:
     ban_threshold: float = 100.0
     ban_seconds: float = 3600.0
     score_half_life: float = 600.0
+    output_soft_bytes: int = 1024 * 1024
+    output_hard_bytes: int = 32 * 1024 * 1024
+    held_requests: int = 16
+    close_grace: float = 2.0
     tls: bool = False
     rate_limits: dict[str, tuple[float, float]] = field(
         default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
