@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.task import Clock
+from twisted.trial import unittest
 
 from tests.helpers import START, addr, key
+from tests.test_p2p_network import Cluster
 from tests.test_p2p_protocol import ProtocolTestBase, Wire, make_node
 from timecoin.genesis import make_genesis, write_genesis
 from timecoin.masternodes import Masternode
@@ -225,3 +227,30 @@ class PendingLimitTests(SlotTestBase):
         self.assertEqual(self.manager.counters["handshake-evicted"], 1)
         self.assertTrue(all(w.proto.close_reason is None
                             for w in silent[1:]))
+
+
+class NetworkEvictionTests(unittest.TestCase):
+    """
+    Whole nodes on the fake network: slots held by identities that only
+    answer pings are taken back for an honest node.
+    """
+
+    def test_honest_node_reconnects_to_full_hub(self) -> None:
+        """
+        A hub with max_peers 12 is filled by 12 nodes that do nothing but
+        answer pings (one /24); an honest node that dials it afterwards is
+        connected within seconds, and one of the fillers was evicted.
+        (Before: refused with too-many-peers as long as they stayed.)
+        """
+        cluster = Cluster(self)
+        hub = cluster.start("10.0.0.1", 20, max_peers=12)
+        for i in range(12):
+            cluster.start(f"10.66.0.{i + 1}", 100 + i,
+                          connect=("10.0.0.1:24200",))
+            cluster.net.advance(1)
+        self.assertEqual(len(hub.manager.ready), 12)
+        cluster.start("10.0.0.2", 21, connect=("10.0.0.1:24200",))
+        cluster.net.advance(5)
+        self.assertIn("10.0.0.2", hub.manager.ready)
+        self.assertEqual(len(hub.manager.ready), 12)
+        self.assertGreaterEqual(hub.manager.counters["evicted"], 1)

@@ -27,12 +27,13 @@ from tests.test_consensus import IPS as CLUSTER_IPS
 from tests.test_consensus import PORT as CLUSTER_PORT
 from tests.test_consensus import MasternodeCluster
 from tests.test_sync import PORT, PRODUCER, SyncNet, hashes, silent_after
+from timecoin.block import CommitCertificate, Vote
 from timecoin.config import Config
 from timecoin.node import Node
-from timecoin.p2p.messages import GetTip, Hello, Tip
+from timecoin.p2p.messages import BlockMsg, GetTip, Hello, Tip
 from timecoin.p2p.service import P2PService
 from timecoin.p2p.settings import P2PSettings
-from timecoin.p2p.sync import SYNCED
+from timecoin.p2p.sync import CATCHING_UP, SYNCED
 from timecoin.storage.memory import MemoryStore
 from timecoin.wallet import write_private
 
@@ -347,3 +348,56 @@ class FourMasternodeTests(unittest.TestCase):
         liar.stopService()
         result_of(liar.node.stopService())
         cluster.net.flush()
+
+
+class ForgedProofTests(unittest.TestCase):
+    """
+    Only a certificate that verifies is proof that a node is behind.
+    """
+
+    def test_forged_certificate_is_not_proof(self) -> None:
+        """
+        A liar announces real blocks beyond a synced follower's tip with
+        forged certificates (the masternode's key, zero signatures): the
+        follower stays synced and checks one certificate (sync-unproven);
+        a second forgery within sync_unproven_cooldown costs no signature
+        check (sync-unproven-skipped).  After the cooldown the same block
+        with its real certificate is proof: the follower is catching-up.
+        (Before: the first announcement alone made it catching-up.)
+        """
+        net = SyncNet(self, block_time=BLOCK_TIME)
+        producer = net.start(PRODUCER, 0)
+        net.grow(producer.node, 10)
+        follower = net.start("10.0.0.2", 21, connect=(PRODUCER,))
+        liar = make_liar(net, "10.0.1.1", 41, ("10.0.0.2",))
+        net.advance(1, step=BLOCK_TIME)
+        self.assertEqual(follower.sync.state, SYNCED)
+        net.net.partition("10.0.0.2", PRODUCER)
+        net.net.partition("10.0.1.1", PRODUCER)
+        net.grow(producer.node, 6)
+        producer.node.consensus.stop()
+        ours = follower.node.chain.height
+        conn = liar.manager.ready["10.0.0.2"]
+
+        def announce(height: int, forged: bool) -> None:
+            block, commit = result_of(producer.node.committed_block(height))
+            if forged:
+                commit = CommitCertificate(
+                    commit.height, commit.round, commit.block_hash,
+                    tuple(Vote(v.voter, b"\x00" * 64)
+                          for v in commit.votes))
+            conn.send(BlockMsg(block, commit))
+            net.net.flush()
+
+        sync = follower.sync
+        announce(ours + 5, forged=True)
+        self.assertEqual(sync.counters["sync-unproven"], 1)
+        self.assertTrue(sync.is_synced())
+        announce(ours + 4, forged=True)
+        self.assertEqual(sync.counters["sync-unproven"], 1)
+        self.assertEqual(sync.counters["sync-unproven-skipped"], 1)
+        self.assertTrue(sync.is_synced())
+        net.advance(follower.settings.sync_unproven_cooldown + 1)
+        announce(ours + 5, forged=False)
+        self.assertEqual(sync.state, CATCHING_UP)
+        self.assertFalse(sync.is_synced())

@@ -66,6 +66,7 @@ class Config:
     p2p_sync_retry_after: float = 60.0
     p2p_sync_retry_max: float = 600.0
     p2p_sync_undelivered_points: int = 10
+    p2p_sync_unproven_cooldown: float = 10.0
     p2p_sync_stall_timeout: float = 60.0
     p2p_sync_synced_ttl: float = 90.0
     p2p_sync_lag: int = 1

@@ -98,6 +98,9 @@ class P2PSettings:
         the blocks it claims is skipped (its skip doubles per miss).
     @ivar sync_undelivered_points: misbehaviour points for a claim of
         blocks a peer then did not deliver (C{sync-undelivered}).
+    @ivar sync_unproven_cooldown: after a block beyond our tip from a peer
+        came with a certificate that does not verify, no other certificate
+        of that peer is checked for this long (it proves nothing then).
     @ivar sync_window: C{get_blocks} requests in flight at once, all
         peers together; downloads never run more than C{sync_window *
         sync_batch} blocks past our tip.
@@ -201,6 +204,7 @@ class P2PSettings:
     sync_retry_after: float = 60.0
     sync_retry_max: float = 600.0
     sync_undelivered_points: int = 10
+    sync_unproven_cooldown: float = 10.0
     sync_window: int = 8
     sync_peer_requests: int = 4
     sync_request_timeout: float = 15.0

@@ -131,6 +131,8 @@ class PeerSync:
         empty below its claim; while non-zero its claims count neither
         toward the sync state nor the best height, and each miss doubles
         its skip period.  Reset when it delivers blocks.
+    @ivar unproven_until: a certificate it sent did not verify; no other
+        is checked before this time.
     @ivar seen_at: when it last told us its height (or answered a range).
     @ivar failed_until: it is not asked for blocks before this time.
     @ivar in_flight: our C{get_blocks} requests it has not answered yet.
@@ -141,6 +143,7 @@ class PeerSync:
     height: int = -1
     shown: int = -1
     undelivered: int = 0
+    unproven_until: float = 0.0
     seen_at: float = float("-inf")
     failed_until: float = 0.0
     in_flight: int = 0
@@ -924,11 +927,37 @@ class BlockSync:
             # Nothing to prove above our tip: only a delivery.
             peer.undelivered = 0
             return
-        if not self.certifies(commit, block.height, block.hash):
+        now = self.clock.seconds()
+        if now < peer.unproven_until:
+            self.counters["sync-unproven-skipped"] += 1
+            return
+        if not self._may_certify(commit, block.height) or \
+                not self.certifies(commit, block.height, block.hash):
+            # Checked at most once per sync_unproven_cooldown per peer, so
+            # forged certificates cannot make us verify signatures at the
+            # announcement rate.
             self.counters["sync-unproven"] += 1
+            peer.unproven_until = now + self.settings.sync_unproven_cooldown
             return
         peer.shown = block.height
         peer.undelivered = 0
+
+    def _may_certify(self, cert: CommitCertificate, height: int) -> bool:
+        """
+        Cheap checks before any signature: the certificate's voters are
+        distinct masternodes of the snapshot whose weight reaches the
+        quorum.
+        """
+        chain = self.node.chain
+        snapshot = chain.snapshot_for(height)
+        members = {m.pubkey: m for m in snapshot}
+        voters = [v.voter for v in cert.votes]
+        if len(set(voters)) != len(voters) or \
+                any(v not in members for v in voters):
+            return False
+        weight = sum(chain.quorum.weight(members[v]) for v in voters)
+        return bool(chain.quorum.approved(weight,
+                                          chain.total_weight(snapshot)))
 
     def _undelivered(self, conn: PeerProtocol, peer: PeerSync, start: int,
                      count: int, charge: bool = True) -> None:
