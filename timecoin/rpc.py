@@ -824,8 +824,8 @@ class RPCMethods:
                                f"Invalid parameter, input {outpoint} is not "
                                f"an unspent output of this wallet (its "
                                f"public key is unknown)")
-            txins.append(TxIn(outpoint, self.node.wallet.key_for(
-                entry.address).public))
+            txins.append(TxIn(outpoint, self.node.wallet.pubkey_for(
+                entry.address)))
         if isinstance(outputs, dict):
             pairs = list(outputs.items())
         elif isinstance(outputs, list) and all(
@@ -1110,6 +1110,192 @@ class RPCMethods:
             return {"isvalid": False, "error": str(e)}
         return {"isvalid": True, "address": text,
                 "ismine": self.node.wallet.owns(text)}
+
+    # Wallet: encryption, keys, backup (docs/wallet.md)
+
+    def rpc_encryptwallet(self, passphrase: Any) -> str:
+        """
+        encryptwallet "passphrase"
+
+        Encrypt the wallet with passphrase (Argon2id, then XSalsa20-
+        Poly1305) and lock it: from then on sending, signing, dumpprivkey,
+        importprivkey and paying masternode fees need walletpassphrase
+        first (error -13); getnewaddress still works from the keypool.
+        The node key (private/node_key) is not encrypted: a masternode
+        signs blocks and votes unattended.  Back the wallet up again after
+        this: earlier backups hold its keys in the clear.  Errors: -15
+        already encrypted, -8 empty passphrase.
+        """
+        self.node.wallet.encrypt(_str(passphrase, "passphrase"))
+        return ("wallet encrypted; it is locked: unlock it with "
+                "walletpassphrase. Make a new backup (backupwallet): "
+                "earlier backups hold the keys in the clear.")
+
+    def rpc_walletpassphrase(self, passphrase: Any, timeout: Any) -> None:
+        """
+        walletpassphrase "passphrase" timeout
+
+        Unlock the encrypted wallet for timeout seconds (at most
+        100,000,000), after which it locks by itself; a second call sets
+        the new timeout.  Errors: -14 wrong passphrase, -15 not encrypted,
+        -8 negative timeout.
+        """
+        from timecoin.wallet import MAX_UNLOCK_SECONDS
+        text = _str(passphrase, "passphrase")
+        if isinstance(timeout, bool) or not isinstance(timeout,
+                                                       (int, Decimal)):
+            raise RPCError(INVALID_PARAMS, "timeout must be a number")
+        if timeout < 0:
+            raise RPCError(RPC_INVALID_PARAMETER,
+                           "Timeout cannot be negative.")
+        seconds = float(min(timeout, MAX_UNLOCK_SECONDS))
+        self.node.wallet.unlock(text, seconds, self.node.clock)
+        return None
+
+    def rpc_walletlock(self) -> None:
+        """
+        walletlock
+
+        Lock the encrypted wallet now.  Error -15 if it is not encrypted.
+        """
+        self.node.wallet.lock()
+        return None
+
+    def rpc_walletpassphrasechange(self, oldpassphrase: Any,
+                                   newpassphrase: Any) -> None:
+        """
+        walletpassphrasechange "oldpassphrase" "newpassphrase"
+
+        Change the wallet's passphrase; it stays locked or unlocked as it
+        was.  Errors: -14 wrong old passphrase, -15 not encrypted, -8
+        empty new passphrase.
+        """
+        self.node.wallet.change_passphrase(
+            _str(oldpassphrase, "oldpassphrase"),
+            _str(newpassphrase, "newpassphrase"))
+        return None
+
+    def rpc_dumpprivkey(self, address: Any) -> str:
+        """
+        dumpprivkey "address"
+
+        The private key of one of the wallet's addresses, in the node's
+        format: the 32-byte Ed25519 seed as 64 hex digits (importprivkey
+        takes it back).  Errors: -13 locked, -4 not the wallet's, -5 bad
+        address.
+        """
+        text = _str(address, "address")
+        self._check_address(text)
+        return self.node.wallet.dump_key(text)
+
+    def rpc_importprivkey(self, privkey: Any, label: Any = None,
+                          rescan: Any = None) -> None:
+        """
+        importprivkey "privkey" ( "label" rescan )
+
+        Add a private key (64 hex digits, as dumpprivkey prints) to the
+        wallet; an encrypted wallet keeps it encrypted.  label and rescan
+        are accepted and ignored: the wallet has no labels, and its
+        balance is read from the UTXO set, so no rescan is needed.
+        Errors: -13 locked, -5 malformed key.
+        """
+        from timecoin.wallet import parse_private_key
+        key = parse_private_key(privkey)
+        self.node.wallet.import_key(key)
+        return None
+
+    def rpc_backupwallet(self, destination: Any) -> None:
+        """
+        backupwallet "destination"
+
+        Copy the wallet file to destination (a file, or a directory to
+        hold wallet.json), mode 0600, on the node's machine; an encrypted
+        wallet's copy is encrypted too.  One backup covers every address
+        the wallet hands out later up to the keypool size (they derive
+        from its seed).  Restore with restorewallet, or by copying it to
+        DATADIR/private/wallet.json while the node is stopped.  Error -4
+        if it cannot be written.
+        """
+        text = _str(destination, "destination")
+        try:
+            self.node.wallet.backup(Path(text))
+        except OSError as e:
+            raise RPCError(-4, f"Error: Wallet backup failed! "
+                           f"({e.strerror})") from None
+        return None
+
+    def rpc_restorewallet(self, backup_file: Any) -> dict[str, Any]:
+        """
+        restorewallet "backup_file"
+
+        Replace the wallet by a backup (from backupwallet) on the node's
+        machine: encrypted backups stay encrypted (unlock them with their
+        passphrase).  The replaced wallet file is kept as
+        private/wallet.json.replaced-N.  Keypool addresses that hold coins
+        on chain are listed again as handed out.  Unlike Bitcoin Core's,
+        the node has one wallet, so there is no wallet name.  Returns
+        {name, replaced (the copy of the old file), addresses (how many)}.
+        Error -4: the file is not a wallet backup, or the current wallet
+        holds coins (restore only into an empty wallet, as after a wipe).
+        """
+        node = self.node
+        text = _str(backup_file, "backup_file")
+        try:
+            data = Path(text).read_bytes()
+        except OSError as e:
+            raise RPCError(-4, f"Error: cannot read the backup "
+                           f"({e.strerror})") from None
+        holding = [e for e in node.chain.utxos.values()
+                   if node.wallet.owns(e.address)]
+        if holding:
+            raise RPCError(-4, "Error: the current wallet holds coins; "
+                           "restorewallet replaces only an empty wallet "
+                           "(back it up, then restore on a new data dir)")
+        aside = node.wallet.restore(data)
+        seen = {e.address for e in node.chain.utxos.values()}
+        seen.update(e.address for e in node.mempool.outputs.values())
+        node.wallet.mark_used(seen)
+        return {"name": "", "replaced": str(aside),
+                "addresses": len(node.wallet.addresses())}
+
+    def rpc_keypoolrefill(self, newsize: Any = None) -> None:
+        """
+        keypoolrefill ( newsize )
+
+        Derive the keypool up to newsize (default: its size, 100) public
+        keys: the addresses getnewaddress hands out while the wallet is
+        locked.  Error -13 if locked.
+        """
+        size = None if newsize is None else _int(newsize, "newsize", 1,
+                                                 100_000)
+        self.node.wallet.refill_keypool(size)
+        return None
+
+    def rpc_getwalletinfo(self) -> dict[str, Any]:
+        """
+        getwalletinfo
+
+        The wallet: {walletname (""), walletversion (2), format ("json"),
+        balance (spendable TIME, as getbalance), keypoolsize (public keys
+        derived ahead), unlocked_until (encrypted wallets only: 0 when
+        locked, else when it locks again, seconds since the epoch),
+        private_keys_enabled, hdseedid (the id of the HD seed: a hash of
+        its master public key; absent for a wallet of imported keys only),
+        addresses (how many handed out or imported)}.  txcount is left out:
+        the node keeps no per-wallet history.
+        """
+        wallet = self.node.wallet
+        info: dict[str, Any] = {
+            "walletname": "", "walletversion": 2, "format": "json",
+            "balance": params.format_amount(self.node.balance()),
+            "keypoolsize": wallet.keypool_size_now(),
+            "private_keys_enabled": True,
+            "addresses": len(wallet.addresses())}
+        if wallet.encrypted:
+            info["unlocked_until"] = int(wallet.unlocked_until)
+        if wallet.seed_id is not None:
+            info["hdseedid"] = wallet.seed_id
+        return info
 
     # Control
 
