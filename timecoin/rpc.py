@@ -1297,6 +1297,143 @@ class RPCMethods:
             info["hdseedid"] = wallet.seed_id
         return info
 
+    # Two-step masternode registration (the collateral signs elsewhere)
+
+    def rpc_registermasternode_prepare(self, collateral_txid: Any, vout: Any,
+                                       collateral_address: Any,
+                                       p2p_address: Any = None,
+                                       reward_address: Any = None
+                                       ) -> dict[str, Any]:
+        """
+        registermasternode_prepare "collateral_txid" vout "collateral_address" ( "p2p_address" "reward_address" )
+
+        Step 1 of 3 of a registration whose collateral is kept in another
+        wallet (as Dash's protx register_prepare): on the operator's node,
+        prepare the registration of this node's key backed by the unspent
+        output collateral_txid:vout, which pays collateral_address (a
+        wallet elsewhere).  p2p_address defaults to this node's P2P
+        address, reward_address to a new address of this wallet.  Returns
+        {request (hex: give it to the collateral's owner for
+        signmasternoderegistration), operator_pubkey, p2p_address,
+        reward_address, collateral_address, collateral_amount, tier}.
+        Nothing is signed or sent.  Errors: -8 the output is not unspent,
+        pays another address, or already backs a masternode.
+        """  # noqa: E501
+        from timecoin.registration import (
+            encode_request,
+            prepare_request,
+            tier_for,
+        )
+        node = self.node
+        outpoint = OutPoint(_hash(collateral_txid, "collateral_txid"),
+                            _int(vout, "vout", 0, 2**32 - 1))
+        owner = _str(collateral_address, "collateral_address")
+        self._check_address(owner)
+        entry = node.chain.utxos.get(outpoint) or \
+            node.mempool.outputs.get(outpoint)
+        if entry is None:
+            raise RPCError(RPC_INVALID_PARAMETER, f"collateral {outpoint} "
+                           "is not an unspent output (wait until it is "
+                           "final)")
+        if entry.address != owner:
+            raise RPCError(RPC_INVALID_PARAMETER, f"collateral {outpoint} "
+                           f"pays {entry.address}, not {owner}")
+        if outpoint in node.chain.collaterals:
+            raise RPCError(RPC_INVALID_PARAMETER, f"collateral {outpoint} "
+                           "already backs a masternode")
+        address = _str(p2p_address, "p2p_address") if p2p_address \
+            is not None else f"{node.config.p2p_bind}:{node.config.p2p_port}"
+        if reward_address is None:
+            reward = node.new_address()
+        else:
+            reward = _str(reward_address, "reward_address")
+            self._check_address(reward)
+        request = prepare_request(node.network.name, node.key.public,
+                                  address, reward, outpoint, owner)
+        return {"request": encode_request(request),
+                "operator_pubkey": node.key.public.hex(),
+                "p2p_address": address, "reward_address": reward,
+                "collateral_address": owner,
+                "collateral_amount": params.format_amount(entry.value),
+                "tier": tier_for(entry.value)}
+
+    def rpc_signmasternoderegistration(self, request: Any) -> dict[str, Any]:
+        """
+        signmasternoderegistration "request"
+
+        Step 2 of 3, on the node whose wallet holds the collateral
+        address (or offline: timecoin-cli signmasternoderegistration
+        REQUEST KEYFILE, with a key as dumpprivkey prints it or a wallet
+        file): sign a request from registermasternode_prepare with the
+        key of its collateral address, consenting to back that operator
+        key.  Check the fields shown before handing the result back.
+        Returns {signed (hex: give it to the operator's node for
+        registermasternode_submit), operator_pubkey, p2p_address,
+        reward_address, collateral (txid:vout), collateral_address}.  The
+        operator key is never needed here.  Errors: -8 malformed request
+        or one of another network, -4 the collateral address is not in
+        this wallet, -13 locked.
+        """
+        from timecoin.encoding import EncodingError
+        from timecoin.registration import (
+            decode_request,
+            encode_request,
+            request_outpoint,
+            sign_request,
+        )
+        node = self.node
+        try:
+            unsigned = decode_request(request, signed=False)
+        except EncodingError as e:
+            raise RPCError(RPC_INVALID_PARAMETER, str(e)) from None
+        if unsigned["network"] != node.network.name:
+            raise RPCError(RPC_INVALID_PARAMETER, "the request is for "
+                           f"{unsigned['network']}, this node runs "
+                           f"{node.network.name}")
+        owner = unsigned["collateral_address"]
+        if not node.wallet.owns(owner):
+            raise RPCError(-4, f"the collateral address {owner} is not in "
+                           "this wallet")
+        signed = sign_request(unsigned, node.wallet.key_for(owner))
+        return {"signed": encode_request(signed),
+                "operator_pubkey": signed["pubkey"],
+                "p2p_address": signed["p2p_address"],
+                "reward_address": signed["reward_address"],
+                "collateral": str(request_outpoint(signed)),
+                "collateral_address": owner}
+
+    def rpc_registermasternode_submit(self, signed: Any) -> Any:
+        """
+        registermasternode_submit "signed"
+
+        Step 3 of 3, on the operator's node: check the collateral owner's
+        signature of a request signed by signmasternoderegistration, add
+        this node's (the operator's), and send the registration, its fee
+        paid from this wallet (never from a collateral).  Returns the
+        txid; once it is mined the node activates its masternode by
+        itself, as after registermasternode.  Errors: -8 malformed, for
+        another network or another operator key, or a bad collateral
+        signature (changed after signing); -6 no coin for the fee; -13
+        locked; -26 refused (bad-registration: collateral spent or
+        already used, operator already registered).
+        """
+        from timecoin.encoding import EncodingError
+        from timecoin.registration import complete_request, decode_request
+        from timecoin.wallet import fund_registration
+        node = self.node
+        try:
+            request = decode_request(signed, signed=True)
+            if request["network"] != node.network.name:
+                raise EncodingError(f"the request is for "
+                                    f"{request['network']}, this node runs "
+                                    f"{node.network.name}")
+            data = complete_request(request, node.key)
+        except EncodingError as e:
+            raise RPCError(RPC_INVALID_PARAMETER, str(e)) from None
+        tx = fund_registration(node.wallet, node.spendable(), data,
+                               node.network.name)
+        return self._submit(tx)
+
     # Control
 
     @_any_time

@@ -754,3 +754,39 @@ def build_activation(wallet: Wallet,
                            KIND, make_activation_data(network, operator,
                                                       since))
     return sign_inputs(unsigned, network, [key])
+
+
+def key_from_file(path: Path, address: str, prefix: str,
+                  passphrase: Any = None) -> PrivateKey:
+    """
+    The key of C{address} from a key file, for signing away from any
+    node (C{timecoin-cli signmasternoderegistration REQUEST FILE}): a file
+    holding one private key as 64 hex digits (what C{dumpprivkey} prints),
+    or a wallet file or backup; an encrypted one is opened with
+    C{passphrase()} (a callable asked only then).
+
+    @raise WalletError: the file holds no key of C{address}, or the
+        passphrase is wrong (-14).
+    """
+    text = path.read_text()
+    if not text.lstrip().startswith("{"):
+        key = parse_private_key(text)
+        if address_of(key.public, prefix) != address:
+            raise WalletError(f"the key in {path} is not the key of "
+                              f"{address}", RPC_WALLET_ERROR)
+        return key
+    wallet = Wallet(path, prefix, keypool_size=0)
+    try:
+        wallet._load_obj(json.loads(text))
+    except (ValueError, KeyError, TypeError) as e:
+        raise WalletError(f"{path} is not a wallet file ({e})") from None
+    if not wallet.owns(address):
+        raise WalletError(f"{path} holds no key of {address}",
+                          RPC_WALLET_ERROR)
+    if wallet.locked:
+        assert wallet._crypto is not None and wallet._sealed is not None
+        master = _open_master(wallet._crypto, passphrase())
+        plain = SecretBox(master).decrypt(bytes.fromhex(wallet._sealed))
+        wallet._set_secrets(json.loads(plain))
+        wallet._master = master
+    return wallet.key_for(address)
