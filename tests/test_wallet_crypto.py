@@ -255,6 +255,65 @@ class EncryptedNodeTests(RPCTestBase):
         cookie = (Path(self.config.datadir) / ".cookie").read_text()
         self.auth = "Basic " + base64.b64encode(cookie.encode()).decode()
 
+    def wipe_and_restart(self) -> None:
+        """
+        Stop the node, delete its data dir, and start a new node there
+        (a new node key, a new wallet) on the same chain: the store and
+        the genesis come back, as a resync from the network would give.
+        """
+        store = self.node.store
+        datadir = Path(self.config.datadir)
+        genesis = Path(self.mktemp())
+        shutil.copy(datadir / "genesis.json", genesis)
+        self.node.stopService()
+        shutil.rmtree(datadir)
+        config = Config(network="devnet", datadir=str(datadir),
+                        block_time=2.0, genesis=str(genesis))
+        config.resolve()
+        self.start_node(config, store=store)
+
+    def test_dumpwallet_wipe_sethdseed(self) -> None:
+        """
+        dumpwallet writes the seed and every key (each line's key is its
+        address's) to a new file, mode 0600, and refuses to overwrite it
+        (-8); after a wipe, sethdseed with that seed on the new node
+        brings back every address with coins and the same balance; the
+        new node's own first address stays its as an imported key.
+        """
+        for amount in (100, 200):
+            self.rpc("sendtoaddress", self.rpc("getnewaddress"), amount)
+            self.block()
+        self.block()
+        dump = Path(self.mktemp())
+        self.assertEqual(self.rpc("dumpwallet", str(dump))["filename"],
+                         str(dump.resolve()))
+        self.assertEqual(dump.stat().st_mode & 0o777, 0o600)
+        self.assertEqual(self.rpc_error("dumpwallet", str(dump)).code, -8)
+        lines = dump.read_text().splitlines()
+        seed = next(line.split()[2] for line in lines
+                    if line.startswith("# hdseed "))
+        listed = {}
+        for line in lines:
+            if not line.startswith("#"):
+                key, address = line.split()[:2]
+                listed[address] = key
+                self.assertEqual(address_of(
+                    PrivateKey(bytes.fromhex(key)).public, "TIME0"), address)
+        addresses = self.node.wallet.addresses()
+        self.assertLessEqual(set(addresses), set(listed))
+        balance = self.rpc("getbalance")
+        self.wipe_and_restart()
+        fresh = self.node.wallet.addresses()
+        fresh_key = self.rpc("dumpprivkey", fresh[0])
+        self.assertEqual(self.rpc("getbalance"), Decimal(0))
+        self.assertEqual(self.rpc_error("sethdseed", True, "abcd").code, -5)
+        self.assertIsNone(self.rpc("sethdseed", True, seed))
+        self.assertEqual(self.rpc("getbalance"), balance)
+        self.assertEqual(self.node.wallet.addresses(), fresh + addresses)
+        self.assertEqual(self.rpc("getwalletinfo")["hdseedid"],
+                         hdwallet.seed_id(bytes.fromhex(seed)))
+        self.assertEqual(self.rpc("dumpprivkey", fresh[0]), fresh_key)
+
     def test_encrypt_restart_unlock_relock(self) -> None:
         """
         The new user's path: encryptwallet, restart (a new Node on the
@@ -305,7 +364,9 @@ class EncryptedNodeTests(RPCTestBase):
                  ("dumpprivkey", address),
                  ("importprivkey", PrivateKey.generate().seed.hex()),
                  ("keypoolrefill",),
-                 ("registermasternode", coin["txid"], coin["vout"])]
+                 ("registermasternode", coin["txid"], coin["vout"]),
+                 ("sethdseed",),
+                 ("dumpwallet", self.mktemp())]
         for call in calls:
             self.assertEqual(self.rpc_error(*call).code, -13, call[0])
         self.rpc("walletpassphrase", PASSPHRASE, 600)
@@ -399,16 +460,7 @@ class EncryptedNodeTests(RPCTestBase):
         addresses = self.node.wallet.addresses()
         balance = self.rpc("getbalance")
         info = self.rpc("getwalletinfo")
-        store = self.node.store
-        datadir = Path(self.config.datadir)
-        genesis = Path(self.mktemp())
-        shutil.copy(datadir / "genesis.json", genesis)
-        self.node.stopService()
-        shutil.rmtree(datadir)
-        config = Config(network="devnet", datadir=str(datadir),
-                        block_time=2.0, genesis=str(genesis))
-        config.resolve()
-        self.start_node(config, store=store)
+        self.wipe_and_restart()
         self.assertEqual(self.rpc("getbalance"), Decimal(0))
         result = self.rpc("restorewallet", str(backup))
         self.assertTrue(Path(result["replaced"]).exists())

@@ -75,6 +75,8 @@ STRING_ARGS: dict[str, frozenset[int]] = {
     "importprivkey": frozenset({0, 1}),
     "backupwallet": frozenset({0}),
     "restorewallet": frozenset({0}),
+    "dumpwallet": frozenset({0}),
+    "sethdseed": frozenset({1}),
     "registermasternode_prepare": frozenset({0, 2, 3, 4}),
     "signmasternoderegistration": frozenset({0, 1}),
     "registermasternode_submit": frozenset({0}),
@@ -86,7 +88,8 @@ STRING_PARAM_NAMES = frozenset({
     "blockhash", "txid", "hexstring", "address", "command", "peer",
     "passphrase", "oldpassphrase", "newpassphrase", "privkey", "label",
     "destination", "backup_file", "request", "signed", "collateral_txid",
-    "collateral_address", "p2p_address", "reward_address"})
+    "collateral_address", "p2p_address", "reward_address", "seed",
+    "filename"})
 """Named params (C{-named}) sent as strings even when they would parse as
 JSON."""
 

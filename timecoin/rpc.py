@@ -1271,6 +1271,64 @@ class RPCMethods:
         self.node.wallet.refill_keypool(size)
         return None
 
+    def rpc_sethdseed(self, newkeypool: Any = True,
+                      seed: Any = None) -> None:
+        """
+        sethdseed ( newkeypool "seed" )
+
+        Make seed (64 hex digits, as the "# hdseed" line of dumpwallet
+        shows it; default: a new random one) the wallet's HD seed, as
+        Bitcoin Core's: addresses handed out from the old seed stay the
+        wallet's as imported keys, the keypool is derived from the new
+        seed, and its addresses holding coins on chain are listed as
+        handed out, which restores a wallet from its seed on a fresh
+        node.  newkeypool must be true (the keypool is always replaced).
+        Make a new backup afterwards.  Errors: -13 locked, -5 malformed
+        seed, -8 newkeypool false.
+        """
+        import nacl.utils
+
+        from timecoin.wallet import SEED_BYTES
+        node = self.node
+        if newkeypool is not None and newkeypool is not True:
+            raise RPCError(RPC_INVALID_PARAMETER, "newkeypool must be true: "
+                           "the keypool is always replaced")
+        if seed is None:
+            raw = nacl.utils.random(SEED_BYTES)
+        else:
+            text = _str(seed, "seed")
+            try:
+                raw = bytes.fromhex(text)
+            except ValueError:
+                raw = b""
+            if len(raw) != SEED_BYTES:
+                raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
+                               "Invalid seed: want 64 hex digits")
+        node.wallet.set_seed(raw)
+        seen = {e.address for e in node.chain.utxos.values()}
+        seen.update(e.address for e in node.mempool.outputs.values())
+        node.wallet.mark_used(seen)
+        return None
+
+    def rpc_dumpwallet(self, filename: Any) -> dict[str, Any]:
+        """
+        dumpwallet "filename"
+
+        Write the HD seed and every private key of the wallet (handed
+        out, imported, keypool) in the clear to a new file on the node's
+        machine (mode 0600), one "KEY ADDRESS ORIGIN" line each, as
+        Bitcoin Core's.  Keep it offline; sethdseed or importprivkey take
+        its keys back.  Returns {filename}.  Errors: -13 locked, -8 the
+        file exists, -4 it cannot be written.
+        """
+        path = Path(_str(filename, "filename"))
+        try:
+            self.node.wallet.dump(path)
+        except OSError as e:
+            raise RPCError(-4, f"Error: cannot write {path} "
+                           f"({e.strerror})") from None
+        return {"filename": str(path.resolve())}
+
     def rpc_getwalletinfo(self) -> dict[str, Any]:
         """
         getwalletinfo

@@ -310,6 +310,9 @@ class Wallet:
         while len(self._keypool) < self.keypool_size:
             key = self._chain.key(index)
             address = address_of(key.public, self.prefix)
+            if address in self._imported:
+                index += 1      # imported before: listed already
+                continue
             self._pub[address] = key.public
             self._index[address] = index
             self._derived[address] = key
@@ -563,6 +566,67 @@ class Wallet:
         self._crypto = _seal_master(master, new, self.kdf_limits)
         self._save()
 
+    # Seed: set, dump -----------------------------------------------------
+
+    def set_seed(self, seed: bytes) -> None:
+        """
+        Make C{seed} the wallet's HD seed (Bitcoin Core's C{sethdseed}):
+        the addresses handed out from the old seed stay the wallet's, as
+        imported keys; its keypool is dropped and one of the new seed
+        derived.  Restores a wallet from its seed on a fresh node.
+
+        @raise WalletLocked: the wallet is locked.
+        """
+        self._need_keys()
+        if self._chain is not None and self._chain.seed == seed:
+            return
+        for address in [a for a in self._order if a in self._index]:
+            self._imported[address] = self.key_for(address)
+            del self._index[address]
+        for address in self._keypool:
+            del self._pub[address]
+            del self._index[address]
+            self._derived.pop(address, None)
+        self._keypool = []
+        self._chain = HDChain(seed)
+        self._seed_id = self._chain.id
+        self._top_up()
+        self._save()
+
+    def dump(self, path: Path) -> None:
+        """
+        Write every private key and the HD seed, in the clear, to a new
+        file C{path} (mode 0600; Bitcoin Core's C{dumpwallet}).
+
+        @raise WalletLocked: the wallet is locked.
+        @raise WalletError: -8 the file exists.
+        """
+        self._need_keys()
+        lines = ["# timecoin wallet dump: keep it secret, it holds every "
+                 "key in the clear",
+                 "# keys are 64 hex digits (Ed25519 seeds); restore with "
+                 "sethdseed true SEED or importprivkey KEY"]
+        if self._chain is not None:
+            lines.append(f"# hdseed {self._chain.seed.hex()} "
+                         f"(hdseedid {self._seed_id}, keys at m/0'/0'/i')")
+        for address in self._order + self._keypool:
+            origin = f"hd m/0'/0'/{self._index[address]}'" \
+                if address in self._index else "imported"
+            used = "" if address in self._order else " keypool"
+            lines.append(f"{self.key_for(address).seed.hex()} {address} "
+                         f"{origin}{used}")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise WalletError(f"{path} already exists. If you are sure "
+                              "this is what you want, move it out of the "
+                              "way first", RPC_INVALID_PARAMETER) from None
+        try:
+            os.write(fd, ("\n".join(lines) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     # Backup and restore --------------------------------------------------
 
     def backup(self, destination: Path) -> Path:
@@ -577,6 +641,7 @@ class Wallet:
         fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
                      0o600)
         try:
+            os.fchmod(fd, 0o600)
             os.write(fd, data)
             os.fsync(fd)
         finally:
