@@ -235,10 +235,11 @@ class Wallet:
         hd = data.get("hd")
         if hd is not None:
             self._seed_id = hd["seed_id"]
-            for offset, pubkey in enumerate(hd["keypool"]):
-                address = address_of(bytes.fromhex(pubkey), self.prefix)
-                self._pub[address] = bytes.fromhex(pubkey)
-                self._index[address] = hd["next"] + offset
+            for item in hd["keypool"]:
+                address = address_of(bytes.fromhex(item["pubkey"]),
+                                     self.prefix)
+                self._pub[address] = bytes.fromhex(item["pubkey"])
+                self._index[address] = item["hd_index"]
                 self._keypool.append(address)
         if "encryption" in data:
             self._crypto = data["encryption"]
@@ -259,8 +260,11 @@ class Wallet:
             self._imported[address_of(key.public, self.prefix)] = key
 
     def _next_index(self) -> int:
+        """
+        The HD index after the last one derived.
+        """
         if self._keypool:
-            return self._index[self._keypool[0]]
+            return self._index[self._keypool[-1]] + 1
         used = [self._index[a] for a in self._order if a in self._index]
         return max(used, default=-1) + 1
 
@@ -273,9 +277,9 @@ class Wallet:
             keys.append(item)
         obj: dict[str, Any] = {"version": FORMAT_VERSION, "keys": keys}
         if self._seed_id is not None:
-            obj["hd"] = {"seed_id": self._seed_id, "next": self._next_index(),
-                         "keypool": [self._pub[a].hex()
-                                     for a in self._keypool]}
+            obj["hd"] = {"seed_id": self._seed_id, "keypool": [
+                {"pubkey": self._pub[a].hex(), "hd_index": self._index[a]}
+                for a in self._keypool]}
         if self._crypto is None:
             obj["secrets"] = self._secrets()
             return obj
@@ -306,7 +310,7 @@ class Wallet:
         """
         if self._chain is None:
             return
-        index = self._next_index() + len(self._keypool)
+        index = self._next_index()
         while len(self._keypool) < self.keypool_size:
             key = self._chain.key(index)
             address = address_of(key.public, self.prefix)
