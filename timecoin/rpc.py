@@ -967,7 +967,10 @@ class RPCMethods:
         """
         getnewaddress
 
-        A new receiving address of the node's wallet.
+        A new receiving address of the node's wallet: the next of its
+        keypool (addresses derived ahead from its HD seed), so it works
+        while the wallet is locked; error -12 when a locked wallet's
+        keypool ran out (unlock it, or keypoolrefill).
         """
         return self.node.new_address()
 
@@ -1724,9 +1727,11 @@ class RPCMethods:
         txid.  Once it is mined the masternode is registered, without
         weight; this node, once synced, puts its activation on chain by
         itself (see activatemasternode), and it is active from the block
-        after that.  Errors: -8 collateral not in the wallet,
-        -6 nothing to pay the fee with, -26 refused (bad-registration:
-        operator already registered, collateral already used).
+        after that.  To keep the collateral in another wallet, use
+        registermasternode_prepare instead.  Errors: -8 collateral not in
+        the wallet, -6 nothing to pay the fee with, -13 wallet locked,
+        -26 refused (bad-registration: operator already registered,
+        collateral already used).
         """
         from timecoin.tx import OutPoint
         from timecoin.wallet import build_registration
