@@ -478,6 +478,25 @@ class EncryptedNodeTests(RPCTestBase):
         self.assertEqual(self.rpc_error("restorewallet", str(backup)).code,
                          -4)
 
+    def test_restore_refusals(self) -> None:
+        """
+        restorewallet refuses (-4) a missing file, a file that is not a
+        wallet, and any backup while the current wallet holds coins (it
+        would lose their keys); the wallet file is left as it was.
+        """
+        wallet = self.node.wallet
+        before = wallet.path.read_bytes()
+        backup = Path(self.mktemp())
+        self.rpc("backupwallet", str(backup))
+        for path in (Path(self.mktemp()), backup):
+            self.assertEqual(self.rpc_error("restorewallet", str(path)).code,
+                             -4, path)
+        for garbage in (b'{"version": 2}', b"[]", b"not json"):
+            e = self.assertRaises(WalletError, wallet.restore, garbage)
+            self.assertEqual(e.code, -4)
+        self.assertEqual(wallet.path.read_bytes(), before)
+        self.assertEqual(list(wallet.path.parent.glob("*.replaced-*")), [])
+
     def test_dump_and_import(self) -> None:
         """
         dumpprivkey prints the 64-hex seed of an address's key (the

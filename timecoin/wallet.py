@@ -217,8 +217,10 @@ class Wallet:
             return
         self._load_obj(json.loads(self.path.read_text()))
 
-    def _load_obj(self, data: dict[str, Any]) -> None:
+    def _load_obj(self, data: Any) -> None:
         self._reset()
+        if not isinstance(data, dict):
+            raise WalletError("a wallet file is a JSON object")
         if data.get("version") is None:
             # Before HD seeds: a list of raw keys, kept as imported keys.
             for seed in data["keys"]:
