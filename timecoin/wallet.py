@@ -665,7 +665,8 @@ class Wallet:
         probe = Wallet(self.path, self.prefix, self.keypool_size)
         try:
             probe._load_obj(json.loads(data))
-        except (ValueError, KeyError, TypeError, WalletError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError,
+                WalletError) as e:
             raise WalletError(f"Error: not a wallet backup ({e})",
                               RPC_WALLET_ERROR) from None
         n = 0
@@ -849,7 +850,7 @@ def key_from_file(path: Path, address: str, prefix: str,
     wallet = Wallet(path, prefix, keypool_size=0)
     try:
         wallet._load_obj(json.loads(text))
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise WalletError(f"{path} is not a wallet file ({e})") from None
     if not wallet.owns(address):
         raise WalletError(f"{path} holds no key of {address}",
