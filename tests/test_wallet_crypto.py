@@ -534,3 +534,17 @@ class EncryptedNodeTests(RPCTestBase):
         self.assertEqual(info["hdseedid"], self.node.wallet.seed_id)
         self.assertEqual(len(info["hdseedid"]), 40)
         self.assertNotIn("unlocked_until", info)
+
+    def test_getaddressesbylabel(self) -> None:
+        """
+        getaddressesbylabel "" lists the wallet's addresses in order
+        (keypool not included); another label is -11.
+        """
+        new = self.rpc("getnewaddress")
+        listed = self.rpc("getaddressesbylabel", "")
+        self.assertEqual(list(listed), self.node.wallet.addresses())
+        self.assertEqual(list(listed)[-1], new)
+        self.assertEqual(listed[new], {"purpose": "receive"})
+        self.assertEqual(len(listed), 2)
+        self.assertEqual(self.rpc_error("getaddressesbylabel", "x").code,
+                         -11)

@@ -76,6 +76,7 @@ STRING_ARGS: dict[str, frozenset[int]] = {
     "backupwallet": frozenset({0}),
     "restorewallet": frozenset({0}),
     "dumpwallet": frozenset({0}),
+    "getaddressesbylabel": frozenset({0}),
     "sethdseed": frozenset({1}),
     "registermasternode_prepare": frozenset({0, 2, 3, 4}),
     "signmasternoderegistration": frozenset({0, 1}),

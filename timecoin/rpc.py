@@ -1358,6 +1358,20 @@ class RPCMethods:
             info["hdseedid"] = wallet.seed_id
         return info
 
+    def rpc_getaddressesbylabel(self, label: Any) -> dict[str, Any]:
+        """
+        getaddressesbylabel "label"
+
+        The wallet's addresses handed out or imported, oldest first, as
+        {address: {purpose: "receive"}}.  The wallet has no labels: every
+        address has the label "" and any other label is error -11, as in
+        Bitcoin Core for an unknown label.
+        """
+        if _str(label, "label") != "":
+            raise RPCError(-11, f"No addresses with label {label}")
+        return {a: {"purpose": "receive"}
+                for a in self.node.wallet.addresses()}
+
     # Two-step masternode registration (the collateral signs elsewhere)
 
     def rpc_registermasternode_prepare(self, collateral_txid: Any, vout: Any,
