@@ -66,12 +66,31 @@ STRING_ARGS: dict[str, frozenset[int]] = {
     "validateaddress": frozenset({0}),
     "waitfortransaction": frozenset({0}),
     "help": frozenset({0}),
+    # Wallet and two-step registration: passphrases, keys, paths and
+    # requests are strings even when they look like numbers.
+    "encryptwallet": frozenset({0}),
+    "walletpassphrase": frozenset({0}),
+    "walletpassphrasechange": frozenset({0, 1}),
+    "dumpprivkey": frozenset({0}),
+    "importprivkey": frozenset({0, 1}),
+    "backupwallet": frozenset({0}),
+    "restorewallet": frozenset({0}),
+    "dumpwallet": frozenset({0}),
+    "getaddressesbylabel": frozenset({0}),
+    "sethdseed": frozenset({1}),
+    "registermasternode_prepare": frozenset({0, 2, 3, 4}),
+    "signmasternoderegistration": frozenset({0, 1}),
+    "registermasternode_submit": frozenset({0}),
 }
 """Positional arguments (by index) sent as strings even when they would
 parse as JSON."""
 
 STRING_PARAM_NAMES = frozenset({
-    "blockhash", "txid", "hexstring", "address", "command", "peer"})
+    "blockhash", "txid", "hexstring", "address", "command", "peer",
+    "passphrase", "oldpassphrase", "newpassphrase", "privkey", "label",
+    "destination", "backup_file", "request", "signed", "collateral_txid",
+    "collateral_address", "p2p_address", "reward_address", "seed",
+    "filename"})
 """Named params (C{-named}) sent as strings even when they would parse as
 JSON."""
 
@@ -557,6 +576,46 @@ def _warming_up(raw: bytes) -> bool:
                and r["error"].get("code") == RPC_IN_WARMUP for r in replies)
 
 
+def sign_registration_offline(request: str, key_file: Path, out: TextIO,
+                              err: TextIO) -> int:
+    """
+    C{timecoin-cli signmasternoderegistration REQUEST KEYFILE}: sign a
+    registration request (from C{registermasternode_prepare}) for its
+    collateral with a key file (64 hex digits, as C{dumpprivkey} prints,
+    or a wallet file or backup, whose passphrase is asked for if it is
+    encrypted), contacting no node: the collateral key can stay on a
+    machine that is never online.  Prints what the RPC method returns.
+    """
+    import getpass
+
+    from timecoin.encoding import EncodingError
+    from timecoin.registration import (
+        decode_request,
+        encode_request,
+        request_outpoint,
+        sign_request,
+    )
+    from timecoin.wallet import WalletError, key_from_file
+
+    try:
+        unsigned = decode_request(request, signed=False)
+        prefix = NETWORKS[unsigned["network"]].address_prefix
+        key = key_from_file(key_file, unsigned["collateral_address"], prefix,
+                            lambda: getpass.getpass("Wallet passphrase: "))
+        signed = sign_request(unsigned, key)
+    except (EncodingError, WalletError, OSError) as e:
+        print(f"timecoin-cli: {e}", file=err)
+        return 1
+    print(encode_json({
+        "signed": encode_request(signed), "operator_pubkey": signed["pubkey"],
+        "p2p_address": signed["p2p_address"],
+        "reward_address": signed["reward_address"],
+        "collateral": str(request_outpoint(signed)),
+        "collateral_address": signed["collateral_address"]}, indent=2),
+        file=out)
+    return 0
+
+
 def main(argv: list[str] | None = None, stdout: TextIO | None = None,
          stderr: TextIO | None = None, stdin: TextIO | None = None) -> int:
     """
@@ -581,6 +640,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None,
         print("timecoin-cli: METHOD is required (timecoin-cli help lists "
               "them)", file=err)
         return 2
+    if options.method == "signmasternoderegistration" and len(args) == 2:
+        return sign_registration_offline(args[0], Path(args[1]), out, err)
     try:
         if options.getinfo:
             raw, status = call_waiting(options, getinfo_body())

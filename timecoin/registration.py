@@ -190,3 +190,139 @@ def check_registration(
         raise ValueError("bad-registration: collateral already used")
     return Masternode(masternode.pubkey, masternode.p2p_address,
                       masternode.reward_address, tier_for(entry.value))
+
+
+# Two-step registration: the collateral owner signs elsewhere -----------
+#
+# As Dash's protx register_prepare / register_submit: the operator's node
+# prepares a request (L{prepare_request}) naming its key, its P2P and
+# reward addresses and the collateral with the address that holds it; the
+# collateral owner's wallet, on another node or offline, checks it owns
+# that address and signs (L{sign_request}); the operator's node checks
+# the owner's signature, adds its own (L{complete_request}) and pays the
+# fee.  Neither side ever sees the other's private key.  Requests travel
+# as hex of their canonical JSON, so they survive a copy and paste.
+
+REQUEST_FIELDS = {"network", "pubkey", "p2p_address", "reward_address",
+                  "collateral", "collateral_address"}
+SIGNED_FIELDS = REQUEST_FIELDS | {"collateral_pubkey",
+                                  "collateral_signature"}
+
+
+def prepare_request(network: str, operator_pubkey: bytes, p2p_address: str,
+                    reward_address: str, collateral: OutPoint,
+                    collateral_address: str) -> dict[str, Any]:
+    """
+    The unsigned request the operator's node hands to the collateral
+    owner.
+    """
+    return {"network": network, "pubkey": operator_pubkey.hex(),
+            "p2p_address": p2p_address, "reward_address": reward_address,
+            "collateral": {"txid": collateral.txid.hex(),
+                           "vout": collateral.vout},
+            "collateral_address": collateral_address}
+
+
+def encode_request(request: dict[str, Any]) -> str:
+    """
+    A request (signed or not) as hex of its canonical JSON.
+    """
+    return canonical(request).hex()
+
+
+def decode_request(text: Any, signed: bool) -> dict[str, Any]:
+    """
+    Parse and check the shape of an encoded request: unsigned (as
+    L{prepare_request} makes it) or C{signed} (as L{sign_request} does).
+
+    @raise EncodingError: with the reason.
+    """
+    if not isinstance(text, str):
+        raise EncodingError("the request must be a hex string")
+    try:
+        obj = decode(bytes.fromhex(text.strip()))
+    except ValueError as e:
+        raise EncodingError(f"not an encoded registration request ({e})") \
+            from None
+    fields = SIGNED_FIELDS if signed else REQUEST_FIELDS
+    request = need_dict(obj, "registration request", fields)
+    network = need_str(request["network"], "network", 16)
+    if network not in params.NETWORKS:
+        raise EncodingError(f"unknown network {network!r}")
+    prefix = params.NETWORKS[network].address_prefix
+    unhex(request["pubkey"], 32, "pubkey")
+    need_str(request["p2p_address"], "p2p_address", 128)
+    for name in ("reward_address", "collateral_address"):
+        try:
+            decode_address(need_str(request[name], name, 64), prefix)
+        except AddressError as e:
+            raise EncodingError(f"{name}: {e}") from None
+    collateral = need_dict(request["collateral"], "collateral",
+                           {"txid", "vout"})
+    unhex(collateral["txid"], 32, "collateral txid")
+    need_int(collateral["vout"], "collateral vout", 0, 2**32 - 1)
+    if signed:
+        unhex(request["collateral_pubkey"], 32, "collateral_pubkey")
+        unhex(request["collateral_signature"], 64, "collateral_signature")
+    return request
+
+
+def request_outpoint(request: dict[str, Any]) -> OutPoint:
+    """
+    The collateral a request names.
+    """
+    return OutPoint(bytes.fromhex(request["collateral"]["txid"]),
+                    request["collateral"]["vout"])
+
+
+def sign_request(request: dict[str, Any],
+                 owner: PrivateKey) -> dict[str, Any]:
+    """
+    The collateral owner's answer to an unsigned C{request}: its public
+    key and its signature of the registration message.
+
+    @raise EncodingError: C{owner} is not the key of the collateral
+        address.
+    """
+    prefix = params.NETWORKS[request["network"]].address_prefix
+    if payload_of(owner.public) != decode_address(
+            request["collateral_address"], prefix):
+        raise EncodingError("the key does not own the collateral address "
+                            f"{request['collateral_address']}")
+    signed = {**request, "collateral_pubkey": owner.public.hex()}
+    message = registration_message(request["network"], signed)
+    signed["collateral_signature"] = owner.sign(REGISTER_DOMAIN,
+                                                message).hex()
+    return signed
+
+
+def complete_request(signed: dict[str, Any],
+                     operator: PrivateKey) -> dict[str, Any]:
+    """
+    The C{data} of the registration transaction for a C{signed} request:
+    the collateral owner's signature checked, the operator's added.
+
+    @raise EncodingError: prepared for another operator key, or the
+        collateral signature is bad (the request was changed after it was
+        signed, or signed for another address).
+    """
+    if bytes.fromhex(signed["pubkey"]) != operator.public:
+        raise EncodingError("the request was prepared for another operator "
+                            "key")
+    owner = bytes.fromhex(signed["collateral_pubkey"])
+    prefix = params.NETWORKS[signed["network"]].address_prefix
+    if payload_of(owner) != decode_address(signed["collateral_address"],
+                                           prefix):
+        raise EncodingError("collateral_pubkey does not own the collateral "
+                            "address")
+    message = registration_message(signed["network"], signed)
+    if not verify(owner, REGISTER_DOMAIN, message,
+                  bytes.fromhex(signed["collateral_signature"])):
+        raise EncodingError("bad collateral signature")
+    data = {k: signed[k] for k in ("pubkey", "p2p_address",
+                                   "reward_address", "collateral",
+                                   "collateral_pubkey",
+                                   "collateral_signature")}
+    data["operator_signature"] = operator.sign(REGISTER_DOMAIN,
+                                               message).hex()
+    return data

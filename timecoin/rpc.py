@@ -861,8 +861,8 @@ class RPCMethods:
                                f"Invalid parameter, input {outpoint} is not "
                                f"an unspent output of this wallet (its "
                                f"public key is unknown)")
-            txins.append(TxIn(outpoint, self.node.wallet.key_for(
-                entry.address).public))
+            txins.append(TxIn(outpoint, self.node.wallet.pubkey_for(
+                entry.address)))
         if isinstance(outputs, dict):
             pairs = list(outputs.items())
         elif isinstance(outputs, list) and all(
@@ -1004,7 +1004,10 @@ class RPCMethods:
         """
         getnewaddress
 
-        A new receiving address of the node's wallet.
+        A new receiving address of the node's wallet: the next of its
+        keypool (addresses derived ahead from its HD seed), so it works
+        while the wallet is locked; error -12 when a locked wallet's
+        keypool ran out (unlock it, or keypoolrefill).
         """
         return self.node.new_address()
 
@@ -1147,6 +1150,401 @@ class RPCMethods:
             return {"isvalid": False, "error": str(e)}
         return {"isvalid": True, "address": text,
                 "ismine": self.node.wallet.owns(text)}
+
+    # Wallet: encryption, keys, backup (docs/wallet.md)
+
+    def rpc_encryptwallet(self, passphrase: Any) -> str:
+        """
+        encryptwallet "passphrase"
+
+        Encrypt the wallet with passphrase (Argon2id, then XSalsa20-
+        Poly1305) and lock it: from then on sending, signing, dumpprivkey,
+        importprivkey and paying masternode fees need walletpassphrase
+        first (error -13); getnewaddress still works from the keypool.
+        The node key (private/node_key) is not encrypted: a masternode
+        signs blocks and votes unattended.  Back the wallet up again after
+        this: earlier backups hold its keys in the clear.  Errors: -15
+        already encrypted, -8 empty passphrase.
+        """
+        self.node.wallet.encrypt(_str(passphrase, "passphrase"))
+        return ("wallet encrypted; it is locked: unlock it with "
+                "walletpassphrase. Make a new backup (backupwallet): "
+                "earlier backups hold the keys in the clear.")
+
+    def rpc_walletpassphrase(self, passphrase: Any, timeout: Any) -> None:
+        """
+        walletpassphrase "passphrase" timeout
+
+        Unlock the encrypted wallet for timeout seconds (at most
+        100,000,000), after which it locks by itself; a second call sets
+        the new timeout.  Errors: -14 wrong passphrase, -15 not encrypted,
+        -8 negative timeout.
+        """
+        from timecoin.wallet import MAX_UNLOCK_SECONDS
+        text = _str(passphrase, "passphrase")
+        if isinstance(timeout, bool) or not isinstance(timeout,
+                                                       (int, Decimal)):
+            raise RPCError(INVALID_PARAMS, "timeout must be a number")
+        if timeout < 0:
+            raise RPCError(RPC_INVALID_PARAMETER,
+                           "Timeout cannot be negative.")
+        seconds = float(min(timeout, MAX_UNLOCK_SECONDS))
+        self.node.wallet.unlock(text, seconds, self.node.clock)
+        return None
+
+    def rpc_walletlock(self) -> None:
+        """
+        walletlock
+
+        Lock the encrypted wallet now.  Error -15 if it is not encrypted.
+        """
+        self.node.wallet.lock()
+        return None
+
+    def rpc_walletpassphrasechange(self, oldpassphrase: Any,
+                                   newpassphrase: Any) -> None:
+        """
+        walletpassphrasechange "oldpassphrase" "newpassphrase"
+
+        Change the wallet's passphrase; it stays locked or unlocked as it
+        was.  Errors: -14 wrong old passphrase, -15 not encrypted, -8
+        empty new passphrase.
+        """
+        self.node.wallet.change_passphrase(
+            _str(oldpassphrase, "oldpassphrase"),
+            _str(newpassphrase, "newpassphrase"))
+        return None
+
+    def rpc_dumpprivkey(self, address: Any) -> str:
+        """
+        dumpprivkey "address"
+
+        The private key of one of the wallet's addresses, in the node's
+        format: the 32-byte Ed25519 seed as 64 hex digits (importprivkey
+        takes it back).  Errors: -13 locked, -4 not the wallet's, -5 bad
+        address.
+        """
+        text = _str(address, "address")
+        self._check_address(text)
+        return self.node.wallet.dump_key(text)
+
+    def rpc_importprivkey(self, privkey: Any, label: Any = None,
+                          rescan: Any = None) -> None:
+        """
+        importprivkey "privkey" ( "label" rescan )
+
+        Add a private key (64 hex digits, as dumpprivkey prints) to the
+        wallet; an encrypted wallet keeps it encrypted.  label and rescan
+        are accepted and ignored: the wallet has no labels, and its
+        balance is read from the UTXO set, so no rescan is needed.
+        Errors: -13 locked, -5 malformed key.
+        """
+        from timecoin.wallet import parse_private_key
+        key = parse_private_key(privkey)
+        self.node.wallet.import_key(key)
+        return None
+
+    def rpc_backupwallet(self, destination: Any) -> None:
+        """
+        backupwallet "destination"
+
+        Copy the wallet file to destination (a file, or a directory to
+        hold wallet.json), mode 0600, on the node's machine; an encrypted
+        wallet's copy is encrypted too.  One backup covers every address
+        the wallet hands out later up to the keypool size (they derive
+        from its seed).  Restore with restorewallet, or by copying it to
+        DATADIR/private/wallet.json while the node is stopped.  Error -4
+        if it cannot be written.
+        """
+        text = _str(destination, "destination")
+        try:
+            self.node.wallet.backup(Path(text))
+        except OSError as e:
+            raise RPCError(-4, f"Error: Wallet backup failed! "
+                           f"({e.strerror})") from None
+        return None
+
+    def rpc_restorewallet(self, backup_file: Any) -> dict[str, Any]:
+        """
+        restorewallet "backup_file"
+
+        Replace the wallet by a backup (from backupwallet) on the node's
+        machine: encrypted backups stay encrypted (unlock them with their
+        passphrase).  The replaced wallet file is kept as
+        private/wallet.json.replaced-N.  Keypool addresses that hold coins
+        on chain are listed again as handed out.  Unlike Bitcoin Core's,
+        the node has one wallet, so there is no wallet name.  Returns
+        {name, replaced (the copy of the old file), addresses (how many)}.
+        Error -4: the file is not a wallet backup, or the current wallet
+        holds coins (restore only into an empty wallet, as after a wipe).
+        """
+        node = self.node
+        text = _str(backup_file, "backup_file")
+        try:
+            data = Path(text).read_bytes()
+        except OSError as e:
+            raise RPCError(-4, f"Error: cannot read the backup "
+                           f"({e.strerror})") from None
+        holding = [e for e in node.chain.utxos.values()
+                   if node.wallet.owns(e.address)]
+        if holding:
+            raise RPCError(-4, "Error: the current wallet holds coins; "
+                           "restorewallet replaces only an empty wallet "
+                           "(back it up, then restore on a new data dir)")
+        aside = node.wallet.restore(data)
+        seen = {e.address for e in node.chain.utxos.values()}
+        seen.update(e.address for e in node.mempool.outputs.values())
+        node.wallet.mark_used(seen)
+        return {"name": "", "replaced": str(aside),
+                "addresses": len(node.wallet.addresses())}
+
+    def rpc_keypoolrefill(self, newsize: Any = None) -> None:
+        """
+        keypoolrefill ( newsize )
+
+        Derive the keypool up to newsize (default: its size, 100) public
+        keys: the addresses getnewaddress hands out while the wallet is
+        locked.  Error -13 if locked.
+        """
+        size = None if newsize is None else _int(newsize, "newsize", 1,
+                                                 100_000)
+        self.node.wallet.refill_keypool(size)
+        return None
+
+    def rpc_sethdseed(self, newkeypool: Any = True,
+                      seed: Any = None) -> None:
+        """
+        sethdseed ( newkeypool "seed" )
+
+        Make seed (64 hex digits, as the "# hdseed" line of dumpwallet
+        shows it; default: a new random one) the wallet's HD seed, as
+        Bitcoin Core's: addresses handed out from the old seed stay the
+        wallet's as imported keys, the keypool is derived from the new
+        seed, and its addresses holding coins on chain are listed as
+        handed out, which restores a wallet from its seed on a fresh
+        node.  newkeypool must be true (the keypool is always replaced).
+        Make a new backup afterwards.  Errors: -13 locked, -5 malformed
+        seed, -8 newkeypool false.
+        """
+        import nacl.utils
+
+        from timecoin.wallet import SEED_BYTES
+        node = self.node
+        if newkeypool is not None and newkeypool is not True:
+            raise RPCError(RPC_INVALID_PARAMETER, "newkeypool must be true: "
+                           "the keypool is always replaced")
+        if seed is None:
+            raw = nacl.utils.random(SEED_BYTES)
+        else:
+            text = _str(seed, "seed")
+            try:
+                raw = bytes.fromhex(text)
+            except ValueError:
+                raw = b""
+            if len(raw) != SEED_BYTES:
+                raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
+                               "Invalid seed: want 64 hex digits")
+        node.wallet.set_seed(raw)
+        seen = {e.address for e in node.chain.utxos.values()}
+        seen.update(e.address for e in node.mempool.outputs.values())
+        node.wallet.mark_used(seen)
+        return None
+
+    def rpc_dumpwallet(self, filename: Any) -> dict[str, Any]:
+        """
+        dumpwallet "filename"
+
+        Write the HD seed and every private key of the wallet (handed
+        out, imported, keypool) in the clear to a new file on the node's
+        machine (mode 0600), one "KEY ADDRESS ORIGIN" line each, as
+        Bitcoin Core's.  Keep it offline; sethdseed or importprivkey take
+        its keys back.  Returns {filename}.  Errors: -13 locked, -8 the
+        file exists, -4 it cannot be written.
+        """
+        path = Path(_str(filename, "filename"))
+        try:
+            self.node.wallet.dump(path)
+        except OSError as e:
+            raise RPCError(-4, f"Error: cannot write {path} "
+                           f"({e.strerror})") from None
+        return {"filename": str(path.resolve())}
+
+    def rpc_getwalletinfo(self) -> dict[str, Any]:
+        """
+        getwalletinfo
+
+        The wallet: {walletname (""), walletversion (2), format ("json"),
+        balance (spendable TIME, as getbalance), keypoolsize (public keys
+        derived ahead), unlocked_until (encrypted wallets only: 0 when
+        locked, else when it locks again, seconds since the epoch),
+        private_keys_enabled, hdseedid (the id of the HD seed: a hash of
+        its master public key; absent for a wallet of imported keys only),
+        addresses (how many handed out or imported)}.  txcount is left out:
+        the node keeps no per-wallet history.
+        """
+        wallet = self.node.wallet
+        info: dict[str, Any] = {
+            "walletname": "", "walletversion": 2, "format": "json",
+            "balance": params.format_amount(self.node.balance()),
+            "keypoolsize": wallet.keypool_size_now(),
+            "private_keys_enabled": True,
+            "addresses": len(wallet.addresses())}
+        if wallet.encrypted:
+            info["unlocked_until"] = int(wallet.unlocked_until)
+        if wallet.seed_id is not None:
+            info["hdseedid"] = wallet.seed_id
+        return info
+
+    def rpc_getaddressesbylabel(self, label: Any) -> dict[str, Any]:
+        """
+        getaddressesbylabel "label"
+
+        The wallet's addresses handed out or imported, oldest first, as
+        {address: {purpose: "receive"}}.  The wallet has no labels: every
+        address has the label "" and any other label is error -11, as in
+        Bitcoin Core for an unknown label.
+        """
+        if _str(label, "label") != "":
+            raise RPCError(-11, f"No addresses with label {label}")
+        return {a: {"purpose": "receive"}
+                for a in self.node.wallet.addresses()}
+
+    # Two-step masternode registration (the collateral signs elsewhere)
+
+    def rpc_registermasternode_prepare(self, collateral_txid: Any, vout: Any,
+                                       collateral_address: Any,
+                                       p2p_address: Any = None,
+                                       reward_address: Any = None
+                                       ) -> dict[str, Any]:
+        """
+        registermasternode_prepare "collateral_txid" vout "collateral_address" ( "p2p_address" "reward_address" )
+
+        Step 1 of 3 of a registration whose collateral is kept in another
+        wallet (as Dash's protx register_prepare): on the operator's node,
+        prepare the registration of this node's key backed by the unspent
+        output collateral_txid:vout, which pays collateral_address (a
+        wallet elsewhere).  p2p_address defaults to this node's P2P
+        address, reward_address to a new address of this wallet.  Returns
+        {request (hex: give it to the collateral's owner for
+        signmasternoderegistration), operator_pubkey, p2p_address,
+        reward_address, collateral_address, collateral_amount, tier}.
+        Nothing is signed or sent.  Errors: -8 the output is not unspent,
+        pays another address, or already backs a masternode.
+        """  # noqa: E501
+        from timecoin.registration import (
+            encode_request,
+            prepare_request,
+            tier_for,
+        )
+        node = self.node
+        outpoint = OutPoint(_hash(collateral_txid, "collateral_txid"),
+                            _int(vout, "vout", 0, 2**32 - 1))
+        owner = _str(collateral_address, "collateral_address")
+        self._check_address(owner)
+        entry = node.chain.utxos.get(outpoint) or \
+            node.mempool.outputs.get(outpoint)
+        if entry is None:
+            raise RPCError(RPC_INVALID_PARAMETER, f"collateral {outpoint} "
+                           "is not an unspent output (wait until it is "
+                           "final)")
+        if entry.address != owner:
+            raise RPCError(RPC_INVALID_PARAMETER, f"collateral {outpoint} "
+                           f"pays {entry.address}, not {owner}")
+        if outpoint in node.chain.collaterals:
+            raise RPCError(RPC_INVALID_PARAMETER, f"collateral {outpoint} "
+                           "already backs a masternode")
+        address = _str(p2p_address, "p2p_address") if p2p_address \
+            is not None else f"{node.config.p2p_bind}:{node.config.p2p_port}"
+        if reward_address is None:
+            reward = node.new_address()
+        else:
+            reward = _str(reward_address, "reward_address")
+            self._check_address(reward)
+        request = prepare_request(node.network.name, node.key.public,
+                                  address, reward, outpoint, owner)
+        return {"request": encode_request(request),
+                "operator_pubkey": node.key.public.hex(),
+                "p2p_address": address, "reward_address": reward,
+                "collateral_address": owner,
+                "collateral_amount": params.format_amount(entry.value),
+                "tier": tier_for(entry.value)}
+
+    def rpc_signmasternoderegistration(self, request: Any) -> dict[str, Any]:
+        """
+        signmasternoderegistration "request"
+
+        Step 2 of 3, on the node whose wallet holds the collateral
+        address (or offline: timecoin-cli signmasternoderegistration
+        REQUEST KEYFILE, with a key as dumpprivkey prints it or a wallet
+        file): sign a request from registermasternode_prepare with the
+        key of its collateral address, consenting to back that operator
+        key.  Check the fields shown before handing the result back.
+        Returns {signed (hex: give it to the operator's node for
+        registermasternode_submit), operator_pubkey, p2p_address,
+        reward_address, collateral (txid:vout), collateral_address}.  The
+        operator key is never needed here.  Errors: -8 malformed request
+        or one of another network, -4 the collateral address is not in
+        this wallet, -13 locked.
+        """
+        from timecoin.encoding import EncodingError
+        from timecoin.registration import (
+            decode_request,
+            encode_request,
+            request_outpoint,
+            sign_request,
+        )
+        node = self.node
+        try:
+            unsigned = decode_request(request, signed=False)
+        except EncodingError as e:
+            raise RPCError(RPC_INVALID_PARAMETER, str(e)) from None
+        if unsigned["network"] != node.network.name:
+            raise RPCError(RPC_INVALID_PARAMETER, "the request is for "
+                           f"{unsigned['network']}, this node runs "
+                           f"{node.network.name}")
+        owner = unsigned["collateral_address"]
+        if not node.wallet.owns(owner):
+            raise RPCError(-4, f"the collateral address {owner} is not in "
+                           "this wallet")
+        signed = sign_request(unsigned, node.wallet.key_for(owner))
+        return {"signed": encode_request(signed),
+                "operator_pubkey": signed["pubkey"],
+                "p2p_address": signed["p2p_address"],
+                "reward_address": signed["reward_address"],
+                "collateral": str(request_outpoint(signed)),
+                "collateral_address": owner}
+
+    def rpc_registermasternode_submit(self, signed: Any) -> Any:
+        """
+        registermasternode_submit "signed"
+
+        Step 3 of 3, on the operator's node: check the collateral owner's
+        signature of a request signed by signmasternoderegistration, add
+        this node's (the operator's), and send the registration, its fee
+        paid from this wallet (never from a collateral).  Returns the
+        txid; once it is mined the node activates its masternode by
+        itself, as after registermasternode.  Errors: -8 malformed, for
+        another network or another operator key, or a bad collateral
+        signature (changed after signing); -6 no coin for the fee; -13
+        locked; -26 refused (bad-registration: collateral spent or
+        already used, operator already registered).
+        """
+        from timecoin.encoding import EncodingError
+        from timecoin.registration import complete_request, decode_request
+        from timecoin.wallet import fund_registration
+        node = self.node
+        try:
+            request = decode_request(signed, signed=True)
+            if request["network"] != node.network.name:
+                raise EncodingError(f"the request is for "
+                                    f"{request['network']}, this node runs "
+                                    f"{node.network.name}")
+            data = complete_request(request, node.key)
+        except EncodingError as e:
+            raise RPCError(RPC_INVALID_PARAMETER, str(e)) from None
+        tx = fund_registration(node.wallet, node.spendable(), data,
+                               node.network.name)
+        return self._submit(tx)
 
     # Control
 
@@ -1380,9 +1778,11 @@ class RPCMethods:
         txid.  Once it is mined the masternode is registered, without
         weight; this node, once synced, puts its activation on chain by
         itself (see activatemasternode), and it is active from the block
-        after that.  Errors: -8 collateral not in the wallet,
-        -6 nothing to pay the fee with, -26 refused (bad-registration:
-        operator already registered, collateral already used).
+        after that.  To keep the collateral in another wallet, use
+        registermasternode_prepare instead.  Errors: -8 collateral not in
+        the wallet, -6 nothing to pay the fee with, -13 wallet locked,
+        -26 refused (bad-registration: operator already registered,
+        collateral already used).
         """
         from timecoin.tx import OutPoint
         from timecoin.wallet import build_registration
