@@ -398,7 +398,8 @@ class NestingTests(LimitsBase):
         self.patch(self.manager, "message_received", broken)
         for port in (40001, 40002, 40003):
             wire = self.connect(port=port)
-            wire.feed(self.hello(listen_port=port), GetTip(id=1))
+            self.handshake(wire, listen_port=port)
+            wire.feed(GetTip(id=1))
         self.assertEqual(self.manager.counters["handler-error"], 3)
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
 
