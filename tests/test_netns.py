@@ -129,9 +129,9 @@ class RealNetworkTests(unittest.TestCase):
         time.sleep(60)
         attempts = extra.call("getnetworkinfo")["counters"]
         log = extra.log()
-        refusals = len(re.findall(r"duplicate-ip", log))
-        explained = len(re.findall(r"cannot connect: another node at "
-                                   r"this address", log))
+        refusals = len(re.findall(r"sent error duplicate-ip", log))
+        explained = len(re.findall(r"cannot connect to \S+: another node "
+                                   r"at this node's IP address", log))
         self.assertLessEqual(refusals, 8, f"{attempts}\n{log[-3000:]}")
         self.assertEqual(explained, 1, log[-3000:])
         nodes[1].start()

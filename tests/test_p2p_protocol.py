@@ -670,8 +670,8 @@ class FactoryTests(ProtocolTestBase):
         """
         Failed dials are retried after ≈5 s doubling to the 300 s cap, each
         delay within ±10 % jitter (from the seeded generator); a completed
-        handshake resets the delay, a connection that failed its handshake
-        does not.
+        handshake resets the delay once the connection lasted stable_after,
+        a connection that failed its handshake does not.
         """
         factory = PeerClientFactory(self.manager, "10.0.0.5", "10.0.0.5",
                                     24200, random.Random(3))
@@ -700,7 +700,10 @@ class FactoryTests(ProtocolTestBase):
             self.assertTrue(base * 0.9 <= delay <= min(base * 1.1, 300),
                             (delay, base))
         self.assertEqual(connector.connects, 9)
-        factory.handshake_done(PeerProtocol(self.manager, OUTBOUND, factory))
+        conn = factory.buildProtocol(None)
+        factory.handshake_done(conn)
+        # Reset once the connection has lasted stable_after seconds.
+        self.clock.advance(self.settings.stable_after)
         factory.retry(connector)
         self.assertLessEqual(factory.delays[-1], 5.5)
 

@@ -130,6 +130,7 @@ class PeerManager:
         self.connections: set[PeerProtocol] = set()
         self.dialers: dict[str, PeerClientFactory] = {}
         self.self_keys: set[str] = set()
+        self._told_duplicate_ip = False
         self.counters: Counter[str] = Counter()
         self.running = False
         self.started_at = clock.seconds()
@@ -501,6 +502,16 @@ class PeerManager:
         self.count(f"error-received:{msg.reason}")
         self._log(conn, "{peer} sent error {reason} {detail}", msg.reason,
                   msg.detail)
+        if msg.reason == "duplicate-ip" and not self._told_duplicate_ip:
+            self._told_duplicate_ip = True
+            log.warn(
+                "cannot connect to {peer}: another node at this node's IP "
+                "address already holds its connection there.  Peers are "
+                "identified by IP address (one connection per IP): run each "
+                "node on an address of its own (on loopback, devnet only, "
+                "nodes are told apart by port).  This node retries with a "
+                "growing delay; this is said once.", peer=conn.peer,
+                reason="duplicate-ip")
         if msg.reason == "self-connection":
             self._found_self(conn)
 
@@ -731,7 +742,12 @@ class PeerManager:
             return False
         if any(c.peer_key == key for c in self.connections):
             return False
-        if entry.pubkey is not None and entry.pubkey < self.pubkey:
+        if entry.pubkey is not None and entry.pubkey < self.pubkey and \
+                entry.source != SEED:
+            # The lower key dials; we wait for it a while.  An operator's
+            # --connect is always honoured: a restarted node with the
+            # highest key would otherwise wait passive_wait for peers that
+            # may not know it is back.
             since = max(entry.last_seen, self.started_at)
             return now - since >= self.settings.passive_wait
         return True
@@ -796,6 +812,10 @@ class PeerManager:
         its handshake had completed.
         """
         if self.dialers.get(factory.key) is not factory:
+            return
+        if factory.key in self.ready:
+            # Settled the other way (a simultaneous open): keep that one.
+            self.stop_dialer(factory.key, "connected inbound")
             return
         if not handshaken:
             self.dial_failed(factory, Failure(Exception("no handshake")))

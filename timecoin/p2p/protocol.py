@@ -884,6 +884,7 @@ class PeerClientFactory(ReconnectingClientFactory):
         self.delays: list[float] = []
         self.connection: PeerProtocol | None = None
         self.handshaken = False
+        self._stable: IDelayedCall | None = None
 
     def __repr__(self) -> str:
         return f"<PeerClientFactory {self.key} {self.host}:{self.port}>"
@@ -906,11 +907,22 @@ class PeerClientFactory(ReconnectingClientFactory):
 
     def handshake_done(self, conn: PeerProtocol) -> None:
         """
-        A handshake on our connection completed: reset the backoff (unless
-        we were told to stop trying).
+        A handshake on our connection completed.  The backoff is reset
+        once the connection has lasted C{stable_after} seconds: a peer
+        that refuses us right after the hellos (C{duplicate-ip},
+        C{too-many-peers}, ...) must keep our delay growing, or we would
+        redial it every few seconds for ever (the seeds' connection
+        cycling, seen on real hosts).
         """
         self.handshaken = True
-        if self.continueTrying:
+        if self._stable is not None and self._stable.active():
+            self._stable.cancel()
+        self._stable = self._clock.callLater(
+            self.manager.settings.stable_after, self._stayed, conn)
+
+    def _stayed(self, conn: PeerProtocol) -> None:
+        self._stable = None
+        if self.connection is conn and self.continueTrying:
             self.resetDelay()
 
     def clientConnectionFailed(self, connector: IConnector,
@@ -922,6 +934,11 @@ class PeerClientFactory(ReconnectingClientFactory):
     def clientConnectionLost(self, connector: IConnector,
                              reason: Failure) -> None:
         self.connection = None
+        if self._stable is not None and self._stable.active():
+            # Refused or dropped before it proved stable: not a success.
+            self._stable.cancel()
+            self.handshaken = False
+        self._stable = None
         self.manager.dial_lost(self, self.handshaken)
         super().clientConnectionLost(connector, reason)
 

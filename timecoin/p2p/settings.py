@@ -72,6 +72,9 @@ class P2PSettings:
     @ivar learned_retry_max: the longest a learned address whose dial
         failed waits before it may be dialled again (its dialer is freed at
         once; the wait doubles per failure from C{initial_delay}).
+    @ivar stable_after: seconds an outbound connection must last after its
+        handshake before its dialer's backoff is reset (a peer refusing
+        us right after the hellos keeps the delay growing).
     @ivar max_failures: consecutive failed dials after which a learned
         (non-seed) address is forgotten.
     @ivar handshake_timeout: seconds for both C{hello}s to be exchanged.
@@ -183,6 +186,7 @@ class P2PSettings:
     addr_buckets_per_source: int = 4
     anchors: int = 2
     learned_retry_max: float = 3600.0
+    stable_after: float = 10.0
     max_failures: int = 10
     handshake_timeout: float = 10.0
     ping_interval: float = 30.0
