@@ -117,7 +117,7 @@ RESPONSES = frozenset(name for name, handler in STATES[READY].items()
 """Responses to our requests: a line of one that no pending request
 expects is refused before it is decoded."""
 
-_TRACEBACKS: weakref.WeakKeyDictionary[Any, RateLimitedLog] = \
+_LIMITED: weakref.WeakKeyDictionary[Any, RateLimitedLog] = \
     weakref.WeakKeyDictionary()
 
 
@@ -126,9 +126,9 @@ def _limited_log(clock: IReactorTime) -> RateLimitedLog:
     The log limiter shared by every connection on C{clock} (handler
     tracebacks by message type, banned senders by IP).
     """
-    limited = _TRACEBACKS.get(clock)
+    limited = _LIMITED.get(clock)
     if limited is None:
-        limited = _TRACEBACKS[clock] = RateLimitedLog(log, clock,
+        limited = _LIMITED[clock] = RateLimitedLog(log, clock,
                                                       LOG_REPEAT_SECONDS)
     return limited
 
@@ -525,7 +525,13 @@ class PeerProtocol(LineOnlyReceiver):
         self.held.clear()
 
     def _overflowed(self) -> None:
+        """
+        The hard bound was passed (L{send_line}): drop the peer, unless it
+        is gone already.
+        """
         self._overflow_call = None
+        if self.close_reason is not None or self.state == CLOSED:
+            return
         self.misbehaved("output-overflow",
                         f"{self.output_buffered()} bytes unread > "
                         f"{self.settings.output_hard_bytes}", close=True)
