@@ -15,8 +15,10 @@ from typing import Any
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial import unittest
 
 from tests.helpers import addr, key
@@ -293,6 +295,20 @@ class MeasureTests(unittest.TestCase):
         fd._tempDataLen = 50
         self.assertEqual(output_buffered(fd), 120)
         self.assertEqual(output_buffered(object()), 0)
+
+    def test_tls_adds_its_cleartext_backlog(self) -> None:
+        """
+        Under TLS the cleartext still waiting for the handshake counts
+        too, on top of the TCP transport's buffers.
+        """
+        fd = FileDescriptor(reactor=object())  # type: ignore[arg-type]
+        fd.dataBuffer = b"x" * 10
+        fd.offset = 0
+        fd._tempDataLen = 0
+        tls = TLSMemoryBIOProtocol(None, Protocol())
+        tls.transport = fd
+        tls._appSendBuffer = [b"a" * 7, b"b" * 3]
+        self.assertEqual(output_buffered(tls), 20)
 
 
 class NestingTests(LimitsBase):
