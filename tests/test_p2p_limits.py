@@ -183,6 +183,19 @@ class BoundedOutputTests(LimitsBase):
         self.clock.advance(self.settings.ping_interval)
         self.assertIn("tip", [m.name for m in self.drained(wire)])
 
+    def test_held_requests_served_on_next_request(self) -> None:
+        """
+        A transport that never signals the drain: held requests are
+        served, in order, when the peer's next request finds the buffer
+        under the bound.
+        """
+        wire = self.ready()
+        self.stall(wire, 2500)
+        wire.feed(GetTip(id=1))
+        wire.transport.clear()
+        wire.feed(GetTip(id=2))
+        self.assertEqual([m.id for m in wire.sent()], [1, 2])
+
     def test_hard_bound_drops_peer_at_once(self) -> None:
         """
         A peer with more than output_hard_bytes unread is dropped

@@ -412,10 +412,13 @@ class PeerProtocol(LineOnlyReceiver):
             self.misbehaved("rate-limited", name)
             return
         self.received[name] += 1
-        if name in SERVED and (self.held or self.output_buffered()
-                               > self.settings.output_soft_bytes):
-            self._hold(msg)
-            return
+        if name in SERVED:
+            if self.held:
+                self._serve_held()  # the transport may not have said
+            if self.held or self.output_buffered() > \
+                    self.settings.output_soft_bytes:
+                self._hold(msg)
+                return
         self.line_digest = digest
         try:
             self._dispatch(handler, msg)
@@ -494,7 +497,10 @@ class PeerProtocol(LineOnlyReceiver):
     def _serve_held(self) -> None:
         """
         Serve held requests while the peer's output buffer is under the
-        soft bound; resume reading once none are held.
+        soft bound; resume reading once none are held.  Runs when the
+        transport says it drained (only once its buffer passed its own
+        C{bufferSize}, L{READ_SIZE}), on the peer's next request, and on
+        each ping tick.
         """
         soft = self.settings.output_soft_bytes
         while self.held and self.state == READY and \
