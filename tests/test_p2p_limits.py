@@ -15,8 +15,10 @@ from typing import Any
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial import unittest
 
 from tests.helpers import addr, key
@@ -181,6 +183,19 @@ class BoundedOutputTests(LimitsBase):
         self.clock.advance(self.settings.ping_interval)
         self.assertIn("tip", [m.name for m in self.drained(wire)])
 
+    def test_held_requests_served_on_next_request(self) -> None:
+        """
+        A transport that never signals the drain: held requests are
+        served, in order, when the peer's next request finds the buffer
+        under the bound.
+        """
+        wire = self.ready()
+        self.stall(wire, 2500)
+        wire.feed(GetTip(id=1))
+        wire.transport.clear()
+        wire.feed(GetTip(id=2))
+        self.assertEqual([m.id for m in wire.sent()], [1, 2])
+
     def test_hard_bound_drops_peer_at_once(self) -> None:
         """
         A peer with more than output_hard_bytes unread is dropped
@@ -293,6 +308,20 @@ class MeasureTests(unittest.TestCase):
         fd._tempDataLen = 50
         self.assertEqual(output_buffered(fd), 120)
         self.assertEqual(output_buffered(object()), 0)
+
+    def test_tls_adds_its_cleartext_backlog(self) -> None:
+        """
+        Under TLS the cleartext still waiting for the handshake counts
+        too, on top of the TCP transport's buffers.
+        """
+        fd = FileDescriptor(reactor=object())  # type: ignore[arg-type]
+        fd.dataBuffer = b"x" * 10
+        fd.offset = 0
+        fd._tempDataLen = 0
+        tls = TLSMemoryBIOProtocol(None, Protocol())
+        tls.transport = fd
+        tls._appSendBuffer = [b"a" * 7, b"b" * 3]
+        self.assertEqual(output_buffered(tls), 20)
 
 
 class NestingTests(LimitsBase):

@@ -119,7 +119,7 @@ RESPONSES = frozenset(name for name, handler in STATES[READY].items()
 """Responses to our requests: a line of one that no pending request
 expects is refused before it is decoded."""
 
-_TRACEBACKS: weakref.WeakKeyDictionary[Any, RateLimitedLog] = \
+_LIMITED: weakref.WeakKeyDictionary[Any, RateLimitedLog] = \
     weakref.WeakKeyDictionary()
 
 
@@ -128,9 +128,9 @@ def _limited_log(clock: IReactorTime) -> RateLimitedLog:
     The log limiter shared by every connection on C{clock} (handler
     tracebacks by message type, banned senders by IP).
     """
-    limited = _TRACEBACKS.get(clock)
+    limited = _LIMITED.get(clock)
     if limited is None:
-        limited = _TRACEBACKS[clock] = RateLimitedLog(log, clock,
+        limited = _LIMITED[clock] = RateLimitedLog(log, clock,
                                                       LOG_REPEAT_SECONDS)
     return limited
 
@@ -414,10 +414,13 @@ class PeerProtocol(LineOnlyReceiver):
             self.misbehaved("rate-limited", name)
             return
         self.received[name] += 1
-        if name in SERVED and (self.held or self.output_buffered()
-                               > self.settings.output_soft_bytes):
-            self._hold(msg)
-            return
+        if name in SERVED:
+            if self.held:
+                self._serve_held()  # the transport may not have said
+            if self.held or self.output_buffered() > \
+                    self.settings.output_soft_bytes:
+                self._hold(msg)
+                return
         self.line_digest = digest
         try:
             self._dispatch(handler, msg)
@@ -496,7 +499,10 @@ class PeerProtocol(LineOnlyReceiver):
     def _serve_held(self) -> None:
         """
         Serve held requests while the peer's output buffer is under the
-        soft bound; resume reading once none are held.
+        soft bound; resume reading once none are held.  Runs when the
+        transport says it drained (only once its buffer passed its own
+        C{bufferSize}, L{READ_SIZE}), on the peer's next request, and on
+        each ping tick.
         """
         soft = self.settings.output_soft_bytes
         while self.held and self.state == READY and \
@@ -527,7 +533,13 @@ class PeerProtocol(LineOnlyReceiver):
         self.held.clear()
 
     def _overflowed(self) -> None:
+        """
+        The hard bound was passed (L{send_line}): drop the peer, unless it
+        is gone already.
+        """
         self._overflow_call = None
+        if self.close_reason is not None or self.state == CLOSED:
+            return
         self.misbehaved("output-overflow",
                         f"{self.output_buffered()} bytes unread > "
                         f"{self.settings.output_hard_bytes}", close=True)
