@@ -631,3 +631,144 @@ class StallTests(unittest.TestCase):
         # Alone of four: nothing commits; round 0 waits at prevote.
         self.assertEqual(f.chain.height, 0)
         self.assertEqual(c.counters.get("timeouts-round"), 3)
+
+
+class CommitteeChain(FourChain):
+    """
+    Seven genesis masternodes, block consensus by a committee of four per
+    epoch of five blocks.
+    """
+
+    def __init__(self, size: int = 4, epoch: int = 5) -> None:
+        import dataclasses
+        self.keys = [key(20 + i) for i in range(7)]
+        self.network = dataclasses.replace(DEVNET, committee_size=size,
+                                           committee_epoch=epoch)
+        self.genesis = make_genesis(
+            "devnet", int(START * 1000),
+            [TxOut(1_000 * params.COIN, addr(key(1)))],
+            [Masternode(k.public, f"10.0.1.{i}:1", addr(k), "free")
+             for i, k in enumerate(self.keys)])
+        self.store = MemoryStore()
+        self.chain = self.load()
+        self.blocks = []
+
+    def load(self) -> Chain:
+        chain = Chain(self.network, self.store, self.genesis, RoundRobin(),
+                      CountQuorum(), lambda: 2**62)
+        result_of(chain.load())
+        return chain
+
+    def committee(self, height: int | None = None) -> list[bytes]:
+        chain = self.chain
+        return [m.pubkey for m in chain.committee_for(
+            chain.height + 1 if height is None else height)]
+
+    def block(self, txs: tuple[Transaction, ...] = ()) -> Block:
+        chain = self.chain
+        height = chain.height + 1
+        producer = chain.expected_producer(height, chain.tip.hash, 0)
+        signer = next(k for k in self.keys if k.public == producer)
+        commit = chain.tip_commit if height > 1 else None
+        coinbase = Transaction((), coinbase_outputs(
+            chain.snapshot_for(height), DEVNET.block_reward, 0),
+            "coinbase", {"height": height})
+        header = BlockHeader(height, chain.tip.hash,
+                             merkle_root([coinbase.txid]),
+                             chain.tip.header.timestamp + 2000, producer, 0,
+                             commit_hash_of(commit))
+        return sign_block(signer, "devnet", header, (coinbase,), commit)
+
+    def step_with(self, skip: frozenset[bytes] = frozenset()) -> Block:
+        """
+        The next block, committed by its committee but C{skip}.
+        """
+        block = self.block()
+        votes = tuple(sorted(
+            (sign_block_vote(k, "devnet", block.height, 0, block.hash)
+             for k in self.keys if k.public in self.committee()
+             and k.public not in skip), key=lambda v: v.voter))
+        cert = CommitCertificate(block.height, 0, block.hash, votes)
+        result_of(self.chain.connect_block(block, cert))
+        self.blocks.append((block, cert))
+        return block
+
+
+class CommitteeTests(unittest.TestCase):
+    """
+    Block consensus by a committee drawn per epoch from chain state.
+    """
+
+    def test_committee_per_epoch(self) -> None:
+        """
+        Each height has a committee of four of the seven, the same for
+        every height of an epoch, drawn anew (from the hash ending the
+        previous epoch) for the next; the proposer is a member; a chain
+        reloaded from the store and a second node connecting the same
+        blocks name the same committees.
+        """
+        f = CommitteeChain()
+        seen = []
+        for height in range(1, 21):
+            committee = f.committee()
+            self.assertEqual(len(committee), 4)
+            self.assertIn(f.chain.expected_producer(
+                height, f.chain.tip.hash, 0), committee)
+            seen.append(tuple(committee))
+            f.step_with()
+        for epoch in range(4):
+            self.assertEqual(len(set(seen[epoch * 5:epoch * 5 + 5])), 1)
+        self.assertGreater(len(set(seen)), 1)
+        again = f.load()
+        self.assertEqual(again.committee_for(again.height + 1),
+                         f.chain.committee_for(f.chain.height + 1))
+        g = CommitteeChain()
+        for block, cert in f.blocks:
+            result_of(g.chain.connect_block(block, cert))
+        self.assertEqual(g.chain.utxo_hash(), f.chain.utxo_hash())
+
+    def test_quorum_of_the_committee(self) -> None:
+        """
+        A certificate needs two thirds of the committee's weight: three
+        of its four members commit; the three masternodes outside it
+        (plus one member) do not.
+        """
+        f = CommitteeChain()
+        f.step_with()
+        block = f.block()
+        members = [k for k in f.keys if k.public in f.committee()]
+        others = [k for k in f.keys if k.public not in f.committee()]
+
+        def cert(signers):
+            return CommitCertificate(block.height, 0, block.hash, tuple(
+                sorted((sign_block_vote(k, "devnet", block.height, 0,
+                                        block.hash) for k in signers),
+                       key=lambda v: v.voter)))
+
+        from timecoin.chain import BlockInvalid
+        self.assertRaises(BlockInvalid, f.chain.check_commit,
+                          cert(others + members[:1]), block)
+        f.chain.check_commit(cert(members[:3]), block)
+
+    def test_proof_of_service_counts_due_certificates(self) -> None:
+        """
+        A masternode that never signs is set aside from the certificates
+        it was due to sign (as a committee member) only; the others, that
+        sign whenever they are members, never are.
+        """
+        f = CommitteeChain()
+        absent = f.keys[0].public
+        for _ in range(3 * W):
+            f.step_with(frozenset({absent}))
+            if f.chain.mn_status(absent).state == SET_ASIDE:
+                break
+        status = f.chain.mn_status(absent)
+        self.assertEqual(status.state, SET_ASIDE, "never set aside")
+        self.assertIn("commit certificates", status.reason)
+        for k in f.keys[1:]:
+            self.assertEqual(f.chain.mn_status(k.public).state, ACTIVE)
+        self.assertNotIn(absent, f.committee())
+        again = f.load()
+        self.assertEqual(again.expected, {h: e for h, e in
+                                          f.chain.expected.items()
+                                          if h >= f.chain.height - W})

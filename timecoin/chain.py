@@ -44,6 +44,7 @@ from timecoin.mnstate import (
     activation_refused,
     missed,
     parse_activation,
+    set_aside_reason,
 )
 from timecoin.mnstate import KIND as ACTIVATE_KIND
 from timecoin.mnstate import is_state_key as is_status_key
@@ -164,12 +165,17 @@ class _Undo:
     spent: list[tuple[bytes, bytes]]
     commit: CommitCertificate | None
     state: list[bytes] | None = None
+    committee: list[bytes] | None = None
+    """With committees: the members due to vote this block."""
 
     def encode(self) -> bytes:
-        return canonical({
+        obj: dict[str, Any] = {
             "spent": [[k.hex(), v.hex()] for k, v in self.spent],
             "commit": None if self.commit is None else self.commit.to_obj(),
-            "state": [k.hex() for k in self.state or []]})
+            "state": [k.hex() for k in self.state or []]}
+        if self.committee is not None:
+            obj["committee"] = [k.hex() for k in self.committee]
+        return canonical(obj)
 
     @staticmethod
     def with_commit(raw: bytes, commit: CommitCertificate) -> bytes:
@@ -188,11 +194,13 @@ class _Undo:
     def decode(cls, raw: bytes) -> _Undo:
         obj = decode(raw)
         commit = obj["commit"]
-        state = obj.get("state")
+        state, committee = obj.get("state"), obj.get("committee")
         return cls([(unhex(k), unhex(v)) for k, v in obj["spent"]],
                    None if commit is None
                    else CommitCertificate.from_obj(commit),
-                   None if state is None else [unhex(k) for k in state])
+                   None if state is None else [unhex(k) for k in state],
+                   None if committee is None
+                   else [unhex(k) for k in committee])
 
 
 class Chain:
@@ -222,6 +230,12 @@ class Chain:
         self.status: dict[bytes, MnStatus] = {}
         """The explicit status records (see L{mn_status})."""
         self._current: tuple[tuple[int, int], Snapshot] | None = None
+        self._committees: dict[int, tuple[Any, Snapshot]] = {}
+        self._epoch_hashes: dict[int, bytes] = {}
+        """Hashes of the blocks that end committee epochs, by height."""
+        self.expected: dict[int, frozenset[bytes]] = {}
+        """With committees: who was to sign the certificate of each recent
+        block (its committee), for proof of service."""
         self.rules = ServiceRules(network.service_window,
                                   network.service_max_missed,
                                   network.service_min_away)
@@ -300,17 +314,29 @@ class Chain:
         window from the stored blocks that carry them.
         """
         self.signers = {}
-        for height in range(max(2, self.height - self.rules.window + 1),
-                            self.height + 1):
+        self.expected = {}
+        first = max(1, self.height - self.rules.window)
+        for height in range(first, self.height + 1):
             block_hash = yield self.store.get_block_hash(height)
             raw = None if block_hash is None else \
                 (yield self.store.get_block(block_hash))
             if raw is None:
                 raise StoreError(f"block {height} missing from the store")
             commit = Block.decode(raw).commit
-            if commit is not None:
+            if commit is not None and height >= 2:
                 self.signers[height - 1] = frozenset(
                     commit.valid_votes(self.network.name))
+            undo = yield self.store.get_undo(block_hash)
+            committee = _Undo.decode(undo).committee if undo else None
+            if committee is not None:
+                self.expected[height] = frozenset(committee)
+        epoch = self.network.committee_epoch
+        self._epoch_hashes = {}
+        for boundary in range(max(epoch, (first - 2) // epoch * epoch),
+                              self.height + 1, epoch):
+            block_hash = yield self.store.get_block_hash(boundary)
+            if block_hash is not None:
+                self._epoch_hashes[boundary] = block_hash
 
     def _connect_genesis(self) -> defer.Deferred[None]:
         coinbase = self.genesis.txs[0]
@@ -451,15 +477,61 @@ class Chain:
         """
         return sum(self.quorum.weight(m) for m in snapshot)
 
+    def committee_for(self, height: int) -> Snapshot:
+        """
+        The masternodes that propose and vote block C{height}: the whole
+        snapshot, unless the network sets a C{committee_size} smaller than
+        it.  Then the first C{committee_size} of the selection policy's
+        order of the snapshot for the epoch (C{policy.candidates(snapshot,
+        epoch, seed, 0)}, where the seed is the hash of the block that
+        ends the previous epoch): a function of chain state only, the same
+        on every node, stake-weighted under C{stake-weighted}.  A member
+        that leaves the snapshot mid-epoch is replaced by the next in that
+        order.
+        """
+        snapshot = self.snapshot_for(height)
+        size = self.network.committee_size
+        if not size or len(snapshot) <= size:
+            return snapshot
+        epoch = (height - 1) // self.network.committee_epoch
+        key = (epoch, snapshot)
+        cached = self._committees.get(height)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        seed = self._epoch_seed(epoch)
+        if seed is None:
+            # An epoch whose seed is not on chain yet (sync weighing a
+            # certificate shown for a height ahead): the whole snapshot,
+            # of which the committee is a part.
+            return snapshot
+        order = self.policy.candidates(snapshot, epoch, seed, 0)
+        chosen = set(order[:size])
+        committee = tuple(m for m in snapshot if m.pubkey in chosen)
+        self._committees[height] = (key, committee)
+        for old in [h for h in self._committees if h < self.height - 8]:
+            del self._committees[old]
+        return committee
+
+    def _epoch_seed(self, epoch: int) -> bytes | None:
+        """
+        The hash of the block that ends the epoch before C{epoch} (the
+        genesis for epoch 0), or C{None} when that block is not on chain
+        (a later epoch).
+        """
+        if epoch == 0:
+            return self.genesis.hash
+        return self._epoch_hashes.get(epoch * self.network.committee_epoch)
+
     def expected_producer(self, height: int, prev_hash: bytes,
                           round: int) -> bytes | None:
         """
-        The producer the selection policy names for (height, round).
+        The producer the selection policy names for (height, round), from
+        the committee of that height.
         """
-        snapshot = self.snapshot_for(height)
-        if not snapshot:
+        committee = self.committee_for(height)
+        if not committee:
             return None
-        return self.policy.candidates(snapshot, height, prev_hash, round)[0]
+        return self.policy.candidates(committee, height, prev_hash, round)[0]
 
     def check_commit(self, cert: CommitCertificate | None,
                      block: Block) -> frozenset[bytes]:
@@ -483,7 +555,7 @@ class Chain:
             # proposed in round r can be re-proposed and committed in a
             # later round (its votes sign the round they were cast in).
             raise BlockInvalid("bad-commit", "certificate for another block")
-        snapshot = self.snapshot_for(block.height)
+        snapshot = self.committee_for(block.height)
         members = {m.pubkey: m for m in snapshot}
         signers = frozenset(cert.valid_votes(self.network.name))
         weight = sum(self.quorum.weight(members[v])
@@ -604,8 +676,12 @@ class Chain:
                        for pk in statuses if pk in self.status]
         written = [state_key(pk) for pk in registered] + \
             [status_key(pk) for pk in statuses]
+        committee = self.committee_for(header.height)
         undo = _Undo([(op.key(), e.pack()) for op, e in spent.items()]
-                     + removed + overwritten, None, written)
+                     + removed + overwritten, None, written,
+                     None if len(committee) == len(
+                         self.snapshot_for(header.height))
+                     else [m.pubkey for m in committee])
         txids = [t.txid for t in block.txs]
         change = BlockChange(
             header.height, block.hash, header.prev_hash, block.encode(),
@@ -678,11 +754,12 @@ class Chain:
             if status is None or status.state != ACTIVE or \
                     m.pubkey in deregistered:
                 continue
-            count = missed(signers, m.pubkey, status.since, height, rules)
-            if count is not None and count > rules.max_missed:
-                changes[m.pubkey] = MnStatus(
-                    SET_ASIDE, height, f"missed {count} of the last "
-                    f"{rules.window} commit certificates")
+            counts = missed(signers, m.pubkey, status.since, height, rules,
+                            self.expected)
+            reason = None if counts is None else set_aside_reason(*counts,
+                                                                   rules)
+            if reason is not None:
+                changes[m.pubkey] = MnStatus(SET_ASIDE, height, reason)
         return changes
 
     def check_new_registration(
@@ -771,9 +848,16 @@ class Chain:
         if block.commit is not None:
             self.signers[block.height - 1] = frozenset(
                 block.commit.valid_votes(self.network.name))
-        for old in [h for h in self.signers
-                    if h < block.height - 4 * self.rules.window]:
-            del self.signers[old]
+        committee = self.committee_for(block.height)
+        if len(committee) < len(self._snapshots[block.height]):
+            self.expected[block.height] = frozenset(
+                m.pubkey for m in committee)
+        if block.height % self.network.committee_epoch == 0:
+            self._epoch_hashes[block.height] = block.hash
+        keep = block.height - 4 * self.rules.window
+        for table in (self.signers, self.expected):
+            for old in [h for h in table if h < keep]:
+                del table[old]
         self._apply_state(change.spent, change.created)
         self.retired = frozenset(change.archived)
         for tx in block.txs:
@@ -817,6 +901,9 @@ class Chain:
         self._apply_state(removed, undo.spent)
         self._snapshots.pop(block.height, None)
         self.signers.pop(block.height - 1, None)
+        self.expected.pop(block.height, None)
+        self._epoch_hashes.pop(block.height, None)
+        self._committees.clear()
         self.tip = prev
         self.tip_commit = _Undo.decode(prev_undo).commit if prev_undo \
             else None

@@ -114,6 +114,8 @@ class Config:
     round_timeout: float = 0.0
     stall_after: float = 0.0
     auto_activate: bool = True
+    committee_size: int = 0
+    committee_epoch: int = 0
     mempool_max_count: int = 10_000
     mempool_max_bytes: int = 300_000_000
     mempool_max_contenders: int = 1_000
@@ -151,6 +153,14 @@ class Config:
             self.round_timeout = min(max(1.0, self.block_time), 30.0)
         if self.round_timeout <= 0:
             raise ConfigError("round_timeout must be positive")
+        if (self.committee_size or self.committee_epoch) and \
+                self.network != "devnet":
+            raise ConfigError("committee_size and committee_epoch are "
+                              f"fixed by the {self.network} network; they "
+                              "may be set on a devnet only")
+        if self.committee_size < 0 or self.committee_epoch < 0:
+            raise ConfigError("committee_size and committee_epoch must not "
+                              "be negative")
         if not self.stall_after:
             self.stall_after = 3 * self.block_time + 4 * self.round_timeout
         if self.stall_after <= 0:

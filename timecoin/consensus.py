@@ -344,7 +344,11 @@ class BlockConsensus:
 
     @property
     def snapshot(self) -> Any:
-        return self.chain.snapshot_for(self.height)
+        """
+        Who proposes and votes at the current height: its committee (the
+        whole snapshot unless the network sets a committee size).
+        """
+        return self.chain.committee_for(self.height)
 
     def _weights(self) -> tuple[dict[bytes, int], int]:
         weights = {m.pubkey: self.chain.quorum.weight(m)
@@ -748,7 +752,7 @@ class BlockConsensus:
         if any(known.voter == v.voter for known in cert.votes):
             return "duplicate"
         if v.voter not in {m.pubkey
-                           for m in self.chain.snapshot_for(v.height)}:
+                           for m in self.chain.committee_for(v.height)}:
             return "vote-not-masternode"
         if not vote_signature_ok(v, self.chain.network.name):
             return "bad-vote-signature"

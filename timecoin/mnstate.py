@@ -177,17 +177,39 @@ def activation_refused(status: MnStatus, since: int, height: int,
 
 
 def missed(signers: Mapping[int, frozenset[bytes]], pubkey: bytes,
-           active_since: int, height: int, rules: ServiceRules) -> int | None:
+           active_since: int, height: int, rules: ServiceRules,
+           expected: Mapping[int, frozenset[bytes]] | None = None
+           ) -> tuple[int, int] | None:
     """
-    How many of the W certificates before block C{height} (those of heights
-    C{height - W} to C{height - 1}) lack C{pubkey}; C{None} when it has not
+    Of the W certificates before block C{height} (those of heights
+    C{height - W} to C{height - 1}) that C{pubkey} was due to sign, how
+    many lack it, and how many it was due to sign; C{None} when it has not
     been active for a whole window yet (it is judged only then).
 
     @param signers: the valid signers of each certificate, by the height of
         the block it commits.
+    @param expected: with committees, who was due to sign each one (a
+        height not in it: every active masternode).
     """
     first = height - rules.window
     if active_since > first or first < 1:
         return None
-    return sum(1 for h in range(first, height)
-               if pubkey not in signers.get(h, frozenset()))
+    due = [h for h in range(first, height)
+           if expected is None or h not in expected or pubkey in expected[h]]
+    return (sum(1 for h in due if pubkey not in signers.get(h, frozenset())),
+            len(due))
+
+
+def set_aside_reason(missing: int, due: int,
+                     rules: ServiceRules) -> str | None:
+    """
+    Why a masternode missing from C{missing} of the C{due} certificates it
+    was to sign in the window is set aside, or C{None} if it is not: more
+    than C{max_missed} in W (in proportion when it was due fewer).
+    """
+    if not due or missing * rules.window <= rules.max_missed * due:
+        return None
+    if due == rules.window:
+        return f"missed {missing} of the last {rules.window} commit certificates"
+    return (f"missed {missing} of the {due} commit certificates it was due "
+            f"to sign in the last {rules.window}")

@@ -5,6 +5,7 @@ and storage together, and the operations RPC and P2P call on it.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -103,6 +104,13 @@ class Node(Service):
         self.config = config
         self.clock = clock
         self.network = params.NETWORKS[config.network]
+        if config.committee_size or config.committee_epoch:
+            self.network = dataclasses.replace(
+                self.network,
+                committee_size=config.committee_size
+                or self.network.committee_size,
+                committee_epoch=config.committee_epoch
+                or self.network.committee_epoch)
         self.datadir = Path(config.datadir)
         self.datadir.mkdir(parents=True, exist_ok=True)
         private = self.datadir / "private"
@@ -264,7 +272,7 @@ class Node(Service):
         if age < self.config.stall_after or not self.consensus.synced():
             return None
         chain = self.chain
-        snapshot = chain.snapshot_for(chain.height + 1)
+        snapshot = chain.committee_for(chain.height + 1)
         weights = {m.pubkey: chain.quorum.weight(m) for m in snapshot}
         total = sum(weights.values())
         online = self.consensus.online()

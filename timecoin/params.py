@@ -63,6 +63,11 @@ class Network:
     (more than half of W)."""
     service_min_away: int = 20
     """Blocks a masternode set aside stays out before it may come back."""
+    committee_size: int = 0
+    """Block consensus by a committee of this many active masternodes per
+    epoch, drawn by the selection policy (0: every active masternode)."""
+    committee_epoch: int = 10
+    """Blocks per committee epoch."""
 
 
 NETWORKS = {

@@ -260,7 +260,7 @@ def consensus_info(node: Node) -> dict[str, Any]:
     """
     chain = node.chain
     height = chain.height + 1
-    snapshot = snapshot_members(node)
+    snapshot = chain.committee_for(height)
     total = chain.total_weight(snapshot)
     candidates = chain.policy.candidates(snapshot, height, chain.tip.hash,
                                          0) if snapshot else []
@@ -268,7 +268,9 @@ def consensus_info(node: Node) -> dict[str, Any]:
         "height": height, "quorum": chain.quorum.name,
         "threshold": approval_threshold(total) if total else 0,
         "total_weight": total, "policy": chain.policy.name,
-        "snapshot_size": len(snapshot),
+        "snapshot_size": len(snapshot_members(node)),
+        "committee_size": len(snapshot),
+        "committee_epoch": (height - 1) // chain.network.committee_epoch,
         "next_producers": [pk.hex() for pk in candidates],
         "block_time": node.config.block_time,
         "vote_timeout": node.config.vote_timeout,

@@ -588,7 +588,7 @@ class BlockSync:
     def _alone(self) -> bool:
         node = self.node
         chain = node.chain
-        snapshot = chain.snapshot_for(chain.height + 1)
+        snapshot = chain.committee_for(chain.height + 1)
         mine = [m for m in snapshot if m.pubkey == node.key.public]
         if not mine or not chain.quorum.approved(
                 chain.quorum.weight(mine[0]), chain.total_weight(snapshot)):
@@ -788,7 +788,7 @@ class BlockSync:
                 cert.block_hash != block_hash:
             return False
         chain = self.node.chain
-        snapshot = chain.snapshot_for(height)
+        snapshot = chain.committee_for(height)
         members = {m.pubkey: m for m in snapshot}
         weight = sum(chain.quorum.weight(members[v])
                      for v in cert.valid_votes(chain.network.name)
@@ -949,7 +949,7 @@ class BlockSync:
         quorum.
         """
         chain = self.node.chain
-        snapshot = chain.snapshot_for(height)
+        snapshot = chain.committee_for(height)
         members = {m.pubkey: m for m in snapshot}
         voters = [v.voter for v in cert.votes]
         if len(set(voters)) != len(voters) or \
