@@ -13,6 +13,14 @@ HTTP 200, and a 2.0 notification (no C{id} member) gets no reply (HTTP
 to L{MAX_BATCH} requests) runs its requests in order and answers an array
 (HTTP 200).  Params may be positional (array) or named (object).  A body
 that is not JSON, or nests deeper than L{MAX_JSON_DEPTH}, is a parse error.
+One exception to the 2.0 shape: python-bitcoinrpc's C{batch_} (see
+L{LEGACY_REPLY_AGENTS}) gets C{"error": null} in its successful 2.0 batch
+replies, which it cannot read otherwise.
+
+Optional positional arguments that Bitcoin clients send and that mean
+nothing here (C{getbalance "*" 1}, C{sendtoaddress}'s comments, fee
+estimation modes, C{sendrawtransaction}'s C{maxfeerate}, ...) are accepted,
+checked for their JSON type, and ignored; each method's help says which.
 
 Errors use the JSON-RPC codes (-32700 parse error, -32600 invalid request,
 -32601 method not found, -32602 invalid params, -32603 internal error,
@@ -135,6 +143,8 @@ RPC_VERIFY_ALREADY_IN_CHAIN = -27
 RPC_IN_WARMUP = -28
 RPC_DATABASE_ERROR = -20
 RPC_CLIENT_P2P_DISABLED = -31
+RPC_METHOD_DEPRECATED = -32
+"""Bitcoin Core's code for a dummy argument given another value."""
 
 MAX_BATCH = 1_000
 """Most requests one batch may hold."""
@@ -332,6 +342,38 @@ def _seconds(value: Any, name: str, high: float) -> float:
         raise RPCError(RPC_INVALID_PARAMETER,
                        f"{name} out of range [0, {high:g}]")
     return float(value)
+
+
+def _dummy_star(value: Any) -> None:
+    """
+    Bitcoin Core's dummy first argument of C{getbalance}: absent, null or
+    C{"*"}.
+    """
+    if value is not None and value != "*":
+        raise RPCError(RPC_METHOD_DEPRECATED, 'dummy first argument must be '
+                       'excluded or set to "*".')
+
+
+def _ignored_bool(value: Any, name: str) -> bool:
+    """
+    An optional boolean a Bitcoin client may send: checked for its type
+    (null is false) and returned.
+    """
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise RPCError(INVALID_PARAMS, f"{name} must be a boolean")
+    return value
+
+
+def _ignored_int(value: Any, name: str) -> int | None:
+    """
+    An optional integer a Bitcoin client may send and the node ignores:
+    checked for its type (null passes) and returned.
+    """
+    if value is None:
+        return None
+    return _int(value, name, -(2**63), 2**63 - 1)
 
 
 def _shielded(d: defer.Deferred[Any]) -> defer.Deferred[Any]:
@@ -641,9 +683,10 @@ class RPCMethods:
     # Transactions
 
     @defer.inlineCallbacks
-    def rpc_gettransaction(self, txid: Any) -> Any:
+    def rpc_gettransaction(self, txid: Any, include_watchonly: Any = None,
+                           verbose: Any = None) -> Any:
         """
-        gettransaction "txid"
+        gettransaction "txid" ( include_watchonly verbose )
 
         What the node knows of a transaction: txid, state (pending,
         finalized, rejected), confirmations (0 until in a block), and once
@@ -654,9 +697,13 @@ class RPCMethods:
         approving votes with their Merkle branches, once they reach the
         quorum), conflict (true while it contends with a pending spender
         of its inputs), reason (if rejected), hex.  Error -5 if the node
-        never saw it.
+        never saw it.  include_watchonly (a boolean) is accepted and
+        ignored (no watch-only addresses); verbose true adds decoded (the
+        transaction as decoderawtransaction shows it).
         """
         tx_hash = _hash(txid, "txid")
+        _ignored_bool(include_watchonly, "include_watchonly")
+        decoded = _ignored_bool(verbose, "verbose")
         info = yield self.node.transaction(tx_hash)
         if info is None or (info["state"] == "rejected"
                             and info.get("tx") is None):
@@ -695,6 +742,8 @@ class RPCMethods:
             obj["reason"] = info["reason"]
         if tx is not None:
             obj["hex"] = tx.encode().hex()
+            if decoded:
+                obj["decoded"] = tx_to_json(tx)
         return obj
 
     @defer.inlineCallbacks
@@ -728,9 +777,10 @@ class RPCMethods:
             obj["confirmations"] = 0
         return obj
 
-    def rpc_sendrawtransaction(self, hexstring: Any) -> Any:
+    def rpc_sendrawtransaction(self, hexstring: Any, maxfeerate: Any = None,
+                               maxburnamount: Any = None) -> Any:
         """
-        sendrawtransaction "hexstring"
+        sendrawtransaction "hexstring" ( maxfeerate maxburnamount )
 
         Submit a signed transaction (hex of its canonical encoding) for
         finality voting; returns its txid.  Error -22 if it does not
@@ -744,10 +794,15 @@ class RPCMethods:
         verdict on the transaction, send it again later.  (-26 as Bitcoin
         Core refuses with "mempool full": a refusal of this transaction
         now, with its reason code; -28 would tell clients the whole node
-        is starting.)
+        is starting.)  maxfeerate and maxburnamount (amounts, as Bitcoin
+        clients send them) are accepted and ignored: the fee rule of
+        docs/rules.md bounds nothing from above and no output burns.
         """
         node = self.node
         node.check_admission()
+        for value in (maxfeerate, maxburnamount):
+            if value is not None:
+                _amount(value)
         tx = self._decode_tx(hexstring)
         txid = tx.txid
         if txid in node.mempool.entries:
@@ -971,27 +1026,45 @@ class RPCMethods:
         """
         return self.node.new_address()
 
-    def rpc_getbalance(self) -> Decimal:
+    def rpc_getbalance(self, dummy: Any = None, minconf: Any = None,
+                       include_watchonly: Any = None,
+                       avoid_reuse: Any = None) -> Decimal:
         """
-        getbalance
+        getbalance ( "*" minconf include_watchonly avoid_reuse )
 
         The wallet's spendable balance in TIME: its outputs unspent on
         chain or created by finalized transactions, minus those locked by
-        pending spenders.
+        pending spenders.  The arguments Bitcoin clients send are accepted
+        and ignored: dummy must be "*" (or null), minconf (an integer)
+        changes nothing because a finalized transaction is final at 0
+        confirmations, and the wallet has no watch-only addresses and no
+        address-reuse tracking.  Error -32 if dummy is anything else (as
+        Bitcoin Core).
         """
+        _dummy_star(dummy)
+        _ignored_int(minconf, "minconf")
+        _ignored_bool(include_watchonly, "include_watchonly")
+        _ignored_bool(avoid_reuse, "avoid_reuse")
         return params.format_amount(self.node.balance())
 
     def rpc_listunspent(self, minconf: Any = 0, maxconf: Any = 9_999_999,
-                        addresses: Any = None) -> list[dict[str, Any]]:
+                        addresses: Any = None, include_unsafe: Any = None,
+                        query_options: Any = None) -> list[dict[str, Any]]:
         """
-        listunspent ( minconf maxconf ["address",...] )
+        listunspent ( minconf maxconf ["address",...] include_unsafe query_options )
 
         The wallet's spendable outputs with between minconf (default 0)
         and maxconf confirmations, optionally only those paying the given
         addresses: [{txid, vout, address, amount, confirmations,
-        coinbase, spendable}].  Outputs of finalized transactions not yet
-        in a block have 0 confirmations and are spendable.
+        coinbase, spendable, safe}].  Outputs of finalized transactions
+        not yet in a block have 0 confirmations and are spendable and
+        safe (final).  include_unsafe (a boolean) is accepted and ignored:
+        every listed output is final, none is unsafe.  query_options (an
+        object, as Bitcoin Core's) is accepted and ignored.
         """
+        _ignored_bool(include_unsafe, "include_unsafe")
+        if query_options is not None and not isinstance(query_options, dict):
+            raise RPCError(INVALID_PARAMS, "query_options must be an object")
         low = _int(0 if minconf is None else minconf, "minconf")
         high = _int(9_999_999 if maxconf is None else maxconf, "maxconf")
         wanted: set[str] | None = None
@@ -1021,7 +1094,7 @@ class RPCMethods:
                 "address": entry.address,
                 "amount": params.format_amount(entry.value),
                 "confirmations": confirmations, "coinbase": entry.coinbase,
-                "spendable": True})
+                "spendable": True, "safe": True})
         return coins
 
     def _check_address(self, address: str) -> None:
@@ -1031,9 +1104,14 @@ class RPCMethods:
             raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
                            f"Invalid address {address}: {e}") from None
 
-    def rpc_sendtoaddress(self, address: Any, amount: Any) -> Any:
+    def rpc_sendtoaddress(self, address: Any, amount: Any,
+                          comment: Any = None, comment_to: Any = None,
+                          subtractfeefromamount: Any = None,
+                          replaceable: Any = None, conf_target: Any = None,
+                          estimate_mode: Any = None, avoid_reuse: Any = None,
+                          fee_rate: Any = None, verbose: Any = None) -> Any:
         """
-        sendtoaddress "address" amount
+        sendtoaddress "address" amount ( "comment" "comment_to" subtractfee... )
 
         Pay amount TIME to address from the wallet, with the minimum fee
         (1,000 units + 0.1 % of the amount) and change back to the wallet;
@@ -1047,13 +1125,40 @@ class RPCMethods:
         from a wallet with one coin, wait for each payment
         (waitfortransaction) before the next.  When the money is there
         but awaits finality, the -6 message says so and how much.
+
+        The optional arguments Bitcoin clients send, in Bitcoin Core's
+        order (comment comment_to subtractfeefromamount replaceable
+        conf_target estimate_mode avoid_reuse fee_rate verbose), are
+        accepted: comment
+        and comment_to (strings) are ignored (the wallet keeps no notes);
+        subtractfeefromamount false is the only behaviour (true is error
+        -8); replaceable, conf_target, estimate_mode, avoid_reuse and
+        fee_rate are ignored (finality replaces nothing and the fee is the
+        fixed minimum of docs/rules.md); verbose true returns {txid,
+        fee_reason} instead of the txid.
         """
         address = _str(address, "address")
         self._check_address(address)
         units = _amount(amount)
         if units <= 0:
             raise RPCError(RPC_TYPE_ERROR, "Invalid amount for send")
-        return _then(self.node.send_to_address(address, units), _hex)
+        for value, name in ((comment, "comment"), (comment_to, "comment_to"),
+                            (estimate_mode, "estimate_mode")):
+            if value is not None:
+                _str(value, name)
+        if _ignored_bool(subtractfeefromamount, "subtractfeefromamount"):
+            raise RPCError(RPC_INVALID_PARAMETER, "subtractfeefromamount is "
+                           "not supported: the fee is added to the amount")
+        _ignored_bool(replaceable, "replaceable")
+        _ignored_int(conf_target, "conf_target")
+        _ignored_bool(avoid_reuse, "avoid_reuse")
+        if fee_rate is not None:
+            _amount(fee_rate)
+        d = self.node.send_to_address(address, units)
+        if _ignored_bool(verbose, "verbose"):
+            return _then(d, lambda txid: {"txid": txid.hex(),
+                                          "fee_reason": "Minimum fee rule"})
+        return _then(d, _hex)
 
     def rpc_signrawtransactionwithwallet(self,
                                          hexstring: Any) -> dict[str, Any]:
@@ -1215,7 +1320,7 @@ class RPCMethods:
         getpeerinfo
 
         One object per connected peer: identity, address, direction,
-        state, node key, height, ping round-trip time (pingtime, seconds),
+        state, node key, height, ping round-trip time (rtt, seconds),
         bytes and messages sent and received, connection time.
         """
         return self._p2p().peer_info()
@@ -1720,7 +1825,7 @@ class RPCServer:
                 return b""
             return payload
 
-        outcome = self._handle(body)
+        outcome = self._handle(body, _reads_error_member(request))
         if isinstance(outcome, defer.Deferred):
             return outcome.addCallback(respond)
         return respond(outcome)
@@ -1770,10 +1875,13 @@ class RPCServer:
         """
         return defer.maybeDeferred(self._handle, body)
 
-    def _handle(self, body: bytes) -> Any:
+    def _handle(self, body: bytes, error_member: bool = False) -> Any:
         """
         L{handle_body}'s work: its outcome at once when no method had to
-        wait (the common case), else a Deferred of it.
+        wait (the common case), else a Deferred of it.  With
+        C{error_member} (a client known to read C{"error"} in every
+        reply: L{LEGACY_REPLY_AGENTS}) 2.0 replies of a batch carry
+        C{"error": null} on success.
         """
         try:
             payload = json.loads(body, parse_float=Decimal,
@@ -1792,14 +1900,14 @@ class RPCServer:
                 return 400, error_body(
                     INVALID_REQUEST, f"Batch of {len(payload)} requests "
                     f"exceeds {self.max_batch}")
-            return self._run_batch(payload, 0, [])
+            return self._run_batch(payload, 0, [], error_member)
         reply = self._call(payload)
         if isinstance(reply, defer.Deferred):
             return reply.addCallback(_single_outcome)
         return _single_outcome(reply)
 
     def _run_batch(self, items: list[Any], start: int,
-                   replies: list[Any]) -> Any:
+                   replies: list[Any], error_member: bool = False) -> Any:
         """
         Run C{items[start:]} in order, adding their replies to
         C{replies}; the batch's outcome, or a Deferred of it from the
@@ -1810,18 +1918,21 @@ class RPCServer:
             reply = call(items[index])
             if isinstance(reply, defer.Deferred):
                 return reply.addCallback(self._batch_resumed, items, index,
-                                         replies)
+                                         replies, error_member)
             if reply is not None:
                 replies.append(reply)
         if not replies:
             return 204, None
+        if error_member:
+            for reply in replies:
+                reply.setdefault("error", None)
         return 200, dumps(replies)
 
     def _batch_resumed(self, reply: Any, items: list[Any], index: int,
-                       replies: list[Any]) -> Any:
+                       replies: list[Any], error_member: bool) -> Any:
         if reply is not None:
             replies.append(reply)
-        return self._run_batch(items, index + 1, replies)
+        return self._run_batch(items, index + 1, replies, error_member)
 
     def call(self, obj: Any) -> defer.Deferred[Any]:
         """
@@ -1979,6 +2090,24 @@ class RPCServer:
             result.raiseException()
         log.failure("RPC method {method} failed", result, method=method)
         raise RPCError(INTERNAL_ERROR, "Internal error")
+
+
+LEGACY_REPLY_AGENTS = (b"AuthServiceProxy/",)
+"""User-Agent prefixes of clients that read C{"error"} in every reply of a
+batch, even a JSON-RPC 2.0 one: python-bitcoinrpc's C{batch_} sends 2.0
+requests and indexes C{response["error"]}, written when Bitcoin Core
+answered every request in 1.0 shape (upstream bug
+jgarzik/python-bitcoinrpc#112; Bitcoin Core 28 breaks it too).  Their 2.0
+batch replies get C{"error": null} on success; every other client gets
+replies exactly as JSON-RPC 2.0 specifies."""
+
+
+def _reads_error_member(request: server.Request) -> bool:
+    """
+    Whether C{request} comes from a client of L{LEGACY_REPLY_AGENTS}.
+    """
+    agent = request.getHeader(b"user-agent") or b""
+    return agent.startswith(LEGACY_REPLY_AGENTS)
 
 
 def _single_outcome(reply: Any) -> tuple[int, bytes | None]:

@@ -18,6 +18,16 @@ bound to 127.0.0.1 unless `[rpc] bind` says otherwise.  Bitcoin-compatible:
 - JSON-RPC 1.0 and 2.0 requests; ids of any JSON type are echoed; batches
   (arrays of requests) up to 1,000 entries; params by position (array) or by
   name (object).  A 2.0 request without an id is a notification (no reply).
+  Each request is answered in its own version: 1.0 (no `jsonrpc` member)
+  as `{"result", "error", "id"}` with both present, 2.0 as the spec says
+  (no `error` on success), except that python-bitcoinrpc's `batch_`
+  (User-Agent `AuthServiceProxy/`), which reads `error` in every reply,
+  gets `"error": null` in its successful 2.0 batch replies.
+- Optional positional arguments Bitcoin clients send (`getbalance "*" 1`,
+  `sendtoaddress ADDR 1 "comment" "comment_to"`, `gettransaction TXID
+  true`, `listunspent 0 9999999 [] true`, `sendrawtransaction HEX 0.1`)
+  are accepted and type-checked; each method's text says which are
+  ignored and why.
 - HTTP Basic auth with the cookie `DATADIR/.cookie` (`__cookie__:SECRET`,
   regenerated at each start, mode 0600, deleted at stop), the configured
   `rpc_user`/`rpc_password`, or a user of an `[rpc] auth` line (Bitcoin
