@@ -106,7 +106,8 @@ class ConfigTests(unittest.TestCase):
         load_config(str(ROOT / "etc" / "timecoin.toml"), {})
         for f in dataclasses.fields(Config):
             bare = f.name
-            for section in ("p2p_", "rpc_", "mempool_", "finality_"):
+            for section in ("p2p_", "rpc_", "mempool_", "finality_",
+                            "notify_"):
                 if bare.startswith(section):
                     bare = bare[len(section):]
             self.assertIn(f"{bare} =", text, f.name)

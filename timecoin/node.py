@@ -45,6 +45,7 @@ from timecoin.wallet import (
     build_activation,
     load_or_create_key,
 )
+from timecoin.wallettxs import WalletTxLog
 
 log = Logger()
 
@@ -153,6 +154,7 @@ class Node(Service):
         """New transactions refused by admission control since start."""
         self._busy = False
         self._busy_log = RateLimitedLog(log, clock, BUSY_LOG_SECONDS)
+        self.wallet_txs = WalletTxLog.attach(self)
 
     def _genesis(self) -> Block:
         path = find_genesis(self.config)
@@ -193,6 +195,7 @@ class Node(Service):
     def _start(self) -> Any:
         yield self.chain.load()
         yield self.finality.recover()
+        yield self.wallet_txs.start_for(self)
         yield self.consensus.load_signing_state()
         # Every node follows the rounds and heartbeats; what it signs
         # follows its key's status in the snapshot at each height.
