@@ -67,8 +67,13 @@ bound to 127.0.0.1 unless `[rpc] bind` says otherwise.  Bitcoin-compatible:
 | -28 | node still starting |
 
 `timecoin-cli METHOD [ARGS...]` (`--datadir`, `--network`, `--rpc-port`,
-`--rpcuser`/`--rpcpassword`) reads the cookie, prints the result as JSON
-(strings raw) and exits 1 on an RPC error.  As with `bitcoin-cli`:
+`--rpcuser`/`--rpcpassword`, or bitcoin-cli's `-datadir=DIR`,
+`-rpcport=N`, `-rpcconnect=HOST[:PORT]`, `-conf=FILE` (TOML), `-testnet`,
+`-chain=NAME`, `-rpcuser=`, `-rpcpassword=`, `-rpcclienttimeout=`,
+`-version`) reads the cookie, prints the result as JSON (strings raw) and
+exits with the RPC error code's absolute value on an error, as
+bitcoin-cli (1 if the node cannot be reached; 141, quietly, when its
+output is closed early, as in `| head`).  As with `bitcoin-cli`:
 `-named` (`NAME=VALUE` arguments), `-stdin` (more arguments from standard
 input, one per line), `-rpcwait` (`-rpcwaittimeout SECONDS`) and
 `-getinfo` (a human summary of the node).
