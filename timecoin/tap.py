@@ -75,6 +75,8 @@ class Options(usage.Options):
         ["redis-url", None, None, "redis://HOST:PORT/DB"],
         ["block-time", None, None, "seconds between blocks", float],
         ["policy", None, None, "block-producer selection policy"],
+        ["log-level", None, None, "lowest level logged: debug, info "
+                                  "(default), warn or error"],
     ]
 
     def postOptions(self) -> None:
