@@ -74,12 +74,13 @@ class GenesisTests(unittest.TestCase):
 
     def test_shipped_files_match_pins(self) -> None:
         """
-        etc/genesis-testnet.json and etc/genesis-mainnet.json load and hash
+        timecoin/data/genesis-testnet.json and genesis-mainnet.json load and hash
         to the values pinned in params; a devnet genesis cannot pose as
         testnet's.
         """
         for name in ("testnet", "mainnet"):
-            block = load_genesis(ROOT / "etc" / f"genesis-{name}.json", name)
+            block = load_genesis(ROOT / "timecoin" / "data"
+                                 / f"genesis-{name}.json", name)
             self.assertEqual(block.hash.hex(),
                              params.NETWORKS[name].genesis_hash)
         fake = make_genesis("testnet", 5, [], [])

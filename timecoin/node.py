@@ -5,8 +5,8 @@ and storage together, and the operations RPC and P2P call on it.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -62,18 +62,20 @@ many seconds each: near the bound it may switch many times a second."""
 def find_genesis(config: Config) -> Path:
     """
     Where the genesis of C{config.network} is: C{--genesis}, else the data
-    dir's C{genesis.json} (devnet), else the shipped C{etc/} file.
+    dir's C{genesis.json} (devnet), else the file shipped as package data
+    (C{timecoin/data/}, found with C{importlib.resources} however the
+    package is installed).
     """
     if config.genesis:
         return Path(config.genesis)
     if config.network == "devnet":
         return Path(config.datadir) / "genesis.json"
     name = f"genesis-{config.network}.json"
-    for base in (Path(__file__).resolve().parent.parent / "etc",
-                 Path(sys.prefix) / "share" / "timecoin"):
-        if (base / name).exists():
-            return base / name
-    raise GenesisError(f"no genesis file {name} found; pass --genesis")
+    shipped = resources.files("timecoin") / "data" / name
+    if shipped.is_file():
+        return Path(str(shipped))
+    raise GenesisError(f"no genesis file {name} found in the timecoin "
+                       f"package; pass --genesis")
 
 
 def open_store(config: Config, clock: IReactorTime) -> IChainStore:
