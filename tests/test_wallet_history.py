@@ -264,7 +264,8 @@ class DepositTests(RPCTestBase):
         """
         The log file read by a fresh L{WalletTxLog} gives the same
         transactions, in the same order, with the same blocks, without
-        reading any block.
+        reading any block, and remembers the same unspent wallet outputs
+        (those spent are forgotten).
         """
         deposit = self.rpc("getnewaddress")
         self.customer.pay(deposit, Decimal("1"))
@@ -279,6 +280,8 @@ class DepositTests(RPCTestBase):
                          [(w.txid, w.height, w.block_hash, w.outputs, w.fee)
                           for w in live.order])
         self.assertGreaterEqual(len(reread.order), 4)
+        # The wallet outputs it remembers are the unspent ones, as live.
+        self.assertEqual(reread._owned, live._owned)
 
     def test_history_rebuilt_by_scan(self) -> None:
         """

@@ -43,7 +43,6 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from timecoin import params
-from timecoin.address import address_of
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, UtxoEntry, sign_inputs
 
 log = Logger()
@@ -80,6 +79,8 @@ class WalletTx:
     block_time: int | None = None
     block_index: int | None = None
     seq: int = 0
+    spends: list[tuple[bytes, int]] = field(default_factory=list)
+    """The wallet outputs its inputs spent."""
 
     @property
     def credit(self) -> int:
@@ -109,7 +110,8 @@ class WalletTx:
     def to_line(self) -> dict[str, Any]:
         return {"txid": self.txid.hex(), "time": self.time,
                 "outputs": [list(o) for o in self.outputs],
-                "debit": self.debit, "fee": self.fee}
+                "debit": self.debit, "fee": self.fee,
+                "spends": [[t.hex(), n] for t, n in self.spends]}
 
 
 @dataclass
@@ -131,7 +133,7 @@ class WalletTxLog:
     observers: list[Callable[[WalletTx, str], None]] = field(
         default_factory=list)
     scanned: int = -1
-    _owned: dict[OutPoint, int] = field(default_factory=dict)
+    _owned: dict[OutPoint, tuple[str, int]] = field(default_factory=dict)
     _since_mark: int = 0
     _scanning: bool = False
 
@@ -194,7 +196,9 @@ class WalletTxLog:
                 if txid not in self.txs:
                     self._add(WalletTx(txid, obj["time"], [
                         (o[0], o[1], o[2], o[3]) for o in obj["outputs"]],
-                        obj["debit"], obj["fee"]))
+                        obj["debit"], obj["fee"], spends=[
+                            (bytes.fromhex(t), n)
+                            for t, n in obj.get("spends", ())]))
 
     @defer.inlineCallbacks
     def start(self, height: int, block_at: Callable[[int], Any],
@@ -264,16 +268,27 @@ class WalletTxLog:
     # Internals ---------------------------------------------------------
 
     def _summarise(self, tx: Transaction) -> WalletTx | None:
+        """
+        The L{WalletTx} of C{tx} if it pays or spends the wallet (then
+        recorded in memory), else C{None}.  An input is the wallet's when
+        it spends an output the history recorded as paying the wallet (no
+        public-key hashing on the finality path); such outputs are
+        forgotten once spent, so the map stays the size of the wallet's
+        unspent outputs.
+        """
         owns = self.wallet.owns
         debit = 0
         funded = 0
         from_addresses = set()
+        owned = self._owned
+        spends = []
         for txin in tx.inputs:
-            address = address_of(txin.pubkey, self.prefix)
-            from_addresses.add(address)
-            if owns(address):
+            spent = owned.get(txin.prevout)
+            if spent is not None:
+                spends.append((txin.prevout.txid, txin.prevout.vout))
                 funded += 1
-                debit += self._owned.get(txin.prevout, 0)
+                debit += spent[1]
+                from_addresses.add(spent[0])
         outputs: list[tuple[int, str, int, str]] = []
         for vout, out in enumerate(tx.outputs):
             if owns(out.address):
@@ -289,7 +304,7 @@ class WalletTxLog:
         if funded and funded == len(tx.inputs):
             fee = max(0, debit - sum(o.value for o in tx.outputs))
         wtx = WalletTx(tx.txid, int(self.clock.seconds()), outputs, debit,
-                       fee)
+                       fee, spends=spends)
         self._add(wtx)
         return wtx
 
@@ -297,9 +312,11 @@ class WalletTxLog:
         wtx.seq = len(self.order)
         self.txs[wtx.txid] = wtx
         self.order.append(wtx)
-        for vout, _, value, category in wtx.outputs:
+        for txid, vout in wtx.spends:
+            self._owned.pop(OutPoint(txid, vout), None)
+        for vout, address, value, category in wtx.outputs:
             if category != "send":
-                self._owned[OutPoint(wtx.txid, vout)] = value
+                self._owned[OutPoint(wtx.txid, vout)] = (address, value)
 
     def _notify(self, wtx: WalletTx, event: str) -> None:
         if self._scanning:
