@@ -25,6 +25,7 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed
 	scripts/ensure-redis
 	scripts/ensure-chromium
+	scripts/ensure-promtool || echo "promtool unavailable: the promtool tests will skip"
 	$(BIN)/python scripts/run-tests $(ARGS)
 
 clean:

@@ -283,8 +283,9 @@ class LiveTests(unittest.TestCase):
     def test_calls(self) -> Any:
         """
         With the cookie from --datadir the CLI prints a number, a raw
-        string and indented JSON, exits 0; an RPC error exits 1 with the
-        code and message on stderr; wrong credentials exit 1 saying so.
+        string and indented JSON, exits 0; an RPC error exits with the
+        code's absolute value (bitcoin-cli's) and the code and message on
+        stderr; wrong credentials exit 1 saying so.
         The cookie is removed when the site stops listening.
         """
         from twisted.internet import reactor as _reactor
@@ -309,7 +310,7 @@ class LiveTests(unittest.TestCase):
         status, out, _ = yield self.run_cli(*base, "getmempoolinfo")
         self.assertIn('  "total_fee": 0.00000000,\n', out)
         status, out, err = yield self.run_cli(*base, "getblockhash", "99")
-        self.assertEqual((status, out), (1, ""))
+        self.assertEqual((status, out), (8, ""))
         self.assertIn("error code: -8\nerror message:\n", err)
         status, out, err = yield self.run_cli(
             *base, "--rpcuser", "x", "--rpcpassword", "y", "uptime")

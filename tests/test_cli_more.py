@@ -173,7 +173,7 @@ class LiveTests(unittest.TestCase):
         status, out, err = yield self.run_cli("-named", "-stdin",
                                               "getblockhash",
                                               stdin="height=99\n")
-        self.assertEqual(status, 1)
+        self.assertEqual(status, 8)
         self.assertIn("error code: -8", err)
 
     @defer.inlineCallbacks

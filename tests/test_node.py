@@ -74,12 +74,13 @@ class GenesisTests(unittest.TestCase):
 
     def test_shipped_files_match_pins(self) -> None:
         """
-        etc/genesis-testnet.json and etc/genesis-mainnet.json load and hash
+        timecoin/data/genesis-testnet.json and genesis-mainnet.json load and hash
         to the values pinned in params; a devnet genesis cannot pose as
         testnet's.
         """
         for name in ("testnet", "mainnet"):
-            block = load_genesis(ROOT / "etc" / f"genesis-{name}.json", name)
+            block = load_genesis(ROOT / "timecoin" / "data"
+                                 / f"genesis-{name}.json", name)
             self.assertEqual(block.hash.hex(),
                              params.NETWORKS[name].genesis_hash)
         fake = make_genesis("testnet", 5, [], [])
@@ -106,7 +107,8 @@ class ConfigTests(unittest.TestCase):
         load_config(str(ROOT / "etc" / "timecoin.toml"), {})
         for f in dataclasses.fields(Config):
             bare = f.name
-            for section in ("p2p_", "rpc_", "mempool_", "finality_"):
+            for section in ("p2p_", "rpc_", "mempool_", "finality_",
+                            "notify_"):
                 if bare.startswith(section):
                     bare = bare[len(section):]
             self.assertIn(f"{bare} =", text, f.name)

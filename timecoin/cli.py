@@ -7,6 +7,7 @@
                  [--rpcuser U --rpcpassword P] [-named] [-stdin]
                  [-rpcwait [-rpcwaittimeout S]] METHOD [ARGS...]
     timecoin-cli [options] -getinfo
+    timecoin-cli -datadir=DIR -rpcport=N -rpcconnect=HOST getblockcount
 
 Like ``bitcoin-cli``, each argument is sent as JSON when it parses as
 JSON (numbers, ``true``/``false``, ``null``, arrays, objects) and as a
@@ -24,10 +25,21 @@ to exist, its start-up to end) for at most ``-rpcwaittimeout`` seconds (0,
 the default, waits for ever); ``-getinfo`` prints a human summary of the
 node (chain, peers, mempool, masternode, balance) from one batch request.
 
+bitcoin-cli's single-dash forms work too, with ``=`` or a space:
+``-datadir=DIR``, ``-conf=FILE`` (the node's TOML config, not a
+bitcoin.conf), ``-rpcconnect=HOST`` (or ``HOST:PORT``), ``-rpcport=N``,
+``-rpcuser=U``, ``-rpcpassword=P``, ``-rpcclienttimeout=S``, ``-testnet``,
+``-chain=NAME`` (devnet, testnet, mainnet; ``main`` and ``test`` too) and
+``-version``.
+
 The result is printed as JSON (2-space indent), a string result raw and a
 null result not at all.  An RPC error goes to standard error as ``error
-code: N`` / ``error message:`` lines and the exit status is 1; so is a node
-that cannot be reached or that refuses the credentials.
+code: N`` / ``error message:`` lines and the exit status is the code's
+absolute value, as bitcoin-cli's (the shell sees it modulo 256: -8 exits 8,
+-32601 exits 89); a node that cannot be reached or that refuses the
+credentials exits 1, a usage error 2.  When standard output is closed early
+(piped into ``head``) the CLI stops quietly with status 141, as a process
+killed by SIGPIPE, without a traceback.
 
 This module uses only the standard library (C{urllib.request}, no
 reactor), so the command starts fast; L{encode_json} is also the JSON
@@ -40,6 +52,7 @@ import argparse
 import base64
 import http.client
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -49,6 +62,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
+from timecoin import __version__
 from timecoin.params import NETWORKS
 
 DEFAULT_HOST = "127.0.0.1"
@@ -81,6 +95,14 @@ STRING_ARGS: dict[str, frozenset[int]] = {
     "registermasternode_prepare": frozenset({0, 2, 3, 4}),
     "signmasternoderegistration": frozenset({0, 1}),
     "registermasternode_submit": frozenset({0}),
+    "getblockheader": frozenset({0}),
+    "gettxout": frozenset({0}),
+    "getmempoolentry": frozenset({0}),
+    "listsinceblock": frozenset({0}),
+    "listtransactions": frozenset({0}),
+    "getreceivedbyaddress": frozenset({0}),
+    "sendmany": frozenset({0}),
+    "getbalance": frozenset({0}),
 }
 """Positional arguments (by index) sent as strings even when they would
 parse as JSON."""
@@ -90,7 +112,7 @@ STRING_PARAM_NAMES = frozenset({
     "passphrase", "oldpassphrase", "newpassphrase", "privkey", "label",
     "destination", "backup_file", "request", "signed", "collateral_txid",
     "collateral_address", "p2p_address", "reward_address", "seed",
-    "filename"})
+    "filename", "dummy", "comment", "comment_to"})
 """Named params (C{-named}) sent as strings even when they would parse as
 JSON."""
 
@@ -266,23 +288,36 @@ def make_parser() -> argparse.ArgumentParser:
     The command line of C{timecoin-cli}; options come before METHOD.
     """
     parser = argparse.ArgumentParser(
-        prog="timecoin-cli",
+        prog="timecoin-cli", allow_abbrev=False,
         description="Call a TIME Coin node's JSON-RPC methods "
-                    "(timecoin-cli help lists them).")
-    parser.add_argument("--network", choices=sorted(NETWORKS),
-                        default="devnet", help="network (default devnet)")
-    parser.add_argument("--datadir", help="the node's data directory, "
-                        "holding .cookie (default ~/.timecoin/NETWORK)")
-    parser.add_argument("--config", help="the node's TOML config, for its "
-                        "rpc port and credentials")
-    parser.add_argument("--rpc-host", default=None,
-                        help=f"host of the RPC server (default {DEFAULT_HOST})")
-    parser.add_argument("--rpc-port", type=int, default=None,
+                    "(timecoin-cli help lists them).  bitcoin-cli's "
+                    "single-dash forms (-datadir=DIR, -rpcport=N, ...) "
+                    "are accepted too.")
+    parser.add_argument("--network", "-chain", type=_network,
+                        default="devnet", metavar="NETWORK",
+                        help="devnet (default), testnet or mainnet")
+    parser.add_argument("-testnet", "--testnet", dest="network",
+                        action="store_const", const="testnet",
+                        help="the testnet (as --network testnet)")
+    parser.add_argument("--datadir", "-datadir", help="the node's data "
+                        "directory, holding .cookie (default "
+                        "~/.timecoin/NETWORK)")
+    parser.add_argument("--config", "-conf", help="the node's TOML config, "
+                        "for its rpc port and credentials")
+    parser.add_argument("--rpc-host", "-rpcconnect", default=None,
+                        help=f"host (or HOST:PORT) of the RPC server "
+                             f"(default {DEFAULT_HOST})")
+    parser.add_argument("--rpc-port", "-rpcport", type=int, default=None,
                         help="RPC port (default: the network's)")
-    parser.add_argument("--rpcuser", help="RPC user (instead of the cookie)")
-    parser.add_argument("--rpcpassword", help="RPC password")
-    parser.add_argument("--rpc-timeout", type=float, default=DEFAULT_TIMEOUT,
+    parser.add_argument("--rpcuser", "-rpcuser",
+                        help="RPC user (instead of the cookie)")
+    parser.add_argument("--rpcpassword", "-rpcpassword", help="RPC password")
+    parser.add_argument("--rpc-timeout", "-rpcclienttimeout", type=float,
+                        default=DEFAULT_TIMEOUT,
                         help="seconds to wait for an answer (default 900)")
+    parser.add_argument("-version", "--version", action="version",
+                        version=f"TIME Coin RPC client timecoin-cli version "
+                                f"{__version__}")
     parser.add_argument("-named", "--named", action="store_true",
                         help="pass the arguments as named params NAME=VALUE")
     parser.add_argument("-stdin", "--stdin", action="store_true",
@@ -300,6 +335,38 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("method", metavar="METHOD", nargs="?")
     parser.add_argument("args", metavar="ARGS", nargs=argparse.REMAINDER)
     return parser
+
+
+_CHAIN_NAMES = {"main": "mainnet", "test": "testnet"}
+
+
+def _network(text: str) -> str:
+    """
+    A network name of C{--network} / C{-chain}: ours, or Bitcoin's
+    C{main} and C{test}.
+    """
+    name = _CHAIN_NAMES.get(text, text)
+    if name not in NETWORKS:
+        raise argparse.ArgumentTypeError(
+            f"unknown network {text!r} (choose from "
+            f"{', '.join(sorted(NETWORKS))})")
+    return name
+
+
+def _host_port(text: str) -> tuple[str, int | None]:
+    """
+    C{-rpcconnect}'s value: C{HOST}, C{HOST:PORT}, C{[IPV6]:PORT},
+    C{[IPV6]} or a bare IPv6 address; the host and the port if given.
+    """
+    if text.startswith("["):
+        inside, _, rest = text[1:].partition("]")
+        if rest.startswith(":") and rest[1:].isdigit():
+            return inside, int(rest[1:])
+        return inside, None
+    name, sep, number = text.rpartition(":")
+    if sep and name and ":" not in name and number.isdigit():
+        return name, int(number)
+    return text, None
 
 
 class Target:
@@ -348,10 +415,12 @@ def resolve_target(options: argparse.Namespace) -> Target:
         if config.rpc_bind not in ("", "0.0.0.0", "::"):
             host = config.rpc_bind
         user, password = config.rpc_user, config.rpc_password
+    if options.rpc_host:
+        host, given = _host_port(options.rpc_host)
+        if given is not None:
+            port = given
     if options.rpc_port is not None:
         port = options.rpc_port
-    if options.rpc_host:
-        host = options.rpc_host
     if options.rpcuser is not None or options.rpcpassword is not None:
         if options.rpcuser is None or options.rpcpassword is None:
             raise CLIError("--rpcuser and --rpcpassword go together")
@@ -616,14 +685,46 @@ def sign_registration_offline(request: str, key_file: Path, out: TextIO,
     return 0
 
 
+BROKEN_PIPE_STATUS = 141
+"""Exit status when standard output closes early (128 + SIGPIPE)."""
+
+
 def main(argv: list[str] | None = None, stdout: TextIO | None = None,
          stderr: TextIO | None = None, stdin: TextIO | None = None) -> int:
     """
     Run C{timecoin-cli} with C{argv} (default C{sys.argv[1:]}); return
-    the exit status: 0 on success, 1 on an RPC or connection error, 2 on
-    a usage error.
+    the exit status: 0 on success, the absolute value of the error code on
+    an RPC error (bitcoin-cli's), 1 on a connection error, 2 on a usage
+    error, L{BROKEN_PIPE_STATUS} when standard output was closed early.
     """
     out = stdout if stdout is not None else sys.stdout
+    try:
+        status = _main(argv, out, stderr, stdin)
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away (timecoin-cli ... | head): stop quietly.
+        # Point stdout at /dev/null so the interpreter's final flush does
+        # not complain again.
+        if stdout is None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return BROKEN_PIPE_STATUS
+    return status
+
+
+def error_status(error: Any) -> int:
+    """
+    The exit status of an RPC error, as bitcoin-cli's: the absolute value
+    of its code (1 if it has none, or 0).
+    """
+    code = error.get("code") if isinstance(error, dict) else None
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        return abs(code)
+    return 1
+
+
+def _main(argv: list[str] | None, out: TextIO, stderr: TextIO | None,
+          stdin: TextIO | None) -> int:
     err = stderr if stderr is not None else sys.stderr
     parser = make_parser()
     options = parser.parse_args(argv)
@@ -655,7 +756,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None,
         return 1
     if error is not None:
         print(format_error(error), file=err)
-        return 1
+        return error_status(error)
     text = format_result(result)
     if text is not None:
         print(text, file=out)

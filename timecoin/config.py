@@ -130,6 +130,12 @@ class Config:
     finality_max_certificates: int = 100_000
     finality_max_released: int = 100_000
     finality_signature_cache: int = 100_000
+    notify_wallet: str = ""
+    notify_block: str = ""
+    notify_max_running: int = 4
+    notify_max_queue: int = 1_000
+    notify_timeout: float = 60.0
+    log_level: str = "info"
 
     def resolve(self) -> None:
         """
@@ -169,6 +175,15 @@ class Config:
             raise ConfigError(
                 f"storage must be sqlite, memory or redis, not "
                 f"{self.storage!r}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of "
+                              f"{', '.join(LOG_LEVELS)}, not "
+                              f"{self.log_level!r}")
+        for name in ("notify_max_running", "notify_max_queue"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.notify_timeout <= 0:
+            raise ConfigError("notify_timeout must be positive")
         for name in ("rpc_max_undecided", "rpc_max_unmined",
                      "rpc_max_connections", "rpc_unauth_timeout",
                      "rpc_idle_timeout", "rpc_request_timeout",
@@ -191,7 +206,10 @@ class Config:
             raise ConfigError(f"[rpc]: {e}") from None
 
 
-SECTIONS = {"p2p", "rpc", "mempool", "finality"}
+LOG_LEVELS = ("debug", "info", "warn", "error")
+"""Values of C{log_level}, most verbose first."""
+
+SECTIONS = {"p2p", "rpc", "mempool", "finality", "notify"}
 """TOML sections whose keys are prefixed (C{[rpc] port} → C{rpc_port});
 other settings are top-level keys."""
 

@@ -6,15 +6,25 @@ tests can run several nodes in one process).  Gauges are read from the
 node's state at scrape time by a collector; the finality-latency histogram
 is fed as transactions finalize, and the RPC-latency histogram by the RPC
 server as calls complete (L{NodeMetrics.observe_rpc}).  Peer, ban and sync
-series appear when the node has a P2P service (C{node.p2p}).
+series appear when the node has a P2P service (C{node.p2p}).  The
+registry also holds C{timecoin_build_info} and prometheus_client's
+C{process_*} series of the node's process.  Names follow Prometheus'
+conventions so that C{promtool check metrics} passes (no C{_count} suffix
+on a gauge: the UTXO gauge is C{timecoin_utxos}).
 """
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -35,7 +45,7 @@ class _NodeCollector(Collector):
         chain, mempool, finality = node.chain, node.mempool, node.finality
         yield GaugeMetricFamily("timecoin_chain_height",
                                 "Height of the best block.", chain.height)
-        yield GaugeMetricFamily("timecoin_utxo_count",
+        yield GaugeMetricFamily("timecoin_utxos",
                                 "Unspent outputs at the tip.",
                                 len(chain.utxos))
         yield GaugeMetricFamily("timecoin_mempool_transactions",
@@ -173,6 +183,21 @@ class _RPCCollector(Collector):
         yield refusals
 
 
+class _BuildCollector(Collector):
+    """
+    C{timecoin_build_info}: 1, labelled with the version running.
+    """
+
+    def collect(self) -> Iterator[Any]:
+        from timecoin import __version__
+        info = GaugeMetricFamily(
+            "timecoin_build_info",
+            "Always 1; the labels say which timecoin and Python run.",
+            labels=["version", "python"])
+        info.add_metric([__version__, platform.python_version()], 1)
+        yield info
+
+
 class NodeMetrics:
     """
     The metrics registry of one node.
@@ -181,6 +206,10 @@ class NodeMetrics:
     def __init__(self, node: Any) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_NodeCollector(node))
+        self.registry.register(_BuildCollector())
+        # process_* (CPU, memory, open files, start time) of this process,
+        # on the node's own registry; empty where /proc is missing.
+        ProcessCollector(registry=self.registry)
         self.finality_latency = Histogram(
             "timecoin_finality_latency_seconds",
             "Seconds from a transaction's acceptance to its finality.",

@@ -6,8 +6,8 @@ and storage together, and the operations RPC and P2P call on it.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from timecoin.wallet import (
     build_activation,
     load_or_create_key,
 )
+from timecoin.wallettxs import WalletTxLog
 
 log = Logger()
 
@@ -62,18 +63,20 @@ many seconds each: near the bound it may switch many times a second."""
 def find_genesis(config: Config) -> Path:
     """
     Where the genesis of C{config.network} is: C{--genesis}, else the data
-    dir's C{genesis.json} (devnet), else the shipped C{etc/} file.
+    dir's C{genesis.json} (devnet), else the file shipped as package data
+    (C{timecoin/data/}, found with C{importlib.resources} however the
+    package is installed).
     """
     if config.genesis:
         return Path(config.genesis)
     if config.network == "devnet":
         return Path(config.datadir) / "genesis.json"
     name = f"genesis-{config.network}.json"
-    for base in (Path(__file__).resolve().parent.parent / "etc",
-                 Path(sys.prefix) / "share" / "timecoin"):
-        if (base / name).exists():
-            return base / name
-    raise GenesisError(f"no genesis file {name} found; pass --genesis")
+    shipped = resources.files("timecoin") / "data" / name
+    if shipped.is_file():
+        return Path(str(shipped))
+    raise GenesisError(f"no genesis file {name} found in the timecoin "
+                       f"package; pass --genesis")
 
 
 def open_store(config: Config, clock: IReactorTime) -> IChainStore:
@@ -161,6 +164,7 @@ class Node(Service):
         """New transactions refused by admission control since start."""
         self._busy = False
         self._busy_log = RateLimitedLog(log, clock, BUSY_LOG_SECONDS)
+        self.wallet_txs = WalletTxLog.attach(self)
 
     def _genesis(self) -> Block:
         path = find_genesis(self.config)
@@ -201,6 +205,7 @@ class Node(Service):
     def _start(self) -> Any:
         yield self.chain.load()
         yield self.finality.recover()
+        yield self.wallet_txs.start_for(self)
         yield self.consensus.load_signing_state()
         # Every node follows the rounds and heartbeats; what it signs
         # follows its key's status in the snapshot at each height.

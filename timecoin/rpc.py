@@ -13,6 +13,14 @@ HTTP 200, and a 2.0 notification (no C{id} member) gets no reply (HTTP
 to L{MAX_BATCH} requests) runs its requests in order and answers an array
 (HTTP 200).  Params may be positional (array) or named (object).  A body
 that is not JSON, or nests deeper than L{MAX_JSON_DEPTH}, is a parse error.
+One exception to the 2.0 shape: python-bitcoinrpc's C{batch_} (see
+L{LEGACY_REPLY_AGENTS}) gets C{"error": null} in its successful 2.0 batch
+replies, which it cannot read otherwise.
+
+Optional positional arguments that Bitcoin clients send and that mean
+nothing here (C{getbalance "*" 1}, C{sendtoaddress}'s comments, fee
+estimation modes, C{sendrawtransaction}'s C{maxfeerate}, ...) are accepted,
+checked for their JSON type, and ignored; each method's help says which.
 
 Errors use the JSON-RPC codes (-32700 parse error, -32600 invalid request,
 -32601 method not found, -32602 invalid params, -32603 internal error,
@@ -87,7 +95,7 @@ from timecoin.block import Block
 from timecoin.chain import BlockInvalid, TxInvalid
 from timecoin.cli import encode_json
 from timecoin.config import Config
-from timecoin.encoding import sha256
+from timecoin.encoding import canonical, sha256
 from timecoin.finality import TxVote
 from timecoin.interfaces import IChainStore
 from timecoin.mempool import FINALIZED, PENDING
@@ -131,6 +139,7 @@ from timecoin.tx import (
 )
 from timecoin.verify import replay
 from timecoin.wallet import WalletError
+from timecoin.wallettxs import WalletTx, build_sendmany
 
 if TYPE_CHECKING:
     from timecoin.node import Node
@@ -146,6 +155,7 @@ UNAUTHORIZED = -32001
 """Code of the JSON body of a 401 (JSON-RPC 2.0's server-error range)."""
 
 RPC_TYPE_ERROR = -3
+RPC_WALLET_ERROR = -4
 RPC_INVALID_ADDRESS_OR_KEY = -5
 RPC_WALLET_INSUFFICIENT_FUNDS = -6
 RPC_INVALID_PARAMETER = -8
@@ -155,6 +165,8 @@ RPC_VERIFY_ALREADY_IN_CHAIN = -27
 RPC_IN_WARMUP = -28
 RPC_DATABASE_ERROR = -20
 RPC_CLIENT_P2P_DISABLED = -31
+RPC_METHOD_DEPRECATED = -32
+"""Bitcoin Core's code for a dummy argument given another value."""
 
 MAX_BATCH = 1_000
 """Most requests one batch may hold."""
@@ -369,6 +381,38 @@ def _seconds(value: Any, name: str, high: float) -> float:
         raise RPCError(RPC_INVALID_PARAMETER,
                        f"{name} out of range [0, {high:g}]")
     return float(value)
+
+
+def _dummy_star(value: Any) -> None:
+    """
+    Bitcoin Core's dummy first argument of C{getbalance}: absent, null or
+    C{"*"}.
+    """
+    if value is not None and value != "*":
+        raise RPCError(RPC_METHOD_DEPRECATED, 'dummy first argument must be '
+                       'excluded or set to "*".')
+
+
+def _ignored_bool(value: Any, name: str) -> bool:
+    """
+    An optional boolean a Bitcoin client may send: checked for its type
+    (null is false) and returned.
+    """
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise RPCError(INVALID_PARAMS, f"{name} must be a boolean")
+    return value
+
+
+def _ignored_int(value: Any, name: str) -> int | None:
+    """
+    An optional integer a Bitcoin client may send and the node ignores:
+    checked for its type (null passes) and returned.
+    """
+    if value is None:
+        return None
+    return _int(value, name, -(2**63), 2**63 - 1)
 
 
 def _shielded(d: defer.Deferred[Any]) -> defer.Deferred[Any]:
@@ -678,9 +722,10 @@ class RPCMethods:
     # Transactions
 
     @defer.inlineCallbacks
-    def rpc_gettransaction(self, txid: Any) -> Any:
+    def rpc_gettransaction(self, txid: Any, include_watchonly: Any = None,
+                           verbose: Any = None) -> Any:
         """
-        gettransaction "txid"
+        gettransaction "txid" ( include_watchonly verbose )
 
         What the node knows of a transaction: txid, state (pending,
         finalized, rejected), confirmations (0 until in a block), and once
@@ -691,9 +736,25 @@ class RPCMethods:
         approving votes with their Merkle branches, once they reach the
         quorum), conflict (true while it contends with a pending spender
         of its inputs), reason (if rejected), hex.  Error -5 if the node
-        never saw it.
+        never saw it.  For a wallet transaction (one listtransactions
+        lists: final, paying or spending the wallet) also Bitcoin Core's
+        amount (the net change of the wallet's balance, fee excluded:
+        negative for a payment to others), details (its entries as
+        listtransactions shows them, without the transaction fields),
+        time, timereceived, blockindex once mined and trusted (true) until
+        then; for any other transaction amount is 0 and details empty
+        (Bitcoin Core refuses them; this node answers for any it knows).
+        fee stays the transaction's fee, positive (Bitcoin Core's is
+        negative and for the wallet's payments only; details' send
+        entries carry that one).  confirmations counts blocks: a finalized
+        transaction not yet in a block has 0 and is final all the same.
+        include_watchonly (a boolean) is accepted and
+        ignored (no watch-only addresses); verbose true adds decoded (the
+        transaction as decoderawtransaction shows it).
         """
         tx_hash = _hash(txid, "txid")
+        _ignored_bool(include_watchonly, "include_watchonly")
+        decoded = _ignored_bool(verbose, "verbose")
         info = yield self.node.transaction(tx_hash)
         if info is None or (info["state"] == "rejected"
                             and info.get("tx") is None):
@@ -732,6 +793,18 @@ class RPCMethods:
             obj["reason"] = info["reason"]
         if tx is not None:
             obj["hex"] = tx.encode().hex()
+            if decoded:
+                obj["decoded"] = tx_to_json(tx)
+        wtx = self.node.wallet_txs.txs.get(tx_hash)
+        obj["amount"] = params.format_amount(0 if wtx is None else wtx.amount)
+        obj["details"] = [] if wtx is None else self._history_entries(
+            wtx, common=False)
+        if wtx is not None:
+            obj["time"] = obj["timereceived"] = wtx.time
+            if wtx.block_index is not None:
+                obj["blockindex"] = wtx.block_index
+            if wtx.height is None:
+                obj["trusted"] = True
         return obj
 
     @defer.inlineCallbacks
@@ -765,9 +838,10 @@ class RPCMethods:
             obj["confirmations"] = 0
         return obj
 
-    def rpc_sendrawtransaction(self, hexstring: Any) -> Any:
+    def rpc_sendrawtransaction(self, hexstring: Any, maxfeerate: Any = None,
+                               maxburnamount: Any = None) -> Any:
         """
-        sendrawtransaction "hexstring"
+        sendrawtransaction "hexstring" ( maxfeerate maxburnamount )
 
         Submit a signed transaction (hex of its canonical encoding) for
         finality voting; returns its txid.  Error -22 if it does not
@@ -781,10 +855,15 @@ class RPCMethods:
         verdict on the transaction, send it again later.  (-26 as Bitcoin
         Core refuses with "mempool full": a refusal of this transaction
         now, with its reason code; -28 would tell clients the whole node
-        is starting.)
+        is starting.)  maxfeerate and maxburnamount (amounts, as Bitcoin
+        clients send them) are accepted and ignored: the fee rule of
+        docs/rules.md bounds nothing from above and no output burns.
         """
         node = self.node
         node.check_admission()
+        for value in (maxfeerate, maxburnamount):
+            if value is not None:
+                _amount(value)
         tx = self._decode_tx(hexstring)
         txid = tx.txid
         if txid in node.mempool.entries:
@@ -1011,27 +1090,45 @@ class RPCMethods:
         """
         return self.node.new_address()
 
-    def rpc_getbalance(self) -> Decimal:
+    def rpc_getbalance(self, dummy: Any = None, minconf: Any = None,
+                       include_watchonly: Any = None,
+                       avoid_reuse: Any = None) -> Decimal:
         """
-        getbalance
+        getbalance ( "*" minconf include_watchonly avoid_reuse )
 
         The wallet's spendable balance in TIME: its outputs unspent on
         chain or created by finalized transactions, minus those locked by
-        pending spenders.
+        pending spenders.  The arguments Bitcoin clients send are accepted
+        and ignored: dummy must be "*" (or null), minconf (an integer)
+        changes nothing because a finalized transaction is final at 0
+        confirmations, and the wallet has no watch-only addresses and no
+        address-reuse tracking.  Error -32 if dummy is anything else (as
+        Bitcoin Core).
         """
+        _dummy_star(dummy)
+        _ignored_int(minconf, "minconf")
+        _ignored_bool(include_watchonly, "include_watchonly")
+        _ignored_bool(avoid_reuse, "avoid_reuse")
         return params.format_amount(self.node.balance())
 
     def rpc_listunspent(self, minconf: Any = 0, maxconf: Any = 9_999_999,
-                        addresses: Any = None) -> list[dict[str, Any]]:
+                        addresses: Any = None, include_unsafe: Any = None,
+                        query_options: Any = None) -> list[dict[str, Any]]:
         """
-        listunspent ( minconf maxconf ["address",...] )
+        listunspent ( minconf maxconf ["address",...] include_unsafe query_options )
 
         The wallet's spendable outputs with between minconf (default 0)
         and maxconf confirmations, optionally only those paying the given
         addresses: [{txid, vout, address, amount, confirmations,
-        coinbase, spendable}].  Outputs of finalized transactions not yet
-        in a block have 0 confirmations and are spendable.
+        coinbase, spendable, safe}].  Outputs of finalized transactions
+        not yet in a block have 0 confirmations and are spendable and
+        safe (final).  include_unsafe (a boolean) is accepted and ignored:
+        every listed output is final, none is unsafe.  query_options (an
+        object, as Bitcoin Core's) is accepted and ignored.
         """
+        _ignored_bool(include_unsafe, "include_unsafe")
+        if query_options is not None and not isinstance(query_options, dict):
+            raise RPCError(INVALID_PARAMS, "query_options must be an object")
         low = _int(0 if minconf is None else minconf, "minconf")
         high = _int(9_999_999 if maxconf is None else maxconf, "maxconf")
         wanted: set[str] | None = None
@@ -1061,7 +1158,7 @@ class RPCMethods:
                 "address": entry.address,
                 "amount": params.format_amount(entry.value),
                 "confirmations": confirmations, "coinbase": entry.coinbase,
-                "spendable": True})
+                "spendable": True, "safe": True})
         return coins
 
     def _check_address(self, address: str) -> None:
@@ -1071,9 +1168,14 @@ class RPCMethods:
             raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
                            f"Invalid address {address}: {e}") from None
 
-    def rpc_sendtoaddress(self, address: Any, amount: Any) -> Any:
+    def rpc_sendtoaddress(self, address: Any, amount: Any,
+                          comment: Any = None, comment_to: Any = None,
+                          subtractfeefromamount: Any = None,
+                          replaceable: Any = None, conf_target: Any = None,
+                          estimate_mode: Any = None, avoid_reuse: Any = None,
+                          fee_rate: Any = None, verbose: Any = None) -> Any:
         """
-        sendtoaddress "address" amount
+        sendtoaddress "address" amount ( "comment" "comment_to" subtractfee... )
 
         Pay amount TIME to address from the wallet, with the minimum fee
         (1,000 units + 0.1 % of the amount) and change back to the wallet;
@@ -1087,13 +1189,40 @@ class RPCMethods:
         from a wallet with one coin, wait for each payment
         (waitfortransaction) before the next.  When the money is there
         but awaits finality, the -6 message says so and how much.
+
+        The optional arguments Bitcoin clients send, in Bitcoin Core's
+        order (comment comment_to subtractfeefromamount replaceable
+        conf_target estimate_mode avoid_reuse fee_rate verbose), are
+        accepted: comment
+        and comment_to (strings) are ignored (the wallet keeps no notes);
+        subtractfeefromamount false is the only behaviour (true is error
+        -8); replaceable, conf_target, estimate_mode, avoid_reuse and
+        fee_rate are ignored (finality replaces nothing and the fee is the
+        fixed minimum of docs/rules.md); verbose true returns {txid,
+        fee_reason} instead of the txid.
         """
         address = _str(address, "address")
         self._check_address(address)
         units = _amount(amount)
         if units <= 0:
             raise RPCError(RPC_TYPE_ERROR, "Invalid amount for send")
-        return _then(self.node.send_to_address(address, units), _hex)
+        for value, name in ((comment, "comment"), (comment_to, "comment_to"),
+                            (estimate_mode, "estimate_mode")):
+            if value is not None:
+                _str(value, name)
+        if _ignored_bool(subtractfeefromamount, "subtractfeefromamount"):
+            raise RPCError(RPC_INVALID_PARAMETER, "subtractfeefromamount is "
+                           "not supported: the fee is added to the amount")
+        _ignored_bool(replaceable, "replaceable")
+        _ignored_int(conf_target, "conf_target")
+        _ignored_bool(avoid_reuse, "avoid_reuse")
+        if fee_rate is not None:
+            _amount(fee_rate)
+        d = self.node.send_to_address(address, units)
+        if _ignored_bool(verbose, "verbose"):
+            return _then(d, lambda txid: {"txid": txid.hex(),
+                                          "fee_reason": "Minimum fee rule"})
+        return _then(d, _hex)
 
     def rpc_signrawtransactionwithwallet(self,
                                          hexstring: Any) -> dict[str, Any]:
@@ -1545,6 +1674,363 @@ class RPCMethods:
         tx = fund_registration(node.wallet, node.spendable(), data,
                                node.network.name)
         return self._submit(tx)
+    # Deposits and wallet history (issue 16: what exchanges call)
+    #
+    # Entries of listtransactions, listsinceblock and gettransaction's
+    # details come from the wallet's history (timecoin.wallettxs): final
+    # transactions only.  confirmations counts blocks, as in Bitcoin; a
+    # finalized transaction not yet in a block has 0 and is already final
+    # (it cannot be reversed, replaced or double-spent): its entries say
+    # trusted true and final true.
+
+    def _history_common(self, wtx: WalletTx) -> dict[str, Any]:
+        obj: dict[str, Any] = {"final": True}
+        if wtx.height is None:
+            obj["confirmations"] = 0
+            obj["trusted"] = True
+        else:
+            obj["confirmations"] = self._confirmations(wtx.height)
+            assert wtx.block_hash is not None
+            obj.update({"blockhash": wtx.block_hash.hex(),
+                        "blockheight": wtx.height,
+                        "blockindex": wtx.block_index,
+                        "blocktime": wtx.block_time})
+        obj.update({"txid": wtx.txid.hex(), "time": wtx.time,
+                    "timereceived": wtx.time, "bip125-replaceable": "no"})
+        return obj
+
+    def _history_entries(self, wtx: WalletTx, include_change: bool = False,
+                         common: bool = True) -> list[dict[str, Any]]:
+        """
+        Bitcoin Core's entries of one wallet transaction: one per output
+        paying the wallet (category receive, or generate for a coinbase;
+        change only with include_change, as receive) and one per output
+        the wallet paid to others (send, negative amount and fee).
+        """
+        base = self._history_common(wtx) if common else {}
+        entries = []
+        for vout, address, value, category in wtx.outputs:
+            if category == "change":
+                if not include_change:
+                    continue
+                category = "receive"
+            entry: dict[str, Any] = {
+                "address": address, "category": category,
+                "amount": params.format_amount(
+                    -value if category == "send" else value),
+                "label": "", "vout": vout}
+            if category == "send":
+                if wtx.fee is not None:
+                    entry["fee"] = params.format_amount(-wtx.fee)
+                entry["abandoned"] = False
+            entry.update(base)
+            entries.append(entry)
+        return entries
+
+    def rpc_listtransactions(self, label: Any = None, count: Any = 10,
+                             skip: Any = 0,
+                             include_watchonly: Any = None) -> list[Any]:
+        """
+        listtransactions ( "label" count skip include_watchonly )
+
+        The wallet's most recent final transactions, count entries
+        (default 10) after skipping the skip most recent, oldest first, as
+        Bitcoin Core's: [{address, category (receive, send or generate),
+        amount (negative for send), label (always ""), vout, fee (send
+        only, negative), abandoned (send only), final (always true),
+        confirmations (blocks: 0 for a finalized transaction not yet in a
+        block, which is final all the same), trusted (true when not yet
+        in a block), blockhash, blockheight, blockindex, blocktime (once
+        in a block), txid, time and timereceived (seconds since the
+        epoch, when the node first saw it final), bip125-replaceable
+        (always "no")}].  A transaction is listed once final: pending
+        ones may still be rejected.  Change back to the wallet is not
+        listed.  label: "*" (or null, or "", the label of every address)
+        lists all; another label lists nothing (the wallet has no
+        labels).  include_watchonly is accepted and ignored.  The history
+        comes from the wallet's transaction log (see docs/operating.md,
+        Exchanges).
+        """
+        wanted = "*" if label is None else _str(label, "label")
+        number = _int(10 if count is None else count, "count")
+        offset = _int(0 if skip is None else skip, "skip")
+        _ignored_bool(include_watchonly, "include_watchonly")
+        if wanted not in ("*", ""):
+            return []
+        entries: list[dict[str, Any]] = []
+        for wtx in reversed(self.node.wallet_txs.order):
+            if len(entries) >= number + offset:
+                break
+            entries[:0] = self._history_entries(wtx)
+        end = len(entries) - offset
+        return entries[max(0, end - number):max(0, end)]
+
+    @defer.inlineCallbacks
+    def rpc_listsinceblock(self, blockhash: Any = None,
+                           target_confirmations: Any = 1,
+                           include_watchonly: Any = None,
+                           include_removed: Any = None,
+                           include_change: Any = None,
+                           label: Any = None) -> Any:
+        """
+        listsinceblock ( "blockhash" target_confirmations include_watchonly ... )
+
+        (The full argument list: blockhash target_confirmations
+        include_watchonly include_removed include_change label.)  The
+        wallet's final transactions not in blockhash or its
+        ancestors, that is in later blocks or in no block yet (all of
+        them without blockhash), as Bitcoin Core's: {transactions
+        (entries as listtransactions shows them, oldest first), removed
+        (always empty: a final transaction is never removed), lastblock
+        (the hash of the main-chain block target_confirmations - 1 below
+        the tip, default the tip: pass it to the next call)}.  The way
+        an exchange follows deposits: call with the lastblock of the
+        previous call; a finalized transaction appears first with 0
+        confirmations and again once in a block.  A blockhash off the
+        main chain counts from its last main-chain ancestor.
+        include_change true lists change outputs too (as receive);
+        include_watchonly is accepted and ignored; label "*" or null
+        lists all, another lists nothing.  Error -5 if the block is
+        unknown.
+        """
+        depth = _int(1 if target_confirmations is None
+                     else target_confirmations, "target_confirmations")
+        if depth < 1:
+            raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter")
+        _ignored_bool(include_watchonly, "include_watchonly")
+        removed = include_removed is None or _ignored_bool(
+            include_removed, "include_removed")
+        change = _ignored_bool(include_change, "include_change")
+        wanted = "*" if label is None else _str(label, "label")
+        since = -1
+        if blockhash is not None and blockhash != "":
+            block_hash = _hash(blockhash, "blockhash")
+            block = yield self.node.block_by_hash(block_hash)
+            if block is None:
+                raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found")
+            while block is not None:
+                main = yield self.node.store.get_block_hash(block.height)
+                if main == block.hash:
+                    since = block.height
+                    break
+                block = yield self.node.block_by_hash(block.header.prev_hash)
+        transactions: list[dict[str, Any]] = []
+        if wanted in ("*", ""):
+            for wtx in self.node.wallet_txs.order:
+                if wtx.height is None or wtx.height > since:
+                    transactions += self._history_entries(wtx, change)
+        chain = self.node.chain
+        last_height = max(0, chain.height + 1 - depth)
+        if last_height == chain.height:
+            last = chain.tip.hash
+        else:
+            last = yield self.node.store.get_block_hash(last_height)
+        out: dict[str, Any] = {"transactions": transactions}
+        if removed:
+            out["removed"] = []
+        out["lastblock"] = last.hex() if last is not None else None
+        return out
+
+    def rpc_getreceivedbyaddress(self, address: Any, minconf: Any = 1,
+                                 include_immature_coinbase: Any = None
+                                 ) -> Decimal:
+        """
+        getreceivedbyaddress "address" ( minconf include_immature_coinbase )
+
+        The total TIME paid to address (one of the wallet's) by final
+        transactions with at least minconf confirmations (default 1, as
+        Bitcoin Core; 0 counts finalized transactions not yet in a
+        block, which are final already).  Change returning to the address
+        counts, as in Bitcoin Core.  include_immature_coinbase is accepted
+        and ignored (no coinbase maturity here).  Errors: -5 invalid
+        address, -4 not an address of this wallet.
+        """
+        text = _str(address, "address")
+        self._check_address(text)
+        if not self.node.wallet.owns(text):
+            raise RPCError(RPC_WALLET_ERROR, "Address not found in wallet")
+        least = _int(1 if minconf is None else minconf, "minconf")
+        _ignored_bool(include_immature_coinbase, "include_immature_coinbase")
+        total = 0
+        for wtx in self.node.wallet_txs.order:
+            confirmations = 0 if wtx.height is None else \
+                self._confirmations(wtx.height)
+            if confirmations < least:
+                continue
+            total += sum(value for _, to, value, category in wtx.outputs
+                         if to == text and category != "send")
+        return params.format_amount(total)
+
+    def rpc_sendmany(self, dummy: Any, amounts: Any, minconf: Any = None,
+                     comment: Any = None, subtractfeefrom: Any = None,
+                     replaceable: Any = None, conf_target: Any = None,
+                     estimate_mode: Any = None, fee_rate: Any = None,
+                     verbose: Any = None) -> Any:
+        """
+        sendmany "" {"address":amount,...} ( minconf "comment" ... )
+
+        (The full argument list: dummy amounts minconf comment
+        subtractfeefrom replaceable conf_target estimate_mode fee_rate
+        verbose.)  Pay several addresses in one transaction from the wallet, with the
+        minimum fee (on the total sent) and change back to the wallet;
+        returns the txid (with verbose true {txid, fee_reason}).  dummy
+        must be "" or "*" (Bitcoin Core's; null also passes); minconf,
+        comment, replaceable, conf_target, estimate_mode and fee_rate are
+        accepted and ignored as by sendtoaddress; subtractfeefrom must be
+        empty (error -8 otherwise).  Errors: -5 bad address, -8
+        duplicated address, -3 bad amount, -6 insufficient funds, -26
+        refused (node-busy while the node is busy).
+        """
+        if dummy not in (None, "", "*"):
+            raise RPCError(RPC_METHOD_DEPRECATED, 'Dummy value must be set '
+                           'to ""')
+        if not isinstance(amounts, dict) or not amounts:
+            raise RPCError(INVALID_PARAMS, "amounts must be a non-empty "
+                           "object address → amount")
+        _ignored_int(minconf, "minconf")
+        for value, name in ((comment, "comment"),
+                            (estimate_mode, "estimate_mode")):
+            if value is not None:
+                _str(value, name)
+        if subtractfeefrom is not None:
+            if not isinstance(subtractfeefrom, list):
+                raise RPCError(INVALID_PARAMS, "subtractfeefrom must be an "
+                               "array")
+            if subtractfeefrom:
+                raise RPCError(RPC_INVALID_PARAMETER, "subtractfeefrom is "
+                               "not supported: the fee is added to the "
+                               "amounts")
+        _ignored_bool(replaceable, "replaceable")
+        _ignored_int(conf_target, "conf_target")
+        if fee_rate is not None:
+            _amount(fee_rate)
+        pairs: list[tuple[str, int]] = []
+        for address, amount in amounts.items():
+            self._check_address(address)
+            units = _amount(amount)
+            if units <= 0:
+                raise RPCError(RPC_TYPE_ERROR, "Invalid amount for send")
+            pairs.append((address, units))
+        node = self.node
+        node.check_admission()
+        tx = build_sendmany(node.wallet, node.spendable(), pairs,
+                            node.network.name)
+        d = node.submit(tx)
+        if _ignored_bool(verbose, "verbose"):
+            return _then(d, lambda txid: {"txid": txid.hex(),
+                                          "fee_reason": "Minimum fee rule"})
+        return _then(d, _hex)
+
+    def rpc_gettxout(self, txid: Any, n: Any,
+                     include_mempool: Any = True) -> Any:
+        """
+        gettxout "txid" n ( include_mempool )
+
+        The unspent output txid:n: {bestblock, confirmations (0 for an
+        output of a finalized transaction not yet in a block), value,
+        address, scriptPubKey: {address}, coinbase}, or null if it is
+        spent or unknown.  With include_mempool true (the default) outputs
+        created by finalized mempool transactions are included and
+        outputs a mempool transaction spends are null; with false only
+        the chain's UTXO set at the tip counts.
+        """
+        outpoint = OutPoint(_hash(txid, "txid"), _int(n, "n", 0, 2**32 - 1))
+        mempool = include_mempool is None or _ignored_bool(
+            include_mempool, "include_mempool")
+        node = self.node
+        entry = node.chain.utxos.get(outpoint)
+        confirmations = None if entry is None else \
+            self._confirmations(entry.height)
+        if mempool:
+            if outpoint in node.mempool.locks:
+                return None
+            if entry is None:
+                entry = node.mempool.outputs.get(outpoint)
+                confirmations = 0
+        if entry is None:
+            return None
+        return {"bestblock": node.chain.tip.hash.hex(),
+                "confirmations": confirmations,
+                "value": params.format_amount(entry.value),
+                "address": entry.address,
+                "scriptPubKey": {"address": entry.address},
+                "coinbase": entry.coinbase}
+
+    @defer.inlineCallbacks
+    def rpc_getblockheader(self, blockhash: Any, verbose: Any = True) -> Any:
+        """
+        getblockheader "blockhash" ( verbose )
+
+        The header of the block with this hash: with verbose true (the
+        default) its fields as getblock shows them (hash, height,
+        version, merkleroot, time, time_ms, producer, round,
+        commit_hash, size, nTx, previousblockhash, nextblockhash) and
+        confirmations (-1 off the main chain); with false the hex of the
+        header's canonical encoding.  Error -5 if unknown.
+        """
+        block_hash = _hash(blockhash, "blockhash")
+        level = _flag(verbose, "verbose", 1, 1)
+        block = yield self.node.block_by_hash(block_hash)
+        if block is None:
+            raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found")
+        if level == 0:
+            return canonical(block.header.to_obj()).hex()
+        obj = block_header_json(block)
+        main = yield self.node.store.get_block_hash(block.height)
+        if main == block.hash:
+            obj["confirmations"] = self._confirmations(block.height)
+            if block.height < self.node.chain.height:
+                following = yield self.node.store.get_block_hash(
+                    block.height + 1)
+                if following is not None:
+                    obj["nextblockhash"] = following.hex()
+        else:
+            obj["confirmations"] = -1
+        return obj
+
+    def rpc_getmempoolentry(self, txid: Any) -> dict[str, Any]:
+        """
+        getmempoolentry "txid"
+
+        The mempool's entry of a transaction: {size, vsize (the same),
+        fee and fees: {base, modified} (TIME), time (when it was received,
+        seconds since the epoch), state (pending or finalized), votes
+        (count), conflict (true for a contender), depends (txids of mempool
+        transactions whose outputs it spends), spentby (mempool
+        transactions spending its outputs), bip125-replaceable (always
+        "no")}.  Error -5 if it is not in the mempool.
+        """
+        tx_hash = _hash(txid, "txid")
+        mempool = self.node.mempool
+        entry = mempool.entries.get(tx_hash)
+        if entry is None:
+            raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
+                           "Transaction not in mempool")
+        fee = params.format_amount(entry.fee)
+        depends = sorted({i.prevout.txid.hex() for i in entry.tx.inputs
+                          if i.prevout.txid in mempool.entries})
+        spentby = sorted({mempool.locks[op].hex() for op in (
+            OutPoint(tx_hash, n) for n in range(len(entry.tx.outputs)))
+            if op in mempool.locks})
+        return {"size": entry.tx.size, "vsize": entry.tx.size, "fee": fee,
+                "fees": {"base": fee, "modified": fee},
+                "time": int(entry.received), "state": entry.state,
+                "votes": len(entry.votes), "conflict": entry.conflict,
+                "depends": depends, "spentby": spentby,
+                "bip125-replaceable": "no"}
+
+    def rpc_getchaintips(self) -> list[dict[str, Any]]:
+        """
+        getchaintips
+
+        The chain's tips, as Bitcoin Core's: [{height, hash, branchlen,
+        status}].  Blocks are final once committed (a commit certificate
+        of two thirds of the masternodes' weight), so there is one tip,
+        the active one: [{height, hash, branchlen: 0, status: "active"}].
+        """
+        tip = self.node.chain.tip
+        return [{"height": tip.height, "hash": tip.hash.hex(),
+                 "branchlen": 0, "status": "active"}]
 
     # Control
 
@@ -1650,7 +2136,7 @@ class RPCMethods:
         getpeerinfo
 
         One object per connected peer: identity, address, direction,
-        state, node key, height, ping round-trip time (pingtime, seconds),
+        state, node key, height, ping round-trip time (rtt, seconds),
         bytes and messages sent and received, connection time.
         """
         return self._p2p().peer_info()
@@ -1660,10 +2146,20 @@ class RPCMethods:
         """
         getnetworkinfo
 
-        Connection counts (in, out, total), listen address, peers being
-        dialled, bans, and the P2P counters.
+        version (timecoin's as an integer, Bitcoin Core's way: 0.1.0 is
+        100, 1.2.3 is 10203), subversion (/timecoin:0.1.0/, Bitcoin's
+        BIP 14 form of the version), protocolversion
+        (of the P2P protocol), then connection counts (in, out, total),
+        listen address, peers being dialled, bans, and the P2P counters.
         """
-        return self._p2p().network_info()
+        from timecoin import __version__
+        from timecoin.p2p.messages import PROTOCOL_VERSION
+        parts = [int(p) if p.isdigit() else 0
+                 for p in __version__.split(".")[:3]] + [0, 0, 0]
+        return {"version": parts[0] * 10_000 + parts[1] * 100 + parts[2],
+                "subversion": f"/timecoin:{__version__}/",
+                "protocolversion": PROTOCOL_VERSION,
+                **self._p2p().network_info()}
 
     @_any_time
     def rpc_getconnectioncount(self) -> int:
@@ -2204,7 +2700,7 @@ class RPCServer:
                 return b""
             return payload
 
-        outcome = self._handle(body)
+        outcome = self._handle(body, _reads_error_member(request))
         if isinstance(outcome, defer.Deferred):
             return outcome.addCallback(respond)
         return respond(outcome)
@@ -2254,10 +2750,13 @@ class RPCServer:
         """
         return defer.maybeDeferred(self._handle, body)
 
-    def _handle(self, body: bytes) -> Any:
+    def _handle(self, body: bytes, error_member: bool = False) -> Any:
         """
         L{handle_body}'s work: its outcome at once when no method had to
-        wait (the common case), else a Deferred of it.
+        wait (the common case), else a Deferred of it.  With
+        C{error_member} (a client known to read C{"error"} in every
+        reply: L{LEGACY_REPLY_AGENTS}) 2.0 replies of a batch carry
+        C{"error": null} on success.
         """
         try:
             payload = json.loads(body, parse_float=Decimal,
@@ -2276,14 +2775,14 @@ class RPCServer:
                 return 400, error_body(
                     INVALID_REQUEST, f"Batch of {len(payload)} requests "
                     f"exceeds {self.max_batch}")
-            return self._run_batch(payload, 0, [])
+            return self._run_batch(payload, 0, [], error_member)
         reply = self._call(payload)
         if isinstance(reply, defer.Deferred):
             return reply.addCallback(_single_outcome)
         return _single_outcome(reply)
 
     def _run_batch(self, items: list[Any], start: int,
-                   replies: list[Any]) -> Any:
+                   replies: list[Any], error_member: bool = False) -> Any:
         """
         Run C{items[start:]} in order, adding their replies to
         C{replies}; the batch's outcome, or a Deferred of it from the
@@ -2294,18 +2793,21 @@ class RPCServer:
             reply = call(items[index])
             if isinstance(reply, defer.Deferred):
                 return reply.addCallback(self._batch_resumed, items, index,
-                                         replies)
+                                         replies, error_member)
             if reply is not None:
                 replies.append(reply)
         if not replies:
             return 204, None
+        if error_member:
+            for reply in replies:
+                reply.setdefault("error", None)
         return 200, dumps(replies)
 
     def _batch_resumed(self, reply: Any, items: list[Any], index: int,
-                       replies: list[Any]) -> Any:
+                       replies: list[Any], error_member: bool) -> Any:
         if reply is not None:
             replies.append(reply)
-        return self._run_batch(items, index + 1, replies)
+        return self._run_batch(items, index + 1, replies, error_member)
 
     def call(self, obj: Any) -> defer.Deferred[Any]:
         """
@@ -2485,6 +2987,24 @@ class RPCServer:
             result.raiseException()
         log.failure("RPC method {method} failed", result, method=method)
         raise RPCError(INTERNAL_ERROR, "Internal error")
+
+
+LEGACY_REPLY_AGENTS = (b"AuthServiceProxy/",)
+"""User-Agent prefixes of clients that read C{"error"} in every reply of a
+batch, even a JSON-RPC 2.0 one: python-bitcoinrpc's C{batch_} sends 2.0
+requests and indexes C{response["error"]}, written when Bitcoin Core
+answered every request in 1.0 shape (upstream bug
+jgarzik/python-bitcoinrpc#112; Bitcoin Core 28 breaks it too).  Their 2.0
+batch replies get C{"error": null} on success; every other client gets
+replies exactly as JSON-RPC 2.0 specifies."""
+
+
+def _reads_error_member(request: server.Request) -> bool:
+    """
+    Whether C{request} comes from a client of L{LEGACY_REPLY_AGENTS}.
+    """
+    agent = request.getHeader(b"user-agent") or b""
+    return agent.startswith(LEGACY_REPLY_AGENTS)
 
 
 def _single_outcome(reply: Any) -> tuple[int, bytes | None]:

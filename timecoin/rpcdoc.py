@@ -18,6 +18,16 @@ bound to 127.0.0.1 unless `[rpc] bind` says otherwise.  Bitcoin-compatible:
 - JSON-RPC 1.0 and 2.0 requests; ids of any JSON type are echoed; batches
   (arrays of requests) up to 1,000 entries; params by position (array) or by
   name (object).  A 2.0 request without an id is a notification (no reply).
+  Each request is answered in its own version: 1.0 (no `jsonrpc` member)
+  as `{"result", "error", "id"}` with both present, 2.0 as the spec says
+  (no `error` on success), except that python-bitcoinrpc's `batch_`
+  (User-Agent `AuthServiceProxy/`), which reads `error` in every reply,
+  gets `"error": null` in its successful 2.0 batch replies.
+- Optional positional arguments Bitcoin clients send (`getbalance "*" 1`,
+  `sendtoaddress ADDR 1 "comment" "comment_to"`, `gettransaction TXID
+  true`, `listunspent 0 9999999 [] true`, `sendrawtransaction HEX 0.1`)
+  are accepted and type-checked; each method's text says which are
+  ignored and why.
 - HTTP Basic auth with the cookie `DATADIR/.cookie` (`__cookie__:SECRET`,
   regenerated at each start, mode 0600, deleted at stop), the configured
   `rpc_user`/`rpc_password`, or a user of an `[rpc] auth` line (Bitcoin
@@ -62,8 +72,13 @@ bound to 127.0.0.1 unless `[rpc] bind` says otherwise.  Bitcoin-compatible:
 | -28 | node still starting |
 
 `timecoin-cli METHOD [ARGS...]` (`--datadir`, `--network`, `--rpc-port`,
-`--rpcuser`/`--rpcpassword`) reads the cookie, prints the result as JSON
-(strings raw) and exits 1 on an RPC error.  As with `bitcoin-cli`:
+`--rpcuser`/`--rpcpassword`, or bitcoin-cli's `-datadir=DIR`,
+`-rpcport=N`, `-rpcconnect=HOST[:PORT]`, `-conf=FILE` (TOML), `-testnet`,
+`-chain=NAME`, `-rpcuser=`, `-rpcpassword=`, `-rpcclienttimeout=`,
+`-version`) reads the cookie, prints the result as JSON (strings raw) and
+exits with the RPC error code's absolute value on an error, as
+bitcoin-cli (1 if the node cannot be reached; 141, quietly, when its
+output is closed early, as in `| head`).  As with `bitcoin-cli`:
 `-named` (`NAME=VALUE` arguments), `-stdin` (more arguments from standard
 input, one per line), `-rpcwait` (`-rpcwaittimeout SECONDS`) and
 `-getinfo` (a human summary of the node).

@@ -9,9 +9,18 @@ import re
 from typing import Any
 
 from twisted.application import internet, service
-from twisted.logger import Logger
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogBeginner,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+)
 from twisted.python import usage
 
+from timecoin import __version__
 from timecoin.config import ConfigError, load_config
 
 log = Logger()
@@ -44,10 +53,43 @@ def redacted(settings: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def filter_log_level(level: str,
+                     beginner: LogBeginner = globalLogBeginner) -> None:
+    """
+    Write only events of C{level} (C{log_level}) and above: wrap the
+    observers twistd gives C{beginner} (after C{makeService}, when it
+    starts logging) in a level filter.  Does nothing once logging began.
+    """
+    if getattr(beginner, "_timecoin_level", None) is not None:
+        beginner._timecoin_level = level  # type: ignore[attr-defined]
+        return
+    predicate = LogLevelFilterPredicate(LogLevel.levelWithName(level))
+    begin = beginner.beginLoggingTo
+
+    def filtered(observers: Any, *args: Any, **kwargs: Any) -> Any:
+        predicate.setLogLevelForNamespace(
+            "", LogLevel.levelWithName(beginner._timecoin_level))  # type: ignore[attr-defined]
+        wrapped: list[ILogObserver] = [
+            FilteringLogObserver(o, [predicate]) for o in observers]
+        return begin(wrapped, *args, **kwargs)
+
+    beginner._timecoin_level = level  # type: ignore[attr-defined]
+    beginner.beginLoggingTo = filtered  # type: ignore[method-assign]
+
+
 class Options(usage.Options):
     """
     Options of C{twistd timecoin}; each overrides the config file.
+    C{--version} prints timecoin's version (twistd's own C{--version},
+    before C{timecoin}, prints Twisted's).
     """
+
+    def opt_version(self) -> None:
+        """
+        Print timecoin's version and exit.
+        """
+        print(f"timecoin {__version__}")
+        raise SystemExit(0)
 
     optParameters = [
         ["network", None, None, "devnet, testnet or mainnet (default devnet)"],
@@ -61,6 +103,8 @@ class Options(usage.Options):
         ["redis-url", None, None, "redis://HOST:PORT/DB"],
         ["block-time", None, None, "seconds between blocks", float],
         ["policy", None, None, "block-producer selection policy"],
+        ["log-level", None, None, "lowest level logged: debug, info "
+                                  "(default), warn or error"],
     ]
 
     def postOptions(self) -> None:
@@ -84,14 +128,23 @@ def makeService(options: Options) -> service.IService:
 
     from timecoin.genesis import GenesisError
     from timecoin.node import Node
+    from timecoin.notify import Notifier, NotifyError
     from timecoin.p2p.service import P2PService
     from timecoin.rpc import build_rpc_site
     from timecoin.selection import PolicyError
 
     config = options["parsed"]
+    filter_log_level(config.log_level)
+    log.info("timecoin {version} starting on {network}",
+             version=__version__, network=config.network)
     try:
         node = Node(config, reactor, stop_process=reactor.stop)
     except (GenesisError, PolicyError, ValueError) as e:
+        raise SystemExit(f"timecoin: {e}") from e
+    try:
+        Notifier.from_config(config, reactor.spawnProcess, reactor).attach(
+            node)
+    except NotifyError as e:
         raise SystemExit(f"timecoin: {e}") from e
     top = service.MultiService()
     node.setServiceParent(top)
