@@ -403,7 +403,10 @@ class RecoveryTests(unittest.TestCase):
         """
         self.follower("10.0.0.2", 21)
         self.pause_production()
-        b = self.net.start("10.0.0.3", 22, connect=("10.0.0.2",))
+        # Pings as slow as the height reports' ttl, so the peers stay
+        # connected (silent) through it: this pins the ttl, not the ping.
+        b = self.net.start("10.0.0.3", 22, connect=("10.0.0.2",),
+                           ping_interval=30.0, pong_timeout=30.0)
         self.net.advance(1)
         self.assertEqual(b.sync.state, SYNCED)
         self.assertEqual(sorted(b.manager.ready), [PRODUCER, "10.0.0.2"])

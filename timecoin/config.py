@@ -47,8 +47,8 @@ class Config:
     p2p_evict_protect_txs: int = 4
     p2p_evict_protect_oldest: int = 4
     p2p_handshake_timeout: float = 10.0
-    p2p_ping_interval: float = 30.0
-    p2p_pong_timeout: float = 30.0
+    p2p_ping_interval: float = 10.0
+    p2p_pong_timeout: float = 10.0
     p2p_max_missed_pongs: int = 3
     p2p_request_timeout: float = 30.0
     p2p_output_soft_bytes: int = 1024 * 1024

@@ -58,7 +58,11 @@ OFFENCES: dict[str, Offence] = {
     "not-allowed-in-state": Offence(10),
     "unknown-type": Offence(5),
     "unsolicited-response": Offence(5, reply=False),
-    "rate-limited": Offence(1, reply=False),
+    # Dropped, not scored: a burst is what an honest peer sends when a
+    # network cut heals (its queued re-broadcasts arrive at once); scoring
+    # it banned honest nodes after a 100 s cut.  The check is cheap and
+    # runs before decoding.
+    "rate-limited": Offence(0, reply=False),
     # Garbage and invalid data: scored to a ban.
     "line-too-long": Offence(50, True),
     "not-utf8": Offence(20),

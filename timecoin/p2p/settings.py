@@ -189,8 +189,8 @@ class P2PSettings:
     stable_after: float = 10.0
     max_failures: int = 10
     handshake_timeout: float = 10.0
-    ping_interval: float = 30.0
-    pong_timeout: float = 30.0
+    ping_interval: float = 10.0
+    pong_timeout: float = 10.0
     max_missed_pongs: int = 3
     request_timeout: float = 30.0
     max_pending_requests: int = 16
