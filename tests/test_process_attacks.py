@@ -1,0 +1,333 @@
+"""
+The attacks of issue 14 against real ``twistd timecoin`` processes on
+loopback, each from raw sockets that speak protocol 2 (a C{hello}, then a
+C{hello_proof} signed with the attacker's own key): height liars with a
+fresh identity every 10 s against two of four masternodes; a node
+restarted with a poisoned peer table; deeply nested JSON from one source;
+a C{hello} that claims another node's key.
+
+The fakes (L{tests.test_sync_liar}, L{tests.test_p2p_addrman},
+L{tests.test_p2p_handshake_proof}) pin the logic; these pin what the
+operator's processes do: sockets, timers and logs included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import select
+import signal
+import socket
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from twisted.trial import unittest
+
+from tests.helpers import key
+from tests.nodeprocess import free_port
+from timecoin import devnet
+from timecoin.devnet import free_port_range
+from timecoin.keys import PrivateKey
+from timecoin.p2p.handshake import make_proof
+from timecoin.p2p.messages import Hello, parse_line
+
+LIE = 1_000_000_000
+"""The height a liar claims."""
+ATTACK_SECONDS = float(os.environ.get("TIMECOIN_ATTACK_SECONDS", "60"))
+ROTATE_SECONDS = 10.0
+BLOCK_TIME = 1.0
+
+
+class Peer:
+    """
+    A raw protocol-2 peer: one socket to a node's P2P port.
+
+    It sends its C{hello} at once; L{handshake} reads the node's C{hello}
+    and sends a C{hello_proof} signed by C{signer} (by default the key of
+    the hello: a valid proof); L{pump} then reads whatever arrived and
+    answers pings (and C{get_tip} with C{tip_height}, if set), so the
+    peer stays connected as long as it is pumped.
+    """
+
+    def __init__(self, port: int, genesis: str, pubkey: bytes,
+                 listen_port: int, nonce: int, height: int = 0,
+                 agent: str = "attacker") -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buffer = b""
+        self.alive = True
+        self.got: Counter[str] = Counter()
+        self.errors: list[str] = []
+        self.tip_height: int | None = None
+        self.hello = Hello(network="devnet", version=2,
+                           genesis=bytes.fromhex(genesis), height=height,
+                           listen_port=listen_port, pubkey=pubkey,
+                           policy="round-robin",
+                           nonce=nonce.to_bytes(8, "big"), user_agent=agent)
+        self.write(self.hello.encode())
+
+    def write(self, line: bytes) -> None:
+        """
+        Send one line; a closed socket marks the peer dead.
+        """
+        try:
+            self.sock.sendall(line + b"\n")
+        except OSError:
+            self.alive = False
+
+    def read_line(self, timeout: float = 5.0) -> bytes | None:
+        """
+        The next line (blocking up to C{timeout}); C{None} once closed.
+        """
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                return None
+            except OSError:
+                data = b""
+            if not data:
+                self.alive = False
+                return None
+            self.buffer += data
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line
+
+    def handshake(self, signer: PrivateKey | None) -> Hello:
+        """
+        Read the node's C{hello}, then send our C{hello_proof} signed by
+        C{signer} (a claimer signs with a key other than its hello's).
+        Returns the node's hello.
+        """
+        line = self.read_line()
+        assert line is not None, "no hello from the node"
+        theirs = parse_line(line)
+        assert isinstance(theirs, Hello), line[:200]
+        if signer is not None:
+            self.write(make_proof(signer, self.hello, theirs).encode())
+        return theirs
+
+    def pump(self) -> None:
+        """
+        Handle every line that arrived, without blocking.
+        """
+        if not self.alive:
+            return
+        self.sock.setblocking(False)
+        try:
+            while True:
+                try:
+                    data = self.sock.recv(1 << 20)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    data = b""
+                if not data:
+                    self.alive = False
+                    break
+                self.buffer += data
+        finally:
+            self.sock.setblocking(True)
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            self.handle(line)
+
+    def handle(self, line: bytes) -> None:
+        """
+        Answer one line from the node: pings, and tips if we lie.
+        """
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            return
+        kind = obj.get("type")
+        self.got[kind] += 1
+        if kind == "error":
+            self.errors.append(str(obj.get("reason")))
+        elif kind == "ping":
+            self.write(json.dumps({"type": "pong",
+                                   "nonce": obj["nonce"]}).encode())
+        elif kind == "get_tip" and self.tip_height is not None:
+            self.write(json.dumps({"type": "tip", "id": obj["id"],
+                                   "height": self.tip_height,
+                                   "hash": "11" * 32}).encode())
+
+    def close(self) -> None:
+        """
+        Close the socket.
+        """
+        self.alive = False
+        self.sock.close()
+
+
+def pump_all(peers: list[Peer], seconds: float) -> None:
+    """
+    Pump C{peers} for C{seconds}, waking on input.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        live = [p for p in peers if p.alive]
+        if not live:
+            time.sleep(left)
+            return
+        ready, _, _ = select.select([p.sock for p in live], [], [],
+                                    min(left, 0.2))
+        for peer in live:
+            if peer.sock in ready:
+                peer.pump()
+
+
+def kill_devnet(root: Path, n: int) -> None:
+    """
+    SIGKILL the devnet's nodes under C{root} by their pidfiles (the ones
+    this test started; the pid is gone once the node exits).
+    """
+    for i in range(n):
+        try:
+            pid = int((root / f"node{i}" / "twistd.pid").read_text())
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+
+class Devnet:
+    """
+    A 4-masternode devnet from L{devnet.up}, with blocking RPC helpers.
+    """
+
+    def __init__(self, case: unittest.TestCase, config: str,
+                 block_time: float) -> None:
+        self.root = Path(case.mktemp()).resolve()
+        self.root.mkdir(parents=True)
+        self.base = free_port_range(8)
+        case.addCleanup(kill_devnet, self.root, 4)
+        path = self.root / "config.toml"
+        path.write_text(config)
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            code = devnet.up(self.root, 4, self.base, block_time, path)
+        case.assertEqual(code, 0, out.getvalue())
+
+    def call(self, i: int, method: str, *params: Any) -> Any:
+        """
+        RPC C{method} on node C{i}.
+        """
+        return devnet.rpc(self.root / f"node{i}", self.base + 2 * i + 1,
+                          method, *params)
+
+    def p2p_port(self, i: int) -> int:
+        """
+        The P2P port of node C{i}.
+        """
+        return self.base + 2 * i
+
+
+LIAR_CONFIG = """\
+[p2p]
+tip_interval = 5.0
+"""
+"""Tips are asked every 5 s (not 30), so each liar identity also lies in
+C{tip} replies within its 10 s."""
+
+
+class HeightLiarTests(unittest.TestCase):
+    """
+    Peers that lie about their height, against four real masternodes.
+    """
+
+    def test_rotating_liars_do_not_stop_the_chain(self) -> None:
+        """
+        A liar with a fresh key (and listen port) every 10 s completes the
+        handshake with masternodes 0 and 1 for 60 s, claiming height
+        1,000,000,000 in its C{hello} and C{tip} replies, answering pings
+        and never answering C{get_blocks}: the liars are connected and
+        asked for blocks (the claim is taken as a hint), yet the attacked
+        nodes report C{synced} (not in initial block download) at every
+        sample, no gap between two committed blocks exceeds five block
+        times during the attack or in the 20 s after it, the chain grows
+        after it, and all four agree.
+
+        Before the fix (the claimed height trusted as is, p2p/sync.py
+        before "sync trusts only shown heights"), the attacked nodes went
+        C{catching-up}, stopped voting, and the chain stopped for the whole
+        attack (a gap of ~60 s), sometimes for good.
+        """
+        net = Devnet(self, LIAR_CONFIG, BLOCK_TIME)
+        genesis = net.call(0, "getblockchaininfo")["genesishash"]
+        targets = (0, 1)
+        start = net.call(2, "getblockcount")
+        liars: list[Peer] = []
+        retired: list[Peer] = []
+        samples: list[tuple[int, str, bool]] = []
+        lying_seen: set[int] = set()
+
+        def retire() -> None:
+            for liar in liars:
+                liar.close()
+            retired.extend(liars)
+            liars.clear()
+
+        self.addCleanup(retire)
+        began = time.monotonic()
+        serial = 0
+        while time.monotonic() - began < ATTACK_SECONDS:
+            retire()
+            serial += 1
+            me = key(500 + serial)
+            listen = free_port()
+            for i in targets:
+                liar = Peer(net.p2p_port(i), genesis, me.public, listen,
+                            nonce=serial * 10 + i, height=LIE,
+                            agent="liar")
+                liar.tip_height = LIE
+                liar.handshake(me)
+                liars.append(liar)
+            rotated = time.monotonic()
+            while time.monotonic() - rotated < ROTATE_SECONDS:
+                pump_all(liars, 1.0)
+                for i in targets:
+                    info = net.call(i, "getblockchaininfo")
+                    samples.append((i, info["sync"]["state"],
+                                    info["initialblockdownload"]))
+                    if any(p.get("height") == LIE
+                           for p in net.call(i, "getpeerinfo")):
+                        lying_seen.add(i)
+        retire()
+        during = net.call(2, "getblockcount")
+        time.sleep(20)
+        after = net.call(2, "getblockcount")
+
+        asked = sum(p.got["get_blocks"] for p in retired)
+        self.assertGreater(asked, 0, "no liar was asked for blocks")
+        self.assertEqual(lying_seen, set(targets))
+        unsynced = [s for s in samples if s[1] != "synced" or s[2]]
+        self.assertEqual(unsynced, [], f"{len(samples)} samples")
+        times = [net.call(2, "getblock", net.call(2, "getblockhash", h))[
+            "time_ms"] for h in range(start, after + 1)]
+        gaps = [(b - a) / 1000 for a, b in zip(times, times[1:])]
+        self.assertLessEqual(max(gaps), 5 * BLOCK_TIME,
+                             f"gaps {sorted(gaps)[-5:]}")
+        self.assertGreaterEqual(during - start,
+                                ATTACK_SECONDS / (3 * BLOCK_TIME))
+        self.assertGreaterEqual(after - during, 20 / (3 * BLOCK_TIME))
+        for i in range(4):
+            info = net.call(i, "getblockchaininfo")
+            self.assertFalse(info["initialblockdownload"], info)
+            self.assertLess(info["headers"], LIE, info)
+        low = min(net.call(i, "getblockcount") for i in range(4))
+        self.assertEqual(len({net.call(i, "getblockhash", low)
+                              for i in range(4)}), 1)
+        sync = net.call(0, "getnetworkinfo")["sync"]
+        print(f"\nliars: {serial} identities, get_blocks asked {asked}, "
+              f"blocks {start}->{during}->{after}, "
+              f"largest gaps {sorted(gaps)[-3:]}, sync counters {sync}")
