@@ -28,12 +28,13 @@ from typing import Any
 from twisted.trial import unittest
 
 from tests.helpers import key
-from tests.nodeprocess import free_port
+from tests.nodeprocess import NodeProcess, free_port
 from timecoin import devnet
 from timecoin.devnet import free_port_range
 from timecoin.keys import PrivateKey
 from timecoin.p2p.handshake import make_proof
 from timecoin.p2p.messages import Hello, parse_line
+from timecoin.wallet import write_private
 
 LIE = 1_000_000_000
 """The height a liar claims."""
@@ -331,3 +332,142 @@ class HeightLiarTests(unittest.TestCase):
         print(f"\nliars: {serial} identities, get_blocks asked {asked}, "
               f"blocks {start}->{during}->{after}, "
               f"largest gaps {sorted(gaps)[-3:]}, sync counters {sync}")
+
+
+def write_node_key(datadir: Path, node_key: PrivateKey) -> None:
+    """
+    Give the node of C{datadir} the node key C{node_key} (before its
+    first start), as the node itself stores it.
+    """
+    write_private(datadir / "private" / "node_key",
+                  node_key.seed.hex().encode("ascii") + b"\n")
+
+
+def poison_rows(count: int, now: float) -> list[dict[str, Any]]:
+    """
+    C{count} unreachable addresses as C{peers.json} rows made to look
+    their best (tried, seen just now, never failed): loopback ports where
+    nothing listens (refused at once) and private addresses in as many
+    /24s as possible (unrouted here: a dial hangs or fails).
+    """
+    rows = []
+    for n in range(count):
+        if n % 3 == 0:
+            host, port = "127.0.0.1", 2000 + n // 3
+        else:
+            host, port = f"10.{n % 250}.{n // 250}.7", 24200
+        rows.append({"host": host, "port": port, "source": "exchange",
+                     "pubkey": None, "last_seen": now, "failures": 0,
+                     "origin": f"10.66.{n % 200}.0/24", "tried": True,
+                     "retry_at": 0.0})
+    return rows
+
+
+SILENT_CONFIG = """\
+[p2p]
+max_outbound = 0
+"""
+"""The victim's peers never dial anyone: whatever connects, the victim
+dialled."""
+VICTIM_CONFIG = """\
+[p2p]
+listen = false
+"""
+"""The victim does not listen: nobody can dial it back into the
+network."""
+
+
+class PoisonedTableTests(unittest.TestCase):
+    """
+    A node restarted with a peer table full of unreachable addresses.
+    """
+
+    def restart_poisoned(self, victim_rank: int) -> None:
+        """
+        Three peers that never dial (B, C, D) and a victim V that does not
+        listen, V's node key of rank C{victim_rank} among the four (0 the
+        lowest).  V, seeded with B, C and D, connects to all three; it is
+        stopped, its C{peers.json} (secret and anchors kept) is filled up
+        to the table's 1,000 entries with unreachable addresses that look
+        their best, and it is restarted with only the peer that is not an
+        anchor as its C{--connect} seed.  Within 15 s of the restart it is
+        connected, outbound, to that seed and to both anchors.
+        """
+        base = Path(self.mktemp()).resolve()
+        base.mkdir(parents=True)
+        silent = base / "silent.toml"
+        silent.write_text(SILENT_CONFIG)
+        quiet = base / "victim.toml"
+        quiet.write_text(VICTIM_CONFIG)
+        keys = sorted((key(700 + n) for n in range(4)),
+                      key=lambda k: k.public)
+        victim_key = keys.pop(victim_rank)
+        b = NodeProcess(base / "b", "--config", str(silent), block_time=0.5)
+        genesis = str(base / "b" / "genesis.json")
+        peers = [b] + [NodeProcess(base / name, "--config", str(silent),
+                                   "--genesis", genesis, block_time=0.5)
+                       for name in ("c", "d")]
+        victim = NodeProcess(base / "v", block_time=0.5)
+        for node, node_key in zip([*peers, victim], [*keys, victim_key]):
+            write_node_key(node.datadir, node_key)
+            self.addCleanup(node.kill)
+        for node in peers:
+            node.start()
+        ident = {f"127.0.0.1:{n.p2p_port}": n for n in peers}
+
+        def outbound() -> set[str]:
+            return {p["id"] for p in victim.call("getpeerinfo")
+                    if p["state"] == "ready" and p["direction"] == "outbound"}
+
+        def run(seeds: list[str]) -> None:
+            victim.args = ["--config", str(quiet), "--genesis", genesis,
+                           "--connect", ",".join(seeds)]
+            victim.start()
+
+        run(sorted(ident))
+        victim.wait_for(lambda: outbound() == set(ident), 30)
+        victim.stop()
+        table_path = victim.datadir / "peers.json"
+        table = json.loads(table_path.read_text())
+        anchors = table["anchors"]
+        self.assertEqual(len(anchors), 2, table)
+        seed = sorted(set(ident) - set(anchors))[0]
+        rows = table["peers"]
+        rows += poison_rows(1000 - len(rows), time.time())
+        table["peers"] = sorted(rows, key=lambda r: (r["host"], r["port"]))
+        table_path.write_text(json.dumps(table))
+
+        started = time.monotonic()
+        run([seed])
+        expected = {seed, *anchors}
+        victim.wait_for(lambda: expected <= outbound(), 15)
+        elapsed = time.monotonic() - started
+        info = victim.call("getnetworkinfo")
+        self.assertGreater(info["known_peers"], 900, info)
+        print(f"\nvictim rank {victim_rank}: seed and anchors connected "
+              f"{elapsed:.1f} s after the restart; "
+              f"{len(info['dialing'])} dialing, counters "
+              f"{ {k: v for k, v in info['counters'].items() if 'dial' in k} }")
+
+    def test_lowest_key_reconnects_to_seed_and_anchors(self) -> None:
+        """
+        The victim has the lowest key of the four (it dials them all by
+        the dial rule): seed and anchors within 15 s (L{restart_poisoned}).
+        """
+        self.restart_poisoned(0)
+
+    def test_highest_key_reconnects_to_seed_and_anchors(self) -> None:
+        """
+        The victim has the highest key (by the dial rule its anchors, all
+        lower, would dial it; it does not listen, so they cannot): seed
+        and anchors within 15 s all the same (L{restart_poisoned}).
+        """
+        self.restart_poisoned(3)
+
+    test_highest_key_reconnects_to_seed_and_anchors.todo = (  # type: ignore[attr-defined]
+        "PeerManager.should_dial (timecoin/p2p/manager.py) applies the "
+        "passive wait to anchors: an anchor whose key is lower than ours "
+        "(loaded from peers.json as a non-seed entry with its pubkey) is "
+        "not dialled for passive_wait (120 s) after a restart, although "
+        "reserved() lists it to be dialled first; a victim that does not "
+        "listen reconnects only to its seed within 15 s")
