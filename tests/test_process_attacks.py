@@ -471,3 +471,211 @@ class PoisonedTableTests(unittest.TestCase):
         "not dialled for passive_wait (120 s) after a restart, although "
         "reserved() lists it to be dialled first; a victim that does not "
         "listen reconnects only to its seed within 15 s")
+
+
+def two_nodes(case: unittest.TestCase) -> tuple[NodeProcess, NodeProcess]:
+    """
+    Node A (the devnet genesis's one masternode, committing a block every
+    0.5 s) and node B (a follower dialing A), connected.
+    """
+    base = Path(case.mktemp()).resolve()
+    base.mkdir(parents=True)
+    a = NodeProcess(base / "a", block_time=0.5)
+    case.addCleanup(a.kill)
+    a.start()
+    b = NodeProcess(base / "b", "--genesis", str(base / "a" / "genesis.json"),
+                    "--connect", f"127.0.0.1:{a.p2p_port}", block_time=0.5)
+    case.addCleanup(b.kill)
+    b.start()
+    a.wait_for(lambda: b_link(a, b) is not None
+               and b_link(b, a) is not None, 30)
+    return a, b
+
+
+def b_link(node: NodeProcess, other: NodeProcess) -> dict[str, Any] | None:
+    """
+    C{node}'s ready connection to C{other} (getpeerinfo), if any.
+    """
+    for p in node.call("getpeerinfo"):
+        if p["id"] == f"127.0.0.1:{other.p2p_port}" and p["state"] == "ready":
+            return p
+    return None
+
+
+def banned(node: NodeProcess) -> list[str]:
+    """
+    The identities C{node} bans now (listbanned).
+    """
+    return [b["address"] for b in node.call("listbanned")]
+
+
+def drain(peer: Peer, seconds: float = 5.0) -> None:
+    """
+    Read and handle C{peer}'s lines until the node closes it or
+    C{seconds} pass.
+    """
+    deadline = time.monotonic() + seconds
+    while peer.alive and time.monotonic() < deadline:
+        line = peer.read_line(deadline - time.monotonic())
+        if line is not None:
+            peer.handle(line)
+
+
+NESTED_TX = b'{"type":"tx","tx":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+"""A C{tx} line nested 100,000 deep (200 kB, under the type's cap):
+before the fix the decoder's C{RecursionError} escaped with a traceback."""
+NESTED_HELLO = b"[" * 1020
+"""A line nested 1,020 deep that fits the 1,024 bytes a line may have
+before the handshake."""
+FLOOD_SECONDS = 15.0
+FLOOD_MAX = 10_000
+
+
+class NestedJsonTests(unittest.TestCase):
+    """
+    Deeply nested JSON from one source.
+    """
+
+    def test_nested_json_banned_quietly(self) -> None:
+        """
+        One peer identity (handshake done) sending C{tx} lines nested
+        100,000 deep is answered C{bad-json} and banned by its sixth line
+        (20 points each against a threshold of 100, less the score's
+        decay between lines); then connections from the same IP each
+        sending a line nested 1,020 deep before any handshake (up to
+        10,000 in 15 s): the IP is banned by the sixth, the rest are
+        closed as banned.  Through all
+        of it the node's log grows by less than 64 kB, it keeps
+        committing, and its real peer stays connected and unbanned.
+
+        Before the fix each line logged a full C{RecursionError}
+        traceback (48 MB of log for 36,252 connections) and the sender
+        was never banned.
+        """
+        a, b = two_nodes(self)
+        genesis = a.call("getblockchaininfo")["genesishash"]
+        since = b_link(a, b)["connected_since"]  # type: ignore[index]
+        log = a.datadir / "node.log"
+        size = log.stat().st_size
+        height = a.call("getblockcount")
+
+        me = key(900)
+        listen = free_port()
+        peer = Peer(a.p2p_port, genesis, me.public, listen, nonce=900)
+        self.addCleanup(peer.close)
+        peer.handshake(me)
+        ident = f"127.0.0.1:{listen}"
+        lines = 0
+        while ident not in banned(a) and lines < 20 and peer.alive:
+            peer.write(NESTED_TX)
+            lines += 1
+            deadline = time.monotonic() + 5
+            while peer.errors.count("bad-json") + peer.errors.count(
+                    "banned") < lines and peer.alive and \
+                    time.monotonic() < deadline:
+                line = peer.read_line(0.2)
+                if line is not None:
+                    peer.handle(line)
+        self.assertIn(ident, banned(a))
+        self.assertLessEqual(lines, 6, peer.errors)
+        self.assertIn("bad-json", peer.errors)
+
+        first_ban = None
+        flood = 0
+        began = time.monotonic()
+        while flood < FLOOD_MAX and \
+                time.monotonic() - began < FLOOD_SECONDS:
+            flood += 1
+            with socket.create_connection(("127.0.0.1", a.p2p_port),
+                                          timeout=5) as s:
+                s.sendall(NESTED_HELLO + b"\n")
+                with contextlib.suppress(OSError):
+                    while s.recv(65536):
+                        pass
+            if first_ban is None and "127.0.0.1" in banned(a):
+                first_ban = flood
+        flood_seconds = time.monotonic() - began
+        self.assertIsNotNone(first_ban)
+        self.assertLessEqual(first_ban, 6)
+        grown = log.stat().st_size - size
+        self.assertLess(grown, 64 * 1024, a.log_tail())
+        a.wait_for(lambda: a.call("getblockcount") >= height + 10, 10)
+        link = b_link(a, b)
+        self.assertIsNotNone(link)
+        assert link is not None
+        self.assertEqual(link["connected_since"], since)
+        self.assertNotIn(f"127.0.0.1:{b.p2p_port}", banned(a))
+        counters = a.call("getnetworkinfo")["counters"]
+        self.assertGreaterEqual(counters.get("bans", 0), 2, counters)
+        print(f"\nnested: identity banned after {lines} lines, IP after "
+              f"{first_ban} connections; {flood} connections in "
+              f"{flood_seconds:.1f} s; log grew {grown} bytes; height "
+              f"{height} -> {a.call('getblockcount')}")
+
+
+class ClaimedKeyTests(unittest.TestCase):
+    """
+    A C{hello} that claims another node's key and listen port.
+    """
+
+    def test_claimer_refused_real_node_kept(self) -> None:
+        """
+        Twenty connections to A, each with a C{hello} carrying B's node
+        key and listen port: ten prove it with another key's signature,
+        ten with a zero signature; each is refused with
+        C{bad-hello-proof}.  Five more claim B and then send garbage
+        before any proof (charged to the claimer's IP, never to B's
+        identity).  Throughout, A's connection to B is the one it had
+        (same connected_since, ban score 0), B's to A as well, and B's
+        identity never appears among A's bans.
+
+        Before the handshake proof, such a claim replaced B's connection
+        and its offences were charged to (and banned) B.
+        """
+        a, b = two_nodes(self)
+        genesis = a.call("getblockchaininfo")["genesishash"]
+        link = b_link(a, b)
+        back = b_link(b, a)
+        assert link is not None and back is not None
+        pubkey = bytes.fromhex(link["pubkey"])
+        b_ident = f"127.0.0.1:{b.p2p_port}"
+        refused = 0
+        for n in range(20):
+            claimer = Peer(a.p2p_port, genesis, pubkey, b.p2p_port,
+                           nonce=1000 + n, agent="claimer")
+            self.addCleanup(claimer.close)
+            if n % 2:
+                claimer.handshake(key(950 + n))
+            else:
+                claimer.handshake(None)
+                claimer.write(json.dumps({"type": "hello_proof",
+                                          "signature": "00" * 64}).encode())
+            drain(claimer)
+            self.assertFalse(claimer.alive, "the claimer stayed connected")
+            self.assertIn("bad-hello-proof", claimer.errors)
+            refused += 1
+            self.assertNotIn(b_ident, banned(a))
+        for n in range(5):
+            claimer = Peer(a.p2p_port, genesis, pubkey, b.p2p_port,
+                           nonce=2000 + n, agent="claimer")
+            self.addCleanup(claimer.close)
+            claimer.handshake(None)
+            claimer.write(b"not json")
+            drain(claimer)
+            self.assertNotIn(b_ident, banned(a))
+        now = b_link(a, b)
+        self.assertIsNotNone(now, "A lost its connection to B")
+        assert now is not None
+        self.assertEqual(now["connected_since"], link["connected_since"])
+        self.assertEqual(now["ban_score"], 0)
+        again = b_link(b, a)
+        assert again is not None
+        self.assertEqual(again["connected_since"], back["connected_since"])
+        self.assertNotIn(b_ident, banned(a))
+        self.assertNotIn(f"127.0.0.1:{a.p2p_port}", banned(b))
+        counters = a.call("getnetworkinfo")["counters"]
+        self.assertGreaterEqual(counters.get("bad-hello-proof", 0), 20,
+                                counters)
+        print(f"\nclaims: {refused} refused with bad-hello-proof; A bans "
+              f"{banned(a)}; counters "
+              f"{ {k: v for k, v in counters.items() if 'proof' in k} }")
