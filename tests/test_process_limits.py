@@ -14,7 +14,10 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
+from tests.helpers import key
 from tests.nodeprocess import NodeProcess
+from timecoin.p2p.handshake import make_proof
+from timecoin.p2p.messages import Hello, parse_line
 
 ATTACKERS = int(os.environ.get("TIMECOIN_LIMITS_ATTACKERS", "20"))
 ATTACK_SECONDS = float(os.environ.get("TIMECOIN_LIMITS_SECONDS", "25"))
@@ -44,23 +47,39 @@ def rss_mb(pid: int) -> float:
 
 class NonReader:
     """
-    A peer that completes the handshake, then sends C{get_blocks} and
-    never reads a byte (its receive buffer is made tiny, so the node's
+    A peer that completes the handshake (protocol 2: its C{hello}, then
+    a C{hello_proof} of its key), then sends C{get_blocks} and never
+    reads a byte (its receive buffer is made tiny, so the node's
     replies pile up on the node's side).
     """
 
     def __init__(self, port: int, genesis: str, n: int) -> None:
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.settimeout(5)
         self.sock.connect(("127.0.0.1", port))
-        self.sock.setblocking(False)
         self.next_id = 0
         self.alive = True
-        self.write({"type": "hello", "network": "devnet", "version": 1,
-                    "genesis": genesis, "height": 0,
-                    "listen_port": 30000 + n, "pubkey": f"{n + 1:064x}",
-                    "policy": "round-robin", "nonce": f"{n + 1:016x}",
-                    "user_agent": AGENT})
+        me = key(300 + n)
+        ours = {"type": "hello", "network": "devnet", "version": 2,
+                "genesis": genesis, "height": 0, "listen_port": 30000 + n,
+                "pubkey": me.public.hex(), "policy": "round-robin",
+                "nonce": f"{n + 1:016x}", "user_agent": AGENT}
+        self.write(ours)
+        # Protocol 2: prove the hello's key by signing the node's nonce.
+        received = b""
+        while b"\n" not in received:
+            data = self.sock.recv(4096)
+            if not data:
+                self.alive = False
+                break
+            received += data
+        self.sock.setblocking(False)
+        if self.alive:
+            theirs = parse_line(received.split(b"\n")[0])
+            mine = parse_line(json.dumps(ours).encode())
+            assert isinstance(theirs, Hello) and isinstance(mine, Hello)
+            self.sock.sendall(make_proof(me, mine, theirs).encode() + b"\n")
 
     def write(self, obj: dict[str, object]) -> None:
         """

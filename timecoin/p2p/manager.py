@@ -743,11 +743,12 @@ class PeerManager:
         if any(c.peer_key == key for c in self.connections):
             return False
         if entry.pubkey is not None and entry.pubkey < self.pubkey and \
-                entry.source != SEED:
+                entry.source != SEED and key not in self.table.anchors:
             # The lower key dials; we wait for it a while.  An operator's
-            # --connect is always honoured: a restarted node with the
-            # highest key would otherwise wait passive_wait for peers that
-            # may not know it is back.
+            # --connect and the anchors (last good outbound peers) are
+            # always dialled: a restarted node with the highest key would
+            # otherwise wait passive_wait for peers that may not know it
+            # is back.
             since = max(entry.last_seen, self.started_at)
             return now - since >= self.settings.passive_wait
         return True
