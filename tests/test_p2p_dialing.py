@@ -8,6 +8,7 @@ a restarted node always dials its --connect seeds, whatever its key.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
@@ -124,3 +125,39 @@ class SeedTests(ProtocolTestBase):
         assert seed is not None and learned is not None
         self.assertTrue(self.manager.should_dial(seed, now))
         self.assertFalse(self.manager.should_dial(learned, now))
+
+
+class ProvenPeerTests(ProtocolTestBase):
+    """
+    A peer once connected for good is redialled within seconds.
+    """
+
+    def test_proven_peer_retried_often(self) -> None:
+        """
+        After a connection that lasted stable_after, a dialer whose redials
+        keep failing (the link is cut) retries at most every
+        proven_max_delay (15 s), where an unproven one backs off to 300 s.
+        """
+        connector: Any = type("C", (), {
+            "connect": lambda self: None,
+            "stopConnecting": lambda self: None})()
+        proven = PeerClientFactory(self.manager, PEER_IP, PEER_IP, 24200,
+                                   random.Random(1))
+        self.manager.dialers[PEER_IP] = proven
+        proven.startedConnecting(connector)
+        proto = proven.buildProtocol(None)
+        proto.makeConnection(StringTransport(
+            peerAddress=IPv4Address("TCP", PEER_IP, 24200)))
+        self.handshake(Wire(proto, proto.transport))
+        self.clock.advance(self.settings.stable_after + 1)
+        self.assertIn(PEER_IP, self.manager.proven)
+        other = PeerClientFactory(self.manager, "10.0.0.77", "10.0.0.77",
+                                  24200, random.Random(2))
+        other.startedConnecting(connector)
+        for factory in (proven, other):
+            for _ in range(8):
+                factory.retry(connector)
+                self.clock.advance(factory.delays[-1])
+        self.assertLessEqual(max(proven.delays[-4:]),
+                             self.settings.proven_max_delay * 1.1)
+        self.assertGreater(other.delays[-1], 200)

@@ -80,6 +80,7 @@ class Config:
     p2p_anchors: int = 2
     p2p_learned_retry_max: float = 3600.0
     p2p_stable_after: float = 10.0
+    p2p_proven_max_delay: float = 15.0
     p2p_ban_threshold: float = 100.0
     p2p_ban_seconds: float = 3600.0
     p2p_score_half_life: float = 600.0

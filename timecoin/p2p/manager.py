@@ -131,6 +131,9 @@ class PeerManager:
         self.dialers: dict[str, PeerClientFactory] = {}
         self.self_keys: set[str] = set()
         self._told_duplicate_ip = False
+        self.proven: set[str] = set()
+        """Peers whose connection we dialled lasted C{stable_after}: their
+        dialers retry at least every C{proven_max_delay}."""
         self.counters: Counter[str] = Counter()
         self.running = False
         self.started_at = clock.seconds()

@@ -934,8 +934,10 @@ class PeerClientFactory(ReconnectingClientFactory):
 
     def _stayed(self, conn: PeerProtocol) -> None:
         self._stable = None
-        if self.connection is conn and self.continueTrying:
-            self.resetDelay()
+        if self.connection is conn:
+            self.manager.proven.add(self.key)
+            if self.continueTrying:
+                self.resetDelay()
 
     def clientConnectionFailed(self, connector: IConnector,
                                reason: Failure) -> None:
@@ -967,6 +969,13 @@ class PeerClientFactory(ReconnectingClientFactory):
         if connector is None:
             raise ValueError("no connector to retry")
         self.retries += 1
+        # A peer we held a stable connection with is retried at least
+        # every proven_max_delay: after a network cut heals, the node is
+        # back within seconds, not a long backoff later.
+        self.maxDelay = self.manager.settings.proven_max_delay \
+            if self.key in self.manager.proven \
+            else self.manager.settings.max_delay  # type: ignore[assignment]
+        self.delay = min(self.delay, self.maxDelay)  # type: ignore[assignment]
         delay = self.delay
         if self.jitter:
             delay *= 1 + self.rng.uniform(-self.jitter, self.jitter)

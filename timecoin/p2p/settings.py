@@ -75,6 +75,8 @@ class P2PSettings:
     @ivar stable_after: seconds an outbound connection must last after its
         handshake before its dialer's backoff is reset (a peer refusing
         us right after the hellos keeps the delay growing).
+    @ivar proven_max_delay: the longest redial delay of a peer whose
+        connection once lasted C{stable_after} (a cut link comes back).
     @ivar max_failures: consecutive failed dials after which a learned
         (non-seed) address is forgotten.
     @ivar handshake_timeout: seconds for both C{hello}s to be exchanged.
@@ -187,6 +189,7 @@ class P2PSettings:
     anchors: int = 2
     learned_retry_max: float = 3600.0
     stable_after: float = 10.0
+    proven_max_delay: float = 15.0
     max_failures: int = 10
     handshake_timeout: float = 10.0
     ping_interval: float = 10.0
