@@ -31,6 +31,19 @@ def promtool() -> str | None:
     return os.environ.get("TIMECOIN_PROMTOOL") or shutil.which("promtool")
 
 
+
+def metrics_request(node: NodeProcess) -> urllib.request.Request:
+    """
+    C{GET /metrics} of C{node} with its cookie (the scrape needs the RPC
+    credentials unless [rpc] metrics_open).
+    """
+    import base64
+    cookie = (node.datadir / ".cookie").read_text().strip()
+    return urllib.request.Request(
+        f"http://127.0.0.1:{node.rpc_port}/metrics",
+        headers={"Authorization": "Basic "
+                 + base64.b64encode(cookie.encode()).decode()})
+
 class LiveMetricsTests(unittest.TestCase):
     """
     One devnet node process, scraped.
@@ -47,9 +60,8 @@ class LiveMetricsTests(unittest.TestCase):
         """
         The text of C{GET /metrics}.
         """
-        with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.node.rpc_port}/metrics",
-                timeout=10) as response:
+        with urllib.request.urlopen(metrics_request(self.node),
+                                    timeout=10) as response:
             text: str = response.read().decode()
         return text
 
@@ -127,8 +139,7 @@ class DebugLogTests(unittest.TestCase):
         self.addCleanup(node.kill)
         node.start()
         node.call("getblockcount")
-        with urllib.request.urlopen(
-                f"http://127.0.0.1:{node.rpc_port}/metrics", timeout=10):
+        with urllib.request.urlopen(metrics_request(node), timeout=10):
             pass
         node.wait_for(lambda: "/metrics" in (
             node.datadir / "node.log").read_text(), 10)
