@@ -33,7 +33,7 @@ class RealNetworkTests(unittest.TestCase):
 
     def setUp(self) -> None:
         netns.sweep()
-        self.lab = netns.Lab(N)
+        self.lab = netns.Lab(N + 1)
         self.lab.create()
         self.addCleanup(self.lab.destroy)
         self.base = Path(self.mktemp()).resolve()
@@ -97,7 +97,8 @@ class RealNetworkTests(unittest.TestCase):
         at the tip within 20 s of the heal; a second node behind an
         address in use makes no more attempts than its backoff allows and
         logs once why; a masternode SIGKILLed and started 60 s later has
-        its peers back within 15 s; every node agrees on every block.
+        its peers back within 15 s; every node agrees on every block; a
+        node told of one seed finds and connects to every masternode.
         """
         nodes = self.nodes
         nodes[0].wait_for(lambda: self.full_mesh(nodes), 40)
@@ -142,5 +143,21 @@ class RealNetworkTests(unittest.TestCase):
                         f"{time.monotonic() - started:.0f} s down")
         nodes[0].wait_for(lambda: len(set(self.heights())) == 1, 30)
         self.agree()
+
+        # Discovery from one seed: a node on a fifth host told only of
+        # node 0 learns the others by peer exchange and connects to all.
+        config = self.base / "follower.toml"
+        config.write_text(netns.CONFIG.format(address=self.lab.address(N)))
+        follower = netns.NsNode(
+            self.lab, N, self.base / "follower", self.base / "genesis.json",
+            [f"{nodes[0].address}:{netns.P2P_PORT}"], config)
+        self.addCleanup(follower.close)
+        follower.start()
+        found = follower.wait_for(
+            lambda: self.live_peers(follower) == {n.address for n in nodes},
+            60)
+        self.assertLess(found, 60)
+        follower.wait_for(lambda: follower.call("getblockcount")
+                          >= nodes[0].call("getblockcount") - 1, 30)
         self.assertEqual(len({n.call("gettxoutsetinfo")["utxo_hash"]
                               for n in nodes}), 1)
