@@ -628,12 +628,67 @@ class PeerManager:
                   exclude: PeerProtocol | None = None) -> int:
         """
         Send C{msg} to every ready peer but C{exclude}, whatever the
-        direction of the connection; returns how many got it.
+        direction of the connection, whether or not it has it (a query:
+        L{relay} is for gossip); returns how many got it.
         """
         line = msg.encode()
         sent = 0
         for conn in list(self.ready.values()):
             if conn is not exclude and conn.send_line(msg.name, line):
+                sent += 1
+        return sent
+
+    def relay(self, msg: Message, source: PeerProtocol | None = None,
+              signer: bytes | None = None,
+              resend_after: float | None = None) -> int:
+        """
+        Send the gossip message C{msg} to the ready peers not known to
+        hold it (L{PeerProtocol.known}: never back to C{source}, the peer
+        it came from, nor to any other that sent it; never twice over one
+        connection).  Returns how many got it.
+
+        Our own messages (no C{source}) and blocks (no C{signer}) go to
+        every such peer.  A message relayed for C{signer} goes to at most
+        C{relay_fanout} of them, chosen at random, or
+        C{relay_fanout_direct} when C{source} is C{signer} itself: a
+        signer sends its messages to all its peers, so in a dense mesh the
+        others have it from the signer already and a relay only repairs a
+        loss, while in a sparse overlay a node that got it second-hand
+        carries it on to most of its peers.
+
+        With C{resend_after} (our periodic re-broadcast), a peer known to
+        hold it gets it again once that many seconds passed since it was
+        last sent or received over the connection.
+        """
+        line = msg.encode()
+        digest = sha256(line)
+        now = self.clock.seconds()
+        targets = []
+        known = 0
+        for conn in self.ready.values():
+            if conn is source:
+                continue
+            at = conn.known.since(digest)
+            if at is None or (resend_after is not None
+                              and now - at >= resend_after):
+                targets.append(conn)
+            else:
+                known += 1
+        if known:
+            self.count("relay-skipped:known", known)
+        fanout = 0
+        if source is not None and signer is not None:
+            direct = source.hello is not None and \
+                source.hello.pubkey == signer
+            fanout = self.settings.relay_fanout_direct if direct \
+                else self.settings.relay_fanout
+        if fanout and len(targets) > fanout:
+            self.count("relay-skipped:fanout", len(targets) - fanout)
+            targets = self.rng.sample(targets, fanout)
+        sent = 0
+        for conn in targets:
+            if conn.send_line(msg.name, line):
+                conn.known.add(digest, now)
                 sent += 1
         return sent
 

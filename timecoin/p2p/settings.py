@@ -143,6 +143,24 @@ class P2PSettings:
     @ivar seen_size: entries of each gossip deduplication cache.
     @ivar seen_lines: digests of gossip lines already handled (repeats are
         dropped before parsing).
+    @ivar known_size: per connection, digests of gossip lines the peer is
+        known to hold (it sent them to us or we sent them to it); a line
+        is never sent to a peer known to hold it.
+    @ivar relay_fanout: a proposal, vote, vote batch or heartbeat first
+        received from a peer other than its signer is relayed to at most
+        this many other peers (chosen at random among those not known to
+        hold it); 0 relays to every one.  A node's own messages go to
+        every peer.
+    @ivar relay_fanout_direct: ... and one received from its signer
+        itself, to at most this many: the signer sent it to all its
+        peers, so in a dense mesh the others have it already and the
+        relay only repairs a loss; in a sparse overlay the peers that get
+        it second-hand carry it on (C{relay_fanout}).
+    @ivar resend_known_after: a node's periodic re-broadcast of its own
+        consensus messages goes to peers not known to hold them, and to a
+        peer that is known to hold one only when it was last sent or
+        received over that connection this many seconds ago (a peer may
+        have dropped it as too early, catching up).
     @ivar orphan_votes: votes kept for transactions not yet seen.
     @ivar orphan_ttl: seconds an orphan vote is kept.
     @ivar ban_threshold: misbehaviour score that bans.
@@ -225,6 +243,10 @@ class P2PSettings:
     admit_queue: int = 20_000
     seen_size: int = 100_000
     seen_lines: int = 20_000
+    known_size: int = 4096
+    relay_fanout: int = 8
+    relay_fanout_direct: int = 2
+    resend_known_after: float = 10.0
     orphan_votes: int = 10_000
     orphan_ttl: float = 60.0
     ban_threshold: float = 100.0
