@@ -650,11 +650,11 @@ class PeerManager:
         Our own messages (no C{source}) and blocks (no C{signer}) go to
         every such peer.  A message relayed for C{signer} goes to at most
         C{relay_fanout} of them, chosen at random, or
-        C{relay_fanout_direct} when C{source} is C{signer} itself: a
+        C{relay_fanout_direct} when C{signer} is one of our peers: a
         signer sends its messages to all its peers, so in a dense mesh the
-        others have it from the signer already and a relay only repairs a
-        loss, while in a sparse overlay a node that got it second-hand
-        carries it on to most of its peers.
+        others have it from the signer (or soon will) and a relay only
+        repairs a loss, while in a sparse overlay a node that is not the
+        signer's neighbour carries it on to most of its peers.
 
         With C{resend_after} (our periodic re-broadcast), a peer known to
         hold it gets it again once that many seconds passed since it was
@@ -665,7 +665,11 @@ class PeerManager:
         now = self.clock.seconds()
         targets = []
         known = 0
+        neighbour = False
         for conn in self.ready.values():
+            if signer is not None and conn.hello is not None and \
+                    conn.hello.pubkey == signer:
+                neighbour = True
             if conn is source:
                 continue
             at = conn.known.since(digest)
@@ -678,9 +682,7 @@ class PeerManager:
             self.count("relay-skipped:known", known)
         fanout = 0
         if source is not None and signer is not None:
-            direct = source.hello is not None and \
-                source.hello.pubkey == signer
-            fanout = self.settings.relay_fanout_direct if direct \
+            fanout = self.settings.relay_fanout_direct if neighbour \
                 else self.settings.relay_fanout
         if fanout and len(targets) > fanout:
             self.count("relay-skipped:fanout", len(targets) - fanout)

@@ -147,15 +147,15 @@ class P2PSettings:
         known to hold (it sent them to us or we sent them to it); a line
         is never sent to a peer known to hold it.
     @ivar relay_fanout: a proposal, vote, vote batch or heartbeat first
-        received from a peer other than its signer is relayed to at most
-        this many other peers (chosen at random among those not known to
-        hold it); 0 relays to every one.  A node's own messages go to
-        every peer.
-    @ivar relay_fanout_direct: ... and one received from its signer
-        itself, to at most this many: the signer sent it to all its
-        peers, so in a dense mesh the others have it already and the
-        relay only repairs a loss; in a sparse overlay the peers that get
-        it second-hand carry it on (C{relay_fanout}).
+        received from a peer, whose signer is not one of our peers, is
+        relayed to at most this many other peers (chosen at random among
+        those not known to hold it); 0 relays to every one.  A node's own
+        messages go to every peer.
+    @ivar relay_fanout_direct: ... and one whose signer is one of our
+        peers, to at most this many: the signer sends it to all its
+        peers, so in a dense mesh the others have it (or soon will) and
+        the relay only repairs a loss; in a sparse overlay the nodes that
+        are not the signer's neighbours carry it on (C{relay_fanout}).
     @ivar resend_known_after: a node's periodic re-broadcast of its own
         consensus messages goes to peers not known to hold them, and to a
         peer that is known to hold one only when it was last sent or
