@@ -245,7 +245,7 @@ class P2PSettings:
     seen_lines: int = 20_000
     known_size: int = 4096
     relay_fanout: int = 8
-    relay_fanout_direct: int = 2
+    relay_fanout_direct: int = 1
     resend_known_after: float = 10.0
     orphan_votes: int = 10_000
     orphan_ttl: float = 60.0
