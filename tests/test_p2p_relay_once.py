@@ -159,6 +159,20 @@ class NotBackToSenderTests(RelayTestBase):
                          2 + 4)
 
 
+    def test_small_network_relays_to_all(self) -> None:
+        """
+        With at most C{relay_fanout} (3) peers (a small network or a
+        sparse overlay, where relays carry messages hop by hop) a relayed
+        message goes to every peer but its sender, whoever signed it.
+        """
+        for n in (50, 51, 52):
+            self.peer(n)
+        near = BlockVoteMsg(vote(51))
+        self.peers[50].feed(near)
+        self.assertEqual(self.got(near), [51, 52])
+        self.assertEqual(self.manager.counters["relay-skipped:fanout"], 0)
+
+
 class HeldNotSentAgainTests(RelayTestBase):
     """
     A peer known to hold a message is not sent it again; the periodic

@@ -86,7 +86,7 @@ class Config:
     p2p_tls: bool = False
     p2p_known_size: int = 4096
     p2p_relay_fanout: int = 8
-    p2p_relay_fanout_direct: int = 1
+    p2p_relay_fanout_direct: int = 2
     p2p_resend_known_after: float = 10.0
     rpc_port: int = 0
     rpc_bind: str = "127.0.0.1"

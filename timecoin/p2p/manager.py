@@ -648,8 +648,10 @@ class PeerManager:
         connection).  Returns how many got it.
 
         Our own messages (no C{source}) and blocks (no C{signer}) go to
-        every such peer.  A message relayed for C{signer} goes to at most
-        C{relay_fanout} of them, chosen at random, or
+        every such peer, and so does every message while we have at most
+        C{relay_fanout} peers (a small network, or a sparse overlay).
+        With more (a dense mesh), a message relayed for C{signer} goes to
+        at most C{relay_fanout} of them, chosen at random, or
         C{relay_fanout_direct} when C{signer} is one of our peers: a
         signer sends its messages to all its peers, so in a dense mesh the
         others have it from the signer (or soon will) and a relay only
@@ -681,9 +683,11 @@ class PeerManager:
         if known:
             self.count("relay-skipped:known", known)
         fanout = 0
-        if source is not None and signer is not None:
-            fanout = self.settings.relay_fanout_direct if neighbour \
-                else self.settings.relay_fanout
+        settings = self.settings
+        if source is not None and signer is not None and \
+                0 < settings.relay_fanout < len(self.ready):
+            fanout = settings.relay_fanout_direct if neighbour \
+                else settings.relay_fanout
         if fanout and len(targets) > fanout:
             self.count("relay-skipped:fanout", len(targets) - fanout)
             targets = self.rng.sample(targets, fanout)

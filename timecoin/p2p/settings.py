@@ -146,13 +146,15 @@ class P2PSettings:
     @ivar known_size: per connection, digests of gossip lines the peer is
         known to hold (it sent them to us or we sent them to it); a line
         is never sent to a peer known to hold it.
-    @ivar relay_fanout: a proposal, vote, vote batch or heartbeat first
-        received from a peer, whose signer is not one of our peers, is
-        relayed to at most this many other peers (chosen at random among
-        those not known to hold it); 0 relays to every one.  A node's own
-        messages go to every peer.
-    @ivar relay_fanout_direct: ... and one whose signer is one of our
-        peers, to at most this many: the signer sends it to all its
+    @ivar relay_fanout: with more than this many peers (a dense mesh), a
+        proposal, vote, vote batch or heartbeat first received from a
+        peer, whose signer is not one of our peers, is relayed to at most
+        this many other peers (chosen at random among those not known to
+        hold it); with at most this many (a small network, a sparse
+        overlay), or 0, to every one.  A node's own messages go to every
+        peer.
+    @ivar relay_fanout_direct: ... and, in a dense mesh, one whose signer
+        is one of our peers to at most this many: the signer sends it to all its
         peers, so in a dense mesh the others have it (or soon will) and
         the relay only repairs a loss; in a sparse overlay the nodes that
         are not the signer's neighbours carry it on (C{relay_fanout}).
@@ -245,7 +247,7 @@ class P2PSettings:
     seen_lines: int = 20_000
     known_size: int = 4096
     relay_fanout: int = 8
-    relay_fanout_direct: int = 1
+    relay_fanout_direct: int = 2
     resend_known_after: float = 10.0
     orphan_votes: int = 10_000
     orphan_ttl: float = 60.0
