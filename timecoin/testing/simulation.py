@@ -348,6 +348,12 @@ class CopyCounter:
         if hosts and blocks:
             out["lines-per-node-per-block"] = round(
                 sum(self.lines.values()) / len(hosts) / blocks, 1)
+            by_kind: Counter[str] = Counter()
+            for (_, kind), n in self.received.items():
+                by_kind[kind.decode()] += n
+            out["gossip-lines-per-node-per-block"] = {
+                kind: round(n / len(hosts) / blocks, 1)
+                for kind, n in sorted(by_kind.items())}
         return out
 
 
