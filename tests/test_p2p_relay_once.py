@@ -14,7 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.trial import unittest
+
 from tests.helpers import key
+from tests.test_consensus import IPS, MasternodeCluster
+from tests.test_finality_net import node_of, service_of
 from tests.test_p2p_protocol import ProtocolTestBase, Wire
 from timecoin.consensus import NIL, PREVOTE, BlockVote, sign_vote
 from timecoin.encoding import sha256
@@ -245,3 +249,28 @@ class LatePeerTests(RelayTestBase):
         self.peer(50)
         self.relay.cast(mine)
         self.assertEqual(self.got(msg), [50])
+
+
+class HopByHopTests(unittest.TestCase):
+    """
+    Relay of first-seen messages carries them across a missing link, hop
+    by hop, on whole nodes over the fake network.
+    """
+
+    def test_votes_cross_a_missing_link(self) -> None:
+        """
+        Masternodes 0 and 2 can never connect, 3 is down: a quorum (3 of
+        4) needs 0's and 2's votes at each other, which only masternode 1
+        relays.  Blocks are committed on all three.
+        """
+        cluster = MasternodeCluster(self)
+        cluster.net.partition(IPS[0], IPS[2])
+        for i in range(3):
+            cluster.start(i)
+        cluster.net.advance(30, step=0.1)
+        self.assertNotIn(IPS[2], {c.ip for c in service_of(
+            cluster, 0).manager.ready.values()})
+        heights = [node_of(cluster, i).chain.height for i in range(3)]
+        self.assertGreaterEqual(min(heights), 3, heights)
+        relayed = service_of(cluster, 1).consensus.counters
+        self.assertGreater(relayed.get("relayed", 0), 0)
