@@ -85,6 +85,10 @@ class Config:
     p2p_ban_seconds: float = 3600.0
     p2p_score_half_life: float = 600.0
     p2p_tls: bool = False
+    p2p_known_size: int = 4096
+    p2p_relay_fanout: int = 8
+    p2p_relay_fanout_direct: int = 2
+    p2p_resend_known_after: float = 10.0
     rpc_port: int = 0
     rpc_bind: str = "127.0.0.1"
     rpc_user: str = ""

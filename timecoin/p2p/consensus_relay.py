@@ -5,8 +5,12 @@ Block-consensus messages on the wire, and their relay.
 block's size); ``block_vote`` carries a signed prevote or precommit.  Both
 are deduplicated by id before relay (and a byte-identical repeat by its
 line, before parsing: L{timecoin.p2p.gossip.LineCache}), handed to the node's
-L{timecoin.consensus.BlockConsensus}, and relayed to every other ready peer
-only when it accepted them (or buffered them for the next height).  Bad
+L{timecoin.consensus.BlockConsensus}, and relayed only when it accepted
+them (or buffered them for the next height), to at most C{relay_fanout}
+peers not known to hold them (L{timecoin.p2p.manager.PeerManager.relay}).
+Our own go to every peer not known to hold them; their periodic
+re-broadcast reaches a peer known to hold one every C{resend_known_after}
+seconds only.  Bad
 signatures and votes from non-masternodes score the sender as invalid
 votes do; equivocations are kept as evidence by the consensus engine and
 not relayed.
@@ -137,11 +141,22 @@ class ConsensusRelay:
 
     def cast(self, message: Proposal | BlockVote) -> None:
         """
-        Our engine signed C{message}: send it to every ready peer.
+        Our engine signed C{message}, or sends it again (its periodic
+        re-broadcast: its own messages of the round, and the prevotes
+        proving its valid block): send it to every ready peer not known to
+        hold it.  Sent again, it also goes to a peer known to hold it once
+        L{P2PSettings.resend_known_after} seconds passed since that was
+        last so (a peer may have dropped it as too early while it caught
+        up: L{UNTIMELY}).
         """
-        self.seen.add(message.id)
-        self._count("cast")
-        self.manager.broadcast(self.wrap(message))
+        if self.seen.add(message.id):
+            self._count("cast")
+            self.manager.relay(self.wrap(message))
+            return
+        self._count("recast")
+        self.manager.relay(
+            self.wrap(message),
+            resend_after=self.manager.settings.resend_known_after)
 
     def received(self, conn: PeerProtocol,
                  msg: ProposalMsg | BlockVoteMsg) -> None:
@@ -157,7 +172,9 @@ class ConsensusRelay:
         reason = self.node.consensus.receive(message)
         if reason in RELAYED:
             self._count("relayed")
-            self.manager.broadcast(msg, exclude=conn)
+            signer = message.proposer if isinstance(message, Proposal) \
+                else message.voter
+            self.manager.relay(msg, source=conn, signer=signer)
             return
         self._count(f"refused:{reason}")
         if reason in UNTIMELY:

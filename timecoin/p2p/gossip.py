@@ -158,6 +158,44 @@ class SeenCache:
         self._items.pop(key, None)
 
 
+class KnownSet:
+    """
+    What one peer is known to hold: the SHA-256 digests of gossip lines it
+    sent us or we sent it, each with when that was, over one connection
+    (a new connection starts empty, so a peer that restarted or joined
+    late is sent everything again).  Bounded: past C{size} the least
+    recently touched digest is forgotten (the worst that costs is one
+    more copy).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[bytes, float] = OrderedDict()
+
+    def __contains__(self, digest: bytes) -> bool:
+        return digest in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def since(self, digest: bytes) -> float | None:
+        """
+        When the peer was last known to hold C{digest}, or C{None}.
+        """
+        return self._items.get(digest)
+
+    def add(self, digest: bytes, now: float) -> None:
+        """
+        The peer holds C{digest} as of C{now}.
+        """
+        items = self._items
+        if digest in items:
+            items.move_to_end(digest)
+        items[digest] = now
+        if len(items) > self.size:
+            items.popitem(last=False)
+
+
 class LineOwner(Protocol):
     """
     What handles a type of gossip line: it says whether an item is still
@@ -388,7 +426,7 @@ class Gossip:
         """
         self.seen_votes.add(vote_id(batch))
         self.counters["vote-announced"] += 1
-        self.manager.broadcast(TxVotesMsg(batch))
+        self.manager.relay(TxVotesMsg(batch))
 
     def block_committed(self, block: Block) -> None:
         """
@@ -400,7 +438,7 @@ class Gossip:
             return
         self.seen_blocks.add(block.hash)
         self.counters["block-announced"] += 1
-        self.manager.broadcast(BlockMsg(block, chain.tip_commit))
+        self.manager.relay(BlockMsg(block, chain.tip_commit))
 
     def expire_orphans(self) -> None:
         """
@@ -619,7 +657,7 @@ class Gossip:
         reason = self.node.finality.receive_vote(vote)
         if reason is None:
             self.counters["vote-relayed"] += 1
-            self.manager.broadcast(msg, exclude=conn)
+            self.manager.relay(msg, source=conn, signer=vote.voter)
         elif reason == UNKNOWN_TX and \
                 self.node.mempool.state_of(vote.txid) is None:
             self._keep_orphan(vote)
@@ -654,7 +692,7 @@ class Gossip:
             self.counters[f"vote-refused:{reason}"] += count
         if result.tallied:
             self.counters["vote-relayed"] += 1
-            self.manager.broadcast(msg, exclude=conn)
+            self.manager.relay(msg, source=conn, signer=batch.voter)
 
     def votes_requested(self, conn: PeerProtocol, msg: GetTxVotes) -> None:
         """
@@ -685,7 +723,7 @@ class Gossip:
         """
         if self.seen_blocks.add(block.hash):
             self.counters["block-relayed"] += 1
-            self.manager.broadcast(BlockMsg(block, commit), exclude=exclude)
+            self.manager.relay(BlockMsg(block, commit), source=exclude)
 
     # Heartbeats ----------------------------------------------------------
 
@@ -695,7 +733,7 @@ class Gossip:
         """
         self.seen_heartbeats.add(heartbeat.id)
         self.counters["heartbeat-announced"] += 1
-        self.manager.broadcast(HeartbeatMsg(heartbeat))
+        self.manager.relay(HeartbeatMsg(heartbeat))
 
     def heartbeat_received(self, conn: PeerProtocol,
                            msg: HeartbeatMsg) -> None:
@@ -713,7 +751,7 @@ class Gossip:
         reason = self.node.liveness.receive(heartbeat)
         if reason is None:
             self.counters["heartbeat-relayed"] += 1
-            self.manager.broadcast(msg, exclude=conn)
+            self.manager.relay(msg, source=conn, signer=heartbeat.pubkey)
             return
         self.counters[f"heartbeat-refused:{reason}"] += 1
         if reason in MALICIOUS_HEARTBEAT_REASONS:
@@ -741,7 +779,7 @@ class Gossip:
                 break
             if self.node.finality.receive_vote(vote) is None:
                 self.counters["orphan-tallied"] += 1
-                self.manager.broadcast(TxVoteMsg(vote))
+                self.manager.relay(TxVoteMsg(vote))
 
     def _expire_orphans(self) -> None:
         """

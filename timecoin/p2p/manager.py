@@ -631,12 +631,73 @@ class PeerManager:
                   exclude: PeerProtocol | None = None) -> int:
         """
         Send C{msg} to every ready peer but C{exclude}, whatever the
-        direction of the connection; returns how many got it.
+        direction of the connection, whether or not it has it (a query:
+        L{relay} is for gossip); returns how many got it.
         """
         line = msg.encode()
         sent = 0
         for conn in list(self.ready.values()):
             if conn is not exclude and conn.send_line(msg.name, line):
+                sent += 1
+        return sent
+
+    def relay(self, msg: Message, source: PeerProtocol | None = None,
+              signer: bytes | None = None,
+              resend_after: float | None = None) -> int:
+        """
+        Send the gossip message C{msg} to the ready peers not known to
+        hold it (L{PeerProtocol.known}: never back to C{source}, the peer
+        it came from, nor to any other that sent it; never twice over one
+        connection).  Returns how many got it.
+
+        Our own messages (no C{source}) and blocks (no C{signer}) go to
+        every such peer, and so does every message while we have at most
+        C{relay_fanout} peers (a small network, or a sparse overlay).
+        With more (a dense mesh), a message relayed for C{signer} goes to
+        at most C{relay_fanout} of them, chosen at random, or
+        C{relay_fanout_direct} when C{signer} is one of our peers: a
+        signer sends its messages to all its peers, so in a dense mesh the
+        others have it from the signer (or soon will) and a relay only
+        repairs a loss, while in a sparse overlay a node that is not the
+        signer's neighbour carries it on to most of its peers.
+
+        With C{resend_after} (our periodic re-broadcast), a peer known to
+        hold it gets it again once that many seconds passed since it was
+        last sent or received over the connection.
+        """
+        line = msg.encode()
+        digest = sha256(line)
+        now = self.clock.seconds()
+        targets = []
+        known = 0
+        neighbour = False
+        for conn in self.ready.values():
+            if signer is not None and conn.hello is not None and \
+                    conn.hello.pubkey == signer:
+                neighbour = True
+            if conn is source:
+                continue
+            at = conn.known.since(digest)
+            if at is None or (resend_after is not None
+                              and now - at >= resend_after):
+                targets.append(conn)
+            else:
+                known += 1
+        if known:
+            self.count("relay-skipped:known", known)
+        fanout = 0
+        settings = self.settings
+        if source is not None and signer is not None and \
+                0 < settings.relay_fanout < len(self.ready):
+            fanout = settings.relay_fanout_direct if neighbour \
+                else settings.relay_fanout
+        if fanout and len(targets) > fanout:
+            self.count("relay-skipped:fanout", len(targets) - fanout)
+            targets = self.rng.sample(targets, fanout)
+        sent = 0
+        for conn in targets:
+            if conn.send_line(msg.name, line):
+                conn.known.add(digest, now)
                 sent += 1
         return sent
 

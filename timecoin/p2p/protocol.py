@@ -39,6 +39,7 @@ from zope.interface import implementer
 
 from timecoin.encoding import sha256
 from timecoin.logs import RateLimitedLog
+from timecoin.p2p.gossip import KnownSet
 from timecoin.p2p.handshake import HelloProof
 from timecoin.p2p.messages import (
     MAX_ID,
@@ -260,6 +261,10 @@ class PeerProtocol(LineOnlyReceiver):
         self.line_digest: bytes | None = None
         """The SHA-256 of the ready-state line being handled (handlers
         record it in the manager's L{LineCache} once its item is seen)."""
+        self.known = KnownSet(self.settings.known_size)
+        """Digests of the gossip lines this peer is known to hold (it sent
+        them to us, or we to it, over this connection): the manager's
+        relay never sends it one of them (L{PeerManager.relay})."""
 
     def __repr__(self) -> str:
         return f"<PeerProtocol {self.peer} {self.direction} {self.state}>"
@@ -387,6 +392,7 @@ class PeerProtocol(LineOnlyReceiver):
         digest = None
         if state == READY:
             digest = sha256(line)
+            self.known.add(digest, self.clock.seconds())
             repeated = self.manager.lines.lookup(digest)
             if repeated is not None:
                 self._repeated(*repeated)

@@ -145,6 +145,26 @@ class P2PSettings:
     @ivar seen_size: entries of each gossip deduplication cache.
     @ivar seen_lines: digests of gossip lines already handled (repeats are
         dropped before parsing).
+    @ivar known_size: per connection, digests of gossip lines the peer is
+        known to hold (it sent them to us or we sent them to it); a line
+        is never sent to a peer known to hold it.
+    @ivar relay_fanout: with more than this many peers (a dense mesh), a
+        proposal, vote, vote batch or heartbeat first received from a
+        peer, whose signer is not one of our peers, is relayed to at most
+        this many other peers (chosen at random among those not known to
+        hold it); with at most this many (a small network, a sparse
+        overlay), or 0, to every one.  A node's own messages go to every
+        peer.
+    @ivar relay_fanout_direct: ... and, in a dense mesh, one whose signer
+        is one of our peers to at most this many: the signer sends it to all its
+        peers, so in a dense mesh the others have it (or soon will) and
+        the relay only repairs a loss; in a sparse overlay the nodes that
+        are not the signer's neighbours carry it on (C{relay_fanout}).
+    @ivar resend_known_after: a node's periodic re-broadcast of its own
+        consensus messages goes to peers not known to hold them, and to a
+        peer that is known to hold one only when it was last sent or
+        received over that connection this many seconds ago (a peer may
+        have dropped it as too early, catching up).
     @ivar orphan_votes: votes kept for transactions not yet seen.
     @ivar orphan_ttl: seconds an orphan vote is kept.
     @ivar ban_threshold: misbehaviour score that bans.
@@ -228,6 +248,10 @@ class P2PSettings:
     admit_queue: int = 20_000
     seen_size: int = 100_000
     seen_lines: int = 20_000
+    known_size: int = 4096
+    relay_fanout: int = 8
+    relay_fanout_direct: int = 2
+    resend_known_after: float = 10.0
     orphan_votes: int = 10_000
     orphan_ttl: float = 60.0
     ban_threshold: float = 100.0

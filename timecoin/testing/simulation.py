@@ -298,6 +298,65 @@ class _Direction:
     pending: int = 0
 
 
+class CopyCounter:
+    """
+    Copies received per distinct gossip message per node: every gossip
+    line a host's connections deliver to it, and the distinct lines among
+    them (by content), per message type.  A line relayed byte for byte
+    (votes, proposals, heartbeats, vote batches) is the same message
+    wherever it comes from; a C{txs} batch is composed per peer, so its
+    lines say little about transactions.
+    """
+
+    def __init__(self) -> None:
+        self.received: Counter[tuple[str, bytes]] = Counter()
+        self.distinct: dict[tuple[str, bytes], set[int]] = {}
+        self.lines: Counter[str] = Counter()
+
+    def arrived(self, ip: str, data: bytes) -> None:
+        """
+        Whole lines C{data} reached host C{ip}.
+        """
+        for line in data.split(b"\n")[:-1]:
+            self.lines[ip] += 1
+            match = _TYPE.search(line)
+            kind = match.group(1) if match else b""
+            if kind in GOSSIP:
+                self.received[(ip, kind)] += 1
+                self.distinct.setdefault((ip, kind), set()).add(hash(line))
+
+    def summary(self, blocks: int) -> dict[str, Any]:
+        """
+        Per message type and overall: copies received per distinct
+        message, averaged over hosts; and lines of any type per host per
+        committed block.
+        """
+        hosts = sorted({ip for ip, _ in self.received})
+        out: dict[str, Any] = {}
+        for kind in sorted({k for _, k in self.received}) + [None]:
+            ratios = []
+            for ip in hosts:
+                keys = [(ip, kind)] if kind is not None else \
+                    [k for k in self.received if k[0] == ip]
+                got = sum(self.received[k] for k in keys)
+                seen = sum(len(self.distinct.get(k, ())) for k in keys)
+                if seen:
+                    ratios.append(got / seen)
+            name = kind.decode() if kind is not None else "all-gossip"
+            if ratios:
+                out[name] = round(sum(ratios) / len(ratios), 2)
+        if hosts and blocks:
+            out["lines-per-node-per-block"] = round(
+                sum(self.lines.values()) / len(hosts) / blocks, 1)
+            by_kind: Counter[str] = Counter()
+            for (_, kind), n in self.received.items():
+                by_kind[kind.decode()] += n
+            out["gossip-lines-per-node-per-block"] = {
+                kind: round(n / len(hosts) / blocks, 1)
+                for kind, n in sorted(by_kind.items())}
+        return out
+
+
 class SimNetwork(FakeNetwork):
     """
     L{FakeNetwork} whose links apply L{LinkFaults} per direction, line by
@@ -314,6 +373,7 @@ class SimNetwork(FakeNetwork):
         self.faults: dict[tuple[str, str], LinkFaults] = {}
         self.default = LinkFaults()
         self.counters: Counter[str] = Counter()
+        self.copies = CopyCounter()
         self._directions: dict[int, tuple[Any, _Direction]] = {}
 
     def _direction(self, transport: Any) -> _Direction:
@@ -375,6 +435,7 @@ class SimNetwork(FakeNetwork):
         state = self._direction(dst)
         if faults.clean and not state.pending and not state.partial:
             self.counters["lines"] += data.count(b"\n")
+            self.copies.arrived(_ip(link, dst), data)
             dst.bufferReceived(data)
             return
         lines = (state.partial + data).split(b"\n")
@@ -416,6 +477,7 @@ class SimNetwork(FakeNetwork):
                 at = max(now + faults.latency + extra, state.fifo_at)
                 self._send(link, dst, state, line, at, now, immediate)
         if immediate:
+            self.copies.arrived(_ip(link, dst), b"".join(immediate))
             dst.bufferReceived(b"".join(immediate))
 
     def _send(self, link: Link, dst: Any, state: _Direction, line: bytes,
@@ -439,7 +501,12 @@ class SimNetwork(FakeNetwork):
             self.clock.callLater(0.1, self._deliver, link, dst, state, line)
             return
         state.pending -= 1
+        self.copies.arrived(_ip(link, dst), line)
         dst.bufferReceived(line)
+
+
+def _ip(link: Link, dst: Any) -> str:
+    return link.server_ip if dst is link.server else link.client_ip
 
 
 class _NoMatch:
@@ -1546,6 +1613,7 @@ class Simulation:
             "finalized_txs": len(self.checker.finalized),
             "workload": dict(self.workload.counters),
             "network": dict(self.net.counters),
+            "copies": self.net.copies.summary(len(self.checker.committed)),
             "events": dict(self.counters),
             "adversaries": {a.host.name: dict(a.counters)
                             for a in self.adversaries},
