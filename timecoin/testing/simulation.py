@@ -38,9 +38,23 @@ violation naming the seed, the nodes, heights and hashes:
 - C{double-spend}: no two different finalized or confirmed transactions
   spend one output.
 - C{utxo}: equal C{chain.utxo_hash()} at equal committed heights.
-- C{liveness}: once faults stop (a quorum of honest weight connected),
-  every honest node passes the highest height of the fault phase within
+- C{liveness}: once faults stop, if the honest running masternodes hold a
+  quorum of the weight active then (Byzantine ones may stay silent; one
+  stopped for good counts until the chain sets it aside), every honest
+  node passes the highest height of the fault phase within
   C{liveness_bound} seconds.
+- C{equivocation}: no honest node ever sends two different proposals or
+  votes for one (height, round, step), across its crashes (checked on
+  what leaves each node), and no node holds equivocation evidence
+  against an honest masternode (block votes and proposals, and
+  transaction votes within the vote window).
+- C{status}: every honest node holds the same masternode statuses
+  (registered, active, set aside, since when, why) and active set at
+  each height it reaches.
+- C{lifecycle} (at the end, lifecycle runs): a joiner whose registration
+  was mined is active; the masternode stopped for good is set aside; a
+  running honest masternode set aside is back once it may be, given
+  L{SLACK} blocks.
 - C{critical-log}: no node logs a critical event (a conflicting
   certificate, a block conflicting with a finalized transaction).
 - C{bookkeeping} (at the end): each honest node's count of finalized
@@ -48,6 +62,16 @@ violation naming the seed, the nodes, heights and hashes:
 
 Honest nodes are the ones checked: a Byzantine node runs the same code but
 what it tells others is not its state.  Its own view is not an invariant.
+Should the chain set aside so many honest masternodes that the Byzantine
+ones hold a third of the active weight, safety is no longer promised: the
+run reports it (C{beyond-model}) and keeps failing only on equivocation.
+
+Lifecycle runs (C{--lifecycle}, L{LIFECYCLE}) add hosts outside the
+genesis that are funded and register mid-run (their nodes activate by
+themselves), a masternode stopped for good, one that stops until the
+chain sets it aside and comes back, and crashes inside a consensus step
+(C{step-crash}: before signing, or after signing with the signing-state
+write lost or kept, before the message leaves).
 
 C{python -m timecoin.testing.simulation --seeds 1000 --nodes 7
 --byzantine 2} runs many seeds over worker processes and prints each
