@@ -142,20 +142,22 @@ class LifecycleSweepTests(unittest.TestCase):
             self.assertEqual(events.get("returned"), 1, result.seed)
             self.assertNotIn("beyond-model", result.stats)
             states = result.stats["lifecycle"]
-            self.assertTrue(states[f"n{result_plan_stop(result)}"]
+            self.assertTrue(states[f"n{plan_index(result, 'for good')}"]
                             .startswith("set-aside"), result.seed)
+            self.assertTrue(states[f"n{plan_index(result, 'until set')}"]
+                            .startswith("active"), result.seed)
         self.assertGreater(sum(r.stats["events"].get("step-crash-hit", 0)
                                for r in results), 0)
 
 
-def result_plan_stop(result: SimResult) -> int:
+def plan_index(result: SimResult, what: str) -> int:
     """
-    The index of the masternode a lifecycle run stopped for good (from
-    its plan's description).
+    The index of the masternode a lifecycle run stopped for good
+    (C{what} "for good") or until set aside ("until set"), from its plan.
     """
     import re
-    line = next(p for p in result.plan if "stops for good" in p)
-    found = re.search(r"n(\d+) stops for good", line)
+    line = next(p for p in result.plan if f"stops {what}" in p)
+    found = re.search(r"n(\d+) stops " + what, line)
     assert found is not None
     return int(found.group(1))
 

@@ -1304,7 +1304,8 @@ class Lifecycle:
         self.back_at = ref.chain.height if ref else 0
         self._log(f"lifecycle: {host.name} restarts ({why}) at height "
                   f"{self.back_at}")
-        self.counters["returned"] += 1
+        self.counters["returned" if why.startswith("set aside")
+                      else "restarted-never-set-aside"] += 1
         if not host.up and host.starting is None:
             sim.start(host)
 
@@ -2391,6 +2392,14 @@ def run_seed(config: SimConfig,
 # Command line -----------------------------------------------------------
 
 
+LIFECYCLE_EVENTS = ("joiner-registered", "joiner-active", "stopped-to-return",
+                    "returned", "restarted-never-set-aside",
+                    "stopped-for-good", "unplanned-set-aside",
+                    "step-crash-hit", "step-crash-missed",
+                    "liveness-not-promised")
+"""Counters a lifecycle sweep totals in its last line."""
+
+
 def _worker(config: SimConfig) -> SimResult:
     """
     Run one seed in a worker; a crash of the simulator is a failure too.
@@ -2515,6 +2524,14 @@ def main(argv: list[str] | None = None) -> int:
             totals["finalized"] += result.stats.get("finalized_txs", 0)
             totals["double_spends"] += result.stats.get(
                 "workload", {}).get("double-spends", 0)
+            events = result.stats.get("events", {})
+            for name in LIFECYCLE_EVENTS:
+                totals[name] += events.get(name, 0)
+            totals["beyond-model"] += "beyond-model" in result.stats
+            totals["noted"] += bool(result.stats.get("noted"))
+            if result.stats.get("noted") and args.verbose:
+                print(f"seed {result.seed} noted: "
+                      + "; ".join(result.stats["noted"][:3]))
             if args.verbose:
                 print(f"seed {result.seed}: {len(result.violations)} "
                       f"violations, {result.wall:.1f}s")
@@ -2545,6 +2562,10 @@ def main(argv: list[str] | None = None) -> int:
           f"finalized, {totals['double_spends']} double spends attempted; "
           f"{wall:.0f}s"
           + (f"; failing seeds: {failing}" if failed else ""))
+    if args.lifecycle or args.step_crashes:
+        print("events: " + ", ".join(
+            f"{name} {totals[name]}"
+            for name in (*LIFECYCLE_EVENTS, "beyond-model", "noted")))
     return 1 if failed else 0
 
 
