@@ -429,6 +429,12 @@ def _engine(h: Harness, settings: FinalitySettings) -> Finality:
     return engine
 
 
+def _engine_restarted(h: Harness, settings: FinalitySettings) -> Finality:
+    engine = Finality(h.chain, h.mempool, h.mn_key, h.clock, 10.0, settings)
+    h.chain.block_connected.append(engine.block_connected)
+    return engine
+
+
 class FoundBugTests(unittest.TestCase):
     """
     The bugs the simulator found, pinned by direct tests (and by the seeds
@@ -479,6 +485,44 @@ class FoundBugTests(unittest.TestCase):
         h.clock.advance(1)
         mine = h.mempool.entries[b.txid].votes[h.mn_key.public]
         self.assertEqual(mine.decision, REJECT)
+
+    def test_approved_then_rejected_tx_gets_approve_after_restart(
+            self) -> None:
+        """
+        A transaction this masternode approved, then saw rejected (its
+        inputs kept for it), met again after a restart behind a
+        conflicting spender that came first: it gets approve again, never
+        a reject contradicting the approval the others hold; the
+        conflicting spender gets reject.
+        """
+        from timecoin.mempool import Mempool, MempoolLimits
+        h = Harness(funds=[10 * params.COIN])
+        _wider(h, (5, 6, 7))
+        settings = FinalitySettings(batch_delay=0)
+        engine = _engine(h, settings)
+        a = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
+        b = h.pay([h.funding()], [(addr(key(3)), 9 * params.COIN)])
+        result_of(engine.submit(a))
+        mine = h.mempool.entries[a.txid].votes[h.mn_key.public]
+        self.assertEqual(mine.decision, APPROVE)
+        for i in (5, 6):
+            engine.receive_vote(sign_tx_vote(key(i), "devnet", a.txid,
+                                             REJECT, 0))
+        self.assertEqual(h.mempool.rejected[a.txid], "rejected-by-vote")
+        # The node restarts: a new mempool and engine on the same store.
+        h.chain.block_connected.remove(engine.block_connected)
+        h.mempool = Mempool(h.chain, MempoolLimits(), h.clock.seconds)
+        engine = _engine_restarted(h, settings)
+        result_of(engine.recover())
+        result_of(engine.submit(b))
+        self.assertEqual(
+            h.mempool.entries[b.txid].votes[h.mn_key.public].decision,
+            REJECT)
+        engine.submit(a).addErrback(lambda f: None)
+        entry = h.mempool.entries.get(a.txid) or \
+            h.mempool.contenders.get(a.txid)
+        assert entry is not None
+        self.assertEqual(entry.votes[h.mn_key.public].decision, APPROVE)
 
     def test_finalized_once_when_votes_flush_meanwhile(self) -> None:
         """
@@ -577,6 +621,17 @@ class FoundBugTests(unittest.TestCase):
         config = SimConfig(nodes=4, byzantine=1)
         results = [run_seed(replace(config, seed=s)) for s in (3, 12)]
         self.assertEqual(_report(results, config), "")
+
+    def test_lifecycle_seed_of_the_tx_vote_after_restart(self) -> None:
+        """
+        Lifecycle seed 188 (7 masternodes, 2 Byzantine, 3 joiners): a
+        masternode approved a payment, saw it rejected, crashed inside a
+        consensus step and, restarted, met the payment again behind its
+        double-spend twin and voted reject: every node held equivocation
+        evidence against it.  It keeps every invariant.
+        """
+        config = replace(LIFECYCLE, seed=188)
+        self.assertEqual(_report([run_seed(config)], config), "")
 
     def test_untimely_vote_handled_when_it_comes_again(self) -> None:
         """
