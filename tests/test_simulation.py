@@ -633,6 +633,21 @@ class FoundBugTests(unittest.TestCase):
         config = replace(LIFECYCLE, seed=188)
         self.assertEqual(_report([run_seed(config)], config), "")
 
+    def test_lifecycle_seed_of_the_old_snapshot_after_restart(self) -> None:
+        """
+        Lifecycle seed 443 (7 masternodes, 2 Byzantine, 3 joiners): a
+        Byzantine masternode set aside at height 11 approved a payment at
+        height 13, refused everywhere (not a masternode then); it came
+        back, and a node restarted since -- which no longer knew the
+        snapshot of height 14 and answered with the current set -- counted
+        the replayed approval, reached the quorum alone and finalized a
+        payment every other node had rejected.  A vote whose height's
+        snapshot a node does not know is now refused.  It keeps every
+        invariant.
+        """
+        config = replace(LIFECYCLE, seed=443)
+        self.assertEqual(_report([run_seed(config)], config), "")
+
     def test_untimely_vote_handled_when_it_comes_again(self) -> None:
         """
         Seed 367 (4 nodes, 1 Byzantine): a node that restarted got an
