@@ -11,13 +11,14 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 from zope.interface import implementer
 
 from tests.helpers import START, Harness, addr, key, result_of
 from timecoin import params
-from timecoin.consensus import BlockConsensus
+from timecoin.consensus import SIGNING_STATE_KEY, BlockConsensus
 from timecoin.encoding import decode
 from timecoin.finality import (
     APPROVE,
@@ -30,8 +31,12 @@ from timecoin.finality import (
 from timecoin.interfaces import IQuorumRule
 from timecoin.masternodes import Masternode, make_snapshot
 from timecoin.mempool import FINALIZED
+from timecoin.mnstate import SET_ASIDE, MnStatus
 from timecoin.quorum import CountQuorum
 from timecoin.testing.simulation import (
+    LIFECYCLE,
+    FaultPlan,
+    GroupCommitStore,
     HeapClock,
     LinkFaults,
     SimConfig,
@@ -45,6 +50,11 @@ SWEEP = SimConfig(nodes=4, byzantine=1, duration=30.0, calm=30.0,
                   liveness_bound=25.0)
 """The schedule of the fixed seed sweep: 30 s of faults, 30 s of calm."""
 SEEDS = range(20)
+LIFECYCLE_SEEDS = (1, 3)
+"""Lifecycle seeds of C{make test} (7 masternodes, 2 Byzantine, 3
+joiners): in each, every joiner registers and activates, a masternode
+comes back after being set aside, another is stopped for good and set
+aside, and step crashes hit."""
 
 
 @implementer(IQuorumRule)
@@ -108,6 +118,50 @@ class SeedSweepTests(unittest.TestCase):
                                for r in results), 0)
 
 
+class LifecycleSweepTests(unittest.TestCase):
+    """
+    The lifecycle seeds that run in C{make test}.
+    """
+
+    def test_lifecycle_seeds_keep_every_invariant(self) -> None:
+        """
+        Seeded lifecycle runs (masternodes register mid-run and activate by
+        themselves, one stops for good, one comes back, honest nodes crash
+        inside consensus steps) break no invariant: no honest node
+        equivocates, every node holds the same statuses at every height,
+        progress where the honest running weight is a quorum of the
+        active weight; and all of it happened.
+        """
+        results = [run_seed(replace(LIFECYCLE, seed=s))
+                   for s in LIFECYCLE_SEEDS]
+        self.assertEqual(_report(results, LIFECYCLE), "")
+        for result in results:
+            events = result.stats["events"]
+            self.assertEqual(events.get("joiner-active"), 3, result.seed)
+            self.assertEqual(events.get("stopped-for-good"), 1, result.seed)
+            self.assertEqual(events.get("returned"), 1, result.seed)
+            self.assertNotIn("beyond-model", result.stats)
+            states = result.stats["lifecycle"]
+            self.assertTrue(states[f"n{plan_index(result, 'for good')}"]
+                            .startswith("set-aside"), result.seed)
+            self.assertTrue(states[f"n{plan_index(result, 'until set')}"]
+                            .startswith("active"), result.seed)
+        self.assertGreater(sum(r.stats["events"].get("step-crash-hit", 0)
+                               for r in results), 0)
+
+
+def plan_index(result: SimResult, what: str) -> int:
+    """
+    The index of the masternode a lifecycle run stopped for good
+    (C{what} "for good") or until set aside ("until set"), from its plan.
+    """
+    import re
+    line = next(p for p in result.plan if f"stops {what}" in p)
+    found = re.search(r"n(\d+) stops " + what, line)
+    assert found is not None
+    return int(found.group(1))
+
+
 class ReplayTests(unittest.TestCase):
     """
     A seed is a complete description of a run.
@@ -154,10 +208,133 @@ class BrokenRuleTests(unittest.TestCase):
                 self.assertIn("finalized on n", spend[0].detail)
 
 
+class ForgetfulStore(GroupCommitStore):
+    """
+    A store that says it recorded the signing state and does not: what a
+    node without L{timecoin.consensus.SigningState} did.
+    """
+
+    def put_meta(self, key, value):
+        if key == SIGNING_STATE_KEY:
+            return defer.succeed(None)
+        return super().put_meta(key, value)
+
+
+class BrokenSigningStateTests(unittest.TestCase):
+    """
+    The simulator catches a node that forgets what it signed.
+    """
+
+    def test_forgotten_signing_state_is_caught(self) -> None:
+        """
+        With stores that drop the signing state, seed 3 (4 honest nodes,
+        step crashes) has a node crash inside a step after its prevote
+        left and, restarted, prevote something else in the same round:
+        the wire check and the others' evidence both report it.
+        """
+        config = SimConfig(nodes=4, byzantine=0, step_crashes=3,
+                           duration=20.0, calm=10.0, liveness_bound=8.0,
+                           tx_rate=0.5, seed=3)
+        with tempfile.TemporaryDirectory() as tmp:
+            sim = Simulation(config, Path(tmp))
+            for host in sim.nodes:
+                host.store = ForgetfulStore(sim.clock, 0.02)
+            try:
+                result = sim.run()
+            finally:
+                sim.stop()
+        found = [v.detail for v in result.violations
+                 if v.invariant == "equivocation"]
+        self.assertTrue(any("sent two prevotes" in d for d in found), found)
+        self.assertTrue(any("holds evidence against honest" in d
+                            for d in found), found)
+
+
 class PieceTests(unittest.TestCase):
     """
     The simulator's parts.
     """
+
+    def test_held_signing_state_write_kept_or_lost(self) -> None:
+        """
+        An armed store holds the signing-state write its trap picks and
+        every meta write after it (their Deferreds unfired); released, the
+        writes are done (kept) or not (lost), and writes go through again.
+        """
+        for keep in (True, False):
+            store = GroupCommitStore(Clock(), 0.02)
+            result_of(store.put_meta(SIGNING_STATE_KEY, b"old"))
+            store.trap = lambda value: value == b"new"
+            result_of(store.put_meta(SIGNING_STATE_KEY, b"other"))
+            self.assertIsNotNone(store.trap)
+            held = store.put_meta(SIGNING_STATE_KEY, b"new")
+            later = store.put_meta("x", b"1")
+            self.assertFalse(held.called or later.called)
+            self.assertEqual(result_of(store.get_meta(SIGNING_STATE_KEY)),
+                             b"other")
+            store.release(keep)
+            self.assertEqual(result_of(store.get_meta(SIGNING_STATE_KEY)),
+                             b"new" if keep else b"other")
+            self.assertEqual(result_of(store.get_meta("x")),
+                             b"1" if keep else None)
+            result_of(store.put_meta("y", b"2"))
+            self.assertEqual(result_of(store.get_meta("y")), b"2")
+
+    def test_default_plans_unchanged_by_lifecycle_options(self) -> None:
+        """
+        Without the lifecycle and step-crash options a seed draws the
+        plan it drew before them (pinned seeds keep replaying); with them
+        the plan has a lifecycle and step crashes of honest nodes, never
+        of the two lifecycle masternodes.
+        """
+        import random
+        plain = FaultPlan.draw(random.Random(5), 7, 2, 40.0)
+        # What the code before the lifecycle options drew for seed 5.
+        self.assertEqual((len(plain.events), plain.events[0].kind,
+                          round(plain.events[0].at, 6)),
+                         (12, "partition", 6.224564))
+        self.assertEqual(round(plain.skew[4], 6), -2.125789)
+        self.assertIsNone(plain.lifecycle)
+        self.assertNotIn("step-crash", {e.kind for e in plain.events})
+        again = FaultPlan.draw(random.Random(5), 7, 2, 40.0)
+        self.assertEqual(plain, again)
+        full = FaultPlan.draw(random.Random(5), 7, 2, 35.0, joiners=3,
+                              lifecycle=True, step_crashes=3,
+                              max_outage=6.0)
+        assert full.lifecycle is not None
+        self.assertEqual(full.lifecycle.joiners, (7, 8, 9))
+        self.assertEqual(len(full.skew), 10)
+        crashed = {e.nodes[0] for e in full.events
+                   if e.kind in ("step-crash", "crash")}
+        self.assertTrue(crashed)
+        self.assertFalse(crashed & ({full.lifecycle.stop,
+                                     full.lifecycle.back}
+                                    | set(full.byzantine)))
+
+    def test_status_disagreement_is_caught(self) -> None:
+        """
+        A node whose masternode statuses differ from the others' at the
+        same height is reported (statuses and active set per height).
+        """
+        config = replace(SWEEP, seed=1, faults=False, duration=6.0,
+                         calm=0.0, liveness_bound=0.0, tx_rate=0.0)
+        with tempfile.TemporaryDirectory() as tmp:
+            sim = Simulation(config, Path(tmp))
+            try:
+                sim.run()
+                odd = sim.nodes[1]
+                assert odd.node is not None
+                chain = odd.node.chain
+                chain.status[sim.nodes[2].key.public] = MnStatus(
+                    SET_ASIDE, chain.height, "made up")
+                sim.checker.check()
+            finally:
+                sim.stop()
+        found = [v.detail for v in sim.checker.violations
+                 if v.invariant == "status"]
+        self.assertTrue(found, sim.checker.violations)
+        self.assertIn("n1", found[0])
+        self.assertIn("n2 set-aside", found[0])
 
     def test_heap_clock_orders_like_clock(self) -> None:
         """
@@ -252,6 +429,12 @@ def _engine(h: Harness, settings: FinalitySettings) -> Finality:
     return engine
 
 
+def _engine_restarted(h: Harness, settings: FinalitySettings) -> Finality:
+    engine = Finality(h.chain, h.mempool, h.mn_key, h.clock, 10.0, settings)
+    h.chain.block_connected.append(engine.block_connected)
+    return engine
+
+
 class FoundBugTests(unittest.TestCase):
     """
     The bugs the simulator found, pinned by direct tests (and by the seeds
@@ -302,6 +485,44 @@ class FoundBugTests(unittest.TestCase):
         h.clock.advance(1)
         mine = h.mempool.entries[b.txid].votes[h.mn_key.public]
         self.assertEqual(mine.decision, REJECT)
+
+    def test_approved_then_rejected_tx_gets_approve_after_restart(
+            self) -> None:
+        """
+        A transaction this masternode approved, then saw rejected (its
+        inputs kept for it), met again after a restart behind a
+        conflicting spender that came first: it gets approve again, never
+        a reject contradicting the approval the others hold; the
+        conflicting spender gets reject.
+        """
+        from timecoin.mempool import Mempool, MempoolLimits
+        h = Harness(funds=[10 * params.COIN])
+        _wider(h, (5, 6, 7))
+        settings = FinalitySettings(batch_delay=0)
+        engine = _engine(h, settings)
+        a = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
+        b = h.pay([h.funding()], [(addr(key(3)), 9 * params.COIN)])
+        result_of(engine.submit(a))
+        mine = h.mempool.entries[a.txid].votes[h.mn_key.public]
+        self.assertEqual(mine.decision, APPROVE)
+        for i in (5, 6):
+            engine.receive_vote(sign_tx_vote(key(i), "devnet", a.txid,
+                                             REJECT, 0))
+        self.assertEqual(h.mempool.rejected[a.txid], "rejected-by-vote")
+        # The node restarts: a new mempool and engine on the same store.
+        h.chain.block_connected.remove(engine.block_connected)
+        h.mempool = Mempool(h.chain, MempoolLimits(), h.clock.seconds)
+        engine = _engine_restarted(h, settings)
+        result_of(engine.recover())
+        result_of(engine.submit(b))
+        self.assertEqual(
+            h.mempool.entries[b.txid].votes[h.mn_key.public].decision,
+            REJECT)
+        engine.submit(a).addErrback(lambda f: None)
+        entry = h.mempool.entries.get(a.txid) or \
+            h.mempool.contenders.get(a.txid)
+        assert entry is not None
+        self.assertEqual(entry.votes[h.mn_key.public].decision, APPROVE)
 
     def test_finalized_once_when_votes_flush_meanwhile(self) -> None:
         """
@@ -400,6 +621,32 @@ class FoundBugTests(unittest.TestCase):
         config = SimConfig(nodes=4, byzantine=1)
         results = [run_seed(replace(config, seed=s)) for s in (3, 12)]
         self.assertEqual(_report(results, config), "")
+
+    def test_lifecycle_seed_of_the_tx_vote_after_restart(self) -> None:
+        """
+        Lifecycle seed 188 (7 masternodes, 2 Byzantine, 3 joiners): a
+        masternode approved a payment, saw it rejected, crashed inside a
+        consensus step and, restarted, met the payment again behind its
+        double-spend twin and voted reject: every node held equivocation
+        evidence against it.  It keeps every invariant.
+        """
+        config = replace(LIFECYCLE, seed=188)
+        self.assertEqual(_report([run_seed(config)], config), "")
+
+    def test_lifecycle_seed_of_the_old_snapshot_after_restart(self) -> None:
+        """
+        Lifecycle seed 443 (7 masternodes, 2 Byzantine, 3 joiners): a
+        Byzantine masternode set aside at height 11 approved a payment at
+        height 13, refused everywhere (not a masternode then); it came
+        back, and a node restarted since -- which no longer knew the
+        snapshot of height 14 and answered with the current set -- counted
+        the replayed approval, reached the quorum alone and finalized a
+        payment every other node had rejected.  A vote whose height's
+        snapshot a node does not know is now refused.  It keeps every
+        invariant.
+        """
+        config = replace(LIFECYCLE, seed=443)
+        self.assertEqual(_report([run_seed(config)], config), "")
 
     def test_untimely_vote_handled_when_it_comes_again(self) -> None:
         """

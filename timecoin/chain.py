@@ -471,6 +471,18 @@ class Chain:
         # current set.
         return known if known is not None else self.current_snapshot()
 
+    def known_snapshot(self, height: int) -> Snapshot | None:
+        """
+        The snapshot of C{height} if this node knows it exactly (the next
+        height's, and those of the heights connected since the chain was
+        loaded or the tip's, the last 200), else C{None}: after a restart
+        L{snapshot_for} answers older heights with the current set, which
+        differs once masternodes were set aside or activated since.
+        """
+        if height > self.height:
+            return self.current_snapshot()
+        return self._snapshots.get(height)
+
     def total_weight(self, snapshot: Snapshot) -> int:
         """
         The total voting weight of C{snapshot} under the quorum rule.

@@ -38,9 +38,23 @@ violation naming the seed, the nodes, heights and hashes:
 - C{double-spend}: no two different finalized or confirmed transactions
   spend one output.
 - C{utxo}: equal C{chain.utxo_hash()} at equal committed heights.
-- C{liveness}: once faults stop (a quorum of honest weight connected),
-  every honest node passes the highest height of the fault phase within
+- C{liveness}: once faults stop, if the honest running masternodes hold a
+  quorum of the weight active then (Byzantine ones may stay silent; one
+  stopped for good counts until the chain sets it aside), every honest
+  node passes the highest height of the fault phase within
   C{liveness_bound} seconds.
+- C{equivocation}: no honest node ever sends two different proposals or
+  votes for one (height, round, step), across its crashes (checked on
+  what leaves each node), and no node holds equivocation evidence
+  against an honest masternode (block votes and proposals, and
+  transaction votes within the vote window).
+- C{status}: every honest node holds the same masternode statuses
+  (registered, active, set aside, since when, why) and active set at
+  each height it reaches.
+- C{lifecycle} (at the end, lifecycle runs): a joiner whose registration
+  was mined is active; the masternode stopped for good is set aside; a
+  running honest masternode set aside is back once it may be, given
+  L{SLACK} blocks.
 - C{critical-log}: no node logs a critical event (a conflicting
   certificate, a block conflicting with a finalized transaction).
 - C{bookkeeping} (at the end): each honest node's count of finalized
@@ -48,6 +62,16 @@ violation naming the seed, the nodes, heights and hashes:
 
 Honest nodes are the ones checked: a Byzantine node runs the same code but
 what it tells others is not its state.  Its own view is not an invariant.
+Should the chain set aside so many honest masternodes that the Byzantine
+ones hold a third of the active weight, safety is no longer promised: the
+run reports it (C{beyond-model}) and keeps failing only on equivocation.
+
+Lifecycle runs (C{--lifecycle}, L{LIFECYCLE}) add hosts outside the
+genesis that are funded and register mid-run (their nodes activate by
+themselves), a masternode stopped for good, one that stops until the
+chain sets it aside and comes back, and crashes inside a consensus step
+(C{step-crash}: before signing, or after signing with the signing-state
+write lost or kept, before the message leaves).
 
 C{python -m timecoin.testing.simulation --seeds 1000 --nodes 7
 --byzantine 2} runs many seeds over worker processes and prints each
@@ -92,18 +116,27 @@ from timecoin.consensus import (
     NIL,
     PRECOMMIT,
     PREVOTE,
+    SIGN_STEPS,
+    SIGNING_STATE_KEY,
     BlockVote,
     Proposal,
+    SigningState,
     sign_proposal,
     sign_vote,
 )
 from timecoin.encoding import sha256
-from timecoin.finality import APPROVE, TxVote, sign_tx_vote
+from timecoin.finality import (
+    APPROVE,
+    VOTE_HEIGHT_WINDOW,
+    TxVote,
+    sign_tx_vote,
+)
 from timecoin.genesis import make_genesis, write_genesis
 from timecoin.interfaces import IQuorumRule
 from timecoin.keys import PrivateKey
 from timecoin.masternodes import Masternode
 from timecoin.mempool import FINALIZED
+from timecoin.mnstate import ACTIVE, REGISTERED, SET_ASIDE, ServiceRules
 from timecoin.node import Node
 from timecoin.p2p.consensus_relay import BlockVoteMsg, ProposalMsg
 from timecoin.p2p.messages import Message, TxMsg, TxVoteMsg
@@ -112,7 +145,7 @@ from timecoin.p2p.settings import P2PSettings
 from timecoin.p2p.testing import FakeNetwork, Link
 from timecoin.storage.memory import MemoryStore
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
-from timecoin.wallet import write_private
+from timecoin.wallet import WalletError, build_registration, write_private
 
 log = Logger()
 
@@ -124,6 +157,13 @@ WALLETS = 5
 """Workload keys; the genesis funds each with L{COINS_PER_WALLET}."""
 COINS_PER_WALLET = 8
 COIN_VALUE = 100 * params.COIN
+COLLATERAL = params.TIER_COLLATERAL["bronze"]
+FEE_COIN = 10 * params.COIN
+FEE_COINS = 3
+BANK_COIN = COLLATERAL + 2 * FEE_COIN
+"""Lifecycle runs: the genesis pays each joiner's bank coin (collateral
+and fee coin) and each genesis masternode L{FEE_COINS} coins for the fees
+of its activations."""
 
 GOSSIP = frozenset({b"tx", b"txs", b"tx_vote", b"tx_votes", b"get_tx_votes",
                     b"proposal", b"block_vote", b"block", b"heartbeat"})
@@ -167,6 +207,13 @@ def masternode_key(i: int) -> PrivateKey:
     The deterministic key of simulated masternode C{i}.
     """
     return PrivateKey(sha256(b"timecoin sim masternode %d" % i))
+
+
+def bank_key() -> PrivateKey:
+    """
+    The key of the genesis coins that fund the joiners.
+    """
+    return PrivateKey(sha256(b"timecoin sim bank"))
 
 
 def wallet_key(i: int) -> PrivateKey:
@@ -529,16 +576,22 @@ class Event:
     at: float
     kind: str
     """C{partition}, C{heal}, C{crash}, C{restart}, C{faults},
-    C{faults-clear}."""
+    C{faults-clear}, C{step-crash} (arm a crash inside the node's next
+    consensus step; its C{restart} follows)."""
     nodes: tuple[int, ...] = ()
     other: tuple[int, ...] = ()
     faults: LinkFaults | None = None
+    detail: str = ""
+    """C{step-crash}: where in the step (L{STEP_CRASH_MODES}) and which
+    step (L{STEP_CRASH_STEPS})."""
 
     def describe(self, names: list[str]) -> str:
         """
         A one-line description.
         """
         who = ",".join(names[i] for i in self.nodes)
+        if self.detail:
+            return f"t={self.at:6.1f} {self.kind} {who} ({self.detail})"
         if self.kind in ("partition", "heal"):
             rest = ",".join(names[i] for i in self.other)
             return f"t={self.at:6.1f} {self.kind} [{who}] | [{rest}]"
@@ -550,34 +603,110 @@ class Event:
         return f"t={self.at:6.1f} {self.kind} {who}"
 
 
+STEP_CRASH_MODES = ("before-sign", "unrecorded", "recorded")
+"""Where inside a consensus step a C{step-crash} kills the node:
+C{before-sign}: it decided (its lock and step moved on in memory) and dies
+before signing; C{unrecorded}: it signed and issued the durable write of
+its signing state, and dies before the write is done (lost) and before the
+message left; C{recorded}: the same, but the write is done (kept)."""
+STEP_CRASH_STEPS = ("proposal", "prevote", "precommit", "any")
+"""Which signing step a C{step-crash} waits for."""
+_STEP_NAMES = {number: name for name, number in SIGN_STEPS.items()}
+
+
+@dataclass(frozen=True)
+class LifecyclePlan:
+    """
+    The masternode lifecycle of a run, drawn from the seed; the
+    L{Lifecycle} driver carries it out when the chain lets it.
+
+    @ivar joiners: hosts outside the genesis that register mid-run.
+    @ivar join_at: when each is funded (then it registers; its node
+        activates by itself).
+    @ivar back: the honest genesis masternode that crashes at C{back_at}
+        or later (once every joiner is active), stays down until the chain
+        has set it aside and C{min_away} plus C{back_extra} blocks have
+        passed, then restarts; its node activates it again by itself.
+    @ivar stop: the honest genesis masternode stopped for good at
+        C{stop_at} or later (once C{back} is set aside): never restarted,
+        the chain must set it aside.
+
+    One at a time, so that the honest running weight stays a quorum of
+    the active weight with three joiners and two Byzantine masternodes.
+    """
+
+    joiners: tuple[int, ...]
+    join_at: tuple[float, ...]
+    stop: int
+    stop_at: float
+    back: int
+    back_at: float
+    back_extra: int
+
+    def describe(self, names: list[str]) -> list[str]:
+        """
+        The plan, one line per item.
+        """
+        lines = [f"t>={at:6.1f} {names[j]} is funded and registers"
+                 for j, at in zip(self.joiners, self.join_at)]
+        lines.append(f"t>={self.back_at:6.1f} {names[self.back]} stops "
+                     f"until set aside for min_away+{self.back_extra} "
+                     "blocks, then returns (once the joiners are active)")
+        lines.append(f"t>={self.stop_at:6.1f} {names[self.stop]} stops for "
+                     f"good (once {names[self.back]} is set aside)")
+        return lines
+
+
 @dataclass(frozen=True)
 class FaultPlan:
     """
     Everything the run does to the network and the nodes, drawn from a
-    seed: background link faults, timed events, clock skews and the
-    behaviours of each Byzantine node.
+    seed: background link faults, timed events, clock skews, the
+    behaviours of each Byzantine node and the masternode lifecycle.
     """
 
     background: LinkFaults
     events: tuple[Event, ...]
     skew: tuple[float, ...]
     byzantine: dict[int, frozenset[str]]
+    lifecycle: LifecyclePlan | None = None
 
     @classmethod
     def draw(cls, rng: Any, nodes: int, byzantine: int, duration: float,
-             faults: bool = True, max_skew: float = 3.0) -> FaultPlan:
+             faults: bool = True, max_skew: float = 3.0, joiners: int = 0,
+             lifecycle: bool = False, step_crashes: int = 0,
+             max_outage: float | None = None) -> FaultPlan:
         """
-        A random plan for C{nodes} nodes of which C{byzantine} are
-        Byzantine, over C{duration} seconds.  With C{faults} false only
-        the Byzantine behaviours remain.
+        A random plan for C{nodes} genesis masternodes of which
+        C{byzantine} are Byzantine, plus C{joiners} honest hosts outside
+        the genesis, over C{duration} seconds.  With C{faults} false only
+        the Byzantine behaviours remain.  With C{lifecycle}, joiners
+        register, one honest masternode stops for good and another comes
+        back (L{LifecyclePlan}), and no other outage (crash, partition)
+        lasts more than C{max_outage} seconds, so that only those two are
+        set aside.  Up to C{step_crashes} honest nodes crash inside a
+        consensus step.  Without these options the plan is the one
+        earlier versions drew from the same seed.
         """
         byz = sorted(rng.sample(range(nodes), byzantine))
         behaviours = {i: frozenset(rng.sample(sorted(BEHAVIOURS),
                                               rng.randint(2, 4)))
                       for i in byz}
+        hosts = nodes + joiners
         if not faults:
-            return cls(LinkFaults(), (), (0.0,) * nodes, behaviours)
+            return cls(LinkFaults(), (), (0.0,) * hosts, behaviours)
         honest = [i for i in range(nodes) if i not in byz]
+        plan: LifecyclePlan | None = None
+        if lifecycle:
+            stop, back = rng.sample(honest, 2)
+            honest = [i for i in honest if i not in (stop, back)]
+            plan = LifecyclePlan(
+                tuple(range(nodes, hosts)),
+                tuple(rng.uniform(1, duration / 6) for _ in range(joiners)),
+                stop, rng.uniform(duration / 4, duration / 2), back,
+                rng.uniform(duration / 6, duration / 3), rng.randint(0, 3))
+        outage = 25.0 if max_outage is None else max_outage
+        down = 20.0 if max_outage is None else max_outage
         background = LinkFaults()
         if rng.random() < 0.7:
             background = LinkFaults(
@@ -598,25 +727,40 @@ class FaultPlan:
             events.append(Event(end, "faults-clear", (a,), (b,)))
         for _ in range(rng.randint(0, 3)):
             start = rng.uniform(0, duration - 1)
-            end = min(duration, start + rng.uniform(1, 25))
+            end = min(duration, start + rng.uniform(1, outage))
             if rng.random() < 0.5:
                 side = [rng.randrange(nodes)]
             else:
                 side = rng.sample(range(nodes), rng.randint(1, nodes // 2))
-            rest = [i for i in range(nodes) if i not in side]
+            rest = [i for i in range(hosts) if i not in side]
             events.append(Event(start, "partition", tuple(sorted(side)),
                                 tuple(rest)))
             events.append(Event(end, "heal", tuple(sorted(side)),
                                 tuple(rest)))
         for i in rng.sample(honest, rng.randint(0, min(3, len(honest)))):
             start = rng.uniform(0, duration - 1)
-            end = min(duration, start + rng.uniform(1, 20))
+            end = min(duration, start + rng.uniform(1, down))
             events.append(Event(start, "crash", (i,)))
             events.append(Event(end, "restart", (i,)))
         skew = tuple(rng.uniform(-max_skew, max_skew)
                      if rng.random() < 0.3 else 0.0 for _ in range(nodes))
+        if joiners:
+            skew += tuple(rng.uniform(-max_skew, max_skew)
+                          if rng.random() < 0.3 else 0.0
+                          for _ in range(joiners))
+        if step_crashes:
+            targets = honest + list(range(nodes, hosts))
+            for _ in range(rng.randint(1, step_crashes)):
+                i = rng.choice(targets)
+                start = rng.uniform(2, duration - 10)
+                mode = rng.choice(STEP_CRASH_MODES)
+                step = rng.choice(STEP_CRASH_STEPS)
+                events.append(Event(start, "step-crash", (i,),
+                                    detail=f"{mode} {step}"))
+                events.append(Event(start + rng.uniform(0.5, min(8, down)),
+                                    "restart", (i,)))
         events.sort(key=lambda e: (e.at, e.kind, e.nodes, e.other))
-        return cls(background, tuple(events), skew, behaviours)
+        return cls(background, tuple(events), skew, behaviours, plan)
 
     def describe(self, names: list[str]) -> list[str]:
         """
@@ -627,6 +771,8 @@ class FaultPlan:
                   for i, s in enumerate(self.skew) if s]
         lines += [f"byzantine {names[i]}: {', '.join(sorted(b))}"
                   for i, b in sorted(self.byzantine.items())]
+        if self.lifecycle is not None:
+            lines += self.lifecycle.describe(names)
         lines += [e.describe(names) for e in self.events]
         return lines
 
@@ -650,6 +796,32 @@ class GroupCommitStore(MemoryStore):
         self._queued: list[tuple[bytes, bytes | None,
                                  defer.Deferred[None]]] = []
         self._call: Any = None
+        self.trap: Callable[[bytes], bool] | None = None
+        """Armed by a C{step-crash}: given each signing-state value
+        written; when it says so, that write and every later meta write
+        are held (not done, their Deferreds unfired) until L{release}: the
+        process is dying in the middle of the write."""
+        self.held: list[tuple[str, bytes]] | None = None
+
+    def put_meta(self, key: str, value: bytes) -> defer.Deferred[None]:
+        if self.held is None and self.trap is not None and \
+                key == SIGNING_STATE_KEY and self.trap(value):
+            self.trap = None
+            self.held = []
+        if self.held is not None:
+            self.held.append((key, value))
+            return defer.Deferred()
+        return super().put_meta(key, value)
+
+    def release(self, keep: bool) -> None:
+        """
+        The process died during the held writes: they are done (C{keep},
+        the disk got them) or lost.
+        """
+        held, self.held = self.held or [], None
+        if keep:
+            for key, value in held:
+                super().put_meta(key, value)
 
     def _queue(self, txid: bytes, record: bytes | None
                ) -> defer.Deferred[None]:
@@ -737,6 +909,11 @@ class SimNode:
         self.starting: Node | None = None
         """A node started but not yet ready (its chain loading)."""
         self.starts = 0
+        self.trap: tuple[str, str] | None = None
+        """An armed C{before-sign} step crash: (mode, step)."""
+        self.dying: tuple[Node, bool] | None = None
+        """A step crash hit this node: it dies at the end of the step,
+        its held signing-state write kept or lost."""
 
     @property
     def up(self) -> bool:
@@ -1057,6 +1234,220 @@ class Workload:
                            [f"refused:{getattr(f.value, 'reason', '?')}"]))
 
 
+# Lifecycle --------------------------------------------------------------
+
+
+class Lifecycle:
+    """
+    Carries out a L{LifecyclePlan} as the chain allows: funds each joiner
+    from its genesis bank coin and has its node register (the real
+    L{build_registration} and C{submit}; the node then activates by
+    itself), stops one masternode for good once every joiner is active,
+    and stops another until the chain has set it aside and it may come
+    back, then restarts it (its node activates it again by itself).
+
+    @ivar away: hosts down until the chain sets them aside (the returning
+        masternode).
+    @ivar stopped_at: the honest tip height when the stopped-for-good
+        masternode stopped.
+    @ivar back_at: the honest tip height when the returning one restarted.
+    """
+
+    def __init__(self, sim: Simulation, plan: LifecyclePlan) -> None:
+        self.sim = sim
+        self.plan = plan
+        self.state = {j: "waiting" for j in plan.joiners}
+        self.sent: dict[int, float] = {}
+        self.funding: dict[int, Transaction] = {}
+        self.away: set[int] = set()
+        self.stopped_at: int | None = None
+        self.crashed_back: int | None = None
+        self.back_at: int | None = None
+        self.aside: dict[int, int] = {}
+        """Hosts the plan did not stop, set aside by the chain: since."""
+        self.counters = sim.counters
+
+    def reference(self) -> Node | None:
+        """
+        The honest running node with the highest committed tip.
+        """
+        best = None
+        for host in self.sim.nodes:
+            node = host.node
+            if node is not None and not host.byzantine and (
+                    best is None or node.chain.height > best.chain.height):
+                best = node
+        return best
+
+    def status(self, i: int) -> Any:
+        """
+        Host C{i}'s masternode status at the reference tip.
+        """
+        ref = self.reference()
+        return None if ref is None else \
+            ref.chain.mn_status(self.sim.nodes[i].key.public)
+
+    def _log(self, text: str) -> None:
+        self.sim.timeline.append(f"t={self.sim.now:6.1f} {text}")
+
+    def tick(self, now: float) -> None:
+        """
+        One step of the plan.
+        """
+        plan = self.plan
+        for j, at in zip(plan.joiners, plan.join_at):
+            if now >= at:
+                self._join(j, now)
+        joined = all(self.state[j] == "active" for j in plan.joiners)
+        sim = self.sim
+        late = now >= sim.config.duration - 5
+        if self.crashed_back is None and joined and now >= plan.back_at \
+                and not late:
+            host = sim.nodes[plan.back]
+            ref = self.reference()
+            self.crashed_back = ref.chain.height if ref else 0
+            self.away.add(plan.back)
+            sim.down.discard(plan.back)
+            self._disarm_back()
+            self._log(f"lifecycle: {host.name} stops, to come back once set "
+                      "aside")
+            self.counters["stopped-to-return"] += 1
+            sim.crash(host)
+        back = self.status(plan.back)
+        back_aside = back is not None and back.state == SET_ASIDE
+        if self.stopped_at is None and back_aside and now >= plan.stop_at \
+                and not late and plan.stop not in sim.gone:
+            host = sim.nodes[plan.stop]
+            ref = self.reference()
+            self.stopped_at = ref.chain.height if ref else 0
+            sim.gone.add(plan.stop)
+            sim.down.discard(plan.stop)
+            self._log(f"lifecycle: {host.name} stops for good at height "
+                      f"{self.stopped_at}")
+            self.counters["stopped-for-good"] += 1
+            sim.crash(host)
+        if plan.back in self.away:
+            back = self.status(plan.back)
+            ref = self.reference()
+            rules = ref.chain.rules if ref else None
+            if back is not None and back.state == SET_ASIDE and \
+                    ref is not None and rules is not None and \
+                    ref.chain.height >= back.since + rules.min_away \
+                    + plan.back_extra:
+                self.restart_back(f"set aside at {back.since}")
+        ref = self.reference()
+        if ref is not None:
+            for host in sim.nodes:
+                status = ref.chain.mn_status(host.key.public)
+                if status is None or status.state != SET_ASIDE or \
+                        host.index in (plan.stop, plan.back):
+                    continue
+                if self.aside.get(host.index) != status.since:
+                    self.aside[host.index] = status.since
+                    self.counters["unplanned-set-aside"] += 1
+                    self._log(f"lifecycle: {host.name} set aside at "
+                              f"{status.since} (unplanned): "
+                              f"{status.reason}")
+        for j in plan.joiners:
+            if self.state[j] != "active":
+                status = self.status(j)
+                if status is not None and status.state == ACTIVE:
+                    self.state[j] = "active"
+                    self.counters["joiner-active"] += 1
+                    self._log(f"lifecycle: {sim.nodes[j].name} is active "
+                              f"from height {status.since}")
+
+    def _disarm_back(self) -> None:
+        self.sim._disarm(self.sim.nodes[self.plan.back])
+
+    def restart_back(self, why: str) -> None:
+        """
+        Start the returning masternode again.
+        """
+        sim = self.sim
+        host = sim.nodes[self.plan.back]
+        self.away.discard(self.plan.back)
+        ref = self.reference()
+        self.back_at = ref.chain.height if ref else 0
+        self._log(f"lifecycle: {host.name} restarts ({why}) at height "
+                  f"{self.back_at}")
+        self.counters["returned" if why.startswith("set aside")
+                      else "restarted-never-set-aside"] += 1
+        if not host.up and host.starting is None:
+            sim.start(host)
+
+    def _join(self, j: int, now: float) -> None:
+        sim = self.sim
+        host = sim.nodes[j]
+        state = self.state[j]
+        node = host.node
+        if state == "waiting":
+            self.funding[j] = self._funding_tx(j)
+            self._submit(j, self.funding[j], "funding", now)
+            self.state[j] = "funding"
+            return
+        if state == "funding" and node is not None:
+            fund = self.funding[j].txid
+            mine = {op for op, _ in node.spendable()}
+            collateral = OutPoint(fund, 0)
+            if collateral in mine and OutPoint(fund, 1) in mine:
+                try:
+                    tx = build_registration(
+                        node.wallet, node.spendable(), node.key,
+                        f"{host.ip}:{PORT}", node.wallet.addresses()[0],
+                        collateral, NETWORK.name)
+                except WalletError as e:
+                    self.counters[f"registration-error:{e}"] += 1
+                    return
+                self._submit(j, tx, "registration", now)
+                self.state[j] = "registering"
+            elif now - self.sent[j] > 15:
+                self._submit(j, self.funding[j], "funding again", now)
+            return
+        if state == "registering":
+            status = self.status(j)
+            if status is not None:
+                self.state[j] = "registered"
+                self._log(f"lifecycle: {host.name} registered at height "
+                          f"{status.since}")
+                self.counters["joiner-registered"] += 1
+            elif now - self.sent[j] > 20:
+                self.state[j] = "funding"
+                self.sent[j] = now
+
+    def _funding_tx(self, j: int) -> Transaction:
+        sim = self.sim
+        coinbase = sim.genesis.txs[0]
+        bank = _addr(bank_key())
+        vouts = [v for v, out in enumerate(coinbase.outputs)
+                 if out.address == bank]
+        vout = vouts[self.plan.joiners.index(j)]
+        to = _addr(sim.nodes[j].key)
+        fee = params.min_fee(COLLATERAL + FEE_COIN)
+        tx = Transaction(
+            (TxIn(OutPoint(coinbase.txid, vout), bank_key().public),),
+            (TxOut(COLLATERAL, to), TxOut(FEE_COIN, to),
+             TxOut(BANK_COIN - COLLATERAL - FEE_COIN - fee, bank)))
+        return sign_inputs(tx, NETWORK.name, [bank_key()])
+
+    def _submit(self, j: int, tx: Transaction, what: str,
+                now: float) -> None:
+        sim = self.sim
+        self.sent[j] = now
+        host = sim.nodes[j]
+        if host.node is None:
+            targets = [h for h in sim.nodes if h.up and not h.byzantine]
+            if not targets:
+                return
+            host = targets[int(now * 10) % len(targets)]
+        assert host.node is not None
+        self._log(f"lifecycle: {what} of {sim.nodes[j].name} "
+                  f"{_short(tx.txid)} to {host.name}")
+        d = host.node.submit(tx)
+        d.addErrback(lambda f: self.counters.update(
+            [f"lifecycle-refused:{getattr(f.value, 'reason', '?')}"]))
+
+
 # Invariants -------------------------------------------------------------
 
 
@@ -1073,6 +1464,24 @@ class Violation:
 
     def __str__(self) -> str:
         return f"[{self.invariant}] t={self.at:.1f}s {self.detail}"
+
+
+SLACK = 12
+"""Blocks a running node is given to have its activation mined."""
+
+NOTED = frozenset({"tx-equivocation"})
+"""Found and reported in the statistics, not failing a run: an honest
+masternode's approval and later rejection of one transaction, more than
+C{VOTE_HEIGHT_WINDOW} blocks apart (its memory of the inputs it approved
+for a rejected transaction lasts that long; a replayed transaction met
+after it gets a rejection).  Transaction finality, not block consensus;
+see docs/simulation.md."""
+
+NOT_PROMISED = frozenset({"fork", "utxo", "double-spend", "finality",
+                          "liveness", "status", "critical-log", "lifecycle",
+                          "bookkeeping"})
+"""What a run no longer promises once the chain set aside so many honest
+masternodes that the Byzantine ones hold a third of the active weight."""
 
 
 class Checker:
@@ -1098,6 +1507,18 @@ class Checker:
         """Per node object (one process lifetime): txids it reported
         finalized."""
         self._refusals: dict[str, int] = {}
+        self.signed: dict[tuple[bytes, int, int, str], tuple[bytes, str]] = {}
+        """What each honest key sent, over every life of its node: (key,
+        height, round, step) -> (block hash, who saw it)."""
+        self._evidence: dict[int, tuple[int, int]] = {}
+        self.statuses: dict[int, tuple[bytes, str]] = {}
+        """Per height: a digest of the masternode statuses after that block
+        (who is registered, active, set aside, since when) and the node
+        that held it first."""
+        self.beyond: tuple[int, str] | None = None
+        """The first height whose active set gives the Byzantine
+        masternodes a third of the weight or more (the chain set aside too
+        many honest ones): safety is not promised from there on."""
 
     def fail(self, invariant: str, detail: str) -> None:
         """
@@ -1122,6 +1543,104 @@ class Checker:
         node = host.node
         node.finality.finalized.append(
             lambda txid, _latency: self._finalized(host, node, txid))
+        node.consensus.outbox.append(
+            lambda message: self._sent(host, message))
+
+    def _sent(self, host: SimNode, message: Proposal | BlockVote) -> None:
+        """
+        An honest node let a proposal or vote leave: it must never send two
+        different ones for one (height, round, step) of its own key, in
+        this life or an earlier one.
+        """
+        if isinstance(message, Proposal):
+            signer, step, block_hash = (message.proposer, "proposal",
+                                        message.block.hash)
+        else:
+            signer, step, block_hash = (message.voter, message.phase,
+                                        message.block_hash)
+        if signer != host.key.public:
+            return
+        key = (signer, message.height, message.round, step)
+        where = f"{host.name} (start {host.starts})"
+        known = self.signed.get(key)
+        if known is None:
+            self.signed[key] = (block_hash, where)
+        elif known[0] != block_hash:
+            self.fail("equivocation", f"{host.name} sent two {step}s at "
+                      f"height {message.height} round {message.round}: "
+                      f"{_short(known[0])} ({known[1]}) and "
+                      f"{_short(block_hash)} ({where})")
+
+    def _accusations(self, host: SimNode) -> None:
+        """
+        No node (Byzantine ones included: they run the honest code for
+        what they receive) holds equivocation evidence against an honest
+        masternode, of block consensus or of transaction votes.
+        """
+        node = host.node
+        assert node is not None
+        sizes = (len(node.consensus.offences), len(node.finality.equivocations))
+        if self._evidence.get(id(node)) == sizes:
+            return
+        self._evidence[id(node)] = sizes
+        honest = {h.key.public: h.name for h in self.sim.nodes
+                  if not h.byzantine}
+        for signer in node.consensus.offences:
+            if signer in honest:
+                found = [e for e in node.consensus.evidence
+                         if e["signer"] == signer.hex()][-1:]
+                self.fail("equivocation", f"{host.name} holds evidence "
+                          f"against honest {honest[signer]}: {found}")
+        for first, second in node.finality.equivocations.values():
+            if first.voter in honest:
+                apart = abs(first.height - second.height)
+                self.fail("tx-equivocation" if apart > VOTE_HEIGHT_WINDOW
+                          else "equivocation", f"{host.name} holds tx-vote "
+                          f"evidence against honest {honest[first.voter]} "
+                          f"on tx {_short(first.txid)}: {first.decision} "
+                          f"at height {first.height}, {second.decision} at "
+                          f"height {second.height}")
+
+    def _statuses(self, host: SimNode) -> None:
+        """
+        Every honest node holds the same masternode statuses (registered,
+        active, set aside, since when, why) and the same active set at
+        each height it reaches; and notes when the active set gives the
+        Byzantine masternodes a third of the weight.
+        """
+        node = host.node
+        assert node is not None
+        chain = node.chain
+        if chain.tip_commit is None and chain.height > 0:
+            return
+        height = chain.height
+        active = chain.snapshot_for(height + 1)
+        items = sorted((pk.hex(), s.pack().decode())
+                       for pk, s in chain.status.items())
+        digest = sha256(json.dumps(
+            [items, sorted(m.pubkey.hex() for m in active)]).encode())
+        known = self.statuses.get(height)
+        if known is None:
+            self.statuses[height] = (digest, host.name)
+            self._weights(height, active, chain)
+        elif known[0] != digest:
+            self.fail("status", f"height {height}: masternode statuses "
+                      f"{_short(known[0])} on {known[1]}, {_short(digest)} "
+                      f"on {host.name}: {self._describe(chain)}")
+
+    def _describe(self, chain: Any) -> str:
+        names = {h.key.public: h.name for h in self.sim.nodes}
+        return ", ".join(
+            f"{names.get(pk, pk.hex()[:8])} {s.state}@{s.since}"
+            for pk, s in sorted(chain.status.items()))
+
+    def _weights(self, height: int, active: Any, chain: Any) -> None:
+        byzantine = {h.key.public for h in self.sim.nodes if h.byzantine}
+        total = sum(chain.quorum.weight(m) for m in active)
+        bad = sum(chain.quorum.weight(m) for m in active
+                  if m.pubkey in byzantine)
+        if self.beyond is None and total and 3 * bad >= total:
+            self.beyond = (height + 1, f"{bad} of {total}")
 
     def _finalized(self, host: SimNode, node: Node, txid: bytes) -> None:
         if host.node is not node:
@@ -1221,6 +1740,9 @@ class Checker:
             if host.up and not host.byzantine:
                 self._blocks(host)
                 self._rejections(host)
+                self._statuses(host)
+            if host.up:
+                self._accusations(host)
 
     def state_of(self, host: SimNode, txid: bytes) -> str:
         """
@@ -1251,6 +1773,8 @@ class Checker:
                 self.fail("bookkeeping", f"{host.name} counts "
                           f"{mempool.finalized_count} finalized mempool "
                           f"entries, holds {counted}")
+        if self.sim.lifecycle is not None:
+            self._lifecycle_final()
         for txid in sorted(self.finalized):
             states = {h.name: self.state_of(h, txid) for h in honest}
             lagging = {n: s for n, s in states.items()
@@ -1261,6 +1785,54 @@ class Checker:
                           f"{where} but after the calm period "
                           + ", ".join(f"{n} has it {s}"
                                       for n, s in sorted(lagging.items())))
+
+
+    def _lifecycle_final(self) -> None:
+        """
+        The lifecycle did what the chain promises, given time: a joiner
+        whose registration was mined is active; the masternode stopped for
+        good is set aside once a window of certificates missed it; every
+        running honest masternode set aside is back once it may be and
+        its node had L{SLACK} blocks to activate it.
+        """
+        sim = self.sim
+        lifecycle = sim.lifecycle
+        assert lifecycle is not None
+        ref = lifecycle.reference()
+        if ref is None:
+            return
+        chain = ref.chain
+        rules = chain.rules
+        tip = chain.height
+        plan = lifecycle.plan
+        for host in sim.nodes:
+            if host.byzantine:
+                continue
+            status = chain.mn_status(host.key.public)
+            if status is None:
+                continue
+            if host.index == plan.stop and host.index in sim.gone:
+                stopped = lifecycle.stopped_at or 0
+                if status.state == ACTIVE and \
+                        tip >= max(stopped, rules.window) + rules.window + \
+                        SLACK:
+                    self.fail("lifecycle", f"{host.name} stopped for good "
+                              f"at height {stopped}, still active at {tip}")
+                continue
+            if not host.up:
+                continue
+            up_since = sim.up_since.get(host.index, 0)
+            if status.state == REGISTERED and \
+                    tip >= max(status.since, up_since) + SLACK:
+                self.fail("lifecycle", f"{host.name} registered at "
+                          f"{status.since}, not active at {tip}: "
+                          f"{host.node.participation.status() if host.node else ''}")
+            if status.state == SET_ASIDE and tip >= max(
+                    status.since + rules.min_away, up_since) + SLACK:
+                self.fail("lifecycle", f"{host.name} set aside at "
+                          f"{status.since}, running since height "
+                          f"{up_since}, not back at {tip}: "
+                          f"{host.node.participation.status() if host.node else ''}")
 
 
 # The simulation ---------------------------------------------------------
@@ -1283,6 +1855,15 @@ class SimConfig:
     @ivar group_commit: seconds finality records wait for their group
         commit, as on SQLite (L{GroupCommitStore}); 0 for a plain memory
         store whose writes are done at once.
+    @ivar joiners: honest hosts outside the genesis (they register when
+        C{lifecycle} is on, else they only follow the chain).
+    @ivar lifecycle: registrations, a masternode stopped for good, one
+        coming back (L{LifecyclePlan}).
+    @ivar step_crashes: at most this many crashes inside a consensus step.
+    @ivar service: (window, max_missed, min_away) proof-of-service rules
+        of every node, instead of the devnet's.
+    @ivar max_outage: the longest plain crash or partition, instead of
+        20 s and 25 s.
     """
 
     seed: int = 0
@@ -1300,6 +1881,34 @@ class SimConfig:
     faults: bool = True
     max_skew: float = 3.0
     group_commit: float = 0.02
+    joiners: int = 0
+    lifecycle: bool = False
+    step_crashes: int = 0
+    service: tuple[int, int, int] | None = None
+    max_outage: float | None = None
+
+    @property
+    def hosts(self) -> int:
+        """
+        Genesis masternodes plus joiners.
+        """
+        return self.nodes + self.joiners
+
+
+LIFECYCLE = SimConfig(nodes=7, byzantine=2, joiners=3, lifecycle=True,
+                      step_crashes=3, service=(10, 5, 8), block_time=1.0,
+                      duration=35.0, calm=25.0, liveness_bound=20.0,
+                      tx_rate=0.5, max_outage=4.0, max_skew=1.0)
+"""The lifecycle runs (C{--lifecycle}): 7 genesis masternodes (2
+Byzantine) and 3 hosts that register mid-run; one honest masternode stops
+for good, another comes back; in-step crashes; 1 s blocks and proof of
+service over windows of 10 blocks (set aside when missing from more than
+5, back after 8), so that all of it fits in 35 s of faults and 25 s of
+calm; other outages (crashes, partitions, step crashes) at most 4 s and
+clock skews at most 1 s, so that mostly the planned ones are set aside.
+Three joiners keep the honest running weight at a quorum of the active
+weight while one masternode is down and not yet set aside, and the
+Byzantine weight under a third of the active weight at every height."""
 
 
 @dataclass
@@ -1342,15 +1951,16 @@ class Simulation:
         self.clock = HeapClock()
         self.clock.advance(START)
         self.net = SimNetwork(self.clock, _fork(rng))
-        self.plan = FaultPlan.draw(_fork(rng), config.nodes,
-                                   config.byzantine, config.duration,
-                                   config.faults, config.max_skew)
+        self.plan = FaultPlan.draw(
+            _fork(rng), config.nodes, config.byzantine, config.duration,
+            config.faults, config.max_skew, config.joiners,
+            config.lifecycle, config.step_crashes, config.max_outage)
         self.workload = Workload(self, _fork(rng), config.tx_rate,
                                  config.double_spends)
-        self._p2p_rngs = [_fork(rng) for _ in range(config.nodes)]
-        adversary_rngs = [_fork(rng) for _ in range(config.nodes)]
+        self._p2p_rngs = [_fork(rng) for _ in range(config.hosts)]
+        adversary_rngs = [_fork(rng) for _ in range(config.hosts)]
         self.nodes: list[SimNode] = []
-        for i in range(config.nodes):
+        for i in range(config.hosts):
             datadir = workdir / f"n{i}"
             key = masternode_key(i)
             write_private(datadir / "private" / "node_key",
@@ -1358,20 +1968,32 @@ class Simulation:
             write_private(datadir / "private" / "wallet.json",
                           json.dumps({"keys": [key.seed.hex()]}).encode())
             store = GroupCommitStore(self.clock, config.group_commit) \
-                if config.group_commit else None
+                if config.group_commit or config.step_crashes else None
             self.nodes.append(SimNode(
                 i, key, f"10.0.0.{i + 1}", datadir, self.plan.skew[i],
                 i in self.plan.byzantine, store))
         self.names = [n.name for n in self.nodes]
         self.genesis_path = workdir / "genesis.json"
+        outputs = [TxOut(COIN_VALUE, _addr(wallet_key(w)))
+                   for w in range(WALLETS) for _ in range(COINS_PER_WALLET)]
+        if config.lifecycle:
+            # A bank coin per joiner (its collateral and fee coin), and
+            # fee coins for every genesis masternode's activations.
+            outputs += [TxOut(BANK_COIN, _addr(bank_key()))
+                        for _ in range(config.joiners)]
+            outputs += [TxOut(FEE_COIN, _addr(n.key))
+                        for n in self.nodes[:config.nodes]
+                        for _ in range(FEE_COINS)]
         genesis = make_genesis(
-            "devnet", int(START * 1000),
-            [TxOut(COIN_VALUE, _addr(wallet_key(w)))
-             for w in range(WALLETS) for _ in range(COINS_PER_WALLET)],
+            "devnet", int(START * 1000), outputs,
             [Masternode(n.key.public, f"{n.ip}:{PORT}", _addr(n.key), "free")
-             for n in self.nodes])
+             for n in self.nodes[:config.nodes]])
         write_genesis(self.genesis_path, genesis)
+        self.genesis = genesis
         self.workload.fund(genesis)
+        self.rules: ServiceRules | None = None
+        if config.service is not None:
+            self.rules = ServiceRules(*config.service)
         self.checker = Checker(self)
         masternodes = [n.key.public for n in self.nodes]
         self.adversaries = [
@@ -1380,8 +2002,15 @@ class Simulation:
             for n in self.nodes if n.byzantine]
         self.blocked: Counter[frozenset[str]] = Counter()
         self.down: set[int] = set()
+        """Hosts down until a planned restart (or the calm)."""
+        self.gone: set[int] = set()
+        """Hosts stopped for good (L{LifecyclePlan.stop})."""
         self.timeline: list[str] = []
         self.counters: Counter[str] = Counter()
+        self.lifecycle = None if self.plan.lifecycle is None else \
+            Lifecycle(self, self.plan.lifecycle)
+        self.up_since: dict[int, int] = {}
+        """The highest honest height when each host last started."""
 
     @property
     def now(self) -> float:
@@ -1411,6 +2040,10 @@ class Simulation:
         node = Node(config, reactor, store=host.store)
         if self.quorum is not None:
             node.chain.quorum = self.quorum
+        if self.rules is not None:
+            node.chain.rules = self.rules
+        if not host.byzantine:
+            self._trap_signing(host, node)
         node.startService()
         host.starting = node
         node.ready.addCallbacks(
@@ -1436,10 +2069,87 @@ class Simulation:
         service.startService()
         host.node, host.service = node, service
         host.starts += 1
+        self.up_since[host.index] = max(
+            self._honest_heights().values(), default=0)
         self.checker.watch(host)
         for adversary in self.adversaries:
             if adversary.host is host:
                 adversary.attach()
+
+    def _trap_signing(self, host: SimNode, node: Node) -> None:
+        """
+        Let a C{before-sign} step crash kill C{node} once it has decided to
+        sign (its lock and step moved on) and before it signs.
+        """
+        engine = node.consensus
+        may_sign = engine._may_sign
+
+        def trapped(round: int, step: int, block_hash: bytes | None) -> bool:
+            if host.dying is not None and host.dying[0] is node:
+                return False
+            ok = may_sign(round, step, block_hash)
+            trap = host.trap
+            if ok and trap is not None and trap[0] == "before-sign" and \
+                    trap[1] in ("any", _STEP_NAMES[step]):
+                host.trap = None
+                host.dying = (node, False)
+                return False
+            return ok
+
+        engine._may_sign = trapped  # type: ignore[method-assign]
+
+    def _arm(self, host: SimNode, mode: str, step: str) -> None:
+        """
+        Arm a crash inside the next consensus step of C{host} that signs
+        C{step} (L{STEP_CRASH_MODES}).
+        """
+        node = host.node
+        store = host.store
+        if node is None or not isinstance(store, GroupCommitStore):
+            self.counters["step-crash-missed"] += 1
+            return
+        if mode == "before-sign":
+            host.trap = (mode, step)
+            return
+
+        def hit(value: bytes) -> bool:
+            signed = SigningState.unpack(value).step
+            if step != "any" and SIGN_STEPS[step] != signed:
+                return False
+            host.dying = (node, mode == "recorded")
+            return True
+
+        store.trap = hit
+
+    def _disarm(self, host: SimNode) -> None:
+        if host.trap is not None or (
+                isinstance(host.store, GroupCommitStore)
+                and host.store.trap is not None):
+            self.counters["step-crash-missed"] += 1
+        host.trap = None
+        if isinstance(host.store, GroupCommitStore):
+            host.store.trap = None
+
+    def _die(self, host: SimNode, node: Node, keep: bool) -> None:
+        """
+        The step crash armed by L{_arm} hit C{node}: its held signing-state
+        write is done (C{keep}) or lost, and the process dies.  (It dies at
+        the end of the step it was hit in, as the network must not change
+        in the middle of a delivery; until then it signs nothing: its
+        signing-state writes are held, its signing refused.)
+        """
+        host.dying = None
+        if isinstance(host.store, GroupCommitStore):
+            host.store.release(keep)
+        if host.node is not node and host.starting is not node:
+            return
+        self.timeline.append(
+            f"t={self.now:6.1f} step-crash hit {host.name} at height "
+            f"{node.consensus.height} round {node.consensus.round} "
+            f"({'write kept' if keep else 'write lost or never made'})")
+        self.counters["step-crash-hit"] += 1
+        self.down.add(host.index)
+        self.crash(host)
 
     def crash(self, host: SimNode) -> None:
         """
@@ -1448,6 +2158,9 @@ class Simulation:
         """
         if isinstance(host.store, GroupCommitStore):
             host.store.lose_pending()
+            if host.store.held is not None:
+                host.store.release(False)
+        host.dying = None
         if host.starting is not None:
             starting, host.starting = host.starting, None
             starting.stopService()
@@ -1491,8 +2204,18 @@ class Simulation:
             self.down.add(event.nodes[0])
             self.crash(self.nodes[event.nodes[0]])
         elif event.kind == "restart":
+            host = self.nodes[event.nodes[0]]
+            self._disarm(host)
+            if host.up or host.starting is not None or \
+                    host.index in self.gone or (
+                        self.lifecycle is not None
+                        and host.index in self.lifecycle.away):
+                return
             self.down.discard(event.nodes[0])
-            self.start(self.nodes[event.nodes[0]])
+            self.start(host)
+        elif event.kind == "step-crash":
+            mode, step = event.detail.split()
+            self._arm(self.nodes[event.nodes[0]], mode, step)
         elif event.kind in ("faults", "faults-clear"):
             for a in self._ips(event.nodes):
                 for b in self._ips(event.other):
@@ -1511,8 +2234,16 @@ class Simulation:
             a, b = sorted(pair)
             self.net.heal(a, b)
         self.blocked.clear()
+        for host in self.nodes:
+            self._disarm(host)
+        lifecycle = self.lifecycle
+        if lifecycle is not None and lifecycle.plan.back in lifecycle.away:
+            status = lifecycle.status(lifecycle.plan.back)
+            if status is None or status.state != SET_ASIDE:
+                lifecycle.restart_back("calm: never set aside")
         for i in sorted(self.down):
-            self.start(self.nodes[i])
+            if not self.nodes[i].up and self.nodes[i].starting is None:
+                self.start(self.nodes[i])
         self.down.clear()
         self.net.faults.clear()
         self.net.default = LinkFaults()
@@ -1525,6 +2256,9 @@ class Simulation:
 
     def _step(self) -> None:
         self.net.advance(self.config.step, self.config.step)
+        for host in self.nodes:
+            if host.dying is not None:
+                self._die(host, *host.dying)
         self.checker.check()
 
     def run(self) -> SimResult:
@@ -1560,6 +2294,8 @@ class Simulation:
             while events and events[0].at <= self.now:
                 self.apply(events.popleft())
             self.workload.tick(self.now, config.step)
+            if self.lifecycle is not None:
+                self.lifecycle.tick(self.now)
             self._step()
             steps += 1
             if steps % 100 == 0:
@@ -1572,6 +2308,8 @@ class Simulation:
         calm_end = config.duration + config.calm
         checked = False
         while self.now < calm_end - 1e-9:
+            if self.lifecycle is not None:
+                self.lifecycle.tick(self.now)
             self._step()
             if not checked and \
                     self.now >= config.duration + config.liveness_bound:
@@ -1583,6 +2321,18 @@ class Simulation:
         return self.result()
 
     def _liveness(self, before: dict[str, int], target: int) -> None:
+        """
+        Every honest running node passed C{target} -- promised only when
+        the honest running masternodes hold a quorum of the active weight
+        (the Byzantine ones may stay silent; a masternode stopped for good
+        or away counts as down until the chain sets it aside).
+        """
+        promised = self._promised()
+        if promised is not None:
+            self.counters["liveness-not-promised"] += 1
+            self.timeline.append(f"t={self.now:6.1f} liveness not "
+                                 f"promised: {promised}")
+            return
         now = self._honest_heights()
         behind = {n: h for n, h in now.items() if h < target}
         if behind:
@@ -1599,6 +2349,32 @@ class Simulation:
                 f"{self.config.liveness_bound:.0f}s after faults stopped: "
                 f"needed height {target} on every honest node; heights then "
                 f"{before}, now {now}; " + "; ".join(states))
+
+    def _promised(self) -> str | None:
+        """
+        Why liveness is not promised now, or C{None} when it is: the
+        honest running masternodes hold a quorum of the weight active at
+        the height the honest nodes work on.
+        """
+        ref = None
+        for host in self.nodes:
+            node = host.node
+            if node is not None and not host.byzantine and (
+                    ref is None or node.chain.height > ref.chain.height):
+                ref = node
+        if ref is None:
+            return "no honest node runs"
+        chain = ref.chain
+        active = chain.snapshot_for(chain.height + 1)
+        total = sum(chain.quorum.weight(m) for m in active)
+        running = {h.key.public for h in self.nodes
+                   if h.up and not h.byzantine}
+        up = sum(chain.quorum.weight(m) for m in active
+                 if m.pubkey in running)
+        if chain.quorum.approved(up, total):
+            return None
+        return (f"honest running weight {up} of {total} active at height "
+                f"{chain.height + 1}")
 
     def result(self) -> SimResult:
         """
@@ -1618,13 +2394,34 @@ class Simulation:
             "adversaries": {a.host.name: dict(a.counters)
                             for a in self.adversaries},
         }
+        violations = [v for v in self.checker.violations
+                      if v.invariant not in NOTED]
+        noted = [str(v) for v in self.checker.violations
+                 if v.invariant in NOTED]
+        if noted:
+            stats["noted"] = noted
+        beyond = self.checker.beyond
+        if beyond is not None:
+            # The chain set aside so many honest masternodes that the
+            # Byzantine ones hold a third of the active weight: only what
+            # an honest node does alone (never equivocate) still holds.
+            stats["beyond-model"] = {"height": beyond[0],
+                                     "byzantine": beyond[1]}
+            stats["not-promised"] = [str(v) for v in violations
+                                     if v.invariant in NOT_PROMISED]
+            violations = [v for v in violations
+                          if v.invariant not in NOT_PROMISED]
+        if self.lifecycle is not None:
+            stats["lifecycle"] = {
+                self.names[i]: None if (s := self.lifecycle.status(i)) is None
+                else f"{s.state}@{s.since}" for i in range(len(self.nodes))}
         digest = hashlib.sha256(json.dumps([
             sorted((h, v[0].hex()) for h, v in self.checker.committed.items()),
             sorted(t.hex() for t in self.checker.finalized),
             sorted(heights.items()), sorted(self.net.counters.items()),
         ]).encode()).hexdigest()
-        return SimResult(self.config.seed, list(self.checker.violations),
-                         stats, self.plan.describe(self.names) + [
+        return SimResult(self.config.seed, violations, stats,
+                         self.plan.describe(self.names) + [
                              "timeline:"] + self.timeline, digest)
 
     def stop(self) -> None:
@@ -1663,6 +2460,14 @@ def run_seed(config: SimConfig,
 # Command line -----------------------------------------------------------
 
 
+LIFECYCLE_EVENTS = ("joiner-registered", "joiner-active", "stopped-to-return",
+                    "returned", "restarted-never-set-aside",
+                    "stopped-for-good", "unplanned-set-aside",
+                    "step-crash-hit", "step-crash-missed",
+                    "liveness-not-promised")
+"""Counters a lifecycle sweep totals in its last line."""
+
+
 def _worker(config: SimConfig) -> SimResult:
     """
     Run one seed in a worker; a crash of the simulator is a failure too.
@@ -1686,11 +2491,12 @@ def repro(config: SimConfig) -> str:
     """
     The command that replays C{config}.
     """
-    defaults = SimConfig()
-    extra = "".join(
+    defaults = LIFECYCLE if config.lifecycle else SimConfig()
+    extra = " --lifecycle" if config.lifecycle else ""
+    extra += "".join(
         f" --{name.replace('_', '-')} {getattr(config, name)}"
         for name in ("duration", "calm", "liveness_bound", "tx_rate",
-                     "double_spends", "max_skew")
+                     "double_spends", "max_skew", "joiners", "step_crashes")
         if getattr(config, name) != getattr(defaults, name))
     if not config.faults:
         extra += " --no-faults"
@@ -1714,16 +2520,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="first seed")
     parser.add_argument("--seed", type=int, default=None,
                         help="run this one seed only")
-    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--nodes", type=int, default=4,
+                        help="genesis masternodes")
     parser.add_argument("--byzantine", type=int, default=0)
-    parser.add_argument("--duration", type=float, default=SimConfig.duration)
-    parser.add_argument("--calm", type=float, default=SimConfig.calm)
-    parser.add_argument("--liveness-bound", type=float,
-                        default=SimConfig.liveness_bound)
-    parser.add_argument("--tx-rate", type=float, default=SimConfig.tx_rate)
+    parser.add_argument("--lifecycle", action="store_true",
+                        help="masternodes register, stop for good and come "
+                             "back; in-step crashes (defaults of the "
+                             "lifecycle runs: 3 joiners, 70 s of faults, "
+                             "proof of service over 10 blocks)")
+    parser.add_argument("--joiners", type=int, default=None,
+                        help="hosts outside the genesis that register")
+    parser.add_argument("--step-crashes", type=int, default=None,
+                        help="at most this many crashes inside a "
+                             "consensus step")
+    parser.add_argument("--duration", type=float, default=None)
+    parser.add_argument("--calm", type=float, default=None)
+    parser.add_argument("--liveness-bound", type=float, default=None)
+    parser.add_argument("--tx-rate", type=float, default=None)
     parser.add_argument("--double-spends", type=float,
                         default=SimConfig.double_spends)
-    parser.add_argument("--max-skew", type=float, default=SimConfig.max_skew)
+    parser.add_argument("--max-skew", type=float, default=None)
     parser.add_argument("--no-faults", action="store_true",
                         help="only Byzantine behaviour, no network faults")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -1741,11 +2557,15 @@ def main(argv: list[str] | None = None) -> int:
     if 3 * args.byzantine >= args.nodes:
         print(f"warning: {args.byzantine} Byzantine of {args.nodes} is not "
               "less than a third; safety is not promised", file=sys.stderr)
-    base = SimConfig(nodes=args.nodes, byzantine=args.byzantine,
-                     duration=args.duration, calm=args.calm,
-                     liveness_bound=args.liveness_bound,
-                     tx_rate=args.tx_rate, double_spends=args.double_spends,
-                     max_skew=args.max_skew, faults=not args.no_faults)
+    preset = LIFECYCLE if args.lifecycle else SimConfig()
+    chosen = {name: getattr(args, name)
+              for name in ("joiners", "step_crashes", "duration", "calm",
+                           "tx_rate", "liveness_bound", "max_skew")
+              if getattr(args, name) is not None}
+    base = replace(preset, nodes=args.nodes, byzantine=args.byzantine,
+                   double_spends=args.double_spends,
+                   faults=not args.no_faults,
+                   **chosen)
     seeds = [args.seed] if args.seed is not None else \
         list(range(args.start, args.start + args.seeds))
     jobs = [replace(base, seed=s) for s in seeds]
@@ -1772,6 +2592,14 @@ def main(argv: list[str] | None = None) -> int:
             totals["finalized"] += result.stats.get("finalized_txs", 0)
             totals["double_spends"] += result.stats.get(
                 "workload", {}).get("double-spends", 0)
+            events = result.stats.get("events", {})
+            for name in LIFECYCLE_EVENTS:
+                totals[name] += events.get(name, 0)
+            totals["beyond-model"] += "beyond-model" in result.stats
+            totals["noted"] += bool(result.stats.get("noted"))
+            if result.stats.get("noted") and args.verbose:
+                print(f"seed {result.seed} noted: "
+                      + "; ".join(result.stats["noted"][:3]))
             if args.verbose:
                 print(f"seed {result.seed}: {len(result.violations)} "
                       f"violations, {result.wall:.1f}s")
@@ -1796,11 +2624,16 @@ def main(argv: list[str] | None = None) -> int:
                                                    key=lambda r: r.seed))
     print(f"{totals['seeds']} seeds, {len(failed)} failed "
           f"(nodes={args.nodes} byzantine={args.byzantine}"
+          f"{' lifecycle' if args.lifecycle else ''}"
           f"{' no-faults' if args.no_faults else ''}); "
           f"{totals['blocks']} blocks committed, {totals['finalized']} txs "
           f"finalized, {totals['double_spends']} double spends attempted; "
           f"{wall:.0f}s"
           + (f"; failing seeds: {failing}" if failed else ""))
+    if args.lifecycle or args.step_crashes:
+        print("events: " + ", ".join(
+            f"{name} {totals[name]}"
+            for name in (*LIFECYCLE_EVENTS, "beyond-model", "noted")))
     return 1 if failed else 0
 
 
