@@ -1886,6 +1886,8 @@ class SimConfig:
     step_crashes: int = 0
     service: tuple[int, int, int] | None = None
     max_outage: float | None = None
+    committee: int = 0
+    """Block consensus by a committee of this many per epoch (0: all)."""
 
     @property
     def hosts(self) -> int:
@@ -2034,6 +2036,7 @@ class Simulation:
                         genesis=str(self.genesis_path),
                         round_timeout=self.config.round_timeout,
                         vote_timeout=self.config.vote_timeout,
+                        committee_size=self.config.committee,
                         storage="memory")
         config.resolve()
         reactor = self.net.reactor(host.ip, host.offset)
@@ -2540,6 +2543,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--double-spends", type=float,
                         default=SimConfig.double_spends)
     parser.add_argument("--max-skew", type=float, default=None)
+    parser.add_argument("--committee", type=int, default=None,
+                        help="block consensus by a committee of this many "
+                             "per epoch of 10 blocks")
     parser.add_argument("--no-faults", action="store_true",
                         help="only Byzantine behaviour, no network faults")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -2560,7 +2566,8 @@ def main(argv: list[str] | None = None) -> int:
     preset = LIFECYCLE if args.lifecycle else SimConfig()
     chosen = {name: getattr(args, name)
               for name in ("joiners", "step_crashes", "duration", "calm",
-                           "tx_rate", "liveness_bound", "max_skew")
+                           "tx_rate", "liveness_bound", "max_skew",
+                           "committee")
               if getattr(args, name) is not None}
     base = replace(preset, nodes=args.nodes, byzantine=args.byzantine,
                    double_spends=args.double_spends,
