@@ -139,7 +139,17 @@ from timecoin.mempool import FINALIZED
 from timecoin.mnstate import ACTIVE, REGISTERED, SET_ASIDE, ServiceRules
 from timecoin.node import Node
 from timecoin.p2p.consensus_relay import BlockVoteMsg, ProposalMsg
-from timecoin.p2p.messages import Message, TxMsg, TxVoteMsg
+from timecoin.p2p.messages import (
+    MAX_PEERS_PER_REPLY,
+    GetPeers,
+    GetTip,
+    Hello,
+    Message,
+    Peers,
+    Tip,
+    TxMsg,
+    TxVoteMsg,
+)
 from timecoin.p2p.service import P2PService
 from timecoin.p2p.settings import P2PSettings
 from timecoin.p2p.testing import FakeNetwork, Link
@@ -422,6 +432,8 @@ class SimNetwork(FakeNetwork):
         self.counters: Counter[str] = Counter()
         self.copies = CopyCounter()
         self._directions: dict[int, tuple[Any, _Direction]] = {}
+        self.deaf: set[str] = set()
+        """Hosts that read nothing now (a C{non-reader} adversary)."""
 
     def _direction(self, transport: Any) -> _Direction:
         found = self._directions.get(id(transport))
@@ -453,6 +465,12 @@ class SimNetwork(FakeNetwork):
                                 link.server_ip),
                                (link.server, link.client, link.server_ip,
                                 link.client_ip)):
+            if b in self.deaf:
+                # b does not read: what is sent to it waits in the
+                # sender's transport, which says how much (its bounds).
+                vars(src)["output_buffered"] = \
+                    lambda t=src: sum(map(len, t.stream))
+                continue
             data = src.getOutBuffer()
             if data:
                 moved = True
@@ -689,9 +707,17 @@ class FaultPlan:
         earlier versions drew from the same seed.
         """
         byz = sorted(rng.sample(range(nodes), byzantine))
-        behaviours = {i: frozenset(rng.sample(sorted(BEHAVIOURS),
+        behaviours = {i: frozenset(rng.sample(sorted(CONSENSUS_BEHAVIOURS),
                                               rng.randint(2, 4)))
                       for i in byz}
+        # The P2P behaviours come from a stream of their own, so a seed
+        # draws the rest of the plan it drew before them.  Not in
+        # lifecycle runs yet: with them, planned lifecycle events did not
+        # all happen (joiners, the returning masternode; not analysed).
+        p2p_rng = random.Random(repr(rng.getstate()))
+        behaviours = {i: b | {p for p in sorted(P2P_BEHAVIOURS)
+                              if p2p_rng.random() < 0.5 and not lifecycle}
+                      for i, b in behaviours.items()}
         hosts = nodes + joiners
         if not faults:
             return cls(LinkFaults(), (), (0.0,) * hosts, behaviours)
@@ -940,11 +966,22 @@ class Adversary:
     - C{spam}: bursts of valid-looking votes for unknown transactions and
       duplicates.
     - C{silent}: withhold most of its own proposals and votes.
+    - C{height-liar}: its C{hello} and C{tip} claim L{HEIGHT_LIE} more
+      blocks than it has; it never answers C{get_blocks}.
+    - C{non-reader}: for spells of 10-40 s it reads nothing peers send
+      (L{SimNetwork.deaf}): their output to it piles up in their
+      transports until they drop it.
+    - C{address-poisoner}: answers C{get_peers} with a full reply of
+      unreachable addresses (10.99.x.y).  It does not push them
+      unasked: an unsolicited C{peers} is an offence.
     """
 
     def __init__(self, host: SimNode, behaviours: frozenset[str],
-                 rng: Any, clock: Clock, masternodes: list[bytes]) -> None:
+                 rng: Any, clock: Clock, masternodes: list[bytes],
+                 net: SimNetwork | None = None) -> None:
         self.host = host
+        self.net = net
+        self._deaf: tuple[Any, list[Any]] | None = None
         self.behaviours = behaviours
         self.rng = rng
         self.clock = clock
@@ -963,7 +1000,77 @@ class Adversary:
         cast = service.consensus.cast
         outbox = node.consensus.outbox
         outbox[:] = [self.cast if cb == cast else cb for cb in outbox]
+        if "height-liar" in self.behaviours:
+            self._lie(service)
+        if "address-poisoner" in self.behaviours:
+            vars(service.manager)["_serve_peers"] = self._poison
         self._schedule()
+
+    def _lie(self, service: P2PService) -> None:
+        """
+        Patch this node's own service (only): claim a far height in
+        C{hello} and C{tip}, never serve C{get_blocks}.
+        """
+        manager, counters = service.manager, self.counters
+        honest_hello = manager.local_hello
+
+        def hello() -> Hello:
+            counters["lied-hellos"] += 1
+            mine = honest_hello()
+            return replace(mine, height=mine.height + HEIGHT_LIE)
+
+        def tip(conn: Any, msg: GetTip) -> None:
+            counters["lied-tips"] += 1
+            chain = service.node.chain
+            conn.send(Tip(msg.id, chain.height + HEIGHT_LIE, chain.tip.hash))
+
+        def blocks(conn: Any, msg: Any) -> None:
+            counters["unanswered-get-blocks"] += 1
+
+        # Instance attributes: the routes and the handshake look these
+        # up by name on this service's objects (no other node's).
+        vars(manager).update(local_hello=hello, _serve_tip=tip)
+        vars(service.sync)["serve_blocks"] = blocks
+
+    def _poison(self, conn: Any, msg: GetPeers) -> None:
+        rng = self.rng
+        bogus = tuple(f"10.99.{rng.randrange(256)}.{rng.randrange(1, 255)}:"
+                      f"{PORT}" for _ in range(MAX_PEERS_PER_REPLY))
+        conn.send(Peers(msg.id, bogus))
+        self.counters["poisoned-replies"] += 1
+        self.counters["poisoned-addresses"] += len(bogus)
+
+    def _deafen(self) -> None:
+        """
+        Start a spell of reading nothing; it ends by itself.
+        """
+        assert self.net is not None
+        self.net.deaf.add(self.host.ip)
+        links = self.net.connections(self.host.ip)
+        call = self.clock.callLater(self.rng.uniform(10, 40), self._hear)
+        self._deaf = (call, links)
+        self.counters["deaf-spells"] += 1
+
+    def _hear(self) -> None:
+        """
+        End a spell: count what piled up for it and the connections
+        peers dropped meanwhile, and read again.
+        """
+        if self._deaf is None or self.net is None:
+            return
+        call, links = self._deaf
+        self._deaf = None
+        if call.active():
+            call.cancel()
+        ip = self.host.ip
+        unread = sum(sum(map(len, (link.client if link.server_ip == ip
+                                   else link.server).stream))
+                     for link in self.net.connections(ip))
+        self.counters["unread-bytes-max"] = max(
+            self.counters["unread-bytes-max"], unread)
+        self.counters["dropped-while-deaf"] += sum(
+            1 for link in links if link not in self.net.links)
+        self.net.deaf.discard(ip)
 
     def _schedule(self) -> None:
         self._call = self.clock.callLater(self.rng.uniform(0.5, 3.0),
@@ -975,6 +1082,7 @@ class Adversary:
         """
         if self._call is not None and self._call.active():
             self._call.cancel()
+        self._hear()
 
     def _peers(self) -> list[Any]:
         service = self.host.service
@@ -1071,6 +1179,9 @@ class Adversary:
                 self.counters["replayed"] += 1
         if "spam" in self.behaviours:
             self._spam(node)
+        if "non-reader" in self.behaviours and self._deaf is None and \
+                self.rng.random() < 0.1:
+            self._deafen()
 
     def _collect(self, node: Node) -> None:
         engine = node.consensus
@@ -1115,8 +1226,11 @@ class Adversary:
         self.counters["spam-bursts"] += 1
 
 
-BEHAVIOURS = frozenset({"equivocate", "double-vote", "forge", "replay",
-                        "spam", "silent"})
+CONSENSUS_BEHAVIOURS = frozenset({"equivocate", "double-vote", "forge",
+                                  "replay", "spam", "silent"})
+P2P_BEHAVIOURS = frozenset({"height-liar", "non-reader", "address-poisoner"})
+BEHAVIOURS = CONSENSUS_BEHAVIOURS | P2P_BEHAVIOURS
+HEIGHT_LIE = 1_000_000
 
 
 # Workload ---------------------------------------------------------------
@@ -2000,7 +2114,8 @@ class Simulation:
         masternodes = [n.key.public for n in self.nodes]
         self.adversaries = [
             Adversary(n, self.plan.byzantine[n.index],
-                      adversary_rngs[n.index], self.clock, masternodes)
+                      adversary_rngs[n.index], self.clock, masternodes,
+                      self.net)
             for n in self.nodes if n.byzantine]
         self.blocked: Counter[frozenset[str]] = Counter()
         self.down: set[int] = set()
