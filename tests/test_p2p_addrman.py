@@ -171,7 +171,8 @@ class PoisoningTests(unittest.TestCase):
             host, port = address.rsplit(":", 1)
             victim.table.add(host, int(port), EXCHANGE,
                              origin=f"{host}/24")
-        self.assertGreater(len(victim.table), 900)
+        # Mostly poison (bucket collisions drop some of the thousand).
+        self.assertGreater(len(victim.table), 800)
         self.cluster.stop("10.0.0.1")
         victim = self.start_victim()
         self.assertIn("10.0.0.3", victim.table.anchors)
