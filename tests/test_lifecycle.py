@@ -417,6 +417,32 @@ class SigningStateTests(unittest.TestCase):
         self.assertEqual(c.counters.get("sign-record-failed"), 1)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
+    def test_restarted_proposer_proposes_its_locked_block(self) -> None:
+        """
+        A node locked on a block (it precommitted it) restarts: the block
+        comes back from its store as its valid block, and when it
+        proposes it proposes that block again, as a new value (valid
+        round -1: the prevote quorum behind the lock is gone with the
+        restart), which any node locked on it prevotes.
+        """
+        from timecoin.consensus import PREVOTE, Proposal, sign_vote
+        c, _ = self.consensus()
+        proposal = self.proposal()
+        c.receive(proposal)
+        for k in KEYS:
+            if k is not self.me:
+                c.receive(sign_vote(k, "devnet", PREVOTE, 1, 0,
+                                    proposal.block.hash))
+        self.assertEqual(c.locked, (0, proposal.block.hash))
+        c.stop()
+        again, sent = self.consensus()
+        assert again.valid is not None
+        self.assertEqual(again.valid[1].hash, proposal.block.hash)
+        again._propose(again.round + 1)
+        mine = [m for m in sent if isinstance(m, Proposal)]
+        self.assertEqual([(p.block.hash, p.valid_round) for p in mine],
+                         [(proposal.block.hash, -1)])
+
 
 class JoiningCluster:
     """
@@ -772,3 +798,4 @@ class CommitteeTests(unittest.TestCase):
         self.assertEqual(again.expected, {h: e for h, e in
                                           f.chain.expected.items()
                                           if h >= f.chain.height - W})
+

@@ -700,13 +700,10 @@ class FoundBugTests(unittest.TestCase):
         the round-0 proposal any more, C{valid} is empty, so every later
         proposer proposes a new block, which every locked node prevotes
         nil, and no proof of lock for a later round can ever form: the
-        chain stalls for good (rounds 6, 7, 8... all nil).  The fix is to
-        keep the locked block with the signing state (and restore it as
-        the valid block, so a proposer re-proposes it).  On this branch
-        alone (without main's sync defences) the run differs and passes.
+        chain stalled for good (rounds 6, 7, 8... all nil).  Fixed: the
+        locked block is stored with the signing state and restored as the
+        valid block, which a proposer proposes again (as a new value) and
+        every node locked on it prevotes.
         """
         config = SimConfig(nodes=4, byzantine=1, seed=36)
         self.assertEqual(_report([run_seed(config)], config), "")
-
-    test_lock_on_a_block_no_node_holds.todo = (  # type: ignore
-        "locked block not kept across a restart (seed 36 with main)")

@@ -86,6 +86,8 @@ PROPOSE, STEP_PREVOTE, STEP_PRECOMMIT, WAITING = (
 
 SIGNING_STATE_KEY = "signing_state"
 """The store's meta key of this node's last signed consensus message."""
+LOCKED_BLOCK_KEY = "locked_block"
+"""The store's meta key of the block this node is locked on (encoded)."""
 SIGN_STEPS = {"proposal": 1, PREVOTE: 2, PRECOMMIT: 3}
 """The order of what a masternode signs within one round."""
 
@@ -308,6 +310,8 @@ class BlockConsensus:
         self.running = False
         self.signed: SigningState | None = None
         """What this node signed last (see L{SigningState})."""
+        self._locked_raw: bytes | None = None
+        """The block of the lock, as stored (read at start)."""
         self._committing = False
         self._heartbeat: IDelayedCall | None = None
         self._timers: list[IDelayedCall] = []
@@ -324,6 +328,9 @@ class BlockConsensus:
         self.locked: tuple[int, bytes] | None = None
         """The (round, block hash) this node is locked on."""
         self.valid: tuple[int, Block] | None = None
+        self._valid_restored = False
+        """The valid block is the lock restored after a restart: its
+        prevote quorum is not known here any more."""
         self.proposals: dict[int, Proposal] = {}
         self.votes: dict[tuple[str, int], dict[bytes, BlockVote]] = {}
         self._mine: list[Proposal | BlockVote] = []
@@ -388,6 +395,7 @@ class BlockConsensus:
         """
         raw = yield self.chain.store.get_meta(SIGNING_STATE_KEY)
         self.signed = None if raw is None else SigningState.unpack(raw)
+        self._locked_raw = yield self.chain.store.get_meta(LOCKED_BLOCK_KEY)
         if self.signed is not None:
             log.info("last signed: height {height} round {round} step "
                      "{step}", height=self.signed.height,
@@ -433,9 +441,33 @@ class BlockConsensus:
         if signed is not None and signed.height == self.height:
             self.round = signed.round
             self.locked = signed.lock
+            block = self._stored_lock_block()
+            if block is not None and signed.lock is not None:
+                # A proposer locked on it proposes it again (as a new
+                # value: its prevote quorum is gone with the restart);
+                # every node locked on it prevotes it.  Without the block
+                # a network whose nodes all restarted locked stalled for
+                # good (the simulator's seed 36).
+                self.valid = (signed.lock[0], block)
+                self._valid_restored = True
             if signed.vote is not None:
                 self._mine.append(signed.vote)
                 self.receive(signed.vote)
+
+    def _stored_lock_block(self) -> Block | None:
+        """
+        The block of the restored lock, if the store holds it.
+        """
+        signed, raw = self.signed, self._locked_raw
+        if signed is None or signed.lock is None or raw is None:
+            return None
+        try:
+            block = Block.decode(raw)
+        except (EncodingError, ValueError, KeyError):
+            return None
+        if block.hash != signed.lock[1] or block.height != self.height:
+            return None
+        return block
 
     def _block_connected(self, block: Block) -> None:
         if block.height + 1 <= self.height:
@@ -472,6 +504,8 @@ class BlockConsensus:
         assert self.key is not None
         if self.valid is not None:
             valid_round, block = self.valid
+            if self._valid_restored:
+                valid_round = -1
         else:
             valid_round, block = -1, self.build_block(round)
         proposal = sign_proposal(self.key, self.chain.network.name, block,
@@ -514,7 +548,18 @@ class BlockConsensus:
                              self.locked, None if isinstance(message, Proposal)
                              else message)
         self.signed = state
-        d = self.chain.store.put_meta(SIGNING_STATE_KEY, state.pack())
+        store = self.chain.store
+        locked = self.locked
+        block = None if locked is None or step != SIGN_STEPS[PRECOMMIT] \
+            or block_hash != locked[1] else self._proposed_block(block_hash)
+        if block is not None:
+            # The lock's block goes first: after a crash the node can
+            # propose it again (see _restore_lock).
+            d = store.put_meta(LOCKED_BLOCK_KEY, block.encode())
+            d.addCallback(lambda _: store.put_meta(SIGNING_STATE_KEY,
+                                                   state.pack()))
+        else:
+            d = store.put_meta(SIGNING_STATE_KEY, state.pack())
 
         def recorded(_: object) -> None:
             if message.height != self.height:
@@ -889,6 +934,7 @@ class BlockConsensus:
                     PREVOTE, round).get(proposal.block.hash, 0)) and \
                     self._block_valid(proposal.block):
                 self.valid = (round, proposal.block)
+                self._valid_restored = False
                 return
 
     def _proposed_block(self, block_hash: bytes) -> Block | None:
@@ -928,6 +974,7 @@ class BlockConsensus:
                 and self._block_valid(proposal.block):
             self._fired.add(("polka", r))
             self.valid = (r, proposal.block)
+            self._valid_restored = False
             if self.step == STEP_PREVOTE:
                 self.locked = (r, proposal.block.hash)
                 self.step = STEP_PRECOMMIT
