@@ -669,6 +669,25 @@ class RPCMethods:
         return block_hash.hex()
 
     @defer.inlineCallbacks
+    def _header_with_position(self, block: Block) -> Any:
+        """
+        C{block_header_json} of C{block} with its place in the main chain:
+        confirmations (-1 off the main chain) and nextblockhash.
+        """
+        obj = block_header_json(block)
+        main = yield self.node.store.get_block_hash(block.height)
+        if main == block.hash:
+            obj["confirmations"] = self._confirmations(block.height)
+            if block.height < self.node.chain.height:
+                following = yield self.node.store.get_block_hash(
+                    block.height + 1)
+                if following is not None:
+                    obj["nextblockhash"] = following.hex()
+        else:
+            obj["confirmations"] = -1
+        return obj
+
+    @defer.inlineCallbacks
     def rpc_getblock(self, blockhash: Any, verbosity: Any = 1) -> Any:
         """
         getblock "blockhash" ( verbosity )
@@ -687,17 +706,7 @@ class RPCMethods:
             raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found")
         if level == 0:
             return block.encode().hex()
-        obj = block_header_json(block)
-        main = yield self.node.store.get_block_hash(block.height)
-        if main == block.hash:
-            obj["confirmations"] = self._confirmations(block.height)
-            if block.height < self.node.chain.height:
-                following = yield self.node.store.get_block_hash(
-                    block.height + 1)
-                if following is not None:
-                    obj["nextblockhash"] = following.hex()
-        else:
-            obj["confirmations"] = -1
+        obj = yield self._header_with_position(block)
         obj["commit"] = None if block.commit is None else {
             "height": block.commit.height, "round": block.commit.round,
             "block_hash": block.commit.block_hash.hex(),
@@ -1975,17 +1984,7 @@ class RPCMethods:
             raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found")
         if level == 0:
             return canonical(block.header.to_obj()).hex()
-        obj = block_header_json(block)
-        main = yield self.node.store.get_block_hash(block.height)
-        if main == block.hash:
-            obj["confirmations"] = self._confirmations(block.height)
-            if block.height < self.node.chain.height:
-                following = yield self.node.store.get_block_hash(
-                    block.height + 1)
-                if following is not None:
-                    obj["nextblockhash"] = following.hex()
-        else:
-            obj["confirmations"] = -1
+        obj = yield self._header_with_position(block)
         return obj
 
     def rpc_getmempoolentry(self, txid: Any) -> dict[str, Any]:

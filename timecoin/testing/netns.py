@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -346,12 +347,15 @@ bind = "{address}"
 
 
 def masternode_network(lab: Lab, base: Path, n: int,
-                       block_time: float = 1.0,
-                       extra_config: str = "") -> list[NsNode]:
+                       block_time: float = 1.0, extra_config: str = "",
+                       seconds: Callable[[], float] = time.time
+                       ) -> list[NsNode]:
     """
     Keys, wallets and one devnet genesis for C{n} masternodes on hosts
     0 … n-1 of C{lab} (the first funded with 1,000,000 TIME), each told to
-    connect to the others; the nodes are returned unstarted.
+    connect to the others; the nodes are returned unstarted.  The genesis
+    is stamped with C{seconds} (the wall clock the real processes run on,
+    by default; injectable, as L{timecoin.devnet.up}).
     """
     from timecoin import params
     from timecoin.genesis import make_genesis, write_genesis
@@ -371,7 +375,7 @@ def masternode_network(lab: Lab, base: Path, n: int,
             key.public, f"{lab.address(i)}:{P2P_PORT}",
             wallet.addresses()[0], "free"))
     write_genesis(genesis, make_genesis(
-        "devnet", int(time.time() * 1000),
+        "devnet", int(seconds() * 1000),
         [TxOut(1_000_000 * params.COIN, funded)], masternodes))
     return [network_node(lab, base, i, i, n, block_time, extra_config)
             for i in range(n)]
