@@ -68,6 +68,31 @@ class RealNetworkTests(unittest.TestCase):
         for h in range(max(0, low - 30), low + 1):
             self.assertEqual(len({n.call("getblockhash", h)
                                   for n in self.nodes}), 1, f"height {h}")
+        self.same_utxo_set(self.nodes)
+
+    def same_utxo_set(self, nodes: list[netns.NsNode]) -> None:
+        """
+        Every sample of C{nodes}' C{gettxoutsetinfo} gives one utxo_hash
+        per best block; wait for a sample where all are at one block (a
+        block may land between two nodes' answers, so one sample of a
+        moving chain can show two tips) and check they hold one set.
+        """
+        samples = []
+
+        def one_tip() -> bool:
+            infos = [n.call("gettxoutsetinfo") for n in nodes]
+            samples.append(infos)
+            return len({i["bestblock"] for i in infos}) == 1
+
+        nodes[0].wait_for(one_tip, 30)
+        by_block: dict[str, set[str]] = {}
+        for infos in samples:
+            for info in infos:
+                by_block.setdefault(info["bestblock"], set()).add(
+                    info["utxo_hash"])
+        for block, hashes in by_block.items():
+            self.assertEqual(len(hashes), 1, f"block {block}: {hashes}")
+        self.assertEqual(len({i["utxo_hash"] for i in samples[-1]}), 1)
 
     def partition(self, victim: int, seconds: float) -> float:
         """
@@ -159,5 +184,4 @@ class RealNetworkTests(unittest.TestCase):
         self.assertLess(found, 60)
         follower.wait_for(lambda: follower.call("getblockcount")
                           >= nodes[0].call("getblockcount") - 1, 30)
-        self.assertEqual(len({n.call("gettxoutsetinfo")["utxo_hash"]
-                              for n in nodes}), 1)
+        self.same_utxo_set(nodes + [follower])
