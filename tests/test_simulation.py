@@ -111,7 +111,8 @@ class SeedSweepTests(unittest.TestCase):
         partitions, crashes with restarts and clock skew, with payments
         and double spends, break no invariant: no fork, no double spend,
         no conflicting finality, equal UTXO hashes, progress once faults
-        stop.
+        stop; and each commits the blocks and finalizes the payments
+        pinned in L{PINNED}.
         """
         results = [run_seed(replace(SWEEP, seed=s)) for s in SEEDS]
         self.assertEqual(_report(results, SWEEP), "")
