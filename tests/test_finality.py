@@ -20,11 +20,11 @@ from timecoin.finality import (
     REJECT,
     Finality,
     TxVote,
-    _archived_record,
     sign_tx_vote,
     sign_tx_votes,
     tx_vote_ok,
 )
+from timecoin.finality.records import archived_record
 from timecoin.masternodes import Masternode, make_snapshot
 from timecoin.mempool import FINALIZED, PENDING, REJECTED, MempoolLimits
 from timecoin.quorum import CountQuorum, TierWeightedQuorum, approval_threshold
@@ -349,7 +349,7 @@ class RecordTests(unittest.TestCase):
         engine = finality(h)
         tx = h.pay([h.funding()], [(addr(h.payer), 999 * params.COIN)])
         result_of(engine.submit(tx))
-        h.chain.keeps_record = lambda txid: False
+        h.chain.finalized.discard(tx.txid)
         h.next_block()
         self.assertIn(tx.txid, h.chain.retired)
         record = decode(result_of(h.store.get_tx_record(tx.txid)))
@@ -383,7 +383,7 @@ class RecordTests(unittest.TestCase):
         h.next_block()
         # Mined: the finalized record stays, unchanged, as the certificate.
         self.assertEqual(result_of(h.store.get_tx_record(tx.txid)), final)
-        record = _archived_record(1, [vote])
+        record = archived_record(1, [vote])
         self.assertEqual(canonical(decode(record)), record)
         self.assertEqual(decode(record)["state"], "archived")
         alone = sign_tx_vote(h.mn_key, "devnet", tx.txid, REJECT, 3)
@@ -402,22 +402,22 @@ class RecordTests(unittest.TestCase):
         result_of(engine.submit(tx))
         newcomer = sign_tx_vote(key(7), "devnet", tx.txid, REJECT, 0)
         self.assertEqual(engine.receive_vote(newcomer), "vote-not-masternode")
-        self.assertEqual(engine._voters()[1], 1)
+        self.assertEqual(engine.electorate.members()[1], 1)
         from timecoin.mnstate import ACTIVE, MnStatus
         h.chain.status[key(7).public] = MnStatus(ACTIVE, 1)
         h.chain.registry[key(7).public] = Registration(
             Masternode(key(7).public, "x:1", addr(key(7)), "free"),
             OutPoint(b"\x07" * 32, 0), 0)
-        self.assertEqual(engine._voters()[1], 2)
+        self.assertEqual(engine.electorate.members()[1], 2)
         self.assertIsNone(engine.receive_vote(newcomer))
         del h.chain.registry[key(7).public]
         del h.chain.status[key(7).public]
         h.next_block()
-        self.assertEqual(engine._voters()[1], 1)
-        self.assertIs(engine._members_key[0], h.chain.tip)
+        self.assertEqual(engine.electorate.members()[1], 1)
+        self.assertIs(engine.electorate._key[0], h.chain.tip)
         result_of(h.chain.disconnect_tip())
-        engine._voters()
-        self.assertIs(engine._members_key[0], h.chain.tip)
+        engine.electorate.members()
+        self.assertIs(engine.electorate._key[0], h.chain.tip)
 
 
 class WalletTests(unittest.TestCase):

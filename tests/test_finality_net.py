@@ -17,7 +17,6 @@ from twisted.trial import unittest
 
 from tests.helpers import DEVNET, Harness, addr, key, result_of
 from tests.test_consensus import IPS, MasternodeCluster
-from timecoin import finality as finality_module
 from timecoin import params
 from timecoin import tx as tx_module
 from timecoin.chain import BlockInvalid, TxInvalid
@@ -36,6 +35,7 @@ from timecoin.finality import (
     tx_vote_ok,
     tx_votes_ok,
 )
+from timecoin.finality import votes as finality_module
 from timecoin.mempool import (
     FINALIZED,
     PENDING,
@@ -558,7 +558,7 @@ class ReleasedApprovalTests(unittest.TestCase):
                          settings=FinalitySettings(batch_delay=0))
         result_of(engine2.recover())
         self.assertIn(OutPoint(a.inputs[0].prevout.txid, 0),
-                      engine2._released_inputs)
+                      engine2.released.by_input)
 
 
 class BoundedStateTests(unittest.TestCase):

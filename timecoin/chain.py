@@ -32,6 +32,7 @@ from timecoin.block import (
     merkle_root,
 )
 from timecoin.encoding import EncodingError, canonical, decode, sha256, unhex
+from timecoin.finalized import FinalizedSet
 from timecoin.genesis import genesis_masternodes
 from timecoin.interfaces import IChainStore, IQuorumRule, ISelectionPolicy
 from timecoin.masternodes import Masternode, Snapshot, make_snapshot
@@ -213,7 +214,8 @@ class Chain:
 
     def __init__(self, network: params.Network, store: IChainStore,
                  genesis: Block, policy: ISelectionPolicy,
-                 quorum: IQuorumRule, now_ms: Callable[[], int]) -> None:
+                 quorum: IQuorumRule, now_ms: Callable[[], int],
+                 finalized: FinalizedSet | None = None) -> None:
         self.network = network
         self.store = store
         self.genesis = genesis
@@ -248,17 +250,14 @@ class Chain:
         self._utxo_hash: tuple[bytes, bytes] | None = None
         self.verified: set[bytes] = set()
         self.block_connected: list[Callable[[Block], None]] = []
-        self.finalized_conflict: Callable[[Transaction], bytes | None] = \
-            lambda tx: None
-        """The txid of a finalized (not yet mined) transaction that C{tx}
-        double-spends, or C{None}; the finality engine installs the
-        mempool's predicate.  A block holding such a transaction is
-        invalid (C{conflicts-finalized})."""
-        self.keeps_record: Callable[[bytes], bool] = lambda txid: False
-        """Whether the finality record of C{txid} stays when a block mines
-        it (a durable finality record, kept as the certificate); the
-        finality engine installs it.  Every other record of a mined
-        transaction is deleted by the block's own write."""
+        self.finalized = finalized if finalized is not None \
+            else FinalizedSet()
+        """The transactions finalized here and not yet mined, shared with
+        the finality engine that fills it.  A block double-spending one is
+        invalid (C{conflicts-finalized}); a mined one keeps its finality
+        record (its certificate), every other record of a mined
+        transaction is deleted by the block's own write.  Empty (no rule
+        applies) unless a finality engine finalizes on this chain."""
         self._validated: tuple[bytes, bytes, BlockChange] | None = None
         """The last block validated: (tip hash then, block hash,
         change), reused by L{connect_block} while the tip is the same."""
@@ -641,7 +640,7 @@ class Chain:
             if tx.txid in seen:
                 raise BlockInvalid("duplicate-tx", tx.txid.hex())
             seen.add(tx.txid)
-            holder = self.finalized_conflict(tx)
+            holder = self.finalized.conflict(tx)
             if holder is not None:
                 raise BlockInvalid("conflicts-finalized", f"{tx.txid.hex()} "
                                    f"double-spends {holder.hex()}")
@@ -701,7 +700,7 @@ class Chain:
             [(op.key(), e.pack()) for op, e in created.items()]
             + [(state_key(pk), r.pack()) for pk, r in registered.items()]
             + [(status_key(pk), s.pack()) for pk, s in statuses.items()],
-            txids, [t for t in txids[1:] if not self.keeps_record(t)])
+            txids, [t for t in txids[1:] if t not in self.finalized])
         self._validated = (self.tip.hash, block.hash, change)
         return change
 
@@ -873,6 +872,7 @@ class Chain:
         self._apply_state(change.spent, change.created)
         self.retired = frozenset(change.archived)
         for tx in block.txs:
+            self.finalized.discard(tx.txid)
             self.verified.discard(verified_key(tx))
         self.tip = block
         self.tip_commit = commit

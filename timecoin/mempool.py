@@ -243,6 +243,14 @@ class Mempool:
                 collateral, 0)
         return found
 
+    def resume_numbering(self, last: int) -> None:
+        """
+        Number the next admitted transaction C{last + 1}: after a restart,
+        past the sequence numbers of the recovered finality records (their
+        order is the finalization order blocks follow).
+        """
+        self._seq = last
+
     def add(self, tx: Transaction, fee: int) -> Entry:
         """
         Admit a checked C{tx} as pending and lock its inputs.
@@ -372,19 +380,6 @@ class Mempool:
                 if other != tx.txid and other not in found:
                     found.append(other)
         return found
-
-    def finalized_conflict(self, tx: Transaction) -> bytes | None:
-        """
-        The txid of a finalized transaction that C{tx} double-spends, or
-        C{None}: the predicate L{Chain.validate_block} applies to every
-        transaction of a block.
-        """
-        for txin in tx.inputs:
-            holder = self.locks.get(txin.prevout)
-            if holder is not None and holder != tx.txid and \
-                    self.entries[holder].state == FINALIZED:
-                return holder
-        return None
 
     def block_connected(self, block: Block) -> list[bytes]:
         """

@@ -24,6 +24,7 @@ from timecoin.config import Config
 from timecoin.consensus import BlockConsensus
 from timecoin.encoding import decode
 from timecoin.finality import Finality, FinalitySettings
+from timecoin.finalized import FinalizedSet
 from timecoin.genesis import (
     GenesisError,
     load_genesis,
@@ -128,9 +129,13 @@ class Node(Service):
         if config.quorum not in QUORUM_RULES:
             raise ValueError(f"unknown quorum rule {config.quorum!r}; "
                              f"available: {', '.join(sorted(QUORUM_RULES))}")
+        # What finality holds final, the rules the chain checks blocks
+        # against: shared by the chain, which reads it, and the finality
+        # engine, which fills it.
+        finalized = FinalizedSet()
         self.chain = Chain(self.network, self.store, self.genesis, policy,
                            QUORUM_RULES[config.quorum],
-                           lambda: int(clock.seconds() * 1000))
+                           lambda: int(clock.seconds() * 1000), finalized)
         self.mempool = Mempool(self.chain, MempoolLimits(
             config.mempool_max_count, config.mempool_max_bytes,
             max_contenders=config.mempool_max_contenders,
@@ -138,7 +143,8 @@ class Node(Service):
             clock.seconds)
         self.finality = Finality(self.chain, self.mempool, self.key, clock,
                                  config.vote_timeout,
-                                 FinalitySettings.from_config(config))
+                                 FinalitySettings.from_config(config),
+                                 finalized)
         self.builder = BlockBuilder(self.chain, self.mempool, self.key,
                                     clock)
         self.consensus = BlockConsensus(

@@ -1,0 +1,64 @@
+"""
+Instant finality: masternodes vote on transactions; 2/3 of the snapshot's
+weight approving finalizes one, more than 1/3 rejecting (or the vote
+timeout) rejects it.  The decision rules are written down in
+``docs/finality.md``.
+
+What lives where:
+
+  - L{timecoin.finality.votes}: the vote types (L{TxVote}, L{TxVoteBatch}),
+    signing, verification, Merkle batches and the cache of verified
+    signatures.
+  - L{timecoin.finality.tally}: who votes with what weight, the
+    transactions votes are counted for, the checks a received vote passes,
+    equivocation evidence.
+  - L{timecoin.finality.records}: the durable finality records (their
+    encodings and writes), released approvals and the certificate index.
+  - L{timecoin.finality.engine}: L{Finality}, the coordinator that admits,
+    votes, counts and decides.
+  - L{timecoin.finality.settings}: L{FinalitySettings}.
+
+The chain learns what is finalized through L{timecoin.finalized}, which
+this package fills and never the reverse.
+
+Imports: the package's modules import, in this order, C{settings} and
+C{votes} (nothing of the package), C{tally} and C{records} (C{votes}),
+C{engine} (all of them); from outside, only the core (C{encoding},
+C{keys}, C{tx}, C{block}), C{chain}, C{mempool}, C{finalized},
+C{interfaces}, C{logs} and C{txcache}.  Nothing here imports P2P, RPC or
+the node.
+"""
+
+from timecoin.finality.engine import Finality
+from timecoin.finality.settings import FinalitySettings
+from timecoin.finality.tally import BatchResult
+from timecoin.finality.votes import (
+    APPROVE,
+    MAX_BATCH_VOTES,
+    MAX_BRANCH,
+    REJECT,
+    VOTE_HEIGHT_WINDOW,
+    TxVote,
+    TxVoteBatch,
+    sign_tx_vote,
+    sign_tx_votes,
+    tx_vote_ok,
+    tx_votes_ok,
+)
+
+__all__ = [
+    "APPROVE",
+    "MAX_BATCH_VOTES",
+    "MAX_BRANCH",
+    "REJECT",
+    "VOTE_HEIGHT_WINDOW",
+    "BatchResult",
+    "Finality",
+    "FinalitySettings",
+    "TxVote",
+    "TxVoteBatch",
+    "sign_tx_vote",
+    "sign_tx_votes",
+    "tx_vote_ok",
+    "tx_votes_ok",
+]

@@ -1,0 +1,720 @@
+"""
+The transaction-finality engine of one node (L{Finality}): it admits
+transactions, signs this masternode's votes in batches, counts the votes
+it receives, and decides.  The decision rules are written down in
+``docs/finality.md``; in short:
+
+  - A masternode votes once per transaction: C{approve} if it locked the
+    inputs for this spender (the first valid spender it saw), C{reject} if
+    another pending spender holds one of them (the newcomer is kept as a
+    I{contender}, see L{timecoin.mempool}) or if it approved another
+    spender of one of them whose votes may still count
+    (L{timecoin.finality.records.ReleasedApprovals}).
+  - Votes are tallied through the network's L{IQuorumRule} over the
+    snapshot's I{total} weight.  Approval finalizes; a node whose own
+    locked spender loses unlocks it and adopts the winner.  Finalized wins
+    over a local rejection (a timeout, or a reject quorum an equivocating
+    masternode helped form): a rejected transaction keeps collecting votes
+    for C{late_ttl} seconds and finalizes if they reach the quorum.
+
+Before a transaction is reported finalized, its finality record (the
+transaction and the votes that finalized it) is written to the store, so a
+node killed right after acknowledging finality still has it on restart and
+puts it in a block.  Pending transactions are written too (before this
+node votes approve), so a restarted node recovers its locks and never
+approves a conflicting spender.  Every transaction it finalizes goes into
+the chain's L{FinalizedSet}, the rules blocks are checked against.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
+
+from timecoin.block import Block
+from timecoin.chain import Chain, TxInvalid
+from timecoin.finality.records import (
+    ARCHIVED,
+    RELEASED,
+    Certificates,
+    RecordWriter,
+    ReleasedApprovals,
+    finalized_record,
+    group_records,
+    pending_record,
+)
+from timecoin.finality.settings import FinalitySettings
+from timecoin.finality.tally import (
+    BatchResult,
+    Electorate,
+    Equivocations,
+    VoteIntake,
+    VoteSubjects,
+    overrides,
+)
+from timecoin.finality.votes import (
+    APPROVE,
+    MAX_BATCH_VOTES,
+    REJECT,
+    SignatureCache,
+    TxVote,
+    TxVoteBatch,
+    sign_tx_votes,
+)
+from timecoin.finalized import FinalizedSet
+from timecoin.keys import PrivateKey
+from timecoin.logs import RateLimitedLog
+from timecoin.mempool import FINALIZED, PENDING, REJECTED, Mempool
+from timecoin.tx import Transaction
+from timecoin.txcache import CACHE as TX_CACHE
+
+__all__ = ["LATE_REASONS", "Finality", "Waiters"]
+
+log = Logger(namespace="timecoin.finality")
+"""The finality engine's log lines keep the namespace they always had."""
+
+LATE_REASONS = frozenset({"rejected-by-vote", "vote-timeout"})
+"""Rejections a late approval certificate may still override."""
+LOG_INTERVAL = 10.0
+"""Seconds between two log lines of one kind of refusal or rejection (each
+is counted; the line says how many were not logged)."""
+
+
+class Waiters:
+    """
+    Callers waiting for transactions to be decided.
+    """
+
+    def __init__(self, clock: IReactorTime, mempool: Mempool) -> None:
+        self.clock = clock
+        self.mempool = mempool
+        self._waiting: dict[bytes, list[defer.Deferred[str]]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(w) for w in self._waiting.values())
+
+    def fire(self, txid: bytes, state: str) -> None:
+        """
+        Give every caller waiting for C{txid} its C{state}.
+        """
+        for waiter in self._waiting.pop(txid, []):
+            waiter.callback(state)
+
+    def wait(self, txid: bytes, timeout: float) -> defer.Deferred[str]:
+        """
+        Fire with the transaction's state once it is decided (finalized or
+        rejected), or with its current state after C{timeout} seconds.
+        """
+        state = self.mempool.state_of(txid)
+        if state in (FINALIZED, REJECTED):
+            return defer.succeed(state)
+
+        def cancelled(d: defer.Deferred[str]) -> None:
+            waiters = self._waiting.get(txid, [])
+            if d in waiters:
+                waiters.remove(d)
+
+        d: defer.Deferred[str] = defer.Deferred(cancelled)
+        self._waiting.setdefault(txid, []).append(d)
+
+        def expire() -> None:
+            waiters = self._waiting.get(txid, [])
+            if d in waiters:
+                waiters.remove(d)
+                d.callback(self.mempool.state_of(txid) or "unknown")
+
+        call = self.clock.callLater(timeout, expire)
+
+        def settled(result: object) -> object:
+            if call.active():
+                call.cancel()
+            return result
+
+        d.addBoth(settled)
+        return d
+
+
+class Finality:
+    """
+    The transaction-finality engine of one node: the coordinator of its
+    vote subjects, electorate, vote intake, records and certificates.
+
+    @ivar settings: the finality settings; batching and queries read them
+        as they go, the other parts keep the limits they were built with.
+    @ivar finalized_set: the transactions finalized here and not yet
+        mined, shared with the chain (default: the chain's own).
+    @ivar vote_cast: callbacks given every batch of votes this node signs
+        (the P2P layer gossips them).
+    @ivar finalized: callbacks given (txid, seconds from acceptance to
+        finality) for every transaction this node finalizes.
+    @ivar tx_accepted: callbacks given every transaction admitted to the
+        mempool, contenders included (the P2P layer relays them).
+    """
+
+    def __init__(self, chain: Chain, mempool: Mempool, key: PrivateKey | None,
+                 clock: IReactorTime, vote_timeout: float = 10.0,
+                 settings: FinalitySettings | None = None,
+                 finalized_set: FinalizedSet | None = None) -> None:
+        self.chain = chain
+        self.mempool = mempool
+        self.key = key
+        self.clock = clock
+        self.vote_timeout = vote_timeout
+        self.settings = settings = settings or FinalitySettings()
+        self.finalized_set = finalized_set if finalized_set is not None \
+            else chain.finalized
+        self.counters: Counter[str] = Counter(
+            finalized=0, rejected=0, votes_invalid=0, votes_received=0)
+        self.records = RecordWriter(chain.store, self.counters)
+        self.released = ReleasedApprovals(self.records, settings.max_released)
+        self.certificates = Certificates(
+            self.records, settings.certificate_blocks,
+            settings.max_certificates)
+        self.electorate = Electorate(chain)
+        self.subjects = VoteSubjects(mempool, clock, settings.late_ttl,
+                                     settings.max_late)
+        self.signatures = SignatureCache(chain.network.name,
+                                         settings.signature_cache,
+                                         self.counters)
+        self._equivocations = Equivocations(self.counters)
+        self.intake = VoteIntake(self.subjects, self.electorate,
+                                 self.signatures, self._equivocations,
+                                 self.counters, self._accept)
+        self._waiters = Waiters(clock, mempool)
+        self._timeouts: dict[bytes, IDelayedCall] = {}
+        self._finalizing: set[bytes] = set()
+        self._queue: dict[bytes, str] = {}
+        self._flush_call: IDelayedCall | None = None
+        self._next_scan = 0.0
+        self._ratelog = RateLimitedLog(log, clock, LOG_INTERVAL)
+        self.vote_cast: list[Callable[[TxVoteBatch], None]] = []
+        self.finalized: list[Callable[[bytes, float], None]] = []
+        self.tx_accepted: list[Callable[[Transaction], None]] = []
+        self.synced: Callable[[], bool] = lambda: True
+        """Whether the node has caught up with the network; block sync
+        replaces it, and a node that is behind does not vote."""
+
+    @property
+    def network(self) -> str:
+        return self.chain.network.name
+
+    @property
+    def equivocations(self) -> OrderedDict[bytes, tuple[TxVote, TxVote]]:
+        """
+        Evidence of masternodes that signed two decisions on one
+        transaction: (voter ‖ txid) → both votes.
+        """
+        return self._equivocations.evidence
+
+    # Admission -------------------------------------------------------------
+
+    def submit(self, tx: Transaction) -> defer.Deferred[bytes]:
+        """
+        Accept C{tx} into the mempool (or as a contender of a pending
+        spender of its inputs) and start its vote.  Fires with the txid
+        once accepted; fails with L{TxInvalid} (reason code) when it is
+        refused.  A transaction rejected a short while ago is reopened
+        with the votes it already had.
+        """
+        txid = tx.txid
+        previous = self.subjects.late.pop(txid, None)
+        try:
+            fee = self.mempool.check(tx, allow_conflict=True)
+        except TxInvalid as e:
+            if previous is not None:
+                self.subjects.late[txid] = previous
+            if e.reason != "already-known":
+                self.mempool.refuse(txid, e.reason)
+            self.counters["refused"] += 1
+            self._ratelog.emit(("refused", e.reason), LogLevel.info,
+                               "tx {txid} refused: {reason} {detail}",
+                               txid=txid.hex(), reason=e.reason,
+                               detail=e.detail)
+            return defer.fail(e)
+        conflicted = bool(self.mempool.holders(tx))
+        if conflicted:
+            entry = self.mempool.add_contender(tx, fee)
+        else:
+            entry = self.mempool.add(tx, fee)
+        # The proposal and the blocks that carry it will find it parsed.
+        TX_CACHE.remember(tx)
+        entry.query_at = self.clock.seconds() + self.settings.query_after
+        if previous is not None:
+            # Reopened: its peers saw it already, so announce it again (and
+            # ask for votes) at the next scan rather than after a while.
+            entry.votes.update(previous[0].votes)
+            entry.query_at = self.clock.seconds()
+            self._next_scan = 0.0
+        for accepted in list(self.tx_accepted):
+            accepted(tx)
+        self._timeouts[txid] = self.clock.callLater(
+            self.vote_timeout, self._timed_out, txid)
+        if conflicted:
+            self._decide(txid)
+        elif entry.state != PENDING or txid in self._finalizing:
+            # The announcement above replayed orphan votes that finalized
+            # it already: its finality record is written, and a pending
+            # record now would overwrite it, so that a restart brings it
+            # back pending and this node votes against its own finality
+            # (the simulator found it).
+            pass
+        else:
+            # Durable before this node signs approve: a restarted node
+            # recovers the lock and never approves a conflicting spender.
+            self.released.forget(txid, delete=False)
+            d = self.records.store.put_tx_record(txid, pending_record(entry))
+            d.addCallbacks(lambda _: self._decide(txid), self.records.failed,
+                           errbackArgs=("pending record", txid))
+        self._tally(txid)
+        return defer.succeed(txid)
+
+    def _is_masternode(self) -> bool:
+        if self.key is None or not self.synced():
+            return False
+        return self.key.public in self.electorate.members()[0]
+
+    def _decide(self, txid: bytes) -> None:
+        """
+        Queue this masternode's one vote on C{txid}, if it has none yet.
+        """
+        entry = self.subjects.get(txid)
+        if entry is None or entry.state != PENDING or \
+                not self._is_masternode():
+            return
+        assert self.key is not None
+        if self.key.public in entry.votes or txid in self._queue:
+            return
+        by_input = self.released.by_input
+        other = any(by_input.get(i.prevout, txid) != txid
+                    for i in entry.tx.inputs)
+        # Inputs kept for this very transaction: this node approved it
+        # before it was rejected.  Met again (after a restart, which
+        # forgets the rejection), it gets approve again even if a
+        # conflicting spender came first; a reject would contradict the
+        # approval others hold (the simulator found it: seed 188 of the
+        # lifecycle runs).
+        approved = any(by_input.get(i.prevout) == txid
+                       for i in entry.tx.inputs)
+        decision = REJECT if other or (entry.conflict and not approved) \
+            else APPROVE
+        self._queue_vote(txid, decision)
+
+    # Signing batches -------------------------------------------------------
+
+    def _queue_vote(self, txid: bytes, decision: str) -> None:
+        self._queue[txid] = decision
+        if self.settings.batch_delay <= 0 or \
+                len(self._queue) >= self.settings.batch_max or \
+                self._completes_quorum(txid, decision):
+            self.flush_votes()
+        elif self._flush_call is None:
+            self._flush_call = self.clock.callLater(
+                self.settings.batch_delay, self.flush_votes)
+
+    def _completes_quorum(self, txid: bytes, decision: str) -> bool:
+        entry = self.subjects.get(txid)
+        if entry is None or self.key is None:
+            return False
+        approve, reject, total, members = self.electorate.weights(
+            entry.votes)
+        mine = members.get(self.key.public)
+        if mine is None:
+            return False
+        if decision == APPROVE:
+            return self.electorate.approved(approve + mine, total)
+        return self.electorate.rejected(reject + mine, total)
+
+    def flush_votes(self) -> None:
+        """
+        Sign the queued decisions as batches, announce them and count them
+        here.
+        """
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        items = sorted((t, d) for t, d in self._queue.items()
+                       if self.subjects.get(t) is not None)
+        self._queue.clear()
+        if not items or self.key is None:
+            return
+        for start in range(0, len(items), MAX_BATCH_VOTES):
+            batch = sign_tx_votes(self.key, self.network, self.chain.height,
+                                  items[start:start + MAX_BATCH_VOTES])
+            self.counters["batches_signed"] += 1
+            self.signatures.remember_batch(batch)
+            for callback in list(self.vote_cast):
+                callback(batch)
+            for vote in batch.votes():
+                self._accept(vote)
+
+    # Receiving votes and deciding ------------------------------------------
+
+    def receive_vote(self, vote: TxVote) -> str | None:
+        """
+        Check and tally one vote.  Returns a reason code when the vote is
+        dropped, else C{None}.
+        """
+        return self.intake.vote(vote)
+
+    def receive_batch(self, batch: TxVoteBatch) -> BatchResult:
+        """
+        Check a batch (one signature verification at most, none if none
+        of its decisions is of use here) and tally its decisions.
+        """
+        return self.intake.batch(batch)
+
+    def _accept(self, vote: TxVote) -> bool:
+        """
+        Add a checked vote to its subject and tally; whether it counted.
+        """
+        entry = self.subjects.get(vote.txid)
+        if entry is None or entry.state == FINALIZED:
+            return False
+        held = entry.votes.get(vote.voter)
+        if held is not None and not (isinstance(held, TxVote)
+                                     and overrides(held, vote)):
+            return False
+        entry.votes[vote.voter] = vote
+        self._tally(vote.txid)
+        return True
+
+    def _tally(self, txid: bytes) -> None:
+        if txid in self._finalizing:
+            return
+        entry = self.subjects.get(txid)
+        if entry is None or entry.state == FINALIZED:
+            return
+        approve, reject, total, _ = self.electorate.weights(entry.votes)
+        if self.electorate.approved(approve, total):
+            self._finalize(txid)
+        elif entry.state == PENDING and \
+                self.electorate.rejected(reject, total):
+            self._reject(txid, "rejected-by-vote")
+
+    def _finalize(self, txid: bytes) -> None:
+        entry = self.subjects.get(txid)
+        assert entry is not None
+        tx = entry.tx
+        holders = self.mempool.holders(tx)
+        for holder in sorted(holders):
+            if self.mempool.entries[holder].state != PENDING or \
+                    holder in self._finalizing:
+                self._impossible(txid, f"conflicts with finalized "
+                                 f"{holder.hex()}")
+                return
+        if any(self.mempool.unlocked_lookup(i.prevout) is None
+               for i in tx.inputs):
+            self._impossible(txid, "an input is spent on chain")
+            return
+        # Finalizing from here on: rejecting the holders below may sign
+        # queued votes, and one on this transaction would tally it again
+        # and finalize it a second time (reported twice; the load
+        # benchmark found it).
+        self._finalizing.add(txid)
+        for holder in sorted(holders):
+            # Our locked spender lost the vote: unlock it, adopt the winner.
+            self._reject(holder, "conflict-finalized")
+        if entry.conflict or entry.state == REJECTED:
+            if entry.state == REJECTED:
+                self.counters["late_finalized"] += 1
+                log.warn("tx {txid} finalized by votes after it was "
+                         "rejected here", txid=txid.hex())
+            self.subjects.late.pop(txid, None)
+            self.released.forget(txid, delete=False)
+            self.mempool.lock(entry)
+        self._finalizing.add(txid)
+        d = self.records.store.put_tx_record(txid, finalized_record(entry))
+
+        def stored(_: object) -> None:
+            self._finalizing.discard(txid)
+            if self.mempool.entries.get(txid) is not entry:
+                return
+            self.mempool.finalize(txid)
+            self.finalized_set.add(tx)
+            for loser in self.mempool.conflicting_with(tx):
+                self._reject(loser, "conflict-finalized")
+            self._cancel_timeout(txid)
+            self.counters["finalized"] += 1
+            latency = self.clock.seconds() - entry.received
+            for callback in list(self.finalized):
+                callback(txid, latency)
+            self._waiters.fire(txid, FINALIZED)
+
+        def failed(failure: Failure) -> None:
+            self._finalizing.discard(txid)
+            self.records.failed(failure, "finality record", txid)
+
+        d.addCallbacks(stored, failed)
+
+    def _impossible(self, txid: bytes, why: str) -> None:
+        """
+        A quorum approved C{txid} though it conflicts with what is final
+        here: more than a third of the weight is Byzantine.  Nothing is
+        changed; the operator must look.
+        """
+        self.counters["conflicting_certificates"] += 1
+        log.critical("approval quorum for tx {txid}, which {why}: more than "
+                     "1/3 of the masternode weight misbehaves",
+                     txid=txid.hex(), why=why)
+
+    def _reject(self, txid: bytes, reason: str) -> None:
+        if self._queue.get(txid) == APPROVE:
+            # Our approval waits in the batch queue: sign it now, so that
+            # the release below sees it and protects the inputs.  Else the
+            # queued approval is signed after the rejection unlocked them
+            # and this node approves a conflicting spender too (two
+            # certificates for one output; the simulator found it).
+            self.flush_votes()
+        entry = self.subjects.held(txid)
+        if entry is None or entry.state != PENDING or \
+                txid in self._finalizing:
+            return
+        self._cancel_timeout(txid)
+        self.mempool.reject(txid, reason)
+        self._rejected_log(txid, reason)
+        if not entry.conflict:
+            mine = None if self.key is None else entry.votes.get(
+                self.key.public)
+            if isinstance(mine, TxVote) and mine.decision == APPROVE and \
+                    reason in LATE_REASONS:
+                self.released.release(txid, mine.height, entry.tx)
+            else:
+                self.records.delete(txid)
+        if reason in LATE_REASONS:
+            entry.state = REJECTED
+            self.subjects.keep_late(txid, entry)
+        self.counters["rejected"] += 1
+        self._waiters.fire(txid, REJECTED)
+
+    def _rejected_log(self, txid: bytes, reason: str) -> None:
+        """
+        One line per reason and C{LOG_INTERVAL} (the mempool counts every
+        rejection by reason).
+        """
+        self._ratelog.emit(("rejected", reason), LogLevel.info,
+                           "tx {txid} rejected: {reason}", txid=txid.hex(),
+                           reason=reason)
+
+    def _timed_out(self, txid: bytes) -> None:
+        self._timeouts.pop(txid, None)
+        entry = self.subjects.held(txid)
+        if entry is not None and entry.state == PENDING and \
+                txid not in self._finalizing:
+            self._reject(txid, "vote-timeout")
+
+    def _cancel_timeout(self, txid: bytes) -> None:
+        call = self._timeouts.pop(txid, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def wait(self, txid: bytes, timeout: float) -> defer.Deferred[str]:
+        """
+        Fire with the transaction's state once it is decided (finalized or
+        rejected), or with its current state after C{timeout} seconds.
+        """
+        return self._waiters.wait(txid, timeout)
+
+    # Blocks, queries, what RPC shows ---------------------------------------
+
+    def block_connected(self, block: Block) -> None:
+        """
+        Retire what the block archived (keeping the certificates of the
+        transactions finalized here), reject what it conflicts with, and
+        forget expired vote state.
+        """
+        certified = [(tx.txid, self.mempool.entries[tx.txid])
+                     for tx in block.txs[1:]
+                     if tx.txid in self.mempool.entries and
+                     self.mempool.entries[tx.txid].state == FINALIZED]
+        for txid in self.mempool.block_connected(block):
+            self._rejected_log(txid, "conflict-in-block")
+            self._cancel_timeout(txid)
+            self.records.delete(txid)
+            self.counters["rejected"] += 1
+            self._waiters.fire(txid, REJECTED)
+        self.subjects.drop_spent(block)
+        for tx in block.txs:
+            self._cancel_timeout(tx.txid)
+            self.subjects.late.pop(tx.txid, None)
+            self._waiters.fire(tx.txid, "confirmed")
+        for txid, entry in certified:
+            self.certificates.archive(txid, entry, block.height,
+                                      self.chain.retired)
+        self.certificates.prune(self.chain.height)
+        self.released.expire(self.chain.height)
+        self.subjects.expire()
+
+    def open_txids(self, limit: int) -> list[bytes]:
+        """
+        The transactions whose votes a newly connected peer may complete:
+        the undecided ones (pending, contenders) and those rejected here a
+        short while ago that a late approval may still finalize
+        (C{late_ttl}); the newest C{limit}.
+        """
+        return self.subjects.open_txids(limit)
+
+    def stalled(self, limit: int = 256) -> list[Transaction]:
+        """
+        Undecided transactions whose votes peers should be asked for (and
+        which should be announced again): undecided C{query_after} seconds
+        after admission (or the last query), at most C{max_queries} times
+        each, at most C{limit} per call (at most one call a second does
+        anything, so re-announcements stay within peers' rate limits).
+        Also forgets expired rejected transactions.
+        """
+        now = self.clock.seconds()
+        if now < self._next_scan:
+            return []
+        self._next_scan = now + min(1.0, self.settings.query_after / 2)
+        self.subjects.expire()
+        due: list[Transaction] = []
+        for source in (self.mempool.entries, self.mempool.contenders):
+            for txid, entry in source.items():
+                if len(due) >= limit:
+                    return due
+                if entry.state == PENDING and entry.query_at <= now and \
+                        entry.queries < self.settings.max_queries and \
+                        txid not in self._finalizing:
+                    entry.queries += 1
+                    entry.query_at = now + self.settings.query_after
+                    due.append(entry.tx)
+        return due
+
+    def votes_for(self, txid: bytes) -> defer.Deferred[list[TxVote]]:
+        """
+        The votes this node holds on C{txid} (in its mempool, among its
+        contenders or recently rejected, or its archived certificate), as
+        L{TxVote}s; empty if none.
+        """
+        entry = self.subjects.get(txid)
+        if entry is not None:
+            return defer.succeed([v for v in entry.votes.values()
+                                  if isinstance(v, TxVote)])
+        return self.certificates.votes(txid)
+
+    @defer.inlineCallbacks
+    def certificate(self, txid: bytes) -> Any:
+        """
+        What RPC shows of the votes on C{txid}: a dict with C{votes} (all
+        held, as L{TxVote}s), C{approve_weight}, C{reject_weight} and
+        C{total_weight} (over the current snapshot), and C{certificate}
+        (the approving votes, once they reach the quorum); or C{None} if
+        the node holds no votes for it.
+        """
+        votes = yield self.votes_for(txid)
+        if not votes:
+            return None
+        approve, reject, total, _ = self.electorate.weights(
+            {v.voter: v for v in votes})
+        approving = [v for v in votes if v.decision == APPROVE]
+        return {"votes": votes, "approve_weight": approve,
+                "reject_weight": reject, "total_weight": total,
+                "certificate": approving
+                if self.electorate.approved(approve, total) else None}
+
+    def info(self, txid: bytes) -> dict[str, Any] | None:
+        """
+        What the node knows of a contender or a recently rejected
+        transaction (shaped like L{timecoin.node.Node.transaction}), or
+        C{None}.
+        """
+        return self.subjects.info(txid)
+
+    @property
+    def undecided(self) -> int:
+        """
+        Transactions admitted here and not yet finalized or rejected
+        (each holds a vote timeout until it is decided): the backlog RPC
+        admission control bounds.
+        """
+        return len(self._timeouts)
+
+    def vote_state(self) -> dict[str, int]:
+        """
+        The sizes of all per-transaction vote and lock state (what must
+        return to zero once every transaction is decided and mined).
+        """
+        return {"entries": len(self.mempool.entries),
+                "locks": len(self.mempool.locks),
+                "contenders": len(self.mempool.contenders),
+                "contended": len(self.mempool.contended),
+                "late": len(self.subjects.late), "queue": len(self._queue),
+                "timeouts": len(self._timeouts),
+                "finalizing": len(self._finalizing),
+                "waiters": len(self._waiters),
+                "released": len(self.released)}
+
+    # Restart -----------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def recover(self) -> Any:
+        """
+        Restore the state kept in finality records after a restart:
+        finalized transactions (in finalization order), then pending ones
+        with their locks (asking the network for their votes at once, and
+        voting again if this node's vote was not cast), the inputs this
+        masternode approved for rejected spenders, and the index of
+        archived certificates.  Records no longer of use are deleted.
+        """
+        records = yield self.records.store.load_tx_records()
+        by_state = group_records(records)
+        seqs = [o for state in (FINALIZED, PENDING)
+                for o, _, _ in by_state.get(state, [])]
+        self.mempool.resume_numbering(max(seqs, default=0))
+        yield self.released.recover(by_state.get(RELEASED, []),
+                                    self.chain.height)
+        restored = {FINALIZED: 0, PENDING: 0}
+        certs = [(height, txid) for height, txid, _ in
+                 by_state.get(ARCHIVED, [])]
+        for state in (FINALIZED, PENDING):
+            for _, txid, obj in sorted(by_state.get(state, [])):
+                done = yield self._recover_tx(txid, obj, certs)
+                restored[state] += done
+        self.certificates.restore(certs)
+        self.certificates.prune(self.chain.height)
+        if restored[FINALIZED] or restored[PENDING]:
+            log.info("restored {finalized} finalized and {pending} pending "
+                     "transactions", finalized=restored[FINALIZED],
+                     pending=restored[PENDING])
+
+    @defer.inlineCallbacks
+    def _recover_tx(self, txid: bytes, obj: dict[str, Any],
+                    certs: list[tuple[int, bytes]]) -> Any:
+        store = self.records.store
+        location = yield store.get_tx_location(txid)
+        if location is not None:
+            if obj["state"] == FINALIZED:
+                # Mined: its finalized record is its certificate.
+                certs.append((location[0], txid))
+            else:
+                yield store.delete_tx_record(txid)
+            return 0
+        tx = Transaction.from_obj(obj["tx"])
+        votes = [TxVote.from_obj(v) for v in obj.get("votes", [])]
+        try:
+            fee = self.mempool.check(tx)
+        except TxInvalid as e:
+            log.error("{state} tx {txid} no longer valid after restart: "
+                      "{reason}", state=obj["state"], txid=txid.hex(),
+                      reason=e.reason)
+            yield store.delete_tx_record(txid)
+            return 0
+        entry = self.mempool.add(tx, fee)
+        entry.seq = obj["seq"]
+        for vote in votes:
+            entry.votes[vote.voter] = vote
+        if obj["state"] == FINALIZED:
+            self.mempool.finalize(txid)
+            self.finalized_set.add(tx)
+            return 1
+        entry.query_at = self.clock.seconds()
+        self._timeouts[txid] = self.clock.callLater(
+            self.vote_timeout, self._timed_out, txid)
+        self._decide(txid)
+        return 1

@@ -1,0 +1,292 @@
+"""
+Durable finality records: their encodings, their writes, and the two
+kinds of state kept from them, the approvals this masternode released
+(L{ReleasedApprovals}) and the index of archived certificates
+(L{Certificates}).
+
+One record per txid in the store (C{IChainStore.put_tx_record}), in the
+canonical encoding of its object; the pending, finalized and archived
+records are spliced together from the transaction's and the votes' own
+encodings (a test checks that the bytes are the canonical ones):
+
+  - C{pending}: C{{"seq", "state", "tx"}}, written before this node votes
+    approve;
+  - C{finalized}: C{{"seq", "state", "tx", "votes"}}, written before the
+    node reports finality, and kept as the certificate once mined;
+  - C{released}: C{{"height", "inputs", "state"}}, an approval of a
+    transaction that was then rejected;
+  - C{archived}: C{{"height", "state", "votes"}}, the certificate of a
+    transaction finalized while the block mining it was being written.
+
+Table of who writes and deletes what: ``docs/finality.md``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from timecoin.encoding import canonical, decode
+from timecoin.finality.votes import VOTE_HEIGHT_WINDOW, TxVote
+from timecoin.interfaces import IChainStore
+from timecoin.mempool import Entry
+from timecoin.tx import OutPoint, Transaction
+
+log = Logger(namespace="timecoin.finality")
+"""The finality engine's log lines keep the namespace they always had."""
+
+ARCHIVED = "archived"
+RELEASED = "released"
+
+Record = tuple[int, bytes, dict[str, Any]]
+"""One decoded record: (its order, txid, object); the order is the
+C{seq} of a pending or finalized record, the C{height} of the others."""
+
+
+def pending_record(entry: Entry) -> bytes:
+    """
+    C{canonical({"state": "pending", "seq": .., "tx": ..})}, with the
+    transaction's own encoding spliced in.
+    """
+    return b'{"seq":%d,"state":"pending","tx":%b}' % (
+        entry.seq, entry.tx.encode())
+
+
+def finalized_record(entry: Entry) -> bytes:
+    """
+    C{canonical({"state": "finalized", "seq", "tx", "votes"})}, spliced
+    from the encodings of the transaction and of each vote.
+    """
+    return b'{"seq":%d,"state":"finalized","tx":%b,"votes":[%b]}' % (
+        entry.seq, entry.tx.encode(), b",".join(
+            v.encode() for v in entry.votes.values()
+            if isinstance(v, TxVote)))
+
+
+def archived_record(height: int, votes: list[TxVote]) -> bytes:
+    """
+    C{canonical({"state": "archived", "height": .., "votes": ..})}, spliced
+    from each vote's kept encoding.
+    """
+    return b'{"height":%d,"state":"archived","votes":[%b]}' % (
+        height, b",".join(v.encode() for v in votes))
+
+
+def released_record(height: int, inputs: Iterable[OutPoint]) -> bytes:
+    """
+    C{canonical({"state": "released", "height": .., "inputs": ..})}.
+    """
+    return canonical({"state": RELEASED, "height": height,
+                      "inputs": [op.key().hex() for op in inputs]})
+
+
+def group_records(records: Iterable[tuple[bytes, bytes]]
+                  ) -> dict[str, list[Record]]:
+    """
+    Decode the records C{load_tx_records} gave, grouped by state.
+    """
+    by_state: dict[str, list[Record]] = {}
+    for txid, raw in records:
+        obj = decode(raw)
+        order = obj.get("seq", obj.get("height", 0))
+        by_state.setdefault(obj["state"], []).append((order, txid, obj))
+    return by_state
+
+
+class RecordWriter:
+    """
+    Writes and deletes finality records, counting (C{store_errors}) and
+    logging every write the store fails.
+    """
+
+    def __init__(self, store: IChainStore, counters: Counter[str]) -> None:
+        self.store = store
+        self._counters = counters
+
+    def failed(self, failure: Failure, what: str, txid: bytes) -> None:
+        """
+        Count and log a failed write of C{what} for C{txid}.
+        """
+        self._counters["store_errors"] += 1
+        log.failure("could not store the {what} of {txid}", failure,
+                    what=what, txid=txid.hex())
+
+    def put(self, txid: bytes, raw: bytes, what: str) -> None:
+        """
+        Write the record of C{txid} (a failure is logged as C{what}).
+        """
+        d = self.store.put_tx_record(txid, raw)
+        d.addErrback(self.failed, what, txid)
+
+    def delete(self, txid: bytes) -> None:
+        """
+        Delete the record of C{txid}.
+        """
+        d = self.store.delete_tx_record(txid)
+        d.addErrback(self.failed, "record deletion", txid)
+
+
+@dataclass
+class Released:
+    """
+    A transaction this masternode approved that was then rejected: until
+    its votes leave the height window, this node votes reject on any other
+    spender of its inputs (its approval could still complete a
+    certificate).
+    """
+
+    height: int
+    inputs: tuple[OutPoint, ...]
+
+
+class ReleasedApprovals:
+    """
+    The transactions this masternode approved and then saw rejected, with
+    their inputs, while their votes can still count (the vote window), at
+    most C{limit}; each is stored as a C{released} record.
+
+    @ivar by_input: each such input → the txid this node approved for it.
+    """
+
+    def __init__(self, records: RecordWriter, limit: int) -> None:
+        self.records = records
+        self.limit = limit
+        self._released: OrderedDict[bytes, Released] = OrderedDict()
+        self.by_input: dict[OutPoint, bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self._released)
+
+    def release(self, txid: bytes, height: int, tx: Transaction) -> None:
+        """
+        Remember (and store) that this node's approval of C{tx}, stamped
+        at C{height}, may still count though C{tx} was rejected.
+        """
+        inputs = tuple(i.prevout for i in tx.inputs)
+        self._add(txid, Released(height, inputs))
+        self.records.put(txid, released_record(height, inputs),
+                         "released record")
+        while len(self._released) > self.limit:
+            self.forget(next(iter(self._released)))
+
+    def _add(self, txid: bytes, released: Released) -> None:
+        self._released[txid] = released
+        for outpoint in released.inputs:
+            self.by_input[outpoint] = txid
+
+    def forget(self, txid: bytes, delete: bool = True) -> None:
+        """
+        Forget that this node approved C{txid} (if it did), deleting its
+        released record unless another record replaced it.
+        """
+        released = self._released.pop(txid, None)
+        if released is None:
+            return
+        for outpoint in released.inputs:
+            if self.by_input.get(outpoint) == txid:
+                del self.by_input[outpoint]
+        if delete:
+            self.records.delete(txid)
+
+    def expire(self, height: int) -> None:
+        """
+        Forget the approvals whose votes are out of the window at chain
+        height C{height}.
+        """
+        for txid in [t for t, r in self._released.items()
+                     if r.height + VOTE_HEIGHT_WINDOW < height]:
+            self.forget(txid)
+
+    @defer.inlineCallbacks
+    def recover(self, records: list[Record], height: int) -> Any:
+        """
+        Restore the released records of a restart (deleting those out of
+        the window at chain height C{height}).
+        """
+        for released_at, txid, obj in sorted(records):
+            if released_at + VOTE_HEIGHT_WINDOW < height:
+                yield self.records.store.delete_tx_record(txid)
+                continue
+            self._add(txid, Released(released_at, tuple(
+                OutPoint.from_key(bytes.fromhex(k)) for k in obj["inputs"])))
+
+
+class Certificates:
+    """
+    The index of archived finality certificates (txid → height of the
+    block that mined it), kept for C{blocks} blocks, at most C{limit},
+    oldest first out.  The certificates themselves stay in the store: a
+    finalized record, or an C{archived} one.
+    """
+
+    def __init__(self, records: RecordWriter, blocks: int,
+                 limit: int) -> None:
+        self.records = records
+        self.blocks = blocks
+        self.limit = limit
+        self._index: OrderedDict[bytes, int] = OrderedDict()
+
+    def __contains__(self, txid: object) -> bool:
+        return txid in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def archive(self, txid: bytes, entry: Entry, height: int,
+                retired: frozenset[bytes]) -> None:
+        """
+        Index the certificate of C{txid}, finalized here and mined at
+        C{height}; if the block's write deleted its record (C{retired}),
+        write its votes back as an C{archived} record.
+        """
+        self._index[txid] = height
+        self._index.move_to_end(txid)
+        if txid not in retired:
+            # Its finalized record stayed: it is the certificate.
+            return
+        # Finalized after the block was validated, so the block's write
+        # deleted the record: write the certificate back.
+        votes = sorted((v for v in entry.votes.values()
+                        if isinstance(v, TxVote)), key=lambda v: v.voter)
+        self.records.put(txid, archived_record(height, votes), "certificate")
+
+    def restore(self, found: list[tuple[int, bytes]]) -> None:
+        """
+        Index the certificates (height, txid) a restart found.
+        """
+        for height, txid in sorted(found):
+            self._index[txid] = height
+
+    def prune(self, height: int) -> None:
+        """
+        Drop (and delete) the certificates too old at chain height
+        C{height}, or beyond the limit.
+        """
+        oldest = height - self.blocks
+        while self._index:
+            txid, mined = next(iter(self._index.items()))
+            if len(self._index) <= self.limit and mined >= oldest:
+                break
+            del self._index[txid]
+            self.records.delete(txid)
+
+    def votes(self, txid: bytes) -> defer.Deferred[list[TxVote]]:
+        """
+        The votes of the archived certificate of C{txid}, from the store;
+        empty if there is none.
+        """
+        if txid not in self._index:
+            return defer.succeed([])
+
+        def parsed(raw: bytes | None) -> list[TxVote]:
+            if raw is None:
+                return []
+            return [TxVote.from_obj(v) for v in decode(raw).get("votes", [])]
+
+        return self.records.store.get_tx_record(txid).addCallback(parsed)

@@ -1,0 +1,427 @@
+"""
+Counting transaction votes: who may vote and with what weight
+(L{Electorate}), which transactions votes are counted for
+(L{VoteSubjects}), the checks a received vote or batch passes before it
+counts (L{VoteIntake}), and the evidence of masternodes that voted both
+ways (L{Equivocations}).
+
+Weights and thresholds are the network's L{timecoin.interfaces.IQuorumRule}
+over the I{total} weight of the masternode snapshot, never over the votes
+received (``docs/finality.md``, "Decision rules").
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from timecoin.block import Block
+from timecoin.chain import Chain
+from timecoin.finality.votes import (
+    APPROVE,
+    REJECT,
+    VOTE_HEIGHT_WINDOW,
+    SignatureCache,
+    TxVote,
+    TxVoteBatch,
+)
+from timecoin.mempool import FINALIZED, PENDING, REJECTED, Entry, Mempool
+
+log = Logger(namespace="timecoin.finality")
+"""The finality engine's log lines keep the namespace they always had."""
+
+UNKNOWN_TX = "vote-unknown-or-decided-tx"
+MAX_EQUIVOCATIONS = 1_000
+"""Pairs of conflicting votes kept as evidence, newest first."""
+
+
+def overrides(first: TxVote, second: TxVote) -> bool:
+    """
+    Whether an equivocating masternode's C{second} vote replaces its
+    C{first} in the tally: an approval replaces a rejection, so that every
+    node that holds both counts the pair the same way, whatever order they
+    came in.  Counting whichever came first let an equivocator's approval
+    complete a quorum on one node while the others held its rejection and
+    rejected the transaction for good (the simulator found it: seed 71,
+    seven masternodes, two Byzantine).  It is safe: a Byzantine masternode
+    may approve both sides of a double spend anyway (two txids, no
+    equivocation), and with less than a third of the weight Byzantine two
+    conflicting transactions still cannot both reach the quorum.
+    """
+    return first.decision == REJECT and second.decision == APPROVE
+
+
+class Weights(NamedTuple):
+    """
+    The weights of a set of votes over one snapshot.
+
+    @ivar members: every member's weight.
+    """
+
+    approve: int
+    reject: int
+    total: int
+    members: dict[bytes, int]
+
+
+class Electorate:
+    """
+    Who votes on transactions and with what weight: the masternode
+    snapshot of the chain's next height (cached until the tip or the
+    registry changes), and for a vote stamped at an older height, the
+    snapshot of that height.
+    """
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+        self._key: tuple[object, object, int] | None = None
+        self._members: dict[bytes, int] = {}
+        self._total = 0
+
+    def members(self) -> tuple[dict[bytes, int], int]:
+        """
+        The weight of each member of the next height's snapshot, and their
+        total, rebuilt only when the tip or the registry changes (a block
+        connected or reverted, the chain loaded).
+        """
+        chain = self.chain
+        key = (chain.tip, chain.registry, len(chain.registry))
+        cached = self._key
+        if cached is None or cached[0] is not key[0] or \
+                cached[1] is not key[1] or cached[2] != key[2]:
+            snapshot = chain.snapshot_for(chain.height + 1)
+            self._members = {m.pubkey: chain.quorum.weight(m)
+                             for m in snapshot}
+            self._total = chain.total_weight(snapshot)
+            self._key = key
+        return self._members, self._total
+
+    def weights(self, votes: dict[bytes, object]) -> Weights:
+        """
+        Approving and rejecting weight of C{votes}, the total weight, and
+        the members' weights, all over the snapshot of the next height.
+        """
+        members, total = self.members()
+        approve = reject = 0
+        for voter, vote in votes.items():
+            weight = members.get(voter)
+            if weight is not None and isinstance(vote, TxVote):
+                if vote.decision == APPROVE:
+                    approve += weight
+                else:
+                    reject += weight
+        return Weights(approve, reject, total, members)
+
+    def approved(self, weight: int, total: int) -> bool:
+        """
+        Whether C{weight} of C{total} approves (the quorum rule).
+        """
+        return self.chain.quorum.approved(weight, total)
+
+    def rejected(self, weight: int, total: int) -> bool:
+        """
+        Whether C{weight} of C{total} rejects (the quorum rule).
+        """
+        return self.chain.quorum.rejected(weight, total)
+
+    def voter_problem(self, voter: bytes, height: int) -> str | None:
+        """
+        Why a vote by C{voter} stamped at C{height} cannot count (a reason
+        code), or C{None}.
+        """
+        chain = self.chain
+        if abs(height - chain.height) > VOTE_HEIGHT_WINDOW:
+            return "vote-height-out-of-window"
+        if height >= chain.height:
+            # The snapshot of the next height, as snapshot_for gives it.
+            if voter not in self.members()[0]:
+                return "vote-not-masternode"
+            return None
+        # The snapshot of the vote's own height, exactly: a restarted node
+        # knows only the recent ones, and the current set would count the
+        # vote of a masternode set aside then and active again now, which
+        # the others refuse -- a quorum on this node only (the simulator
+        # found it: lifecycle seed 443).
+        snapshot = chain.known_snapshot(height + 1)
+        if snapshot is None:
+            return "vote-snapshot-unknown"
+        if not any(m.pubkey == voter for m in snapshot):
+            return "vote-not-masternode"
+        return None
+
+
+class VoteSubjects:
+    """
+    The transactions votes are counted for: the mempool's entries and
+    contenders, and the transactions rejected here by vote or timeout a
+    short while ago, which keep collecting votes for C{late_ttl} seconds
+    (at most C{max_late}, oldest first out) so that a late approval
+    quorum still finalizes them.
+
+    @ivar late: those rejected transactions: txid → (entry, expiry time).
+    """
+
+    def __init__(self, mempool: Mempool, clock: IReactorTime,
+                 late_ttl: float, max_late: int) -> None:
+        self.mempool = mempool
+        self.clock = clock
+        self.late_ttl = late_ttl
+        self.max_late = max_late
+        self.late: OrderedDict[bytes, tuple[Entry, float]] = OrderedDict()
+
+    def get(self, txid: bytes) -> Entry | None:
+        """
+        The vote subject C{txid}: a mempool entry, a contender, or a
+        recently rejected transaction.
+        """
+        mempool = self.mempool
+        entry = mempool.entries.get(txid)
+        if entry is None:
+            entry = mempool.contenders.get(txid)
+        if entry is None:
+            late = self.late.get(txid)
+            entry = late[0] if late is not None else None
+        return entry
+
+    def held(self, txid: bytes) -> Entry | None:
+        """
+        The mempool entry or contender C{txid} (not a rejected one).
+        """
+        return self.mempool.entries.get(txid) or \
+            self.mempool.contenders.get(txid)
+
+    def keep_late(self, txid: bytes, entry: Entry) -> None:
+        """
+        Keep the rejected C{entry} collecting votes for C{late_ttl}.
+        """
+        self.late[txid] = (entry, self.clock.seconds() + self.late_ttl)
+        while len(self.late) > self.max_late:
+            self.late.popitem(last=False)
+
+    def drop_spent(self, block: Block) -> None:
+        """
+        Forget the rejected transactions spending an input C{block} spent:
+        they can never finalize.
+        """
+        spent = {txin.prevout for tx in block.txs for txin in tx.inputs}
+        for txid, (entry, _) in list(self.late.items()):
+            if any(i.prevout in spent for i in entry.tx.inputs):
+                del self.late[txid]
+
+    def expire(self) -> None:
+        """
+        Forget the rejected transactions whose C{late_ttl} is over.
+        """
+        now = self.clock.seconds()
+        while self.late:
+            txid, (_, expires) = next(iter(self.late.items()))
+            if expires > now:
+                break
+            del self.late[txid]
+
+    def open_txids(self, limit: int) -> list[bytes]:
+        """
+        The undecided transactions (pending, contenders) and those
+        rejected here a short while ago; the newest C{limit}.
+        """
+        found = [txid for source in (self.mempool.entries,
+                                     self.mempool.contenders)
+                 for txid, entry in source.items() if entry.state == PENDING]
+        found.extend(self.late)
+        return found[-limit:]
+
+    def info(self, txid: bytes) -> dict[str, Any] | None:
+        """
+        What the node knows of a contender or a recently rejected
+        transaction (shaped like L{timecoin.node.Node.transaction}), or
+        C{None}.
+        """
+        entry = self.mempool.contenders.get(txid)
+        late = self.late.get(txid)
+        if entry is None and late is not None:
+            entry = late[0]
+        if entry is None:
+            return None
+        info: dict[str, Any] = {
+            "tx": entry.tx, "state": self.mempool.state_of(txid) or
+            entry.state, "height": None, "block_hash": None,
+            "fee": entry.fee, "votes": list(entry.votes.values())}
+        if entry.conflict and txid in self.mempool.contenders:
+            info["conflict"] = True
+        reason = self.mempool.rejected.get(txid)
+        if reason is not None and entry.state == REJECTED:
+            info["reason"] = reason
+        return info
+
+
+class Equivocations:
+    """
+    Evidence of masternodes that signed two decisions on one transaction.
+
+    @ivar evidence: (voter ‖ txid) → both votes, the newest
+        C{MAX_EQUIVOCATIONS}.
+    """
+
+    def __init__(self, counters: Counter[str]) -> None:
+        self._counters = counters
+        self.evidence: OrderedDict[bytes, tuple[TxVote, TxVote]] = \
+            OrderedDict()
+
+    def record(self, first: TxVote, second: TxVote) -> None:
+        """
+        Keep C{first} and C{second} (one voter, one txid, two decisions)
+        as evidence, count and log it.
+        """
+        self._counters["equivocations"] += 1
+        self.evidence[first.voter + first.txid] = (first, second)
+        while len(self.evidence) > MAX_EQUIVOCATIONS:
+            self.evidence.popitem(last=False)
+        log.warn("masternode {voter} voted both {a} and {b} on tx {txid}; "
+                 "its first vote counts", voter=first.voter.hex(),
+                 a=first.decision, b=second.decision, txid=first.txid.hex())
+
+
+@dataclass
+class BatchResult:
+    """
+    What L{VoteIntake.batch} made of a batch.
+
+    @ivar reason: why the whole batch was dropped, or C{None}.
+    @ivar tallied: decisions counted.
+    @ivar orphans: single votes for transactions not seen yet (signature
+        verified), for the gossip layer to keep.
+    @ivar dropped: other decisions by reason code.
+    """
+
+    reason: str | None = None
+    tallied: int = 0
+    orphans: list[TxVote] = field(default_factory=list)
+    dropped: Counter[str] = field(default_factory=Counter)
+
+
+class VoteIntake:
+    """
+    The checks a received vote or batch passes before it is counted (the
+    voter and its height, the subject, duplicates, the signature, once per
+    batch, and equivocation), handing each vote that passes to C{accept}
+    (which tallies it and says whether it counted).
+    """
+
+    def __init__(self, subjects: VoteSubjects, electorate: Electorate,
+                 signatures: SignatureCache, equivocations: Equivocations,
+                 counters: Counter[str],
+                 accept: Callable[[TxVote], bool]) -> None:
+        self.subjects = subjects
+        self.electorate = electorate
+        self.signatures = signatures
+        self.equivocations = equivocations
+        self.counters = counters
+        self._accept = accept
+
+    def vote(self, vote: TxVote) -> str | None:
+        """
+        Check and tally one vote.  Returns a reason code when the vote is
+        dropped, else C{None}.
+        """
+        self.counters["votes_received"] += 1
+        reason = self._problem(vote)
+        if reason is not None:
+            self.counters["votes_invalid"] += 1
+            self.counters[f"votes_dropped.{reason}"] += 1
+            return reason
+        self._accept(vote)
+        return None
+
+    def _problem(self, vote: TxVote) -> str | None:
+        reason = self.electorate.voter_problem(vote.voter, vote.height)
+        if reason is not None:
+            return reason
+        entry = self.subjects.get(vote.txid)
+        if entry is None or entry.state == FINALIZED:
+            # A vote on a transaction not seen here may be kept as an
+            # orphan: its signature is checked first, so forged votes
+            # never take the orphan pool's slots.
+            if entry is None and \
+                    self.subjects.mempool.state_of(vote.txid) is None \
+                    and not self.signatures.vote_ok(vote):
+                return "vote-bad-signature"
+            return UNKNOWN_TX
+        first = entry.votes.get(vote.voter)
+        if first is not None and isinstance(first, TxVote) and \
+                first.decision == vote.decision:
+            return "vote-duplicate"
+        if not self.signatures.vote_ok(vote):
+            return "vote-bad-signature"
+        if isinstance(first, TxVote):
+            self.equivocations.record(first, vote)
+            if not overrides(first, vote):
+                return "vote-equivocation"
+        return None
+
+    def batch(self, batch: TxVoteBatch) -> BatchResult:
+        """
+        Check a batch (one signature verification at most, none if none
+        of its decisions is of use here) and tally its decisions.
+        """
+        n = len(batch.decisions)
+        self.counters["votes_received"] += n
+        reason = self.electorate.voter_problem(batch.voter, batch.height)
+        if reason is not None:
+            self.counters["votes_invalid"] += n
+            self.counters[f"batches_dropped.{reason}"] += 1
+            return BatchResult(reason)
+        result = BatchResult()
+        useful, orphans = self._sort(batch, result)
+        if (useful or orphans) and not self.signatures.batch_ok(batch):
+            self.counters["votes_invalid"] += n
+            self.counters["batches_dropped.vote-bad-signature"] += 1
+            return BatchResult("vote-bad-signature")
+        votes = batch.votes(useful + orphans)
+        for vote in votes[:len(useful)]:
+            entry = self.subjects.get(vote.txid)
+            first = None if entry is None else entry.votes.get(vote.voter)
+            if isinstance(first, TxVote) and first.decision != vote.decision:
+                self.equivocations.record(first, vote)
+                if overrides(first, vote) and self._accept(vote):
+                    result.tallied += 1
+                else:
+                    result.dropped["vote-equivocation"] += 1
+            elif self._accept(vote):
+                result.tallied += 1
+            else:
+                result.dropped[UNKNOWN_TX] += 1
+        result.orphans = votes[len(useful):]
+        self.counters["votes_invalid"] += n - result.tallied - \
+            len(result.orphans)
+        return result
+
+    def _sort(self, batch: TxVoteBatch,
+              result: BatchResult) -> tuple[list[int], list[int]]:
+        """
+        The indices of C{batch}'s decisions of use here and of those on
+        transactions not seen yet; the others are counted in C{result}.
+        """
+        useful: list[int] = []
+        orphans: list[int] = []
+        for i, (txid, decision) in enumerate(batch.decisions):
+            entry = self.subjects.get(txid)
+            if entry is None:
+                if self.subjects.mempool.state_of(txid) is None:
+                    orphans.append(i)
+                else:
+                    result.dropped[UNKNOWN_TX] += 1
+            elif entry.state == FINALIZED:
+                result.dropped[UNKNOWN_TX] += 1
+            else:
+                first = entry.votes.get(batch.voter)
+                if isinstance(first, TxVote) and first.decision == decision:
+                    result.dropped["vote-duplicate"] += 1
+                else:
+                    useful.append(i)
+        return useful, orphans
+
