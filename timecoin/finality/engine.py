@@ -40,15 +40,13 @@ from twisted.python.failure import Failure
 from timecoin.block import Block
 from timecoin.chain import Chain, TxInvalid
 from timecoin.finality.records import (
-    ARCHIVED,
-    RELEASED,
     Certificates,
     RecordWriter,
     ReleasedApprovals,
     finalized_record,
-    group_records,
     pending_record,
 )
+from timecoin.finality.recovery import Recovery
 from timecoin.finality.settings import FinalitySettings
 from timecoin.finality.tally import (
     BatchResult,
@@ -58,14 +56,13 @@ from timecoin.finality.tally import (
     VoteSubjects,
     overrides,
 )
+from timecoin.finality.voter import Voter
 from timecoin.finality.votes import (
     APPROVE,
-    MAX_BATCH_VOTES,
     REJECT,
     SignatureCache,
     TxVote,
     TxVoteBatch,
-    sign_tx_votes,
 )
 from timecoin.finalized import FinalizedSet
 from timecoin.keys import PrivateKey
@@ -140,6 +137,42 @@ class Waiters:
         return d
 
 
+class Timeouts:
+    """
+    The vote timeout of each undecided transaction admitted here: after
+    C{seconds}, C{expired} is called with its txid.
+    """
+
+    def __init__(self, clock: IReactorTime, seconds: float,
+                 expired: Callable[[bytes], None]) -> None:
+        self.clock = clock
+        self.seconds = seconds
+        self._expired = expired
+        self._calls: dict[bytes, IDelayedCall] = {}
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def arm(self, txid: bytes) -> None:
+        """
+        Start the vote timeout of C{txid}.
+        """
+        self._calls[txid] = self.clock.callLater(self.seconds, self._fire,
+                                                 txid)
+
+    def _fire(self, txid: bytes) -> None:
+        self._calls.pop(txid, None)
+        self._expired(txid)
+
+    def cancel(self, txid: bytes) -> None:
+        """
+        Stop the vote timeout of C{txid} (decided), if it runs.
+        """
+        call = self._calls.pop(txid, None)
+        if call is not None and call.active():
+            call.cancel()
+
+
 class Finality:
     """
     The transaction-finality engine of one node: the coordinator of its
@@ -165,7 +198,6 @@ class Finality:
         self.mempool = mempool
         self.key = key
         self.clock = clock
-        self.vote_timeout = vote_timeout
         self.settings = settings = settings or FinalitySettings()
         self.finalized_set = finalized_set if finalized_set is not None \
             else chain.finalized
@@ -187,13 +219,13 @@ class Finality:
                                  self.signatures, self._equivocations,
                                  self.counters, self._accept)
         self._waiters = Waiters(clock, mempool)
-        self._timeouts: dict[bytes, IDelayedCall] = {}
+        self.timeouts = Timeouts(clock, vote_timeout, self._timed_out)
         self._finalizing: set[bytes] = set()
-        self._queue: dict[bytes, str] = {}
-        self._flush_call: IDelayedCall | None = None
-        self._next_scan = 0.0
         self._ratelog = RateLimitedLog(log, clock, LOG_INTERVAL)
         self.vote_cast: list[Callable[[TxVoteBatch], None]] = []
+        self.voter = Voter(key, chain, self.subjects, self.electorate,
+                           self.signatures, clock, self.counters,
+                           self.vote_cast, self._accept)
         self.finalized: list[Callable[[bytes, float], None]] = []
         self.tx_accepted: list[Callable[[Transaction], None]] = []
         self.synced: Callable[[], bool] = lambda: True
@@ -250,11 +282,10 @@ class Finality:
             # ask for votes) at the next scan rather than after a while.
             entry.votes.update(previous[0].votes)
             entry.query_at = self.clock.seconds()
-            self._next_scan = 0.0
+            self.subjects.scan_soon()
         for accepted in list(self.tx_accepted):
             accepted(tx)
-        self._timeouts[txid] = self.clock.callLater(
-            self.vote_timeout, self._timed_out, txid)
+        self.timeouts.arm(txid)
         if conflicted:
             self._decide(txid)
         elif entry.state != PENDING or txid in self._finalizing:
@@ -288,7 +319,8 @@ class Finality:
                 not self._is_masternode():
             return
         assert self.key is not None
-        if self.key.public in entry.votes or txid in self._queue:
+        if self.key.public in entry.votes or \
+                self.voter.queued(txid) is not None:
             return
         by_input = self.released.by_input
         other = any(by_input.get(i.prevout, txid) != txid
@@ -303,55 +335,14 @@ class Finality:
                        for i in entry.tx.inputs)
         decision = REJECT if other or (entry.conflict and not approved) \
             else APPROVE
-        self._queue_vote(txid, decision)
-
-    # Signing batches -------------------------------------------------------
-
-    def _queue_vote(self, txid: bytes, decision: str) -> None:
-        self._queue[txid] = decision
-        if self.settings.batch_delay <= 0 or \
-                len(self._queue) >= self.settings.batch_max or \
-                self._completes_quorum(txid, decision):
-            self.flush_votes()
-        elif self._flush_call is None:
-            self._flush_call = self.clock.callLater(
-                self.settings.batch_delay, self.flush_votes)
-
-    def _completes_quorum(self, txid: bytes, decision: str) -> bool:
-        entry = self.subjects.get(txid)
-        if entry is None or self.key is None:
-            return False
-        approve, reject, total, members = self.electorate.weights(
-            entry.votes)
-        mine = members.get(self.key.public)
-        if mine is None:
-            return False
-        if decision == APPROVE:
-            return self.electorate.approved(approve + mine, total)
-        return self.electorate.rejected(reject + mine, total)
+        self.voter.queue(txid, decision, self.settings)
 
     def flush_votes(self) -> None:
         """
         Sign the queued decisions as batches, announce them and count them
         here.
         """
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()
-        self._flush_call = None
-        items = sorted((t, d) for t, d in self._queue.items()
-                       if self.subjects.get(t) is not None)
-        self._queue.clear()
-        if not items or self.key is None:
-            return
-        for start in range(0, len(items), MAX_BATCH_VOTES):
-            batch = sign_tx_votes(self.key, self.network, self.chain.height,
-                                  items[start:start + MAX_BATCH_VOTES])
-            self.counters["batches_signed"] += 1
-            self.signatures.remember_batch(batch)
-            for callback in list(self.vote_cast):
-                callback(batch)
-            for vote in batch.votes():
-                self._accept(vote)
+        self.voter.flush()
 
     # Receiving votes and deciding ------------------------------------------
 
@@ -439,7 +430,7 @@ class Finality:
             self.finalized_set.add(tx)
             for loser in self.mempool.conflicting_with(tx):
                 self._reject(loser, "conflict-finalized")
-            self._cancel_timeout(txid)
+            self.timeouts.cancel(txid)
             self.counters["finalized"] += 1
             latency = self.clock.seconds() - entry.received
             for callback in list(self.finalized):
@@ -464,7 +455,7 @@ class Finality:
                      txid=txid.hex(), why=why)
 
     def _reject(self, txid: bytes, reason: str) -> None:
-        if self._queue.get(txid) == APPROVE:
+        if self.voter.queued(txid) == APPROVE:
             # Our approval waits in the batch queue: sign it now, so that
             # the release below sees it and protects the inputs.  Else the
             # queued approval is signed after the rejection unlocked them
@@ -475,7 +466,7 @@ class Finality:
         if entry is None or entry.state != PENDING or \
                 txid in self._finalizing:
             return
-        self._cancel_timeout(txid)
+        self.timeouts.cancel(txid)
         self.mempool.reject(txid, reason)
         self._rejected_log(txid, reason)
         if not entry.conflict:
@@ -502,16 +493,10 @@ class Finality:
                            reason=reason)
 
     def _timed_out(self, txid: bytes) -> None:
-        self._timeouts.pop(txid, None)
         entry = self.subjects.held(txid)
         if entry is not None and entry.state == PENDING and \
                 txid not in self._finalizing:
             self._reject(txid, "vote-timeout")
-
-    def _cancel_timeout(self, txid: bytes) -> None:
-        call = self._timeouts.pop(txid, None)
-        if call is not None and call.active():
-            call.cancel()
 
     def wait(self, txid: bytes, timeout: float) -> defer.Deferred[str]:
         """
@@ -534,13 +519,13 @@ class Finality:
                      self.mempool.entries[tx.txid].state == FINALIZED]
         for txid in self.mempool.block_connected(block):
             self._rejected_log(txid, "conflict-in-block")
-            self._cancel_timeout(txid)
+            self.timeouts.cancel(txid)
             self.records.delete(txid)
             self.counters["rejected"] += 1
             self._waiters.fire(txid, REJECTED)
         self.subjects.drop_spent(block)
         for tx in block.txs:
-            self._cancel_timeout(tx.txid)
+            self.timeouts.cancel(tx.txid)
             self.subjects.late.pop(tx.txid, None)
             self._waiters.fire(tx.txid, "confirmed")
         for txid, entry in certified:
@@ -562,29 +547,9 @@ class Finality:
     def stalled(self, limit: int = 256) -> list[Transaction]:
         """
         Undecided transactions whose votes peers should be asked for (and
-        which should be announced again): undecided C{query_after} seconds
-        after admission (or the last query), at most C{max_queries} times
-        each, at most C{limit} per call (at most one call a second does
-        anything, so re-announcements stay within peers' rate limits).
-        Also forgets expired rejected transactions.
+        which should be announced again); see L{VoteSubjects.stalled}.
         """
-        now = self.clock.seconds()
-        if now < self._next_scan:
-            return []
-        self._next_scan = now + min(1.0, self.settings.query_after / 2)
-        self.subjects.expire()
-        due: list[Transaction] = []
-        for source in (self.mempool.entries, self.mempool.contenders):
-            for txid, entry in source.items():
-                if len(due) >= limit:
-                    return due
-                if entry.state == PENDING and entry.query_at <= now and \
-                        entry.queries < self.settings.max_queries and \
-                        txid not in self._finalizing:
-                    entry.queries += 1
-                    entry.query_at = now + self.settings.query_after
-                    due.append(entry.tx)
-        return due
+        return self.subjects.stalled(limit, self.settings, self._finalizing)
 
     def votes_for(self, txid: bytes) -> defer.Deferred[list[TxVote]]:
         """
@@ -608,15 +573,7 @@ class Finality:
         the node holds no votes for it.
         """
         votes = yield self.votes_for(txid)
-        if not votes:
-            return None
-        approve, reject, total, _ = self.electorate.weights(
-            {v.voter: v for v in votes})
-        approving = [v for v in votes if v.decision == APPROVE]
-        return {"votes": votes, "approve_weight": approve,
-                "reject_weight": reject, "total_weight": total,
-                "certificate": approving
-                if self.electorate.approved(approve, total) else None}
+        return self.electorate.summary(votes) if votes else None
 
     def info(self, txid: bytes) -> dict[str, Any] | None:
         """
@@ -633,7 +590,7 @@ class Finality:
         (each holds a vote timeout until it is decided): the backlog RPC
         admission control bounds.
         """
-        return len(self._timeouts)
+        return len(self.timeouts)
 
     def vote_state(self) -> dict[str, int]:
         """
@@ -644,16 +601,15 @@ class Finality:
                 "locks": len(self.mempool.locks),
                 "contenders": len(self.mempool.contenders),
                 "contended": len(self.mempool.contended),
-                "late": len(self.subjects.late), "queue": len(self._queue),
-                "timeouts": len(self._timeouts),
+                "late": len(self.subjects.late), "queue": len(self.voter),
+                "timeouts": len(self.timeouts),
                 "finalizing": len(self._finalizing),
                 "waiters": len(self._waiters),
                 "released": len(self.released)}
 
     # Restart -----------------------------------------------------------------
 
-    @defer.inlineCallbacks
-    def recover(self) -> Any:
+    def recover(self) -> defer.Deferred[None]:
         """
         Restore the state kept in finality records after a restart:
         finalized transactions (in finalization order), then pending ones
@@ -662,59 +618,15 @@ class Finality:
         masternode approved for rejected spenders, and the index of
         archived certificates.  Records no longer of use are deleted.
         """
-        records = yield self.records.store.load_tx_records()
-        by_state = group_records(records)
-        seqs = [o for state in (FINALIZED, PENDING)
-                for o, _, _ in by_state.get(state, [])]
-        self.mempool.resume_numbering(max(seqs, default=0))
-        yield self.released.recover(by_state.get(RELEASED, []),
-                                    self.chain.height)
-        restored = {FINALIZED: 0, PENDING: 0}
-        certs = [(height, txid) for height, txid, _ in
-                 by_state.get(ARCHIVED, [])]
-        for state in (FINALIZED, PENDING):
-            for _, txid, obj in sorted(by_state.get(state, [])):
-                done = yield self._recover_tx(txid, obj, certs)
-                restored[state] += done
-        self.certificates.restore(certs)
-        self.certificates.prune(self.chain.height)
-        if restored[FINALIZED] or restored[PENDING]:
-            log.info("restored {finalized} finalized and {pending} pending "
-                     "transactions", finalized=restored[FINALIZED],
-                     pending=restored[PENDING])
+        return Recovery(self.chain, self.mempool, self.released,
+                        self.certificates, self.finalized_set,
+                        self._resume).run()
 
-    @defer.inlineCallbacks
-    def _recover_tx(self, txid: bytes, obj: dict[str, Any],
-                    certs: list[tuple[int, bytes]]) -> Any:
-        store = self.records.store
-        location = yield store.get_tx_location(txid)
-        if location is not None:
-            if obj["state"] == FINALIZED:
-                # Mined: its finalized record is its certificate.
-                certs.append((location[0], txid))
-            else:
-                yield store.delete_tx_record(txid)
-            return 0
-        tx = Transaction.from_obj(obj["tx"])
-        votes = [TxVote.from_obj(v) for v in obj.get("votes", [])]
-        try:
-            fee = self.mempool.check(tx)
-        except TxInvalid as e:
-            log.error("{state} tx {txid} no longer valid after restart: "
-                      "{reason}", state=obj["state"], txid=txid.hex(),
-                      reason=e.reason)
-            yield store.delete_tx_record(txid)
-            return 0
-        entry = self.mempool.add(tx, fee)
-        entry.seq = obj["seq"]
-        for vote in votes:
-            entry.votes[vote.voter] = vote
-        if obj["state"] == FINALIZED:
-            self.mempool.finalize(txid)
-            self.finalized_set.add(tx)
-            return 1
-        entry.query_at = self.clock.seconds()
-        self._timeouts[txid] = self.clock.callLater(
-            self.vote_timeout, self._timed_out, txid)
+    def _resume(self, txid: bytes) -> None:
+        """
+        A pending transaction restored from its record: ask the network
+        for its votes at once, arm its timeout, vote.
+        """
+        self.mempool.entries[txid].query_at = self.clock.seconds()
+        self.timeouts.arm(txid)
         self._decide(txid)
-        return 1

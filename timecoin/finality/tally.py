@@ -22,6 +22,7 @@ from twisted.logger import Logger
 
 from timecoin.block import Block
 from timecoin.chain import Chain
+from timecoin.finality.settings import FinalitySettings
 from timecoin.finality.votes import (
     APPROVE,
     REJECT,
@@ -31,6 +32,7 @@ from timecoin.finality.votes import (
     TxVoteBatch,
 )
 from timecoin.mempool import FINALIZED, PENDING, REJECTED, Entry, Mempool
+from timecoin.tx import Transaction
 
 log = Logger(namespace="timecoin.finality")
 """The finality engine's log lines keep the namespace they always had."""
@@ -129,6 +131,20 @@ class Electorate:
         """
         return self.chain.quorum.rejected(weight, total)
 
+    def summary(self, votes: list[TxVote]) -> dict[str, Any]:
+        """
+        What RPC shows of C{votes} on one transaction: C{votes},
+        C{approve_weight}, C{reject_weight} and C{total_weight} (over the
+        current snapshot), and C{certificate} (the approving votes, once
+        they reach the quorum, else C{None}).
+        """
+        approve, reject, total, _ = self.weights({v.voter: v for v in votes})
+        approving = [v for v in votes if v.decision == APPROVE]
+        return {"votes": votes, "approve_weight": approve,
+                "reject_weight": reject, "total_weight": total,
+                "certificate": approving
+                if self.approved(approve, total) else None}
+
     def voter_problem(self, voter: bytes, height: int) -> str | None:
         """
         Why a vote by C{voter} stamped at C{height} cannot count (a reason
@@ -173,6 +189,7 @@ class VoteSubjects:
         self.late_ttl = late_ttl
         self.max_late = max_late
         self.late: OrderedDict[bytes, tuple[Entry, float]] = OrderedDict()
+        self._next_scan = 0.0
 
     def get(self, txid: bytes) -> Entry | None:
         """
@@ -223,6 +240,41 @@ class VoteSubjects:
             if expires > now:
                 break
             del self.late[txid]
+
+    def scan_soon(self) -> None:
+        """
+        Let the next L{stalled} call scan, however recent the last one.
+        """
+        self._next_scan = 0.0
+
+    def stalled(self, limit: int, settings: FinalitySettings,
+                finalizing: set[bytes]) -> list[Transaction]:
+        """
+        Undecided transactions whose votes peers should be asked for (and
+        which should be announced again): undecided C{query_after} seconds
+        after admission (or the last query), at most C{max_queries} times
+        each, at most C{limit} per call (at most one call a second does
+        anything, so re-announcements stay within peers' rate limits);
+        none being C{finalizing}.  Also forgets expired rejected
+        transactions.
+        """
+        now = self.clock.seconds()
+        if now < self._next_scan:
+            return []
+        self._next_scan = now + min(1.0, settings.query_after / 2)
+        self.expire()
+        due: list[Transaction] = []
+        for source in (self.mempool.entries, self.mempool.contenders):
+            for txid, entry in source.items():
+                if len(due) >= limit:
+                    return due
+                if entry.state == PENDING and entry.query_at <= now and \
+                        entry.queries < settings.max_queries and \
+                        txid not in finalizing:
+                    entry.queries += 1
+                    entry.query_at = now + settings.query_after
+                    due.append(entry.tx)
+        return due
 
     def open_txids(self, limit: int) -> list[bytes]:
         """

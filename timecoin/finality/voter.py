@@ -1,0 +1,114 @@
+"""
+This masternode's own transaction votes: queued, signed in batches,
+announced and counted (``docs/finality.md``, "Batched votes").
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from timecoin.chain import Chain
+from timecoin.finality.settings import FinalitySettings
+from timecoin.finality.tally import Electorate, VoteSubjects
+from timecoin.finality.votes import (
+    APPROVE,
+    MAX_BATCH_VOTES,
+    SignatureCache,
+    TxVote,
+    TxVoteBatch,
+    sign_tx_votes,
+)
+from timecoin.keys import PrivateKey
+
+
+class Voter:
+    """
+    The decisions of this masternode (C{key}) waiting to be signed: each
+    is queued for C{batch_delay} seconds, or signed at once when
+    C{batch_max} are queued or when it completes a quorum (so a 1-of-1
+    devnet stays instantaneous).  A signed batch (at the chain's height)
+    goes to every C{vote_cast} callback (the P2P layer gossips it), and
+    its votes to C{accept} (counted here).
+    """
+
+    def __init__(self, key: PrivateKey | None, chain: Chain,
+                 subjects: VoteSubjects, electorate: Electorate,
+                 signatures: SignatureCache, clock: IReactorTime,
+                 counters: Counter[str],
+                 vote_cast: list[Callable[[TxVoteBatch], None]],
+                 accept: Callable[[TxVote], bool]) -> None:
+        self.key = key
+        self.chain = chain
+        self.subjects = subjects
+        self.electorate = electorate
+        self.signatures = signatures
+        self.clock = clock
+        self.vote_cast = vote_cast
+        self._accept = accept
+        self.counters = counters
+        self._queue: dict[bytes, str] = {}
+        self._flush_call: IDelayedCall | None = None
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def queued(self, txid: bytes) -> str | None:
+        """
+        The decision on C{txid} waiting to be signed, if any.
+        """
+        return self._queue.get(txid)
+
+    def queue(self, txid: bytes, decision: str,
+              settings: FinalitySettings) -> None:
+        """
+        Queue C{decision} on C{txid}, and sign the queue now or after
+        C{settings.batch_delay}.
+        """
+        self._queue[txid] = decision
+        if settings.batch_delay <= 0 or \
+                len(self._queue) >= settings.batch_max or \
+                self._completes_quorum(txid, decision):
+            self.flush()
+        elif self._flush_call is None:
+            self._flush_call = self.clock.callLater(settings.batch_delay,
+                                                    self.flush)
+
+    def _completes_quorum(self, txid: bytes, decision: str) -> bool:
+        entry = self.subjects.get(txid)
+        if entry is None or self.key is None:
+            return False
+        approve, reject, total, members = self.electorate.weights(
+            entry.votes)
+        mine = members.get(self.key.public)
+        if mine is None:
+            return False
+        if decision == APPROVE:
+            return self.electorate.approved(approve + mine, total)
+        return self.electorate.rejected(reject + mine, total)
+
+    def flush(self) -> None:
+        """
+        Sign the queued decisions as batches, announce them and count them
+        here.
+        """
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        items = sorted((t, d) for t, d in self._queue.items()
+                       if self.subjects.get(t) is not None)
+        self._queue.clear()
+        if not items or self.key is None:
+            return
+        for start in range(0, len(items), MAX_BATCH_VOTES):
+            batch = sign_tx_votes(self.key, self.chain.network.name,
+                                  self.chain.height,
+                                  items[start:start + MAX_BATCH_VOTES])
+            self.counters["batches_signed"] += 1
+            self.signatures.remember_batch(batch)
+            for callback in list(self.vote_cast):
+                callback(batch)
+            for vote in batch.votes():
+                self._accept(vote)
