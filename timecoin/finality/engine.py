@@ -1,7 +1,9 @@
 """
 The transaction-finality engine of one node (L{Finality}): it admits
-transactions, signs this masternode's votes in batches, counts the votes
-it receives, and decides.  The decision rules are written down in
+transactions, has this masternode vote (L{timecoin.finality.voter}),
+counts the votes it receives (L{timecoin.finality.tally}), and decides;
+it also holds the vote timeouts (L{Timeouts}) and the callers waiting for
+a decision (L{Waiters}).  The decision rules are written down in
 ``docs/finality.md``; in short:
 
   - A masternode votes once per transaction: C{approve} if it locked the
@@ -59,7 +61,6 @@ from timecoin.finality.tally import (
 from timecoin.finality.voter import Voter
 from timecoin.finality.votes import (
     APPROVE,
-    REJECT,
     SignatureCache,
     TxVote,
     TxVoteBatch,
@@ -175,8 +176,11 @@ class Timeouts:
 
 class Finality:
     """
-    The transaction-finality engine of one node: the coordinator of its
-    vote subjects, electorate, vote intake, records and certificates.
+    The transaction-finality engine of one node: it admits, decides
+    (finalize, reject) and retires transactions, and coordinates the
+    parts it builds: the vote subjects, the electorate, the vote intake,
+    this masternode's voter, the records, released approvals and
+    certificates, and recovery after a restart.
 
     @ivar settings: the finality settings; batching and queries read them
         as they go, the other parts keep the limits they were built with.
@@ -224,8 +228,8 @@ class Finality:
         self._ratelog = RateLimitedLog(log, clock, LOG_INTERVAL)
         self.vote_cast: list[Callable[[TxVoteBatch], None]] = []
         self.voter = Voter(key, chain, self.subjects, self.electorate,
-                           self.signatures, clock, self.counters,
-                           self.vote_cast, self._accept)
+                           self.released, self.signatures, clock,
+                           self.counters, self.vote_cast, self._accept)
         self.finalized: list[Callable[[bytes, float], None]] = []
         self.tx_accepted: list[Callable[[Transaction], None]] = []
         self.synced: Callable[[], bool] = lambda: True
@@ -305,37 +309,11 @@ class Finality:
         self._tally(txid)
         return defer.succeed(txid)
 
-    def _is_masternode(self) -> bool:
-        if self.key is None or not self.synced():
-            return False
-        return self.key.public in self.electorate.members()[0]
-
     def _decide(self, txid: bytes) -> None:
         """
         Queue this masternode's one vote on C{txid}, if it has none yet.
         """
-        entry = self.subjects.get(txid)
-        if entry is None or entry.state != PENDING or \
-                not self._is_masternode():
-            return
-        assert self.key is not None
-        if self.key.public in entry.votes or \
-                self.voter.queued(txid) is not None:
-            return
-        by_input = self.released.by_input
-        other = any(by_input.get(i.prevout, txid) != txid
-                    for i in entry.tx.inputs)
-        # Inputs kept for this very transaction: this node approved it
-        # before it was rejected.  Met again (after a restart, which
-        # forgets the rejection), it gets approve again even if a
-        # conflicting spender came first; a reject would contradict the
-        # approval others hold (the simulator found it: seed 188 of the
-        # lifecycle runs).
-        approved = any(by_input.get(i.prevout) == txid
-                       for i in entry.tx.inputs)
-        decision = REJECT if other or (entry.conflict and not approved) \
-            else APPROVE
-        self.voter.queue(txid, decision, self.settings)
+        self.voter.decide(txid, self.settings, self.synced)
 
     def flush_votes(self) -> None:
         """

@@ -11,23 +11,27 @@ from collections.abc import Callable
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from timecoin.chain import Chain
+from timecoin.finality.records import ReleasedApprovals
 from timecoin.finality.settings import FinalitySettings
 from timecoin.finality.tally import Electorate, VoteSubjects
 from timecoin.finality.votes import (
     APPROVE,
     MAX_BATCH_VOTES,
+    REJECT,
     SignatureCache,
     TxVote,
     TxVoteBatch,
     sign_tx_votes,
 )
 from timecoin.keys import PrivateKey
+from timecoin.mempool import PENDING
 
 
 class Voter:
     """
-    The decisions of this masternode (C{key}) waiting to be signed: each
-    is queued for C{batch_delay} seconds, or signed at once when
+    The votes of this masternode (C{key}): it decides once per
+    transaction (L{decide}, ``docs/finality.md`` rules 2 and 3), and each
+    decision is queued for C{batch_delay} seconds, or signed at once when
     C{batch_max} are queued or when it completes a quorum (so a 1-of-1
     devnet stays instantaneous).  A signed batch (at the chain's height)
     goes to every C{vote_cast} callback (the P2P layer gossips it), and
@@ -36,14 +40,15 @@ class Voter:
 
     def __init__(self, key: PrivateKey | None, chain: Chain,
                  subjects: VoteSubjects, electorate: Electorate,
-                 signatures: SignatureCache, clock: IReactorTime,
-                 counters: Counter[str],
+                 released: ReleasedApprovals, signatures: SignatureCache,
+                 clock: IReactorTime, counters: Counter[str],
                  vote_cast: list[Callable[[TxVoteBatch], None]],
                  accept: Callable[[TxVote], bool]) -> None:
         self.key = key
         self.chain = chain
         self.subjects = subjects
         self.electorate = electorate
+        self.released = released
         self.signatures = signatures
         self.clock = clock
         self.vote_cast = vote_cast
@@ -60,6 +65,37 @@ class Voter:
         The decision on C{txid} waiting to be signed, if any.
         """
         return self._queue.get(txid)
+
+    def decide(self, txid: bytes, settings: FinalitySettings,
+               synced: Callable[[], bool]) -> None:
+        """
+        Queue this masternode's one vote on C{txid}, if it is a member of
+        the electorate, C{synced}, and has none yet: C{approve} if it
+        locked the inputs for this spender, C{reject} on a contender or a
+        spender of inputs it approved for another transaction whose votes
+        may still count.
+        """
+        entry = self.subjects.get(txid)
+        if entry is None or entry.state != PENDING or self.key is None or \
+                not synced() or \
+                self.key.public not in self.electorate.members()[0]:
+            return
+        if self.key.public in entry.votes or txid in self._queue:
+            return
+        by_input = self.released.by_input
+        other = any(by_input.get(i.prevout, txid) != txid
+                    for i in entry.tx.inputs)
+        # Inputs kept for this very transaction: this node approved it
+        # before it was rejected.  Met again (after a restart, which
+        # forgets the rejection), it gets approve again even if a
+        # conflicting spender came first; a reject would contradict the
+        # approval others hold (the simulator found it: seed 188 of the
+        # lifecycle runs).
+        approved = any(by_input.get(i.prevout) == txid
+                       for i in entry.tx.inputs)
+        decision = REJECT if other or (entry.conflict and not approved) \
+            else APPROVE
+        self.queue(txid, decision, settings)
 
     def queue(self, txid: bytes, decision: str,
               settings: FinalitySettings) -> None:
