@@ -200,7 +200,6 @@ class Finality:
                  finalized_set: FinalizedSet | None = None) -> None:
         self.chain = chain
         self.mempool = mempool
-        self.key = key
         self.clock = clock
         self.settings = settings = settings or FinalitySettings()
         self.finalized_set = finalized_set if finalized_set is not None \
@@ -235,6 +234,18 @@ class Finality:
         self.synced: Callable[[], bool] = lambda: True
         """Whether the node has caught up with the network; block sync
         replaces it, and a node that is behind does not vote."""
+
+    @property
+    def key(self) -> PrivateKey | None:
+        """
+        This masternode's key (C{None}: an observer, which never votes),
+        held by its L{Voter}.
+        """
+        return self.voter.key
+
+    @key.setter
+    def key(self, key: PrivateKey | None) -> None:
+        self.voter.key = key
 
     @property
     def network(self) -> str:
