@@ -12,21 +12,25 @@ What lives where:
   - L{timecoin.finality.tally}: who votes with what weight, the
     transactions votes are counted for, the checks a received vote passes,
     equivocation evidence.
+  - L{timecoin.finality.voter}: this masternode's own decisions, batched
+    and signed.
   - L{timecoin.finality.records}: the durable finality records (their
     encodings and writes), released approvals and the certificate index.
+  - L{timecoin.finality.recovery}: the restart from those records.
   - L{timecoin.finality.engine}: L{Finality}, the coordinator that admits,
-    votes, counts and decides.
+    decides and retires transactions.
   - L{timecoin.finality.settings}: L{FinalitySettings}.
 
-The chain learns what is finalized through L{timecoin.finalized}, which
-this package fills and never the reverse.
+The chain learns what is finalized through the C{FinalizedSet}
+(L{timecoin.finalized}) it shares with the engine, which this package
+fills; the chain never imports this package.
 
-Imports: the package's modules import, in this order, C{settings} and
-C{votes} (nothing of the package), C{tally} and C{records} (C{votes}),
-C{engine} (all of them); from outside, only the core (C{encoding},
-C{keys}, C{tx}, C{block}), C{chain}, C{mempool}, C{finalized},
-C{interfaces}, C{logs} and C{txcache}.  Nothing here imports P2P, RPC or
-the node.
+Imports: inside the package, C{settings} and C{votes} import nothing of
+it; C{tally} imports those two, C{records} C{votes}; C{voter} and
+C{recovery} import the modules above them; C{engine} imports all of
+them.  From outside, only the core (C{encoding}, C{keys}, C{tx},
+C{block}, C{interfaces}), C{chain}, C{mempool}, C{finalized}, C{logs} and
+C{txcache}: never P2P, RPC or the node.
 """
 
 from timecoin.finality.engine import Finality

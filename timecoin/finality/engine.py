@@ -106,8 +106,7 @@ class Waiters:
 
     def wait(self, txid: bytes, timeout: float) -> defer.Deferred[str]:
         """
-        Fire with the transaction's state once it is decided (finalized or
-        rejected), or with its current state after C{timeout} seconds.
+        Wait for the decision on C{txid} (L{Waiters.wait}).
         """
         state = self.mempool.state_of(txid)
         if state in (FINALIZED, REJECTED):
@@ -322,14 +321,13 @@ class Finality:
 
     def _decide(self, txid: bytes) -> None:
         """
-        Queue this masternode's one vote on C{txid}, if it has none yet.
+        Queue our one vote on C{txid} (L{Voter.decide}).
         """
         self.voter.decide(txid, self.settings, self.synced)
 
     def flush_votes(self) -> None:
         """
-        Sign the queued decisions as batches, announce them and count them
-        here.
+        Sign and count the queued decisions now (L{Voter.flush}).
         """
         self.voter.flush()
 
@@ -337,15 +335,13 @@ class Finality:
 
     def receive_vote(self, vote: TxVote) -> str | None:
         """
-        Check and tally one vote.  Returns a reason code when the vote is
-        dropped, else C{None}.
+        Check and tally one vote (L{VoteIntake.vote}).
         """
         return self.intake.vote(vote)
 
     def receive_batch(self, batch: TxVoteBatch) -> BatchResult:
         """
-        Check a batch (one signature verification at most, none if none
-        of its decisions is of use here) and tally its decisions.
+        Check and tally a batch (L{VoteIntake.batch}).
         """
         return self.intake.batch(batch)
 
@@ -566,9 +562,7 @@ class Finality:
 
     def info(self, txid: bytes) -> dict[str, Any] | None:
         """
-        What the node knows of a contender or a recently rejected
-        transaction (shaped like L{timecoin.node.Node.transaction}), or
-        C{None}.
+        A contender or rejected transaction (L{VoteSubjects.info}).
         """
         return self.subjects.info(txid)
 
