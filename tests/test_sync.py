@@ -47,6 +47,7 @@ from timecoin.rpc import RPCMethods
 from timecoin.storage.memory import MemoryStore
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
 from timecoin.wallet import Wallet, load_or_create_key, write_private
+from timecoin.wiring import build
 
 PORT = 24200
 BLOCK_TIME = 0.05
@@ -96,16 +97,15 @@ class SyncNet:
                         p2p_connect=[f"{c}:{PORT}" for c in connect],
                         genesis=str(self.genesis_path))
         config.resolve()
-        node = Node(config, self.clock, store=MemoryStore())
-        node.startService()
-        result_of(node.ready)
-        service = P2PService(node, self.net.reactor(ip),
-                             P2PSettings.from_config(config, **settings),
-                             random.Random(n * 1000 + len(self.services)))
-        node.p2p = service
-        service.startService()
-        self.services[ip] = service
-        return service
+        built = build(config, self.clock, reactor=self.net.reactor(ip),
+                      store=MemoryStore(),
+                      p2p_settings=P2PSettings.from_config(config,
+                                                           **settings),
+                      rng=random.Random(n * 1000 + len(self.services)))
+        built.startService()
+        result_of(built.node.ready)
+        self.services[ip] = built.p2p
+        return built.p2p
 
     def stop(self, ip: str, crash: bool = False) -> None:
         """

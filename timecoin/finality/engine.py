@@ -366,7 +366,8 @@ class Finality:
         entry = self.subjects.get(txid)
         if entry is None or entry.state == FINALIZED:
             return
-        approve, reject, total, _ = self.electorate.weights(entry.votes)
+        approve, reject, total, _ = self.electorate.weights(entry.votes,
+                                                            txid)
         if self.electorate.approved(approve, total):
             self._finalize(txid)
         elif entry.state == PENDING and \
@@ -517,6 +518,8 @@ class Finality:
             self.certificates.archive(txid, entry, block.height,
                                       self.chain.retired)
         self.certificates.prune(self.chain.height)
+        for txid in self.electorate.take_ahead():
+            self._tally(txid)
         self.released.expire(self.chain.height)
         self.subjects.expire()
 

@@ -31,6 +31,7 @@ from timecoin.finality.votes import (
     TxVote,
     TxVoteBatch,
 )
+from timecoin.masternodes import Snapshot
 from timecoin.mempool import FINALIZED, PENDING, REJECTED, Entry, Mempool
 from timecoin.tx import Transaction
 
@@ -38,6 +39,10 @@ log = Logger(namespace="timecoin.finality")
 """The finality engine's log lines keep the namespace they always had."""
 
 UNKNOWN_TX = "vote-unknown-or-decided-tx"
+MAX_SNAPSHOT_WEIGHTS = 64
+"""Snapshots whose members' weights are kept (all are dropped when full)."""
+SnapshotKey = tuple[tuple[bytes, int], ...]
+"""The members' weights of a snapshot, sorted: equal for equal snapshots."""
 MAX_EQUIVOCATIONS = 1_000
 """Pairs of conflicting votes kept as evidence, newest first."""
 
@@ -73,10 +78,10 @@ class Weights(NamedTuple):
 
 class Electorate:
     """
-    Who votes on transactions and with what weight: the masternode
-    snapshot of the chain's next height (cached until the tip or the
-    registry changes), and for a vote stamped at an older height, the
-    snapshot of that height.
+    Who votes on transactions and with what weight: a vote counts in the
+    masternode snapshot of the height it is stamped with (the next
+    height's, cached until the tip or the registry changes, for this
+    node's own votes and the newest ones).
     """
 
     def __init__(self, chain: Chain) -> None:
@@ -84,6 +89,10 @@ class Electorate:
         self._key: tuple[object, object, int] | None = None
         self._members: dict[bytes, int] = {}
         self._total = 0
+        self._by_snapshot: dict[int, tuple[Snapshot, dict[bytes, int], int,
+                                           SnapshotKey]] = {}
+        self._ahead: set[bytes] = set()
+        """Subjects holding votes stamped at a height above this node's."""
 
     def members(self) -> tuple[dict[bytes, int], int]:
         """
@@ -103,21 +112,113 @@ class Electorate:
             self._key = key
         return self._members, self._total
 
-    def weights(self, votes: dict[bytes, object]) -> Weights:
+    def snapshot_weights(self, snapshot: Snapshot
+                         ) -> tuple[dict[bytes, int], int, SnapshotKey]:
         """
-        Approving and rejecting weight of C{votes}, the total weight, and
-        the members' weights, all over the snapshot of the next height.
+        The members' weights of C{snapshot}, its total weight, and a key
+        equal for snapshots of equal weights (a snapshot rebuilt after a
+        restart is another object of the same content).
         """
-        members, total = self.members()
-        approve = reject = 0
+        cached = self._by_snapshot.get(id(snapshot))
+        if cached is None or cached[0] is not snapshot:
+            members = {m.pubkey: self.chain.quorum.weight(m)
+                       for m in snapshot}
+            if len(self._by_snapshot) >= MAX_SNAPSHOT_WEIGHTS:
+                self._by_snapshot.clear()
+            cached = (snapshot, members, self.chain.total_weight(snapshot),
+                      tuple(sorted(members.items())))
+            self._by_snapshot[id(snapshot)] = cached
+        return cached[1], cached[2], cached[3]
+
+    def vote_snapshot(self, height: int, exact: bool = True
+                      ) -> Snapshot | None:
+        """
+        The snapshot a vote stamped at C{height} counts in: the one that
+        votes at C{height + 1}, as every node knows it from the chain; or
+        C{None} while this node cannot know it exactly (a height above its
+        own, or one too old to be kept after a restart).  Not C{exact}
+        (what RPC shows of old certificates): the chain's best answer.
+        """
+        chain = self.chain
+        if not exact:
+            return chain.snapshot_for(height + 1)
+        if height > chain.height:
+            return None
+        if height == chain.height:
+            return chain.snapshot_for(height + 1)
+        return chain.known_snapshot(height + 1)
+
+    def tallies(self, votes: dict[bytes, object], txid: bytes | None,
+                exact: bool = True) -> dict[Any, list[Any]]:
+        """
+        C{votes} counted per snapshot: for the key of each snapshot (see
+        L{snapshot_weights}), C{[approve, reject, total, members]}.  Each
+        vote counts in the snapshot of the height it is stamped with,
+        never in this node's current one, so every node counts the same
+        votes alike whatever its own height (counting a vote of height 17
+        in the set of height 19, one masternode smaller, let a node that
+        had moved on finalize a payment alone: simulator, lifecycle seed
+        796).  Votes of a height this node has not reached are not counted
+        yet; C{txid} is then remembered (L{take_ahead}) so that it is
+        tallied again once the chain reaches it.
+        """
+        groups: dict[Any, list[Any]] = {}
         for voter, vote in votes.items():
+            if not isinstance(vote, TxVote):
+                continue
+            snapshot = self.vote_snapshot(vote.height, exact)
+            if snapshot is None:
+                if txid is not None and vote.height > self.chain.height:
+                    self._ahead.add(txid)
+                continue
+            members, total, key = self.snapshot_weights(snapshot)
             weight = members.get(voter)
-            if weight is not None and isinstance(vote, TxVote):
-                if vote.decision == APPROVE:
-                    approve += weight
-                else:
-                    reject += weight
-        return Weights(approve, reject, total, members)
+            if weight is None:
+                continue
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = [0, 0, total, members]
+            group[0 if vote.decision == APPROVE else 1] += weight
+        return groups
+
+    def current_tally(self, groups: dict[Any, list[Any]]) -> Weights:
+        """
+        The tally of L{tallies} in the next height's snapshot, the one
+        this node's own votes count in.
+        """
+        members, total, key = self.snapshot_weights(
+            self.chain.snapshot_for(self.chain.height + 1))
+        group = groups.get(key)
+        if group is None:
+            return Weights(0, 0, total, members)
+        return Weights(group[0], group[1], total, members)
+
+    def weights(self, votes: dict[bytes, object], txid: bytes | None = None,
+                exact: bool = True) -> Weights:
+        """
+        Approving and rejecting weight of C{votes}, the total weight and
+        the members' weights, over one snapshot (L{tallies}): the one
+        whose votes reach the approval quorum, else the rejection quorum,
+        else the next height's.
+        """
+        groups = self.tallies(votes, txid, exact)
+        quorum = self.chain.quorum
+        for approve, reject, total, members in groups.values():
+            if quorum.approved(approve, total):
+                return Weights(approve, reject, total, members)
+        for approve, reject, total, members in groups.values():
+            if quorum.rejected(reject, total):
+                return Weights(approve, reject, total, members)
+        return self.current_tally(groups)
+
+    def take_ahead(self) -> list[bytes]:
+        """
+        The subjects holding votes of a height this node had not reached
+        when they were tallied (sorted), forgotten here: to tally again
+        once a block is connected.
+        """
+        ahead, self._ahead = self._ahead, set()
+        return sorted(ahead)
 
     def approved(self, weight: int, total: int) -> bool:
         """
@@ -138,7 +239,8 @@ class Electorate:
         current snapshot), and C{certificate} (the approving votes, once
         they reach the quorum, else C{None}).
         """
-        approve, reject, total, _ = self.weights({v.voter: v for v in votes})
+        approve, reject, total, _ = self.weights(
+            {v.voter: v for v in votes}, exact=False)
         approving = [v for v in votes if v.decision == APPROVE]
         return {"votes": votes, "approve_weight": approve,
                 "reject_weight": reject, "total_weight": total,

@@ -116,8 +116,8 @@ class Voter:
         entry = self.subjects.get(txid)
         if entry is None or self.key is None:
             return False
-        approve, reject, total, members = self.electorate.weights(
-            entry.votes)
+        approve, reject, total, members = self.electorate.current_tally(
+            self.electorate.tallies(entry.votes, None))
         mine = members.get(self.key.public)
         if mine is None:
             return False
