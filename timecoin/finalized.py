@@ -2,11 +2,11 @@
 The transactions this node holds finalized that no block has mined yet:
 the one object through which finality gives the chain its block rules.
 
-A L{FinalizedSet} is built before the chain and the finality engine and
-shared by both (L{timecoin.node.Node} wires it): the engine adds a
-transaction when it finalizes it, the chain drops the ones a block mines,
-and L{timecoin.chain.Chain.validate_block} asks it two things of every
-block:
+A L{FinalizedSet} is given to the chain at construction
+(L{timecoin.node.Node} builds it) and shared with the finality engine
+built on that chain: the engine adds a transaction when it finalizes it,
+the chain drops the ones a block mines, and
+L{timecoin.chain.Chain.validate_block} asks it two things of every block:
 
   - whether a transaction double-spends one finalized here (the block is
     then invalid, C{conflicts-finalized});

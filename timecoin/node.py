@@ -130,12 +130,12 @@ class Node(Service):
             raise ValueError(f"unknown quorum rule {config.quorum!r}; "
                              f"available: {', '.join(sorted(QUORUM_RULES))}")
         # What finality holds final, the rules the chain checks blocks
-        # against: shared by the chain, which reads it, and the finality
-        # engine, which fills it.
-        finalized = FinalizedSet()
+        # against: the chain reads it, the finality engine built on the
+        # chain below fills it (Finality.finalized_set).
         self.chain = Chain(self.network, self.store, self.genesis, policy,
                            QUORUM_RULES[config.quorum],
-                           lambda: int(clock.seconds() * 1000), finalized)
+                           lambda: int(clock.seconds() * 1000),
+                           FinalizedSet())
         self.mempool = Mempool(self.chain, MempoolLimits(
             config.mempool_max_count, config.mempool_max_bytes,
             max_contenders=config.mempool_max_contenders,
@@ -143,8 +143,7 @@ class Node(Service):
             clock.seconds)
         self.finality = Finality(self.chain, self.mempool, self.key, clock,
                                  config.vote_timeout,
-                                 FinalitySettings.from_config(config),
-                                 finalized)
+                                 FinalitySettings.from_config(config))
         self.builder = BlockBuilder(self.chain, self.mempool, self.key,
                                     clock)
         self.consensus = BlockConsensus(

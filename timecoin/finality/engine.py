@@ -184,7 +184,8 @@ class Finality:
     @ivar settings: the finality settings; batching and queries read them
         as they go, the other parts keep the limits they were built with.
     @ivar finalized_set: the transactions finalized here and not yet
-        mined, shared with the chain (default: the chain's own).
+        mined: the chain's own set (C{chain.finalized}), which this engine
+        fills and the chain checks blocks against.
     @ivar vote_cast: callbacks given every batch of votes this node signs
         (the P2P layer gossips them).
     @ivar finalized: callbacks given (txid, seconds from acceptance to
@@ -195,14 +196,12 @@ class Finality:
 
     def __init__(self, chain: Chain, mempool: Mempool, key: PrivateKey | None,
                  clock: IReactorTime, vote_timeout: float = 10.0,
-                 settings: FinalitySettings | None = None,
-                 finalized_set: FinalizedSet | None = None) -> None:
+                 settings: FinalitySettings | None = None) -> None:
         self.chain = chain
         self.mempool = mempool
         self.clock = clock
         self.settings = settings = settings or FinalitySettings()
-        self.finalized_set = finalized_set if finalized_set is not None \
-            else chain.finalized
+        self.finalized_set: FinalizedSet = chain.finalized
         self.counters: Counter[str] = Counter(
             finalized=0, rejected=0, votes_invalid=0, votes_received=0)
         self.records = RecordWriter(chain.store, self.counters)
