@@ -25,24 +25,24 @@ from twisted.trial import unittest
 from timecoin import params
 from timecoin.address import address_of
 from timecoin.block import Block
-from timecoin.cli import encode_json
 from timecoin.config import Config
 from timecoin.keys import PrivateKey
 from timecoin.node import DEVNET_FUNDS, Node
-from timecoin.rpc import (
+from timecoin.rpc.auth import BasicAuth
+from timecoin.rpc.codec import encode_json
+from timecoin.rpc.dispatch import MAX_BATCH
+from timecoin.rpc.errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
-    MAX_BATCH,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
     RPC_IN_WARMUP,
     UNAUTHORIZED,
-    BasicAuth,
-    RPCMethods,
-    RPCServer,
-    build_rpc_site,
 )
+from timecoin.rpc.methods import RPCMethods
+from timecoin.rpc.server import RPCServer
+from timecoin.rpc.site import build_rpc_site
 from timecoin.storage.memory import MemoryStore
 from timecoin.tx import OutPoint, Transaction
 from timecoin.wallet import Wallet
