@@ -1,4 +1,5 @@
-"""The C{chain} area of the RPC: blocks, headers, the chain's state and the
+"""
+The C{chain} area of the RPC: blocks, headers, the chain's state and the
 UTXO set at its tip, and C{verifychain} (a replay of the stored chain
 through L{timecoin.rpc.pinned.PinnedStore}).
 
@@ -23,22 +24,11 @@ from timecoin.rpc.errors import (
     RPC_INVALID_PARAMETER,
     RPCError,
 )
-from timecoin.rpc.params import (
-    ignored_bool,
-    to_flag,
-    to_hash,
-    to_int,
-)
+from timecoin.rpc.params import ignored_bool, to_flag, to_hash, to_int
 from timecoin.rpc.pinned import PinnedStore, StoredChainBroken
-from timecoin.rpc.shapes import (
-    block_header_json,
-    confirmations_at,
-    tx_to_json,
-)
+from timecoin.rpc.shapes import block_header_json, confirmations_at, tx_to_json
 from timecoin.storage import StoreError
-from timecoin.tx import (
-    OutPoint,
-)
+from timecoin.tx import OutPoint
 from timecoin.verify import replay
 
 if TYPE_CHECKING:
@@ -155,7 +145,8 @@ class ChainMethods:
         obj = block_header_json(block)
         main = yield self.node.store.get_block_hash(block.height)
         if main == block.hash:
-            obj["confirmations"] = confirmations_at(self.node.chain, block.height)
+            obj["confirmations"] = confirmations_at(self.node.chain,
+                                                    block.height)
             if block.height < self.node.chain.height:
                 following = yield self.node.store.get_block_hash(
                     block.height + 1)
@@ -254,7 +245,8 @@ class ChainMethods:
         outputs a mempool transaction spends are null; with false only
         the chain's UTXO set at the tip counts.
         """
-        outpoint = OutPoint(to_hash(txid, "txid"), to_int(n, "n", 0, 2**32 - 1))
+        outpoint = OutPoint(to_hash(txid, "txid"),
+                            to_int(n, "n", 0, 2**32 - 1))
         mempool = include_mempool is None or ignored_bool(
             include_mempool, "include_mempool")
         node = self.node

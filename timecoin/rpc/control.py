@@ -1,4 +1,5 @@
-"""The C{control} area of the RPC: C{help}, C{stop} and C{uptime}.
+"""
+The C{control} area of the RPC: C{help}, C{stop} and C{uptime}.
 
 Imports the node's modules and the RPC's helper modules; imported only by
 L{timecoin.rpc.methods}.
@@ -12,9 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
-from timecoin.rpc.params import (
-    to_str,
-)
+from timecoin.rpc.params import to_str
 from timecoin.rpc.table import any_time
 
 if TYPE_CHECKING:

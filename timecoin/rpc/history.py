@@ -1,4 +1,5 @@
-"""Deposits and wallet history over RPC (issue 16: what exchanges call).
+"""
+Deposits and wallet history over RPC (issue 16: what exchanges call).
 
 Entries of listtransactions, listsinceblock and gettransaction's details
 come from the wallet's history (L{timecoin.wallettxs}): final
@@ -25,17 +26,8 @@ from timecoin.rpc.errors import (
     RPC_WALLET_ERROR,
     RPCError,
 )
-from timecoin.rpc.params import (
-    check_address,
-    ignored_bool,
-    to_hash,
-    to_int,
-    to_str,
-)
-from timecoin.rpc.shapes import (
-    confirmations_at,
-    wallet_entries,
-)
+from timecoin.rpc.params import check_address, ignored_bool, to_hash, to_int, to_str
+from timecoin.rpc.shapes import confirmations_at, wallet_entries
 
 if TYPE_CHECKING:
     from timecoin.node import Node
@@ -117,7 +109,7 @@ class WalletHistoryMethods:
         unknown.
         """
         depth = to_int(1 if target_confirmations is None
-                     else target_confirmations, "target_confirmations")
+                       else target_confirmations, "target_confirmations")
         if depth < 1:
             raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter")
         ignored_bool(include_watchonly, "include_watchonly")
@@ -141,7 +133,8 @@ class WalletHistoryMethods:
         if wanted in ("*", ""):
             for wtx in self.node.wallet_txs.order:
                 if wtx.height is None or wtx.height > since:
-                    transactions += wallet_entries(self.node.chain, wtx, change)
+                    transactions += wallet_entries(self.node.chain, wtx,
+                                                   change)
         chain = self.node.chain
         last_height = max(0, chain.height + 1 - depth)
         if last_height == chain.height:

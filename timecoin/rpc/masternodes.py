@@ -1,4 +1,5 @@
-"""The C{masternodes} area of the RPC: the masternode list, this node's
+"""
+The C{masternodes} area of the RPC: the masternode list, this node's
 status and the consensus rules (L{MasternodeMethods}), and registering and
 activating this node's masternode, in one step or in the three of a
 collateral kept in another wallet (L{RegistrationMethods}).
@@ -15,27 +16,15 @@ from twisted.internet import defer
 
 from timecoin import params
 from timecoin.rpc.deferreds import then
-from timecoin.rpc.errors import (
-    INVALID_PARAMS,
-    RPC_INVALID_PARAMETER,
-    RPCError,
-)
-from timecoin.rpc.params import (
-    check_address,
-    hex_of,
-    to_hash,
-    to_int,
-    to_str,
-)
+from timecoin.rpc.errors import INVALID_PARAMS, RPC_INVALID_PARAMETER, RPCError
+from timecoin.rpc.params import check_address, hex_of, to_hash, to_int, to_str
 from timecoin.status import (
     StatusHistory,
     consensus_info,
     masternode_rows,
     masternode_status,
 )
-from timecoin.tx import (
-    OutPoint,
-)
+from timecoin.tx import OutPoint
 from timecoin.wallet import WalletError
 
 if TYPE_CHECKING:
@@ -148,7 +137,8 @@ class RegistrationMethods:
         txid = to_hash(collateral_txid, "collateral_txid")
         index = to_int(vout, "vout", 0, 2**32 - 1)
         node = self.node
-        address = to_str(p2p_address, "p2p_address") if p2p_address is not None \
+        address = to_str(p2p_address, "p2p_address") \
+            if p2p_address is not None \
             else f"{node.config.p2p_bind}:{node.config.p2p_port}"
         if reward_address is None:
             reward = node.new_address()
@@ -184,11 +174,7 @@ class RegistrationMethods:
         Nothing is signed or sent.  Errors: -8 the output is not unspent,
         pays another address, or already backs a masternode.
         """  # noqa: E501
-        from timecoin.registration import (
-            encode_request,
-            prepare_request,
-            tier_for,
-        )
+        from timecoin.registration import encode_request, prepare_request, tier_for
         node = self.node
         outpoint = OutPoint(to_hash(collateral_txid, "collateral_txid"),
                             to_int(vout, "vout", 0, 2**32 - 1))

@@ -1,4 +1,5 @@
-"""The C{mempool} part of the RPC's transactions area: what the mempool
+"""
+The C{mempool} part of the RPC's transactions area: what the mempool
 holds and whether the node refuses new transactions now.
 
 Imports the node's modules and the RPC's helper modules; imported only by
@@ -11,17 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from timecoin import params
 from timecoin.mempool import FINALIZED, PENDING
-from timecoin.rpc.errors import (
-    RPC_INVALID_ADDRESS_OR_KEY,
-    RPCError,
-)
-from timecoin.rpc.params import (
-    to_flag,
-    to_hash,
-)
-from timecoin.tx import (
-    OutPoint,
-)
+from timecoin.rpc.errors import RPC_INVALID_ADDRESS_OR_KEY, RPCError
+from timecoin.rpc.params import to_flag, to_hash
+from timecoin.tx import OutPoint
 
 if TYPE_CHECKING:
     from timecoin.node import Node

@@ -1,4 +1,5 @@
-"""The C{network} area of the RPC: peers, connection counts and bans, from
+"""
+The C{network} area of the RPC: peers, connection counts and bans, from
 the node's P2P service.
 
 Imports the node's modules and the RPC's helper modules; imported only by
@@ -9,15 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from timecoin.rpc.errors import (
-    RPC_CLIENT_P2P_DISABLED,
-    RPC_INVALID_PARAMETER,
-    RPCError,
-)
-from timecoin.rpc.params import (
-    to_seconds,
-    to_str,
-)
+from timecoin.rpc.errors import RPC_CLIENT_P2P_DISABLED, RPC_INVALID_PARAMETER, RPCError
+from timecoin.rpc.params import to_seconds, to_str
 from timecoin.rpc.table import any_time
 
 if TYPE_CHECKING:

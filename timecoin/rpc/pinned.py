@@ -33,7 +33,8 @@ class StoredChainBroken(Exception):
 @implementer(IChainStore)
 class PinnedStore:
     """
-    A read-only view of a live store for L{timecoin.verify.replay}, pinned at one tip.
+    A read-only view of a live store for L{timecoin.verify.replay},
+    pinned at one tip.
 
     C{tip()} reads the tip and the whole UTXO set together (retrying while
     blocks land in between), so that the replay, which stops at that tip,
@@ -93,7 +94,7 @@ class PinnedStore:
         block_hash = yield self._store.get_block_hash(height)
         if block_hash is None:
             raise StoredChainBroken(f"no block hash stored at height "
-                                     f"{height}")
+                                    f"{height}")
         return block_hash
 
     @defer.inlineCallbacks
@@ -114,7 +115,7 @@ class PinnedStore:
         raw = yield self._store.get_undo(block_hash)
         if raw is None:
             raise StoredChainBroken(f"undo data of {block_hash.hex()} not "
-                                     f"stored")
+                                    f"stored")
         return raw
 
     def open(self) -> defer.Deferred[None]:

@@ -252,7 +252,7 @@ class RPCServer:
             return payload
 
         outcome = self.dispatcher.run(body,
-                                       _reads_error_member(request))
+                                      _reads_error_member(request))
         if isinstance(outcome, defer.Deferred):
             return outcome.addCallback(respond)
         return respond(outcome)

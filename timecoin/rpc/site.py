@@ -28,12 +28,7 @@ from timecoin.rpc.auth import (
     remove_cookie,
     write_cookie,
 )
-from timecoin.rpc.limits import (
-    ConnectionLimiter,
-    Refusals,
-    RPCChannel,
-    RPCLimits,
-)
+from timecoin.rpc.limits import ConnectionLimiter, Refusals, RPCChannel, RPCLimits
 from timecoin.rpc.methods import RPCMethods
 from timecoin.rpc.server import RPCServer, client_of
 from timecoin.status import status_data

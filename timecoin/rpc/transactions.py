@@ -1,4 +1,5 @@
-"""The C{transactions} area of the RPC: looking transactions up, raw
+"""
+The C{transactions} area of the RPC: looking transactions up, raw
 transactions (create, decode, send), waiting for finality and the feed of
 finalized txids.
 
@@ -37,18 +38,8 @@ from timecoin.rpc.params import (
     to_int,
     to_seconds,
 )
-from timecoin.rpc.shapes import (
-    confirmations_at,
-    tx_to_json,
-    vote_json,
-    wallet_entries,
-)
-from timecoin.tx import (
-    OutPoint,
-    Transaction,
-    TxIn,
-    TxOut,
-)
+from timecoin.rpc.shapes import confirmations_at, tx_to_json, vote_json, wallet_entries
+from timecoin.tx import OutPoint, Transaction, TxIn, TxOut
 
 if TYPE_CHECKING:
     from timecoin.node import Node
@@ -151,7 +142,8 @@ class TransactionMethods:
         if info.get("height") is not None:
             obj["blockheight"] = info["height"]
             obj["blockhash"] = info["block_hash"].hex()
-            obj["confirmations"] = confirmations_at(self.node.chain, info["height"])
+            obj["confirmations"] = confirmations_at(self.node.chain,
+                                                    info["height"])
             block = yield self.node.block_by_hash(info["block_hash"])
             if block is not None:
                 obj["blocktime"] = block.header.timestamp // 1000
@@ -213,7 +205,8 @@ class TransactionMethods:
         obj["state"] = info["state"]
         if info.get("height") is not None:
             obj["blockhash"] = info["block_hash"].hex()
-            obj["confirmations"] = confirmations_at(self.node.chain, info["height"])
+            obj["confirmations"] = confirmations_at(self.node.chain,
+                                                    info["height"])
             block = yield self.node.block_by_hash(info["block_hash"])
             if block is not None:
                 obj["blocktime"] = block.header.timestamp // 1000
@@ -257,7 +250,7 @@ class TransactionMethods:
             # store read (an SQLite query on a persistent node).
             return self._submit(tx)
         return then(node.store.get_tx_location(txid),
-                     self._submit_unless_mined, tx)
+                    self._submit_unless_mined, tx)
 
     def _submit_unless_mined(self, location: Any, tx: Transaction) -> Any:
         if location is not None:
@@ -291,7 +284,7 @@ class TransactionMethods:
         if not isinstance(inputs, list):
             raise RPCError(INVALID_PARAMS, "inputs must be an array")
         lock_time = to_int(0 if locktime is None else locktime, "locktime",
-                         0, 2**32 - 1)
+                           0, 2**32 - 1)
         txins: list[TxIn] = []
         seen: set[OutPoint] = set()
         for item in inputs:
@@ -365,8 +358,9 @@ class TransactionMethods:
         pending (still voting at the timeout) or unknown (never seen).
         """
         tx_hash = to_hash(txid, "txid")
-        timeout = to_seconds(10 if timeout_seconds is None else timeout_seconds,
-                           "timeout_seconds", MAX_WAIT_SECONDS)
+        timeout = to_seconds(10 if timeout_seconds is None
+                             else timeout_seconds,
+                             "timeout_seconds", MAX_WAIT_SECONDS)
         info = yield self.node.transaction(tx_hash)
         if info is None or info["state"] == PENDING:
             yield shielded(self.node.finality.wait(tx_hash, timeout))

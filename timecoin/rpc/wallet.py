@@ -1,4 +1,5 @@
-"""The C{wallet} area of the RPC: addresses, balance, coins, payments and
+"""
+The C{wallet} area of the RPC: addresses, balance, coins, payments and
 signing with the node's wallet.  Its keys and encryption are in
 L{timecoin.rpc.walletkeys}, its history in L{timecoin.rpc.history}.
 
@@ -32,16 +33,8 @@ from timecoin.rpc.params import (
     to_int,
     to_str,
 )
-from timecoin.rpc.shapes import (
-    confirmations_at,
-)
-from timecoin.tx import (
-    SIG_DOMAIN,
-    Transaction,
-    TxIn,
-    input_signature_ok,
-    sighash,
-)
+from timecoin.rpc.shapes import confirmations_at
+from timecoin.tx import SIG_DOMAIN, Transaction, TxIn, input_signature_ok, sighash
 from timecoin.wallettxs import build_sendmany
 
 if TYPE_CHECKING:
@@ -191,7 +184,7 @@ class WalletMethods:
         d = self.node.send_to_address(address, units)
         if ignored_bool(verbose, "verbose"):
             return then(d, lambda txid: {"txid": txid.hex(),
-                                          "fee_reason": "Minimum fee rule"})
+                                         "fee_reason": "Minimum fee rule"})
         return then(d, hex_of)
 
     def rpc_sendmany(self, dummy: Any, amounts: Any, minconf: Any = None,
@@ -251,7 +244,7 @@ class WalletMethods:
         d = node.submit(tx)
         if ignored_bool(verbose, "verbose"):
             return then(d, lambda txid: {"txid": txid.hex(),
-                                          "fee_reason": "Minimum fee rule"})
+                                         "fee_reason": "Minimum fee rule"})
         return then(d, hex_of)
 
     def rpc_signrawtransactionwithwallet(self,

@@ -1,4 +1,5 @@
-"""The wallet's keys over RPC (docs/wallet.md): encryption, private keys,
+"""
+The wallet's keys over RPC (docs/wallet.md): encryption, private keys,
 backups and the HD seed.
 
 Imports the node's modules and the RPC's helper modules; imported only by
@@ -17,11 +18,7 @@ from timecoin.rpc.errors import (
     RPC_INVALID_PARAMETER,
     RPCError,
 )
-from timecoin.rpc.params import (
-    check_address,
-    to_int,
-    to_str,
-)
+from timecoin.rpc.params import check_address, to_int, to_str
 
 if TYPE_CHECKING:
     from timecoin.node import Node
@@ -190,7 +187,7 @@ class WalletKeyMethods:
         locked.  Error -13 if locked.
         """
         size = None if newsize is None else to_int(newsize, "newsize", 1,
-                                                 100_000)
+                                                   100_000)
         self.node.wallet.refill_keypool(size)
         return None
 
