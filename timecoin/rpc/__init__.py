@@ -28,12 +28,13 @@ What lives where
   (JSON with Decimal amounts, shared with C{timecoin-cli}),
   L{timecoin.rpc.auth} (cookie, Basic auth, C{rpcauth} lines, allowed
   IPs; C{python -m timecoin.rpc.auth USER} makes an C{rpcauth} line),
-  L{timecoin.rpc.limits} (the C{[rpc]} limits against hostile clients).
+  L{timecoin.rpc.limits} (the C{[rpc]} limits against hostile clients),
+  L{timecoin.rpc.status} (the status page and the data behind it).
 
 Imports
 =======
 The package may import anything below it (node, chain, mempool, wallet,
-finality, storage, status, metrics, config).  Only L{timecoin.tap}
+finality, storage, metrics, config).  Only L{timecoin.tap}
 (L{build_rpc_site<timecoin.rpc.site.build_rpc_site>}),
 L{timecoin.rpcdoc} (the methods' docs), L{timecoin.cli} (the codec) and
 L{timecoin.config} (checking C{[rpc] auth} and C{allow_ip}) import it.
@@ -82,7 +83,7 @@ C{rpc_allow_ip} get 403 on every path.
 Pages
 =====
 C{GET /} is the status page and C{GET /status.json} its data (both need
-the same credentials as RPC; see L{timecoin.status}); C{GET /metrics}
+the same credentials as RPC; see L{timecoin.rpc.status}); C{GET /metrics}
 needs them too unless C{rpc_metrics_open}; C{GET /health} needs none.
 
 Limits

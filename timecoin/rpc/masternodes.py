@@ -18,7 +18,7 @@ from timecoin import params
 from timecoin.rpc.deferreds import then
 from timecoin.rpc.errors import INVALID_PARAMS, RPC_INVALID_PARAMETER, RPCError
 from timecoin.rpc.params import check_address, hex_of, to_hash, to_int, to_str
-from timecoin.status import (
+from timecoin.rpc.status import (
     StatusHistory,
     consensus_info,
     masternode_rows,

@@ -18,11 +18,11 @@ from timecoin.rpc.history import WalletHistoryMethods
 from timecoin.rpc.masternodes import MasternodeMethods, RegistrationMethods
 from timecoin.rpc.mempool import MempoolMethods
 from timecoin.rpc.network import NetworkMethods
+from timecoin.rpc.status import StatusHistory
 from timecoin.rpc.table import method_table
 from timecoin.rpc.transactions import TransactionMethods
 from timecoin.rpc.wallet import WalletMethods
 from timecoin.rpc.walletkeys import WalletKeyMethods
-from timecoin.status import StatusHistory
 
 if TYPE_CHECKING:
     from timecoin.node import Node

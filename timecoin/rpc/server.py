@@ -4,7 +4,7 @@ failed-login throttle), the body limit, the status page, C{/metrics} and
 C{/health}, and C{POST /}, whose body a L{Dispatcher} runs.
 
 Imports the RPC's auth, codec, dispatch, errors and limits, and the
-status page's renderer (L{timecoin.status}); imported by
+status page's renderer (L{timecoin.rpc.status}); imported by
 L{timecoin.rpc.site}.
 """
 
@@ -39,7 +39,7 @@ from timecoin.rpc.limits import (
     RPCLimits,
     source_of,
 )
-from timecoin.status import CONTENT_SECURITY_POLICY, render_page
+from timecoin.rpc.status import CONTENT_SECURITY_POLICY, render_page
 
 log = Logger()
 
@@ -195,7 +195,7 @@ class RPCServer:
     @app.route("/", methods=["GET"])
     def get_status_page(self, request: server.Request) -> bytes:
         """
-        The status page (HTML, see L{timecoin.status}); needs the RPC
+        The status page (HTML, see L{timecoin.rpc.status}); needs the RPC
         credentials, so a browser gets a Basic challenge.
         """
         refused = self._refuse_auth(request)

@@ -5,7 +5,7 @@ L{build_rpc_site}, which wires a node's RPC: its cookie, credentials,
 method table, server, allow-list, limits and metrics.
 
 Imports every other module of the package and L{timecoin.metrics} and
-L{timecoin.status}; imported by L{timecoin.tap}.
+L{timecoin.rpc.status}; imported by L{timecoin.tap}.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from timecoin.rpc.auth import (
 from timecoin.rpc.limits import ConnectionLimiter, Refusals, RPCChannel, RPCLimits
 from timecoin.rpc.methods import RPCMethods
 from timecoin.rpc.server import RPCServer, client_of
-from timecoin.status import status_data
+from timecoin.rpc.status import status_data
 
 if TYPE_CHECKING:
     from timecoin.node import Node
