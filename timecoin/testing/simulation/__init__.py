@@ -77,9 +77,13 @@ C{python -m timecoin.testing.simulation --seeds 1000 --nodes 7
 --byzantine 2} runs many seeds over worker processes and prints each
 failure with the command reproducing it, then one summary line.
 
-What lives where (each module imports only those above it, and none
-imports this package's C{__init__}; the node's own packages are used
-through their public names):
+What lives where.  Each module imports only those above it in this list
+(none imports this C{__init__}), the node's packages (C{timecoin.*}) and
+Twisted, never C{tests}.  Beyond the node's public names, the hosts and
+adversaries replace a few private hooks on their own node's objects (the
+consensus engine's C{_may_sign} for a crash before signing; the P2P
+manager's C{local_hello}, C{_serve_tip}, C{_serve_peers} and the sync's
+C{serve_blocks} for the hostile peers).
 
 - L{world}: the start time, network, port, deterministic keys and
   genesis coins; L{fork} of random streams.
