@@ -98,7 +98,8 @@ C{serve_blocks} for the hostile peers).
 - L{adversary}: L{Adversary}.
 - L{workload}: L{Workload}.
 - L{lifecycle}: L{Lifecycle}.
-- L{invariants}: L{Checker}, L{Liveness}, L{Violation}.
+- L{invariants}: L{Checker} (with L{EquivocationCheck} and
+  L{LifecycleCheck}), L{Liveness}, L{Violation}.
 - L{runner}: L{Simulation}, L{SimResult}, L{run_seed}, L{repro}.
 - L{cli} (and C{__main__}): the command line, L{main}.
 """
@@ -114,6 +115,8 @@ from timecoin.testing.simulation.invariants import (
     NOTED,
     SLACK,
     Checker,
+    EquivocationCheck,
+    LifecycleCheck,
     Liveness,
     Violation,
 )
@@ -157,9 +160,10 @@ __all__ = [
     "HEIGHT_LIE", "LIFECYCLE", "LIFECYCLE_EVENTS", "NETWORK", "NOTED",
     "NOT_PROMISED", "P2P_BEHAVIOURS", "PORT", "SLACK", "START",
     "STEP_CRASH_MODES", "STEP_CRASH_STEPS", "Adversary", "Checker",
-    "CopyCounter", "Event", "FaultPlan", "GroupCommitStore", "HeapClock",
-    "Hosts", "Journal", "Lifecycle", "LifecyclePlan", "LinkFaults",
-    "Liveness", "SimConfig", "SimNetwork", "SimNode", "SimResult",
-    "Simulation", "Violation", "Workload", "bank_key", "fork", "main",
-    "masternode_key", "repro", "run_seed", "wallet_key",
+    "CopyCounter", "EquivocationCheck", "Event", "FaultPlan",
+    "GroupCommitStore", "HeapClock", "Hosts", "Journal", "Lifecycle",
+    "LifecycleCheck", "LifecyclePlan", "LinkFaults", "Liveness",
+    "SimConfig", "SimNetwork", "SimNode", "SimResult", "Simulation",
+    "Violation", "Workload", "bank_key", "fork", "main", "masternode_key",
+    "repro", "run_seed", "wallet_key",
 ]

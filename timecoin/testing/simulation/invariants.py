@@ -2,9 +2,11 @@
 The invariants of a run: L{Checker} watches the honest nodes (what they
 finalize, reject, commit and send) and checks after every step and at
 the end that no fork, double spend, conflicting finality, UTXO or status
-disagreement, equivocation or lost bookkeeping shows up; L{Liveness}
-checks progress once faults stop.  Each broken invariant is a
-L{Violation}.
+disagreement or lost bookkeeping shows up; it owns
+L{EquivocationCheck} (nothing signed twice, no evidence against an
+honest masternode) and, in lifecycle runs, L{LifecycleCheck} (the end
+check of registrations, returns and stops).  L{Liveness} checks
+progress once faults stop.  Each broken invariant is a L{Violation}.
 
 Imports L{world}, L{clock}, L{hosts} and L{lifecycle} from the rest of
 the simulator.
@@ -13,6 +15,7 @@ the simulator.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +38,7 @@ from timecoin.testing.simulation.world import short
 from timecoin.tx import OutPoint, Transaction
 
 __all__ = ["DECISIONS", "NOTED", "NOT_PROMISED", "SLACK", "Checker",
-           "Liveness", "Violation"]
+           "EquivocationCheck", "LifecycleCheck", "Liveness", "Violation"]
 
 log = Logger()
 
@@ -96,73 +99,25 @@ NOT_PROMISED = frozenset({"fork", "utxo", "double-spend", "finality",
 masternodes that the Byzantine ones hold a third of the active weight."""
 
 
-class Checker:
+class EquivocationCheck:
     """
-    The invariants, checked after every step (L{check}) and at the end
-    (L{final}).  Violations accumulate in L{violations} (each distinct
-    one once).
+    No honest node ever sends two different proposals or votes for one
+    (height, round, step), across its crashes (L{sent}, on what leaves each
+    node), and no node holds equivocation evidence against an honest
+    masternode (L{accusations}).  Violations go to C{fail}.
+
+    @ivar signed: what each honest key sent, over every life of its node:
+        (key, height, round, step) -> (block hash, who saw it).
     """
 
-    def __init__(self, hosts: Hosts, journal: Journal,
-                 lifecycle: Lifecycle | None = None) -> None:
-        self.hosts = hosts
-        self.nodes = hosts.nodes
-        self.journal = journal
-        self.lifecycle = lifecycle
-        self.violations: list[Violation] = []
-        self._said: set[str] = set()
-        self.committed: dict[int, tuple[bytes, str]] = {}
-        self.utxo: dict[int, tuple[bytes, str]] = {}
-        self.finalized: dict[bytes, set[str]] = {}
-        self.txs: dict[bytes, Transaction] = {}
-        self.spender: dict[OutPoint, tuple[bytes, str]] = {}
-        self.node_finalized: dict[str, set[bytes]] = {}
-        self.node_rejected: dict[str, dict[bytes, str]] = {}
-        self.scanned: dict[str, int] = {}
-        self._reported: dict[int, set[bytes]] = {}
-        """Per node object (one process lifetime): txids it reported
-        finalized."""
-        self._refusals: dict[str, int] = {}
+    def __init__(self, nodes: list[SimNode],
+                 fail: Callable[[str, str], None]) -> None:
+        self.nodes = nodes
+        self.fail = fail
         self.signed: dict[tuple[bytes, int, int, str], tuple[bytes, str]] = {}
-        """What each honest key sent, over every life of its node: (key,
-        height, round, step) -> (block hash, who saw it)."""
         self._evidence: dict[int, tuple[int, int]] = {}
-        self.statuses: dict[int, tuple[bytes, str]] = {}
-        """Per height: a digest of the masternode statuses after that block
-        (who is registered, active, set aside, since when) and the node
-        that held it first."""
-        self.beyond: tuple[int, str] | None = None
-        """The first height whose active set gives the Byzantine
-        masternodes a third of the weight or more (the chain set aside too
-        many honest ones): safety is not promised from there on."""
 
-    def fail(self, invariant: str, detail: str) -> None:
-        """
-        Record a violation (once).
-        """
-        key = f"{invariant}:{detail}"
-        if key in self._said:
-            return
-        self._said.add(key)
-        violation = Violation(invariant, self.journal.now, detail)
-        self.violations.append(violation)
-        log.error("invariant broken: {violation}", violation=str(violation))
-
-    def watch(self, host: SimNode) -> None:
-        """
-        Hook a freshly started node.
-        """
-        assert host.node is not None
-        self._refusals[host.name] = 0
-        if host.byzantine:
-            return
-        node = host.node
-        node.finality.finalized.append(
-            lambda txid, _latency: self._finalized(host, node, txid))
-        node.consensus.outbox.append(
-            lambda message: self._sent(host, message))
-
-    def _sent(self, host: SimNode, message: Proposal | BlockVote) -> None:
+    def sent(self, host: SimNode, message: Proposal | BlockVote) -> None:
         """
         An honest node let a proposal or vote leave: it must never send two
         different ones for one (height, round, step) of its own key, in
@@ -187,7 +142,7 @@ class Checker:
                       f"{short(known[0])} ({known[1]}) and "
                       f"{short(block_hash)} ({where})")
 
-    def _accusations(self, host: SimNode) -> None:
+    def accusations(self, host: SimNode) -> None:
         """
         No node (Byzantine ones included: they run the honest code for
         what they receive) holds equivocation evidence against an honest
@@ -216,6 +171,128 @@ class Checker:
                           f"on tx {short(first.txid)}: {first.decision} "
                           f"at height {first.height}, {second.decision} at "
                           f"height {second.height}")
+
+
+class LifecycleCheck:
+    """
+    The end check of lifecycle runs (L{final}).  Violations go to C{fail}.
+    """
+
+    def __init__(self, hosts: Hosts, lifecycle: Lifecycle,
+                 fail: Callable[[str, str], None]) -> None:
+        self.hosts = hosts
+        self.lifecycle = lifecycle
+        self.fail = fail
+
+    def final(self) -> None:
+        """
+        The lifecycle did what the chain promises, given time: a joiner
+        whose registration was mined is active; the masternode stopped for
+        good is set aside once a window of certificates missed it; every
+        running honest masternode set aside is back once it may be and
+        its node had L{SLACK} blocks to activate it.
+        """
+        lifecycle, hosts = self.lifecycle, self.hosts
+        ref = lifecycle.reference()
+        if ref is None:
+            return
+        chain = ref.chain
+        rules = chain.rules
+        tip = chain.height
+        plan = lifecycle.plan
+        for host in hosts.nodes:
+            if host.byzantine:
+                continue
+            status = chain.mn_status(host.key.public)
+            if status is None:
+                continue
+            if host.index == plan.stop and host.index in hosts.gone:
+                stopped = lifecycle.stopped_at or 0
+                if status.state == ACTIVE and \
+                        tip >= max(stopped, rules.window) + rules.window + \
+                        SLACK:
+                    self.fail("lifecycle", f"{host.name} stopped for good "
+                              f"at height {stopped}, still active at {tip}")
+                continue
+            if not host.up:
+                continue
+            up_since = hosts.up_since.get(host.index, 0)
+            if status.state == REGISTERED and \
+                    tip >= max(status.since, up_since) + SLACK:
+                self.fail("lifecycle", f"{host.name} registered at "
+                          f"{status.since}, not active at {tip}: "
+                          f"{host.node.participation.status() if host.node else ''}")
+            if status.state == SET_ASIDE and tip >= max(
+                    status.since + rules.min_away, up_since) + SLACK:
+                self.fail("lifecycle", f"{host.name} set aside at "
+                          f"{status.since}, running since height "
+                          f"{up_since}, not back at {tip}: "
+                          f"{host.node.participation.status() if host.node else ''}")
+
+
+class Checker:
+    """
+    The invariants, checked after every step (L{check}) and at the end
+    (L{final}).  Violations accumulate in L{violations} (each distinct
+    one once).
+    """
+
+    def __init__(self, hosts: Hosts, journal: Journal,
+                 lifecycle: Lifecycle | None = None) -> None:
+        self.hosts = hosts
+        self.nodes = hosts.nodes
+        self.journal = journal
+        self.violations: list[Violation] = []
+        self._said: set[str] = set()
+        self.committed: dict[int, tuple[bytes, str]] = {}
+        self.utxo: dict[int, tuple[bytes, str]] = {}
+        self.finalized: dict[bytes, set[str]] = {}
+        self.txs: dict[bytes, Transaction] = {}
+        self.spender: dict[OutPoint, tuple[bytes, str]] = {}
+        self.node_finalized: dict[str, set[bytes]] = {}
+        self.node_rejected: dict[str, dict[bytes, str]] = {}
+        self.scanned: dict[str, int] = {}
+        self._reported: dict[int, set[bytes]] = {}
+        """Per node object (one process lifetime): txids it reported
+        finalized."""
+        self._refusals: dict[str, int] = {}
+        self.statuses: dict[int, tuple[bytes, str]] = {}
+        """Per height: a digest of the masternode statuses after that block
+        (who is registered, active, set aside, since when) and the node
+        that held it first."""
+        self.beyond: tuple[int, str] | None = None
+        """The first height whose active set gives the Byzantine
+        masternodes a third of the weight or more (the chain set aside too
+        many honest ones): safety is not promised from there on."""
+        self.equivocation = EquivocationCheck(self.nodes, self.fail)
+        self.lifecycle_check = None if lifecycle is None else \
+            LifecycleCheck(hosts, lifecycle, self.fail)
+
+    def fail(self, invariant: str, detail: str) -> None:
+        """
+        Record a violation (once).
+        """
+        key = f"{invariant}:{detail}"
+        if key in self._said:
+            return
+        self._said.add(key)
+        violation = Violation(invariant, self.journal.now, detail)
+        self.violations.append(violation)
+        log.error("invariant broken: {violation}", violation=str(violation))
+
+    def watch(self, host: SimNode) -> None:
+        """
+        Hook a freshly started node.
+        """
+        assert host.node is not None
+        self._refusals[host.name] = 0
+        if host.byzantine:
+            return
+        node = host.node
+        node.finality.finalized.append(
+            lambda txid, _latency: self._finalized(host, node, txid))
+        node.consensus.outbox.append(
+            lambda message: self.equivocation.sent(host, message))
 
     def _statuses(self, host: SimNode) -> None:
         """
@@ -359,7 +436,7 @@ class Checker:
                 self._rejections(host)
                 self._statuses(host)
             if host.up:
-                self._accusations(host)
+                self.equivocation.accusations(host)
 
     def state_of(self, host: SimNode, txid: bytes) -> str:
         """
@@ -390,8 +467,8 @@ class Checker:
                 self.fail("bookkeeping", f"{host.name} counts "
                           f"{mempool.finalized_count} finalized mempool "
                           f"entries, holds {counted}")
-        if self.lifecycle is not None:
-            self._lifecycle_final()
+        if self.lifecycle_check is not None:
+            self.lifecycle_check.final()
         for txid in sorted(self.finalized):
             states = {h.name: self.state_of(h, txid) for h in honest}
             lagging = {n: s for n, s in states.items()
@@ -402,53 +479,6 @@ class Checker:
                           f"{where} but after the calm period "
                           + ", ".join(f"{n} has it {s}"
                                       for n, s in sorted(lagging.items())))
-
-
-    def _lifecycle_final(self) -> None:
-        """
-        The lifecycle did what the chain promises, given time: a joiner
-        whose registration was mined is active; the masternode stopped for
-        good is set aside once a window of certificates missed it; every
-        running honest masternode set aside is back once it may be and
-        its node had L{SLACK} blocks to activate it.
-        """
-        lifecycle, hosts = self.lifecycle, self.hosts
-        assert lifecycle is not None
-        ref = lifecycle.reference()
-        if ref is None:
-            return
-        chain = ref.chain
-        rules = chain.rules
-        tip = chain.height
-        plan = lifecycle.plan
-        for host in self.nodes:
-            if host.byzantine:
-                continue
-            status = chain.mn_status(host.key.public)
-            if status is None:
-                continue
-            if host.index == plan.stop and host.index in hosts.gone:
-                stopped = lifecycle.stopped_at or 0
-                if status.state == ACTIVE and \
-                        tip >= max(stopped, rules.window) + rules.window + \
-                        SLACK:
-                    self.fail("lifecycle", f"{host.name} stopped for good "
-                              f"at height {stopped}, still active at {tip}")
-                continue
-            if not host.up:
-                continue
-            up_since = hosts.up_since.get(host.index, 0)
-            if status.state == REGISTERED and \
-                    tip >= max(status.since, up_since) + SLACK:
-                self.fail("lifecycle", f"{host.name} registered at "
-                          f"{status.since}, not active at {tip}: "
-                          f"{host.node.participation.status() if host.node else ''}")
-            if status.state == SET_ASIDE and tip >= max(
-                    status.since + rules.min_away, up_since) + SLACK:
-                self.fail("lifecycle", f"{host.name} set aside at "
-                          f"{status.since}, running since height "
-                          f"{up_since}, not back at {tip}: "
-                          f"{host.node.participation.status() if host.node else ''}")
 
 
 class Liveness:
