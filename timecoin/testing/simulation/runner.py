@@ -154,7 +154,8 @@ class Simulation:
             Lifecycle(self.plan.lifecycle, self.hosts, self.genesis,
                       self.journal, config.duration)
         self.checker = Checker(self.hosts, self.journal, self.lifecycle)
-        self.liveness = Liveness(self.checker, config.liveness_bound)
+        self.liveness = Liveness(self.checker, config.liveness_bound,
+                                 config.byzantine)
         masternodes = [n.key.public for n in self.nodes]
         self.adversaries = [
             Adversary(n, self.plan.byzantine[n.index],
@@ -291,13 +292,14 @@ class Simulation:
         before = self.hosts.honest_heights()
         target = max(before.values(), default=0) + 1
         calm_end = config.duration + config.calm
+        self.liveness.effective = self.liveness.bound_now()
         checked = False
         while self.now < calm_end - 1e-9:
             if self.lifecycle is not None:
                 self.lifecycle.tick(self.now)
             self._step()
             if not checked and \
-                    self.now >= config.duration + config.liveness_bound:
+                    self.now >= config.duration + self.liveness.effective:
                 checked = True
                 self.liveness.check(before, target)
         if not checked:
