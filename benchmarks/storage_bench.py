@@ -48,7 +48,7 @@ if str(ROOT) not in sys.path:
 from twisted.internet import defer, task  # noqa: E402
 
 from timecoin.address import address_of  # noqa: E402
-from timecoin.chain import _Undo  # noqa: E402
+from timecoin.chain import BlockUndo  # noqa: E402
 from timecoin.encoding import sha256  # noqa: E402
 from timecoin.interfaces import IChainStore  # noqa: E402
 from timecoin.keys import PrivateKey  # noqa: E402
@@ -101,7 +101,7 @@ class Workload:
         unspent.update(created)
         prev = randbytes(32)
         self.genesis = BlockChange(0, prev, b"\x00" * 32, randbytes(400),
-                                   _Undo([], None).encode(), [], created,
+                                   BlockUndo([], None).encode(), [], created,
                                    [randbytes(32)], [])
         spent_ever: list[bytes] = []
         self.blocks: list[BlockChange] = []
@@ -113,7 +113,7 @@ class Workload:
                 if keys[i] in unspent:
                     picked.add(keys[i])
             spent = sorted(picked)
-            undo = _Undo([(k, unspent.pop(k)) for k in spent], None).encode()
+            undo = BlockUndo([(k, unspent.pop(k)) for k in spent], None).encode()
             spent_ever.extend(spent)
             txids = [randbytes(32) for _ in range(spends + 1)]
             new = [(OutPoint(txids[1 + i // 2], i % 2).key(), entry(height))

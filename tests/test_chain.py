@@ -216,17 +216,17 @@ class ValidateOnceTests(unittest.TestCase):
         Putting the commit into encoded undo data gives the bytes of
         encoding the undo object with that commit.
         """
-        from timecoin.chain import _Undo
+        from timecoin.chain import BlockUndo
         h = Harness()
         h.next_block()
         commit = h.chain.tip_commit
         assert commit is not None
         for spent in ([], [(b"k" * 36, b"v" * 20), (b"x" * 36, b"y" * 9)]):
-            undo = _Undo(list(spent), None, [])
+            undo = BlockUndo(list(spent), None, [])
             raw = undo.encode()
             undo.commit = commit
-            self.assertEqual(_Undo.with_commit(raw, commit), undo.encode())
-            self.assertEqual(_Undo.decode(_Undo.with_commit(raw, commit)),
+            self.assertEqual(BlockUndo.with_commit(raw, commit), undo.encode())
+            self.assertEqual(BlockUndo.decode(BlockUndo.with_commit(raw, commit)),
                              undo)
 
     def test_tip_moved_validates_again(self) -> None:

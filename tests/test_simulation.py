@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from twisted.internet import defer
@@ -41,6 +42,7 @@ from timecoin.testing.simulation import (
     GroupCommitStore,
     HeapClock,
     LinkFaults,
+    Liveness,
     SimConfig,
     SimResult,
     Simulation,
@@ -270,6 +272,37 @@ class PieceTests(unittest.TestCase):
     """
     The simulator's parts.
     """
+
+    def test_liveness_bound_follows_the_round_schedule(self) -> None:
+        """
+        Progress is promised within the configured bound when the faults
+        leave the honest nodes in round 0 (seven masternodes, two
+        Byzantine: 30 s, four rounds of 1, 2, 3 and 4 s timeouts), and
+        within the schedule of byzantine + 2 rounds from the latest round
+        an honest node is in otherwise (round 4: 5+6+7+8 s, three steps
+        each); a down or Byzantine node's round does not count.  Seed 53
+        of seven/two, which committed in round 6 one second after a
+        fixed 30 s, keeps every invariant.
+        """
+        engines = [BlockConsensus.__new__(BlockConsensus) for _ in range(3)]
+        for engine, round in zip(engines, (0, 1, 9)):
+            engine.round_timeout = 1.0
+            engine.round = round
+        hosts = [SimpleNamespace(node=SimpleNamespace(consensus=e), up=up,
+                                 byzantine=byz)
+                 for e, up, byz in zip(engines, (True, True, True),
+                                       (False, False, True))]
+        checker = SimpleNamespace(hosts=SimpleNamespace(nodes=hosts),
+                                  journal=None)
+        liveness = Liveness(checker, 30.0, 2)  # type: ignore[arg-type]
+        engines[1].round = 0
+        self.assertEqual(liveness.bound_now(), 30.0)
+        engines[1].round = 4
+        self.assertEqual(liveness.bound_now(), 3 * (5 + 6 + 7 + 8))
+        hosts[1].up = False
+        self.assertEqual(liveness.bound_now(), 30.0)
+        config = SimConfig(nodes=7, byzantine=2, seed=53)
+        self.assertEqual(_report([run_seed(config)], config), "")
 
     def test_held_signing_state_write_kept_or_lost(self) -> None:
         """

@@ -43,7 +43,7 @@ from timecoin.p2p.service import P2PService
 from timecoin.p2p.settings import P2PSettings
 from timecoin.p2p.sync import CATCHING_UP, IDLE, SYNCED
 from timecoin.p2p.testing import FakeNetwork
-from timecoin.rpc import RPCMethods
+from timecoin.rpc.chain import ChainMethods
 from timecoin.storage.memory import MemoryStore
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
 from timecoin.wallet import Wallet, load_or_create_key, write_private
@@ -677,7 +677,7 @@ class ObservabilityTests(unittest.TestCase):
         new = net.start("10.0.0.9", 30, connect=(PRODUCER,),
                         sync_batch=50)
         net.advance(1)
-        rpc = RPCMethods(new.node)
+        rpc = ChainMethods(new.node)
         info = result_of(rpc.rpc_getblockchaininfo())
         self.assertEqual(info["blocks"], 50)
         self.assertEqual(info["headers"], producer.node.chain.height)

@@ -155,7 +155,7 @@ def check_transfer(tx: Transaction, network: params.Network,
 
 
 @dataclass
-class _Undo:
+class BlockUndo:
     """
     What reverting a block needs: the entries it deleted or overwrote
     (C{spent}, restored on revert), the masternode state keys it wrote
@@ -192,7 +192,7 @@ class _Undo:
                 + raw[len(head):])
 
     @classmethod
-    def decode(cls, raw: bytes) -> _Undo:
+    def decode(cls, raw: bytes) -> BlockUndo:
         obj = decode(raw)
         commit = obj["commit"]
         state, committee = obj.get("state"), obj.get("committee")
@@ -202,6 +202,14 @@ class _Undo:
                    None if state is None else [unhex(k) for k in state],
                    None if committee is None
                    else [unhex(k) for k in committee])
+
+
+def undo_commit(raw: bytes) -> CommitCertificate | None:
+    """
+    The block's own commit certificate, from its stored undo record (what
+    P2P serves with an old block, and what a replay of the chain needs).
+    """
+    return BlockUndo.decode(raw).commit
 
 
 class Chain:
@@ -291,7 +299,7 @@ class Chain:
         raw = yield self.store.get_block(tip_hash)
         self.tip = Block.decode(raw)
         undo = yield self.store.get_undo(tip_hash)
-        self.tip_commit = _Undo.decode(undo).commit if undo else None
+        self.tip_commit = BlockUndo.decode(undo).commit if undo else None
         pairs = yield self.store.load_utxos()
         self.utxos = {}
         self.registry = {}
@@ -300,7 +308,7 @@ class Chain:
         self._apply_state([], pairs)
         self._snapshots = {}
         if undo and self.tip.height > 0:
-            self._remember_tip_snapshot(_Undo.decode(undo))
+            self._remember_tip_snapshot(BlockUndo.decode(undo))
         yield self._load_signers()
         self._utxo_hash = None
         log.info("chain loaded at height {height} ({utxos} UTXOs)",
@@ -326,7 +334,7 @@ class Chain:
                 self.signers[height - 1] = frozenset(
                     commit.valid_votes(self.network.name))
             undo = yield self.store.get_undo(block_hash)
-            committee = _Undo.decode(undo).committee if undo else None
+            committee = BlockUndo.decode(undo).committee if undo else None
             if committee is not None:
                 self.expected[height] = frozenset(committee)
         epoch = self.network.committee_epoch
@@ -343,7 +351,7 @@ class Chain:
                     UtxoEntry(o.value, o.address, 0, True).pack())
                    for i, o in enumerate(coinbase.outputs)]
         change = BlockChange(0, self.genesis.hash, self.genesis.header.prev_hash,
-                             self.genesis.encode(), _Undo([], None).encode(),
+                             self.genesis.encode(), BlockUndo([], None).encode(),
                              [], created, [coinbase.txid], [])
         return self.store.apply_block(change)
 
@@ -422,7 +430,7 @@ class Chain:
                                                     self.status))
         return self._current[1]
 
-    def _remember_tip_snapshot(self, undo: _Undo) -> None:
+    def _remember_tip_snapshot(self, undo: BlockUndo) -> None:
         """
         After a restart, reconstruct the snapshot of the tip's own height
         (the masternode state before the tip block) from its undo data.
@@ -441,7 +449,7 @@ class Chain:
                 status[key[2:]] = MnStatus.unpack(value)
         self._snapshots[self.tip.height] = self._snapshot_of(registry, status)
 
-    def _state_keys_written(self, block: Block, undo: _Undo) -> list[bytes]:
+    def _state_keys_written(self, block: Block, undo: BlockUndo) -> list[bytes]:
         """
         The masternode state keys C{block} wrote: from its undo data, or
         for blocks stored before it recorded them, its registrations.
@@ -688,7 +696,7 @@ class Chain:
         written = [state_key(pk) for pk in registered] + \
             [status_key(pk) for pk in statuses]
         committee = self.committee_for(header.height)
-        undo = _Undo([(op.key(), e.pack()) for op, e in spent.items()]
+        undo = BlockUndo([(op.key(), e.pack()) for op, e in spent.items()]
                      + removed + overwritten, None, written,
                      None if len(committee) == len(
                          self.snapshot_for(header.height))
@@ -841,7 +849,7 @@ class Chain:
             self.check_commit(commit, block)
             change = BlockChange(
                 change.height, change.block_hash, change.prev_hash,
-                change.block, _Undo.with_commit(change.undo, commit),
+                change.block, BlockUndo.with_commit(change.undo, commit),
                 change.spent, change.created, change.txids, change.archived)
         try:
             yield self.store.apply_block(change)
@@ -890,7 +898,7 @@ class Chain:
         if block.height == 0:
             raise StoreError("cannot revert genesis")
         undo_raw = yield self.store.get_undo(block.hash)
-        undo = _Undo.decode(undo_raw)
+        undo = BlockUndo.decode(undo_raw)
         spent_keys = {k for k, _ in undo.spent}
         removed = []
         in_block_spent = {txin.prevout for tx in block.txs
@@ -917,7 +925,7 @@ class Chain:
         self._epoch_hashes.pop(block.height, None)
         self._committees.clear()
         self.tip = prev
-        self.tip_commit = _Undo.decode(prev_undo).commit if prev_undo \
+        self.tip_commit = BlockUndo.decode(prev_undo).commit if prev_undo \
             else None
         self._utxo_hash = None
         return block

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from timecoin import params
 from timecoin.address import address_of
 from timecoin.block import Block
-from timecoin.chain import Chain, TxInvalid
+from timecoin.chain import Chain, TxInvalid, undo_commit
 from timecoin.config import Config
 from timecoin.consensus import BlockConsensus
 from timecoin.encoding import decode
@@ -42,8 +42,8 @@ from timecoin.quorum import QUORUM_RULES, approval_threshold
 from timecoin.selection import load_policy
 from timecoin.tx import OutPoint, Transaction, TxOut, UtxoEntry
 from timecoin.wallet import (
+    InsufficientFunds,
     Wallet,
-    WalletError,
     build_activation,
     load_or_create_key,
 )
@@ -451,14 +451,14 @@ class Node(Service):
         try:
             tx = self.wallet.build_payment(self.spendable(), address, amount,
                                            self.network.name)
-        except WalletError as e:
+        except InsufficientFunds as e:
             waiting = self.awaiting_finality()
-            if e.code != -6 or not waiting:
+            if not waiting:
                 raise
-            raise WalletError(
+            raise InsufficientFunds(
                 f"Insufficient funds: {params.format_amount(waiting)} TIME of this "
-                "wallet's outputs await finality; retry once they are final",
-                -6) from e
+                "wallet's outputs await finality; retry once they are final"
+            ) from e
         return self.submit(tx)
 
     def awaiting_finality(self) -> int:
@@ -496,8 +496,6 @@ class Node(Service):
         C{(block, commit)} pair, or C{None}.  P2P serves these in C{blocks}
         replies.
         """
-        from timecoin.chain import _Undo
-
         chain = self.chain
         if height == chain.height:
             return (chain.tip, chain.tip_commit)
@@ -508,5 +506,5 @@ class Node(Service):
         if raw is None:
             return None
         undo = yield self.store.get_undo(block_hash)
-        commit = _Undo.decode(undo).commit if undo else None
+        commit = undo_commit(undo) if undo else None
         return (Block.decode(raw), commit)

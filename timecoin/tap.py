@@ -128,7 +128,7 @@ def makeService(options: Options) -> service.IService:
 
     from timecoin.genesis import GenesisError
     from timecoin.notify import NotifyError
-    from timecoin.rpc import build_rpc_site
+    from timecoin.rpc.site import build_rpc_site
     from timecoin.selection import PolicyError
     from timecoin.wiring import build
 

@@ -13,7 +13,7 @@ from typing import Any
 from twisted.internet import defer
 
 from timecoin.block import Block
-from timecoin.chain import Chain, _Undo
+from timecoin.chain import Chain, undo_commit
 from timecoin.encoding import sha256
 from timecoin.interfaces import IChainStore
 from timecoin.storage.memory import MemoryStore
@@ -56,7 +56,7 @@ def replay(store: IChainStore, template: Chain) -> Any:
         raw = yield store.get_block(block_hash)
         undo = yield store.get_undo(block_hash)
         yield fresh.connect_block(Block.decode(raw),
-                                  _Undo.decode(undo).commit)
+                                  undo_commit(undo))
     pairs = yield store.load_utxos()
     stored = sha256(b"".join(k + v for k, v in sorted(pairs)))
     return VerifyResult(height, fresh.utxo_hash(), stored)

@@ -79,6 +79,15 @@ class WalletError(Exception):
         self.code = code
 
 
+class InsufficientFunds(WalletError):
+    """
+    The wallet's coins do not pay for the operation (-6).
+    """
+
+    def __init__(self, message: str = "Insufficient funds") -> None:
+        super().__init__(message, -6)
+
+
 class WalletLocked(WalletError):
     """
     The operation needs a private key and the wallet is locked (-13).
@@ -712,7 +721,7 @@ class Wallet:
             if total >= amount + fee:
                 break
         else:
-            raise WalletError("Insufficient funds", -6)
+            raise InsufficientFunds()
         change_address = chosen[0][1].address
         change = total - amount - fee
         outputs = [TxOut(amount, to)]
@@ -745,9 +754,9 @@ class Wallet:
         if not payers:
             least = params.format_amount(fee + params.DUST_LIMIT)
             first = self._order[0] if self._order else "a wallet address"
-            raise WalletError(f"no coin in the wallet to pay the {what} "
-                              f"fee; send at least {least} TIME to "
-                              f"{first}", -6)
+            raise InsufficientFunds(f"no coin in the wallet to pay the "
+                                    f"{what} fee; send at least {least} "
+                                    f"TIME to {first}")
         payer, entry = payers[0]
         return payer, entry, self.key_for(entry.address)
 
