@@ -10,6 +10,7 @@ transaction with batched votes.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -26,6 +27,8 @@ from timecoin.finality import (
     MAX_BATCH_VOTES,
     MAX_BRANCH,
     REJECT,
+    RELEASED_BLOCKS,
+    VOTE_HEIGHT_WINDOW,
     Finality,
     FinalitySettings,
     TxVote,
@@ -36,6 +39,12 @@ from timecoin.finality import (
     tx_votes_ok,
 )
 from timecoin.finality import votes as finality_module
+from timecoin.finality.records import (
+    RELEASED,
+    RecordWriter,
+    ReleasedApprovals,
+    group_records,
+)
 from timecoin.mempool import (
     FINALIZED,
     PENDING,
@@ -55,6 +64,7 @@ from timecoin.p2p.messages import (
 from timecoin.p2p.service import P2PService
 from timecoin.p2p.settings import DEFAULT_RATE_LIMITS
 from timecoin.producer import BlockBuilder
+from timecoin.storage.memory import MemoryStore
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
 
 
@@ -559,6 +569,38 @@ class ReleasedApprovalTests(unittest.TestCase):
         result_of(engine2.recover())
         self.assertIn(OutPoint(a.inputs[0].prevout.txid, 0),
                       engine2.released.by_input)
+
+
+class ReleasedWindowTests(unittest.TestCase):
+    """
+    How long a released approval is remembered.
+    """
+
+    def test_kept_for_two_vote_windows(self) -> None:
+        """
+        The inputs of an approval stamped at height 5 are kept (and get
+        reject for other spenders) through height 5 + 2 x the vote window
+        and forgotten, record deleted, after it -- also when recovered
+        after a restart: one window let an honest masternode's approval
+        and its later rejection of a replayed payment meet in one tally
+        (lifecycle seed 10).
+        """
+        store = MemoryStore()
+        writer = RecordWriter(store, Counter())
+        released = ReleasedApprovals(writer, 100)
+        h = Harness(funds=[10 * params.COIN])
+        tx = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
+        released.release(tx.txid, 5, tx)
+        self.assertEqual(RELEASED_BLOCKS, 2 * VOTE_HEIGHT_WINDOW)
+        released.expire(5 + RELEASED_BLOCKS)
+        self.assertIn(tx.inputs[0].prevout, released.by_input)
+        again = ReleasedApprovals(RecordWriter(store, Counter()), 100)
+        by_state = group_records(result_of(store.load_tx_records()))
+        result_of(again.recover(by_state[RELEASED], 5 + RELEASED_BLOCKS))
+        self.assertIn(tx.inputs[0].prevout, again.by_input)
+        released.expire(5 + RELEASED_BLOCKS + 1)
+        self.assertNotIn(tx.inputs[0].prevout, released.by_input)
+        self.assertIsNone(result_of(store.get_tx_record(tx.txid)))
 
 
 class BoundedStateTests(unittest.TestCase):

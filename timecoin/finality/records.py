@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from timecoin.encoding import canonical, decode
-from timecoin.finality.votes import VOTE_HEIGHT_WINDOW, TxVote
+from timecoin.finality.votes import RELEASED_BLOCKS, TxVote
 from timecoin.interfaces import IChainStore
 from timecoin.mempool import Entry
 from timecoin.tx import OutPoint, Transaction
@@ -196,21 +196,21 @@ class ReleasedApprovals:
 
     def expire(self, height: int) -> None:
         """
-        Forget the approvals whose votes are out of the window at chain
-        height C{height}.
+        Forget the approvals older than L{RELEASED_BLOCKS} at chain height
+        C{height}.
         """
         for txid in [t for t, r in self._released.items()
-                     if r.height + VOTE_HEIGHT_WINDOW < height]:
+                     if r.height + RELEASED_BLOCKS < height]:
             self.forget(txid)
 
     @defer.inlineCallbacks
     def recover(self, records: list[Record], height: int) -> Any:
         """
         Restore the released records of a restart (deleting those out of
-        the window at chain height C{height}).
+        L{RELEASED_BLOCKS} at chain height C{height}).
         """
         for released_at, txid, obj in sorted(records):
-            if released_at + VOTE_HEIGHT_WINDOW < height:
+            if released_at + RELEASED_BLOCKS < height:
                 yield self.records.store.delete_tx_record(txid)
                 continue
             self._add(txid, Released(released_at, tuple(

@@ -35,6 +35,15 @@ DECISIONS = {APPROVE: b"\x01", REJECT: b"\x00"}
 VOTE_HEIGHT_WINDOW = 10
 """Votes stamped more than this many blocks away from our tip are
 dropped (replay protection)."""
+RELEASED_BLOCKS = 2 * VOTE_HEIGHT_WINDOW
+"""How long a masternode remembers the inputs of a transaction it approved
+that was then rejected (and rejects their other spenders): twice the vote
+window.  A node whose tip is within the window of two votes counts both,
+so an approval and a later rejection by one honest masternode may meet in
+one tally while they are at most two windows apart -- with one window, a
+replayed payment met 11 blocks after its approval got a rejection, which
+other nodes held as equivocation evidence (simulator, lifecycle seed
+10)."""
 MAX_BATCH_VOTES = 1024
 """Decisions one signed batch may carry."""
 MAX_BRANCH = 16

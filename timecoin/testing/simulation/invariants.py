@@ -26,7 +26,7 @@ from timecoin.block import Block
 from timecoin.chain import Chain
 from timecoin.consensus import BlockVote, Proposal
 from timecoin.encoding import sha256
-from timecoin.finality import VOTE_HEIGHT_WINDOW
+from timecoin.finality import RELEASED_BLOCKS
 from timecoin.masternodes import Snapshot
 from timecoin.mempool import FINALIZED
 from timecoin.mnstate import ACTIVE, REGISTERED, SET_ASIDE
@@ -87,10 +87,11 @@ SLACK = 12
 NOTED = frozenset({"tx-equivocation"})
 """Found and reported in the statistics, not failing a run: an honest
 masternode's approval and later rejection of one transaction, more than
-C{VOTE_HEIGHT_WINDOW} blocks apart (its memory of the inputs it approved
+C{RELEASED_BLOCKS} blocks apart (its memory of the inputs it approved
 for a rejected transaction lasts that long; a replayed transaction met
-after it gets a rejection).  Transaction finality, not block consensus;
-see docs/simulation.md."""
+after it gets a rejection; no node holds both votes then, as each counts
+only votes within C{VOTE_HEIGHT_WINDOW} of its tip).  Transaction
+finality, not block consensus; see docs/simulation.md."""
 
 NOT_PROMISED = frozenset({"fork", "utxo", "double-spend", "finality",
                           "liveness", "status", "critical-log", "lifecycle",
@@ -165,7 +166,7 @@ class EquivocationCheck:
         for first, second in node.finality.equivocations.values():
             if first.voter in honest:
                 apart = abs(first.height - second.height)
-                self.fail("tx-equivocation" if apart > VOTE_HEIGHT_WINDOW
+                self.fail("tx-equivocation" if apart > RELEASED_BLOCKS
                           else "equivocation", f"{host.name} holds tx-vote "
                           f"evidence against honest {honest[first.voter]} "
                           f"on tx {short(first.txid)}: {first.decision} "
