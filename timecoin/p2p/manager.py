@@ -39,11 +39,17 @@ from twisted.python.failure import Failure
 
 from timecoin import __version__
 from timecoin.encoding import sha256
-from timecoin.logs import RateLimitedLog
-from timecoin.p2p.consensus_relay import (
-    ConsensusRelay,
+from timecoin.p2p.caches import LineCache
+from timecoin.p2p.consensus_relay import ConsensusRelay
+from timecoin.p2p.dependencies import (
+    Connection,
+    Dialer,
+    Direction,
+    Handler,
+    HandlerTable,
+    RequestFailed,
 )
-from timecoin.p2p.gossip import LineCache
+from timecoin.p2p.gossip import Gossip
 from timecoin.p2p.handshake import HelloProof, check_proof, make_proof
 from timecoin.p2p.messages import (
     MAX_PEERS_PER_REPLY,
@@ -70,27 +76,26 @@ from timecoin.p2p.peers import (
 from timecoin.p2p.protocol import (
     CONNECTING,
     HELLO,
-    INBOUND,
-    OUTBOUND,
+    READY,
+    STATES,
     PeerClientFactory,
     PeerProtocol,
-    RequestFailed,
 )
+from timecoin.p2p.registry import PeerRegistry
 from timecoin.p2p.scoring import Scores
 from timecoin.p2p.settings import P2PSettings
+from timecoin.p2p.sync import BlockSync
 
 if TYPE_CHECKING:
     from timecoin.node import Node
-    from timecoin.p2p.gossip import Gossip
-    from timecoin.p2p.sync import BlockSync
 
 log = Logger()
 
+INBOUND = Direction.INBOUND
+OUTBOUND = Direction.OUTBOUND
+
 ConnectTCP = Callable[[str, int, PeerClientFactory, float], Any]
 """How the manager dials: (host, port, factory, timeout)."""
-
-LOG_REPEAT_SECONDS = 60.0
-"""The same (peer, reason) is logged at most once per this many seconds."""
 
 USEFUL = {"block": "blocks", "proposal": "blocks", "block_vote": "votes",
           "tx_vote": "votes", "tx_votes": "votes", "tx": "txs",
@@ -98,96 +103,152 @@ USEFUL = {"block": "blocks", "proposal": "blocks", "block_vote": "votes",
 """Message types whose first copy protects its sender from eviction, and
 the kind of delivery each counts as."""
 
-Route = tuple[Any, str]
-"""Who handles a message type: (object, method name); the method is
-called with (connection, message)."""
-
 
 class PeerManager:
     """
-    The connection registry, handshake acceptance, dial rule and message
-    dispatch of one node.
+    The handshake acceptance, dial rule and message dispatch of one node;
+    the connections themselves are in its L{PeerRegistry} (C{peers}).
 
-    @ivar ready: connections that completed the handshake, by peer key.
-    @ivar connections: every open connection, in any state.
-    @ivar dialers: one L{PeerClientFactory} per peer key we dial.
+    Its collaborators come in the constructor: the relays (each returns
+    its message handlers; they are merged once, with the manager's own,
+    into L{handlers}) and the registry they were built with.
+
     @ivar self_keys: keys found to be ourselves (never dialled).
-    @ivar counters: every reason code counted (drops, closes, offences).
+    @ivar handlers: the one table of ready-state message handlers.
     """
 
-    def __init__(self, node: Node, clock: IReactorTime, settings: P2PSettings,
-                 rng: random.Random, table: PeerTable, scores: Scores,
+    def __init__(self, node: Node, peers: PeerRegistry[PeerProtocol],
+                 gossip: Gossip | None = None,
+                 sync: BlockSync | None = None,
+                 consensus: ConsensusRelay | None = None,
                  connect: ConnectTCP | None = None) -> None:
         self.node = node
-        self.clock = clock
-        self.settings = settings
-        self.rng = rng
-        self.table = table
-        self.scores = scores
+        self.peers = peers
+        self.gossip = gossip
+        """Transaction, vote, heartbeat and block gossip."""
+        self.sync = sync
+        """Block sync."""
+        self.consensus = consensus
+        """The relay of block-consensus messages."""
         self._connect = connect
-        self.nonce = rng.randbytes(8)
-        self.ready: dict[str, PeerProtocol] = {}
-        self.connections: set[PeerProtocol] = set()
-        self.dialers: dict[str, PeerClientFactory] = {}
+        self.nonce = peers.rng.randbytes(8)
         self.self_keys: set[str] = set()
         self._told_duplicate_ip = False
         self.proven: set[str] = set()
         """Peers whose connection we dialled lasted C{stable_after}: their
         dialers retry at least every C{proven_max_delay}."""
-        self.counters: Counter[str] = Counter()
-        self.running = False
-        self.started_at = clock.seconds()
-        self._gossip: Gossip | None = None
-        self._sync: BlockSync | None = None
-        self._consensus: ConsensusRelay | None = None
-        self._routes: dict[str, Route] | None = None
-        self.lines = LineCache(settings.seen_lines)
-        self.ready_serial = 0
-        """Handshakes completed so far (each connection keeps its own
-        number: gossip queued before it was ready is not sent to it)."""
-        """Digests of gossip lines already handled (repeats are dropped
-        before parsing; L{PeerProtocol.lineReceived})."""
-        self._limited = RateLimitedLog(log, clock, LOG_REPEAT_SECONDS)
-        self._delivered: dict[PeerProtocol, dict[str, float]] = {}
-        """Per ready connection: when it last sent us something new, by
-        kind (L{delivered}); eviction protects the most recent."""
+        self.started_at = peers.clock.seconds()
+        self.handlers = HandlerTable(
+            self.own_handlers(),
+            *(relay.handlers() for relay in (gossip, sync, consensus)
+              if relay is not None),
+            reserved=set(STATES[HELLO]) | set(STATES[READY]))
         self._maintain_call: Any = None
 
-    @property
-    def gossip(self) -> Gossip | None:
+    def own_handlers(self) -> dict[str, Handler]:
         """
-        Transaction, vote, heartbeat and block gossip, once wired.
+        The ready-state messages the manager itself answers.
         """
-        return self._gossip
+        return {"get_peers": self._serve_peers, "get_tip": self._serve_tip}
 
-    @gossip.setter
-    def gossip(self, gossip: Gossip | None) -> None:
-        self._gossip = gossip
-        self._routes = None
+    # What the connections and the service read of the registry ----------
 
     @property
-    def sync(self) -> BlockSync | None:
+    def clock(self) -> IReactorTime:
         """
-        Block sync, once wired.
+        The clock every timer runs on.
         """
-        return self._sync
-
-    @sync.setter
-    def sync(self, sync: BlockSync | None) -> None:
-        self._sync = sync
-        self._routes = None
+        return self.peers.clock
 
     @property
-    def consensus(self) -> ConsensusRelay | None:
+    def settings(self) -> P2PSettings:
         """
-        The relay of block-consensus messages, once wired.
+        The P2P settings.
         """
-        return self._consensus
+        return self.peers.settings
 
-    @consensus.setter
-    def consensus(self, consensus: ConsensusRelay | None) -> None:
-        self._consensus = consensus
-        self._routes = None
+    @property
+    def rng(self) -> random.Random:
+        """
+        Seeded randomness (nonces, jitter, relay sampling).
+        """
+        return self.peers.rng
+
+    @property
+    def table(self) -> PeerTable:
+        """
+        The known addresses.
+        """
+        return self.peers.table
+
+    @property
+    def scores(self) -> Scores:
+        """
+        Misbehaviour scores and bans.
+        """
+        return self.peers.scores
+
+    @property
+    def lines(self) -> LineCache:
+        """
+        Digests of gossip lines already handled.
+        """
+        return self.peers.lines
+
+    @property
+    def ready(self) -> dict[str, PeerProtocol]:
+        """
+        Connections that completed the handshake, by peer key.
+        """
+        return self.peers.ready
+
+    @property
+    def connections(self) -> set[PeerProtocol]:
+        """
+        Every open connection, in any state.
+        """
+        return self.peers.connections
+
+    @property
+    def dialers(self) -> dict[str, Dialer]:
+        """
+        One dialer per peer key we dial.
+        """
+        return self.peers.dialers
+
+    @property
+    def counters(self) -> Counter[str]:
+        """
+        Every reason code counted (drops, closes, offences).
+        """
+        return self.peers.counters
+
+    @property
+    def running(self) -> bool:
+        """
+        Whether connections are accepted and dialers run.
+        """
+        return self.peers.running
+
+    def count(self, reason: str, n: int = 1) -> None:
+        """
+        Count one occurrence of C{reason}.
+        """
+        self.peers.count(reason, n)
+
+    def offence(self, conn: Connection, reason: str, detail: str,
+                points: int) -> bool:
+        """
+        Count, log and score an offence of C{conn}; returns whether its
+        identity is now banned (L{PeerRegistry.offence}).
+        """
+        return self.peers.offence(conn, reason, detail, points)
+
+    def stop_dialer(self, key: str, reason: str) -> None:
+        """
+        Stop dialing C{key} (L{PeerRegistry.stop_dialer}).
+        """
+        self.peers.stop_dialer(key, reason)
 
     @property
     def pubkey(self) -> bytes:
@@ -196,17 +257,11 @@ class PeerManager:
         """
         return self.node.key.public
 
-    def count(self, reason: str, n: int = 1) -> None:
-        """
-        Count one occurrence of C{reason}.
-        """
-        self.counters[reason] += n
-
     def start(self) -> None:
         """
         Accept connections and start dialing.
         """
-        self.running = True
+        self.peers.running = True
         self.started_at = self.clock.seconds()
         self.maintain()
 
@@ -214,11 +269,11 @@ class PeerManager:
         """
         Stop every dialer and close every connection (C{shutdown}).
         """
-        self.running = False
+        self.peers.running = False
         if self._maintain_call is not None and self._maintain_call.active():
             self._maintain_call.cancel()
-        if self._gossip is not None:
-            self._gossip.stop()
+        if self.gossip is not None:
+            self.gossip.stop()
         for key in list(self.dialers):
             self.stop_dialer(key, "shutdown")
         for conn in list(self.connections):
@@ -348,13 +403,6 @@ class PeerManager:
 
     # Slots ---------------------------------------------------------------
 
-    def delivered(self, conn: PeerProtocol, kind: str) -> None:
-        """
-        C{conn} sent us something new of C{kind} (C{blocks}, C{votes},
-        C{txs}) now: it protects the connection from eviction.
-        """
-        self._delivered.setdefault(conn, {})[kind] = self.clock.seconds()
-
     def _make_room(self) -> bool:
         """
         C{max_peers} is full and a new peer completed its handshake: evict
@@ -399,10 +447,10 @@ class PeerManager:
                 left.remove(c)
 
         def last(kind: str) -> Callable[[PeerProtocol], float]:
-            return lambda c: -self._delivered.get(c, {}).get(kind, 0.0)
+            return lambda c: -self.peers.last_delivered(c).get(kind, 0.0)
 
         def has(kind: str) -> Callable[[PeerProtocol], bool]:
-            return lambda c: kind in self._delivered.get(c, {})
+            return lambda c: kind in self.peers.last_delivered(c)
 
         protect(settings.evict_protect_rtt, lambda c: c.rtt,
                 lambda c: c.rtt is not None)
@@ -430,7 +478,7 @@ class PeerManager:
         if key and self.ready.get(key) is conn:
             del self.ready[key]
             self.table.touch(key)
-            self._delivered.pop(conn, None)
+            self.peers.forget(conn)
             log.info("disconnected from {peer}: {reason}", peer=conn.peer,
                      reason=reason)
             if self.sync is not None:
@@ -471,8 +519,8 @@ class PeerManager:
         self.count("handshakes")
         if conn.direction == OUTBOUND:
             self.table.good_outbound(conn.peer_key)
-        self.ready_serial += 1
-        conn.ready_serial = self.ready_serial
+        self.peers.ready_serial += 1
+        conn.ready_serial = self.peers.ready_serial
         d = conn.request(GetPeers())
         d.addCallbacks(self._got_peers, self._request_failed,
                        callbackArgs=(conn,), errbackArgs=(conn, "get_peers"))
@@ -487,7 +535,7 @@ class PeerManager:
         """
         self.connections.discard(conn)
         self._unregister(conn, conn.close_reason or "connection lost")
-        self._delivered.pop(conn, None)
+        self.peers.forget(conn)
         self._schedule_maintain()
 
     def closing(self, conn: PeerProtocol, reason: str, detail: str) -> None:
@@ -495,7 +543,7 @@ class PeerManager:
         We are closing C{conn} for C{reason}: log and count it.
         """
         self.count(f"closed:{reason}")
-        self._log(conn, "closing connection to {peer}: {reason} {detail}",
+        self.peers.log(conn, "closing connection to {peer}: {reason} {detail}",
                   reason, detail)
 
     def error_received(self, conn: PeerProtocol, msg: Error) -> None:
@@ -503,7 +551,7 @@ class PeerManager:
         The peer sent an C{error}: log and count it.
         """
         self.count(f"error-received:{msg.reason}")
-        self._log(conn, "{peer} sent error {reason} {detail}", msg.reason,
+        self.peers.log(conn, "{peer} sent error {reason} {detail}", msg.reason,
                   msg.detail)
         if msg.reason == "duplicate-ip" and not self._told_duplicate_ip:
             self._told_duplicate_ip = True
@@ -518,33 +566,6 @@ class PeerManager:
         if msg.reason == "self-connection":
             self._found_self(conn)
 
-    def offence(self, conn: PeerProtocol, reason: str, detail: str,
-                points: int) -> bool:
-        """
-        Count, log and score an offence of C{conn}; returns whether its
-        identity is now banned.
-        """
-        self.count(reason)
-        self._log(conn, "{peer}: {reason} {detail}", reason, detail)
-        if points <= 0:
-            return False
-        key = conn.peer_key or conn.ip
-        banned = self.scores.add(key, points)
-        if banned:
-            self.count("bans")
-            log.warn("banned {key} for {seconds} s after {reason}", key=key,
-                     seconds=self.scores.ban_seconds, reason=reason)
-            self.stop_dialer(key, "banned")
-        return banned
-
-    def _log(self, conn: PeerProtocol, fmt: str, reason: str,
-             detail: str) -> None:
-        # One line per (peer, reason) per LOG_REPEAT_SECONDS; the next one
-        # logged says how many were suppressed.
-        if not self._limited.info((conn.peer, reason), fmt, peer=conn.peer,
-                                  reason=reason, detail=detail):
-            self.count("log-suppressed")
-
     # Messages ------------------------------------------------------------
 
     def message_received(self, conn: PeerProtocol, msg: Message) -> None:
@@ -552,48 +573,23 @@ class PeerManager:
         Dispatch a message of the ready state that is not connection-level,
         by its type.
         """
-        routes = self._routes
-        if routes is None:
-            routes = self._routes = self._build_routes()
-        route = routes.get(msg.name)
-        if route is None:
+        if msg.name not in self.handlers:
             self.count(f"unhandled:{msg.name}")
             return
         kind = USEFUL.get(msg.name)
         if kind is not None:
             # Repeats of a line already handled never get here
             # (PeerProtocol.lineReceived): this is new to us.
-            self.delivered(conn, kind)
-        owner, method = route
-        getattr(owner, method)(conn, msg)
+            self.peers.delivered(conn, kind)
+        self.handlers.dispatch(conn, msg)
 
-    def _build_routes(self) -> dict[str, Route]:
-        routes: dict[str, Route] = {"get_peers": (self, "_serve_peers"),
-                                    "get_tip": (self, "_serve_tip")}
-        sync, gossip, consensus = self._sync, self._gossip, self._consensus
-        if sync is not None:
-            routes["get_blocks"] = (sync, "serve_blocks")
-            routes["block"] = (sync, "block_announced")
-        if gossip is not None:
-            routes.update({
-                "tx": (gossip, "tx_received"),
-                "txs": (gossip, "txs_received"),
-                "tx_vote": (gossip, "vote_received"),
-                "tx_votes": (gossip, "batch_received"),
-                "get_tx_votes": (gossip, "votes_requested"),
-                "heartbeat": (gossip, "heartbeat_received")})
-        if consensus is not None:
-            routes["proposal"] = routes["block_vote"] = \
-                (consensus, "received")
-        return routes
-
-    def _serve_peers(self, conn: PeerProtocol, msg: GetPeers) -> None:
+    def _serve_peers(self, conn: Connection, msg: GetPeers) -> None:
         loopback = is_loopback(conn.ip)
         exclude = frozenset(self.self_keys | {conn.peer_key})
         conn.send(Peers(msg.id, tuple(self.table.addresses(
             MAX_PEERS_PER_REPLY, loopback, exclude))))
 
-    def _serve_tip(self, conn: PeerProtocol, msg: GetTip) -> None:
+    def _serve_tip(self, conn: Connection, msg: GetTip) -> None:
         chain = self.node.chain
         conn.send(Tip(msg.id, chain.height, chain.tip.hash))
 
@@ -626,80 +622,6 @@ class PeerManager:
                         what: str) -> None:
         failure.trap(RequestFailed)
         self.count(f"{what}-failed")
-
-    def broadcast(self, msg: Message,
-                  exclude: PeerProtocol | None = None) -> int:
-        """
-        Send C{msg} to every ready peer but C{exclude}, whatever the
-        direction of the connection, whether or not it has it (a query:
-        L{relay} is for gossip); returns how many got it.
-        """
-        line = msg.encode()
-        sent = 0
-        for conn in list(self.ready.values()):
-            if conn is not exclude and conn.send_line(msg.name, line):
-                sent += 1
-        return sent
-
-    def relay(self, msg: Message, source: PeerProtocol | None = None,
-              signer: bytes | None = None,
-              resend_after: float | None = None) -> int:
-        """
-        Send the gossip message C{msg} to the ready peers not known to
-        hold it (L{PeerProtocol.known}: never back to C{source}, the peer
-        it came from, nor to any other that sent it; never twice over one
-        connection).  Returns how many got it.
-
-        Our own messages (no C{source}) and blocks (no C{signer}) go to
-        every such peer, and so does every message while we have at most
-        C{relay_fanout} peers (a small network, or a sparse overlay).
-        With more (a dense mesh), a message relayed for C{signer} goes to
-        at most C{relay_fanout} of them, chosen at random, or
-        C{relay_fanout_direct} when C{signer} is one of our peers: a
-        signer sends its messages to all its peers, so in a dense mesh the
-        others have it from the signer (or soon will) and a relay only
-        repairs a loss, while in a sparse overlay a node that is not the
-        signer's neighbour carries it on to most of its peers.
-
-        With C{resend_after} (our periodic re-broadcast), a peer known to
-        hold it gets it again once that many seconds passed since it was
-        last sent or received over the connection.
-        """
-        line = msg.encode()
-        digest = sha256(line)
-        now = self.clock.seconds()
-        targets = []
-        known = 0
-        neighbour = False
-        for conn in self.ready.values():
-            if signer is not None and conn.hello is not None and \
-                    conn.hello.pubkey == signer:
-                neighbour = True
-            if conn is source:
-                continue
-            at = conn.known.since(digest)
-            if at is None or (resend_after is not None
-                              and now - at >= resend_after):
-                targets.append(conn)
-            else:
-                known += 1
-        if known:
-            self.count("relay-skipped:known", known)
-        fanout = 0
-        settings = self.settings
-        if source is not None and signer is not None and \
-                0 < settings.relay_fanout < len(self.ready):
-            fanout = settings.relay_fanout_direct if neighbour \
-                else settings.relay_fanout
-        if fanout and len(targets) > fanout:
-            self.count("relay-skipped:fanout", len(targets) - fanout)
-            targets = self.rng.sample(targets, fanout)
-        sent = 0
-        for conn in targets:
-            if conn.send_line(msg.name, line):
-                conn.known.add(digest, now)
-                sent += 1
-        return sent
 
     # Dialing -------------------------------------------------------------
 
@@ -832,15 +754,6 @@ class PeerManager:
             self._connect(entry.host, entry.port, factory,
                           self.settings.connect_timeout)
         return factory
-
-    def stop_dialer(self, key: str, reason: str) -> None:
-        """
-        Stop dialing C{key} (a live connection it made stays up).
-        """
-        factory = self.dialers.pop(key, None)
-        if factory is not None:
-            factory.stopTrying()
-            self.count(f"dialer-stopped:{reason}")
 
     def dial_failed(self, factory: PeerClientFactory,
                     reason: Failure) -> None:
