@@ -39,8 +39,8 @@ must be the claimed one, and it is admitted as a single C{tx} would be.
 
 Votes, heartbeats and consensus messages are relayed byte for byte, so a
 repeated copy is recognised by the SHA-256 of its line before it is even
-parsed (L{timecoin.p2p.caches.LineCache}); only a line whose item a seen-cache took (and
-still holds) is dropped that way.
+parsed (L{timecoin.p2p.caches.LineCache}); only a line whose item a
+seen-cache took (and still holds) is dropped that way.
 """
 
 from __future__ import annotations

@@ -19,18 +19,21 @@ Identity and duplicates
     - another node key at the same IP: refused (C{duplicate-ip}).
 
 Dial rule
-    We dial a known address unless it is connected, already has a dialer
-    (connecting, connected or in backoff: never a second dial), is banned,
-    is ourselves, or belongs to a node whose public key is *lower* than
-    ours: that node dials us, and we only dial it if no connection came
-    within C{passive_wait} seconds (e.g. it cannot reach us).
+    Whom we dial and when is L{timecoin.p2p.dialing.DialRule}'s job (the
+    manager builds it and hands it the dial events).
+
+Message dispatch
+    The manager's own ready-state handlers (C{get_peers}, C{get_tip}) and
+    those the relays return from C{handlers()} are merged once, when the
+    manager is built, into one L{HandlerTable}; the connection accepts in
+    its ready state exactly those types plus its own (ping, pong, error,
+    responses: L{timecoin.p2p.protocol.STATES}).
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -38,17 +41,17 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from timecoin import __version__
-from timecoin.encoding import sha256
 from timecoin.p2p.caches import LineCache
 from timecoin.p2p.consensus_relay import ConsensusRelay
 from timecoin.p2p.dependencies import (
     Connection,
     Dialer,
-    Direction,
     Handler,
     HandlerTable,
     RequestFailed,
 )
+from timecoin.p2p.dialing import ConnectTCP, DialRule
+from timecoin.p2p.eviction import eviction_candidate
 from timecoin.p2p.gossip import Gossip
 from timecoin.p2p.handshake import HelloProof, check_proof, make_proof
 from timecoin.p2p.messages import (
@@ -65,7 +68,6 @@ from timecoin.p2p.messages import (
 )
 from timecoin.p2p.peers import (
     EXCHANGE,
-    SEED,
     PeerEntry,
     PeerTable,
     is_loopback,
@@ -76,6 +78,8 @@ from timecoin.p2p.peers import (
 from timecoin.p2p.protocol import (
     CONNECTING,
     HELLO,
+    INBOUND,
+    OUTBOUND,
     READY,
     STATES,
     PeerClientFactory,
@@ -90,12 +94,6 @@ if TYPE_CHECKING:
     from timecoin.node import Node
 
 log = Logger()
-
-INBOUND = Direction.INBOUND
-OUTBOUND = Direction.OUTBOUND
-
-ConnectTCP = Callable[[str, int, PeerClientFactory, float], Any]
-"""How the manager dials: (host, port, factory, timeout)."""
 
 USEFUL = {"block": "blocks", "proposal": "blocks", "block_vote": "votes",
           "tx_vote": "votes", "tx_votes": "votes", "tx": "txs",
@@ -130,20 +128,15 @@ class PeerManager:
         """Block sync."""
         self.consensus = consensus
         """The relay of block-consensus messages."""
-        self._connect = connect
         self.nonce = peers.rng.randbytes(8)
-        self.self_keys: set[str] = set()
+        self.dialing = DialRule(peers, self, self.nonce, connect)
+        """The dial rule: whom we dial, and when."""
         self._told_duplicate_ip = False
-        self.proven: set[str] = set()
-        """Peers whose connection we dialled lasted C{stable_after}: their
-        dialers retry at least every C{proven_max_delay}."""
-        self.started_at = peers.clock.seconds()
         self.handlers = HandlerTable(
             self.own_handlers(),
             *(relay.handlers() for relay in (gossip, sync, consensus)
               if relay is not None),
             reserved=set(STATES[HELLO]) | set(STATES[READY]))
-        self._maintain_call: Any = None
 
     def own_handlers(self) -> dict[str, Handler]:
         """
@@ -244,6 +237,45 @@ class PeerManager:
         """
         return self.peers.offence(conn, reason, detail, points)
 
+    @property
+    def self_keys(self) -> set[str]:
+        """
+        Keys found to be ourselves (never dialled).
+        """
+        return self.dialing.self_keys
+
+    @property
+    def proven(self) -> set[str]:
+        """
+        Peers whose connection we dialled proved stable.
+        """
+        return self.dialing.proven
+
+    def maintain(self) -> None:
+        """
+        Apply the dial rule now (L{DialRule.maintain}).
+        """
+        self.dialing.maintain()
+
+    def should_dial(self, entry: PeerEntry, now: float) -> bool:
+        """
+        Whether the dial rule lets us dial C{entry} now.
+        """
+        return self.dialing.should_dial(entry, now)
+
+    def dial_failed(self, factory: PeerClientFactory,
+                    reason: Failure) -> None:
+        """
+        A dial of C{factory} did not connect (L{DialRule.dial_failed}).
+        """
+        self.dialing.dial_failed(factory, reason)
+
+    def dial_lost(self, factory: PeerClientFactory, handshaken: bool) -> None:
+        """
+        The connection C{factory} made ended (L{DialRule.dial_lost}).
+        """
+        self.dialing.dial_lost(factory, handshaken)
+
     def stop_dialer(self, key: str, reason: str) -> None:
         """
         Stop dialing C{key} (L{PeerRegistry.stop_dialer}).
@@ -262,16 +294,14 @@ class PeerManager:
         Accept connections and start dialing.
         """
         self.peers.running = True
-        self.started_at = self.clock.seconds()
-        self.maintain()
+        self.dialing.start()
 
     def stop(self) -> None:
         """
         Stop every dialer and close every connection (C{shutdown}).
         """
         self.peers.running = False
-        if self._maintain_call is not None and self._maintain_call.active():
-            self._maintain_call.cancel()
+        self.dialing.stop()
         if self.gossip is not None:
             self.gossip.stop()
         for key in list(self.dialers):
@@ -406,10 +436,12 @@ class PeerManager:
     def _make_room(self) -> bool:
         """
         C{max_peers} is full and a new peer completed its handshake: evict
-        one inbound peer that L{eviction_candidate} names; returns whether
-        one was evicted.
+        the inbound peer that L{timecoin.p2p.eviction.eviction_candidate}
+        names; returns whether one was evicted.
         """
-        victim = self.eviction_candidate()
+        chain = self.node.chain
+        victim = eviction_candidate(self.peers, {
+            m.pubkey for m in chain.snapshot_for(chain.height + 1)})
         if victim is None:
             self.count("eviction-none")
             return False
@@ -419,55 +451,6 @@ class PeerManager:
         self._unregister(victim, "evicted")
         victim.close("evicted", "making room for another peer")
         return True
-
-    def eviction_candidate(self) -> PeerProtocol | None:
-        """
-        The inbound peer to evict when C{max_peers} is full, as Bitcoin
-        Core does it in spirit: masternodes of the snapshot are never
-        evicted; of the other inbound peers, those with the lowest ping
-        time, those that most recently sent us a new block, vote or
-        transaction, and the longest connected are protected (each by its
-        C{evict_protect_*} count, in that order); of the rest, the
-        youngest connection of the network group (/24, /48) holding the
-        most is evicted.  C{None} when every inbound peer is protected.
-        """
-        settings = self.settings
-        chain = self.node.chain
-        masternodes = {m.pubkey for m in chain.snapshot_for(chain.height + 1)}
-        left = [c for c in self.ready.values()
-                if c.direction == INBOUND and c.close_reason is None
-                and c.hello is not None
-                and c.hello.pubkey not in masternodes]
-
-        def protect(n: int, rank: Callable[[PeerProtocol], Any],
-                    eligible: Callable[[PeerProtocol], bool]) -> None:
-            ranked = sorted((c for c in left if eligible(c)),
-                            key=lambda c: (rank(c), c.peer_key))
-            for c in ranked[:n]:
-                left.remove(c)
-
-        def last(kind: str) -> Callable[[PeerProtocol], float]:
-            return lambda c: -self.peers.last_delivered(c).get(kind, 0.0)
-
-        def has(kind: str) -> Callable[[PeerProtocol], bool]:
-            return lambda c: kind in self.peers.last_delivered(c)
-
-        protect(settings.evict_protect_rtt, lambda c: c.rtt,
-                lambda c: c.rtt is not None)
-        for kind, n in (("blocks", settings.evict_protect_blocks),
-                        ("votes", settings.evict_protect_votes),
-                        ("txs", settings.evict_protect_txs)):
-            protect(n, last(kind), has(kind))
-        protect(settings.evict_protect_oldest,
-                lambda c: c.ready_at or 0.0, lambda c: True)
-        if not left:
-            return None
-        groups: dict[str, list[PeerProtocol]] = {}
-        for c in left:
-            groups.setdefault(subnet(c.ip), []).append(c)
-        biggest = max(groups.values(), key=lambda g: (
-            len(g), max(c.ready_at or 0.0 for c in g)))
-        return max(biggest, key=lambda c: (c.ready_at or 0.0, c.peer_key))
 
     def _unregister(self, conn: PeerProtocol, reason: str) -> None:
         """
@@ -536,7 +519,7 @@ class PeerManager:
         self.connections.discard(conn)
         self._unregister(conn, conn.close_reason or "connection lost")
         self.peers.forget(conn)
-        self._schedule_maintain()
+        self.dialing.schedule_maintain()
 
     def closing(self, conn: PeerProtocol, reason: str, detail: str) -> None:
         """
@@ -616,192 +599,12 @@ class PeerManager:
             self.count("bad-peer-address", bad)
         self.count("peers-learned", learned)
         if learned:
-            self._schedule_maintain()
+            self.dialing.schedule_maintain()
 
     def _request_failed(self, failure: Failure, conn: PeerProtocol,
                         what: str) -> None:
         failure.trap(RequestFailed)
         self.count(f"{what}-failed")
-
-    # Dialing -------------------------------------------------------------
-
-    def _schedule_maintain(self) -> None:
-        if self.running and (self._maintain_call is None
-                             or not self._maintain_call.active()):
-            self._maintain_call = self.clock.callLater(0, self.maintain)
-
-    def maintain(self) -> None:
-        """
-        Apply the dial rule: stop dialers of banned peers; dial the seeds
-        and anchors first (freeing a dialer held by a learned address that
-        is not connected if there is no room); then other known peers up to
-        the outbound cap, one per network group first (diversity), tried
-        addresses before untried ones.
-        """
-        if not self.running:
-            return
-        self.scores.prune()
-        for key in list(self.dialers):
-            if self.scores.banned(key):
-                self.stop_dialer(key, "banned")
-        room = min(self.settings.max_outbound - len(self.dialers),
-                   self.settings.max_peers - len(self.ready))
-        now = self.clock.seconds()
-        reserved = self.reserved()
-        for key in reserved:
-            entry = self.table.get(key)
-            if entry is None or not self.should_dial(entry, now):
-                continue
-            if room <= 0:
-                if len(self.ready) >= self.settings.max_peers or \
-                        not self._free_dialer(reserved):
-                    break
-                room += 1
-            self.dial(entry)
-            room -= 1
-        if room <= 0:
-            return
-        candidates = sorted(
-            (e for e in self.table.entries.values()
-             if e.key not in reserved and self.should_dial(e, now)),
-            key=lambda e: (not e.tried, e.failures, self._order(e.key)))
-        groups = {self._group(key) for key in self.dialers}
-        chosen: list[PeerEntry] = []
-        for entry in candidates:
-            if len(chosen) >= room:
-                break
-            group = self._group(entry.key)
-            if group not in groups:
-                groups.add(group)
-                chosen.append(entry)
-        for entry in candidates:
-            if len(chosen) >= room:
-                break
-            if entry not in chosen:
-                chosen.append(entry)
-        for entry in chosen:
-            self.dial(entry)
-
-    def reserved(self) -> list[str]:
-        """
-        The peers we always dial: the configured seeds, then the anchors
-        (the last good outbound peers, kept across restarts).
-        """
-        seeds = sorted(e.key for e in self.table.entries.values()
-                       if e.source == SEED)
-        return seeds + [a for a in self.table.anchors if a not in seeds]
-
-    def _group(self, key: str) -> str:
-        entry = self.table.get(key)
-        host = entry.host if entry is not None else key
-        return key if is_loopback(host) else subnet(host)
-
-    def _order(self, key: str) -> bytes:
-        """
-        A stable order of addresses that differs between nodes (keyed by
-        our nonce), so nodes do not all pick the same learned peers.
-        """
-        return sha256(self.nonce + key.encode())
-
-    def _free_dialer(self, reserved: list[str]) -> bool:
-        """
-        Stop one dialer of a learned address that is not connected (in
-        backoff or connecting), so a seed or anchor can be dialled.
-        """
-        idle = sorted(key for key, f in self.dialers.items()
-                      if key not in reserved and f.connection is None)
-        if not idle:
-            return False
-        self.stop_dialer(idle[0], "make-room")
-        return True
-
-    def should_dial(self, entry: PeerEntry, now: float) -> bool:
-        """
-        Whether the dial rule lets us dial C{entry} now.
-        """
-        key = entry.key
-        if key in self.dialers or key in self.ready or key in self.self_keys:
-            return False
-        if self.scores.banned(key):
-            return False
-        if entry.retry_at > now:
-            return False
-        if any(c.peer_key == key for c in self.connections):
-            return False
-        if entry.pubkey is not None and entry.pubkey < self.pubkey and \
-                entry.source != SEED and key not in self.table.anchors:
-            # The lower key dials; we wait for it a while.  An operator's
-            # --connect and the anchors (last good outbound peers) are
-            # always dialled: a restarted node with the highest key would
-            # otherwise wait passive_wait for peers that may not know it
-            # is back.
-            since = max(entry.last_seen, self.started_at)
-            return now - since >= self.settings.passive_wait
-        return True
-
-    def dial(self, entry: PeerEntry) -> PeerClientFactory:
-        """
-        Start dialing C{entry} (it must have no dialer yet).
-        """
-        assert entry.key not in self.dialers, entry.key
-        factory = PeerClientFactory(self, entry.key, entry.host, entry.port,
-                                    self.rng)
-        self.dialers[entry.key] = factory
-        self.count("dials")
-        log.info("dialing {key} at {address}", key=entry.key,
-                 address=entry.address)
-        if self._connect is not None:
-            self._connect(entry.host, entry.port, factory,
-                          self.settings.connect_timeout)
-        return factory
-
-    def dial_failed(self, factory: PeerClientFactory,
-                    reason: Failure) -> None:
-        """
-        A dial of C{factory} did not connect.
-        """
-        key = factory.key
-        if self.dialers.get(key) is not factory:
-            return
-        self.count("dial-failed")
-        if self.table.failed(key):
-            log.info("giving up on {key} after {n} failed dials",
-                     key=key, n=self.table.max_failures)
-            self.stop_dialer(key, "unreachable")
-            self.table.remove(key)
-            self._schedule_maintain()
-            return
-        entry = self.table.get(key)
-        if entry is None or key in self.reserved():
-            return
-        # A learned address does not hold a dialer through a long backoff:
-        # the dialer is freed now and the address waits (doubling per
-        # failure) while others are tried.
-        settings = self.settings
-        entry.retry_at = self.clock.seconds() + min(
-            settings.initial_delay * 2 ** max(0, entry.failures - 1),
-            settings.learned_retry_max)
-        self.stop_dialer(key, "dial-failed")
-        self._schedule_maintain()
-
-    def dial_lost(self, factory: PeerClientFactory, handshaken: bool) -> None:
-        """
-        The connection C{factory} made ended; C{handshaken} says whether
-        its handshake had completed.
-        """
-        if self.dialers.get(factory.key) is not factory:
-            return
-        if factory.key in self.ready:
-            # Settled the other way (a simultaneous open): keep that one.
-            self.stop_dialer(factory.key, "connected inbound")
-            return
-        if not handshaken:
-            self.dial_failed(factory, Failure(Exception("no handshake")))
-            return
-        entry = self.table.get(factory.key)
-        if entry is not None and entry.pubkey is not None \
-                and entry.pubkey < self.pubkey:
-            self.stop_dialer(factory.key, "the peer dials us")
 
     # Queries -------------------------------------------------------------
 

@@ -136,7 +136,8 @@ class PeerRegistry(Generic[C]):
                                   reason=reason, detail=detail):
             self.count("log-suppressed")
 
-    def broadcast(self, msg: Message, exclude: Connection | None = None) -> int:
+    def broadcast(self, msg: Message,
+                  exclude: Connection | None = None) -> int:
         """
         Send C{msg} to every ready peer but C{exclude}, whatever the
         direction of the connection, whether or not it has it (a query:

@@ -71,7 +71,12 @@ from twisted.python.failure import Failure
 from timecoin import params
 from timecoin.block import Block, CommitCertificate
 from timecoin.chain import BlockInvalid, TxInvalid
-from timecoin.p2p.dependencies import Connection, Handler, PeerSet, RequestFailed
+from timecoin.p2p.dependencies import (
+    Connection,
+    Handler,
+    PeerSet,
+    RequestFailed,
+)
 from timecoin.p2p.messages import (
     MAX_BLOCKS_PER_REQUEST,
     MAX_LINE_BYTES,
