@@ -9,9 +9,9 @@ Everything else -- whether a handshake is acceptable, what a message means
 -- it hands to its manager (a L{timecoin.p2p.dependencies.ConnectionHost},
 the L{timecoin.p2p.manager.PeerManager}).  The ready state accepts the
 connection-level messages of L{STATES} plus every type of the manager's
-handler table (L{timecoin.p2p.dependencies.HandlerTable}).  The seeds' outbound
-side never processed pongs because it ran another loop than the inbound
-side; here there is one loop.
+handler table (L{timecoin.p2p.dependencies.HandlerTable}).  The seeds'
+outbound side never processed pongs because it ran another loop than the
+inbound side; here there is one loop.
 
 L{PeerServerFactory} builds inbound connections; L{PeerClientFactory}
 dials one peer with exponential backoff and jitter.
