@@ -24,9 +24,11 @@ and submits every payment, C{--batch} per JSON-RPC batch:
 
 The clock is advanced between batches so vote batches are signed and
 payments finalize, as on a running node.  C{--baseline} loads another
-version of C{timecoin/rpc.py} (e.g. C{git show HEAD:timecoin/rpc.py >
-/tmp/rpc_old.py}) and measures C{body} and C{http} with it too, in the
-same run, interleaved: the before/after of a change.  The best of
+version of the RPC from one file providing C{RPCMethods}, C{RPCServer},
+C{BasicAuth} and C{RPCSite} (as C{timecoin/rpc.py} did before it became
+the package C{timecoin/rpc/}; it must import only modules of this tree)
+and measures C{body} and C{http} with it too, in the same run,
+interleaved: the before/after of a change.  The best of
 C{--repeat} interleaved runs counts (a shared machine only slows runs
 down).  The last line printed is one JSON object.
 """
@@ -43,7 +45,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,18 +55,27 @@ if str(ROOT) not in sys.path:
 from twisted.internet.testing import StringTransport  # noqa: E402
 
 from benchmarks.ingest_bench import Setup  # noqa: E402
-from timecoin import rpc as current_rpc  # noqa: E402
 from timecoin.node import Node  # noqa: E402
+from timecoin.rpc.auth import BasicAuth  # noqa: E402
+from timecoin.rpc.methods import RPCMethods  # noqa: E402
+from timecoin.rpc.server import RPCServer  # noqa: E402
+from timecoin.rpc.site import RPCSite  # noqa: E402
 from timecoin.tx import Transaction  # noqa: E402
 
 USER = "bench"
 PASSWORD = "bench"
 
+current_rpc = SimpleNamespace(RPCMethods=RPCMethods, RPCServer=RPCServer,
+                              BasicAuth=BasicAuth, RPCSite=RPCSite)
+"""The RPC of this tree, as the four names a measured version provides."""
+
 
 def load_rpc(path: str) -> ModuleType:
     """
-    Another version of C{timecoin.rpc} loaded from C{path} as its own
-    module.
+    Another version of the RPC loaded from C{path} as its own module: a
+    single file that provides C{RPCMethods}, C{RPCServer}, C{BasicAuth}
+    and C{RPCSite} (as C{timecoin/rpc.py} did before it became a package)
+    and imports only modules of this tree.
     """
     spec = importlib.util.spec_from_file_location("timecoin_rpc_baseline",
                                                   path)
@@ -209,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3,
                         help="interleaved repeats (the best of each counts)")
     parser.add_argument("--baseline", default=None,
-                        help="another timecoin/rpc.py to compare with")
+                        help="another version of the RPC, in one file, to compare with")
     parser.add_argument("--profile", default=None,
                         help="write a pyinstrument HTML profile of body")
     options = parser.parse_args(argv)

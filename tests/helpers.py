@@ -116,3 +116,31 @@ class Harness:
         self.clock.advance(max(2.0, due - self.clock.seconds()))
         assert self.chain.height == height + 1, "no block was committed"
         return self.chain.tip
+
+
+def one_utxo_set(sample: Any, timeout: float = 30.0) -> str:
+    """
+    The one UTXO set several running nodes hold: C{sample()} returns their
+    C{gettxoutsetinfo} answers (one list per call).  A block may land
+    between two nodes' answers, so one sample of a moving chain can show
+    two tips: sample until all are at one best block.  Every sample must
+    give one C{utxo_hash} per best block; fails (AssertionError) if not,
+    or if no sample within C{timeout} seconds has one best block.
+    Returns the hash.
+    """
+    import time
+
+    by_block: dict[str, set[str]] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        infos = sample()
+        for info in infos:
+            by_block.setdefault(info["bestblock"], set()).add(
+                info["utxo_hash"])
+        for block, hashes in by_block.items():
+            assert len(hashes) == 1, f"block {block}: UTXO sets {hashes}"
+        if len({i["bestblock"] for i in infos}) == 1:
+            return str(infos[0]["utxo_hash"])
+        assert time.monotonic() < deadline, \
+            f"no common best block in {timeout} s: {infos}"
+        time.sleep(0.05)

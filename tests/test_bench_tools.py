@@ -23,7 +23,7 @@ from tests.helpers import key
 from tests.test_rpc import RPCTestBase
 from tests.test_rpc_admission import BusyNodeBase
 from timecoin import params
-from timecoin.rpc import RPCMethods
+from timecoin.rpc.transactions import TransactionMethods
 from timecoin.tx import OutPoint, Transaction
 
 
@@ -56,7 +56,7 @@ class FinalizedFeedTests(RPCTestBase):
         Finalizations older than what the feed keeps are reported as
         missed, not silently skipped.
         """
-        methods = RPCMethods(self.node)
+        methods = TransactionMethods(self.node)
         methods._finalized = deque(maxlen=2)
         for n in range(5):
             methods._tx_finalized(bytes([n]) * 32, 0.1)

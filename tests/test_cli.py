@@ -21,7 +21,9 @@ from twisted.trial import unittest
 from timecoin import cli
 from timecoin.config import Config
 from timecoin.node import Node
-from timecoin.rpc import build_rpc_site, write_cookie
+from timecoin.rpc import codec
+from timecoin.rpc.auth import write_cookie
+from timecoin.rpc.site import build_rpc_site
 from timecoin.storage.memory import MemoryStore
 
 
@@ -34,7 +36,7 @@ def options(*argv: str) -> Any:
 
 class EncodeJSONTests(unittest.TestCase):
     """
-    L{cli.encode_json}, the JSON writer of the CLI and the RPC server.
+    L{codec.encode_json}, the JSON writer of the CLI and the RPC server.
     """
 
     SAMPLES: list[Any] = [
@@ -48,7 +50,7 @@ class EncodeJSONTests(unittest.TestCase):
         compact separators.
         """
         for sample in self.SAMPLES:
-            self.assertEqual(cli.encode_json(sample),
+            self.assertEqual(codec.encode_json(sample),
                              json.dumps(sample, separators=(",", ":")))
 
     def test_matches_json_indent(self) -> None:
@@ -57,7 +59,7 @@ class EncodeJSONTests(unittest.TestCase):
         writes.
         """
         for sample in self.SAMPLES:
-            self.assertEqual(cli.encode_json(sample, indent=2),
+            self.assertEqual(codec.encode_json(sample, indent=2),
                              json.dumps(sample, indent=2))
 
     def test_decimals(self) -> None:
@@ -65,19 +67,19 @@ class EncodeJSONTests(unittest.TestCase):
         Decimals are plain JSON numbers keeping every digit: 8-decimal
         amounts stay 8 decimals, zero too, never in exponent form.
         """
-        self.assertEqual(cli.encode_json({"a": Decimal("1.50000000")}),
+        self.assertEqual(codec.encode_json({"a": Decimal("1.50000000")}),
                          '{"a":1.50000000}')
-        self.assertEqual(cli.encode_json(Decimal("0E-8")), "0.00000000")
-        self.assertEqual(cli.encode_json([Decimal("21000000000.00000000")]),
+        self.assertEqual(codec.encode_json(Decimal("0E-8")), "0.00000000")
+        self.assertEqual(codec.encode_json([Decimal("21000000000.00000000")]),
                          "[21000000000.00000000]")
-        self.assertEqual(json.loads(cli.encode_json(Decimal("1E+3"))), 1000)
+        self.assertEqual(json.loads(codec.encode_json(Decimal("1E+3"))), 1000)
 
     def test_huge_exponent(self) -> None:
         """
         A Decimal with an absurd exponent stays in exponent form (short,
         still a valid JSON number) instead of expanding to its digits.
         """
-        text = cli.encode_json(Decimal("1E+999999999"))
+        text = codec.encode_json(Decimal("1E+999999999"))
         self.assertEqual(text, "1E+999999999")
         self.assertEqual(json.loads(text, parse_float=Decimal),
                          Decimal("1E+999999999"))
@@ -87,10 +89,10 @@ class EncodeJSONTests(unittest.TestCase):
         NaN and infinities, non-JSON types and non-string keys are
         refused.
         """
-        self.assertRaises(ValueError, cli.encode_json, Decimal("NaN"))
-        self.assertRaises(ValueError, cli.encode_json, float("inf"))
-        self.assertRaises(TypeError, cli.encode_json, b"bytes")
-        self.assertRaises(TypeError, cli.encode_json, {1: 2})
+        self.assertRaises(ValueError, codec.encode_json, Decimal("NaN"))
+        self.assertRaises(ValueError, codec.encode_json, float("inf"))
+        self.assertRaises(TypeError, codec.encode_json, b"bytes")
+        self.assertRaises(TypeError, codec.encode_json, {1: 2})
 
 
 class ArgumentTests(unittest.TestCase):

@@ -21,7 +21,7 @@ from twisted.trial import unittest
 from timecoin import __version__, cli
 from timecoin.config import Config
 from timecoin.node import Node
-from timecoin.rpc import build_rpc_site
+from timecoin.rpc.site import build_rpc_site
 from timecoin.storage.memory import MemoryStore
 
 ROOT = Path(__file__).resolve().parent.parent

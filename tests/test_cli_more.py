@@ -20,7 +20,7 @@ from tests.nodeprocess import free_port
 from timecoin import cli
 from timecoin.config import Config
 from timecoin.node import Node
-from timecoin.rpc import build_rpc_site
+from timecoin.rpc.site import build_rpc_site
 from timecoin.storage.memory import MemoryStore
 
 

@@ -36,6 +36,7 @@ from timecoin.p2p.testing import FakeNetwork
 from timecoin.storage.memory import MemoryStore
 from timecoin.tx import TxOut
 from timecoin.wallet import write_private
+from timecoin.wiring import build
 
 PORT = 24200
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,17 +90,16 @@ class MasternodeCluster:
         config.resolve()
         store = getattr(self, "stores", {}).get(ip) or MemoryStore()
         self.__dict__.setdefault("stores", {})[ip] = store
-        node = Node(config, self.clock, store=store)
-        node.startService()
-        result_of(node.ready)
-        service = P2PService(node, self.net.reactor(ip),
-                             P2PSettings.from_config(config, initial_delay=1.0,
-                                                     max_delay=4.0,
-                                                     passive_wait=2.0),
-                             random.Random(i))
-        service.startService()
-        self.services[ip] = service
-        return service
+        built = build(config, self.clock, reactor=self.net.reactor(ip),
+                      store=store,
+                      p2p_settings=P2PSettings.from_config(
+                          config, initial_delay=1.0, max_delay=4.0,
+                          passive_wait=2.0),
+                      rng=random.Random(i))
+        built.startService()
+        result_of(built.node.ready)
+        self.services[ip] = built.p2p
+        return built.p2p
 
     def start_all(self) -> None:
         for i in range(4):

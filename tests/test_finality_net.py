@@ -500,7 +500,7 @@ class TimeoutAndRestartTests(unittest.TestCase):
         still lists its votes, the weights and a certificate of at least
         three approving votes that verify on their own.
         """
-        from timecoin.rpc import RPCMethods
+        from timecoin.rpc.transactions import TransactionMethods
         cluster = MasternodeCluster(self)
         cluster.start_all()
         cluster.advance(1)
@@ -508,7 +508,7 @@ class TimeoutAndRestartTests(unittest.TestCase):
         result_of(node_of(cluster, 0).submit(tx))
         cluster.advance(5)
         for n in cluster.nodes():
-            info = result_of(RPCMethods(n).rpc_gettransaction(tx.txid.hex()))
+            info = result_of(TransactionMethods(n).rpc_gettransaction(tx.txid.hex()))
             self.assertIn("blockheight", info)
             self.assertGreaterEqual(len(info["votes"]), 3)
             self.assertEqual(info["weights"]["total"], 4)

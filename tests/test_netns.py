@@ -17,6 +17,7 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
+from tests.helpers import one_utxo_set
 from timecoin.testing import netns
 
 SKIP = netns.available()
@@ -72,27 +73,9 @@ class RealNetworkTests(unittest.TestCase):
 
     def same_utxo_set(self, nodes: list[netns.NsNode]) -> None:
         """
-        Every sample of C{nodes}' C{gettxoutsetinfo} gives one utxo_hash
-        per best block; wait for a sample where all are at one block (a
-        block may land between two nodes' answers, so one sample of a
-        moving chain can show two tips) and check they hold one set.
+        C{nodes} hold one UTXO set (L{tests.helpers.one_utxo_set}).
         """
-        samples = []
-
-        def one_tip() -> bool:
-            infos = [n.call("gettxoutsetinfo") for n in nodes]
-            samples.append(infos)
-            return len({i["bestblock"] for i in infos}) == 1
-
-        nodes[0].wait_for(one_tip, 30)
-        by_block: dict[str, set[str]] = {}
-        for infos in samples:
-            for info in infos:
-                by_block.setdefault(info["bestblock"], set()).add(
-                    info["utxo_hash"])
-        for block, hashes in by_block.items():
-            self.assertEqual(len(hashes), 1, f"block {block}: {hashes}")
-        self.assertEqual(len({i["utxo_hash"] for i in samples[-1]}), 1)
+        one_utxo_set(lambda: [n.call("gettxoutsetinfo") for n in nodes])
 
     def partition(self, victim: int, seconds: float) -> float:
         """

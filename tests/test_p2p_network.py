@@ -23,7 +23,6 @@ from timecoin import params
 from timecoin.config import Config
 from timecoin.genesis import make_genesis, write_genesis
 from timecoin.masternodes import Masternode
-from timecoin.node import Node
 from timecoin.p2p.messages import TxMsg
 from timecoin.p2p.peers import EXCHANGE, SEED, PeerTable, parse_address, peer_key
 from timecoin.p2p.service import P2PService
@@ -32,6 +31,7 @@ from timecoin.p2p.testing import FakeNetwork
 from timecoin.storage.memory import MemoryStore
 from timecoin.tx import TxOut
 from timecoin.wallet import write_private
+from timecoin.wiring import build
 
 PORT = 24200
 
@@ -86,15 +86,15 @@ class Cluster:
                         genesis=str(self.genesis_path) if genesis is None
                         else genesis)
         config.resolve()
-        node = Node(config, self.clock, store=MemoryStore())
-        node.startService()
-        result_of(node.ready)
-        service = P2PService(node, self.net.reactor(ip),
-                             P2PSettings.from_config(config, **settings),
-                             random.Random(n * 1000 + len(self.services)))
-        service.startService()
-        self.services[name] = service
-        return service
+        built = build(config, self.clock, reactor=self.net.reactor(ip),
+                      store=MemoryStore(),
+                      p2p_settings=P2PSettings.from_config(config,
+                                                           **settings),
+                      rng=random.Random(n * 1000 + len(self.services)))
+        built.startService()
+        result_of(built.node.ready)
+        self.services[name] = built.p2p
+        return built.p2p
 
     def stop(self, name: str, crash: bool = False) -> None:
         """
@@ -240,14 +240,13 @@ class ConnectionTests(unittest.TestCase):
                         p2p_connect=[f"127.0.0.1:{p}" for p in ports],
                         genesis=str(self.cluster.genesis_path))
         config.resolve()
-        node = Node(config, self.cluster.clock, store=MemoryStore())
-        node.startService()
-        result_of(node.ready)
-        service = P2PService(node, self.net.reactor("127.0.0.1"),
-                             rng=random.Random(port))
-        service.startService()
-        self.cluster.services[f"lo:{port}"] = service
-        return service
+        built = build(config, self.cluster.clock,
+                      reactor=self.net.reactor("127.0.0.1"),
+                      store=MemoryStore(), rng=random.Random(port))
+        built.startService()
+        result_of(built.node.ready)
+        self.cluster.services[f"lo:{port}"] = built.p2p
+        return built.p2p
 
     def test_max_peers(self) -> None:
         """

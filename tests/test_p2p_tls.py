@@ -25,7 +25,6 @@ from twisted.trial import unittest
 
 from tests.helpers import START, key
 from timecoin.config import Config
-from timecoin.node import Node
 from timecoin.p2p.service import P2PService
 from timecoin.p2p.settings import P2PSettings
 from timecoin.p2p.tls import (
@@ -41,6 +40,7 @@ from timecoin.p2p.tls import (
 )
 from timecoin.storage.memory import MemoryStore
 from timecoin.wallet import write_private
+from timecoin.wiring import build
 
 
 def handshake(client: NodeTLS, server: NodeTLS) -> tuple[SSL.Connection,
@@ -202,18 +202,18 @@ class LoopbackTests(unittest.TestCase):
                         block_time=2.0, p2p_bind="127.0.0.1",
                         genesis=genesis)
         config.resolve()
-        node = Node(config, self.clock, store=MemoryStore())
         config.p2p_port = 0
-        node.startService()
         settings = P2PSettings.from_config(
             config, port=0, tls=tls, listen=listen, connect=connect,
             initial_delay=60.0)
-        service = P2PService(node, self.reactor, settings,
-                             random.Random(n))
+        built = build(config, self.clock, reactor=self.reactor,
+                      store=MemoryStore(), p2p_settings=settings,
+                      rng=random.Random(n))
+        service = built.p2p
         if tls_key is not None:
             other = key(tls_key)
             service.tls = NodeTLS(other, make_certificate(other))
-        service.startService()
+        built.startService()
         self.services.append(service)
         return service
 

@@ -29,7 +29,7 @@ from timecoin.registration import (
     encode_request,
     parse_registration,
 )
-from timecoin.rpc import RPCMethods
+from timecoin.rpc.methods import RPCMethods
 from timecoin.tx import OutPoint
 from timecoin.wallet import Wallet, WalletError
 
@@ -207,7 +207,8 @@ class TwoNodeTests(unittest.TestCase):
         cluster.advance(6)
         node0 = cluster.nodes()[0]
         node1 = cluster.services[IPS[1]].node
-        rpc0, rpc1 = RPCMethods(node0), RPCMethods(node1)
+        rpc0 = RPCMethods(node0).registry()
+        rpc1 = RPCMethods(node1).registry()
         collateral_address = node0.new_address()
         txid = result_of(node0.send_to_address(collateral_address,
                                                1_500 * params.COIN))
@@ -216,23 +217,23 @@ class TwoNodeTests(unittest.TestCase):
                                         2 * params.COIN))
         cluster.advance(1)
         node1.wallet.kdf_limits = FAST_KDF
-        rpc1.rpc_encryptwallet(PASSPHRASE)
+        rpc1["encryptwallet"](PASSPHRASE)
 
-        prepared = rpc1.rpc_registermasternode_prepare(
+        prepared = rpc1["registermasternode_prepare"](
             txid.hex(), 0, collateral_address, f"{IPS[1]}:{PORT}")
-        signed = rpc0.rpc_signmasternoderegistration(prepared["request"])
-        e = self.assertRaises(WalletError, rpc1.rpc_registermasternode_submit,
+        signed = rpc0["signmasternoderegistration"](prepared["request"])
+        e = self.assertRaises(WalletError, rpc1["registermasternode_submit"],
                               signed["signed"])
         self.assertEqual(e.code, -13)
-        rpc1.rpc_walletpassphrase(PASSPHRASE, 30)
-        settled(rpc1.rpc_registermasternode_submit(signed["signed"]))
-        rpc1.rpc_walletlock()
+        rpc1["walletpassphrase"](PASSPHRASE, 30)
+        settled(rpc1["registermasternode_submit"](signed["signed"]))
+        rpc1["walletlock"]()
         cluster.advance(20)
         self.assertEqual(node1.participation.status()["status"],
                          "waiting-for-activation")
         self.assertIn("Error: Please enter the wallet passphrase with "
                       "walletpassphrase first.", events)
-        rpc1.rpc_walletpassphrase(PASSPHRASE, 60)
+        rpc1["walletpassphrase"](PASSPHRASE, 60)
         cluster.advance(20)
         self.assertTrue(node1.is_masternode)
         self.assertEqual(node1.participation.status()["status"], "active")
@@ -259,12 +260,12 @@ class TwoNodeTests(unittest.TestCase):
         result_of(node0.send_to_address(node2.wallet.addresses()[0],
                                         2 * params.COIN))
         cluster.advance(1)
-        prepared = RPCMethods(node2).rpc_registermasternode_prepare(
+        prepared = RPCMethods(node2).registry()["registermasternode_prepare"](
             txid2.hex(), 0, cold_address, f"{IPS[2]}:{PORT}")
         self.patch(cli_getpass(), "getpass", lambda prompt: "cold passphrase")
         status, signed, err = sign_offline(prepared["request"], cold.path)
         self.assertEqual(status, 0, err)
-        tx = settled(RPCMethods(node2).rpc_registermasternode_submit(
+        tx = settled(RPCMethods(node2).registry()["registermasternode_submit"](
             signed["signed"]))
         registration = result_of(node2.transaction(bytes.fromhex(tx)))["tx"]
         masternode, outpoint = parse_registration(registration, "devnet",

@@ -8,6 +8,7 @@ process with L{StubTreq}.
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import os
 import re
@@ -25,24 +26,27 @@ from twisted.trial import unittest
 from timecoin import params
 from timecoin.address import address_of
 from timecoin.block import Block
-from timecoin.cli import encode_json
 from timecoin.config import Config
 from timecoin.keys import PrivateKey
 from timecoin.node import DEVNET_FUNDS, Node
-from timecoin.rpc import (
+from timecoin.rpc.auth import BasicAuth
+from timecoin.rpc.chain import ChainMethods
+from timecoin.rpc.codec import encode_json
+from timecoin.rpc.control import ControlMethods
+from timecoin.rpc.dispatch import MAX_BATCH
+from timecoin.rpc.errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
-    MAX_BATCH,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
     RPC_IN_WARMUP,
     UNAUTHORIZED,
-    BasicAuth,
-    RPCMethods,
-    RPCServer,
-    build_rpc_site,
 )
+from timecoin.rpc.methods import AREAS, RPCMethods, method_docs
+from timecoin.rpc.server import RPCServer
+from timecoin.rpc.site import build_rpc_site
+from timecoin.rpc.table import DuplicateMethod, area_methods, method_table
 from timecoin.storage.memory import MemoryStore
 from timecoin.tx import OutPoint, Transaction
 from timecoin.wallet import Wallet
@@ -1097,3 +1101,39 @@ class ControlMethodTests(RPCTestBase):
         self.assertIn("verbosity", text)
         self.assertEqual(self.rpc("help", "nosuch"),
                          "help: unknown command: nosuch")
+
+
+class MethodTableTests(unittest.TestCase):
+    """
+    L{method_table}: the areas' C{rpc_NAME} methods merged into one table.
+    """
+
+    def test_every_area_method_is_in_the_table(self) -> None:
+        """
+        The table of L{AREAS} holds each C{rpc_NAME} of each area under
+        NAME, and its docstrings are what L{method_docs} gives.
+        """
+        table = method_table(AREAS)
+        count = sum(len(area_methods(area)) for area in AREAS)
+        self.assertEqual(len(table), count)
+        self.assertIs(table["getblock"], ChainMethods.rpc_getblock)
+        self.assertEqual(method_docs()["help"],
+                         inspect.getdoc(ControlMethods.rpc_help))
+
+    def test_duplicate_name_refused(self) -> None:
+        """
+        Two areas defining a method of the same name is an error when the
+        table is built, naming both.
+        """
+
+        class Other:
+            def rpc_getblock(self) -> None:
+                """
+                getblock
+                """
+
+        e = self.assertRaises(DuplicateMethod, method_table,
+                              [ChainMethods, Other])
+        self.assertIn("getblock", str(e))
+        self.assertIn("ChainMethods", str(e))
+        self.assertIn("Other", str(e))

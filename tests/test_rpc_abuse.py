@@ -25,9 +25,9 @@ from twisted.trial import unittest
 from tests.nodeprocess import NodeProcess
 from tests.test_rpc import RPCTestBase, basic
 from timecoin.config import Config
-from timecoin.rpc import (
+from timecoin.rpc.dispatch import MAX_JSON_DEPTH
+from timecoin.rpc.errors import (
     INVALID_REQUEST,
-    MAX_JSON_DEPTH,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
     RPC_TYPE_ERROR,

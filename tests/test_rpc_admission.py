@@ -21,20 +21,19 @@ from tests.helpers import addr, key
 from tests.test_rpc import START, CallFailed, RPCTestBase
 from timecoin import params
 from timecoin.chain import TxInvalid
-from timecoin.cli import encode_json
 from timecoin.config import Config, ConfigError, load_config
 from timecoin.genesis import make_genesis, write_genesis
 from timecoin.masternodes import Masternode
 from timecoin.node import NODE_BUSY
-from timecoin.rpc import (
+from timecoin.rpc.auth import BasicAuth
+from timecoin.rpc.codec import dumps, encode_json
+from timecoin.rpc.errors import (
     INVALID_PARAMS,
     RPC_DESERIALIZATION_ERROR,
     RPC_VERIFY_ALREADY_IN_CHAIN,
     RPC_VERIFY_REJECTED,
-    BasicAuth,
-    RPCServer,
-    dumps,
 )
+from timecoin.rpc.server import RPCServer
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
 
 LIMIT = 2

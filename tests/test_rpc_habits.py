@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from tests.test_rpc import HEX64, RPCTestBase
-from timecoin.cli import encode_json
+from timecoin.rpc.codec import encode_json
 
 
 class CallShapeTests(RPCTestBase):

@@ -1,6 +1,6 @@
 """
 The RPC server's limits against hostile clients (issue 14 item 8;
-L{timecoin.rpclimits}): the connection cap that evicts idle
+L{timecoin.rpc.limits}): the connection cap that evicts idle
 unauthenticated sockets before the operator is refused, the idle and
 per-request deadlines, the per-source failed-login delay, the long-poll
 cap, C{/metrics} behind the RPC credentials, and the count and
@@ -29,8 +29,8 @@ from twisted.trial import unittest
 from tests.nodeprocess import NodeProcess
 from timecoin.config import ConfigError, load_config
 from timecoin.node import Node
-from timecoin.rpc import UNAUTHORIZED, build_rpc_site
-from timecoin.rpclimits import (
+from timecoin.rpc.errors import UNAUTHORIZED
+from timecoin.rpc.limits import (
     LOGIN_THROTTLED,
     REQUEST_TIMEOUT,
     TOO_MANY_WAITING,
@@ -38,6 +38,7 @@ from timecoin.rpclimits import (
     RPCLimits,
     source_of,
 )
+from timecoin.rpc.site import build_rpc_site
 from timecoin.storage.memory import MemoryStore
 
 START = 1_700_000_000.0
@@ -544,7 +545,7 @@ class RefusalLogTests(LimitsBase):
         for _ in range(100):
             self.call(auth=b"Bearer nothing")
         lines = [formatEvent(e) for e in events
-                 if e.get("log_namespace") == "timecoin.rpclimits"]
+                 if e.get("log_namespace") == "timecoin.rpc.limits"]
         evicted = [line for line in lines if "refused: evicted" in line]
         bad = [line for line in lines if "refused: bad-auth" in line]
         self.assertEqual((len(evicted), len(bad)), (1, 1), lines)

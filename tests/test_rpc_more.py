@@ -22,8 +22,7 @@ from tests.test_rpc import HEX64, RPCTestBase, basic
 from timecoin import params
 from timecoin.config import Config, ConfigError, load_config
 from timecoin.node import Node
-from timecoin.rpc import build_rpc_site
-from timecoin.rpcauth import (
+from timecoin.rpc.auth import (
     FORBIDDEN,
     AllowList,
     RPCAuthError,
@@ -32,6 +31,7 @@ from timecoin.rpcauth import (
     make_line,
     password_hmac,
 )
+from timecoin.rpc.site import build_rpc_site
 from timecoin.storage.memory import MemoryStore
 from timecoin.tx import Transaction, input_signature_ok
 
@@ -44,7 +44,7 @@ BITCOIN_PASSWORD = "cA773lm788buwYe4g4WT+05pKyNruVKjQ25x3n0DQcM="
 
 class RPCAuthLineTests(unittest.TestCase):
     """
-    L{RPCAuthLine}, L{make_line} and C{python -m timecoin.rpcauth}.
+    L{RPCAuthLine}, L{make_line} and C{python -m timecoin.rpc.auth}.
     """
 
     def test_bitcoin_vector(self) -> None:
@@ -94,7 +94,7 @@ class RPCAuthLineTests(unittest.TestCase):
 
     def test_main(self) -> None:
         """
-        C{python -m timecoin.rpcauth USER} prints an C{auth = [...]} line
+        C{python -m timecoin.rpc.auth USER} prints an C{auth = [...]} line
         for the TOML config and a password that the line accepts.
         """
         out = io.StringIO()

@@ -113,7 +113,7 @@ class MonitoringTests(RPCTestBase):
         from treq.testing import StubTreq
 
         from timecoin.node import Node
-        from timecoin.rpc import build_rpc_site
+        from timecoin.rpc.site import build_rpc_site
         from timecoin.storage.memory import MemoryStore
         config = self.make_config(
             genesis=str(Path(self.config.datadir) / "genesis.json"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
@@ -52,7 +53,7 @@ SWEEP = SimConfig(nodes=4, byzantine=1, duration=30.0, calm=30.0,
 """The schedule of the fixed seed sweep: 30 s of faults, 30 s of calm."""
 SEEDS = range(20)
 PINNED = {0: (11, 61), 1: (14, 73), 2: (17, 51), 3: (24, 87), 4: (16, 74),
-          5: (24, 90), 6: (19, 90), 7: (28, 85), 8: (25, 86), 9: (25, 90),
+          5: (24, 90), 6: (19, 90), 7: (28, 85), 8: (26, 86), 9: (25, 90),
           10: (20, 86), 11: (15, 79), 12: (12, 77), 13: (16, 62),
           14: (26, 79), 15: (25, 87), 16: (13, 77), 17: (12, 61),
           18: (24, 84), 19: (8, 57)}
@@ -702,6 +703,47 @@ class FoundBugTests(unittest.TestCase):
         """
         config = SimConfig(nodes=4, byzantine=1, seed=367)
         self.assertEqual(_report([run_seed(config)], config), "")
+
+    def test_votes_count_in_the_snapshot_of_their_height(self) -> None:
+        """
+        Lifecycle seed 796 (7 masternodes, 2 Byzantine, 3 joiners): a
+        restarted node one block ahead counted five approvals stamped at
+        height 17 in the set of height 19, where a masternode had just
+        been set aside (5 of 7), and finalized a payment the others, at
+        height 17 (5 of 8), rejected.  A vote counts in the snapshot of
+        the height it is stamped with: approvals of the larger, older set
+        that are not two thirds of it finalize nothing, whatever this
+        node's own set is now; the same approvals stamped in the current
+        set do (another payment).
+        """
+        h = Harness(funds=[10 * params.COIN, 10 * params.COIN])
+        h.next_block()
+        engine = _engine(h, FinalitySettings(batch_delay=0.0))
+        mn = h.chain.snapshot_for(1)[0]
+        old = make_snapshot([mn, *(Masternode(key(i).public, "x:1",
+                                              addr(key(i)), "free")
+                                   for i in (5, 6, 7))])
+        now = make_snapshot([m for m in old if m.pubkey != key(7).public])
+
+        def snapshot(height: int) -> Any:
+            return old if height <= 1 else now
+
+        h.chain.snapshot_for = snapshot  # type: ignore[method-assign]
+        h.chain.known_snapshot = snapshot  # type: ignore[method-assign]
+        tx = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
+        result_of(engine.submit(tx))
+        for i in (5, 6):
+            engine.receive_vote(sign_tx_vote(key(i), "devnet", tx.txid,
+                                             APPROVE, 0))
+        # Three approvals of three members now, but two of them count in
+        # the set of height 1, where they are two of four.
+        self.assertNotEqual(h.mempool.state_of(tx.txid), FINALIZED)
+        other = h.pay([h.funding(1)], [(addr(key(2)), 9 * params.COIN)])
+        result_of(engine.submit(other))
+        self.assertIsNone(engine.receive_vote(sign_tx_vote(
+            key(5), "devnet", other.txid, APPROVE, 1)))
+        self.assertEqual(h.mempool.state_of(other.txid), FINALIZED)
+        self.assertNotEqual(h.mempool.state_of(tx.txid), FINALIZED)
 
     def test_lock_on_a_block_no_node_holds(self) -> None:
         """

@@ -1,5 +1,5 @@
 """
-Tests of the status page (L{timecoin.status}, C{GET /} and
+Tests of the status page (L{timecoin.rpc.status}, C{GET /} and
 C{GET /status.json} of the RPC port): auth, content and escaping in
 process, the history behind it, and the page rendered by headless
 Chromium from a running two-node devnet of real processes.
@@ -26,7 +26,7 @@ from tests.nodeprocess import NodeProcess
 from tests.test_rpc import START, URL, RPCTestBase
 from timecoin.config import Config
 from timecoin.node import Node
-from timecoin.status import (
+from timecoin.rpc.status import (
     RECENT_BLOCKS,
     StatusHistory,
     _nice_ceiling,

@@ -43,10 +43,11 @@ from timecoin.p2p.service import P2PService
 from timecoin.p2p.settings import P2PSettings
 from timecoin.p2p.sync import CATCHING_UP, IDLE, SYNCED
 from timecoin.p2p.testing import FakeNetwork
-from timecoin.rpc import RPCMethods
+from timecoin.rpc.chain import ChainMethods
 from timecoin.storage.memory import MemoryStore
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
 from timecoin.wallet import Wallet, load_or_create_key, write_private
+from timecoin.wiring import build
 
 PORT = 24200
 BLOCK_TIME = 0.05
@@ -96,16 +97,15 @@ class SyncNet:
                         p2p_connect=[f"{c}:{PORT}" for c in connect],
                         genesis=str(self.genesis_path))
         config.resolve()
-        node = Node(config, self.clock, store=MemoryStore())
-        node.startService()
-        result_of(node.ready)
-        service = P2PService(node, self.net.reactor(ip),
-                             P2PSettings.from_config(config, **settings),
-                             random.Random(n * 1000 + len(self.services)))
-        node.p2p = service
-        service.startService()
-        self.services[ip] = service
-        return service
+        built = build(config, self.clock, reactor=self.net.reactor(ip),
+                      store=MemoryStore(),
+                      p2p_settings=P2PSettings.from_config(config,
+                                                           **settings),
+                      rng=random.Random(n * 1000 + len(self.services)))
+        built.startService()
+        result_of(built.node.ready)
+        self.services[ip] = built.p2p
+        return built.p2p
 
     def stop(self, ip: str, crash: bool = False) -> None:
         """
@@ -677,7 +677,7 @@ class ObservabilityTests(unittest.TestCase):
         new = net.start("10.0.0.9", 30, connect=(PRODUCER,),
                         sync_batch=50)
         net.advance(1)
-        rpc = RPCMethods(new.node)
+        rpc = ChainMethods(new.node)
         info = result_of(rpc.rpc_getblockchaininfo())
         self.assertEqual(info["blocks"], 50)
         self.assertEqual(info["headers"], producer.node.chain.height)

@@ -29,13 +29,12 @@ from tests.test_consensus import MasternodeCluster
 from tests.test_sync import PORT, PRODUCER, SyncNet, hashes, silent_after
 from timecoin.block import CommitCertificate, Vote
 from timecoin.config import Config
-from timecoin.node import Node
 from timecoin.p2p.messages import BlockMsg, GetTip, Hello, Tip
 from timecoin.p2p.service import P2PService
-from timecoin.p2p.settings import P2PSettings
 from timecoin.p2p.sync import CATCHING_UP, SYNCED
 from timecoin.storage.memory import MemoryStore
 from timecoin.wallet import write_private
+from timecoin.wiring import build
 
 LIE = 1_000_000_000
 BLOCK_TIME = 0.2
@@ -257,16 +256,12 @@ def start_on_store(net: SyncNet, ip: str, n: int, store: Any,
                     p2p_connect=[f"{c}:{PORT}" for c in connect],
                     genesis=str(net.genesis_path))
     config.resolve()
-    node = Node(config, net.clock, store=store)
-    node.startService()
-    result_of(node.ready)
-    service = P2PService(node, net.net.reactor(ip),
-                         P2PSettings.from_config(config),
-                         random.Random(n * 1000 + 99))
-    node.p2p = service
-    service.startService()
-    net.services[ip] = service
-    return service
+    built = build(config, net.clock, reactor=net.net.reactor(ip),
+                  store=store, rng=random.Random(n * 1000 + 99))
+    built.startService()
+    result_of(built.node.ready)
+    net.services[ip] = built.p2p
+    return built.p2p
 
 
 def cluster_liar(cluster: MasternodeCluster, ip: str, n: int,
@@ -283,13 +278,12 @@ def cluster_liar(cluster: MasternodeCluster, ip: str, n: int,
                     p2p_connect=[f"{t}:{CLUSTER_PORT}" for t in targets],
                     genesis=str(cluster.genesis_path), round_timeout=2.0)
     config.resolve()
-    node = Node(config, cluster.clock, store=MemoryStore())
-    node.startService()
-    result_of(node.ready)
-    node.consensus.stop()
-    liar = P2PService(node, cluster.net.reactor(ip),
-                      P2PSettings.from_config(config),
-                      random.Random(n))
+    built = build(config, cluster.clock, reactor=cluster.net.reactor(ip),
+                  store=MemoryStore(), rng=random.Random(n))
+    built.node.startService()
+    result_of(built.node.ready)
+    built.node.consensus.stop()
+    liar = built.p2p
     liar.startService()
     cluster.services[ip] = liar
     lie(liar)

@@ -14,6 +14,8 @@ from twisted.trial import unittest
 
 from timecoin import tap
 from timecoin.node import Node
+from timecoin.p2p.service import P2PService
+from timecoin.wiring import NodeServices
 
 
 class OptionsTests(unittest.TestCase):
@@ -65,15 +67,20 @@ class MakeServiceTests(unittest.TestCase):
 
     def test_tree(self) -> None:
         """
-        makeService returns one MultiService holding the node and the RPC
-        server on the configured loopback port.
+        makeService returns one MultiService holding the node (built by
+        L{timecoin.wiring.build}: the node, then its P2P service) and the
+        RPC server on the configured loopback port.
         """
         options = tap.Options()
         options.parseOptions(["--datadir", self.mktemp(), "--rpc-port",
                               "5999", "--storage", "memory"])
         top = tap.makeService(options)
         children = list(top)
-        self.assertIsInstance(children[0], Node)
+        self.assertIsInstance(children[0], NodeServices)
+        node, p2p = list(children[0])
+        self.assertIsInstance(node, Node)
+        self.assertIsInstance(p2p, P2PService)
+        self.assertIs(node.p2p, p2p)
         rpc = [c for c in children if isinstance(c, TCPServer)][0]
         self.assertEqual(rpc.args[0], 5999)
         self.assertEqual(rpc.kwargs["interface"], "127.0.0.1")

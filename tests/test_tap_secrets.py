@@ -14,7 +14,7 @@ from twisted.logger import Logger, formatEvent
 from twisted.trial import unittest
 
 from timecoin import tap
-from timecoin.rpcauth import make_line
+from timecoin.rpc.auth import make_line
 
 PASSWORD = "hunter2-correct-horse"
 REDIS_PASSWORD = "redis-pw-battery-staple"

@@ -16,7 +16,8 @@ from twisted.internet import defer
 
 from tests.test_rpc import URL, RPCTestBase
 from timecoin.block import Block
-from timecoin.rpc import RPC_DATABASE_ERROR, VERIFY_YIELD_EVERY
+from timecoin.rpc.errors import RPC_DATABASE_ERROR
+from timecoin.rpc.pinned import VERIFY_YIELD_EVERY
 from timecoin.storage import StoreError
 from timecoin.storage.memory import MemoryStore
 from timecoin.tx import OutPoint

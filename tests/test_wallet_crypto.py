@@ -23,7 +23,7 @@ from timecoin.address import address_of
 from timecoin.config import Config
 from timecoin.keys import PrivateKey
 from timecoin.node import Node
-from timecoin.rpc import build_rpc_site
+from timecoin.rpc.site import build_rpc_site
 from timecoin.wallet import Wallet, WalletError
 
 FAST_KDF = (argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)

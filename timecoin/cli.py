@@ -42,8 +42,8 @@ credentials exits 1, a usage error 2.  When standard output is closed early
 killed by SIGPIPE, without a traceback.
 
 This module uses only the standard library (C{urllib.request}, no
-reactor), so the command starts fast; L{encode_json} is also the JSON
-writer of the RPC server.
+reactor) and L{timecoin.rpc.codec} (whose L{encode_json} is the JSON
+writer of the RPC server too), so the command starts fast.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ from typing import Any, TextIO
 
 from timecoin import __version__
 from timecoin.params import NETWORKS
+from timecoin.rpc.codec import encode_json
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_TIMEOUT = 900.0
@@ -133,61 +134,6 @@ class NodeUnreachable(CLIError):
     The node is not up (yet): nothing listens on its port, or it has not
     written its cookie.  C{-rpcwait} retries these.
     """
-
-
-def encode_json(obj: Any, indent: int | None = None) -> str:
-    """
-    Encode C{obj} as JSON, writing C{Decimal} values as plain JSON numbers
-    with all their digits (amounts keep their 8 decimals: C{1.50000000},
-    C{0.00000000}).
-
-    @param indent: C{None} for compact output, else the indent per level.
-    @raise TypeError: for values that are not JSON types or Decimals.
-    @raise ValueError: for NaN or infinite numbers.
-    """
-    parts: list[str] = []
-    _encode(obj, indent, 0, parts)
-    return "".join(parts)
-
-
-def _encode(obj: Any, indent: int | None, level: int,
-            out: list[str]) -> None:
-    if isinstance(obj, Decimal):
-        if not obj.is_finite():
-            raise ValueError(f"cannot encode {obj} as JSON")
-        exponent = obj.as_tuple().exponent
-        # Positional notation, except for absurd exponents (an echoed id
-        # like 1e999999999 must not expand to a billion digits).
-        plain = isinstance(exponent, int) and -64 <= exponent <= 64
-        out.append(format(obj, "f") if plain else str(obj))
-    elif obj is None or isinstance(obj, (str, bool, int, float)):
-        out.append(json.dumps(obj, allow_nan=False))
-    elif isinstance(obj, (dict, list, tuple)):
-        is_dict = isinstance(obj, dict)
-        opening, closing = ("{", "}") if is_dict else ("[", "]")
-        if not obj:
-            out.append(opening + closing)
-            return
-        if indent is None:
-            inner, sep, tail, colon = "", ",", "", ":"
-        else:
-            inner = "\n" + " " * (indent * (level + 1))
-            sep, tail, colon = "," + inner, "\n" + " " * (indent * level), \
-                ": "
-        out.append(opening + inner)
-        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
-        for n, (key, value) in enumerate(items):
-            if n:
-                out.append(sep)
-            if is_dict:
-                if not isinstance(key, str):
-                    raise TypeError(f"JSON object keys must be strings, "
-                                    f"not {type(key).__name__}")
-                out.append(json.dumps(key) + colon)
-            _encode(value, indent, level + 1, out)
-        out.append(tail + closing)
-    else:
-        raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
 def _no_constants(name: str) -> Any:

@@ -202,7 +202,7 @@ class Config:
         for name in ("p2p_port", "rpc_port"):
             if not 0 < getattr(self, name) < 65536:
                 raise ConfigError(f"{name} out of range")
-        from timecoin.rpcauth import AllowList, RPCAuthError, RPCAuthLine
+        from timecoin.rpc.auth import AllowList, RPCAuthError, RPCAuthLine
         try:
             for line in self.rpc_auth:
                 RPCAuthLine.parse(line)

@@ -58,6 +58,7 @@ from timecoin.encoding import (
 )
 from timecoin.keys import PrivateKey, verify
 from timecoin.logs import RateLimitedLog
+from timecoin.masternodes import Snapshot
 from timecoin.mempool import FINALIZED, PENDING, REJECTED, Entry, Mempool
 from timecoin.tx import OutPoint, Transaction
 from timecoin.txcache import CACHE as TX_CACHE
@@ -475,6 +476,11 @@ class Finality:
         self._members_key: tuple[object, object, int] | None = None
         self._members: dict[bytes, int] = {}
         self._total = 0
+        self._by_snapshot: dict[int, tuple[Snapshot, dict[bytes, int], int,
+                                           tuple[tuple[bytes, int], ...]]] = {}
+        self._ahead: set[bytes] = set()
+        """Subjects holding votes stamped at a height above this node's:
+        counted once the chain reaches it (L{block_connected})."""
         self.equivocations: OrderedDict[bytes, tuple[TxVote, TxVote]] = \
             OrderedDict()
         self.vote_cast: list[Callable[[TxVoteBatch], None]] = []
@@ -646,7 +652,8 @@ class Finality:
         entry = self._subject(txid)
         if entry is None or self.key is None:
             return False
-        approve, reject, total, members = self._weights(entry.votes)
+        approve, reject, total, members = self._current_tally(
+            self._tallies(entry.votes, None))
         mine = members.get(self.key.public)
         if mine is None:
             return False
@@ -844,22 +851,107 @@ class Finality:
 
     # Tally and decisions ---------------------------------------------------
 
-    def _weights(self, votes: dict[bytes, object]
+    def _snapshot_weights(self, snapshot: Snapshot
+                          ) -> tuple[dict[bytes, int], int,
+                                     tuple[tuple[bytes, int], ...]]:
+        """
+        The members' weights of C{snapshot}, its total weight, and a key
+        equal for snapshots of equal weights (a snapshot rebuilt after a
+        restart is another object of the same content).
+        """
+        cached = self._by_snapshot.get(id(snapshot))
+        if cached is None or cached[0] is not snapshot:
+            members = {m.pubkey: self.chain.quorum.weight(m)
+                       for m in snapshot}
+            if len(self._by_snapshot) >= 64:
+                self._by_snapshot.clear()
+            cached = (snapshot, members, self.chain.total_weight(snapshot),
+                      tuple(sorted(members.items())))
+            self._by_snapshot[id(snapshot)] = cached
+        return cached[1], cached[2], cached[3]
+
+    def _vote_snapshot(self, height: int, exact: bool = True
+                       ) -> Snapshot | None:
+        """
+        The snapshot a vote stamped at C{height} counts in: the one that
+        votes at C{height + 1}, as every node knows it from the chain; or
+        C{None} while this node cannot know it exactly (a height above its
+        own, or one too old to be kept after a restart).  Not C{exact}
+        (what RPC shows of old certificates): the chain's best answer.
+        """
+        chain = self.chain
+        if not exact:
+            return chain.snapshot_for(height + 1)
+        if height > chain.height:
+            return None
+        if height == chain.height:
+            return chain.snapshot_for(height + 1)
+        return chain.known_snapshot(height + 1)
+
+    def _tallies(self, votes: dict[bytes, object], txid: bytes | None,
+                 exact: bool = True) -> dict[Any, list[Any]]:
+        """
+        C{votes} counted per snapshot: for the key of each snapshot (see
+        L{_snapshot_weights}), C{[approve, reject, total, members]}.  Each
+        vote counts in the snapshot of the height it is stamped with,
+        never in this node's current one, so every node counts the same
+        votes alike whatever its own height (counting a vote of height 17
+        in the set of height 19, one masternode smaller, let a node that
+        had moved on finalize a payment alone: simulator, lifecycle seed
+        796).  Votes of a height this node has not reached are not counted
+        yet; C{txid} remembers their subject so that L{block_connected}
+        tallies it again.
+        """
+        groups: dict[Any, list[Any]] = {}
+        for voter, vote in votes.items():
+            if not isinstance(vote, TxVote):
+                continue
+            snapshot = self._vote_snapshot(vote.height, exact)
+            if snapshot is None:
+                if txid is not None and vote.height > self.chain.height:
+                    self._ahead.add(txid)
+                continue
+            members, total, key = self._snapshot_weights(snapshot)
+            weight = members.get(voter)
+            if weight is None:
+                continue
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = [0, 0, total, members]
+            group[0 if vote.decision == APPROVE else 1] += weight
+        return groups
+
+    def _current_tally(self, groups: dict[Any, list[Any]]
+                       ) -> tuple[int, int, int, dict[bytes, int]]:
+        """
+        The tally of L{_tallies} in the next height's snapshot, the one
+        this node's own votes count in.
+        """
+        members, total, key = self._snapshot_weights(
+            self.chain.snapshot_for(self.chain.height + 1))
+        group = groups.get(key)
+        if group is None:
+            return 0, 0, total, members
+        return group[0], group[1], total, members
+
+    def _weights(self, votes: dict[bytes, object], txid: bytes | None = None,
+                 exact: bool = True
                  ) -> tuple[int, int, int, dict[bytes, int]]:
         """
-        Approving and rejecting weight of C{votes}, the total weight, and
-        the members' weights, all over the snapshot of the next height.
+        Approving and rejecting weight of C{votes}, the total weight and
+        the members' weights, over one snapshot (L{_tallies}): the one
+        whose votes reach the approval quorum, else the rejection quorum,
+        else the next height's.
         """
-        members, total = self._voters()
-        approve = reject = 0
-        for voter, vote in votes.items():
-            weight = members.get(voter)
-            if weight is not None and isinstance(vote, TxVote):
-                if vote.decision == APPROVE:
-                    approve += weight
-                else:
-                    reject += weight
-        return approve, reject, total, members
+        groups = self._tallies(votes, txid, exact)
+        quorum = self.chain.quorum
+        for approve, reject, total, members in groups.values():
+            if quorum.approved(approve, total):
+                return approve, reject, total, members
+        for approve, reject, total, members in groups.values():
+            if quorum.rejected(reject, total):
+                return approve, reject, total, members
+        return self._current_tally(groups)
 
     def _tally(self, txid: bytes) -> None:
         if txid in self._finalizing:
@@ -867,7 +959,7 @@ class Finality:
         entry = self._subject(txid)
         if entry is None or entry.state == FINALIZED:
             return
-        approve, reject, total, _ = self._weights(entry.votes)
+        approve, reject, total, _ = self._weights(entry.votes, txid)
         if self.chain.quorum.approved(approve, total):
             self._finalize(txid)
         elif entry.state == PENDING and \
@@ -1096,6 +1188,9 @@ class Finality:
         for txid, entry in certified:
             self._archive(txid, entry, block.height)
         self._prune_certificates()
+        ahead, self._ahead = self._ahead, set()
+        for txid in sorted(ahead):
+            self._tally(txid)
         for txid in [t for t, r in self._released.items()
                      if r.height + VOTE_HEIGHT_WINDOW < self.chain.height]:
             self._forget_released(txid)
@@ -1213,7 +1308,7 @@ class Finality:
         if not votes:
             return None
         approve, reject, total, _ = self._weights(
-            {v.voter: v for v in votes})
+            {v.voter: v for v in votes}, exact=False)
         approving = [v for v in votes if v.decision == APPROVE]
         return {"votes": votes, "approve_weight": approve,
                 "reject_weight": reject, "total_weight": total,

@@ -7,8 +7,6 @@ when the file is stale.
 
 from __future__ import annotations
 
-import inspect
-
 PREAMBLE = """\
 # JSON-RPC
 
@@ -31,7 +29,7 @@ bound to 127.0.0.1 unless `[rpc] bind` says otherwise.  Bitcoin-compatible:
 - HTTP Basic auth with the cookie `DATADIR/.cookie` (`__cookie__:SECRET`,
   regenerated at each start, mode 0600, deleted at stop), the configured
   `rpc_user`/`rpc_password`, or a user of an `[rpc] auth` line (Bitcoin
-  Core's `rpcauth=USER:SALT$HMAC`, made by `python -m timecoin.rpcauth
+  Core's `rpcauth=USER:SALT$HMAC`, made by `python -m timecoin.rpc.auth
   USER`).  Without valid auth: HTTP 401 with a JSON body (delayed after
   repeated wrong passwords, see Limits below).
 - Loopback clients are always served; others only when `[rpc] allow_ip`
@@ -134,12 +132,12 @@ def render() -> str:
     """
     The whole document.
     """
-    from timecoin.rpc import RPCMethods
+    from timecoin.rpc.methods import method_docs
 
-    methods = RPCMethods.__new__(RPCMethods).registry()
+    docs = method_docs()
     parts = [PREAMBLE]
-    for name in sorted(methods):
-        doc = inspect.getdoc(methods[name]) or name
+    for name in sorted(docs):
+        doc = docs[name]
         usage, _, body = doc.partition("\n")
         parts.append(f"\n### `{name}`\n\n`{usage.strip()}`\n\n"
                      f"{body.strip()}\n")

@@ -127,31 +127,22 @@ def makeService(options: Options) -> service.IService:
     from twisted.internet import reactor
 
     from timecoin.genesis import GenesisError
-    from timecoin.node import Node
-    from timecoin.notify import Notifier, NotifyError
-    from timecoin.p2p.service import P2PService
-    from timecoin.rpc import build_rpc_site
+    from timecoin.notify import NotifyError
+    from timecoin.rpc.site import build_rpc_site
     from timecoin.selection import PolicyError
+    from timecoin.wiring import build
 
     config = options["parsed"]
     filter_log_level(config.log_level)
     log.info("timecoin {version} starting on {network}",
              version=__version__, network=config.network)
     try:
-        node = Node(config, reactor, stop_process=reactor.stop)
-    except (GenesisError, PolicyError, ValueError) as e:
+        built = build(config, reactor, stop_process=reactor.stop)
+    except (GenesisError, PolicyError, NotifyError, ValueError) as e:
         raise SystemExit(f"timecoin: {e}") from e
-    try:
-        Notifier.from_config(config, reactor.spawnProcess, reactor).attach(
-            node)
-    except NotifyError as e:
-        raise SystemExit(f"timecoin: {e}") from e
+    node = built.node
     top = service.MultiService()
-    node.setServiceParent(top)
-    # After the node, so it stops before the node closes its store.
-    p2p = P2PService(node, reactor)
-    p2p.setServiceParent(top)
-    node.p2p = p2p
+    built.setServiceParent(top)
     site = build_rpc_site(node, config)
     rpc = internet.TCPServer(config.rpc_port, site,
                              backlog=config.rpc_listen_backlog,

@@ -1,5 +1,12 @@
 """
-RPC access control: Bitcoin Core's C{rpcauth} lines and C{rpcallowip}.
+RPC access control: the cookie, HTTP Basic credentials (L{BasicAuth}),
+Bitcoin Core's C{rpcauth} lines and C{rpcallowip}.
+
+Cookie
+======
+At each start the node writes C{__cookie__:SECRET} (a fresh secret) to
+C{DATADIR/.cookie}, mode 0600 (L{write_cookie}), and deletes it when it
+stops (L{remove_cookie}); C{timecoin-cli} reads it.
 
 C{rpcauth}
 ==========
@@ -9,8 +16,8 @@ C{SALT} (the salt's text as UTF-8 bytes), exactly as Bitcoin Core's
 C{share/rpcauth/rpcauth.py} makes it, so lines made by either tool work
 in both.  Make one with::
 
-    python -m timecoin.rpcauth alice            # a fresh random password
-    python -m timecoin.rpcauth alice PASSWORD   # a password of your own
+    python -m timecoin.rpc.auth alice            # a fresh random password
+    python -m timecoin.rpc.auth alice PASSWORD   # a password of your own
 
 and put the printed line in C{[rpc] auth = [...]} of the node's TOML.
 
@@ -20,17 +27,26 @@ L{AllowList} holds the networks (CIDRs, or single addresses) that may use
 the RPC port besides loopback, which is always allowed.  It only matters
 when C{[rpc] bind} is not a loopback address; L{AllowIPResource} answers
 every other client with HTTP 403 and a JSON error, on every path.
+
+Imports Twisted and the standard library only (C{python -m
+timecoin.rpc.auth} starts fast); imported by the RPC server and site and
+by L{timecoin.config} (to check the C{[rpc]} section).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import hmac
 import ipaddress
 import json
+import os
 import secrets
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from twisted.logger import Logger
@@ -44,6 +60,10 @@ PASSWORD_BYTES = 32
 """Random bytes of a generated password (URL-safe base64)."""
 FORBIDDEN = -32002
 """Code of the JSON body of a 403 (JSON-RPC 2.0's server-error range)."""
+COOKIE_USER = "__cookie__"
+"""The user name of the cookie's credentials."""
+COOKIE_NAME = ".cookie"
+"""The cookie's file name in the data dir."""
 
 
 class RPCAuthError(ValueError):
@@ -241,15 +261,95 @@ class AllowIPResource(resource.Resource):
         return json.dumps(body).encode("utf-8") + b"\n"
 
 
+def write_cookie(datadir: Path) -> tuple[Path, str]:
+    """
+    Write a fresh C{__cookie__:SECRET} to C{datadir/.cookie} atomically,
+    with mode 0600; return the path and the secret.
+    """
+    secret = secrets.token_hex(32)
+    datadir.mkdir(parents=True, exist_ok=True)
+    path = datadir / COOKIE_NAME
+    tmp = datadir / (COOKIE_NAME + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(f"{COOKIE_USER}:{secret}".encode("ascii"))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path, secret
+
+
+def remove_cookie(path: Path, secret: str) -> None:
+    """
+    Delete the cookie file at C{path} if it still holds C{secret} (a newer
+    node using the same data dir may have replaced it).
+    """
+    with contextlib.suppress(OSError):
+        if path.read_text(encoding="ascii") == f"{COOKIE_USER}:{secret}":
+            path.unlink()
+
+
+class BasicAuth:
+    """
+    Checks HTTP Basic credentials against the accepted C{user:password}
+    pairs, in constant time.
+    """
+
+    def __init__(self, pairs: list[tuple[str, str]],
+                 rpcauth: list[RPCAuthLine] | None = None) -> None:
+        self._accepted = [f"{u}:{p}".encode() for u, p in pairs]
+        self._rpcauth = list(rpcauth or ())
+
+    @staticmethod
+    def credentials(header: bytes | None) -> bytes | None:
+        """
+        The decoded C{USER:PASSWORD} of a Basic C{Authorization} header
+        value, or C{None} if it carries none (missing, another scheme, bad
+        base64, no colon): such a header can never be accepted, so it is
+        no password guess.
+        """
+        if not header:
+            return None
+        scheme, _, token = header.strip().partition(b" ")
+        if scheme.lower() != b"basic":
+            return None
+        try:
+            given = base64.b64decode(token.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        return given if b":" in given else None
+
+    def check(self, header: bytes | None) -> bool:
+        """
+        Whether an C{Authorization} header value carries accepted
+        credentials.
+        """
+        given = self.credentials(header)
+        return given is not None and self.accepts(given)
+
+    def accepts(self, given: bytes) -> bool:
+        """
+        Whether decoded credentials C{USER:PASSWORD} are accepted.
+        """
+        ok = False
+        for expected in self._accepted:
+            ok |= hmac.compare_digest(given, expected)
+        if self._rpcauth:
+            ok |= check_credentials(self._rpcauth, given)
+        return ok
+
+
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     """
-    C{python -m timecoin.rpcauth USER [PASSWORD]}: print an C{rpcauth}
+    C{python -m timecoin.rpc.auth USER [PASSWORD]}: print an C{rpcauth}
     line for the config and the password it accepts.
     """
     args = sys.argv[1:] if argv is None else argv
     stdout = out if out is not None else sys.stdout
     if len(args) not in (1, 2) or args[0] in ("-h", "--help"):
-        print("usage: python -m timecoin.rpcauth USER [PASSWORD]\n"
+        print("usage: python -m timecoin.rpc.auth USER [PASSWORD]\n"
               "Print an [rpc] auth line (Bitcoin Core's rpcauth format) "
               "and its password.", file=stdout)
         return 0 if args and args[0] in ("-h", "--help") else 2

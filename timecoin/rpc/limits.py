@@ -79,7 +79,7 @@ failed forgotten first)."""
 @dataclass(frozen=True)
 class RPCLimits:
     """
-    The C{[rpc]} settings of L{timecoin.rpclimits}, with their defaults
+    The C{[rpc]} settings of L{timecoin.rpc.limits}, with their defaults
     (0 turns a count or a delay off).
     """
 

@@ -12,6 +12,9 @@ L{render_page} is server-rendered HTML with inline CSS and an inline SVG
 chart: no script, no external asset, so it renders with a strict
 C{Content-Security-Policy} and without network access.  The page reloads
 itself every L{REFRESH_SECONDS} seconds.
+
+Imports the node's modules (chain, mempool, masternode state, quorum);
+imported by the RPC's server, site and masternode methods.
 """
 
 from __future__ import annotations
