@@ -32,7 +32,8 @@ from timecoin.p2p.gossip import Gossip
 from timecoin.p2p.manager import PeerManager
 from timecoin.p2p.messages import Ping, Pong
 from timecoin.p2p.peers import PeerTable
-from timecoin.p2p.protocol import INBOUND, READY
+from timecoin.p2p.protocol import INBOUND, READY, PeerProtocol
+from timecoin.p2p.registry import PeerRegistry
 from timecoin.p2p.scoring import Scores
 from timecoin.p2p.settings import P2PSettings
 from timecoin.p2p.sync import BlockSync
@@ -64,14 +65,12 @@ class SlotTestBase(ProtocolTestBase):
         self.clock.advance(START)
         self.node = self.make_node(self.clock)
         self.scores = Scores(self.clock, ban_seconds=600)
-        self.manager = PeerManager(
-            self.node, self.clock, self.settings, random.Random(7),
+        peers: PeerRegistry[PeerProtocol] = PeerRegistry(
+            self.clock, self.settings, random.Random(7),
             PeerTable(None, self.clock), self.scores)
-        self.manager.gossip = Gossip(self.node, self.manager, self.clock,
-                                     self.settings)
-        self.manager.sync = BlockSync(self.node, self.manager,
-                                      self.manager.gossip, self.clock,
-                                      self.settings)
+        gossip = Gossip(self.node, peers, self.clock, self.settings)
+        sync = BlockSync(self.node, peers, gossip, self.clock, self.settings)
+        self.manager = PeerManager(self.node, peers, gossip, sync)
         self.manager.start()
 
     def peer(self, n: int, ip: str, rtt: float | None = 0.001,
@@ -136,7 +135,7 @@ class EvictionTests(SlotTestBase):
         the victim is the youngest unprotected peer of the most
         represented network group (the attackers' /24).
         """
-        self.manager.settings = replace(self.settings, max_peers=16)
+        self.manager.peers.settings = replace(self.settings, max_peers=16)
         self.fill(4)
         others = [self.peer(120 + i, f"10.66.0.{50 + i}", rtt=None)
                   for i in range(8)]
@@ -146,7 +145,7 @@ class EvictionTests(SlotTestBase):
         for kind, n in (("blocks", 70), ("votes", 71), ("txs", 72)):
             self.clock.advance(1)
             wire = self.peer(n, f"10.3.{n}.1", rtt=None)
-            self.manager.delivered(wire.proto, kind)
+            self.manager.peers.delivered(wire.proto, kind)
             useful.append(wire)
         self.assertEqual(len(self.manager.ready), 16)
         honest = self.peer(HONEST, "10.1.2.3")
@@ -163,7 +162,7 @@ class EvictionTests(SlotTestBase):
         (too-many-peers) instead of evicting one.
         """
         settings = P2PSettings(port=24200, max_peers=4)
-        self.manager.settings = settings
+        self.manager.peers.settings = settings
         self.fill(4)
         late = self.peer(HONEST, "10.1.2.3")
         self.assertEqual(late.proto.close_reason, "too-many-peers")

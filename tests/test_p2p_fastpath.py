@@ -9,6 +9,7 @@ dropped on their header, and dispatch by message type.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import replace
 from typing import Any
 
@@ -24,7 +25,10 @@ from timecoin.block import Block
 from timecoin.encoding import EncodingError, decode, sha256
 from timecoin.finality import APPROVE, sign_tx_votes
 from timecoin.p2p import messages as messages_module
-from timecoin.p2p.gossip import Gossip, LineCache, SeenCache
+from timecoin.p2p.caches import LineCache, SeenCache
+from timecoin.p2p.dependencies import HandlerTable
+from timecoin.p2p.gossip import Gossip
+from timecoin.p2p.manager import PeerManager
 from timecoin.p2p.messages import (
     BlockMsg,
     TxsMsg,
@@ -33,7 +37,10 @@ from timecoin.p2p.messages import (
     txs_entry,
     txs_line,
 )
+from timecoin.p2p.peers import PeerTable
 from timecoin.p2p.ratelimit import RateLimiter
+from timecoin.p2p.registry import PeerRegistry
+from timecoin.p2p.scoring import Scores
 from timecoin.p2p.settings import DEFAULT_RATE_LIMITS, P2PSettings
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
 
@@ -481,33 +488,47 @@ class DispatchTests(unittest.TestCase):
     The manager routes messages by type to the wired handlers.
     """
 
+    def registry(self, clock: Clock) -> PeerRegistry[Any]:
+        """
+        An empty peer set on C{clock}.
+        """
+        return PeerRegistry(clock, P2PSettings(), random.Random(0),
+                            PeerTable(None, clock), Scores(clock))
+
     def test_routes_follow_wiring(self) -> None:
         """
         A message type without a wired handler is counted unhandled;
-        wiring gossip afterwards routes it.
+        wiring gossip (in the manager's constructor) routes it, to the
+        handler gossip has when the message arrives.
         """
-        import random
-
-        from timecoin.p2p.manager import PeerManager
-        from timecoin.p2p.peers import PeerTable
-        from timecoin.p2p.scoring import Scores
         clock = Clock()
-        manager = PeerManager(None, clock, P2PSettings(),  # type: ignore
-                              random.Random(0), PeerTable(None, clock),
-                              Scores(clock))
+        manager = PeerManager(None, self.registry(clock))  # type: ignore
         msg = TxsMsg.of([payment(1)])
         manager.message_received(None, msg)  # type: ignore[arg-type]
         self.assertEqual(manager.counters["unhandled:txs"], 1)
         got: list[Any] = []
-
-        class FakeGossip:
-            def __getattr__(self, name: str) -> Any:
-                return lambda conn, m: got.append((name, m))
-
-        manager.gossip = FakeGossip()  # type: ignore[assignment]
+        peers = self.registry(clock)
+        gossip = Gossip(None, peers, clock,  # type: ignore[arg-type]
+                        P2PSettings())
+        manager = PeerManager(None, peers, gossip)  # type: ignore[arg-type]
+        gossip.txs_received = (  # type: ignore[method-assign]
+            lambda conn, m: got.append(("txs_received", m)))
         manager.message_received(None, msg)  # type: ignore[arg-type]
         self.assertEqual(got, [("txs_received", msg)])
 
+    def test_type_handled_twice(self) -> None:
+        """
+        Two handlers for one message type are refused when the table is
+        built, and so is a handler for a type the connection handles
+        itself.
+        """
+        clock = Clock()
+        gossip = Gossip(None, self.registry(clock), clock,  # type: ignore
+                        P2PSettings())
+        with self.assertRaises(ValueError):
+            HandlerTable(gossip.handlers(), {"txs": gossip.tx_received})
+        with self.assertRaises(ValueError):
+            HandlerTable(gossip.handlers(), reserved={"tx"})
 
 
 class AdmissionSliceTests(ClusterTestCase):

@@ -14,7 +14,7 @@ from twisted.trial import unittest
 from tests.helpers import key
 from tests.test_p2p_network import Cluster
 from timecoin.liveness import Heartbeat, sign_heartbeat
-from timecoin.p2p.gossip import SeenCache
+from timecoin.p2p.caches import SeenCache
 from timecoin.p2p.messages import HeartbeatMsg, MessageError, parse_line
 from timecoin.p2p.scoring import OFFENCES
 from timecoin.p2p.service import P2PService

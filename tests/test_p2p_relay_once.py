@@ -22,9 +22,10 @@ from tests.test_finality_net import node_of, service_of
 from tests.test_p2p_protocol import ProtocolTestBase, Wire
 from timecoin.consensus import NIL, PREVOTE, BlockVote, sign_vote
 from timecoin.encoding import sha256
+from timecoin.p2p.caches import KnownSet
 from timecoin.p2p.consensus_relay import BlockVoteMsg, ConsensusRelay
-from timecoin.p2p.gossip import KnownSet
-from timecoin.p2p.protocol import INBOUND, READY
+from timecoin.p2p.protocol import INBOUND, READY, PeerProtocol
+from timecoin.p2p.registry import PeerRegistry
 from timecoin.p2p.settings import P2PSettings
 
 
@@ -81,12 +82,19 @@ class RelayTestBase(ProtocolTestBase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.relay = ConsensusRelay(self.node, self.manager, 1000)
-        self.manager.consensus = self.relay
+        assert self.manager.consensus is not None
+        self.relay = self.manager.consensus
         self.verdict: str | None = None
         self.patch(self.node.consensus, "receive",
                    lambda message: self.verdict)
         self.peers: dict[int, Wire] = {}
+
+    def consensus_relay(self, peers: PeerRegistry[PeerProtocol]
+                        ) -> ConsensusRelay:
+        """
+        The relay under test, with a seen-cache of 1000.
+        """
+        return ConsensusRelay(self.node, peers, 1000)
 
     def peer(self, n: int) -> Wire:
         """

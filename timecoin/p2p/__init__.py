@@ -6,13 +6,31 @@ catch-up, misbehaviour scores and the service that runs it all.
 ``docs/protocol.md`` is the prose specification of everything here.
 
 - L{timecoin.p2p.messages}: one class per wire message and the registry.
+- L{timecoin.p2p.dependencies}: the narrow interfaces the pieces are typed
+  against (C{Connection}, C{PeerSet}, C{ConnectionHost}), C{Direction},
+  C{RequestFailed} and the one C{HandlerTable} of ready-state messages.
+- L{timecoin.p2p.caches}: seen-caches, per-connection known sets and the
+  cache of handled gossip lines.
 - L{timecoin.p2p.protocol}: the connection (framing, states, ping, requests)
   and its two factories.
-- L{timecoin.p2p.manager}: who is connected, handshake acceptance, dial rule.
-- L{timecoin.p2p.gossip}: relay of transactions, votes and blocks.
+- L{timecoin.p2p.registry}: the connected peers and dialers, counters,
+  broadcast and relay to the ready peers, offences.
+- L{timecoin.p2p.manager}: handshake acceptance, duplicates, dispatch of
+  ready-state messages; L{timecoin.p2p.dialing}: the dial rule;
+  L{timecoin.p2p.eviction}: whom to evict when the slots are full.
+- L{timecoin.p2p.gossip}: relay of transactions, votes and blocks;
+  L{timecoin.p2p.consensus_relay}: relay of proposals and block votes.
 - L{timecoin.p2p.sync}: catch-up by block ranges.
 - L{timecoin.p2p.peers}, L{timecoin.p2p.scoring}, L{timecoin.p2p.ratelimit}:
   the peer table, misbehaviour scores and bans, token buckets.
-- L{timecoin.p2p.service}: C{P2PService}, the Twisted service.
+- L{timecoin.p2p.service}: C{P2PService}, the Twisted service, which builds
+  the pieces in order: registry, relays, manager.
 - L{timecoin.p2p.testing}: an in-memory network for tests.
+
+What may import what (C{tests/test_architecture.py} fails on any loop):
+the relays (C{gossip}, C{sync}, C{consensus_relay}) import C{dependencies},
+C{caches} and C{messages}, never C{protocol}, C{registry} or C{manager};
+C{protocol} imports C{dependencies}, never C{manager}; C{registry} imports
+C{dependencies}; C{dialing} and C{eviction} import C{protocol} and
+C{registry}; C{manager} imports all of those; only C{service} wires them.
 """

@@ -4,10 +4,10 @@ Block-consensus messages on the wire, and their relay.
 ``proposal`` carries a signed L{Proposal} (the block inside, so at most one
 block's size); ``block_vote`` carries a signed prevote or precommit.  Both
 are deduplicated by id before relay (and a byte-identical repeat by its
-line, before parsing: L{timecoin.p2p.gossip.LineCache}), handed to the node's
+line, before parsing: L{timecoin.p2p.caches.LineCache}), handed to the node's
 L{timecoin.consensus.BlockConsensus}, and relayed only when it accepted
 them (or buffered them for the next height), to at most C{relay_fanout}
-peers not known to hold them (L{timecoin.p2p.manager.PeerManager.relay}).
+peers not known to hold them (L{timecoin.p2p.registry.PeerRegistry.relay}).
 Our own go to every peer not known to hold them; their periodic
 re-broadcast reaches a peer known to hold one every C{resend_known_after}
 seconds only.  Bad
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from timecoin.consensus import BlockVote, Proposal
-from timecoin.p2p.gossip import SeenCache
+from timecoin.p2p.caches import SeenCache
+from timecoin.p2p.dependencies import Connection, Handler, PeerSet
 from timecoin.p2p.messages import (
     MAX_BLOCK_ENTRY_BYTES,
     Message,
@@ -32,8 +33,6 @@ from timecoin.p2p.messages import (
 
 if TYPE_CHECKING:
     from timecoin.node import Node
-    from timecoin.p2p.manager import PeerManager
-    from timecoin.p2p.protocol import PeerProtocol
 
 RELAYED = frozenset({None, "buffered-next-height"})
 SCORED = frozenset({"bad-proposal-signature", "bad-vote-signature",
@@ -107,12 +106,18 @@ class ConsensusRelay:
     Moves consensus messages between the node's engine and its peers.
     """
 
-    def __init__(self, node: Node, manager: PeerManager,
+    def __init__(self, node: Node, peerset: PeerSet,
                  seen_size: int) -> None:
         self.node = node
-        self.manager = manager
+        self.peerset = peerset
         self.seen = SeenCache(seen_size)
         self.counters: dict[str, int] = {}
+
+    def handlers(self) -> dict[str, Handler]:
+        """
+        The ready-state messages this relay handles, by type.
+        """
+        return {"proposal": self.received, "block_vote": self.received}
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
@@ -151,21 +156,21 @@ class ConsensusRelay:
         """
         if self.seen.add(message.id):
             self._count("cast")
-            self.manager.relay(self.wrap(message))
+            self.peerset.relay(self.wrap(message))
             return
         self._count("recast")
-        self.manager.relay(
+        self.peerset.relay(
             self.wrap(message),
-            resend_after=self.manager.settings.resend_known_after)
+            resend_after=self.peerset.settings.resend_known_after)
 
-    def received(self, conn: PeerProtocol,
+    def received(self, conn: Connection,
                  msg: ProposalMsg | BlockVoteMsg) -> None:
         """
         A peer sent a proposal or vote: check it, then relay it.
         """
         message = msg.proposal if isinstance(msg, ProposalMsg) else msg.vote
         new = self.seen.add(message.id)
-        self.manager.lines.taken(conn, msg.name, self, message.id)
+        self.peerset.lines.taken(conn, msg.name, self, message.id)
         if not new:
             self._count("duplicate")
             return
@@ -174,7 +179,7 @@ class ConsensusRelay:
             self._count("relayed")
             signer = message.proposer if isinstance(message, Proposal) \
                 else message.voter
-            self.manager.relay(msg, source=conn, signer=signer)
+            self.peerset.relay(msg, source=conn, signer=signer)
             return
         self._count(f"refused:{reason}")
         if reason in UNTIMELY:

@@ -39,14 +39,14 @@ must be the claimed one, and it is admitted as a single C{tx} would be.
 
 Votes, heartbeats and consensus messages are relayed byte for byte, so a
 repeated copy is recognised by the SHA-256 of its line before it is even
-parsed (L{LineCache}); only a line whose item a seen-cache took (and
-still holds) is dropped that way.
+parsed (L{timecoin.p2p.caches.LineCache}); only a line whose item a
+seen-cache took (and still holds) is dropped that way.
 """
 
 from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -58,6 +58,8 @@ from timecoin.encoding import EncodingError, canonical, sha256
 from timecoin.finality import TxVote, TxVoteBatch
 from timecoin.liveness import Heartbeat
 from timecoin.mempool import PENDING
+from timecoin.p2p.caches import SeenCache
+from timecoin.p2p.dependencies import Connection, Handler, PeerSet
 from timecoin.p2p.messages import (
     MAX_TXIDS_PER_QUERY,
     MAX_TXS_PER_MSG,
@@ -77,8 +79,6 @@ from timecoin.tx import Transaction
 
 if TYPE_CHECKING:
     from timecoin.node import Node
-    from timecoin.p2p.manager import PeerManager
-    from timecoin.p2p.protocol import PeerProtocol
 
 log = Logger()
 
@@ -125,153 +125,17 @@ def vote_id(vote: TxVote | TxVoteBatch) -> bytes:
     return sha256(canonical(vote.to_obj()))
 
 
-class SeenCache:
-    """
-    A bounded set of ids; the oldest are forgotten first.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[bytes, None] = OrderedDict()
-
-    def __contains__(self, key: bytes) -> bool:
-        return key in self._items
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def add(self, key: bytes) -> bool:
-        """
-        Remember C{key}; returns whether it was new.
-        """
-        if key in self._items:
-            return False
-        self._items[key] = None
-        if len(self._items) > self.size:
-            self._items.popitem(last=False)
-        return True
-
-    def discard(self, key: bytes) -> None:
-        """
-        Forget C{key}, so that it is new again.
-        """
-        self._items.pop(key, None)
-
-
-class KnownSet:
-    """
-    What one peer is known to hold: the SHA-256 digests of gossip lines it
-    sent us or we sent it, each with when that was, over one connection
-    (a new connection starts empty, so a peer that restarted or joined
-    late is sent everything again).  Bounded: past C{size} the least
-    recently touched digest is forgotten (the worst that costs is one
-    more copy).
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[bytes, float] = OrderedDict()
-
-    def __contains__(self, digest: bytes) -> bool:
-        return digest in self._items
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def since(self, digest: bytes) -> float | None:
-        """
-        When the peer was last known to hold C{digest}, or C{None}.
-        """
-        return self._items.get(digest)
-
-    def add(self, digest: bytes, now: float) -> None:
-        """
-        The peer holds C{digest} as of C{now}.
-        """
-        items = self._items
-        if digest in items:
-            items.move_to_end(digest)
-        items[digest] = now
-        if len(items) > self.size:
-            items.popitem(last=False)
-
-
-class LineOwner(Protocol):
-    """
-    What handles a type of gossip line: it says whether an item is still
-    in its seen-cache and counts a repeat dropped by its line.
-    """
-
-    def still_seen(self, name: str, item: bytes) -> bool:
-        """
-        Whether item C{item} of a C{name} message is in its seen-cache.
-        """
-
-    def line_repeated(self, name: str) -> None:
-        """
-        A repeat of a C{name} line was dropped before parsing: count it.
-        """
-
-
-class LineCache:
-    """
-    SHA-256 digests of gossip lines whose item a handler's seen-cache
-    took, so a byte-identical repeat (a relay of the same signed vote,
-    batch, heartbeat or consensus message) is dropped before parsing.
-
-    A digest answers only while its item is still in the owner's
-    seen-cache (asked at each lookup): a line is never dropped that the
-    handler itself would process again.  The digest covers every byte,
-    signatures included, so a forged copy never matches a valid line.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._lines: OrderedDict[bytes, tuple[str, LineOwner, bytes]] = \
-            OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._lines)
-
-    def lookup(self, digest: bytes) -> tuple[str, LineOwner] | None:
-        """
-        The message type and owner of the line with C{digest}, if it was
-        handled and its item is still seen.
-        """
-        found = self._lines.get(digest)
-        if found is None:
-            return None
-        name, owner, item = found
-        if not owner.still_seen(name, item):
-            del self._lines[digest]
-            return None
-        return name, owner
-
-    def taken(self, conn: Any, name: str, owner: LineOwner,
-              item: bytes) -> None:
-        """
-        The line C{conn} is handling (C{conn.line_digest}), a C{name}
-        message, carried item C{item}, now in C{owner}'s seen-cache.
-        """
-        digest = getattr(conn, "line_digest", None)
-        if digest is None or digest in self._lines:
-            return
-        self._lines[digest] = (name, owner, item)
-        if len(self._lines) > self.size:
-            self._lines.popitem(last=False)
-
-
 class _Queued:
     """
     A transaction waiting in the C{txs} queue: its line entry, the
-    manager's C{ready_serial} when it was queued (peers that became ready
+    peer set's C{ready_serial} when it was queued (peers that became ready
     later do not get it), and the peers known to hold it already.
     """
 
     __slots__ = ("entry", "at", "have")
 
     def __init__(self, entry: bytes, at: int,
-                 have: set[PeerProtocol]) -> None:
+                 have: set[Connection]) -> None:
         self.entry = entry
         self.at = at
         self.have = have
@@ -284,10 +148,10 @@ class Gossip:
     @ivar counters: what was relayed, dropped as duplicate, refused.
     """
 
-    def __init__(self, node: Node, manager: PeerManager, clock: IReactorTime,
+    def __init__(self, node: Node, peerset: PeerSet, clock: IReactorTime,
                  settings: P2PSettings) -> None:
         self.node = node
-        self.manager = manager
+        self.peerset = peerset
         self.clock = clock
         self.settings = settings
         self.seen_txs = SeenCache(settings.seen_size)
@@ -301,13 +165,23 @@ class Gossip:
         self._queue: dict[bytes, _Queued] = {}
         self._queued_bytes = 0
         self._flush_call: IDelayedCall | None = None
-        self._source: PeerProtocol | None = None
-        self._admit: deque[tuple[PeerProtocol, Transaction]] = deque()
+        self._source: Connection | None = None
+        self._admit: deque[tuple[Connection, Transaction]] = deque()
         self._admitting: set[bytes] = set()
         """The txids in L{_admit}."""
         self._admit_call: IDelayedCall | None = None
         self._direct = 0
         """Transactions from peers admitted this reactor turn."""
+
+    def handlers(self) -> dict[str, Handler]:
+        """
+        The ready-state messages gossip handles, by type.
+        """
+        return {"tx": self.tx_received, "txs": self.txs_received,
+                "tx_vote": self.vote_received,
+                "tx_votes": self.batch_received,
+                "get_tx_votes": self.votes_requested,
+                "heartbeat": self.heartbeat_received}
 
     def stop(self) -> None:
         """
@@ -356,7 +230,7 @@ class Gossip:
         self._replay_orphans(tx.txid)
 
     def _enqueue(self, tx: Transaction,
-                 source: PeerProtocol | None) -> None:
+                 source: Connection | None) -> None:
         """
         Queue C{tx} for the next C{txs} batch (not to C{source}).
         """
@@ -364,7 +238,7 @@ class Gossip:
             return
         entry = txs_entry(tx)
         self._queue[tx.txid] = _Queued(
-            entry, self.manager.ready_serial,
+            entry, self.peerset.ready_serial,
             set() if source is None else {source})
         self._queued_bytes += len(entry) + 1
         settings = self.settings
@@ -397,7 +271,7 @@ class Gossip:
             return
         budget = min(self.settings.tx_batch_bytes, TxsMsg.max_bytes)
         count = min(self.settings.tx_batch_count, MAX_TXS_PER_MSG)
-        for conn in list(self.manager.ready.values()):
+        for conn in list(self.peerset.ready.values()):
             batch: list[bytes] = []
             size = TXS_ENVELOPE_BYTES
             serial = conn.ready_serial
@@ -415,7 +289,7 @@ class Gossip:
             if batch:
                 self._send_txs(conn, batch)
 
-    def _send_txs(self, conn: PeerProtocol, batch: list[bytes]) -> None:
+    def _send_txs(self, conn: Connection, batch: list[bytes]) -> None:
         if conn.send_line(TxsMsg.name, txs_line(batch)):
             self.counters["txs-sent"] += 1
             self.counters["txs-sent-txs"] += len(batch)
@@ -426,7 +300,7 @@ class Gossip:
         """
         self.seen_votes.add(vote_id(batch))
         self.counters["vote-announced"] += 1
-        self.manager.relay(TxVotesMsg(batch))
+        self.peerset.relay(TxVotesMsg(batch))
 
     def block_committed(self, block: Block) -> None:
         """
@@ -438,7 +312,7 @@ class Gossip:
             return
         self.seen_blocks.add(block.hash)
         self.counters["block-announced"] += 1
-        self.manager.relay(BlockMsg(block, chain.tip_commit))
+        self.peerset.relay(BlockMsg(block, chain.tip_commit))
 
     def expire_orphans(self) -> None:
         """
@@ -450,7 +324,7 @@ class Gossip:
         self._expire_orphans()
         self.query_stalled()
 
-    def peer_ready(self, conn: PeerProtocol) -> None:
+    def peer_ready(self, conn: Connection) -> None:
         """
         A peer connected (or reconnected after a partition): ask it for
         the votes it holds on what is open here, undecided or recently
@@ -472,7 +346,7 @@ class Gossip:
         names again (a peer that missed one admits it and votes) and ask
         every peer for the votes it holds on them.
         """
-        if not self.manager.ready:
+        if not self.peerset.ready:
             return
         txs = self.node.finality.stalled(MAX_REANNOUNCE)
         for tx in txs:
@@ -481,12 +355,12 @@ class Gossip:
         txids = [tx.txid for tx in txs]
         for start in range(0, len(txids), MAX_TXIDS_PER_QUERY):
             self.counters["votes-queried"] += 1
-            self.manager.broadcast(GetTxVotes(
+            self.peerset.broadcast(GetTxVotes(
                 tuple(txids[start:start + MAX_TXIDS_PER_QUERY])))
 
     # From peers ----------------------------------------------------------
 
-    def tx_received(self, conn: PeerProtocol, msg: TxMsg) -> None:
+    def tx_received(self, conn: Connection, msg: TxMsg) -> None:
         """
         A peer sent a transaction (the single C{tx} of older peers and
         re-announcements): admit it, then relay it.
@@ -496,7 +370,7 @@ class Gossip:
             return
         self._admit_later(conn, tx)
 
-    def txs_received(self, conn: PeerProtocol, msg: TxsMsg) -> None:
+    def txs_received(self, conn: Connection, msg: TxsMsg) -> None:
         """
         A peer sent a batch of transactions: skip those whose claimed
         txid is seen or held without building them; build the others,
@@ -529,7 +403,7 @@ class Gossip:
         if offence is not None:
             conn.misbehaved(*offence)
 
-    def _admit_later(self, conn: PeerProtocol, tx: Transaction) -> None:
+    def _admit_later(self, conn: Connection, tx: Transaction) -> None:
         """
         Admit C{tx} from C{conn} now if none wait and this reactor turn
         has admitted fewer than L{P2PSettings.admit_slice}; else queue it
@@ -556,14 +430,14 @@ class Gossip:
         if self._admit_call is None:
             self._admit_call = self.clock.callLater(0, self._admit_some)
 
-    def _dropped_gone(self, conn: PeerProtocol, n: int) -> None:
+    def _dropped_gone(self, conn: Connection, n: int) -> None:
         """
         C{n} transactions from C{conn}, closed since they came, are
         dropped unverified: counted per transaction here, and once in the
-        manager's counters and its (rate-limited) log.
+        peer set's counters and its (rate-limited) log.
         """
         self.counters["tx-dropped:peer-gone"] += n
-        self.manager.offence(conn, "tx-dropped:peer-gone",
+        self.peerset.offence(conn, "tx-dropped:peer-gone",
                              f"{n} transactions of a closed connection", 0)
 
     @property
@@ -580,7 +454,7 @@ class Gossip:
         """
         self._admit_call = None
         self._direct = 0
-        gone: Counter[PeerProtocol] = Counter()
+        gone: Counter[Connection] = Counter()
         while self._admit and self._direct < self.settings.admit_slice:
             conn, tx = self._admit.popleft()
             self._admitting.discard(tx.txid)
@@ -597,7 +471,7 @@ class Gossip:
         if self._admit or self._direct:
             self._admit_call = self.clock.callLater(0, self._admit_some)
 
-    def _duplicate_tx(self, conn: PeerProtocol, txid: bytes) -> bool:
+    def _duplicate_tx(self, conn: Connection, txid: bytes) -> bool:
         """
         Whether C{txid} is seen or held here (then counted, and C{conn}
         noted as holding it if it waits to be relayed).
@@ -611,7 +485,7 @@ class Gossip:
             queued.have.add(conn)
         return True
 
-    def _submit(self, conn: PeerProtocol, tx: Transaction) -> None:
+    def _submit(self, conn: Connection, tx: Transaction) -> None:
         self._source = conn
         try:
             d = self.node.finality.submit(tx)
@@ -626,7 +500,7 @@ class Gossip:
         log.failure("gossip failed {what}", failure, what=what)
 
     def _tx_admitted(self, _: Any, tx: Transaction,
-                     conn: PeerProtocol) -> None:
+                     conn: Connection) -> None:
         # Normally queued already by tx_accepted, which submit calls.
         if self.seen_txs.add(tx.txid):
             self.counters["tx-relayed"] += 1
@@ -634,7 +508,7 @@ class Gossip:
         self._replay_orphans(tx.txid)
 
     def _tx_refused(self, failure: Failure, tx: Transaction,
-                    conn: PeerProtocol) -> None:
+                    conn: Connection) -> None:
         failure.trap(TxInvalid)
         reason = failure.value.reason
         self.counters[f"tx-refused:{reason}"] += 1
@@ -643,21 +517,21 @@ class Gossip:
         elif reason in MALICIOUS_TX_REASONS:
             conn.misbehaved("invalid-tx", f"{tx.txid.hex()}: {reason}")
 
-    def vote_received(self, conn: PeerProtocol, msg: TxVoteMsg) -> None:
+    def vote_received(self, conn: Connection, msg: TxVoteMsg) -> None:
         """
         A peer sent a vote: tally it, then relay it.
         """
         vote = msg.vote
         item = vote_id(vote)
         new = self.seen_votes.add(item)
-        self.manager.lines.taken(conn, msg.name, self, item)
+        self.peerset.lines.taken(conn, msg.name, self, item)
         if not new:
             self.counters["vote-duplicate"] += 1
             return
         reason = self.node.finality.receive_vote(vote)
         if reason is None:
             self.counters["vote-relayed"] += 1
-            self.manager.relay(msg, source=conn, signer=vote.voter)
+            self.peerset.relay(msg, source=conn, signer=vote.voter)
         elif reason == UNKNOWN_TX and \
                 self.node.mempool.state_of(vote.txid) is None:
             self._keep_orphan(vote)
@@ -667,7 +541,7 @@ class Gossip:
         else:
             self.counters[f"vote-refused:{reason}"] += 1
 
-    def batch_received(self, conn: PeerProtocol, msg: TxVotesMsg) -> None:
+    def batch_received(self, conn: Connection, msg: TxVotesMsg) -> None:
         """
         A peer sent a batch of votes: tally it (one signature check), keep
         its decisions on unseen transactions as orphans, relay it if any
@@ -676,7 +550,7 @@ class Gossip:
         batch = msg.batch
         item = vote_id(batch)
         new = self.seen_votes.add(item)
-        self.manager.lines.taken(conn, msg.name, self, item)
+        self.peerset.lines.taken(conn, msg.name, self, item)
         if not new:
             self.counters["vote-duplicate"] += 1
             return
@@ -692,9 +566,9 @@ class Gossip:
             self.counters[f"vote-refused:{reason}"] += count
         if result.tallied:
             self.counters["vote-relayed"] += 1
-            self.manager.relay(msg, source=conn, signer=batch.voter)
+            self.peerset.relay(msg, source=conn, signer=batch.voter)
 
-    def votes_requested(self, conn: PeerProtocol, msg: GetTxVotes) -> None:
+    def votes_requested(self, conn: Connection, msg: GetTxVotes) -> None:
         """
         A peer asked for our votes on some transactions: send each vote we
         hold on them as a C{tx_vote}, at most L{MAX_VOTES_PER_REPLY} per
@@ -706,7 +580,7 @@ class Gossip:
             d.addCallback(self._send_votes, conn, budget)
             d.addErrback(self._failed, "serving votes")
 
-    def _send_votes(self, votes: list[TxVote], conn: PeerProtocol,
+    def _send_votes(self, votes: list[TxVote], conn: Connection,
                     budget: list[int]) -> None:
         for vote in votes:
             if budget[0] <= 0:
@@ -717,13 +591,13 @@ class Gossip:
                 self.counters["votes-served"] += 1
 
     def relay_block(self, block: Block, commit: CommitCertificate,
-                    exclude: PeerProtocol | None) -> None:
+                    exclude: Connection | None) -> None:
         """
         A block from a peer was connected: relay it to the others.
         """
         if self.seen_blocks.add(block.hash):
             self.counters["block-relayed"] += 1
-            self.manager.relay(BlockMsg(block, commit), source=exclude)
+            self.peerset.relay(BlockMsg(block, commit), source=exclude)
 
     # Heartbeats ----------------------------------------------------------
 
@@ -733,9 +607,9 @@ class Gossip:
         """
         self.seen_heartbeats.add(heartbeat.id)
         self.counters["heartbeat-announced"] += 1
-        self.manager.relay(HeartbeatMsg(heartbeat))
+        self.peerset.relay(HeartbeatMsg(heartbeat))
 
-    def heartbeat_received(self, conn: PeerProtocol,
+    def heartbeat_received(self, conn: Connection,
                            msg: HeartbeatMsg) -> None:
         """
         A peer sent a heartbeat: record it in the liveness view, then relay
@@ -744,14 +618,14 @@ class Gossip:
         """
         heartbeat = msg.heartbeat
         new = self.seen_heartbeats.add(heartbeat.id)
-        self.manager.lines.taken(conn, msg.name, self, heartbeat.id)
+        self.peerset.lines.taken(conn, msg.name, self, heartbeat.id)
         if not new:
             self.counters["heartbeat-duplicate"] += 1
             return
         reason = self.node.liveness.receive(heartbeat)
         if reason is None:
             self.counters["heartbeat-relayed"] += 1
-            self.manager.relay(msg, source=conn, signer=heartbeat.pubkey)
+            self.peerset.relay(msg, source=conn, signer=heartbeat.pubkey)
             return
         self.counters[f"heartbeat-refused:{reason}"] += 1
         if reason in MALICIOUS_HEARTBEAT_REASONS:
@@ -779,7 +653,7 @@ class Gossip:
                 break
             if self.node.finality.receive_vote(vote) is None:
                 self.counters["orphan-tallied"] += 1
-                self.manager.relay(TxVoteMsg(vote))
+                self.peerset.relay(TxVoteMsg(vote))
 
     def _expire_orphans(self) -> None:
         """

@@ -19,18 +19,21 @@ Identity and duplicates
     - another node key at the same IP: refused (C{duplicate-ip}).
 
 Dial rule
-    We dial a known address unless it is connected, already has a dialer
-    (connecting, connected or in backoff: never a second dial), is banned,
-    is ourselves, or belongs to a node whose public key is *lower* than
-    ours: that node dials us, and we only dial it if no connection came
-    within C{passive_wait} seconds (e.g. it cannot reach us).
+    Whom we dial and when is L{timecoin.p2p.dialing.DialRule}'s job (the
+    manager builds it and hands it the dial events).
+
+Message dispatch
+    The manager's own ready-state handlers (C{get_peers}, C{get_tip}) and
+    those the relays return from C{handlers()} are merged once, when the
+    manager is built, into one L{HandlerTable}; the connection accepts in
+    its ready state exactly those types plus its own (ping, pong, error,
+    responses: L{timecoin.p2p.protocol.STATES}).
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -38,12 +41,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from timecoin import __version__
-from timecoin.encoding import sha256
-from timecoin.logs import RateLimitedLog
-from timecoin.p2p.consensus_relay import (
-    ConsensusRelay,
+from timecoin.p2p.caches import LineCache
+from timecoin.p2p.consensus_relay import ConsensusRelay
+from timecoin.p2p.dependencies import (
+    Connection,
+    Dialer,
+    Handler,
+    HandlerTable,
+    RequestFailed,
 )
-from timecoin.p2p.gossip import LineCache
+from timecoin.p2p.dialing import ConnectTCP, DialRule
+from timecoin.p2p.eviction import eviction_candidate
+from timecoin.p2p.gossip import Gossip
 from timecoin.p2p.handshake import HelloProof, check_proof, make_proof
 from timecoin.p2p.messages import (
     MAX_PEERS_PER_REPLY,
@@ -59,7 +68,6 @@ from timecoin.p2p.messages import (
 )
 from timecoin.p2p.peers import (
     EXCHANGE,
-    SEED,
     PeerEntry,
     PeerTable,
     is_loopback,
@@ -72,25 +80,20 @@ from timecoin.p2p.protocol import (
     HELLO,
     INBOUND,
     OUTBOUND,
+    READY,
+    STATES,
     PeerClientFactory,
     PeerProtocol,
-    RequestFailed,
 )
+from timecoin.p2p.registry import PeerRegistry
 from timecoin.p2p.scoring import Scores
 from timecoin.p2p.settings import P2PSettings
+from timecoin.p2p.sync import BlockSync
 
 if TYPE_CHECKING:
     from timecoin.node import Node
-    from timecoin.p2p.gossip import Gossip
-    from timecoin.p2p.sync import BlockSync
 
 log = Logger()
-
-ConnectTCP = Callable[[str, int, PeerClientFactory, float], Any]
-"""How the manager dials: (host, port, factory, timeout)."""
-
-LOG_REPEAT_SECONDS = 60.0
-"""The same (peer, reason) is logged at most once per this many seconds."""
 
 USEFUL = {"block": "blocks", "proposal": "blocks", "block_vote": "votes",
           "tx_vote": "votes", "tx_votes": "votes", "tx": "txs",
@@ -98,96 +101,186 @@ USEFUL = {"block": "blocks", "proposal": "blocks", "block_vote": "votes",
 """Message types whose first copy protects its sender from eviction, and
 the kind of delivery each counts as."""
 
-Route = tuple[Any, str]
-"""Who handles a message type: (object, method name); the method is
-called with (connection, message)."""
-
 
 class PeerManager:
     """
-    The connection registry, handshake acceptance, dial rule and message
-    dispatch of one node.
+    The handshake acceptance, dial rule and message dispatch of one node;
+    the connections themselves are in its L{PeerRegistry} (C{peers}).
 
-    @ivar ready: connections that completed the handshake, by peer key.
-    @ivar connections: every open connection, in any state.
-    @ivar dialers: one L{PeerClientFactory} per peer key we dial.
+    Its collaborators come in the constructor: the relays (each returns
+    its message handlers; they are merged once, with the manager's own,
+    into L{handlers}) and the registry they were built with.
+
     @ivar self_keys: keys found to be ourselves (never dialled).
-    @ivar counters: every reason code counted (drops, closes, offences).
+    @ivar handlers: the one table of ready-state message handlers.
     """
 
-    def __init__(self, node: Node, clock: IReactorTime, settings: P2PSettings,
-                 rng: random.Random, table: PeerTable, scores: Scores,
+    def __init__(self, node: Node, peers: PeerRegistry[PeerProtocol],
+                 gossip: Gossip | None = None,
+                 sync: BlockSync | None = None,
+                 consensus: ConsensusRelay | None = None,
                  connect: ConnectTCP | None = None) -> None:
         self.node = node
-        self.clock = clock
-        self.settings = settings
-        self.rng = rng
-        self.table = table
-        self.scores = scores
-        self._connect = connect
-        self.nonce = rng.randbytes(8)
-        self.ready: dict[str, PeerProtocol] = {}
-        self.connections: set[PeerProtocol] = set()
-        self.dialers: dict[str, PeerClientFactory] = {}
-        self.self_keys: set[str] = set()
+        self.peers = peers
+        self.gossip = gossip
+        """Transaction, vote, heartbeat and block gossip."""
+        self.sync = sync
+        """Block sync."""
+        self.consensus = consensus
+        """The relay of block-consensus messages."""
+        self.nonce = peers.rng.randbytes(8)
+        self.dialing = DialRule(peers, self, self.nonce, connect)
+        """The dial rule: whom we dial, and when."""
         self._told_duplicate_ip = False
-        self.proven: set[str] = set()
-        """Peers whose connection we dialled lasted C{stable_after}: their
-        dialers retry at least every C{proven_max_delay}."""
-        self.counters: Counter[str] = Counter()
-        self.running = False
-        self.started_at = clock.seconds()
-        self._gossip: Gossip | None = None
-        self._sync: BlockSync | None = None
-        self._consensus: ConsensusRelay | None = None
-        self._routes: dict[str, Route] | None = None
-        self.lines = LineCache(settings.seen_lines)
-        self.ready_serial = 0
-        """Handshakes completed so far (each connection keeps its own
-        number: gossip queued before it was ready is not sent to it)."""
-        """Digests of gossip lines already handled (repeats are dropped
-        before parsing; L{PeerProtocol.lineReceived})."""
-        self._limited = RateLimitedLog(log, clock, LOG_REPEAT_SECONDS)
-        self._delivered: dict[PeerProtocol, dict[str, float]] = {}
-        """Per ready connection: when it last sent us something new, by
-        kind (L{delivered}); eviction protects the most recent."""
-        self._maintain_call: Any = None
+        self.handlers = HandlerTable(
+            self.own_handlers(),
+            *(relay.handlers() for relay in (gossip, sync, consensus)
+              if relay is not None),
+            reserved=set(STATES[HELLO]) | set(STATES[READY]))
+
+    def own_handlers(self) -> dict[str, Handler]:
+        """
+        The ready-state messages the manager itself answers.
+        """
+        return {"get_peers": self._serve_peers, "get_tip": self._serve_tip}
+
+    # What the connections and the service read of the registry ----------
 
     @property
-    def gossip(self) -> Gossip | None:
+    def clock(self) -> IReactorTime:
         """
-        Transaction, vote, heartbeat and block gossip, once wired.
+        The clock every timer runs on.
         """
-        return self._gossip
-
-    @gossip.setter
-    def gossip(self, gossip: Gossip | None) -> None:
-        self._gossip = gossip
-        self._routes = None
+        return self.peers.clock
 
     @property
-    def sync(self) -> BlockSync | None:
+    def settings(self) -> P2PSettings:
         """
-        Block sync, once wired.
+        The P2P settings.
         """
-        return self._sync
-
-    @sync.setter
-    def sync(self, sync: BlockSync | None) -> None:
-        self._sync = sync
-        self._routes = None
+        return self.peers.settings
 
     @property
-    def consensus(self) -> ConsensusRelay | None:
+    def rng(self) -> random.Random:
         """
-        The relay of block-consensus messages, once wired.
+        Seeded randomness (nonces, jitter, relay sampling).
         """
-        return self._consensus
+        return self.peers.rng
 
-    @consensus.setter
-    def consensus(self, consensus: ConsensusRelay | None) -> None:
-        self._consensus = consensus
-        self._routes = None
+    @property
+    def table(self) -> PeerTable:
+        """
+        The known addresses.
+        """
+        return self.peers.table
+
+    @property
+    def scores(self) -> Scores:
+        """
+        Misbehaviour scores and bans.
+        """
+        return self.peers.scores
+
+    @property
+    def lines(self) -> LineCache:
+        """
+        Digests of gossip lines already handled.
+        """
+        return self.peers.lines
+
+    @property
+    def ready(self) -> dict[str, PeerProtocol]:
+        """
+        Connections that completed the handshake, by peer key.
+        """
+        return self.peers.ready
+
+    @property
+    def connections(self) -> set[PeerProtocol]:
+        """
+        Every open connection, in any state.
+        """
+        return self.peers.connections
+
+    @property
+    def dialers(self) -> dict[str, Dialer]:
+        """
+        One dialer per peer key we dial.
+        """
+        return self.peers.dialers
+
+    @property
+    def counters(self) -> Counter[str]:
+        """
+        Every reason code counted (drops, closes, offences).
+        """
+        return self.peers.counters
+
+    @property
+    def running(self) -> bool:
+        """
+        Whether connections are accepted and dialers run.
+        """
+        return self.peers.running
+
+    def count(self, reason: str, n: int = 1) -> None:
+        """
+        Count one occurrence of C{reason}.
+        """
+        self.peers.count(reason, n)
+
+    def offence(self, conn: Connection, reason: str, detail: str,
+                points: int) -> bool:
+        """
+        Count, log and score an offence of C{conn}; returns whether its
+        identity is now banned (L{PeerRegistry.offence}).
+        """
+        return self.peers.offence(conn, reason, detail, points)
+
+    @property
+    def self_keys(self) -> set[str]:
+        """
+        Keys found to be ourselves (never dialled).
+        """
+        return self.dialing.self_keys
+
+    @property
+    def proven(self) -> set[str]:
+        """
+        Peers whose connection we dialled proved stable.
+        """
+        return self.dialing.proven
+
+    def maintain(self) -> None:
+        """
+        Apply the dial rule now (L{DialRule.maintain}).
+        """
+        self.dialing.maintain()
+
+    def should_dial(self, entry: PeerEntry, now: float) -> bool:
+        """
+        Whether the dial rule lets us dial C{entry} now.
+        """
+        return self.dialing.should_dial(entry, now)
+
+    def dial_failed(self, factory: PeerClientFactory,
+                    reason: Failure) -> None:
+        """
+        A dial of C{factory} did not connect (L{DialRule.dial_failed}).
+        """
+        self.dialing.dial_failed(factory, reason)
+
+    def dial_lost(self, factory: PeerClientFactory, handshaken: bool) -> None:
+        """
+        The connection C{factory} made ended (L{DialRule.dial_lost}).
+        """
+        self.dialing.dial_lost(factory, handshaken)
+
+    def stop_dialer(self, key: str, reason: str) -> None:
+        """
+        Stop dialing C{key} (L{PeerRegistry.stop_dialer}).
+        """
+        self.peers.stop_dialer(key, reason)
 
     @property
     def pubkey(self) -> bytes:
@@ -196,29 +289,21 @@ class PeerManager:
         """
         return self.node.key.public
 
-    def count(self, reason: str, n: int = 1) -> None:
-        """
-        Count one occurrence of C{reason}.
-        """
-        self.counters[reason] += n
-
     def start(self) -> None:
         """
         Accept connections and start dialing.
         """
-        self.running = True
-        self.started_at = self.clock.seconds()
-        self.maintain()
+        self.peers.running = True
+        self.dialing.start()
 
     def stop(self) -> None:
         """
         Stop every dialer and close every connection (C{shutdown}).
         """
-        self.running = False
-        if self._maintain_call is not None and self._maintain_call.active():
-            self._maintain_call.cancel()
-        if self._gossip is not None:
-            self._gossip.stop()
+        self.peers.running = False
+        self.dialing.stop()
+        if self.gossip is not None:
+            self.gossip.stop()
         for key in list(self.dialers):
             self.stop_dialer(key, "shutdown")
         for conn in list(self.connections):
@@ -348,20 +433,15 @@ class PeerManager:
 
     # Slots ---------------------------------------------------------------
 
-    def delivered(self, conn: PeerProtocol, kind: str) -> None:
-        """
-        C{conn} sent us something new of C{kind} (C{blocks}, C{votes},
-        C{txs}) now: it protects the connection from eviction.
-        """
-        self._delivered.setdefault(conn, {})[kind] = self.clock.seconds()
-
     def _make_room(self) -> bool:
         """
         C{max_peers} is full and a new peer completed its handshake: evict
-        one inbound peer that L{eviction_candidate} names; returns whether
-        one was evicted.
+        the inbound peer that L{timecoin.p2p.eviction.eviction_candidate}
+        names; returns whether one was evicted.
         """
-        victim = self.eviction_candidate()
+        chain = self.node.chain
+        victim = eviction_candidate(self.peers, {
+            m.pubkey for m in chain.snapshot_for(chain.height + 1)})
         if victim is None:
             self.count("eviction-none")
             return False
@@ -372,55 +452,6 @@ class PeerManager:
         victim.close("evicted", "making room for another peer")
         return True
 
-    def eviction_candidate(self) -> PeerProtocol | None:
-        """
-        The inbound peer to evict when C{max_peers} is full, as Bitcoin
-        Core does it in spirit: masternodes of the snapshot are never
-        evicted; of the other inbound peers, those with the lowest ping
-        time, those that most recently sent us a new block, vote or
-        transaction, and the longest connected are protected (each by its
-        C{evict_protect_*} count, in that order); of the rest, the
-        youngest connection of the network group (/24, /48) holding the
-        most is evicted.  C{None} when every inbound peer is protected.
-        """
-        settings = self.settings
-        chain = self.node.chain
-        masternodes = {m.pubkey for m in chain.snapshot_for(chain.height + 1)}
-        left = [c for c in self.ready.values()
-                if c.direction == INBOUND and c.close_reason is None
-                and c.hello is not None
-                and c.hello.pubkey not in masternodes]
-
-        def protect(n: int, rank: Callable[[PeerProtocol], Any],
-                    eligible: Callable[[PeerProtocol], bool]) -> None:
-            ranked = sorted((c for c in left if eligible(c)),
-                            key=lambda c: (rank(c), c.peer_key))
-            for c in ranked[:n]:
-                left.remove(c)
-
-        def last(kind: str) -> Callable[[PeerProtocol], float]:
-            return lambda c: -self._delivered.get(c, {}).get(kind, 0.0)
-
-        def has(kind: str) -> Callable[[PeerProtocol], bool]:
-            return lambda c: kind in self._delivered.get(c, {})
-
-        protect(settings.evict_protect_rtt, lambda c: c.rtt,
-                lambda c: c.rtt is not None)
-        for kind, n in (("blocks", settings.evict_protect_blocks),
-                        ("votes", settings.evict_protect_votes),
-                        ("txs", settings.evict_protect_txs)):
-            protect(n, last(kind), has(kind))
-        protect(settings.evict_protect_oldest,
-                lambda c: c.ready_at or 0.0, lambda c: True)
-        if not left:
-            return None
-        groups: dict[str, list[PeerProtocol]] = {}
-        for c in left:
-            groups.setdefault(subnet(c.ip), []).append(c)
-        biggest = max(groups.values(), key=lambda g: (
-            len(g), max(c.ready_at or 0.0 for c in g)))
-        return max(biggest, key=lambda c: (c.ready_at or 0.0, c.peer_key))
-
     def _unregister(self, conn: PeerProtocol, reason: str) -> None:
         """
         Take C{conn} out of the ready set now (it is being closed), so its
@@ -430,7 +461,7 @@ class PeerManager:
         if key and self.ready.get(key) is conn:
             del self.ready[key]
             self.table.touch(key)
-            self._delivered.pop(conn, None)
+            self.peers.forget(conn)
             log.info("disconnected from {peer}: {reason}", peer=conn.peer,
                      reason=reason)
             if self.sync is not None:
@@ -471,8 +502,8 @@ class PeerManager:
         self.count("handshakes")
         if conn.direction == OUTBOUND:
             self.table.good_outbound(conn.peer_key)
-        self.ready_serial += 1
-        conn.ready_serial = self.ready_serial
+        self.peers.ready_serial += 1
+        conn.ready_serial = self.peers.ready_serial
         d = conn.request(GetPeers())
         d.addCallbacks(self._got_peers, self._request_failed,
                        callbackArgs=(conn,), errbackArgs=(conn, "get_peers"))
@@ -487,15 +518,15 @@ class PeerManager:
         """
         self.connections.discard(conn)
         self._unregister(conn, conn.close_reason or "connection lost")
-        self._delivered.pop(conn, None)
-        self._schedule_maintain()
+        self.peers.forget(conn)
+        self.dialing.schedule_maintain()
 
     def closing(self, conn: PeerProtocol, reason: str, detail: str) -> None:
         """
         We are closing C{conn} for C{reason}: log and count it.
         """
         self.count(f"closed:{reason}")
-        self._log(conn, "closing connection to {peer}: {reason} {detail}",
+        self.peers.log(conn, "closing connection to {peer}: {reason} {detail}",
                   reason, detail)
 
     def error_received(self, conn: PeerProtocol, msg: Error) -> None:
@@ -503,7 +534,7 @@ class PeerManager:
         The peer sent an C{error}: log and count it.
         """
         self.count(f"error-received:{msg.reason}")
-        self._log(conn, "{peer} sent error {reason} {detail}", msg.reason,
+        self.peers.log(conn, "{peer} sent error {reason} {detail}", msg.reason,
                   msg.detail)
         if msg.reason == "duplicate-ip" and not self._told_duplicate_ip:
             self._told_duplicate_ip = True
@@ -518,33 +549,6 @@ class PeerManager:
         if msg.reason == "self-connection":
             self._found_self(conn)
 
-    def offence(self, conn: PeerProtocol, reason: str, detail: str,
-                points: int) -> bool:
-        """
-        Count, log and score an offence of C{conn}; returns whether its
-        identity is now banned.
-        """
-        self.count(reason)
-        self._log(conn, "{peer}: {reason} {detail}", reason, detail)
-        if points <= 0:
-            return False
-        key = conn.peer_key or conn.ip
-        banned = self.scores.add(key, points)
-        if banned:
-            self.count("bans")
-            log.warn("banned {key} for {seconds} s after {reason}", key=key,
-                     seconds=self.scores.ban_seconds, reason=reason)
-            self.stop_dialer(key, "banned")
-        return banned
-
-    def _log(self, conn: PeerProtocol, fmt: str, reason: str,
-             detail: str) -> None:
-        # One line per (peer, reason) per LOG_REPEAT_SECONDS; the next one
-        # logged says how many were suppressed.
-        if not self._limited.info((conn.peer, reason), fmt, peer=conn.peer,
-                                  reason=reason, detail=detail):
-            self.count("log-suppressed")
-
     # Messages ------------------------------------------------------------
 
     def message_received(self, conn: PeerProtocol, msg: Message) -> None:
@@ -552,48 +556,23 @@ class PeerManager:
         Dispatch a message of the ready state that is not connection-level,
         by its type.
         """
-        routes = self._routes
-        if routes is None:
-            routes = self._routes = self._build_routes()
-        route = routes.get(msg.name)
-        if route is None:
+        if msg.name not in self.handlers:
             self.count(f"unhandled:{msg.name}")
             return
         kind = USEFUL.get(msg.name)
         if kind is not None:
             # Repeats of a line already handled never get here
             # (PeerProtocol.lineReceived): this is new to us.
-            self.delivered(conn, kind)
-        owner, method = route
-        getattr(owner, method)(conn, msg)
+            self.peers.delivered(conn, kind)
+        self.handlers.dispatch(conn, msg)
 
-    def _build_routes(self) -> dict[str, Route]:
-        routes: dict[str, Route] = {"get_peers": (self, "_serve_peers"),
-                                    "get_tip": (self, "_serve_tip")}
-        sync, gossip, consensus = self._sync, self._gossip, self._consensus
-        if sync is not None:
-            routes["get_blocks"] = (sync, "serve_blocks")
-            routes["block"] = (sync, "block_announced")
-        if gossip is not None:
-            routes.update({
-                "tx": (gossip, "tx_received"),
-                "txs": (gossip, "txs_received"),
-                "tx_vote": (gossip, "vote_received"),
-                "tx_votes": (gossip, "batch_received"),
-                "get_tx_votes": (gossip, "votes_requested"),
-                "heartbeat": (gossip, "heartbeat_received")})
-        if consensus is not None:
-            routes["proposal"] = routes["block_vote"] = \
-                (consensus, "received")
-        return routes
-
-    def _serve_peers(self, conn: PeerProtocol, msg: GetPeers) -> None:
+    def _serve_peers(self, conn: Connection, msg: GetPeers) -> None:
         loopback = is_loopback(conn.ip)
         exclude = frozenset(self.self_keys | {conn.peer_key})
         conn.send(Peers(msg.id, tuple(self.table.addresses(
             MAX_PEERS_PER_REPLY, loopback, exclude))))
 
-    def _serve_tip(self, conn: PeerProtocol, msg: GetTip) -> None:
+    def _serve_tip(self, conn: Connection, msg: GetTip) -> None:
         chain = self.node.chain
         conn.send(Tip(msg.id, chain.height, chain.tip.hash))
 
@@ -620,275 +599,12 @@ class PeerManager:
             self.count("bad-peer-address", bad)
         self.count("peers-learned", learned)
         if learned:
-            self._schedule_maintain()
+            self.dialing.schedule_maintain()
 
     def _request_failed(self, failure: Failure, conn: PeerProtocol,
                         what: str) -> None:
         failure.trap(RequestFailed)
         self.count(f"{what}-failed")
-
-    def broadcast(self, msg: Message,
-                  exclude: PeerProtocol | None = None) -> int:
-        """
-        Send C{msg} to every ready peer but C{exclude}, whatever the
-        direction of the connection, whether or not it has it (a query:
-        L{relay} is for gossip); returns how many got it.
-        """
-        line = msg.encode()
-        sent = 0
-        for conn in list(self.ready.values()):
-            if conn is not exclude and conn.send_line(msg.name, line):
-                sent += 1
-        return sent
-
-    def relay(self, msg: Message, source: PeerProtocol | None = None,
-              signer: bytes | None = None,
-              resend_after: float | None = None) -> int:
-        """
-        Send the gossip message C{msg} to the ready peers not known to
-        hold it (L{PeerProtocol.known}: never back to C{source}, the peer
-        it came from, nor to any other that sent it; never twice over one
-        connection).  Returns how many got it.
-
-        Our own messages (no C{source}) and blocks (no C{signer}) go to
-        every such peer, and so does every message while we have at most
-        C{relay_fanout} peers (a small network, or a sparse overlay).
-        With more (a dense mesh), a message relayed for C{signer} goes to
-        at most C{relay_fanout} of them, chosen at random, or
-        C{relay_fanout_direct} when C{signer} is one of our peers: a
-        signer sends its messages to all its peers, so in a dense mesh the
-        others have it from the signer (or soon will) and a relay only
-        repairs a loss, while in a sparse overlay a node that is not the
-        signer's neighbour carries it on to most of its peers.
-
-        With C{resend_after} (our periodic re-broadcast), a peer known to
-        hold it gets it again once that many seconds passed since it was
-        last sent or received over the connection.
-        """
-        line = msg.encode()
-        digest = sha256(line)
-        now = self.clock.seconds()
-        targets = []
-        known = 0
-        neighbour = False
-        for conn in self.ready.values():
-            if signer is not None and conn.hello is not None and \
-                    conn.hello.pubkey == signer:
-                neighbour = True
-            if conn is source:
-                continue
-            at = conn.known.since(digest)
-            if at is None or (resend_after is not None
-                              and now - at >= resend_after):
-                targets.append(conn)
-            else:
-                known += 1
-        if known:
-            self.count("relay-skipped:known", known)
-        fanout = 0
-        settings = self.settings
-        if source is not None and signer is not None and \
-                0 < settings.relay_fanout < len(self.ready):
-            fanout = settings.relay_fanout_direct if neighbour \
-                else settings.relay_fanout
-        if fanout and len(targets) > fanout:
-            self.count("relay-skipped:fanout", len(targets) - fanout)
-            targets = self.rng.sample(targets, fanout)
-        sent = 0
-        for conn in targets:
-            if conn.send_line(msg.name, line):
-                conn.known.add(digest, now)
-                sent += 1
-        return sent
-
-    # Dialing -------------------------------------------------------------
-
-    def _schedule_maintain(self) -> None:
-        if self.running and (self._maintain_call is None
-                             or not self._maintain_call.active()):
-            self._maintain_call = self.clock.callLater(0, self.maintain)
-
-    def maintain(self) -> None:
-        """
-        Apply the dial rule: stop dialers of banned peers; dial the seeds
-        and anchors first (freeing a dialer held by a learned address that
-        is not connected if there is no room); then other known peers up to
-        the outbound cap, one per network group first (diversity), tried
-        addresses before untried ones.
-        """
-        if not self.running:
-            return
-        self.scores.prune()
-        for key in list(self.dialers):
-            if self.scores.banned(key):
-                self.stop_dialer(key, "banned")
-        room = min(self.settings.max_outbound - len(self.dialers),
-                   self.settings.max_peers - len(self.ready))
-        now = self.clock.seconds()
-        reserved = self.reserved()
-        for key in reserved:
-            entry = self.table.get(key)
-            if entry is None or not self.should_dial(entry, now):
-                continue
-            if room <= 0:
-                if len(self.ready) >= self.settings.max_peers or \
-                        not self._free_dialer(reserved):
-                    break
-                room += 1
-            self.dial(entry)
-            room -= 1
-        if room <= 0:
-            return
-        candidates = sorted(
-            (e for e in self.table.entries.values()
-             if e.key not in reserved and self.should_dial(e, now)),
-            key=lambda e: (not e.tried, e.failures, self._order(e.key)))
-        groups = {self._group(key) for key in self.dialers}
-        chosen: list[PeerEntry] = []
-        for entry in candidates:
-            if len(chosen) >= room:
-                break
-            group = self._group(entry.key)
-            if group not in groups:
-                groups.add(group)
-                chosen.append(entry)
-        for entry in candidates:
-            if len(chosen) >= room:
-                break
-            if entry not in chosen:
-                chosen.append(entry)
-        for entry in chosen:
-            self.dial(entry)
-
-    def reserved(self) -> list[str]:
-        """
-        The peers we always dial: the configured seeds, then the anchors
-        (the last good outbound peers, kept across restarts).
-        """
-        seeds = sorted(e.key for e in self.table.entries.values()
-                       if e.source == SEED)
-        return seeds + [a for a in self.table.anchors if a not in seeds]
-
-    def _group(self, key: str) -> str:
-        entry = self.table.get(key)
-        host = entry.host if entry is not None else key
-        return key if is_loopback(host) else subnet(host)
-
-    def _order(self, key: str) -> bytes:
-        """
-        A stable order of addresses that differs between nodes (keyed by
-        our nonce), so nodes do not all pick the same learned peers.
-        """
-        return sha256(self.nonce + key.encode())
-
-    def _free_dialer(self, reserved: list[str]) -> bool:
-        """
-        Stop one dialer of a learned address that is not connected (in
-        backoff or connecting), so a seed or anchor can be dialled.
-        """
-        idle = sorted(key for key, f in self.dialers.items()
-                      if key not in reserved and f.connection is None)
-        if not idle:
-            return False
-        self.stop_dialer(idle[0], "make-room")
-        return True
-
-    def should_dial(self, entry: PeerEntry, now: float) -> bool:
-        """
-        Whether the dial rule lets us dial C{entry} now.
-        """
-        key = entry.key
-        if key in self.dialers or key in self.ready or key in self.self_keys:
-            return False
-        if self.scores.banned(key):
-            return False
-        if entry.retry_at > now:
-            return False
-        if any(c.peer_key == key for c in self.connections):
-            return False
-        if entry.pubkey is not None and entry.pubkey < self.pubkey and \
-                entry.source != SEED and key not in self.table.anchors:
-            # The lower key dials; we wait for it a while.  An operator's
-            # --connect and the anchors (last good outbound peers) are
-            # always dialled: a restarted node with the highest key would
-            # otherwise wait passive_wait for peers that may not know it
-            # is back.
-            since = max(entry.last_seen, self.started_at)
-            return now - since >= self.settings.passive_wait
-        return True
-
-    def dial(self, entry: PeerEntry) -> PeerClientFactory:
-        """
-        Start dialing C{entry} (it must have no dialer yet).
-        """
-        assert entry.key not in self.dialers, entry.key
-        factory = PeerClientFactory(self, entry.key, entry.host, entry.port,
-                                    self.rng)
-        self.dialers[entry.key] = factory
-        self.count("dials")
-        log.info("dialing {key} at {address}", key=entry.key,
-                 address=entry.address)
-        if self._connect is not None:
-            self._connect(entry.host, entry.port, factory,
-                          self.settings.connect_timeout)
-        return factory
-
-    def stop_dialer(self, key: str, reason: str) -> None:
-        """
-        Stop dialing C{key} (a live connection it made stays up).
-        """
-        factory = self.dialers.pop(key, None)
-        if factory is not None:
-            factory.stopTrying()
-            self.count(f"dialer-stopped:{reason}")
-
-    def dial_failed(self, factory: PeerClientFactory,
-                    reason: Failure) -> None:
-        """
-        A dial of C{factory} did not connect.
-        """
-        key = factory.key
-        if self.dialers.get(key) is not factory:
-            return
-        self.count("dial-failed")
-        if self.table.failed(key):
-            log.info("giving up on {key} after {n} failed dials",
-                     key=key, n=self.table.max_failures)
-            self.stop_dialer(key, "unreachable")
-            self.table.remove(key)
-            self._schedule_maintain()
-            return
-        entry = self.table.get(key)
-        if entry is None or key in self.reserved():
-            return
-        # A learned address does not hold a dialer through a long backoff:
-        # the dialer is freed now and the address waits (doubling per
-        # failure) while others are tried.
-        settings = self.settings
-        entry.retry_at = self.clock.seconds() + min(
-            settings.initial_delay * 2 ** max(0, entry.failures - 1),
-            settings.learned_retry_max)
-        self.stop_dialer(key, "dial-failed")
-        self._schedule_maintain()
-
-    def dial_lost(self, factory: PeerClientFactory, handshaken: bool) -> None:
-        """
-        The connection C{factory} made ended; C{handshaken} says whether
-        its handshake had completed.
-        """
-        if self.dialers.get(factory.key) is not factory:
-            return
-        if factory.key in self.ready:
-            # Settled the other way (a simultaneous open): keep that one.
-            self.stop_dialer(factory.key, "connected inbound")
-            return
-        if not handshaken:
-            self.dial_failed(factory, Failure(Exception("no handshake")))
-            return
-        entry = self.table.get(factory.key)
-        if entry is not None and entry.pubkey is not None \
-                and entry.pubkey < self.pubkey:
-            self.stop_dialer(factory.key, "the peer dials us")
 
     # Queries -------------------------------------------------------------
 

@@ -6,9 +6,12 @@ at most L{MAX_LINE_BYTES}), the connection states with their own tables of
 accepted messages, the handshake timer, ping/pong (nonce matched, RTT
 measured, N misses disconnect), request ids with timeouts, and rate limits.
 Everything else -- whether a handshake is acceptable, what a message means
--- it hands to the L{timecoin.p2p.manager.PeerManager}.  The seeds' outbound
-side never processed pongs because it ran another loop than the inbound
-side; here there is one loop.
+-- it hands to its manager (a L{timecoin.p2p.dependencies.ConnectionHost},
+the L{timecoin.p2p.manager.PeerManager}).  The ready state accepts the
+connection-level messages of L{STATES} plus every type of the manager's
+handler table (L{timecoin.p2p.dependencies.HandlerTable}).  The seeds'
+outbound side never processed pongs because it ran another loop than the
+inbound side; here there is one loop.
 
 L{PeerServerFactory} builds inbound connections; L{PeerClientFactory}
 dials one peer with exponential backoff and jitter.
@@ -20,7 +23,7 @@ import random
 import weakref
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet import defer, task
 from twisted.internet.abstract import FileDescriptor
@@ -39,7 +42,8 @@ from zope.interface import implementer
 
 from timecoin.encoding import sha256
 from timecoin.logs import RateLimitedLog
-from timecoin.p2p.gossip import KnownSet
+from timecoin.p2p.caches import KnownSet
+from timecoin.p2p.dependencies import ConnectionHost, Direction, RequestFailed
 from timecoin.p2p.handshake import HelloProof
 from timecoin.p2p.messages import (
     MAX_ID,
@@ -64,9 +68,6 @@ from timecoin.p2p.scoring import OFFENCES, Offence
 from timecoin.p2p.settings import P2PSettings
 from timecoin.p2p.tls import looks_like_tls, pin_refusal, tls_failure
 
-if TYPE_CHECKING:
-    from timecoin.p2p.manager import PeerManager
-
 log = Logger()
 
 LOG_REPEAT_SECONDS = 60.0
@@ -74,8 +75,8 @@ LOG_REPEAT_SECONDS = 60.0
 and a banned IP's further connections once a minute per IP (a peer's
 crafted input must not turn into megabytes of log)."""
 
-INBOUND = "inbound"
-OUTBOUND = "outbound"
+INBOUND = Direction.INBOUND
+OUTBOUND = Direction.OUTBOUND
 
 CONNECTING = "connecting"
 HELLO = "hello"
@@ -95,21 +96,14 @@ STATES: dict[str, dict[str, str]] = {
         "peers": "_got_response",
         "blocks": "_got_response",
         "tip": "_got_response",
-        "get_peers": "_to_manager",
-        "get_blocks": "_to_manager",
-        "get_tip": "_to_manager",
-        "tx": "_to_manager",
-        "txs": "_to_manager",
-        "tx_vote": "_to_manager",
-        "tx_votes": "_to_manager",
-        "get_tx_votes": "_to_manager",
-        "block": "_to_manager",
-        "heartbeat": "_to_manager",
-        "proposal": "_to_manager",
-        "block_vote": "_to_manager",
     },
 }
-"""Per connection state: the message types accepted and their handler."""
+"""Per connection state: the message types the connection handles itself
+and their handler.  In the ready state every type of the manager's
+handler table is accepted too (L{PeerProtocol.handler_for})."""
+
+TO_MANAGER = "_to_manager"
+"""The handler of a ready-state type the manager dispatches."""
 
 SERVED = frozenset({"get_peers", "get_blocks", "get_tip", "get_tx_votes"})
 """Requests we answer: held, not served, while the peer's output buffer is
@@ -163,18 +157,6 @@ def output_buffered(transport: Any) -> int:
     return total
 
 
-class RequestFailed(Exception):
-    """
-    A request got no valid response; C{reason} is C{timeout},
-    C{connection-lost}, C{bad-response}, C{not-ready} or
-    C{too-many-requests}.
-    """
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-
-
 @dataclass
 class _Pending:
     """
@@ -186,6 +168,9 @@ class _Pending:
     response: str
     sent_at: float
 
+
+Host = ConnectionHost["PeerProtocol", "PeerClientFactory"]
+"""What a connection and its dialer need from the manager."""
 
 READ_SIZE = 256 * 1024
 """Bytes read from a peer's socket per reactor turn at most."""
@@ -220,7 +205,7 @@ class PeerProtocol(LineOnlyReceiver):
     1,024 bytes) are legal, so a peer cannot make us buffer megabytes
     before it identified itself."""
 
-    def __init__(self, manager: PeerManager, direction: str,
+    def __init__(self, manager: Host, direction: Direction,
                  dialer: PeerClientFactory | None = None) -> None:
         self.manager = manager
         self.settings: P2PSettings = manager.settings
@@ -260,11 +245,13 @@ class PeerProtocol(LineOnlyReceiver):
         self.limiter = RateLimiter(self.clock, self.settings.rate_limits)
         self.line_digest: bytes | None = None
         """The SHA-256 of the ready-state line being handled (handlers
-        record it in the manager's L{LineCache} once its item is seen)."""
+        record it in the manager's L{timecoin.p2p.caches.LineCache} once
+        its item is seen)."""
         self.known = KnownSet(self.settings.known_size)
         """Digests of the gossip lines this peer is known to hold (it sent
         them to us, or we to it, over this connection): the manager's
-        relay never sends it one of them (L{PeerManager.relay})."""
+        relay never sends it one of them
+        (L{timecoin.p2p.registry.PeerRegistry.relay})."""
 
     def __repr__(self) -> str:
         return f"<PeerProtocol {self.peer} {self.direction} {self.state}>"
@@ -380,9 +367,10 @@ class PeerProtocol(LineOnlyReceiver):
         Parse one line and dispatch it through the current state's table.
 
         In the ready state a line identical to one whose gossip item was
-        taken already (the manager's L{LineCache}, by SHA-256) is dropped
-        before parsing: it still counts against its type's rate limit and
-        as received, and the item's handler counts it as a duplicate.
+        taken already (the manager's L{timecoin.p2p.caches.LineCache}, by
+        SHA-256) is dropped before parsing: it still counts against its
+        type's rate limit and as received, and the item's handler counts
+        it as a duplicate.
         """
         state = self.state
         if state == CLOSED or self._transport.disconnecting:
@@ -407,7 +395,7 @@ class PeerProtocol(LineOnlyReceiver):
             self.misbehaved(e.reason, e.detail, close=in_hello)
             return
         name = msg.name
-        handler = STATES.get(state, {}).get(name)
+        handler = self.handler_for(name)
         if handler is None:
             if in_hello:
                 self.misbehaved("expected-hello", f"got {name} first",
@@ -433,6 +421,18 @@ class PeerProtocol(LineOnlyReceiver):
         finally:
             self.line_digest = None
 
+    def handler_for(self, name: str) -> str | None:
+        """
+        The handler of a C{name} message in the current state: one of
+        L{STATES}, L{TO_MANAGER} for a type of the manager's handler
+        table (ready state only), or C{None} if it is not accepted now.
+        """
+        handler = STATES.get(self.state, {}).get(name)
+        if handler is None and self.state == READY and \
+                name in self.manager.handlers:
+            return TO_MANAGER
+        return handler
+
     def _worth_decoding(self, kind: str, line: bytes) -> bool:
         """
         Limits before work, for a ready-state C{line} declaring type
@@ -440,7 +440,7 @@ class PeerProtocol(LineOnlyReceiver):
         pending requests await, or a type whose rate limit has no token
         left, is refused before the line is decoded.
         """
-        if kind not in STATES[READY]:
+        if self.handler_for(kind) is None:
             return True  # unknown or misplaced: parse_line says which
         if kind in RESPONSES:
             awaited = max((line_cap(entry.response)
@@ -460,7 +460,7 @@ class PeerProtocol(LineOnlyReceiver):
         traceback logged at most once per L{LOG_REPEAT_SECONDS} per type.
         """
         try:
-            if handler == "_to_manager":
+            if handler == TO_MANAGER:
                 self.manager.message_received(self, msg)
             else:
                 getattr(self, handler)(msg)
@@ -513,7 +513,7 @@ class PeerProtocol(LineOnlyReceiver):
         soft = self.settings.output_soft_bytes
         while self.held and self.state == READY and \
                 self.close_reason is None and self.output_buffered() <= soft:
-            self._dispatch("_to_manager", self.held.popleft())
+            self._dispatch(TO_MANAGER, self.held.popleft())
         if not self.held and self.reading_paused and self.state == READY:
             self.reading_paused = False
             self._transport.resumeProducing()
@@ -862,7 +862,7 @@ class PeerServerFactory(ServerFactory):
 
     noisy = False
 
-    def __init__(self, manager: PeerManager) -> None:
+    def __init__(self, manager: Host) -> None:
         self.manager = manager
 
     def buildProtocol(self, addr: Any) -> PeerProtocol:
@@ -883,7 +883,7 @@ class PeerClientFactory(ReconnectingClientFactory):
 
     noisy = False
 
-    def __init__(self, manager: PeerManager, key: str, host: str, port: int,
+    def __init__(self, manager: Host, key: str, host: str, port: int,
                  rng: random.Random) -> None:
         settings = manager.settings
         self.manager = manager

@@ -27,10 +27,16 @@ from twisted.logger import Logger
 
 from timecoin.node import Node
 from timecoin.p2p.consensus_relay import ConsensusRelay
+from timecoin.p2p.dependencies import Direction
 from timecoin.p2p.gossip import Gossip
 from timecoin.p2p.manager import PeerManager
 from timecoin.p2p.peers import SEED, PeerTable, is_ip, parse_address, peer_key
-from timecoin.p2p.protocol import PeerClientFactory, PeerServerFactory
+from timecoin.p2p.protocol import (
+    PeerClientFactory,
+    PeerProtocol,
+    PeerServerFactory,
+)
+from timecoin.p2p.registry import PeerRegistry
 from timecoin.p2p.scoring import Scores
 from timecoin.p2p.settings import P2PSettings
 from timecoin.p2p.sync import BlockSync
@@ -68,16 +74,15 @@ class P2PService(Service):
                                settings.anchors)
         self.scores = Scores(reactor, settings.ban_threshold,
                              settings.ban_seconds, settings.score_half_life)
-        self.manager = PeerManager(node, reactor, settings, self.rng,
-                                   self.table, self.scores, self._connect)
-        self.gossip = Gossip(node, self.manager, reactor, settings)
-        self.sync = BlockSync(node, self.manager, self.gossip, reactor,
-                              settings)
-        self.manager.gossip = self.gossip
-        self.manager.sync = self.sync
-        self.consensus = ConsensusRelay(node, self.manager,
-                                        settings.seen_size)
-        self.manager.consensus = self.consensus
+        # The registry first, the relays against it, then the manager
+        # given the relays (their handlers merge into its one table).
+        peers: PeerRegistry[PeerProtocol] = PeerRegistry(
+            reactor, settings, self.rng, self.table, self.scores)
+        self.gossip = Gossip(node, peers, reactor, settings)
+        self.sync = BlockSync(node, peers, self.gossip, reactor, settings)
+        self.consensus = ConsensusRelay(node, peers, settings.seen_size)
+        self.manager = PeerManager(node, peers, self.gossip, self.sync,
+                                   self.consensus, self._connect)
         self.tls: NodeTLS | None = NodeTLS.for_node(node.datadir, node.key) \
             if settings.tls else None
         """TLS with the node's pinned certificate, if C{p2p_tls}."""
@@ -255,7 +260,7 @@ class P2PService(Service):
         """
         manager = self.manager
         inbound = sum(1 for c in manager.ready.values()
-                      if c.direction == "inbound")
+                      if c.direction == Direction.INBOUND)
         return {
             "connections": len(manager.ready),
             "connections_in": inbound,

@@ -71,6 +71,12 @@ from twisted.python.failure import Failure
 from timecoin import params
 from timecoin.block import Block, CommitCertificate
 from timecoin.chain import BlockInvalid, TxInvalid
+from timecoin.p2p.dependencies import (
+    Connection,
+    Handler,
+    PeerSet,
+    RequestFailed,
+)
 from timecoin.p2p.messages import (
     MAX_BLOCKS_PER_REQUEST,
     MAX_LINE_BYTES,
@@ -82,15 +88,12 @@ from timecoin.p2p.messages import (
     Tip,
     blocks_reply,
 )
-from timecoin.p2p.protocol import RequestFailed
 from timecoin.p2p.ratelimit import TokenBucket
 from timecoin.p2p.settings import P2PSettings
 
 if TYPE_CHECKING:
     from timecoin.node import Node
     from timecoin.p2p.gossip import Gossip
-    from timecoin.p2p.manager import PeerManager
-    from timecoin.p2p.protocol import PeerProtocol
 
 log = Logger()
 
@@ -173,7 +176,7 @@ class Batch:
     timers: dict[str, IDelayedCall] = field(default_factory=dict)
     tried: set[str] = field(default_factory=set)
     entries: list[tuple[Block, CommitCertificate]] | None = None
-    source: PeerProtocol | None = None
+    source: Connection | None = None
     size: int = 0
 
     @property
@@ -219,10 +222,10 @@ class BlockSync:
 
     STATES = STATES
 
-    def __init__(self, node: Node, manager: PeerManager, gossip: Gossip,
+    def __init__(self, node: Node, peerset: PeerSet, gossip: Gossip,
                  clock: IReactorTime, settings: P2PSettings) -> None:
         self.node = node
-        self.manager = manager
+        self.peerset = peerset
         self.gossip = gossip
         self.clock = clock
         self.settings = settings
@@ -258,6 +261,13 @@ class BlockSync:
         self._was_synced = False
 
     # Lifecycle -----------------------------------------------------------
+
+    def handlers(self) -> dict[str, Handler]:
+        """
+        The ready-state messages sync handles, by type.
+        """
+        return {"get_blocks": self.serve_blocks,
+                "block": self.block_announced}
 
     def start(self) -> None:
         """
@@ -344,13 +354,13 @@ class BlockSync:
             peer = self.peers[key] = PeerSync(key)
         return peer
 
-    def _heard(self, conn: PeerProtocol, height: int) -> PeerSync:
+    def _heard(self, conn: Connection, height: int) -> PeerSync:
         peer = self._peer(conn.peer_key)
         peer.height = max(peer.height, height)
         peer.seen_at = self.clock.seconds()
         return peer
 
-    def peer_tip(self, conn: PeerProtocol, height: int) -> None:
+    def peer_tip(self, conn: Connection, height: int) -> None:
         """
         C{conn} has blocks up to C{height} (its C{hello}): compare, and
         catch up if it is ahead.
@@ -359,13 +369,13 @@ class BlockSync:
         self._pump()
         self._evaluate()
 
-    def peer_tip_only(self, conn: PeerProtocol, height: int) -> None:
+    def peer_tip_only(self, conn: Connection, height: int) -> None:
         """
         Record C{height} for C{conn} without starting a download.
         """
         self._heard(conn, height)
 
-    def peer_gone(self, conn: PeerProtocol) -> None:
+    def peer_gone(self, conn: Connection) -> None:
         """
         C{conn} disconnected: forget it (its requests fail on their own).
         """
@@ -376,14 +386,14 @@ class BlockSync:
         """
         Ask every ready peer for its tip (runs every C{tip_interval}).
         """
-        for conn in list(self.manager.ready.values()):
+        for conn in list(self.peerset.ready.values()):
             d = conn.request(GetTip())
             d.addCallbacks(self._got_tip, self._tip_failed,
                            callbackArgs=(conn,))
             d.addErrback(self._internal_error)
         self._evaluate()
 
-    def _got_tip(self, msg: Tip, conn: PeerProtocol) -> None:
+    def _got_tip(self, msg: Tip, conn: Connection) -> None:
         self._heard(conn, msg.height)
         if msg.height <= self.node.chain.height:
             d = self._compare_tip(conn, msg.height, msg.hash)
@@ -396,7 +406,7 @@ class BlockSync:
         self.counters["tip-failed"] += 1
 
     @defer.inlineCallbacks
-    def _compare_tip(self, conn: PeerProtocol, height: int,
+    def _compare_tip(self, conn: Connection, height: int,
                      their_hash: bytes) -> Any:
         """
         A peer's tip is at or below ours: its hash must be ours at that
@@ -429,7 +439,7 @@ class BlockSync:
         """
         Peers we may download from now: connected, not failed lately.
         """
-        ready = self.manager.ready
+        ready = self.peerset.ready
         return [p for key, p in self.peers.items()
                 if key in ready and p.failed_until <= now]
 
@@ -595,7 +605,7 @@ class BlockSync:
             return False
         if self.clock.seconds() - self._started_at < \
                 self.settings.sync_start_grace and (
-                    self.manager.ready or len(self.manager.table)):
+                    self.peerset.ready or len(self.peerset.table)):
             return False
         return True
 
@@ -639,7 +649,7 @@ class BlockSync:
 
     # Announcements -------------------------------------------------------
 
-    def block_announced(self, conn: PeerProtocol, msg: BlockMsg) -> None:
+    def block_announced(self, conn: Connection, msg: BlockMsg) -> None:
         """
         A peer announced a committed block: connect it if it extends our
         tip (then relay it), fetch the gap if it is further ahead, check
@@ -681,7 +691,7 @@ class BlockSync:
                        errbackArgs=(block, commit, conn))
         d.addErrback(self._connect_failed)
 
-    def _unpack(self, conn: PeerProtocol,
+    def _unpack(self, conn: Connection,
                 msg: BlockMsg) -> tuple[Block, CommitCertificate] | None:
         """
         The announced block and certificate, or C{None} (the sender
@@ -695,7 +705,7 @@ class BlockSync:
             return None
 
     @defer.inlineCallbacks
-    def _check_known(self, conn: PeerProtocol, msg: BlockMsg) -> Any:
+    def _check_known(self, conn: Connection, msg: BlockMsg) -> Any:
         header = msg.header
         ours = yield self._our_hash(header.height)
         if ours == header.hash or ours is None:
@@ -712,7 +722,7 @@ class BlockSync:
 
     def _announced_connected(self, connected: bool, block: Block,
                              commit: CommitCertificate,
-                             conn: PeerProtocol) -> None:
+                             conn: Connection) -> None:
         if connected:
             self.counters["block-connected"] += 1
             self.gossip.relay_block(block, commit, exclude=conn)
@@ -720,7 +730,7 @@ class BlockSync:
 
     def _announced_refused(self, failure: Failure, block: Block,
                            commit: CommitCertificate,
-                           conn: PeerProtocol) -> Any:
+                           conn: Connection) -> Any:
         failure.trap(BlockInvalid)
         return self._refused(conn, block, commit, failure.value)
 
@@ -751,7 +761,7 @@ class BlockSync:
     # Refusals and conflicts ----------------------------------------------
 
     @defer.inlineCallbacks
-    def _refused(self, conn: PeerProtocol | None, block: Block,
+    def _refused(self, conn: Connection | None, block: Block,
                  commit: CommitCertificate, error: BlockInvalid) -> Any:
         """
         C{conn} sent C{block}, which we refused with C{error}: score it,
@@ -797,7 +807,7 @@ class BlockSync:
                                           chain.total_weight(snapshot)))
 
     @defer.inlineCallbacks
-    def _conflict(self, conn: PeerProtocol, height: int, their_hash: bytes,
+    def _conflict(self, conn: Connection, height: int, their_hash: bytes,
                   cert: CommitCertificate | None,
                   block: Block | None) -> Any:
         """
@@ -837,7 +847,7 @@ class BlockSync:
         return False
 
     @defer.inlineCallbacks
-    def _replace_uncommitted_tip(self, conn: PeerProtocol, height: int,
+    def _replace_uncommitted_tip(self, conn: Connection, height: int,
                                  their_hash: bytes,
                                  cert: CommitCertificate | None,
                                  block: Block | None) -> Any:
@@ -905,7 +915,7 @@ class BlockSync:
         """
         self._pump()
 
-    def _distrust(self, conn: PeerProtocol) -> None:
+    def _distrust(self, conn: Connection) -> None:
         """
         C{conn} sent a bad block: whatever else it sent that waits in the
         window is dropped and asked of other peers.
@@ -959,7 +969,7 @@ class BlockSync:
         return bool(chain.quorum.approved(weight,
                                           chain.total_weight(snapshot)))
 
-    def _undelivered(self, conn: PeerProtocol, peer: PeerSync, start: int,
+    def _undelivered(self, conn: Connection, peer: PeerSync, start: int,
                      count: int, charge: bool = True) -> None:
         """
         C{peer} claimed blocks from C{start} and delivered none of them
@@ -976,7 +986,7 @@ class BlockSync:
                                 self.clock.seconds() + skip)
         self.counters["sync-undelivered"] += 1
         points = self.settings.sync_undelivered_points if charge else 0
-        if self.manager.offence(conn, "sync-undelivered",
+        if self.peerset.offence(conn, "sync-undelivered",
                                 f"claimed height {peer.height}, delivered "
                                 f"none of {start}..{start + count - 1}",
                                 points):
@@ -1057,7 +1067,7 @@ class BlockSync:
         self._drain()
 
     def _pump_once(self) -> None:
-        if not self.manager.running:
+        if not self.peerset.running:
             return
         settings = self.settings
         now = self.clock.seconds()
@@ -1123,7 +1133,7 @@ class BlockSync:
         returns whether a request went out.
         """
         now = self.clock.seconds()
-        ready = self.manager.ready
+        ready = self.peerset.ready
         candidates = sorted(
             (p for p in self._usable(now)
              if p.height >= batch.start and p.key not in batch.requests
@@ -1195,7 +1205,7 @@ class BlockSync:
             peer.slow += 1
             peer.failed_until = self.clock.seconds() + \
                 self.settings.sync_retry_after
-            conn = self.manager.ready.get(key)
+            conn = self.peerset.ready.get(key)
             if conn is not None:
                 # A peer that delivered before and went slow mid-range is
                 # skipped (its claims stop counting) but not charged.
@@ -1214,7 +1224,7 @@ class BlockSync:
         self._pump()
         self._evaluate()
 
-    def _got_blocks(self, msg: Blocks, conn: PeerProtocol, batch: Batch,
+    def _got_blocks(self, msg: Blocks, conn: Connection, batch: Batch,
                     gen: int, start: int, count: int) -> None:
         key = conn.peer_key
         self._finish(key, batch)
@@ -1265,13 +1275,13 @@ class BlockSync:
             peer.blocks += len(entries)
             peer.height = max(peer.height, entries[-1][0].height)
             self._shown(peer, *entries[-1])
-        self.manager.delivered(conn, "blocks")
+        self.peerset.delivered(conn, "blocks")
         self.counters["sync-received"] += len(entries)
         self.max_buffered = max(self.max_buffered, sum(
             len(b.entries or ()) for b in self.batches.values()))
         self._pump()
 
-    def _blocks_failed(self, failure: Failure, conn: PeerProtocol,
+    def _blocks_failed(self, failure: Failure, conn: Connection,
                        batch: Batch, gen: int) -> None:
         failure.trap(RequestFailed)
         key = conn.peer_key
@@ -1358,7 +1368,7 @@ class BlockSync:
     # Serving -------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def serve_blocks(self, conn: PeerProtocol, msg: GetBlocks) -> Any:
+    def serve_blocks(self, conn: Connection, msg: GetBlocks) -> Any:
         """
         Answer C{get_blocks}: consecutive main-chain blocks with their
         certificates, within the reply size cap.

@@ -1,0 +1,118 @@
+"""
+Structural rules of the code base, checked from its source.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from twisted.trial import unittest
+
+import timecoin
+
+PACKAGE = Path(timecoin.__file__).parent
+
+
+def module_names(root: Path) -> dict[str, Path]:
+    """
+    Every module of the package at C{root}, by dotted name (a package by
+    its own name, not C{.__init__}).
+    """
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = path
+    return modules
+
+
+def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """
+    The modules of C{modules} that module C{name} imports anywhere:
+    at module level, inside functions, under C{TYPE_CHECKING}.
+    """
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] \
+                    if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {m for m in found if m in modules and m != name}
+
+
+def import_cycles(modules: dict[str, Path]) -> list[list[str]]:
+    """
+    The import cycles among C{modules}: each strongly connected component
+    of more than one module (Tarjan), sorted.
+    """
+    graph = {name: imports_of(name, path, modules)
+             for name, path in modules.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for name in sorted(graph):
+        if name not in index:
+            visit(name)
+    return sorted(cycles)
+
+
+class ImportGraphTests(unittest.TestCase):
+    """
+    The modules of C{timecoin} import each other without a loop.
+    """
+
+    def test_no_cycle(self) -> None:
+        """
+        No group of C{timecoin} modules imports each other in a loop,
+        counting every import (module level, in functions, under
+        C{TYPE_CHECKING}); a failure names the modules of each loop.
+        """
+        cycles = import_cycles(module_names(PACKAGE))
+        self.assertEqual(cycles, [], "import cycles: " + "; ".join(
+            " <-> ".join(cycle) for cycle in cycles))
+
+    def test_finds_a_cycle(self) -> None:
+        """
+        The check sees a loop made of a function-level import and one
+        under C{TYPE_CHECKING}.
+        """
+        root = Path(self.mktemp()) / "pkg"
+        root.mkdir(parents=True)
+        (root / "__init__.py").write_text("")
+        (root / "a.py").write_text("def f():\n    from pkg import b\n")
+        (root / "b.py").write_text(
+            "from typing import TYPE_CHECKING\n"
+            "if TYPE_CHECKING:\n    from .a import f\n")
+        (root / "c.py").write_text("import pkg.a\n")
+        self.assertEqual(import_cycles(module_names(root)),
+                         [["pkg.a", "pkg.b"]])
