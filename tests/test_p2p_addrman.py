@@ -23,10 +23,11 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
+from tests.helpers import key
 from tests.test_p2p_network import Cluster, keys_by_order
 from timecoin.p2p.messages import GetPeers, Peers
 from timecoin.p2p.peers import EXCHANGE, SEED, PeerTable
-from timecoin.p2p.service import P2PService
+from timecoin.p2p.service import P2PService, table_secret
 
 SECRET = b"\x42" * 16
 
@@ -102,6 +103,30 @@ class BucketTests(unittest.TestCase):
         self.assertEqual(loaded.secret, table.secret)
         self.assertEqual(loaded.get("1.2.3.4"), table.get("1.2.3.4"))
         self.assertEqual(loaded.buckets, table.buckets)
+
+
+class SecretTests(unittest.TestCase):
+    """
+    The bucket secret of a node's table.
+    """
+
+    def test_secret_of_the_node_key(self) -> None:
+        """
+        A node's table is keyed by a secret derived from its node key: the
+        same across restarts and runs (a simulated seed replays exactly;
+        it came from the OS), different for another key, and not the key
+        itself.
+        """
+        cluster = Cluster(self)
+        one = cluster.start("10.0.0.1", 1)
+        two = cluster.start("10.0.0.2", 2)
+        self.assertEqual(one.table.secret, table_secret(key(1).seed))
+        self.assertEqual(len(one.table.secret), 16)
+        self.assertNotEqual(one.table.secret, two.table.secret)
+        self.assertNotIn(one.table.secret, key(1).seed)
+        cluster.stop("10.0.0.1")
+        again = cluster.start("10.0.0.1", 1)
+        self.assertEqual(again.table.secret, one.table.secret)
 
 
 class PoisoningTests(unittest.TestCase):

@@ -13,6 +13,7 @@ pinned to the node keys (L{timecoin.p2p.tls}).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from collections.abc import Callable
@@ -45,6 +46,18 @@ from timecoin.p2p.tls import NodeTLS
 log = Logger()
 
 
+def table_secret(seed: bytes) -> bytes:
+    """
+    The peer table's bucket secret for a node key C{seed}: secret to
+    whoever lacks the key, the same at every start (a table loaded from
+    C{peers.json} keeps the one it was saved with), and a function of the
+    node alone, so a simulated run replays exactly (it was drawn from the
+    OS, so which learned addresses a node dialled varied between runs of
+    one seed).
+    """
+    return hashlib.sha256(b"timecoin peer table\x00" + seed).digest()[:16]
+
+
 class P2PService(Service):
     """
     Runs the P2P layer of C{node}.
@@ -71,7 +84,8 @@ class P2PService(Service):
                                settings.addr_buckets,
                                settings.addr_bucket_size,
                                settings.addr_buckets_per_source,
-                               settings.anchors)
+                               settings.anchors,
+                               table_secret(node.key.seed))
         self.scores = Scores(reactor, settings.ban_threshold,
                              settings.ban_seconds, settings.score_half_life)
         # The registry first, the relays against it, then the manager
