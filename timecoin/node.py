@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -95,6 +95,37 @@ def open_store(config: Config, clock: IReactorTime) -> IChainStore:
     return SqliteStore(str(Path(config.datadir) / "chain.sqlite"), clock)
 
 
+class SyncView(Protocol):
+    """
+    What is read of the P2P layer's block sync (L{timecoin.p2p.sync}).
+    """
+
+    def is_synced(self) -> bool:
+        """Whether this node is at the network's tip."""
+
+    def info(self) -> dict[str, Any]:
+        """State, usable peers, blocks in flight and rate."""
+
+
+class PeerNetwork(Protocol):
+    """
+    What the node, RPC, metrics and notifications read of the node's P2P
+    service (L{timecoin.p2p.service.P2PService}, which imports this module:
+    the node cannot import it).  L{timecoin.wiring.build} attaches it.
+    """
+
+    @property
+    def sync(self) -> SyncView:
+        """Its block sync."""
+
+    @property
+    def waiting(self) -> int:
+        """Transactions from peers waiting for admission."""
+
+    def peer_info(self) -> list[dict[str, Any]]:
+        """One object per connected peer (C{getpeerinfo})."""
+
+
 class Node(Service):
     """
     A TIME Coin node as a Twisted service.
@@ -161,8 +192,8 @@ class Node(Service):
         self.chain.block_connected.append(
             self.participation.block_connected)
         self._stop_process = stop_process
-        self.p2p: Any = None
-        """The P2P service, once tap.py attaches it (RPC network methods)."""
+        self.p2p: PeerNetwork | None = None
+        """The P2P service, once L{timecoin.wiring.build} attaches it."""
         self.started_at = clock.seconds()
         self.ready: defer.Deferred[None] = defer.Deferred()
         self.busy_refusals = 0
@@ -372,7 +403,7 @@ class Node(Service):
         peers still waiting for admission (the P2P service's queue, see
         L{timecoin.p2p.settings.P2PSettings.admit_slice}).
         """
-        waiting = 0 if self.p2p is None else self.p2p.gossip.waiting
+        waiting = 0 if self.p2p is None else self.p2p.waiting
         return self.finality.undecided + waiting
 
     def backlog(self) -> str | None:

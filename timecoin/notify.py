@@ -233,7 +233,8 @@ class Notifier:
             node.chain.block_connected.append(self.block_connected)
 
             def catching_up() -> bool:
-                sync = getattr(node.p2p, "sync", None)
+                p2p = node.p2p
+                sync = p2p.sync if p2p is not None else None
                 return sync is not None and not sync.is_synced()
 
             self.catching_up = catching_up

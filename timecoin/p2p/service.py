@@ -261,6 +261,13 @@ class P2PService(Service):
 
     # Queries (RPC) -------------------------------------------------------
 
+    @property
+    def waiting(self) -> int:
+        """
+        Transactions from peers waiting for admission (the gossip's queue).
+        """
+        return self.gossip.waiting
+
     def peer_info(self) -> list[dict[str, Any]]:
         """
         RPC C{getpeerinfo}: one dict per connection.

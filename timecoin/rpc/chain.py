@@ -82,7 +82,8 @@ class ChainMethods:
         """
         chain = self.node.chain
         median = yield self._median_time()
-        sync = getattr(self.node.p2p, "sync", None)
+        p2p = self.node.p2p
+        sync = p2p.sync if p2p is not None else None
         if sync is not None:
             info = sync.info()
             headers = max(chain.height, info["headers"])
