@@ -112,6 +112,10 @@ class Wallet:
         """The keypool's target size."""
         return self.keys.keypool_size
 
+    @keypool_size.setter
+    def keypool_size(self, size: int) -> None:
+        self.keys.keypool_size = size
+
     @property
     def encrypted(self) -> bool:
         return self.keys.vault.encrypted
