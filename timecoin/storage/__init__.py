@@ -5,6 +5,9 @@ the change records they apply atomically.
 ``memory`` is the in-memory store (tests, simulation), ``sqlite`` the
 embedded default, ``redis`` the Redis one.  ``open_store(kind, ...)`` picks
 one by the config's name (see L{timecoin.node.open_store}).
+
+The stores import only the pure core (encoding, keys, transactions,
+blocks) and L{timecoin.interfaces}; state and the node import them.
 """
 
 from __future__ import annotations
