@@ -1,9 +1,9 @@
 """
-Block sync: the state machine that brings this node to the network's
-height and keeps it there.
+Block sync: L{BlockSync}, the coordinator of the parts that bring this
+node to the network's height and keep it there.
 
-States (L{BlockSync.state}, L{SyncState}), recomputed from facts on every event, every
-tick (1 s) and every read, so no flag can stay set:
+States (L{BlockSync.state}, kept by L{SyncState}), recomputed from facts
+on every event, every tick (1 s) and every read, so no flag can stay set:
 
 - C{idle}: no peer we can sync from has told us its height recently
   (none connected, all failed, or none heard from within
