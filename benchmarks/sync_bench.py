@@ -192,7 +192,7 @@ def timed_serving(service: P2PService, total: list[float]) -> None:
     and encoding blocks: work a remote peer does on its own CPU) to
     C{total[0]}.
     """
-    serve = service.sync.serve_blocks
+    serve = service.sync.server.serve_blocks
 
     def timed(conn: Any, msg: Any) -> Any:
         t0 = time.perf_counter()
@@ -201,7 +201,7 @@ def timed_serving(service: P2PService, total: list[float]) -> None:
         finally:
             total[0] += time.perf_counter() - t0
 
-    service.sync.serve_blocks = timed  # type: ignore[method-assign]
+    service.sync.server.serve_blocks = timed  # type: ignore[method-assign]
 
 
 def fresh_chain(node: Node) -> Chain:

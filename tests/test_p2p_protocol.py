@@ -142,7 +142,8 @@ class ProtocolTestBase(unittest.TestCase):
             self.clock, self.settings, random.Random(7),
             PeerTable(None, self.clock), self.scores)
         gossip = Gossip(self.node, peers, self.clock, self.settings)
-        sync = BlockSync(self.node, peers, gossip, self.clock, self.settings)
+        sync = BlockSync(self.node, peers, gossip, self.clock, self.settings,
+                         self.node.sync_status)
         self.manager = PeerManager(self.node, peers, gossip, sync,
                                    self.consensus_relay(peers))
         self.manager.start()
