@@ -213,7 +213,8 @@ class Hosts:
             tip_interval=5.0)
         built = build(config, reactor, store=host.store,
                       p2p_settings=settings, rng=fork(host.rng))
-        node = built.node
+        node, service = built.node, built.p2p
+        assert service is not None
         if self.recipe.quorum is not None:
             node.chain.quorum = self.recipe.quorum
         if self.recipe.rules is not None:
@@ -223,7 +224,7 @@ class Hosts:
         node.startService()
         host.starting = node
         node.ready.addCallbacks(
-            lambda _: self._ready(host, built.p2p),
+            lambda _: self._ready(host, service),
             lambda f: self.listener.host_failed(
                 host, f"{host.name} failed to start: "
                 f"{f.getErrorMessage()}"))
