@@ -190,7 +190,9 @@ class Announcements:
                            commit: CommitCertificate,
                            conn: Connection) -> Any:
         failure.trap(BlockInvalid)
-        return self.guard.refused(conn, block, commit, failure.value)
+        error = failure.value
+        assert isinstance(error, BlockInvalid)
+        return self.guard.refused(conn, block, commit, error)
 
     def _connect_failed(self, failure: Failure) -> None:
         self.counters["errors"] += 1

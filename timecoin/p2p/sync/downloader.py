@@ -319,7 +319,9 @@ class Downloader:
         failure.trap(RequestFailed)
         key = conn.peer_key
         given_up = self._finish(key, batch)
-        reason = failure.value.reason
+        error = failure.value
+        assert isinstance(error, RequestFailed)
+        reason = error.reason
         self.counters[f"sync-{reason}"] += 1
         if reason == "timeout" and given_up is False and \
                 gen == self.window.generation:
