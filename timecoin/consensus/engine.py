@@ -17,36 +17,32 @@ from twisted.logger import Logger
 
 from timecoin.block import Block, CommitCertificate, Vote
 from timecoin.chain import Chain
+from timecoin.consensus.committee import Committee
 from timecoin.consensus.evidence import EvidenceLog
+from timecoin.consensus.intake import Intake
 from timecoin.consensus.messages import (
     NIL,
     PRECOMMIT,
     PREVOTE,
     BlockVote,
     Proposal,
+    Signed,
     sign_proposal,
     sign_vote,
 )
+from timecoin.consensus.outgoing import Outgoing
 from timecoin.consensus.proposals import ProposalBook
 from timecoin.consensus.signing import SIGN_STEPS, SigningRecord, SigningState
 from timecoin.consensus.timers import RoundTimers
-from timecoin.consensus.votes import Box, VoteBook, late_precommit
+from timecoin.consensus.votes import Box, VoteBook
 from timecoin.keys import PrivateKey
 from timecoin.masternodes import Snapshot
 
 log = Logger(namespace="timecoin.consensus")
 """The consensus log lines keep the namespace they always had."""
 
-MAX_ROUND_AHEAD = 50
-"""Messages for rounds further ahead than this are dropped."""
-MAX_BUFFERED = 2_000
-"""Messages for the next height kept until we reach it."""
-
 PROPOSE, STEP_PREVOTE, STEP_PRECOMMIT, WAITING = (
     "propose", "prevote", "precommit", "waiting")
-
-Signed = Proposal | BlockVote
-"""A message this node signs."""
 
 
 class BlockConsensus:
@@ -71,15 +67,16 @@ class BlockConsensus:
         self.round_timeout = round_timeout
         self.build_block = build_block
         self.synced = synced
-        self.outbox: list[Callable[[Signed], None]] = []
+        self.outgoing = Outgoing()
+        self.outbox = self.outgoing.callbacks
         self.committed: list[Callable[[Block], None]] = []
         self.counters: dict[str, int] = {}
         self.running = False
         self.record = SigningRecord(chain.store, self._count)
         self.books = EvidenceLog(clock, self._count)
         self.timers = RoundTimers(clock, round_timeout, self._count)
+        self.intake = Intake(chain, self._count)
         self._committing = False
-        self._buffer: list[Signed] = []
         self._reset(chain.height + 1)
         chain.block_connected.append(self._block_connected)
 
@@ -95,12 +92,12 @@ class BlockConsensus:
         self._valid_restored = False
         """The valid block is the lock restored after a restart: its
         prevote quorum is not known here any more."""
+        self.committee = Committee(self.chain, height)
         self.proposal_book = ProposalBook(self.chain, height, self.books,
-                                          self._proposer)
+                                          self.committee.proposer)
         self.vote_book = VoteBook(self.chain.network.name, height,
                                   self.books)
-        self._mine: list[Signed] = []
-        self._unsigned: set[tuple[str, int]] = set()
+        self.outgoing.reset()
         self._fired: set[tuple[str, int]] = set()
         self.timers.reset()
 
@@ -133,6 +130,11 @@ class BlockConsensus:
         return self.books.offences
 
     @property
+    def _mine(self) -> list[Signed]:
+        """What this node signed at this height."""
+        return self.outgoing.mine
+
+    @property
     def signed(self) -> SigningState | None:
         """What this node signed last (see L{SigningState})."""
         return self.record.signed
@@ -143,16 +145,7 @@ class BlockConsensus:
         Who proposes and votes at the current height: its committee (the
         whole snapshot unless the network sets a committee size).
         """
-        return self.chain.committee_for(self.height)
-
-    def _weights(self) -> tuple[dict[bytes, int], int]:
-        weights = {m.pubkey: self.chain.quorum.weight(m)
-                   for m in self.snapshot}
-        return weights, sum(weights.values())
-
-    def _proposer(self, round: int) -> bytes | None:
-        return self.chain.expected_producer(self.height, self.chain.tip.hash,
-                                            round)
+        return self.committee.members
 
     @property
     def is_voter(self) -> bool:
@@ -160,7 +153,7 @@ class BlockConsensus:
         Whether this node votes at the current height.
         """
         return self.key is not None and \
-            self.key.public in {m.pubkey for m in self.snapshot}
+            self.committee.includes(self.key.public)
 
     def timeout(self, round: int) -> float:
         """
@@ -224,7 +217,7 @@ class BlockConsensus:
                 self.valid = (signed.lock[0], block)
                 self._valid_restored = True
             if signed.vote is not None:
-                self._mine.append(signed.vote)
+                self.outgoing.mine.append(signed.vote)
                 self.receive(signed.vote)
 
     def _block_connected(self, block: Block) -> None:
@@ -233,8 +226,7 @@ class BlockConsensus:
         self._reset(block.height + 1)
         if self.running:
             self._schedule_height()
-        buffered, self._buffer = self._buffer, []
-        for message in buffered:
+        for message in self.intake.drain():
             self.receive(message)
 
     # Rounds --------------------------------------------------------------
@@ -249,7 +241,7 @@ class BlockConsensus:
             self._count("round-changes")
             log.info("height {height} moves to round {round}",
                      height=height, round=round)
-        proposer = self._proposer(round)
+        proposer = self.committee.proposer(round)
         if self.key is not None and self.is_voter and self.synced() and \
                 proposer == self.key.public and self._may_sign(
                     round, SIGN_STEPS["proposal"], None):
@@ -286,11 +278,8 @@ class BlockConsensus:
         Record C{message} as signed, durably, then let it leave the node.
         """
         def recorded() -> None:
-            if message.height != self.height:
-                return
-            self._mine.append(message)
-            for callback in list(self.outbox):
-                callback(message)
+            if message.height == self.height:
+                self.outgoing.deliver(message)
 
         self.record.record(message, self.locked, self.proposal_book.block,
                            recorded)
@@ -311,8 +300,7 @@ class BlockConsensus:
             return
         if self.timers.pending:
             return
-        if any(m.height == self.height and m.round == self.round
-               for m in self._mine):
+        if self.outgoing.signed_in(self.height, self.round):
             return
         self._count("resumed")
         self._start_round(self.height, self.round)
@@ -340,12 +328,11 @@ class BlockConsensus:
         """
         if not self.is_voter or not self.synced():
             return False
-        missed = sorted(p for p, r in self._unsigned if r == self.round)
-        self._unsigned = {k for k in self._unsigned if k[1] == self.round}
+        missed = self.outgoing.missed(self.round)
         done = False
         for phase in (PREVOTE, PRECOMMIT):
             if phase in missed and self._signed_in(phase, self.round) is None:
-                self._unsigned.discard((phase, self.round))
+                self.outgoing.unsigned.discard((phase, self.round))
                 self._count("resigned-missed")
                 self._vote(phase, NIL)
                 done = True
@@ -373,22 +360,20 @@ class BlockConsensus:
             return
         self._sign_missed()
         self._watch_round()
-        resend: list[Signed] = [
-            m for m in self._mine if m.round >= self.round - 1]
+        resend = self.outgoing.recent(self.round)
         if self.valid is not None:
             valid_round, block = self.valid
             resend += [v for v in self.vote_book.votes_for(
                 PREVOTE, valid_round, block.hash) if v not in resend]
         for message in resend:
-            for callback in list(self.outbox):
-                callback(message)
+            self.outgoing.send(message)
         self.timers.heartbeat(self._rebroadcast)
 
     def _vote(self, phase: str, block_hash: bytes) -> None:
         if not self.is_voter:
             return
         if not self.synced():
-            self._unsigned.add((phase, self.round))
+            self.outgoing.unsigned.add((phase, self.round))
             return
         if not self._may_sign(self.round, SIGN_STEPS[phase], block_hash):
             return
@@ -425,38 +410,17 @@ class BlockConsensus:
         only accepted messages.
         """
         if isinstance(message, Proposal):
-            reason = self._check_proposal(message)
+            reason = self.intake.proposal(message, self.height, self.round,
+                                          self.proposal_book)
         elif isinstance(message, BlockVote):
-            reason = self._check_vote(message)
+            reason = self.intake.vote(message, self.height, self.round,
+                                      self.vote_book, self.committee.weights)
         else:
             reason = "unknown-message"
         self._count(reason or "accepted")
         if reason is None or reason == "equivocating-vote":
             self._evaluate()
         return reason
-
-    def _buffered(self, message: Signed, height: int) -> str | None:
-        if height == self.height + 1 and len(self._buffer) < MAX_BUFFERED:
-            self._buffer.append(message)
-            return "buffered-next-height"
-        return "wrong-height"
-
-    def _check_proposal(self, p: Proposal) -> str | None:
-        if p.height != self.height:
-            return self._buffered(p, p.height)
-        if p.round > self.round + MAX_ROUND_AHEAD:
-            return "round-too-far"
-        return self.proposal_book.add(p)
-
-    def _check_vote(self, v: BlockVote) -> str | None:
-        if v.height != self.height:
-            if v.height == self.chain.height and v.phase == PRECOMMIT:
-                return late_precommit(self.chain, v, self._count)
-            return self._buffered(v, v.height)
-        if v.round > self.round + MAX_ROUND_AHEAD:
-            return "round-too-far"
-        weights, _ = self._weights()
-        return self.vote_book.add(v, weights)
 
     def online(self) -> set[bytes]:
         """
@@ -475,16 +439,11 @@ class BlockConsensus:
     # The rules -----------------------------------------------------------
 
     def _tally(self, phase: str, round: int) -> dict[bytes, int]:
-        weights, _ = self._weights()
+        weights, _ = self.committee.weights()
         return self.vote_book.tally(phase, round, weights)
 
     def _quorum(self, weight: int) -> bool:
-        _, total = self._weights()
-        return self.chain.quorum.approved(weight, total)
-
-    def _more_than_third(self, weight: int) -> bool:
-        _, total = self._weights()
-        return self.chain.quorum.rejected(weight, total)
+        return self.committee.quorum(weight)
 
     def _block_valid(self, block: Block) -> bool:
         return self.proposal_book.block_valid(block)
@@ -506,10 +465,11 @@ class BlockConsensus:
         self._learn_valid()
         # Round skip: more than a third of the weight is in a later round.
         later = self.vote_book.voters_after(self.round)
-        weights, _ = self._weights()
+        weights, _ = self.committee.weights()
         for round in sorted(later, reverse=True):
             voters = set().union(*(later[r] for r in later if r >= round))
-            if self._more_than_third(sum(weights[v] for v in voters)):
+            if self.committee.more_than_third(
+                    sum(weights[v] for v in voters)):
                 self._start_round(self.height, round)
                 return
         self._evaluate_round(self.round)
@@ -617,11 +577,11 @@ class BlockConsensus:
         """
         The consensus state, for RPC C{getconsensusinfo}.
         """
-        _, total = self._weights()
+        _, total = self.committee.weights()
         commit = self.chain.tip_commit
         return {
             "height": self.height, "round": self.round, "step": self.step,
-            "proposer": (self._proposer(self.round) or b"").hex(),
+            "proposer": (self.committee.proposer(self.round) or b"").hex(),
             "locked_round": None if self.locked is None else self.locked[0],
             "snapshot_size": len(self.snapshot), "total_weight": total,
             "voter": self.is_voter,

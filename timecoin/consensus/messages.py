@@ -166,3 +166,7 @@ def proposal_signature_ok(proposal: Proposal, network: str) -> bool:
     return verify(proposal.proposer, PROPOSAL_DOMAIN, proposal_message(
         network, proposal.height, proposal.round, proposal.block.hash,
         proposal.valid_round), proposal.signature)
+
+
+Signed = Proposal | BlockVote
+"""A proposal or vote: what a masternode signs in block consensus."""
