@@ -15,8 +15,9 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from timecoin.block import Block, CommitCertificate, Vote
+from timecoin.block import Block
 from timecoin.chain import Chain
+from timecoin.consensus.commit import Committer
 from timecoin.consensus.committee import Committee
 from timecoin.consensus.evidence import EvidenceLog
 from timecoin.consensus.intake import Intake
@@ -69,14 +70,14 @@ class BlockConsensus:
         self.synced = synced
         self.outgoing = Outgoing()
         self.outbox = self.outgoing.callbacks
-        self.committed: list[Callable[[Block], None]] = []
+        self.committer = Committer(chain, self._count)
+        self.committed = self.committer.callbacks
         self.counters: dict[str, int] = {}
         self.running = False
         self.record = SigningRecord(chain.store, self._count)
         self.books = EvidenceLog(clock, self._count)
         self.timers = RoundTimers(clock, round_timeout, self._count)
         self.intake = Intake(chain, self._count)
-        self._committing = False
         self._reset(chain.height + 1)
         chain.block_connected.append(self._block_connected)
 
@@ -294,7 +295,7 @@ class BlockConsensus:
         could leave the others short of a quorum in theirs.
         """
         self.timers.prune()
-        if not self.running or self._committing:
+        if not self.running or self.committer.busy:
             return
         if self._sign_missed():
             return
@@ -344,29 +345,20 @@ class BlockConsensus:
 
     def _rebroadcast(self) -> None:
         """
-        Send again what this node signed in the current and previous round
-        of this height, every C{round_timeout}: peers that connected late
-        or restarted (and so missed them) need them to join the round;
-        peers that have them drop them as duplicates without relaying.
-
-        With a valid block (a prevote quorum seen for it), the prevotes of
-        that quorum go too: they justify re-proposing the block in a later
-        round, and a peer that restarted or joined after that round lacks
-        them, so it would prevote nil on the re-proposal while the nodes
-        locked on the block prevote nil on anything else -- a stall the
-        simulator found.
+        Every C{round_timeout}: sign the votes missed while not synced,
+        watch the round, send again what this node signed lately, with the
+        prevote quorum of its valid block (L{Outgoing.resend}).
         """
         if not self.running:
             return
         self._sign_missed()
         self._watch_round()
-        resend = self.outgoing.recent(self.round)
+        proofs: list[BlockVote] = []
         if self.valid is not None:
             valid_round, block = self.valid
-            resend += [v for v in self.vote_book.votes_for(
-                PREVOTE, valid_round, block.hash) if v not in resend]
-        for message in resend:
-            self.outgoing.send(message)
+            proofs = self.vote_book.votes_for(PREVOTE, valid_round,
+                                              block.hash)
+        self.outgoing.resend(self.round, proofs)
         self.timers.heartbeat(self._rebroadcast)
 
     def _vote(self, phase: str, block_hash: bytes) -> None:
@@ -449,7 +441,7 @@ class BlockConsensus:
         return self.proposal_book.block_valid(block)
 
     def _evaluate(self) -> None:
-        if not self.running or self._committing:
+        if not self.running or self.committer.busy:
             return
         # Commit: a precommit quorum for a proposed block, in any round.
         for (phase, round), _ in list(self.votes.items()):
@@ -460,7 +452,9 @@ class BlockConsensus:
                     continue
                 block = self.proposal_book.block(block_hash)
                 if block is not None and self._block_valid(block):
-                    self._commit(block, round)
+                    self.committer.commit(block, round,
+                                          self.vote_book.votes_for(
+                                              PRECOMMIT, round, block_hash))
                     return
         self._learn_valid()
         # Round skip: more than a third of the weight is in a later round.
@@ -544,32 +538,6 @@ class BlockConsensus:
             self.timers.later(self.timeout(r), self._timeout_precommit,
                               self.height, r)
         return None
-
-    def _commit(self, block: Block, round: int) -> None:
-        votes = tuple(sorted(
-            (Vote(v.voter, v.signature)
-             for v in self.vote_book.votes_for(PRECOMMIT, round, block.hash)),
-            key=lambda v: v.voter))
-        cert = CommitCertificate(block.height, round, block.hash, votes)
-        self._committing = True
-        d = self.chain.connect_block(block, cert)
-
-        def done(_: object) -> None:
-            self._committing = False
-            self._count("committed")
-            log.info("committed block {height} {hash} in round {round} "
-                     "with {n} txs", height=block.height,
-                     hash=block.hash.hex(), round=round,
-                     n=len(block.txs) - 1)
-            for callback in list(self.committed):
-                callback(block)
-
-        def failed(failure: Any) -> None:
-            self._committing = False
-            log.failure("could not connect committed block {height}",
-                        failure, height=block.height)
-
-        d.addCallbacks(done, failed)
 
     # Queries -------------------------------------------------------------
 

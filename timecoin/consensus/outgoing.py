@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from timecoin.consensus.messages import Signed
+from timecoin.consensus.messages import BlockVote, Signed
 
 
 class Outgoing:
@@ -55,6 +55,25 @@ class Outgoing:
         What this node signed in C{round} and the round before.
         """
         return [m for m in self.mine if m.round >= round - 1]
+
+    def resend(self, round: int, proofs: list[BlockVote]) -> None:
+        """
+        Send again what this node signed in C{round} and the round before
+        (the periodic re-broadcast): peers that connected late or
+        restarted (and so missed them) need them to join the round; peers
+        that have them drop them as duplicates without relaying.
+
+        With a valid block (a prevote quorum seen for it), the prevotes of
+        that quorum (C{proofs}) go too: they justify re-proposing the
+        block in a later round, and a peer that restarted or joined after
+        that round lacks them, so it would prevote nil on the re-proposal
+        while the nodes locked on the block prevote nil on anything else
+        -- a stall the simulator found.
+        """
+        resend = self.recent(round)
+        resend += [v for v in proofs if v not in resend]
+        for message in resend:
+            self.send(message)
 
     def signed_in(self, height: int, round: int) -> bool:
         """
