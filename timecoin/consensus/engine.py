@@ -1,10 +1,14 @@
 """
 L{BlockConsensus}: the round state machine of one node (heights, rounds,
-steps, locks, the valid block, timeouts, round skips), the coordinator of
-the objects that keep its books: the proposals (L{ProposalBook}) and votes
-(L{VoteBook}) of the height, the equivocations seen (L{EvidenceLog}), the
-durable record of what it signed (L{SigningRecord}) and its timers
-(L{RoundTimers}).
+steps, locks, the valid block, timeouts, round skips, catching up after
+sync, the restart at the round it last signed in), and the coordinator of
+the objects that keep the rest: who takes part (L{Committee}), the checks
+and buffer of received messages (L{Intake}), the proposals
+(L{ProposalBook}) and votes (L{VoteBook}) of the height, the
+equivocations seen (L{EvidenceLog}), the durable record of what it signed
+(L{SigningRecord}), its own messages and their re-broadcast
+(L{Outgoing}), its timers (L{RoundTimers}) and the commit of a decided
+block (L{Committer}).
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ class BlockConsensus:
         self.counters: dict[str, int] = {}
         self.running = False
         self.record = SigningRecord(chain.store, self._count)
-        self.books = EvidenceLog(clock, self._count)
+        self.evidence_log = EvidenceLog(clock, self._count)
         self.timers = RoundTimers(clock, round_timeout, self._count)
         self.intake = Intake(chain, self._count)
         self._reset(chain.height + 1)
@@ -94,10 +98,11 @@ class BlockConsensus:
         """The valid block is the lock restored after a restart: its
         prevote quorum is not known here any more."""
         self.committee = Committee(self.chain, height)
-        self.proposal_book = ProposalBook(self.chain, height, self.books,
+        self.proposal_book = ProposalBook(self.chain, height,
+                                          self.evidence_log,
                                           self.committee.proposer)
         self.vote_book = VoteBook(self.chain.network.name, height,
-                                  self.books)
+                                  self.evidence_log)
         self.outgoing.reset()
         self._fired: set[tuple[str, int]] = set()
         self.timers.reset()
@@ -123,12 +128,12 @@ class BlockConsensus:
     @property
     def evidence(self) -> list[dict[str, Any]]:
         """Equivocations seen (bounded), newest last."""
-        return self.books.evidence
+        return self.evidence_log.evidence
 
     @property
     def offences(self) -> dict[bytes, int]:
         """Equivocations counted per masternode key (its score)."""
-        return self.books.offences
+        return self.evidence_log.offences
 
     @property
     def _mine(self) -> list[Signed]:
@@ -204,22 +209,17 @@ class BlockConsensus:
         After a restart at the height it last signed at, rejoin at the
         round it signed in, with the lock it had.
         """
-        signed = self.signed
-        if signed is not None and signed.height == self.height:
-            self.round = signed.round
-            self.locked = signed.lock
-            block = self.record.lock_block(self.height)
-            if block is not None and signed.lock is not None:
-                # A proposer locked on it proposes it again (as a new
-                # value: its prevote quorum is gone with the restart);
-                # every node locked on it prevotes it.  Without the block
-                # a network whose nodes all restarted locked stalled for
-                # good (the simulator's seed 36).
-                self.valid = (signed.lock[0], block)
-                self._valid_restored = True
-            if signed.vote is not None:
-                self.outgoing.mine.append(signed.vote)
-                self.receive(signed.vote)
+        restored = self.record.restored(self.height)
+        if restored is None:
+            return
+        self.round = restored.round
+        self.locked = restored.lock
+        if restored.valid is not None:
+            self.valid = restored.valid
+            self._valid_restored = True
+        if restored.vote is not None:
+            self.outgoing.mine.append(restored.vote)
+            self.receive(restored.vote)
 
     def _block_connected(self, block: Block) -> None:
         if block.height + 1 <= self.height:

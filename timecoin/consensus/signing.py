@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -81,6 +81,24 @@ class SigningState:
         here = (height, round, step)
         last = (self.height, self.round, self.step)
         return here > last or (here == last and block_hash == self.block_hash)
+
+
+class Restored(NamedTuple):
+    """
+    Where a restarted node rejoins the height it last signed at.
+
+    @ivar round: the round it signed in.
+    @ivar lock: its lock then, or C{None}.
+    @ivar valid: C{(lock round, block)} when the store holds the block of
+        the lock: the node's valid block, which it proposes again.
+    @ivar vote: the vote it signed last, to send again (it may not sign
+        another), or C{None}.
+    """
+
+    round: int
+    lock: tuple[int, bytes] | None
+    valid: tuple[int, Block] | None
+    vote: BlockVote | None
 
 
 class SigningRecord:
@@ -177,6 +195,25 @@ class SigningRecord:
                         round=message.round)
 
         d.addCallbacks(done, failed)
+
+    def restored(self, height: int) -> Restored | None:
+        """
+        After a restart at C{height}, the height it last signed at: the
+        round it signed in, with the lock it had, else C{None}.
+        """
+        signed = self.signed
+        if signed is None or signed.height != height:
+            return None
+        valid = None
+        block = self.lock_block(height)
+        if block is not None and signed.lock is not None:
+            # A proposer locked on it proposes it again (as a new value:
+            # its prevote quorum is gone with the restart); every node
+            # locked on it prevotes it.  Without the block a network whose
+            # nodes all restarted locked stalled for good (the
+            # simulator's seed 36).
+            valid = (signed.lock[0], block)
+        return Restored(signed.round, signed.lock, valid, signed.vote)
 
     def lock_block(self, height: int) -> Block | None:
         """
