@@ -37,25 +37,36 @@ What lives where:
   - L{timecoin.consensus.signing}: L{SigningState} and the
     L{SigningRecord <timecoin.consensus.signing.SigningRecord>}: the
     durable record of what this node signed, the may-sign rule, the
-    restored lock.
+    restart point.
   - L{timecoin.consensus.votes}: the votes of a height per (phase, round),
     conflicting votes, tallies (L{VoteBook
     <timecoin.consensus.votes.VoteBook>}); late precommits added to the
     tip's certificate.
-  - L{timecoin.consensus.proposals}: the proposals of a height and their
-    checks (L{ProposalBook <timecoin.consensus.proposals.ProposalBook>}).
+  - L{timecoin.consensus.proposals}: the proposals of a height, their
+    checks, the validity of their blocks (L{ProposalBook
+    <timecoin.consensus.proposals.ProposalBook>}).
+  - L{timecoin.consensus.committee}: who proposes and votes at a height,
+    with what weight; the quorum thresholds.
+  - L{timecoin.consensus.intake}: the height and round checks of received
+    messages, the next-height buffer.
+  - L{timecoin.consensus.outgoing}: this node's own messages, the outbox
+    callbacks, the re-broadcast, the votes skipped while not synced.
   - L{timecoin.consensus.evidence}: equivocation evidence and offence
     counts.
   - L{timecoin.consensus.timers}: step timeouts, the re-broadcast timer,
     the round watchdog.
+  - L{timecoin.consensus.commit}: a decided block's certificate and its
+    connect.
   - L{timecoin.consensus.engine}: L{BlockConsensus}, the round state
     machine, the coordinator of the objects above.
 
-Imports: inside the package, C{messages}, C{evidence} and C{timers} import
-nothing of it; C{signing}, C{votes} and C{proposals} import those;
-C{engine} imports all of them.  From outside, only the core (C{block},
-C{encoding}, C{keys}, C{masternodes}, C{interfaces}) and C{chain}: never
-finality, mempool, P2P, RPC or the node.
+Imports: inside the package, C{messages}, C{evidence}, C{timers} and
+C{committee} import nothing of it; C{signing}, C{outgoing} and C{commit}
+import C{messages}; C{votes} and C{proposals} import C{messages} and
+C{evidence}; C{intake} imports those two; C{engine} imports all of them.
+From outside, only the core (C{block}, C{encoding}, C{keys},
+C{masternodes}, C{interfaces}) and C{chain}: never finality, mempool,
+P2P, RPC or the node.
 """
 
 from timecoin.consensus.engine import BlockConsensus
