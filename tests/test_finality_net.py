@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from tests.helpers import DEVNET, Harness, addr, key, result_of
@@ -45,6 +46,7 @@ from timecoin.finality.records import (
     ReleasedApprovals,
     group_records,
 )
+from timecoin.masternodes import Masternode, make_snapshot
 from timecoin.mempool import (
     FINALIZED,
     PENDING,
@@ -569,6 +571,59 @@ class ReleasedApprovalTests(unittest.TestCase):
         result_of(engine2.recover())
         self.assertIn(OutPoint(a.inputs[0].prevout.txid, 0),
                       engine2.released.by_input)
+
+
+class RejectionKeepsInputsTests(unittest.TestCase):
+    """
+    A rejection never precedes, by less than two vote windows, the end of
+    the memory that caused it.
+    """
+
+    def test_rejection_extends_the_kept_inputs_durably(self) -> None:
+        """
+        The harness masternode approved A three blocks ago and saw it
+        rejected; B spends A's coin.  Its reject vote on B leaves only once
+        A's kept inputs are stored again with B's height, so they last two
+        windows after this rejection (with the approval's height they
+        ended a few blocks after it, B then got approve, and other nodes
+        held both votes: lifecycle seed 657).  A lower height changes
+        nothing.
+        """
+        h = Harness(funds=[10 * params.COIN])
+        snapshot = h.chain.snapshot_for(1)
+        bigger = make_snapshot([*snapshot, *(
+            Masternode(key(i).public, "x:1", addr(key(i)), "free")
+            for i in (5, 6))])
+        h.chain.snapshot_for = lambda height: bigger  # type: ignore
+        found = engine(h, masternode=True, timeout=3,
+                       settings=FinalitySettings(batch_delay=0))
+        a = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
+        b = h.pay([h.funding()], [(addr(key(3)), 9 * params.COIN)])
+        result_of(found.submit(a))
+        h.clock.advance(3.1)
+        self.assertEqual(h.mempool.rejected[a.txid], "vote-timeout")
+        found.released._released[a.txid].height = h.chain.height - 3
+        held: list[tuple[defer.Deferred[None], bytes, bytes]] = []
+
+        def put(txid: bytes, raw: bytes) -> defer.Deferred[None]:
+            d: defer.Deferred[None] = defer.Deferred()
+            held.append((d, txid, raw))
+            return d
+
+        self.patch(h.store, "put_tx_record", put)
+        result_of(found.submit(b))
+        pending = held.pop(0)
+        self.assertEqual(pending[1], b.txid)
+        pending[0].callback(None)
+        # The rejection waits for A's record, written with B's height.
+        self.assertNotIn(h.mn_key.public, h.mempool.entries[b.txid].votes)
+        record, a_txid, raw = held.pop(0)
+        self.assertEqual(a_txid, a.txid)
+        self.assertEqual(decode(raw)["height"], h.chain.height)
+        record.callback(None)
+        mine = h.mempool.entries[b.txid].votes[h.mn_key.public]
+        self.assertEqual(mine.decision, REJECT)
+        self.assertIsNone(found.released.extend([a.txid], h.chain.height))
 
 
 class ReleasedWindowTests(unittest.TestCase):

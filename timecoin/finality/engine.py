@@ -461,7 +461,12 @@ class Finality:
                 self.key.public)
             if isinstance(mine, TxVote) and mine.decision == APPROVE and \
                     reason in LATE_REASONS:
-                self.released.release(txid, mine.height, entry.tx)
+                # Kept from now, not from the approval: while this was
+                # pending, this node rejected its contenders at heights up
+                # to now, and approving one of them must wait until no
+                # node can hold that rejection too.
+                self.released.release(
+                    txid, max(mine.height, self.chain.height), entry.tx)
             else:
                 self.records.delete(txid)
         if reason in LATE_REASONS:

@@ -175,6 +175,31 @@ class ReleasedApprovals:
         while len(self._released) > self.limit:
             self.forget(next(iter(self._released)))
 
+    def extend(self, txids: Iterable[bytes], height: int
+               ) -> defer.Deferred[None] | None:
+        """
+        This node is about to reject, at C{height}, a spender of inputs it
+        keeps for C{txids}: keep them until L{RELEASED_BLOCKS} after that
+        rejection, stored first (the returned Deferred fires once the
+        records are written; C{None} if none needed it).  Else the memory
+        could end a few blocks after this rejection, the spender would get
+        approve, and a node could hold both votes -- an honest masternode
+        equivocating (lifecycle seed 657 of seven/two, with one window).
+        """
+        writes = []
+        for txid in sorted(set(txids)):
+            released = self._released.get(txid)
+            if released is None or released.height >= height:
+                continue
+            released.height = height
+            self._released.move_to_end(txid)
+            writes.append(self.records.store.put_tx_record(
+                txid, released_record(height, released.inputs)))
+        if not writes:
+            return None
+        d = defer.gatherResults(writes, consumeErrors=True)
+        return d.addCallback(lambda _: None)
+
     def _add(self, txid: bytes, released: Released) -> None:
         self._released[txid] = released
         for outpoint in released.inputs:

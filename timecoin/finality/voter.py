@@ -9,6 +9,8 @@ from collections import Counter
 from collections.abc import Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from timecoin.chain import Chain
 from timecoin.finality.records import ReleasedApprovals
@@ -25,6 +27,8 @@ from timecoin.finality.votes import (
 )
 from timecoin.keys import PrivateKey
 from timecoin.mempool import PENDING
+
+log = Logger(namespace="timecoin.finality")
 
 
 class Voter:
@@ -56,6 +60,9 @@ class Voter:
         self.counters = counters
         self._queue: dict[bytes, str] = {}
         self._flush_call: IDelayedCall | None = None
+        self._storing: set[bytes] = set()
+        """Rejections waiting for the kept inputs behind them to be
+        stored (L{ReleasedApprovals.extend})."""
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -80,11 +87,13 @@ class Voter:
                 not synced() or \
                 self.key.public not in self.electorate.members()[0]:
             return
-        if self.key.public in entry.votes or txid in self._queue:
+        if self.key.public in entry.votes or txid in self._queue or \
+                txid in self._storing:
             return
         by_input = self.released.by_input
-        other = any(by_input.get(i.prevout, txid) != txid
-                    for i in entry.tx.inputs)
+        others = {by_input[i.prevout] for i in entry.tx.inputs
+                  if by_input.get(i.prevout, txid) != txid}
+        other = bool(others)
         # Inputs kept for this very transaction: this node approved it
         # before it was rejected.  Met again (after a restart, which
         # forgets the rejection), it gets approve again even if a
@@ -95,7 +104,28 @@ class Voter:
                        for i in entry.tx.inputs)
         decision = REJECT if other or (entry.conflict and not approved) \
             else APPROVE
-        self.queue(txid, decision, settings)
+        stored = self.released.extend(others, self.chain.height) \
+            if decision == REJECT else None
+        if stored is None:
+            self.queue(txid, decision, settings)
+            return
+        # Durable before the rejection leaves: a restarted node keeps the
+        # inputs as long as this rejection can count.
+        self._storing.add(txid)
+
+        def queue(_: object) -> None:
+            self._storing.discard(txid)
+            if self.subjects.get(txid) is not None:
+                self.queue(txid, decision, settings)
+
+        def failed(failure: Failure) -> None:
+            self._storing.discard(txid)
+            self.counters["store_errors"] += 1
+            log.failure("could not store the kept inputs behind a "
+                        "rejection of {txid}; not voting", failure,
+                        txid=txid.hex())
+
+        stored.addCallbacks(queue, failed)
 
     def queue(self, txid: bytes, decision: str,
               settings: FinalitySettings) -> None:
