@@ -664,7 +664,7 @@ class BoundedStateTests(unittest.TestCase):
                     self.assertIsNotNone(
                         result_of(n.store.get_tx_location(txid)))
         for s in cluster.services.values():
-            self.assertEqual(s.gossip.orphans, {})
+            self.assertEqual(s.gossip.orphans.votes, {})
         self.assertGreaterEqual(sender.finality.counters["finalized"], 21)
         cluster.assert_agree()
 

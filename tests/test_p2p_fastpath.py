@@ -403,25 +403,25 @@ class BatchingUnitTests(unittest.TestCase):
         gossip, clock, peers = self.make(tx_batch_count=5,
                                          tx_batch_delay=0.01)
         txs = [payment(i) for i in range(7)]
-        gossip._enqueue(txs[0], peers[0])  # type: ignore[arg-type]
-        gossip._enqueue(txs[1], None)
+        gossip.outbox.enqueue(txs[0], peers[0])  # type: ignore[arg-type]
+        gossip.outbox.enqueue(txs[1], None)
         self.assertEqual([p.lines for p in peers], [[], [], []])
         clock.advance(0.01)
         got = [[parse_line(line) for line in p.lines] for p in peers]
         self.assertEqual(got[0], [TxsMsg.of([txs[1]])])
         self.assertEqual(got[1], [TxsMsg.of(txs[:2])])
         for i in range(2, 7):
-            gossip._enqueue(txs[i], None)
+            gossip.outbox.enqueue(txs[i], None)
         self.assertEqual(len(peers[2].lines), 2)
         self.assertEqual(parse_line(peers[2].lines[1]), TxsMsg.of(txs[2:7]))
-        gossip._enqueue(txs[0], None)
+        gossip.outbox.enqueue(txs[0], None)
         gossip.stop()
         self.assertEqual(clock.getDelayedCalls(), [])
         size = len(txs_entry(txs[0]))
         gossip, clock, peers = self.make(tx_batch_bytes=2 * size + 30,
                                          tx_batch_delay=0.01)
         for tx in txs:
-            gossip._enqueue(tx, None)
+            gossip.outbox.enqueue(tx, None)
         clock.advance(0.01)
         lines = peers[0].lines
         self.assertGreaterEqual(len(lines), 4)
@@ -543,13 +543,13 @@ class AdmissionSliceTests(ClusterTestCase):
         Record the transactions C{gossip} hands to finality, in order.
         """
         seen: list[bytes] = []
-        real = gossip._submit
+        real = gossip.admission._submit
 
         def recording(conn: Any, tx: Transaction) -> None:
             seen.append(tx.txid)
             real(conn, tx)
 
-        self.patch(gossip, "_submit", recording)
+        self.patch(gossip.admission, "_submit", recording)
         return seen
 
     def test_big_batch_admitted_in_slices_in_order(self) -> None:
@@ -560,7 +560,7 @@ class AdmissionSliceTests(ClusterTestCase):
         """
         gossip = self.receiver.gossip
         conn = self.receiver.manager.ready[IPS[0]]
-        self.patch(gossip, "settings", replace(gossip.settings,
+        self.patch(gossip.admission, "settings", replace(gossip.settings,
                                                admit_slice=4))
         admitted = self.admissions(gossip)
         batch = [payment(100 + i) for i in range(10)]
@@ -572,10 +572,10 @@ class AdmissionSliceTests(ClusterTestCase):
         self.assertEqual(len(admitted), 4)
         # Each reactor turn runs one slice (task.Clock would run the
         # re-scheduled turns in one advance, so turns are taken by hand).
-        gossip._admit_some()
+        gossip.admission._admit_some()
         self.assertEqual(admitted, [t.txid for t in batch[:8]])
         self.assertEqual(gossip.counters["tx-admission-deferred"], 1)
-        gossip._admit_some()
+        gossip.admission._admit_some()
         self.assertEqual(admitted, [t.txid for t in batch])
         self.cluster.clock.advance(0)
         self.assertEqual(len(admitted), 10)
@@ -587,7 +587,7 @@ class AdmissionSliceTests(ClusterTestCase):
         """
         gossip = self.receiver.gossip
         conn = self.receiver.manager.ready[IPS[0]]
-        self.patch(gossip, "settings", replace(
+        self.patch(gossip.admission, "settings", replace(
             gossip.settings, admit_slice=2, admit_queue=3))
         admitted = self.admissions(gossip)
         gossip.txs_received(conn, TxsMsg.of([payment(200 + i)
@@ -607,15 +607,15 @@ class AdmissionSliceTests(ClusterTestCase):
         node = node_of(self.cluster, 1)
         node.p2p = self.receiver
         conn = self.receiver.manager.ready[IPS[0]]
-        self.patch(gossip, "settings", replace(gossip.settings,
+        self.patch(gossip.admission, "settings", replace(gossip.settings,
                                                admit_slice=2))
         before = node.undecided()
         gossip.txs_received(conn, TxsMsg.of([payment(300 + i)
                                              for i in range(6)]))
-        self.assertEqual(gossip.waiting, 4)
+        self.assertEqual(gossip.admission.waiting, 4)
         self.assertEqual(node.undecided(), before + 4)
         self.cluster.clock.advance(0)
-        self.assertEqual(gossip.waiting, 0)
+        self.assertEqual(gossip.admission.waiting, 0)
 
 
 class ConnectQueryTests(ClusterTestCase):

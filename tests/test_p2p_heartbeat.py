@@ -137,7 +137,7 @@ class HeartbeatGossipTests(unittest.TestCase):
         self.net.flush()
         self.assertEqual(b.gossip.counters["heartbeat-duplicate"],
                          duplicates + 1)
-        b.gossip.seen_heartbeats = SeenCache(b.settings.seen_size)
+        b.gossip.heartbeats.seen = SeenCache(b.settings.seen_size)
         to_b.send(HeartbeatMsg(old))
         self.net.flush()
         self.assertEqual(
@@ -183,6 +183,6 @@ class HeartbeatGossipTests(unittest.TestCase):
         Stopping the P2P service removes its heartbeat hook.
         """
         hooks = self.mn.node.liveness.heartbeat_cast
-        self.assertIn(self.mn.gossip.heartbeat_cast, hooks)
+        self.assertIn(self.mn.gossip.heartbeats.cast, hooks)
         self.mn.stopService()
-        self.assertNotIn(self.mn.gossip.heartbeat_cast, hooks)
+        self.assertNotIn(self.mn.gossip.heartbeats.cast, hooks)

@@ -560,13 +560,13 @@ class QueuedWorkTests(LimitsBase):
         self.settings = replace(self.settings, admit_slice=2)
         gossip = self.manager.gossip
         assert gossip is not None
-        gossip.settings = self.settings
+        gossip.admission.settings = self.settings
         wire = self.ready()
         wire.feed(TxsMsg.of(self.forged(10)))
-        self.assertEqual(gossip.waiting, 8)
+        self.assertEqual(gossip.admission.waiting, 8)
         wire.proto.close("test")
         self.clock.advance(0)
-        self.assertEqual(gossip.waiting, 0)
+        self.assertEqual(gossip.admission.waiting, 0)
         self.assertEqual(gossip.counters["tx-dropped:peer-gone"], 8)
         self.assertEqual(gossip.counters["tx-refused:bad-signature"], 2)
 
@@ -590,4 +590,4 @@ class QueuedWorkTests(LimitsBase):
         self.assertEqual(self.manager.counters["invalid-vote"], 1)
         wire.feed(TxVoteMsg(genuine))
         self.assertEqual(gossip.counters["orphan-kept"], 1)
-        self.assertEqual(list(gossip.orphans), [b"\x07" * 32])
+        self.assertEqual(list(gossip.orphans.votes), [b"\x07" * 32])

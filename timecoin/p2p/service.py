@@ -145,7 +145,7 @@ class P2PService(Service):
         self._hook(self.node.finality.tx_accepted, self.gossip.tx_accepted)
         self._hook(self.node.consensus.outbox, self.consensus.cast)
         self._hook(self.node.liveness.heartbeat_cast,
-                   self.gossip.heartbeat_cast)
+                   self.gossip.heartbeats.cast)
         self._loop(self.manager.maintain, settings.maintain_interval)
         self._loop(self.sync.poll, settings.tip_interval)
         self._loop(self.gossip.expire_orphans, settings.relay_interval)
@@ -266,7 +266,7 @@ class P2PService(Service):
         """
         Transactions from peers waiting for admission (the gossip's queue).
         """
-        return self.gossip.waiting
+        return self.gossip.admission.waiting
 
     def peer_info(self) -> list[dict[str, Any]]:
         """
