@@ -148,8 +148,8 @@ class PeerProtocol(LineOnlyReceiver):
     producer): while more than C{output_soft_bytes} wait, the peer's
     requests are held (at most C{held_requests}, then its socket is not
     read) and served once it drains; past C{output_hard_bytes} it is
-    dropped.  A dropped peer leaves the manager's peer set at once (L{close}), and its
-    socket is aborted, at once or after C{close_grace}.
+    dropped.  A dropped peer leaves the manager's peer set at once
+    (L{close}), and its socket is aborted, at once or after C{close_grace}.
 
     @ivar direction: L{INBOUND} or L{OUTBOUND}.
     @ivar state: L{CONNECTING}, L{HELLO}, L{READY} or L{CLOSED}.
@@ -160,6 +160,8 @@ class PeerProtocol(LineOnlyReceiver):
     @ivar output: the output bound (L{OutputBound}).
     @ivar requests: our outstanding requests (L{Requests}).
     @ivar keepalive: the pings (L{Keepalive}).
+    @ivar handshake: the handshake steps and timer (L{Handshake}).
+    @ivar closing: how the connection ends (L{Closing}).
     """
 
     delimiter = b"\n"
