@@ -36,7 +36,7 @@ clean:
 # checked each time; see benchmarks/crash_harness.py.
 KILLS ?= 50
 SEED ?= 1
-.PHONY: crash bench-storage
+.PHONY: crash bench-storage bench-memory
 crash: $(BIN)/.installed
 	scripts/ensure-redis >/dev/null
 	rc=0; for backend in sqlite redis; do \
@@ -60,6 +60,11 @@ bench: $(BIN)/.installed
 
 bench-ingest: $(BIN)/.installed
 	$(BIN)/python benchmarks/ingest_bench.py $(ARGS)
+
+# Resident memory of one node with 1,000 blocks of certificates and a full
+# mempool (issue 18); see benchmarks/memory_bench.py.
+bench-memory: $(BIN)/.installed
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python benchmarks/memory_bench.py $(ARGS)
 
 # The real-network harness alone (network namespaces, needs root; it also
 # runs in make test), and the soak run: the same network for MINUTES

@@ -64,6 +64,7 @@ from timecoin.tx import (  # noqa: E402
     sign_inputs,
 )
 from timecoin.wallet import write_private  # noqa: E402
+from timecoin.wiring import build  # noqa: E402
 
 START = 1_800_000_000.0
 PREFIX = params.NETWORKS["devnet"].address_prefix
@@ -136,7 +137,7 @@ class Setup:
         config.resolve()
         clock = Clock()
         clock.advance(START + 1)
-        node = Node(config, clock, store=MemoryStore())
+        node = build(config, clock, store=MemoryStore(), with_p2p=False).node
         node.startService()
         assert node.ready.called
         # No blocks: only the ingest path is measured.

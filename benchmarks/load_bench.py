@@ -45,7 +45,11 @@ finalized twice in one feed), C{refused} (errors by reason, busy
 refusals apart), C{busy_refusals} (sends refused as C{node-busy}, retried)
 and C{unsent_busy} (payments still refused busy when sending stopped),
 C{cpu_per_node} (percent of one core, from
-C{/proc/PID/stat}), the client's own CPU, C{raw_verify_per_s}, and the
+C{/proc/PID/stat}), C{cpu_us_per_payment_per_node} (a node's CPU time in
+the window, averaged over the nodes, per payment finalized in it) and
+C{verify_equivalents_per_payment} (that over the time of one raw
+signature check: how many checks' worth of work a payment costs a node),
+the client's own CPU, C{raw_verify_per_s}, and the
 machine's 1-minute load average before the run (C{loadavg_before}: other
 work on the machine shares its cores).
 C{--profile DIR} records node0 with py-spy over the window (collapsed
@@ -621,6 +625,9 @@ def measure(options: argparse.Namespace, net: Devnet, raw: float,
            for a, b in zip(cpu_start, cpu_end)]
     client_cpu = (client_end.user - client_start.user + client_end.system
                   - client_start.system)
+    node_seconds = [b - a for a, b in zip(cpu_start, cpu_end)]
+    per_payment = (1e6 * sum(node_seconds) / len(node_seconds)
+                   / finalized_in_window) if finalized_in_window else None
     figures: dict[str, Any] = {
         "nodes": net.nodes, "target_tps": options.rate,
         "duration_s": round(window, 1),
@@ -647,6 +654,10 @@ def measure(options: argparse.Namespace, net: Devnet, raw: float,
                                           3),
         "cpu_per_node": cpu,
         "cpu_total_cores": round(sum(cpu) / 100, 2),
+        "cpu_us_per_payment_per_node": round(per_payment, 1)
+        if per_payment is not None else None,
+        "verify_equivalents_per_payment": round(per_payment * raw / 1e6, 2)
+        if per_payment is not None else None,
         "client_cpu": round(100 * client_cpu / window, 1),
         "blocks": [b - a for a, b in zip(heights_start, heights_end)],
         "cores": os.cpu_count(),
@@ -695,8 +706,10 @@ def main(argv: list[str] | None = None) -> int:
           f"finality p50 {figures['finality_p50_ms']} ms p99 "
           f"{figures['finality_p99_ms']} ms, lost {figures['lost']}, "
           f"double finalized {figures['double_finalized']}; node CPU "
-          f"{figures['cpu_per_node']} %; raw verify "
-          f"{figures['raw_verify_per_s']}/s")
+          f"{figures['cpu_per_node']} %, "
+          f"{figures['cpu_us_per_payment_per_node']} us a payment "
+          f"({figures['verify_equivalents_per_payment']} verify-"
+          f"equivalents); raw verify {figures['raw_verify_per_s']}/s")
     print(json.dumps(figures, sort_keys=True))
     return 0
 

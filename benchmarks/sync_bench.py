@@ -68,6 +68,7 @@ from timecoin.selection import load_policy  # noqa: E402
 from timecoin.storage.memory import MemoryStore  # noqa: E402
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs  # noqa: E402
 from timecoin.wallet import write_private  # noqa: E402
+from timecoin.wiring import attach_p2p, build  # noqa: E402
 
 START = 1_800_000_000.0
 BLOCK_TIME = 0.05
@@ -132,7 +133,8 @@ class Bench:
                         block_time=BLOCK_TIME, p2p_port=PORT,
                         genesis=str(self.genesis_path))
         config.resolve()
-        node = Node(config, self.clock, store=MemoryStore())
+        node = build(config, self.clock, store=MemoryStore(),
+                     with_p2p=False).node
         node.startService()
         result_of(node.ready)
         return node
@@ -145,9 +147,8 @@ class Bench:
         settings = P2PSettings.from_config(
             node.config, bind=ip, connect=tuple(f"{c}:{PORT}"
                                                 for c in connect))
-        service = P2PService(node, self.net.reactor(ip), settings,
+        service = attach_p2p(node, self.net.reactor(ip), settings,
                              random.Random(len(self.services)))
-        node.p2p = service
         service.startService()
         self.services.append(service)
         return service
@@ -192,7 +193,7 @@ def timed_serving(service: P2PService, total: list[float]) -> None:
     and encoding blocks: work a remote peer does on its own CPU) to
     C{total[0]}.
     """
-    serve = service.sync.serve_blocks
+    serve = service.sync.server.serve_blocks
 
     def timed(conn: Any, msg: Any) -> Any:
         t0 = time.perf_counter()
@@ -201,7 +202,7 @@ def timed_serving(service: P2PService, total: list[float]) -> None:
         finally:
             total[0] += time.perf_counter() - t0
 
-    service.sync.serve_blocks = timed  # type: ignore[method-assign]
+    service.sync.server.serve_blocks = timed  # type: ignore[method-assign]
 
 
 def fresh_chain(node: Node) -> Chain:

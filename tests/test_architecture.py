@@ -116,3 +116,64 @@ class ImportGraphTests(unittest.TestCase):
         (root / "c.py").write_text("import pkg.a\n")
         self.assertEqual(import_cycles(module_names(root)),
                          [["pkg.a", "pkg.b"]])
+
+
+ROOT = PACKAGE.parent
+BUILT_ONLY_BY_WIRING = ("Node", "P2PService")
+"""Classes only L{timecoin.wiring} constructs: every node in the node's
+code, its tests, benchmarks and simulator is put together one way."""
+
+
+def wiring_bypasses(paths: list[Path]) -> list[str]:
+    """
+    Where C{paths} construct a class of L{BUILT_ONLY_BY_WIRING} or set a
+    node's C{p2p} themselves, as C{path:line: what}.
+    """
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else \
+                    func.attr if isinstance(func, ast.Attribute) else None
+                if name in BUILT_ONLY_BY_WIRING:
+                    found.append(f"{path}:{node.lineno}: {name}(...)")
+            elif isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Attribute) and \
+                            target.attr == "p2p" and \
+                            isinstance(target.value, (ast.Attribute,
+                                                      ast.Name)) and \
+                            ast.unparse(target.value).endswith("node"):
+                        found.append(f"{path}:{node.lineno}: "
+                                     f"{ast.unparse(target)} = ...")
+    return found
+
+
+class WiringTests(unittest.TestCase):
+    """
+    One way to build a node.
+    """
+
+    def test_nodes_built_by_wiring_only(self) -> None:
+        """
+        No module of the node, test, benchmark or simulator constructs a
+        C{Node} or a C{P2PService}, or sets C{node.p2p}, but
+        C{timecoin/wiring.py} (test clusters once wired nodes without
+        P2P's admission queue that production nodes have).
+        """
+        paths = [p for d in ("timecoin", "tests", "benchmarks")
+                 for p in sorted((ROOT / d).rglob("*.py"))
+                 if p != PACKAGE / "wiring.py"]
+        self.assertGreater(len(paths), 100)
+        self.assertEqual(wiring_bypasses(paths), [])
+
+    def test_finds_a_bypass(self) -> None:
+        """
+        The check sees a direct construction and a hand-set C{p2p}.
+        """
+        path = Path(self.mktemp())
+        path.write_text("n = Node(config, clock)\n"
+                        "n.node.p2p = P2PService(n, reactor)\n"
+                        "node.p2p = None\n")
+        self.assertEqual(len(wiring_bypasses([path])), 4)

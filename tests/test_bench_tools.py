@@ -5,6 +5,7 @@ What the load benchmark relies on: the node's finality feed
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections import deque
@@ -19,6 +20,7 @@ from benchmarks.load_bench import (
     percentile,
     sign_payments,
 )
+from benchmarks.memory_bench import memory_kib
 from tests.helpers import key
 from tests.test_rpc import RPCTestBase
 from tests.test_rpc_admission import BusyNodeBase
@@ -106,6 +108,15 @@ class BookkeepingTests(unittest.TestCase):
         self.assertEqual(percentile(values, 0.5), 50.0)
         self.assertEqual(percentile(values, 0.99), 99.0)
         self.assertEqual(percentile([3.0], 0.99), 3.0)
+
+    def test_memory_of_a_process(self) -> None:
+        """
+        The memory benchmark reads a process's resident set and its peak
+        (this process: some MB, the peak not below the current).
+        """
+        kib = memory_kib(os.getpid())
+        self.assertGreater(kib["VmRSS"], 10 * 1024)
+        self.assertGreaterEqual(kib["VmHWM"], kib["VmRSS"])
 
 
 class BusyNode:

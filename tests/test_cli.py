@@ -20,11 +20,11 @@ from twisted.trial import unittest
 
 from timecoin import cli
 from timecoin.config import Config
-from timecoin.node import Node
 from timecoin.rpc import codec
 from timecoin.rpc.auth import write_cookie
 from timecoin.rpc.site import build_rpc_site
 from timecoin.storage.memory import MemoryStore
+from timecoin.wiring import build
 
 
 def options(*argv: str) -> Any:
@@ -296,7 +296,7 @@ class LiveTests(unittest.TestCase):
         config = Config(network="devnet", datadir=self.mktemp(),
                         block_time=2.0)
         config.resolve()
-        node = Node(config, Clock(), store=MemoryStore())
+        node = build(config, Clock(), store=MemoryStore(), with_p2p=False).node
         node.startService()
         self.addCleanup(node.stopService)
         site = build_rpc_site(node, config)

@@ -20,9 +20,9 @@ from twisted.trial import unittest
 
 from timecoin import __version__, cli
 from timecoin.config import Config
-from timecoin.node import Node
 from timecoin.rpc.site import build_rpc_site
 from timecoin.storage.memory import MemoryStore
+from timecoin.wiring import build
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,7 +134,8 @@ class LiveHabitTests(unittest.TestCase):
         self.config = Config(network="devnet", datadir=self.mktemp(),
                              block_time=2.0)
         self.config.resolve()
-        self.node = Node(self.config, Clock(), store=MemoryStore())
+        self.node = build(self.config, Clock(), store=MemoryStore(),
+                          with_p2p=False).node
         self.node.startService()
         self.addCleanup(self.node.stopService)
         port = reactor.listenTCP(0, build_rpc_site(self.node, self.config),

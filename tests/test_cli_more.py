@@ -19,9 +19,9 @@ from twisted.trial import unittest
 from tests.nodeprocess import free_port
 from timecoin import cli
 from timecoin.config import Config
-from timecoin.node import Node
 from timecoin.rpc.site import build_rpc_site
 from timecoin.storage.memory import MemoryStore
+from timecoin.wiring import build
 
 
 class NamedTests(unittest.TestCase):
@@ -118,7 +118,8 @@ class LiveTests(unittest.TestCase):
         self.config = Config(network="devnet", datadir=self.mktemp(),
                              block_time=2.0)
         self.config.resolve()
-        self.node = Node(self.config, Clock(), store=MemoryStore())
+        self.node = build(self.config, Clock(), store=MemoryStore(),
+                          with_p2p=False).node
         self.addCleanup(self.node.stopService)
 
     def listen(self) -> int:

@@ -11,8 +11,8 @@ from twisted.trial import unittest
 from tests.helpers import START, result_of
 from timecoin.config import Config
 from timecoin.metrics import NodeMetrics
-from timecoin.node import Node
 from timecoin.storage.memory import MemoryStore
+from timecoin.wiring import build
 
 
 def samples(metrics: NodeMetrics) -> dict[tuple[str, tuple], float]:
@@ -42,7 +42,7 @@ class MetricsTests(unittest.TestCase):
         config = Config(network="devnet", datadir=self.mktemp(),
                         block_time=2.0)
         config.resolve()
-        node = Node(config, clock, store=MemoryStore())
+        node = build(config, clock, store=MemoryStore(), with_p2p=False).node
         metrics = NodeMetrics(node)
         other = NodeMetrics(node)
         node.startService()

@@ -18,7 +18,7 @@ from twisted.trial import unittest
 from tests.test_p2p_network import Cluster, keys_by_order
 from tests.test_rpc import RPCTestBase
 from timecoin.metrics import NodeMetrics
-from timecoin.p2p.service import P2PService
+from timecoin.wiring import attach_p2p
 
 FAMILIES = {
     "timecoin_chain_height": "gauge",
@@ -52,8 +52,7 @@ class MetricsCompletenessTests(RPCTestBase):
         super().setUp()
         self.reactor = MemoryReactorClock()
         self.reactor.advance(self.clock.seconds())
-        self.p2p = P2PService(self.node, self.reactor)
-        self.node.p2p = self.p2p
+        self.p2p = attach_p2p(self.node, self.reactor)
         self.p2p.startService()
         self.addCleanup(self.p2p.stopService)
 
@@ -168,7 +167,6 @@ class PeerDirectionTests(unittest.TestCase):
         self.assertEqual(cluster.links(), [("10.0.0.2", "10.0.0.1")])
         peers = {}
         for name, service in (("a", a), ("b", b)):
-            service.node.p2p = service
             text = NodeMetrics(service.node).render().decode()
             family = {f.name: f for f in
                       text_string_to_metric_families(text)}["timecoin_peers"]
@@ -199,8 +197,7 @@ class OperatingDocTests(RPCTestBase):
                 for name in re.findall(r"`([a-z_]+)", row.split(" | ")[0]):
                     documented.add("timecoin_" + name.removesuffix("_total"))
         self.assertGreater(len(documented), 15)
-        p2p = P2PService(self.node, MemoryReactorClock())
-        self.node.p2p = p2p
+        attach_p2p(self.node, MemoryReactorClock())
         self.rpc("getblockcount")
         status, _, body = self.http(b"", method="GET",
                                     url="http://127.0.0.1/metrics")

@@ -29,6 +29,7 @@ from timecoin.quorum import QUORUM_RULES
 from timecoin.selection import PolicyError, load_policy
 from timecoin.storage.memory import MemoryStore
 from timecoin.tx import TxOut
+from timecoin.wiring import build
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -202,7 +203,7 @@ class NodeServiceTests(unittest.TestCase):
         config = Config(network="devnet", datadir=datadir, block_time=2.0,
                         **kw)
         config.resolve()
-        node = Node(config, clock, store=MemoryStore())
+        node = build(config, clock, store=MemoryStore(), with_p2p=False).node
         return node, clock
 
     def test_fresh_devnet(self) -> None:

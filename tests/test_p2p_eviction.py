@@ -69,7 +69,8 @@ class SlotTestBase(ProtocolTestBase):
             self.clock, self.settings, random.Random(7),
             PeerTable(None, self.clock), self.scores)
         gossip = Gossip(self.node, peers, self.clock, self.settings)
-        sync = BlockSync(self.node, peers, gossip, self.clock, self.settings)
+        sync = BlockSync(self.node, peers, gossip, self.clock, self.settings,
+                         self.node.sync_status)
         self.manager = PeerManager(self.node, peers, gossip, sync)
         self.manager.start()
 

@@ -605,7 +605,7 @@ class AdmissionSliceTests(ClusterTestCase):
         """
         gossip = self.receiver.gossip
         node = node_of(self.cluster, 1)
-        node.p2p = self.receiver
+        self.assertIs(node.p2p, self.receiver)
         conn = self.receiver.manager.peers.ready[IPS[0]]
         self.patch(gossip.admission, "settings", replace(gossip.settings,
                                                admit_slice=2))

@@ -59,6 +59,7 @@ from timecoin.p2p.settings import P2PSettings
 from timecoin.p2p.sync import BlockSync
 from timecoin.storage.memory import MemoryStore
 from timecoin.wallet import write_private
+from timecoin.wiring import build
 
 PEER_IP = "10.0.0.9"
 
@@ -75,7 +76,7 @@ def make_node(testcase: unittest.TestCase, clock: Clock, n: int = 1,
     config = Config(network="devnet", datadir=str(datadir), block_time=2.0,
                     genesis=genesis, policy=policy)
     config.resolve()
-    node = Node(config, clock, store=MemoryStore())
+    node = build(config, clock, store=MemoryStore(), with_p2p=False).node
     result_of(node.chain.load())
     return node
 
@@ -142,7 +143,8 @@ class ProtocolTestBase(unittest.TestCase):
             self.clock, self.settings, random.Random(7),
             PeerTable(None, self.clock), self.scores)
         gossip = Gossip(self.node, peers, self.clock, self.settings)
-        sync = BlockSync(self.node, peers, gossip, self.clock, self.settings)
+        sync = BlockSync(self.node, peers, gossip, self.clock, self.settings,
+                         self.node.sync_status)
         self.manager = PeerManager(self.node, peers, gossip, sync,
                                    self.consensus_relay(peers))
         self.manager.start()

@@ -28,7 +28,7 @@ from timecoin.address import address_of
 from timecoin.block import Block
 from timecoin.config import Config
 from timecoin.keys import PrivateKey
-from timecoin.node import DEVNET_FUNDS, Node
+from timecoin.node import DEVNET_FUNDS
 from timecoin.rpc.auth import BasicAuth
 from timecoin.rpc.chain import ChainMethods
 from timecoin.rpc.codec import encode_json
@@ -50,6 +50,7 @@ from timecoin.rpc.table import DuplicateMethod, area_methods, method_table
 from timecoin.storage.memory import MemoryStore
 from timecoin.tx import OutPoint, Transaction
 from timecoin.wallet import Wallet
+from timecoin.wiring import build
 
 URL = "http://127.0.0.1:24201/"
 START = 1_700_000_000.0
@@ -85,8 +86,9 @@ class RPCTestBase(unittest.TestCase):
         self.clock.advance(START)
         self.stopped: list[bool] = []
         self.config = self.make_config()
-        self.node = Node(self.config, self.clock, store=MemoryStore(),
-                         stop_process=lambda: self.stopped.append(True))
+        self.node = build(self.config, self.clock, store=MemoryStore(),
+                          stop_process=lambda: self.stopped.append(True),
+                          with_p2p=False).node
         self.node.startService()
         self.addCleanup(self.node.stopService)
         self.site = build_rpc_site(self.node, self.config)
@@ -568,7 +570,7 @@ class ServerTests(unittest.TestCase):
         clock = Clock()
         config = Config(network="devnet", datadir=self.mktemp())
         config.resolve()
-        node = Node(config, clock, store=MemoryStore())
+        node = build(config, clock, store=MemoryStore(), with_p2p=False).node
         server = RPCServer(RPCMethods(node).registry(), BasicAuth([]), 1000,
                            ready=lambda: False)
         reply = self.call(server, {"method": "getblockcount", "id": 1})
@@ -586,7 +588,7 @@ class ServerTests(unittest.TestCase):
         config = Config(network="devnet", datadir=self.mktemp(),
                         rpc_max_body_bytes=100)
         config.resolve()
-        node = Node(config, clock, store=MemoryStore())
+        node = build(config, clock, store=MemoryStore(), with_p2p=False).node
         node.startService()
         self.addCleanup(node.stopService)
         site = build_rpc_site(node, config)

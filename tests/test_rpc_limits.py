@@ -28,7 +28,6 @@ from twisted.trial import unittest
 
 from tests.nodeprocess import NodeProcess
 from timecoin.config import ConfigError, load_config
-from timecoin.node import Node
 from timecoin.rpc.errors import UNAUTHORIZED
 from timecoin.rpc.limits import (
     LOGIN_THROTTLED,
@@ -40,6 +39,7 @@ from timecoin.rpc.limits import (
 )
 from timecoin.rpc.site import build_rpc_site
 from timecoin.storage.memory import MemoryStore
+from timecoin.wiring import build
 
 START = 1_700_000_000.0
 CALL = b'{"method": "getblockcount", "id": 1}'
@@ -134,7 +134,8 @@ class LimitsBase(unittest.TestCase):
         self.config = load_config(None, dict(
             network="devnet", datadir=self.mktemp(), block_time=2.0,
             storage="memory", **settings))
-        self.node = Node(self.config, self.clock, store=MemoryStore())
+        self.node = build(self.config, self.clock, store=MemoryStore(),
+                          with_p2p=False).node
         self.node.startService()
         self.addCleanup(self.node.stopService)
         self.site: Any = build_rpc_site(self.node, self.config)

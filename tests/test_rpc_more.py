@@ -21,7 +21,6 @@ from twisted.trial import unittest
 from tests.test_rpc import HEX64, RPCTestBase, basic
 from timecoin import params
 from timecoin.config import Config, ConfigError, load_config
-from timecoin.node import Node
 from timecoin.rpc.auth import (
     FORBIDDEN,
     AllowList,
@@ -34,6 +33,7 @@ from timecoin.rpc.auth import (
 from timecoin.rpc.site import build_rpc_site
 from timecoin.storage.memory import MemoryStore
 from timecoin.tx import Transaction, input_signature_ok
+from timecoin.wiring import build
 
 BITCOIN_LINE = ("rt:93648e835a54c573682c2eb19f882535$"
                 "7681e9c5b74bdd85e78166031d2058e1069b3ed7ed967c93fc63abba06f31144")
@@ -189,7 +189,7 @@ class SiteAccessTests(unittest.TestCase):
                         block_time=2.0, **settings)
         config.resolve()
         from twisted.internet.task import Clock
-        node = Node(config, Clock(), store=MemoryStore())
+        node = build(config, Clock(), store=MemoryStore(), with_p2p=False).node
         node.startService()
         self.addCleanup(node.stopService)
         site = build_rpc_site(node, config)
@@ -506,7 +506,8 @@ class MasternodeMethodTests(RPCTestBase):
 
         config = self.make_config(
             genesis=str(Path(self.config.datadir) / "genesis.json"))
-        follower = Node(config, self.clock, store=MemoryStore())
+        follower = build(config, self.clock, store=MemoryStore(),
+                         with_p2p=False).node
         follower.startService()
         self.addCleanup(follower.stopService)
         self.stub = StubTreq(build_rpc_site(follower, config).resource)

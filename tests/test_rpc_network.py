@@ -12,7 +12,7 @@ from typing import Any
 from twisted.internet.testing import MemoryReactorClock
 
 from tests.test_rpc import CallFailed, RPCTestBase
-from timecoin.p2p.service import P2PService
+from timecoin.wiring import attach_p2p, build
 
 
 class NetworkRPCTests(RPCTestBase):
@@ -24,8 +24,7 @@ class NetworkRPCTests(RPCTestBase):
         super().setUp()
         self.reactor = MemoryReactorClock()
         self.reactor.advance(self.clock.seconds())
-        self.p2p = P2PService(self.node, self.reactor)
-        self.node.p2p = self.p2p
+        self.p2p = attach_p2p(self.node, self.reactor)
         self.p2p.startService()
         self.addCleanup(self.p2p.stopService)
 
@@ -112,12 +111,12 @@ class MonitoringTests(RPCTestBase):
 
         from treq.testing import StubTreq
 
-        from timecoin.node import Node
         from timecoin.rpc.site import build_rpc_site
         from timecoin.storage.memory import MemoryStore
         config = self.make_config(
             genesis=str(Path(self.config.datadir) / "genesis.json"))
-        follower = Node(config, self.clock, store=MemoryStore())
+        follower = build(config, self.clock, store=MemoryStore(),
+                         with_p2p=False).node
         follower.startService()
         self.addCleanup(follower.stopService)
         stub = StubTreq(build_rpc_site(follower, config).resource)

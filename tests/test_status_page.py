@@ -34,6 +34,7 @@ from timecoin.rpc.status import (
     render_page,
     status_data,
 )
+from timecoin.wiring import build
 
 CHROMIUM = os.environ.get("TIMECOIN_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOT_COPY = os.environ.get("TIMECOIN_STATUS_SCREENSHOT")
@@ -188,7 +189,7 @@ class HistoryTests(unittest.TestCase):
         config = Config(network="devnet", datadir=datadir, block_time=2.0,
                         storage="sqlite")
         config.resolve()
-        node = Node(config, clock)
+        node = build(config, clock, with_p2p=False).node
         return node
 
     def test_restart_preload(self) -> None:

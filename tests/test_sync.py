@@ -177,7 +177,7 @@ def silent_after(service: P2PService, answered: int) -> list[int]:
     answered).  Returns the list of request starts it saw.
     """
     seen: list[int] = []
-    serve = service.sync.serve_blocks
+    serve = service.sync.server.serve_blocks
 
     def maybe_serve(conn: Any, msg: GetBlocks) -> Any:
         seen.append(msg.start)
@@ -185,7 +185,7 @@ def silent_after(service: P2PService, answered: int) -> list[int]:
             return serve(conn, msg)
         return None
 
-    service.sync.serve_blocks = maybe_serve  # type: ignore[method-assign]
+    service.sync.server.serve_blocks = maybe_serve  # type: ignore[method-assign]
     return seen
 
 
@@ -209,7 +209,7 @@ def corrupting(service: P2PService) -> list[int]:
             broken.append(block.height)
         conn.send(blocks_reply(msg.id, entries))
 
-    service.sync.serve_blocks = serve  # type: ignore[method-assign]
+    service.sync.server.serve_blocks = serve  # type: ignore[method-assign]
     return broken
 
 
@@ -388,8 +388,8 @@ class RecoveryTests(unittest.TestCase):
         self.assertEqual(new.sync.state, IDLE)
         self.assertEqual(new.sync.in_flight(), 0)
         self.assertEqual(new.sync.counters["sync-slow"], 2)
-        del a.sync.serve_blocks
-        del self.producer.sync.serve_blocks
+        del a.sync.server.serve_blocks
+        del self.producer.sync.server.serve_blocks
         self.net.advance(new.settings.sync_retry_after
                          + new.settings.tip_interval)
         self.assertEqual(new.node.chain.tip.hash, self.mn.chain.tip.hash)
@@ -690,7 +690,7 @@ class ObservabilityTests(unittest.TestCase):
         metrics = NodeMetrics(new.node).render().decode()
         self.assertIn('timecoin_sync_state{state="catching-up"} 1.0', metrics)
         self.assertIn("timecoin_sync_blocks_total 50.0", metrics)
-        del producer.sync.serve_blocks
+        del producer.sync.server.serve_blocks
         net.advance(new.settings.sync_retry_after
                     + new.settings.tip_interval)
         info = result_of(rpc.rpc_getblockchaininfo())

@@ -22,9 +22,9 @@ from timecoin import hdwallet
 from timecoin.address import address_of
 from timecoin.config import Config
 from timecoin.keys import PrivateKey
-from timecoin.node import Node
 from timecoin.rpc.site import build_rpc_site
 from timecoin.wallet import Wallet, WalletError
+from timecoin.wiring import build
 
 FAST_KDF = (argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
 """Argon2id limits that keep tests fast (the file records them)."""
@@ -247,7 +247,8 @@ class EncryptedNodeTests(RPCTestBase):
         if self.node.running:
             self.node.stopService()
         self.config = config or self.config
-        self.node = Node(self.config, self.clock, store=store)
+        self.node = build(self.config, self.clock, store=store,
+                          with_p2p=False).node
         self.node.startService()
         self.addCleanup(self.node.stopService)
         self.site = build_rpc_site(self.node, self.config)

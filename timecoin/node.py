@@ -40,6 +40,7 @@ from timecoin.participation import Participation
 from timecoin.producer import BlockBuilder
 from timecoin.quorum import QUORUM_RULES, approval_threshold
 from timecoin.selection import load_policy
+from timecoin.syncstatus import SyncStatus
 from timecoin.tx import OutPoint, Transaction, TxOut, UtxoEntry
 from timecoin.wallet import (
     InsufficientFunds,
@@ -172,14 +173,19 @@ class Node(Service):
             max_contenders=config.mempool_max_contenders,
             max_contender_bytes=config.mempool_max_contender_bytes),
             clock.seconds)
+        self.sync_status = SyncStatus()
+        """Whether the node caught up: block sync answers for it while P2P
+        runs; consensus, voting and activation ask it."""
         self.finality = Finality(self.chain, self.mempool, self.key, clock,
                                  config.vote_timeout,
-                                 FinalitySettings.from_config(config))
+                                 FinalitySettings.from_config(config),
+                                 synced=self.sync_status.is_synced)
         self.builder = BlockBuilder(self.chain, self.mempool, self.key,
                                     clock)
         self.consensus = BlockConsensus(
             self.chain, self.key, clock, config.block_time,
-            config.round_timeout, self.builder.build_block)
+            config.round_timeout, self.builder.build_block,
+            synced=self.sync_status.is_synced)
         self.chain.block_connected.append(self.finality.block_connected)
         self.liveness = Liveness(self.chain, clock)
         self.participation = Participation(
@@ -187,7 +193,7 @@ class Node(Service):
             lambda since: build_activation(
                 self.wallet, self.spendable(), self.key, since,
                 self.network.name),
-            self.submit, lambda: bool(self.consensus.synced()),
+            self.submit, self.sync_status.is_synced,
             self.mempool.pending_activations, config.auto_activate)
         self.chain.block_connected.append(
             self.participation.block_connected)
@@ -310,7 +316,7 @@ class Node(Service):
         block needs) and C{missing} (the masternodes not heard from).
         """
         age = self.tip_age()
-        if age < self.config.stall_after or not self.consensus.synced():
+        if age < self.config.stall_after or not self.sync_status.is_synced():
             return None
         chain = self.chain
         snapshot = chain.committee_for(chain.height + 1)

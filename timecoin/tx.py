@@ -264,7 +264,7 @@ _TX_KEYS = frozenset({"version", "kind", "data", "inputs", "outputs",
                       "lock_time"})
 _IN_KEYS = frozenset({"txid", "vout", "pubkey", "signature"})
 _OUT_KEYS = frozenset({"value", "address"})
-_escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_escape = json.encoder.encode_basestring_ascii
 _new = object.__new__
 """Builds the frozen dataclasses below without their generated
 C{__init__} (one C{object.__setattr__} per field: half the parse); every

@@ -30,7 +30,7 @@ from timecoin.notify import Notifier
 from timecoin.p2p.service import P2PService
 from timecoin.p2p.settings import P2PSettings
 
-__all__ = ["NodeServices", "build"]
+__all__ = ["NodeServices", "attach_p2p", "build"]
 
 
 class NodeServices(MultiService):
@@ -40,15 +40,17 @@ class NodeServices(MultiService):
     table, before the node closes its store).
 
     @ivar node: the L{Node}.
-    @ivar p2p: its L{P2PService}, also reachable as C{node.p2p}.
+    @ivar p2p: its L{P2PService}, also reachable as C{node.p2p}; C{None}
+        for a node built without P2P.
     """
 
-    def __init__(self, node: Node, p2p: P2PService) -> None:
+    def __init__(self, node: Node, p2p: P2PService | None) -> None:
         super().__init__()
         self.node = node
         self.p2p = p2p
         node.setServiceParent(self)
-        p2p.setServiceParent(self)
+        if p2p is not None:
+            p2p.setServiceParent(self)
 
 
 def build(config: Config, clock: IReactorTime, *,
@@ -57,7 +59,8 @@ def build(config: Config, clock: IReactorTime, *,
           p2p_settings: P2PSettings | None = None,
           rng: random.Random | None = None,
           spawn: Callable[..., Any] | None = None,
-          stop_process: Callable[[], None] | None = None) -> NodeServices:
+          stop_process: Callable[[], None] | None = None,
+          with_p2p: bool = True) -> NodeServices:
     """
     Build the node C{config} describes.
 
@@ -72,6 +75,9 @@ def build(config: Config, clock: IReactorTime, *,
         commands; default: the reactor's, if it has one (a config with
         commands and nothing to spawn them with is a L{NotifyError}).
     @param stop_process: what the C{stop} RPC calls.
+    @param with_p2p: false for a node without P2P (RPC and unit tests of
+        one node; L{attach_p2p} can add it later, as a benchmark that
+        fills a chain before serving it does).
     @raise timecoin.genesis.GenesisError: no usable genesis.
     @raise timecoin.selection.PolicyError: the policy cannot be loaded.
     @raise timecoin.notify.NotifyError: a C{[notify]} command is unusable.
@@ -82,9 +88,20 @@ def build(config: Config, clock: IReactorTime, *,
     if spawn is None:
         spawn = getattr(reactor, "spawnProcess", _cannot_spawn)
     Notifier.from_config(config, spawn, clock).attach(node)
-    p2p = P2PService(node, reactor, p2p_settings, rng)
+    if not with_p2p:
+        return NodeServices(node, None)
+    return NodeServices(node, attach_p2p(node, reactor, p2p_settings, rng))
+
+
+def attach_p2p(node: Node, reactor: Any,
+               settings: P2PSettings | None = None,
+               rng: random.Random | None = None) -> P2PService:
+    """
+    Give C{node} its P2P service (C{node.p2p}), not started; see L{build}.
+    """
+    p2p = P2PService(node, reactor, settings, rng)
     node.p2p = p2p
-    return NodeServices(node, p2p)
+    return p2p
 
 
 def _cannot_spawn(*args: Any, **kwargs: Any) -> Any:

@@ -196,7 +196,8 @@ class Finality:
 
     def __init__(self, chain: Chain, mempool: Mempool, key: PrivateKey | None,
                  clock: IReactorTime, vote_timeout: float = 10.0,
-                 settings: FinalitySettings | None = None) -> None:
+                 settings: FinalitySettings | None = None,
+                 synced: Callable[[], bool] = lambda: True) -> None:
         self.chain = chain
         self.mempool = mempool
         self.clock = clock
@@ -229,9 +230,10 @@ class Finality:
                            self.counters, self.vote_cast, self._accept)
         self.finalized: list[Callable[[bytes, float], None]] = []
         self.tx_accepted: list[Callable[[Transaction], None]] = []
-        self.synced: Callable[[], bool] = lambda: True
-        """Whether the node has caught up with the network; block sync
-        replaces it, and a node that is behind does not vote."""
+        self.synced = synced
+        """Whether the node has caught up with the network (the node's
+        L{timecoin.syncstatus.SyncStatus}); a node that is behind does not
+        vote."""
 
     @property
     def key(self) -> PrivateKey | None:

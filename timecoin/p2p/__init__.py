@@ -29,7 +29,8 @@ catch-up, misbehaviour scores and the service that runs it all.
   (admission of peers' transactions), L{timecoin.p2p.orphans} (orphan
   votes) and L{timecoin.p2p.heartbeats} (heartbeat relay);
   L{timecoin.p2p.consensus_relay}: relay of proposals and block votes.
-- L{timecoin.p2p.sync}: catch-up by block ranges.
+- L{timecoin.p2p.sync}: catch-up by block ranges, a package split by
+  object (its docstring lists the parts); C{BlockSync} coordinates them.
 - L{timecoin.p2p.peers}, L{timecoin.p2p.scoring}, L{timecoin.p2p.ratelimit}:
   the peer table, misbehaviour scores and bans, token buckets.
 - L{timecoin.p2p.service}: C{P2PService}, the Twisted service, which builds

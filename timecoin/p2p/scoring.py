@@ -106,7 +106,7 @@ class Scores:
         if not value:
             return 0.0
         elapsed = max(0.0, self.clock.seconds() - at)
-        return value * 0.5 ** (elapsed / self.half_life)
+        return float(value * 0.5 ** (elapsed / self.half_life))
 
     def add(self, key: str, points: float) -> bool:
         """

@@ -93,7 +93,8 @@ class P2PService(Service):
         peers: PeerRegistry[PeerProtocol] = PeerRegistry(
             reactor, settings, self.rng, self.table, self.scores)
         self.gossip = Gossip(node, peers, reactor, settings)
-        self.sync = BlockSync(node, peers, self.gossip, reactor, settings)
+        self.sync = BlockSync(node, peers, self.gossip, reactor, settings,
+                              node.sync_status)
         self.consensus = ConsensusRelay(node, peers, settings.seen_size)
         self.manager = PeerManager(node, peers, self.gossip, self.sync,
                                    self.consensus, self._connect)

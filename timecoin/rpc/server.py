@@ -41,6 +41,9 @@ from timecoin.rpc.limits import (
 )
 from timecoin.rpc.status import CONTENT_SECURITY_POLICY, render_page
 
+Reply = bytes | defer.Deferred[bytes]
+"""What a route answers: a body, or one later (the failed-login delay)."""
+
 log = Logger()
 
 
@@ -153,7 +156,7 @@ class RPCServer:
             log.info("RPC request from {client} refused: {reason}",
                      client=client_of(request), reason=reason)
 
-    def _refuse_auth(self, request: server.Request) -> Any:
+    def _refuse_auth(self, request: server.Request) -> Reply | None:
         """
         C{None} if C{request} carries valid credentials (its connection
         then counts as authenticated); else the reply to send: 401 (after
@@ -193,7 +196,7 @@ class RPCServer:
         return _later(self.clock, delay, body)
 
     @app.route("/", methods=["GET"])
-    def get_status_page(self, request: server.Request) -> bytes:
+    def get_status_page(self, request: server.Request) -> Reply:
         """
         The status page (HTML, see L{timecoin.rpc.status}); needs the RPC
         credentials, so a browser gets a Basic challenge.
@@ -212,7 +215,7 @@ class RPCServer:
         return render_page(self.status())
 
     @app.route("/status.json", methods=["GET"])
-    def get_status_json(self, request: server.Request) -> bytes:
+    def get_status_json(self, request: server.Request) -> Reply:
         """
         The data of the status page as JSON; needs the RPC credentials.
         """
@@ -314,18 +317,19 @@ def _reads_error_member(request: server.Request) -> bool:
     return agent.startswith(LEGACY_REPLY_AGENTS)
 
 
-def _later(clock: IReactorTime, delay: float, value: Any) -> Any:
+def _later(clock: IReactorTime, delay: float, value: bytes
+           ) -> defer.Deferred[bytes]:
     """
     A Deferred firing with C{value} after C{delay} seconds of C{clock};
     cancelling it (the client hung up) cancels the timer.
     """
     call = None
 
-    def cancel(_: defer.Deferred[Any]) -> None:
+    def cancel(_: defer.Deferred[bytes]) -> None:
         if call is not None and call.active():
             call.cancel()
 
-    d: defer.Deferred[Any] = defer.Deferred(cancel)
+    d: defer.Deferred[bytes] = defer.Deferred(cancel)
     call = clock.callLater(delay, d.callback, value)
     return d
 

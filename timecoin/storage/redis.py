@@ -382,7 +382,7 @@ class RedisStore:
         return defer.Deferred.fromCoroutine(self._open())
 
     async def _open(self) -> None:
-        import txredisapi  # type: ignore[import-untyped]
+        import txredisapi
         if self._factory is not None:
             raise StoreError(f"{self!r} is already open")
         self._redis_error = txredisapi.RedisError
@@ -456,7 +456,9 @@ class RedisStore:
         factory, self._factory = self._factory, None
         if factory is None:
             return defer.succeed(None)
-        return factory.disconnect().addCallback(lambda _: None)
+        d: defer.Deferred[None] = factory.disconnect().addCallback(
+            lambda _: None)
+        return d
 
     def get_meta(self, key: str) -> defer.Deferred[bytes | None]:
         """

@@ -190,7 +190,7 @@ class Lab:
                            timeout=10)
         self.made = []
 
-    def popen(self, i: int, cmd: list[str], **kw: Any) -> subprocess.Popen:
+    def popen(self, i: int, cmd: list[str], **kw: Any) -> subprocess.Popen[bytes]:
         """
         Run C{cmd} inside host C{i}'s namespace.
         """
@@ -217,8 +217,8 @@ class NsNode:
         self.p2p_port = p2p_port
         self.rpc_port = rpc_port
         self.block_time = block_time
-        self.proc: subprocess.Popen | None = None
-        self.forwarder: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.forwarder: subprocess.Popen[bytes] | None = None
         self.socket = f"/tmp/{lab.tag}-{host}-{rpc_port}.sock"
 
     @property

@@ -83,7 +83,7 @@ Twisted, never C{tests}.  Beyond the node's public names, the hosts and
 adversaries replace a few private hooks on their own node's objects (the
 consensus engine's C{_may_sign} for a crash before signing; the P2P
 manager's C{local_hello}, C{_serve_tip}, C{_serve_peers} and the sync's
-C{serve_blocks} for the hostile peers).
+block server's C{serve_blocks} for the hostile peers).
 
 - L{world}: the start time, network, port, deterministic keys and
   genesis coins; L{fork} of random streams.

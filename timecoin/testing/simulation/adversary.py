@@ -134,7 +134,7 @@ class Adversary:
         # Instance attributes: the routes and the handshake look these
         # up by name on this service's objects (no other node's).
         vars(manager).update(local_hello=hello, _serve_tip=tip)
-        vars(service.sync)["serve_blocks"] = blocks
+        vars(service.sync.server)["serve_blocks"] = blocks
 
     def _poison(self, conn: Any, msg: GetPeers) -> None:
         rng = self.rng

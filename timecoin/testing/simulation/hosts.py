@@ -25,7 +25,6 @@ from timecoin.mnstate import ServiceRules
 from timecoin.node import Node
 from timecoin.p2p.service import P2PService
 from timecoin.p2p.settings import P2PSettings
-from timecoin.p2p.testing import FakeReactor
 from timecoin.storage.memory import MemoryStore
 from timecoin.testing.simulation.clock import Journal
 from timecoin.testing.simulation.config import SimConfig
@@ -34,6 +33,7 @@ from timecoin.testing.simulation.plan import FaultPlan
 from timecoin.testing.simulation.stores import GroupCommitStore
 from timecoin.testing.simulation.world import PORT, fork, masternode_key
 from timecoin.wallet import write_private
+from timecoin.wiring import build
 
 __all__ = ["HostListener", "Hosts", "NodeRecipe", "SimNode", "make_hosts",
            "reference"]
@@ -208,7 +208,13 @@ class Hosts:
         """
         config = self.recipe.node_config(host, [n.ip for n in self.nodes])
         reactor = self.net.reactor(host.ip, host.offset)
-        node = Node(config, reactor, store=host.store)
+        settings = P2PSettings.from_config(
+            config, initial_delay=1.0, max_delay=4.0, passive_wait=2.0,
+            tip_interval=5.0)
+        built = build(config, reactor, store=host.store,
+                      p2p_settings=settings, rng=fork(host.rng))
+        node, service = built.node, built.p2p
+        assert service is not None
         if self.recipe.quorum is not None:
             node.chain.quorum = self.recipe.quorum
         if self.recipe.rules is not None:
@@ -218,24 +224,20 @@ class Hosts:
         node.startService()
         host.starting = node
         node.ready.addCallbacks(
-            lambda _: self._ready(host, node, config, reactor),
+            lambda _: self._ready(host, service),
             lambda f: self.listener.host_failed(
                 host, f"{host.name} failed to start: "
                 f"{f.getErrorMessage()}"))
 
-    def _ready(self, host: SimNode, node: Node, config: Config,
-               reactor: FakeReactor) -> None:
+    def _ready(self, host: SimNode, service: P2PService) -> None:
         """
         The node of C{host} loaded its chain and records (at once on a
         memory store, after a group commit otherwise): start its P2P.
         """
+        node = service.node
         if host.starting is not node:
             return
         host.starting = None
-        settings = P2PSettings.from_config(
-            config, initial_delay=1.0, max_delay=4.0, passive_wait=2.0,
-            tip_interval=5.0)
-        service = P2PService(node, reactor, settings, fork(host.rng))
         service.startService()
         host.node, host.service = node, service
         host.starts += 1
