@@ -44,6 +44,6 @@ C{registry} or C{manager}; C{protocol} imports C{dependencies} and its
 per-connection objects (which see it through small C{typing.Protocol}s of
 their own and never import it), never C{manager}; C{registry} imports
 C{dependencies}; C{dialing} and C{eviction} import C{protocol} and
-C{registry}, C{exchange} imports C{dialing} and C{registry}; C{manager}
+C{registry}, C{exchange} imports those and C{dialing}; C{manager}
 imports all of those; only C{service} wires them.
 """

@@ -3,13 +3,11 @@ Peer exchange: each new peer is asked for the addresses it knows
 (C{get_peers}), and a peer that asks gets ours.  Learned addresses go to
 the peer table (L{timecoin.p2p.peers.PeerTable}), bucketed by the network
 group of the peer that told us.  Imports L{timecoin.p2p.dependencies},
-L{timecoin.p2p.dialing}, L{timecoin.p2p.messages},
-L{timecoin.p2p.peers} and L{timecoin.p2p.registry}.
+L{timecoin.p2p.dialing}, L{timecoin.p2p.messages}, L{timecoin.p2p.peers},
+L{timecoin.p2p.protocol} and L{timecoin.p2p.registry}.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from twisted.python.failure import Failure
 
@@ -23,6 +21,7 @@ from timecoin.p2p.peers import (
     peer_key,
     subnet,
 )
+from timecoin.p2p.protocol import PeerProtocol
 from timecoin.p2p.registry import PeerRegistry
 
 
@@ -31,7 +30,7 @@ class PeerExchange:
     Asks peers for addresses and answers their asking.
     """
 
-    def __init__(self, peers: PeerRegistry[Any], dialing: DialRule) -> None:
+    def __init__(self, peers: PeerRegistry[PeerProtocol], dialing: DialRule) -> None:
         self.peers = peers
         self.dialing = dialing
 
