@@ -322,7 +322,7 @@ class ByzantineTests(unittest.TestCase):
         self.assertEqual(engine.evidence[-1]["kind"], PREVOTE)
         # Over the wire: a forged precommit costs the relaying peer.
         peer = cluster.services[IPS[1]]
-        conn = next(iter(peer.manager.ready.values()))
+        conn = next(iter(peer.manager.peers.ready.values()))
         forged = BlockVote(PRECOMMIT, h, r, NIL, key(2).public, bytes(64))
         before = service.scores.score(IPS[1])
         conn.send(BlockVoteMsg(forged))

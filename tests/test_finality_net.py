@@ -248,7 +248,7 @@ class DoubleSpendTests(unittest.TestCase):
         height = node_of(cluster, 0).chain.height
         both = sign_tx_votes(key(3), "devnet", height,
                              [(a.txid, APPROVE), (b.txid, APPROVE)])
-        conn = service_of(cluster, 0).manager.ready[IPS[2]]
+        conn = service_of(cluster, 0).manager.peers.ready[IPS[2]]
         conn.send(TxVotesMsg(both))
         cluster.advance(1)
         self.assertEqual(set(states(cluster, a.txid).values()), {FINALIZED})
@@ -273,8 +273,8 @@ class DoubleSpendTests(unittest.TestCase):
         no = sign_tx_votes(key(3), "devnet", height, [(a.txid, REJECT)])
         result_of(node_of(cluster, 0).submit(a))
         cluster.net.flush()
-        service_of(cluster, 0).manager.ready[IPS[1]].send(TxVotesMsg(yes))
-        service_of(cluster, 0).manager.ready[IPS[2]].send(TxVotesMsg(no))
+        service_of(cluster, 0).manager.peers.ready[IPS[1]].send(TxVotesMsg(yes))
+        service_of(cluster, 0).manager.peers.ready[IPS[2]].send(TxVotesMsg(no))
         cluster.advance(1)
         self.assertEqual(set(states(cluster, a.txid).values()), {FINALIZED})
         caught = [n for n in cluster.nodes()
@@ -394,7 +394,7 @@ class VoteCheckTests(unittest.TestCase):
         a, _ = conflicting_pair(node_of(cluster, 0))
         result_of(node_of(cluster, 0).submit(a))
         outsider = sign_tx_votes(key(9), "devnet", 0, [(a.txid, APPROVE)])
-        service_of(cluster, 0).manager.ready[IPS[1]].send(
+        service_of(cluster, 0).manager.peers.ready[IPS[1]].send(
             TxVotesMsg(outsider))
         cluster.net.flush()
         receiver = service_of(cluster, 1)
@@ -719,7 +719,7 @@ class BoundedStateTests(unittest.TestCase):
                     self.assertIsNotNone(
                         result_of(n.store.get_tx_location(txid)))
         for s in cluster.services.values():
-            self.assertEqual(s.gossip.orphans, {})
+            self.assertEqual(s.gossip.orphans.votes, {})
         self.assertGreaterEqual(sender.finality.counters["finalized"], 21)
         cluster.assert_agree()
 
@@ -959,19 +959,19 @@ class RateLimitTests(unittest.TestCase):
             (TxOut(params.COIN, addr(key(7))),)), "devnet", [key(0)])
         vote = sign_tx_vote(key(0), "devnet", a.txid, APPROVE, 0)
         batch = sign_tx_votes(key(0), "devnet", 0, [(a.txid, APPROVE)])
-        sender = service_of(cluster, 0).manager.ready[IPS[1]]
+        sender = service_of(cluster, 0).manager.peers.ready[IPS[1]]
         receiver = service_of(cluster, 1)
         for name, msg in [("tx", TxMsg(a)), ("tx_vote", TxVoteMsg(vote)),
                           ("tx_votes", TxVotesMsg(batch))]:
             _, burst = DEFAULT_RATE_LIMITS[name]
-            before = receiver.manager.counters["rate-limited"]
+            before = receiver.manager.peers.counters["rate-limited"]
             for _ in range(int(burst) + 3):
                 sender.send(msg)
             cluster.net.flush()
             with self.subTest(name):
                 self.assertEqual(
-                    receiver.manager.counters["rate-limited"] - before, 3)
-                conn = receiver.manager.ready.get(IPS[0])
+                    receiver.manager.peers.counters["rate-limited"] - before, 3)
+                conn = receiver.manager.peers.ready.get(IPS[0])
                 if conn is not None:
                     self.assertEqual(conn.received[name], int(burst))
 

@@ -175,5 +175,5 @@ class PeerLogTests(ProtocolTestBase):
         mine = [e for e in events if e.get("reason") == "unknown-type"]
         self.assertEqual([e["suppressed"] for e in mine], [0, 2])
         self.assertIn("(2 similar suppressed)", formatEvent(mine[1]))
-        self.assertEqual(self.manager.counters["log-suppressed"], 2)
-        self.assertEqual(self.manager.counters["unknown-type"], 4)
+        self.assertEqual(self.manager.peers.counters["log-suppressed"], 2)
+        self.assertEqual(self.manager.peers.counters["unknown-type"], 4)

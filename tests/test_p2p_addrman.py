@@ -170,12 +170,12 @@ class PoisoningTests(unittest.TestCase):
         self.cluster.start("10.0.0.3", self.honest_key,
                            connect=("10.0.0.2:24200",))
         self.net.advance(30)
-        self.assertEqual(sorted(victim.manager.ready),
+        self.assertEqual(sorted(victim.manager.peers.ready),
                          ["10.0.0.2", "10.0.0.3", "10.0.0.66"])
-        self.assertEqual(victim.manager.ready["10.0.0.3"].direction,
+        self.assertEqual(victim.manager.peers.ready["10.0.0.3"].direction,
                          "outbound")
         self.assertLessEqual(victim.table.from_source("10.0.0.0/24"), 64)
-        dead = [k for k in victim.manager.dialers if k.startswith("1.")]
+        dead = [k for k in victim.manager.peers.dialers if k.startswith("1.")]
         self.assertEqual(dead, [])
 
     def test_restart_reconnects_to_seed_and_anchor(self) -> None:
@@ -190,7 +190,7 @@ class PoisoningTests(unittest.TestCase):
         self.net.advance(2)
         victim = self.start_victim()
         self.net.advance(5)
-        self.assertIn("10.0.0.3", victim.manager.ready)
+        self.assertIn("10.0.0.3", victim.manager.peers.ready)
         self.assertIn("10.0.0.3", victim.table.anchors)
         for address in poison(1000):
             host, port = address.rsplit(":", 1)
@@ -202,6 +202,6 @@ class PoisoningTests(unittest.TestCase):
         victim = self.start_victim()
         self.assertIn("10.0.0.3", victim.table.anchors)
         self.net.advance(15)
-        self.assertEqual(sorted(k for k in victim.manager.ready
+        self.assertEqual(sorted(k for k in victim.manager.peers.ready
                                 if k.startswith("10.0.0.")),
                          ["10.0.0.2", "10.0.0.3"])

@@ -36,7 +36,7 @@ class RefusalBackoffTests(ProtocolTestBase):
         """
         factory = PeerClientFactory(self.manager, PEER_IP, PEER_IP, 24200,
                                     random.Random(1))
-        self.manager.dialers[PEER_IP] = factory
+        self.manager.peers.dialers[PEER_IP] = factory
         factory.startedConnecting(type("C", (), {
             "connect": lambda self: None,
             "stopConnecting": lambda self: None})())
@@ -63,7 +63,7 @@ class RefusalBackoffTests(ProtocolTestBase):
         does reset the backoff: the next redial comes after ≈5 s.
         """
         wire = self.connect(OUTBOUND)
-        factory = self.manager.dialers[PEER_IP]
+        factory = self.manager.peers.dialers[PEER_IP]
         factory.delay = 160.0
         factory.startedConnecting(type("C", (), {
             "connect": lambda self: None,
@@ -95,7 +95,7 @@ class DuplicateIpTests(ProtocolTestBase):
             wire.proto.close("refused")
             wire.lose()
         self.assertEqual(
-            self.manager.counters["error-received:duplicate-ip"], 3)
+            self.manager.peers.counters["error-received:duplicate-ip"], 3)
         told = [e for e in events if "cannot connect to" in
                 e.get("log_format", "")]
         self.assertEqual(len(told), 1)
@@ -116,15 +116,15 @@ class SeedTests(ProtocolTestBase):
         now = self.clock.seconds()
         low = b"\x00" * 32
         assert low < self.node.key.public
-        seed = self.manager.table.add("10.0.0.20", 24200, SEED)
-        learned = self.manager.table.add("10.0.0.21", 24200, EXCHANGE,
+        seed = self.manager.peers.table.add("10.0.0.20", 24200, SEED)
+        learned = self.manager.peers.table.add("10.0.0.21", 24200, EXCHANGE,
                                          origin="10.0.0.0/24")
         for entry in (seed, learned):
             assert entry is not None
             entry.pubkey = low
         assert seed is not None and learned is not None
-        self.assertTrue(self.manager.should_dial(seed, now))
-        self.assertFalse(self.manager.should_dial(learned, now))
+        self.assertTrue(self.manager.dialing.should_dial(seed, now))
+        self.assertFalse(self.manager.dialing.should_dial(learned, now))
 
 
 class ProvenPeerTests(ProtocolTestBase):
@@ -143,7 +143,7 @@ class ProvenPeerTests(ProtocolTestBase):
             "stopConnecting": lambda self: None})()
         proven = PeerClientFactory(self.manager, PEER_IP, PEER_IP, 24200,
                                    random.Random(1))
-        self.manager.dialers[PEER_IP] = proven
+        self.manager.peers.dialers[PEER_IP] = proven
         proven.startedConnecting(connector)
         proto = proven.buildProtocol(None)
         proto.makeConnection(StringTransport(

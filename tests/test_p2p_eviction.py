@@ -116,15 +116,15 @@ class EvictionTests(SlotTestBase):
         refused with too-many-peers.)
         """
         attackers = self.fill(12)
-        self.assertEqual(len(self.manager.ready), 12)
+        self.assertEqual(len(self.manager.peers.ready), 12)
         honest = self.peer(HONEST, "10.1.2.3")
         self.assertEqual(honest.proto.state, READY)
-        self.assertIn("10.1.2.3", self.manager.ready)
-        self.assertEqual(len(self.manager.ready), 12)
+        self.assertIn("10.1.2.3", self.manager.peers.ready)
+        self.assertEqual(len(self.manager.peers.ready), 12)
         evicted = [w for w in attackers if w.proto.close_reason == "evicted"]
         self.assertEqual(len(evicted), 1)
-        self.assertEqual(self.manager.counters["evicted"], 1)
-        self.assertEqual(self.manager.counters["closed:evicted"], 1)
+        self.assertEqual(self.manager.peers.counters["evicted"], 1)
+        self.assertEqual(self.manager.peers.counters["closed:evicted"], 1)
         # The four oldest (first connected) were protected.
         self.assertNotIn(evicted[0], attackers[:4])
 
@@ -148,7 +148,7 @@ class EvictionTests(SlotTestBase):
             wire = self.peer(n, f"10.3.{n}.1", rtt=None)
             self.manager.peers.delivered(wire.proto, kind)
             useful.append(wire)
-        self.assertEqual(len(self.manager.ready), 16)
+        self.assertEqual(len(self.manager.peers.ready), 16)
         honest = self.peer(HONEST, "10.1.2.3")
         self.assertEqual(honest.proto.state, READY)
         self.assertIsNone(mn.proto.close_reason)
@@ -167,7 +167,7 @@ class EvictionTests(SlotTestBase):
         self.fill(4)
         late = self.peer(HONEST, "10.1.2.3")
         self.assertEqual(late.proto.close_reason, "too-many-peers")
-        self.assertEqual(self.manager.counters["eviction-none"], 1)
+        self.assertEqual(self.manager.peers.counters["eviction-none"], 1)
 
 
 class PendingLimitTests(SlotTestBase):
@@ -224,7 +224,7 @@ class PendingLimitTests(SlotTestBase):
         honest = self.peer(HONEST, "172.16.0.1")
         self.assertEqual(honest.proto.state, READY)
         self.assertEqual(silent[0].proto.close_reason, "handshake-evicted")
-        self.assertEqual(self.manager.counters["handshake-evicted"], 1)
+        self.assertEqual(self.manager.peers.counters["handshake-evicted"], 1)
         self.assertTrue(all(w.proto.close_reason is None
                             for w in silent[1:]))
 
@@ -248,9 +248,9 @@ class NetworkEvictionTests(unittest.TestCase):
             cluster.start(f"10.66.0.{i + 1}", 100 + i,
                           connect=("10.0.0.1:24200",))
             cluster.net.advance(1)
-        self.assertEqual(len(hub.manager.ready), 12)
+        self.assertEqual(len(hub.manager.peers.ready), 12)
         cluster.start("10.0.0.2", 21, connect=("10.0.0.1:24200",))
         cluster.net.advance(5)
-        self.assertIn("10.0.0.2", hub.manager.ready)
-        self.assertEqual(len(hub.manager.ready), 12)
-        self.assertGreaterEqual(hub.manager.counters["evicted"], 1)
+        self.assertIn("10.0.0.2", hub.manager.peers.ready)
+        self.assertEqual(len(hub.manager.peers.ready), 12)
+        self.assertGreaterEqual(hub.manager.peers.counters["evicted"], 1)

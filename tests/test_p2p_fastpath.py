@@ -150,7 +150,7 @@ class ClusterTestCase(unittest.TestCase):
         self.cluster = MasternodeCluster(self)
         self.cluster.start_all()
         self.cluster.advance(1)
-        self.sender = service_of(self.cluster, 0).manager.ready[IPS[1]]
+        self.sender = service_of(self.cluster, 0).manager.peers.ready[IPS[1]]
         self.receiver = service_of(self.cluster, 1)
 
     def count_parses(self) -> list[int]:
@@ -193,15 +193,15 @@ class RepeatedLineTests(ClusterTestCase):
         from timecoin.p2p import protocol as protocol_module
         self.patch(protocol_module, "parse_line", counting)
         manager = self.receiver.manager
-        conn = manager.ready[IPS[0]]
+        conn = manager.peers.ready[IPS[0]]
         received = conn.received["tx_votes"]
-        repeats = manager.counters["line-duplicate"]
+        repeats = manager.peers.counters["line-duplicate"]
         duplicates = self.receiver.gossip.counters["vote-duplicate"]
         for _ in range(3):
             self.sender.send(TxVotesMsg(batch))
         self.cluster.net.flush()
         self.assertEqual(parses[0], 1)
-        self.assertEqual(manager.counters["line-duplicate"] - repeats, 2)
+        self.assertEqual(manager.peers.counters["line-duplicate"] - repeats, 2)
         self.assertEqual(
             self.receiver.gossip.counters["vote-duplicate"] - duplicates, 2)
         self.assertEqual(conn.received["tx_votes"] - received, 3)
@@ -211,7 +211,7 @@ class RepeatedLineTests(ClusterTestCase):
         self.sender.send_line("tx_votes", forged)
         self.cluster.net.flush()
         self.assertEqual(parses[0], 2)
-        self.assertEqual(manager.counters["line-duplicate"] - repeats, 2)
+        self.assertEqual(manager.peers.counters["line-duplicate"] - repeats, 2)
         self.assertAlmostEqual(self.receiver.scores.score(IPS[0]), 20)
 
     def test_unparsable_line_not_remembered(self) -> None:
@@ -221,12 +221,12 @@ class RepeatedLineTests(ClusterTestCase):
         """
         manager = self.receiver.manager
         line = b'{"type":"tx_votes","batch":{"voter":"00"}}'
-        repeats = manager.counters["line-duplicate"]
+        repeats = manager.peers.counters["line-duplicate"]
         for _ in range(2):
             self.sender.send_line("tx_votes", line)
         self.cluster.net.flush()
-        self.assertEqual(manager.counters["bad-message"], 2)
-        self.assertEqual(manager.counters["line-duplicate"], repeats)
+        self.assertEqual(manager.peers.counters["bad-message"], 2)
+        self.assertEqual(manager.peers.counters["line-duplicate"], repeats)
         self.assertIsNone(manager.lines.lookup(sha256(line)))
 
 
@@ -281,7 +281,7 @@ class TxsTests(ClusterTestCase):
         self.assertEqual(parses[0], 3)
         gossip = self.receiver.gossip
         self.assertEqual(gossip.counters["tx-refused:txid-mismatch"], 2)
-        self.assertEqual(self.receiver.manager.counters["invalid-tx"], 1)
+        self.assertEqual(self.receiver.manager.peers.counters["invalid-tx"], 1)
         self.assertAlmostEqual(self.receiver.scores.score(IPS[0]), 20)
         self.assertNotIn(a.txid, gossip.seen_txs)
         self.assertEqual(sum(v for k, v in gossip.counters.items()
@@ -317,7 +317,7 @@ class TxsTests(ClusterTestCase):
                     for t in payments))
         services = [service_of(self.cluster, i) for i in range(4)]
         sent_tx = sum(c.sent["tx"] for s in services
-                      for c in s.manager.ready.values())
+                      for c in s.manager.peers.ready.values())
         lines = sum(s.gossip.counters["txs-sent"] for s in services)
         carried = sum(s.gossip.counters["txs-sent-txs"] for s in services)
         self.assertEqual(sent_tx, 0)
@@ -345,12 +345,12 @@ class TxsTests(ClusterTestCase):
         clock.advance(1)
         self.assertTrue(limiter.allow("txs", int(rate)))
         manager = self.receiver.manager
-        conn = manager.ready[IPS[0]]
+        conn = manager.peers.ready[IPS[0]]
         conn.limiter = RateLimiter(conn.clock, {"txs": (10.0, 20.0)})
         big = TxsMsg.of([payment(i) for i in range(100, 121)])
         self.sender.send(big)
         self.cluster.net.flush()
-        self.assertEqual(manager.counters["rate-limited"], 1)
+        self.assertEqual(manager.peers.counters["rate-limited"], 1)
         self.assertEqual(conn.received["txs"], 0)
         self.sender.send(TxsMsg.of([payment(i) for i in range(200, 220)]))
         self.cluster.net.flush()
@@ -403,25 +403,25 @@ class BatchingUnitTests(unittest.TestCase):
         gossip, clock, peers = self.make(tx_batch_count=5,
                                          tx_batch_delay=0.01)
         txs = [payment(i) for i in range(7)]
-        gossip._enqueue(txs[0], peers[0])  # type: ignore[arg-type]
-        gossip._enqueue(txs[1], None)
+        gossip.outbox.enqueue(txs[0], peers[0])  # type: ignore[arg-type]
+        gossip.outbox.enqueue(txs[1], None)
         self.assertEqual([p.lines for p in peers], [[], [], []])
         clock.advance(0.01)
         got = [[parse_line(line) for line in p.lines] for p in peers]
         self.assertEqual(got[0], [TxsMsg.of([txs[1]])])
         self.assertEqual(got[1], [TxsMsg.of(txs[:2])])
         for i in range(2, 7):
-            gossip._enqueue(txs[i], None)
+            gossip.outbox.enqueue(txs[i], None)
         self.assertEqual(len(peers[2].lines), 2)
         self.assertEqual(parse_line(peers[2].lines[1]), TxsMsg.of(txs[2:7]))
-        gossip._enqueue(txs[0], None)
+        gossip.outbox.enqueue(txs[0], None)
         gossip.stop()
         self.assertEqual(clock.getDelayedCalls(), [])
         size = len(txs_entry(txs[0]))
         gossip, clock, peers = self.make(tx_batch_bytes=2 * size + 30,
                                          tx_batch_delay=0.01)
         for tx in txs:
-            gossip._enqueue(tx, None)
+            gossip.outbox.enqueue(tx, None)
         clock.advance(0.01)
         lines = peers[0].lines
         self.assertGreaterEqual(len(lines), 4)
@@ -463,7 +463,7 @@ class KnownBlockTests(unittest.TestCase):
             return real(cls, obj)  # type: ignore[no-any-return]
 
         self.patch(Block, "from_obj", classmethod(counting))
-        sender = service_of(cluster, 0).manager.ready[IPS[1]]
+        sender = service_of(cluster, 0).manager.peers.ready[IPS[1]]
         sync = receiver.sync
         receiver.gossip.seen_blocks = SeenCache(10)
         known = sync.counters["block-known"]
@@ -472,14 +472,14 @@ class KnownBlockTests(unittest.TestCase):
         cluster.net.flush()
         self.assertEqual(built[0], 0)
         self.assertEqual(sync.counters["block-known"] - known, 2)
-        self.assertEqual(receiver.manager.counters["bad-message"], 0)
+        self.assertEqual(receiver.manager.peers.counters["bad-message"], 0)
         block, commit = tip
         ahead = BlockMsg(block, commit).to_obj()
         ahead["block"]["header"]["height"] = chain.height + 5
         ahead["block"]["txs"] = [5]
         sender.send_line("block", encoding.canonical(ahead))
         cluster.net.flush()
-        self.assertEqual(receiver.manager.counters["bad-message"], 1)
+        self.assertEqual(receiver.manager.peers.counters["bad-message"], 1)
         self.assertEqual(sync.counters["block-bad-message"], 1)
 
 
@@ -505,7 +505,7 @@ class DispatchTests(unittest.TestCase):
         manager = PeerManager(None, self.registry(clock))  # type: ignore
         msg = TxsMsg.of([payment(1)])
         manager.message_received(None, msg)  # type: ignore[arg-type]
-        self.assertEqual(manager.counters["unhandled:txs"], 1)
+        self.assertEqual(manager.peers.counters["unhandled:txs"], 1)
         got: list[Any] = []
         peers = self.registry(clock)
         gossip = Gossip(None, peers, clock,  # type: ignore[arg-type]
@@ -543,13 +543,13 @@ class AdmissionSliceTests(ClusterTestCase):
         Record the transactions C{gossip} hands to finality, in order.
         """
         seen: list[bytes] = []
-        real = gossip._submit
+        real = gossip.admission._submit
 
         def recording(conn: Any, tx: Transaction) -> None:
             seen.append(tx.txid)
             real(conn, tx)
 
-        self.patch(gossip, "_submit", recording)
+        self.patch(gossip.admission, "_submit", recording)
         return seen
 
     def test_big_batch_admitted_in_slices_in_order(self) -> None:
@@ -559,8 +559,8 @@ class AdmissionSliceTests(ClusterTestCase):
         copy of a waiting transaction is a duplicate, not queued twice.
         """
         gossip = self.receiver.gossip
-        conn = self.receiver.manager.ready[IPS[0]]
-        self.patch(gossip, "settings", replace(gossip.settings,
+        conn = self.receiver.manager.peers.ready[IPS[0]]
+        self.patch(gossip.admission, "settings", replace(gossip.settings,
                                                admit_slice=4))
         admitted = self.admissions(gossip)
         batch = [payment(100 + i) for i in range(10)]
@@ -572,10 +572,10 @@ class AdmissionSliceTests(ClusterTestCase):
         self.assertEqual(len(admitted), 4)
         # Each reactor turn runs one slice (task.Clock would run the
         # re-scheduled turns in one advance, so turns are taken by hand).
-        gossip._admit_some()
+        gossip.admission._admit_some()
         self.assertEqual(admitted, [t.txid for t in batch[:8]])
         self.assertEqual(gossip.counters["tx-admission-deferred"], 1)
-        gossip._admit_some()
+        gossip.admission._admit_some()
         self.assertEqual(admitted, [t.txid for t in batch])
         self.cluster.clock.advance(0)
         self.assertEqual(len(admitted), 10)
@@ -586,8 +586,8 @@ class AdmissionSliceTests(ClusterTestCase):
         and counted.
         """
         gossip = self.receiver.gossip
-        conn = self.receiver.manager.ready[IPS[0]]
-        self.patch(gossip, "settings", replace(
+        conn = self.receiver.manager.peers.ready[IPS[0]]
+        self.patch(gossip.admission, "settings", replace(
             gossip.settings, admit_slice=2, admit_queue=3))
         admitted = self.admissions(gossip)
         gossip.txs_received(conn, TxsMsg.of([payment(200 + i)
@@ -606,16 +606,16 @@ class AdmissionSliceTests(ClusterTestCase):
         gossip = self.receiver.gossip
         node = node_of(self.cluster, 1)
         self.assertIs(node.p2p, self.receiver)
-        conn = self.receiver.manager.ready[IPS[0]]
-        self.patch(gossip, "settings", replace(gossip.settings,
+        conn = self.receiver.manager.peers.ready[IPS[0]]
+        self.patch(gossip.admission, "settings", replace(gossip.settings,
                                                admit_slice=2))
         before = node.undecided()
         gossip.txs_received(conn, TxsMsg.of([payment(300 + i)
                                              for i in range(6)]))
-        self.assertEqual(gossip.waiting, 4)
+        self.assertEqual(gossip.admission.waiting, 4)
         self.assertEqual(node.undecided(), before + 4)
         self.cluster.clock.advance(0)
-        self.assertEqual(gossip.waiting, 0)
+        self.assertEqual(gossip.admission.waiting, 0)
 
 
 class ConnectQueryTests(ClusterTestCase):
@@ -634,7 +634,7 @@ class ConnectQueryTests(ClusterTestCase):
         result_of(node.submit(fan))
         self.assertEqual(node.mempool.state_of(fan.txid), "pending")
         self.assertIn(fan.txid, node.finality.open_txids(10))
-        conn = service.manager.ready[IPS[1]]
+        conn = service.manager.peers.ready[IPS[1]]
         sent: list[Any] = []
         self.patch(conn, "send", lambda msg: sent.append(msg) or True)
         service.gossip.peer_ready(conn)
@@ -654,7 +654,7 @@ class ConnectQueryTests(ClusterTestCase):
         service = service_of(self.cluster, 0)
         seen: list[Any] = []
         self.patch(service.gossip, "peer_ready", seen.append)
-        conn = service.manager.ready[IPS[1]]
+        conn = service.manager.peers.ready[IPS[1]]
         conn.transport.loseConnection()
         self.cluster.advance(10)
         self.assertTrue(any(c.peer_key == IPS[1] for c in seen))

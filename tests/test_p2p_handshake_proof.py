@@ -40,7 +40,7 @@ class HandshakeProofTests(ProtocolTestBase):
         """
         wire = self.connect(INBOUND, LOOPBACK, 50001)
         self.handshake(wire, listen_port=REAL_PORT)
-        self.assertIs(self.manager.ready[REAL_KEY], wire.proto)
+        self.assertIs(self.manager.peers.ready[REAL_KEY], wire.proto)
         wire.sent()
         return wire
 
@@ -66,18 +66,18 @@ class HandshakeProofTests(ProtocolTestBase):
         real = self.real_node()
         wire = self.claimer()
         self.assertEqual(wire.proto.state, HELLO)
-        self.assertIs(self.manager.ready[REAL_KEY], real.proto)
+        self.assertIs(self.manager.peers.ready[REAL_KEY], real.proto)
         hello = self.hello(listen_port=REAL_PORT, nonce=b"\x07" * 8)
         wire.feed(self.proof(hello, signer=key(66)))
         errors = [m for m in wire.sent() if isinstance(m, Error)]
         self.assertEqual([e.reason for e in errors], ["bad-hello-proof"])
         self.assertTrue(wire.closed)
         wire.lose()
-        self.assertIs(self.manager.ready[REAL_KEY], real.proto)
+        self.assertIs(self.manager.peers.ready[REAL_KEY], real.proto)
         self.assertFalse(real.closed)
         self.assertEqual(real.proto.state, READY)
         self.assertEqual(self.scores.score(REAL_KEY), 0)
-        self.assertEqual(self.manager.counters["bad-hello-proof"], 1)
+        self.assertEqual(self.manager.peers.counters["bad-hello-proof"], 1)
 
     def test_claimer_offences_not_charged_to_real_node(self) -> None:
         """
@@ -94,7 +94,7 @@ class HandshakeProofTests(ProtocolTestBase):
             wire.lose()
         self.assertEqual(self.scores.score(REAL_KEY), 0)
         self.assertFalse(self.scores.banned(REAL_KEY))
-        self.assertIs(self.manager.ready[REAL_KEY], real.proto)
+        self.assertIs(self.manager.peers.ready[REAL_KEY], real.proto)
         self.assertFalse(real.closed)
 
     def test_silent_claimer_times_out(self) -> None:
@@ -107,7 +107,7 @@ class HandshakeProofTests(ProtocolTestBase):
         self.clock.advance(self.settings.handshake_timeout)
         self.assertEqual(wire.proto.close_reason, "handshake-timeout")
         wire.lose()
-        self.assertIs(self.manager.ready[REAL_KEY], real.proto)
+        self.assertIs(self.manager.peers.ready[REAL_KEY], real.proto)
 
     def test_real_node_reconnect_still_replaces(self) -> None:
         """
@@ -117,7 +117,7 @@ class HandshakeProofTests(ProtocolTestBase):
         old = self.real_node()
         new = self.connect(INBOUND, LOOPBACK, 50003)
         self.handshake(new, listen_port=REAL_PORT, nonce=b"\x08" * 8)
-        self.assertIs(self.manager.ready[REAL_KEY], new.proto)
+        self.assertIs(self.manager.peers.ready[REAL_KEY], new.proto)
         self.assertEqual(old.proto.close_reason, "replaced")
 
     def test_relayed_proof_refused(self) -> None:

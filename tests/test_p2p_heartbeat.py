@@ -83,14 +83,14 @@ class HeartbeatGossipTests(unittest.TestCase):
         Heartbeat messages C{service} received over all its connections.
         """
         return sum(c.received["heartbeat"]
-                   for c in service.manager.ready.values())
+                   for c in service.manager.peers.ready.values())
 
     def sent(self, service: P2PService) -> int:
         """
         Heartbeat messages C{service} sent over all its connections.
         """
         return sum(c.sent["heartbeat"]
-                   for c in service.manager.ready.values())
+                   for c in service.manager.peers.ready.values())
 
     def test_reaches_all_relayed_once(self) -> None:
         """
@@ -130,14 +130,14 @@ class HeartbeatGossipTests(unittest.TestCase):
         old = self.cast[-1]
         c = self.others[1]
         b = self.others[0]
-        to_b = c.manager.ready[B]
+        to_b = c.manager.peers.ready[B]
         before = self.received(self.mn), self.received(c)
         duplicates = b.gossip.counters["heartbeat-duplicate"]
         to_b.send(HeartbeatMsg(old))
         self.net.flush()
         self.assertEqual(b.gossip.counters["heartbeat-duplicate"],
                          duplicates + 1)
-        b.gossip.seen_heartbeats = SeenCache(b.settings.seen_size)
+        b.gossip.heartbeats.seen = SeenCache(b.settings.seen_size)
         to_b.send(HeartbeatMsg(old))
         self.net.flush()
         self.assertEqual(
@@ -153,7 +153,7 @@ class HeartbeatGossipTests(unittest.TestCase):
         masternode set is dropped unscored; the connection stays.
         """
         c, b = self.others[1], self.others[0]
-        to_b = c.manager.ready[B]
+        to_b = c.manager.peers.ready[B]
         now_ms = int(self.net.clock.seconds() * 1000)
         good = sign_heartbeat(key(20), "devnet", now_ms, 0)
         forged = replace(good, signature=bytes(64))
@@ -161,7 +161,7 @@ class HeartbeatGossipTests(unittest.TestCase):
         self.net.flush()
         self.assertEqual(
             b.gossip.counters["heartbeat-refused:heartbeat-bad-signature"], 1)
-        self.assertEqual(b.manager.counters["invalid-heartbeat"], 1)
+        self.assertEqual(b.manager.peers.counters["invalid-heartbeat"], 1)
         self.assertEqual(b.scores.score(C), 20)
         outsider = sign_heartbeat(key(9), "devnet", now_ms, 0)
         to_b.send(HeartbeatMsg(outsider))
@@ -172,7 +172,7 @@ class HeartbeatGossipTests(unittest.TestCase):
         self.assertEqual(b.scores.score(C), 20)
         self.assertEqual(b.gossip.counters["heartbeat-relayed"], 0)
         self.assertEqual(self.received(self.mn), 0)
-        self.assertIn(C, b.manager.ready)
+        self.assertIn(C, b.manager.peers.ready)
         self.assertFalse(b.node.liveness.is_alive(key(9).public))
         to_b.send(HeartbeatMsg(good))
         self.net.flush()
@@ -183,6 +183,6 @@ class HeartbeatGossipTests(unittest.TestCase):
         Stopping the P2P service removes its heartbeat hook.
         """
         hooks = self.mn.node.liveness.heartbeat_cast
-        self.assertIn(self.mn.gossip.heartbeat_cast, hooks)
+        self.assertIn(self.mn.gossip.heartbeats.cast, hooks)
         self.mn.stopService()
-        self.assertNotIn(self.mn.gossip.heartbeat_cast, hooks)
+        self.assertNotIn(self.mn.gossip.heartbeats.cast, hooks)

@@ -40,12 +40,12 @@ from timecoin.p2p.messages import (
     parse_line,
     sniff_type,
 )
+from timecoin.p2p.output import output_buffered
 from timecoin.p2p.protocol import (
     CLOSED,
     INBOUND,
     OUTBOUND,
     PeerProtocol,
-    output_buffered,
 )
 from timecoin.p2p.settings import P2PSettings
 from timecoin.tx import Transaction, TxIn
@@ -144,13 +144,13 @@ class BoundedOutputTests(LimitsBase):
         wire = self.ready()
         self.stall(wire, 2500)
         wire.feed(GetPeers(id=5), GetTip(id=6), Ping(77))
-        self.assertEqual(len(wire.proto.held), 2)
-        self.assertEqual(self.manager.counters["request-held"], 2)
+        self.assertEqual(len(wire.proto.output.held), 2)
+        self.assertEqual(self.manager.peers.counters["request-held"], 2)
         read = self.drained(wire)
         names = [m.name for m in read]
         self.assertEqual(names, ["pong", "peers", "tip"])
         self.assertEqual([read[1].id, read[2].id], [5, 6])
-        self.assertEqual(len(wire.proto.held), 0)
+        self.assertEqual(len(wire.proto.output.held), 0)
 
     def test_reading_paused_past_held_requests(self) -> None:
         """
@@ -162,11 +162,11 @@ class BoundedOutputTests(LimitsBase):
         transport: StalledTransport = wire.transport  # type: ignore
         self.stall(wire, 2500)
         wire.feed(*[GetTip(id=i) for i in range(5)])
-        self.assertEqual(len(wire.proto.held), 3)
+        self.assertEqual(len(wire.proto.output.held), 3)
         self.assertEqual(
-            self.manager.counters["request-dropped:output-full"], 2)
+            self.manager.peers.counters["request-dropped:output-full"], 2)
         self.assertFalse(transport.reading)
-        self.assertEqual(self.manager.counters["reading-paused"], 1)
+        self.assertEqual(self.manager.peers.counters["reading-paused"], 1)
         read = self.drained(wire)
         self.assertEqual([m.id for m in read], [0, 1, 2])
         self.assertTrue(transport.reading)
@@ -205,17 +205,17 @@ class BoundedOutputTests(LimitsBase):
         """
         wire = self.ready()
         key_ = wire.proto.peer_key
-        self.assertIn(key_, self.manager.ready)
+        self.assertIn(key_, self.manager.peers.ready)
         for _ in range(30):
             wire.proto.send(Peers(1, tuple(f"10.1.{i}.1:24200"
                                            for i in range(60))))
         self.clock.advance(0)
         transport: StalledTransport = wire.transport  # type: ignore
         self.assertTrue(transport.aborted)
-        self.assertNotIn(key_, self.manager.ready)
-        self.assertNotIn(wire.proto, self.manager.connections)
+        self.assertNotIn(key_, self.manager.peers.ready)
+        self.assertNotIn(wire.proto, self.manager.peers.connections)
         self.assertEqual(wire.proto.state, CLOSED)
-        self.assertEqual(self.manager.counters["closed:output-overflow"], 1)
+        self.assertEqual(self.manager.peers.counters["closed:output-overflow"], 1)
         self.assertEqual(self.scores.score(PEER_IP), 0.0)
         self.assertLess(transport.output_buffered(),
                         self.settings.output_hard_bytes + 4000)
@@ -234,7 +234,7 @@ class BoundedOutputTests(LimitsBase):
         wire.proto.misbehaved("invalid-block", "test")
         transport: StalledTransport = wire.transport  # type: ignore
         self.assertTrue(transport.aborted)
-        self.assertNotIn(key_, self.manager.ready)
+        self.assertNotIn(key_, self.manager.peers.ready)
         self.assertNotIn(b'"error"', transport.value())
 
 
@@ -261,10 +261,10 @@ class DropTests(LimitsBase):
                 transport: StalledTransport = wire.transport  # type: ignore
                 self.clock.advance(30)
                 self.clock.advance(30)
-                self.assertIn(key_, self.manager.ready)
+                self.assertIn(key_, self.manager.peers.ready)
                 self.clock.advance(30)
-                self.assertNotIn(key_, self.manager.ready)
-                self.assertNotIn(wire.proto, self.manager.connections)
+                self.assertNotIn(key_, self.manager.peers.ready)
+                self.assertNotIn(wire.proto, self.manager.peers.connections)
                 self.assertEqual(len(failures), 1)
                 self.assertFalse(transport.aborted)
                 self.clock.advance(self.settings.close_grace)
@@ -283,9 +283,9 @@ class DropTests(LimitsBase):
         key_ = first.proto.peer_key
         first.proto.close("test", "bye")
         second = self.ready()
-        self.assertIs(self.manager.ready[key_], second.proto)
+        self.assertIs(self.manager.peers.ready[key_], second.proto)
         first.lose()
-        self.assertIs(self.manager.ready[key_], second.proto)
+        self.assertIs(self.manager.peers.ready[key_], second.proto)
         self.clock.advance(self.settings.close_grace)
         self.assertFalse(first.transport.aborted)  # type: ignore
 
@@ -371,7 +371,7 @@ class NestingTests(LimitsBase):
         wire = self.connect()
         wire.feed(b"[" * 1020)
         self.assertTrue(wire.closed)
-        self.assertEqual(self.manager.counters["bad-json"], 1)
+        self.assertEqual(self.manager.peers.counters["bad-json"], 1)
         self.assertEqual(self.scores.score(PEER_IP), 20)
         self.assertFalse([e for e in self.events if "log_failure" in e])
 
@@ -385,7 +385,7 @@ class NestingTests(LimitsBase):
         for _ in range(5):
             wire.feed(b'{"type":"tx","tx":' + b"[" * 50_000 + b"]" * 50_000
                       + b"}")
-        self.assertEqual(self.manager.counters["bad-json"], 5)
+        self.assertEqual(self.manager.peers.counters["bad-json"], 5)
         self.assertTrue(self.scores.banned(PEER_IP))
         self.assertEqual(wire.proto.state, CLOSED)
         self.assertFalse([e for e in self.events if "log_failure" in e])
@@ -406,9 +406,9 @@ class NestingTests(LimitsBase):
             wire = self.connect(ip="127.0.0.1", port=port)
             wire.feed(b"[" * 1020)
             self.assertEqual(wire.proto.state, CLOSED)
-        self.assertEqual(self.manager.counters["bad-json"], 3)
-        self.assertEqual(self.manager.counters["closed:banned"], 3)
-        self.assertEqual(self.manager.counters["bans"], 0)
+        self.assertEqual(self.manager.peers.counters["bad-json"], 3)
+        self.assertEqual(self.manager.peers.counters["closed:banned"], 3)
+        self.assertEqual(self.manager.peers.counters["bans"], 0)
         lines = [e for e in self.events
                  if e.get("log_namespace", "").startswith("timecoin.p2p")]
         self.assertEqual(len(lines), 1)
@@ -429,7 +429,7 @@ class NestingTests(LimitsBase):
             wire = self.connect(port=port)
             self.handshake(wire, listen_port=port)
             wire.feed(GetTip(id=1))
-        self.assertEqual(self.manager.counters["handler-error"], 3)
+        self.assertEqual(self.manager.peers.counters["handler-error"], 3)
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
 
 
@@ -497,7 +497,7 @@ class LimitsBeforeWorkTests(LimitsBase):
         wire.feed(b'{"blocks":[' + b'"x",' * 200_000 + b'"x"],"id":3,'
                   b'"type":"blocks"}')
         self.assertEqual(calls, [])
-        self.assertEqual(self.manager.counters["unsolicited-response"], 1)
+        self.assertEqual(self.manager.peers.counters["unsolicited-response"], 1)
 
     def test_rate_limited_line_not_decoded(self) -> None:
         """
@@ -511,7 +511,7 @@ class LimitsBeforeWorkTests(LimitsBase):
         calls = self.count_decodes()
         wire.feed(GetBlocks(start=1, count=1, id=99))
         self.assertEqual(calls, [])
-        self.assertEqual(self.manager.counters["rate-limited"], 1)
+        self.assertEqual(self.manager.peers.counters["rate-limited"], 1)
 
 
 class QueuedWorkTests(LimitsBase):
@@ -550,7 +550,7 @@ class QueuedWorkTests(LimitsBase):
         self.assertEqual(gossip.counters["tx-refused:bad-signature"], 1)
         self.assertEqual(gossip.counters["tx-dropped:peer-gone"], 19)
         # One drop event, counted and logged with its reason.
-        self.assertEqual(self.manager.counters["tx-dropped:peer-gone"], 1)
+        self.assertEqual(self.manager.peers.counters["tx-dropped:peer-gone"], 1)
 
     def test_admission_queue_of_closed_peer_dropped(self) -> None:
         """
@@ -560,13 +560,13 @@ class QueuedWorkTests(LimitsBase):
         self.settings = replace(self.settings, admit_slice=2)
         gossip = self.manager.gossip
         assert gossip is not None
-        gossip.settings = self.settings
+        gossip.admission.settings = self.settings
         wire = self.ready()
         wire.feed(TxsMsg.of(self.forged(10)))
-        self.assertEqual(gossip.waiting, 8)
+        self.assertEqual(gossip.admission.waiting, 8)
         wire.proto.close("test")
         self.clock.advance(0)
-        self.assertEqual(gossip.waiting, 0)
+        self.assertEqual(gossip.admission.waiting, 0)
         self.assertEqual(gossip.counters["tx-dropped:peer-gone"], 8)
         self.assertEqual(gossip.counters["tx-refused:bad-signature"], 2)
 
@@ -587,7 +587,7 @@ class QueuedWorkTests(LimitsBase):
                          signature=bytes(64))
         wire.feed(TxVoteMsg(forged))
         self.assertEqual(gossip.counters["orphan-kept"], 0)
-        self.assertEqual(self.manager.counters["invalid-vote"], 1)
+        self.assertEqual(self.manager.peers.counters["invalid-vote"], 1)
         wire.feed(TxVoteMsg(genuine))
         self.assertEqual(gossip.counters["orphan-kept"], 1)
-        self.assertEqual(list(gossip.orphans), [b"\x07" * 32])
+        self.assertEqual(list(gossip.orphans.votes), [b"\x07" * 32])

@@ -127,7 +127,7 @@ class Cluster:
         """
         The peer keys node C{ip} has completed connections with.
         """
-        return sorted(self.services[ip].manager.ready)
+        return sorted(self.services[ip].manager.peers.ready)
 
 
 class ConnectionTests(unittest.TestCase):
@@ -149,18 +149,18 @@ class ConnectionTests(unittest.TestCase):
         a = self.cluster.start("10.0.0.1", low, connect=("10.0.0.2:24200",))
         b = self.cluster.start("10.0.0.2", high, connect=("10.0.0.1:24200",))
         self.net.flush()
-        self.assertEqual(a.manager.counters["dials"], 1)
-        self.assertEqual(b.manager.counters["dials"], 1)
-        self.assertEqual(a.manager.counters["simultaneous-open"]
-                         + b.manager.counters["simultaneous-open"], 2)
+        self.assertEqual(a.manager.peers.counters["dials"], 1)
+        self.assertEqual(b.manager.peers.counters["dials"], 1)
+        self.assertEqual(a.manager.peers.counters["simultaneous-open"]
+                         + b.manager.peers.counters["simultaneous-open"], 2)
         self.assertEqual(self.cluster.links(), [("10.0.0.1", "10.0.0.2")])
         self.assertEqual(self.cluster.ready_keys("10.0.0.1"), ["10.0.0.2"])
         self.assertEqual(self.cluster.ready_keys("10.0.0.2"), ["10.0.0.1"])
-        self.assertEqual(sorted(b.manager.dialers), [])
+        self.assertEqual(sorted(b.manager.peers.dialers), [])
         self.net.advance(3600, step=10)
         self.assertEqual(self.cluster.links(), [("10.0.0.1", "10.0.0.2")])
-        self.assertEqual(a.manager.counters["dials"], 1)
-        self.assertEqual(b.manager.counters["dials"], 1)
+        self.assertEqual(a.manager.peers.counters["dials"], 1)
+        self.assertEqual(b.manager.peers.counters["dials"], 1)
 
     def test_three_nodes_two_hours(self) -> None:
         """
@@ -177,13 +177,13 @@ class ConnectionTests(unittest.TestCase):
         self.assertEqual(links, [("10.0.0.1", "10.0.0.2"),
                                  ("10.0.0.1", "10.0.0.3"),
                                  ("10.0.0.2", "10.0.0.3")])
-        before = [dict(s.manager.counters) for s in services]
+        before = [dict(s.manager.peers.counters) for s in services]
         self.net.advance(7200, step=5)
         self.assertEqual(self.cluster.links(), links)
         for service, counters in zip(services, before):
-            self.assertEqual(len(service.manager.ready), 2)
+            self.assertEqual(len(service.manager.peers.ready), 2)
             for name in ("handshakes", "dials"):
-                self.assertEqual(service.manager.counters[name],
+                self.assertEqual(service.manager.peers.counters[name],
                                  counters.get(name, 0), name)
             for info in service.peer_info():
                 self.assertEqual(info["state"], "ready")
@@ -211,8 +211,8 @@ class ConnectionTests(unittest.TestCase):
                                    name="second")
         self.net.flush()
         self.assertEqual(self.cluster.ready_keys("10.0.0.1"), ["10.0.0.2"])
-        self.assertEqual(hub.manager.counters["closed:duplicate-ip"], 1)
-        self.assertEqual(len(other.manager.ready), 0)
+        self.assertEqual(hub.manager.peers.counters["closed:duplicate-ip"], 1)
+        self.assertEqual(len(other.manager.peers.ready), 0)
 
     def test_loopback_devnet(self) -> None:
         """
@@ -226,8 +226,8 @@ class ConnectionTests(unittest.TestCase):
             services.append(self._loopback(port, n, ports))
         self.net.advance(5)
         for service in services:
-            self.assertEqual(len(service.manager.ready), 2)
-            self.assertEqual(service.manager.counters["closed:self-connection"],
+            self.assertEqual(len(service.manager.peers.ready), 2)
+            self.assertEqual(service.manager.peers.counters["closed:self-connection"],
                              0)
         self.assertEqual(len(self.net.connections()), 3)
 
@@ -258,7 +258,7 @@ class ConnectionTests(unittest.TestCase):
         self.cluster.start("10.0.0.3", 22, connect=("10.0.0.1:24200",))
         self.net.flush()
         self.assertEqual(self.cluster.ready_keys("10.0.0.1"), ["10.0.0.2"])
-        self.assertEqual(hub.manager.counters["closed:too-many-peers"], 1)
+        self.assertEqual(hub.manager.peers.counters["closed:too-many-peers"], 1)
 
 
 class DialTests(unittest.TestCase):
@@ -306,8 +306,8 @@ class DialTests(unittest.TestCase):
         a = self.cluster.start("10.0.0.1", 20, connect=("10.0.0.2:24200",))
         reactor = a.reactor
         self.net.advance(1000, step=1)
-        factory = a.manager.dialers["10.0.0.2"]
-        self.assertEqual(len(a.manager.dialers), 1)
+        factory = a.manager.peers.dialers["10.0.0.2"]
+        self.assertEqual(len(a.manager.peers.dialers), 1)
         bases = [5, 10, 20, 40, 80, 160, 300]
         for delay, base in zip(factory.delays, bases):
             self.assertTrue(base * 0.9 <= delay <= min(base * 1.1, 300),
@@ -332,12 +332,12 @@ class DialTests(unittest.TestCase):
         a = self.cluster.start("10.0.0.1", 20, connect=("10.0.0.2:24200",))
         b = self.cluster.start("10.0.0.2", 21, genesis="")
         self.net.advance(400, step=1)
-        factory = a.manager.dialers["10.0.0.2"]
+        factory = a.manager.peers.dialers["10.0.0.2"]
         self.assertGreaterEqual(len(factory.delays), 5)
         self.assertTrue(all(later > earlier for earlier, later in zip(
             factory.delays, factory.delays[1:5])), factory.delays)
-        self.assertGreaterEqual(a.manager.counters["closed:wrong-genesis"], 5)
-        self.assertGreaterEqual(b.manager.counters["closed:wrong-genesis"], 5)
+        self.assertGreaterEqual(a.manager.peers.counters["closed:wrong-genesis"], 5)
+        self.assertGreaterEqual(b.manager.peers.counters["closed:wrong-genesis"], 5)
         self.assertEqual(b.scores.score("10.0.0.1"), 0.0)
         self.assertEqual(a.scores.score("10.0.0.2"), 0.0)
 
@@ -353,13 +353,13 @@ class DialTests(unittest.TestCase):
         self.net.advance(5)
         self.assertEqual(self.cluster.links(), [("10.0.0.1", "10.0.0.2")])
         self.cluster.stop("10.0.0.2", crash=True)
-        self.assertEqual(a.manager.ready, {})
+        self.assertEqual(a.manager.peers.ready, {})
         most = self.watch_dialers(a, 30)
         self.cluster.start("10.0.0.2", high)
         most = max(most, self.watch_dialers(a, 40))
         self.assertEqual(self.cluster.links(), [("10.0.0.1", "10.0.0.2")])
         self.assertEqual(most, 1)
-        factory = a.manager.dialers["10.0.0.2"]
+        factory = a.manager.peers.dialers["10.0.0.2"]
         self.assertLessEqual(factory.delays[0], 5.5)
         self.assertLessEqual(len(factory.delays), 5)
 
@@ -379,11 +379,11 @@ class DialTests(unittest.TestCase):
         self.assertEqual(self.cluster.links(), [("10.0.0.1", "10.0.0.2")])
         self.cluster.stop("10.0.0.2")
         self.net.advance(10)
-        self.assertIn("10.0.0.2", survivor.manager.dialers)
+        self.assertIn("10.0.0.2", survivor.manager.peers.dialers)
         self.cluster.start("10.0.0.2", low)
         self.net.advance(10)
         self.assertEqual(len(self.cluster.links()), 1)
-        self.assertIn("10.0.0.2", survivor.manager.ready)
+        self.assertIn("10.0.0.2", survivor.manager.peers.ready)
 
     def test_seed_with_lower_key_dialled_at_once(self) -> None:
         """
@@ -419,7 +419,7 @@ class DialTests(unittest.TestCase):
         self.net.heal("10.0.0.1", "10.0.0.2")
         self.net.advance(20)
         self.assertEqual(self.cluster.ready_keys("10.0.0.2"), ["10.0.0.1"])
-        self.assertEqual(b.manager.counters["closed:replaced"], 1)
+        self.assertEqual(b.manager.peers.counters["closed:replaced"], 1)
         self.assertEqual(self.cluster.links(), [("10.0.0.1", "10.0.0.2")])
 
     def test_partition_times_out_then_reconnects(self) -> None:
@@ -433,10 +433,10 @@ class DialTests(unittest.TestCase):
         self.net.advance(5)
         self.net.partition("10.0.0.1", "10.0.0.2")
         self.net.advance(120)
-        self.assertEqual(a.manager.ready, {})
-        self.assertEqual(b.manager.ready, {})
-        self.assertEqual(a.manager.counters["closed:ping-timeout"], 1)
-        self.assertEqual(b.manager.counters["closed:ping-timeout"], 1)
+        self.assertEqual(a.manager.peers.ready, {})
+        self.assertEqual(b.manager.peers.ready, {})
+        self.assertEqual(a.manager.peers.counters["closed:ping-timeout"], 1)
+        self.assertEqual(b.manager.peers.counters["closed:ping-timeout"], 1)
         self.net.heal("10.0.0.1", "10.0.0.2")
         self.net.advance(330)
         self.assertEqual(self.cluster.ready_keys("10.0.0.1"), ["10.0.0.2"])
@@ -447,7 +447,7 @@ class DialTests(unittest.TestCase):
         """
         a = self.cluster.start("10.0.0.1", 20, connect=("10.0.0.1:24200",))
         self.net.advance(30)
-        self.assertEqual(a.manager.counters["dials"], 0)
+        self.assertEqual(a.manager.peers.counters["dials"], 0)
 
     def test_peer_exchange(self) -> None:
         """
@@ -651,7 +651,7 @@ class ChainTests(unittest.TestCase):
                                  + counters["tx-relayed"], 1)
                 self.assertEqual(counters["vote-announced"]
                                  + counters["vote-relayed"], 1)
-                sent = sum(c.sent["tx"] for c in service.manager.ready.values())
+                sent = sum(c.sent["tx"] for c in service.manager.peers.ready.values())
                 self.assertLessEqual(sent, 2)
         duplicates = sum(s.gossip.counters["tx-duplicate"]
                          + s.gossip.counters["tx-refused:already-known"]
@@ -661,7 +661,7 @@ class ChainTests(unittest.TestCase):
         for service in services:
             self.assertEqual(service.node.chain.height, height)
             blocks_sent = sum(c.sent["block"]
-                              for c in service.manager.ready.values())
+                              for c in service.manager.peers.ready.values())
             self.assertLessEqual(blocks_sent, 2 * height)
         self.assertGreaterEqual(
             sum(s.sync.counters["block-duplicate"]
@@ -684,12 +684,12 @@ class ChainTests(unittest.TestCase):
         block = mn.builder.build_block()
         forged = CommitCertificate(block.height, 0, block.hash, (
             Vote(key(0).public, b"\x00" * 64),))
-        conn = producer.manager.ready["10.0.0.2"]
+        conn = producer.manager.peers.ready["10.0.0.2"]
         conn.send(BlockMsg(block, forged))
         self.net.flush()
         self.assertEqual(follower.node.chain.height, 0)
         self.assertTrue(follower.scores.banned("10.0.0.1"))
-        self.assertEqual(follower.manager.ready, {})
+        self.assertEqual(follower.manager.peers.ready, {})
 
     def test_tx_message_invalid_signature_scored(self) -> None:
         """
@@ -709,7 +709,7 @@ class ChainTests(unittest.TestCase):
         broken = Transaction(tuple(TxIn(i.prevout, i.pubkey, b"\x01" * 64)
                                    for i in tx.inputs), tx.outputs)
         self.assertEqual(broken.txid, tx.txid)
-        conn = producer.manager.ready["10.0.0.2"]
+        conn = producer.manager.peers.ready["10.0.0.2"]
         conn.send(TxMsg(broken))
         self.net.flush()
         self.assertEqual(follower.gossip.counters["tx-refused:bad-signature"],
@@ -743,7 +743,7 @@ class OperatorTests(unittest.TestCase):
         self.assertEqual([p["id"] for p in a.peer_info()], ["10.0.0.2"])
         a.set_ban("10.0.0.2", 600)
         cluster.net.advance(60)
-        self.assertEqual(a.manager.ready, {})
+        self.assertEqual(a.manager.peers.ready, {})
         self.assertIn("10.0.0.2", a.banned())
         a.clear_ban()
         self.assertEqual(a.banned(), {})
@@ -777,8 +777,8 @@ class OperatorTests(unittest.TestCase):
             attacker.connectTCP("10.0.0.1", 24200,
                                 ClientFactory.forProtocol(Garbage))
             cluster.net.advance(1)
-        self.assertEqual(a.manager.counters["closed:not-utf8"], 5)
-        self.assertEqual(a.manager.counters["closed:banned"], 1)
+        self.assertEqual(a.manager.peers.counters["closed:not-utf8"], 5)
+        self.assertEqual(a.manager.peers.counters["closed:banned"], 1)
         self.assertIn("10.0.0.9", a.banned())
         self.assertEqual(cluster.ready_keys("10.0.0.1"), ["10.0.0.2"])
         cluster.net.advance(120)

@@ -201,7 +201,7 @@ class ProtocolTestBase(unittest.TestCase):
         if direction == OUTBOUND:
             factory = PeerClientFactory(self.manager, ip, ip, 24200,
                                         random.Random(1))
-            self.manager.dialers[ip] = factory
+            self.manager.peers.dialers[ip] = factory
             proto = factory.buildProtocol(None)
         else:
             proto = PeerProtocol(self.manager, INBOUND)
@@ -250,12 +250,12 @@ class HandshakeTests(ProtocolTestBase):
                 self.assertEqual(wire.sent_types(), ["hello_proof"])
                 wire.feed(self.proof())
                 self.assertEqual(wire.proto.state, READY)
-                self.assertIs(self.manager.ready[PEER_IP], wire.proto)
+                self.assertIs(self.manager.peers.ready[PEER_IP], wire.proto)
                 self.assertEqual(sorted(wire.sent_types()),
                                  ["get_peers", "ping"])
                 wire.proto.close("test")
                 wire.lose()
-                self.assertNotIn(PEER_IP, self.manager.ready)
+                self.assertNotIn(PEER_IP, self.manager.peers.ready)
 
     def assertRefused(self, wire: Wire, reason: str) -> None:
         """
@@ -268,7 +268,7 @@ class HandshakeTests(ProtocolTestBase):
         self.assertEqual(wire.proto.close_reason, reason)
         wire.lose()
         self.assertEqual(wire.proto.state, CLOSED)
-        self.assertEqual(self.manager.ready, {})
+        self.assertEqual(self.manager.peers.ready, {})
 
     def test_refusals(self) -> None:
         """
@@ -292,7 +292,7 @@ class HandshakeTests(ProtocolTestBase):
                     wire.sent()
                     wire.feed(self.hello(**changes))
                     self.assertRefused(wire, reason)
-                    self.manager.dialers.clear()
+                    self.manager.peers.dialers.clear()
         self.assertEqual(self.scores.score(PEER_IP), 0.0)
 
     def test_newer_version_accepted(self) -> None:
@@ -311,8 +311,8 @@ class HandshakeTests(ProtocolTestBase):
         """
         wire = self.connect(OUTBOUND)
         wire.feed(self.hello(nonce=self.manager.nonce))
-        self.assertIn(PEER_IP, self.manager.self_keys)
-        self.assertNotIn(PEER_IP, self.manager.dialers)
+        self.assertIn(PEER_IP, self.manager.dialing.self_keys)
+        self.assertNotIn(PEER_IP, self.manager.peers.dialers)
 
     def test_anything_else_first(self) -> None:
         """
@@ -341,7 +341,7 @@ class HandshakeTests(ProtocolTestBase):
                 self.assertFalse(wire.closed)
                 self.clock.advance(0.1)
                 self.assertRefused(wire, "handshake-timeout")
-                self.manager.dialers.clear()
+                self.manager.peers.dialers.clear()
         wire = self.connect()
         self.clock.advance(5)
         self.handshake(wire)
@@ -359,7 +359,7 @@ class HandshakeTests(ProtocolTestBase):
         self.assertTrue(wire.closed)
         self.assertEqual(wire.sent(), [])
         self.assertEqual(
-            self.manager.counters["error-received:wrong-genesis"], 1)
+            self.manager.peers.counters["error-received:wrong-genesis"], 1)
 
 
 class PingTests(ProtocolTestBase):
@@ -389,7 +389,7 @@ class PingTests(ProtocolTestBase):
                 self.assertEqual(wire.sent_types(), ["ping"])
                 wire.proto.close("test")
                 wire.lose()
-                self.manager.dialers.clear()
+                self.manager.peers.dialers.clear()
 
     def test_unknown_pong_ignored(self) -> None:
         """
@@ -399,7 +399,7 @@ class PingTests(ProtocolTestBase):
         wire = self.ready()
         wire.feed(Pong(12345))
         self.assertIsNone(wire.proto.rtt)
-        self.assertEqual(self.manager.counters["pong-unknown-nonce"], 1)
+        self.assertEqual(self.manager.peers.counters["pong-unknown-nonce"], 1)
         self.assertEqual(self.scores.score(PEER_IP), 0.0)
 
     def test_missed_pongs_disconnect_both_directions(self) -> None:
@@ -415,7 +415,7 @@ class PingTests(ProtocolTestBase):
                 self.clock.advance(30)
                 ping = [m for m in wire.sent() if isinstance(m, Ping)][-1]
                 wire.feed(Pong(ping.nonce))
-                self.assertEqual(wire.proto.missed_pongs, 0)
+                self.assertEqual(wire.proto.keepalive.missed_pongs, 0)
                 self.clock.advance(30)
                 self.clock.advance(30)
                 self.clock.advance(30)
@@ -425,7 +425,7 @@ class PingTests(ProtocolTestBase):
                 errors = [m for m in wire.sent() if isinstance(m, Error)]
                 self.assertEqual(errors[-1].reason, "ping-timeout")
                 wire.lose()
-                self.manager.dialers.clear()
+                self.manager.peers.dialers.clear()
         self.assertEqual(self.scores.score(PEER_IP), 0.0)
 
 
@@ -441,7 +441,7 @@ class BadInputTests(ProtocolTestBase):
         """
         errors = [m for m in wire.sent() if isinstance(m, Error)]
         self.assertEqual([e.reason for e in errors], [reason])
-        self.assertGreaterEqual(self.manager.counters[reason], 1)
+        self.assertGreaterEqual(self.manager.peers.counters[reason], 1)
 
     def test_garbage_after_handshake(self) -> None:
         """
@@ -499,14 +499,14 @@ class BadInputTests(ProtocolTestBase):
         wire.feed(line)
         self.assertErrorReply(wire, "message-too-large")
         self.assertFalse(wire.closed)
-        self.assertEqual(self.manager.counters["line-too-long"], 0)
+        self.assertEqual(self.manager.peers.counters["line-too-long"], 0)
         longer = prefix + b"x" * (MAX_LINE_BYTES - len(prefix) - 1) + b'"}'
         for i in range(0, len(longer), 65536):
             wire.proto.dataReceived(longer[i:i + 65536])
         self.assertTrue(wire.closed)
         errors = [m for m in wire.sent() if isinstance(m, Error)]
         self.assertEqual(errors[-1].reason, "line-too-long")
-        self.assertEqual(self.manager.counters["line-too-long"], 1)
+        self.assertEqual(self.manager.peers.counters["line-too-long"], 1)
 
     def test_unterminated_overflow(self) -> None:
         """
@@ -518,7 +518,7 @@ class BadInputTests(ProtocolTestBase):
         self.assertFalse(wire.closed)
         wire.proto.dataReceived(b"x")
         self.assertTrue(wire.closed)
-        self.assertEqual(self.manager.counters["line-too-long"], 1)
+        self.assertEqual(self.manager.peers.counters["line-too-long"], 1)
 
     def test_ban_and_expiry(self) -> None:
         """
@@ -551,7 +551,7 @@ class BadInputTests(ProtocolTestBase):
             wire.feed(GetPeers(i))
         replies = [m for m in wire.sent() if isinstance(m, Peers)]
         self.assertEqual(len(replies), 3)
-        self.assertEqual(self.manager.counters["rate-limited"], 2)
+        self.assertEqual(self.manager.peers.counters["rate-limited"], 2)
         self.clock.advance(10)
         wire.feed(GetPeers(9))
         self.assertEqual([m.name for m in wire.sent()
@@ -569,7 +569,7 @@ class BadInputTests(ProtocolTestBase):
 
         self.patch(self.manager, "message_received", broken)
         wire.feed(GetTip(1))
-        self.assertEqual(self.manager.counters["handler-error"], 1)
+        self.assertEqual(self.manager.peers.counters["handler-error"], 1)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertFalse(wire.closed)
 
@@ -608,7 +608,7 @@ class RequestTests(ProtocolTestBase):
         failure = self.failureResultOf(d, RequestFailed)
         self.assertEqual(failure.value.reason, "bad-response")
         wire.feed(Tip(777, 1, b"\x00" * 32))
-        self.assertEqual(self.manager.counters["unsolicited-response"], 1)
+        self.assertEqual(self.manager.peers.counters["unsolicited-response"], 1)
         self.assertAlmostEqual(self.scores.score(PEER_IP), 25)
 
     def test_timeout(self) -> None:
@@ -625,7 +625,7 @@ class RequestTests(ProtocolTestBase):
         self.assertEqual(self.failureResultOf(d, RequestFailed).value.reason,
                          "timeout")
         wire.feed(Blocks(request.id, ()))
-        self.assertEqual(self.manager.counters["unsolicited-response"], 1)
+        self.assertEqual(self.manager.peers.counters["unsolicited-response"], 1)
 
     def test_connection_lost_fails_requests(self) -> None:
         """
@@ -639,7 +639,7 @@ class RequestTests(ProtocolTestBase):
         self.assertEqual(self.failureResultOf(d, RequestFailed).value.reason,
                          "connection-lost")
         self.assertEqual([c for c in self.clock.getDelayedCalls()
-                          if c.func == wire.proto._request_timed_out], [])
+                          if c.func == wire.proto.requests._timed_out], [])
 
     def test_bounded_outstanding(self) -> None:
         """
@@ -662,8 +662,8 @@ class RequestTests(ProtocolTestBase):
         id; get_blocks above our height gets an empty reply.
         """
         wire = self.ready()
-        self.manager.table.add("10.1.1.1", 24200, "exchange")
-        self.manager.table.add("127.0.0.1", 24201, "exchange")
+        self.manager.peers.table.add("10.1.1.1", 24200, "exchange")
+        self.manager.peers.table.add("127.0.0.1", 24201, "exchange")
         wire.feed(GetTip(41), GetPeers(42), GetBlocks(1, 5, 43))
         sent = wire.sent()
         self.assertEqual(sent, [Tip(41, 0, self.node.genesis.hash),

@@ -146,7 +146,7 @@ class NotBackToSenderTests(RelayTestBase):
         self.peers[50].feed(msg)
         self.assertEqual(self.got(msg), [52])
         self.assertEqual(self.relay.counters.get("relayed"), 1)
-        self.assertGreater(self.manager.counters["relay-skipped:known"], 0)
+        self.assertGreater(self.manager.peers.counters["relay-skipped:known"], 0)
 
     def test_relay_fanout_bounded(self) -> None:
         """
@@ -167,7 +167,7 @@ class NotBackToSenderTests(RelayTestBase):
         got = self.got(near)
         self.assertEqual(len(got), 1)
         self.assertNotIn(51, got)
-        self.assertEqual(self.manager.counters["relay-skipped:fanout"],
+        self.assertEqual(self.manager.peers.counters["relay-skipped:fanout"],
                          2 + 4)
 
 
@@ -182,7 +182,7 @@ class NotBackToSenderTests(RelayTestBase):
         near = BlockVoteMsg(vote(51))
         self.peers[50].feed(near)
         self.assertEqual(self.got(near), [51, 52])
-        self.assertEqual(self.manager.counters["relay-skipped:fanout"], 0)
+        self.assertEqual(self.manager.peers.counters["relay-skipped:fanout"], 0)
 
 
 class HeldNotSentAgainTests(RelayTestBase):
@@ -277,7 +277,7 @@ class HopByHopTests(unittest.TestCase):
             cluster.start(i)
         cluster.net.advance(30, step=0.1)
         self.assertNotIn(IPS[2], {c.ip for c in service_of(
-            cluster, 0).manager.ready.values()})
+            cluster, 0).manager.peers.ready.values()})
         heights = [node_of(cluster, i).chain.height for i in range(3)]
         self.assertGreaterEqual(min(heights), 3, heights)
         relayed = service_of(cluster, 1).consensus.counters

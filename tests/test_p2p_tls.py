@@ -254,7 +254,7 @@ class LoopbackTests(unittest.TestCase):
             yield service.stopService()
             yield service.node.stopService()
         yield self.wait_for(lambda: all(
-            not s.manager.connections for s in self.services))
+            not s.manager.peers.connections for s in self.services))
         yield task.deferLater(self.reactor, 0.05, lambda: None)
 
     @defer.inlineCallbacks
@@ -273,7 +273,7 @@ class LoopbackTests(unittest.TestCase):
         follower = self.start(21, genesis=genesis, listen=False,
                               connect=(self.address(producer),))
         yield self.wait_for(lambda: follower.node.chain.height == height)
-        conn = next(iter(follower.manager.ready.values()))
+        conn = next(iter(follower.manager.peers.ready.values()))
         transport = conn.transport
         assert isinstance(transport, TLSMemoryBIOProtocol)
         self.assertEqual(transport.getHandle().get_protocol_version_name(),
@@ -281,7 +281,7 @@ class LoopbackTests(unittest.TestCase):
         self.assertEqual(certificate_pubkey(
             transport.getPeerCertificate().to_cryptography()),
             producer.node.key.public)
-        self.assertEqual(len(producer.manager.ready), 1)
+        self.assertEqual(len(producer.manager.peers.ready), 1)
         self.produce(4)
         self.assertGreater(producer.node.chain.height, height)
         yield self.wait_for(lambda: follower.node.chain.height
@@ -301,12 +301,12 @@ class LoopbackTests(unittest.TestCase):
         genesis = str(Path(producer.node.datadir) / "genesis.json")
         impostor = self.start(21, genesis=genesis, listen=False,
                               connect=(self.address(producer),), tls_key=9)
-        yield self.wait_for(lambda: producer.manager.counters[
-            f"closed:{KEY_MISMATCH}"] >= 1 and not impostor.manager.connections)
+        yield self.wait_for(lambda: producer.manager.peers.counters[
+            f"closed:{KEY_MISMATCH}"] >= 1 and not impostor.manager.peers.connections)
         self.assertEqual(
-            impostor.manager.counters[f"error-received:{KEY_MISMATCH}"], 1)
-        self.assertEqual(producer.manager.ready, {})
-        self.assertEqual(producer.manager.counters["handshakes"], 0)
+            impostor.manager.peers.counters[f"error-received:{KEY_MISMATCH}"], 1)
+        self.assertEqual(producer.manager.peers.ready, {})
+        self.assertEqual(producer.manager.peers.counters["handshakes"], 0)
         self.assertEqual(producer.scores.score("127.0.0.1:0"), 0)
 
     @defer.inlineCallbacks
@@ -320,12 +320,12 @@ class LoopbackTests(unittest.TestCase):
         genesis = str(Path(plain.node.datadir) / "genesis.json")
         tls = self.start(21, genesis=genesis, listen=False,
                          connect=(self.address(plain),))
-        yield self.wait_for(lambda: plain.manager.counters[
-            "closed:tls-unexpected"] >= 1 and tls.manager.counters[
-            "closed:tls-failed"] >= 1 and not tls.manager.connections)
+        yield self.wait_for(lambda: plain.manager.peers.counters[
+            "closed:tls-unexpected"] >= 1 and tls.manager.peers.counters[
+            "closed:tls-failed"] >= 1 and not tls.manager.peers.connections)
         for service in (plain, tls):
-            self.assertEqual(service.manager.ready, {})
-            self.assertEqual(service.manager.counters["bans"], 0)
+            self.assertEqual(service.manager.peers.ready, {})
+            self.assertEqual(service.manager.peers.counters["bans"], 0)
             self.assertTrue(service.running)
 
     @defer.inlineCallbacks
@@ -338,8 +338,8 @@ class LoopbackTests(unittest.TestCase):
         genesis = str(Path(tls.node.datadir) / "genesis.json")
         plain = self.start(21, tls=False, genesis=genesis, listen=False,
                            connect=(self.address(tls),))
-        yield self.wait_for(lambda: tls.manager.counters[
-            "closed:tls-failed"] >= 1 and not plain.manager.connections)
+        yield self.wait_for(lambda: tls.manager.peers.counters[
+            "closed:tls-failed"] >= 1 and not plain.manager.peers.connections)
         for service in (plain, tls):
-            self.assertEqual(service.manager.ready, {})
-            self.assertEqual(service.manager.counters["handshakes"], 0)
+            self.assertEqual(service.manager.peers.ready, {})
+            self.assertEqual(service.manager.peers.counters["handshakes"], 0)

@@ -378,7 +378,7 @@ class PieceTests(unittest.TestCase):
                 self.assertLessEqual(P2P_BEHAVIOURS, sim.plan.byzantine[0])
                 sim.run()
                 manager = sim.nodes[1].service.manager  # type: ignore
-                junk = [k for k in manager.table.entries
+                junk = [k for k in manager.peers.table.entries
                         if k.startswith("10.99.")]
             finally:
                 sim.stop()
@@ -456,7 +456,7 @@ class PieceTests(unittest.TestCase):
             for host in sim.nodes:
                 sim.start(host)
             sim.net.advance(10, 0.1)
-            self.assertEqual(len(sim.nodes[0].service.manager.ready), 3)
+            self.assertEqual(len(sim.nodes[0].service.manager.peers.ready), 3)
             self.assertGreater(sim.net.counters["dropped"], 0)
             self.assertGreater(sim.nodes[0].node.chain.height, 0)
 

@@ -284,7 +284,7 @@ class CatchUpTests(unittest.TestCase):
         self.assertEqual(new.sync.counters["sync-slow"], 1)
         self.assertEqual(new.scores.score("10.0.0.2"), 0)
         self.assertFalse(new.scores.banned("10.0.0.2"))
-        self.assertIn("10.0.0.2", new.manager.ready)
+        self.assertIn("10.0.0.2", new.manager.peers.ready)
         self.assertEqual(hashes(new.node), hashes(self.mn))
         self.assertEqual(new.sync.state, SYNCED)
 
@@ -302,7 +302,7 @@ class CatchUpTests(unittest.TestCase):
         self.assertEqual(
             new.sync.counters["block-refused:bad-block-signature"], 1)
         self.assertTrue(new.scores.banned("10.0.0.2"))
-        self.assertNotIn("10.0.0.2", new.manager.ready)
+        self.assertNotIn("10.0.0.2", new.manager.peers.ready)
         self.assertEqual(new.node.chain.height, self.mn.chain.height)
         self.assertEqual(hashes(new.node), hashes(self.mn))
         self.assertEqual(new.node.chain.utxo_hash(),
@@ -409,7 +409,7 @@ class RecoveryTests(unittest.TestCase):
                            ping_interval=30.0, pong_timeout=30.0)
         self.net.advance(1)
         self.assertEqual(b.sync.state, SYNCED)
-        self.assertEqual(sorted(b.manager.ready), [PRODUCER, "10.0.0.2"])
+        self.assertEqual(sorted(b.manager.peers.ready), [PRODUCER, "10.0.0.2"])
         self.net.net.partition("10.0.0.3", "10.0.0.2")
         self.net.net.partition("10.0.0.3", PRODUCER)
         ttl = b.settings.sync_synced_ttl
@@ -506,7 +506,7 @@ class ForkTests(unittest.TestCase):
         evil = self.equivocating_chain("10.0.0.7", 80)
         self.assertNotEqual(hashes(evil.node)[1], honest[1])
         evil.add_seed(f"10.0.0.2:{PORT}")
-        evil.manager.maintain()
+        evil.manager.dialing.maintain()
         self.net.advance(2)
         self.assertEqual(follower.sync.counters["conflicting-block"], 1)
         self.assertTrue(follower.scores.banned("10.0.0.7"))
@@ -568,7 +568,7 @@ class ForkTests(unittest.TestCase):
                      fake.signature, fake.txs, fake.commit)
         forged = CommitCertificate(fake.height, 0, fake.hash, (
             Vote(key(0).public, b"\x00" * 64),))
-        producer.manager.ready["10.0.0.2"].send(BlockMsg(fake, forged))
+        producer.manager.peers.ready["10.0.0.2"].send(BlockMsg(fake, forged))
         self.net.net.flush()
         self.assertTrue(follower.scores.banned(PRODUCER))
         self.assertEqual(follower.sync.counters["conflict-unproven"], 1)

@@ -153,7 +153,7 @@ class HeightLiarTests(unittest.TestCase):
         liar = make_liar(self.net, "10.0.1.1", 41, (PRODUCER,))
         self.net.advance(1, step=BLOCK_TIME)
         sync = self.producer.sync
-        self.assertIn("10.0.1.1", self.producer.manager.ready)
+        self.assertIn("10.0.1.1", self.producer.manager.peers.ready)
         self.assertTrue(sync.is_synced())
         timeout = self.producer.settings.sync_request_timeout
         self.net.advance(timeout + 1, step=BLOCK_TIME)
@@ -171,7 +171,7 @@ class HeightLiarTests(unittest.TestCase):
         self.net.advance(self.producer.settings.sync_retry_after - timeout
                          - 2, step=BLOCK_TIME)
         self.assertEqual(sync.counters["sync-requests"], requests)
-        self.assertIn("10.0.1.1", self.producer.manager.ready)
+        self.assertIn("10.0.1.1", self.producer.manager.peers.ready)
         self.net.stop(liar.node.config.p2p_bind)
 
     def test_empty_node_still_catches_up_next_to_a_liar(self) -> None:
@@ -231,7 +231,7 @@ class RestartNextToLiarTests(unittest.TestCase):
         self.assertEqual(restarted.node.chain.height,
                          producer.node.chain.height)
         net.advance(1)
-        self.assertEqual(sorted(restarted.manager.ready),
+        self.assertEqual(sorted(restarted.manager.peers.ready),
                          ["10.0.0.1", "10.0.1.1"])
         self.assertEqual(restarted.sync.heights["10.0.1.1"], LIE)
         self.assertEqual(restarted.sync.state, SYNCED)
@@ -371,7 +371,7 @@ class ForgedProofTests(unittest.TestCase):
         net.grow(producer.node, 6)
         producer.node.consensus.stop()
         ours = follower.node.chain.height
-        conn = liar.manager.ready["10.0.0.2"]
+        conn = liar.manager.peers.ready["10.0.0.2"]
 
         def announce(height: int, forged: bool) -> None:
             block, commit = result_of(producer.node.committed_block(height))

@@ -142,7 +142,7 @@ class _NodeCollector(Collector):
         peers = GaugeMetricFamily("timecoin_peers",
                                   "Connected (handshaken) peers, by "
                                   "direction.", labels=["direction"])
-        directions = [c.direction for c in p2p.manager.ready.values()]
+        directions = [c.direction for c in p2p.manager.peers.ready.values()]
         for direction in ("inbound", "outbound"):
             peers.add_metric([direction], directions.count(direction))
         yield peers
@@ -151,7 +151,7 @@ class _NodeCollector(Collector):
                                 len(p2p.scores.bans()))
         yield CounterMetricFamily("timecoin_bans",
                                   "Bans imposed for misbehaviour.",
-                                  p2p.manager.counters["bans"])
+                                  p2p.manager.peers.counters["bans"])
 
 
 class _RPCCollector(Collector):

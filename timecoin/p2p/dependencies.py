@@ -44,6 +44,13 @@ class Direction(StrEnum):
     OUTBOUND = "outbound"
 
 
+CONNECTING = "connecting"
+HELLO = "hello"
+READY = "ready"
+CLOSED = "closed"
+"""The states of a connection, in order: what RPC and logs show."""
+
+
 class RequestFailed(Exception):
     """
     A request got no valid response; C{reason} is C{timeout},

@@ -28,14 +28,18 @@ admission (a restart mid-vote, votes lost while a peer was away) is
 announced again and its votes are asked for with C{get_tx_votes}; a peer
 answers with the votes it holds, as C{tx_vote} messages.
 
-Transactions travel in batches (C{txs}): each admitted transaction (from
-RPC or a peer) is queued and sent to every ready peer but those known to
-hold it already (the peer it came from, and any that sent it while it
-waited) after C{tx_batch_delay} seconds, or at once when the queue holds
-C{tx_batch_count} transactions or C{tx_batch_bytes} bytes.  A received
+Transactions travel in batches (C{txs}, L{timecoin.p2p.outbox.TxOutbox}):
+each admitted transaction (from RPC or a peer) is queued and sent to every
+ready peer but those known to hold it already (the peer it came from, and
+any that sent it while it waited) after C{tx_batch_delay} seconds, or at
+once when the queue holds C{tx_batch_count} transactions or
+C{tx_batch_bytes} bytes.  A received
 entry whose claimed txid is already seen or held is skipped without
 building the transaction; otherwise the transaction is built, its txid
-must be the claimed one, and it is admitted as a single C{tx} would be.
+must be the claimed one, and it is admitted as a single C{tx} would be,
+a slice per reactor turn (L{timecoin.p2p.admission.TxAdmission}).
+Orphan votes live in L{timecoin.p2p.orphans.OrphanVotes}, heartbeats are
+relayed by L{timecoin.p2p.heartbeats.HeartbeatRelay}.
 
 Votes, heartbeats and consensus messages are relayed byte for byte, so a
 repeated copy is recognised by the SHA-256 of its line before it is even
@@ -45,35 +49,32 @@ seen-cache took (and still holds) is dropped that way.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict, deque
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from typing import TYPE_CHECKING
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from timecoin.block import Block, CommitCertificate
-from timecoin.chain import TxInvalid
 from timecoin.encoding import EncodingError, canonical, sha256
 from timecoin.finality import TxVote, TxVoteBatch
-from timecoin.liveness import Heartbeat
 from timecoin.mempool import PENDING
+from timecoin.p2p.admission import TxAdmission
 from timecoin.p2p.caches import SeenCache
 from timecoin.p2p.dependencies import Connection, Handler, PeerSet
+from timecoin.p2p.heartbeats import HeartbeatRelay
 from timecoin.p2p.messages import (
     MAX_TXIDS_PER_QUERY,
-    MAX_TXS_PER_MSG,
-    TXS_ENVELOPE_BYTES,
     BlockMsg,
     GetTxVotes,
-    HeartbeatMsg,
     TxMsg,
     TxsMsg,
     TxVoteMsg,
     TxVotesMsg,
-    txs_entry,
-    txs_line,
 )
+from timecoin.p2p.orphans import OrphanVotes
+from timecoin.p2p.outbox import TxOutbox
 from timecoin.p2p.settings import P2PSettings
 from timecoin.tx import Transaction
 
@@ -81,17 +82,6 @@ if TYPE_CHECKING:
     from timecoin.node import Node
 
 log = Logger()
-
-MALICIOUS_TX_REASONS = frozenset({
-    "bad-signature", "pubkey-address-mismatch", "tx-too-large",
-    "unexpected-coinbase", "coinbase-has-inputs", "no-inputs",
-    "unexpected-data", "duplicate-input", "no-outputs", "bad-address",
-    "zero-output", "dust-output", "value-out-of-range",
-    "outputs-exceed-inputs", "fee-too-low",
-})
-"""Refusals no honest relay causes (consensus rules every node shares);
-others (double spends, inputs we have not seen yet, a full mempool) are
-races or local state and cost the sender nothing."""
 
 MALICIOUS_VOTE_REASONS = frozenset({
     "vote-bad-signature", "vote-not-masternode",
@@ -111,12 +101,6 @@ MAX_QUERY_ON_CONNECT = 1024
 """Open transactions a newly connected peer is asked about: 16
 C{get_tx_votes} at most, within its burst of 20."""
 
-MALICIOUS_HEARTBEAT_REASONS = frozenset({"heartbeat-bad-signature"})
-"""Heartbeat drops that score the sender: a forged signature.  Stale,
-far-future and non-masternode heartbeats cost nothing (replays, clock
-skew and a sender at another height are not hostile)."""
-
-
 def vote_id(vote: TxVote | TxVoteBatch) -> bytes:
     """
     The gossip id of a vote or a batch of votes: SHA-256 of its whole
@@ -125,27 +109,17 @@ def vote_id(vote: TxVote | TxVoteBatch) -> bytes:
     return sha256(canonical(vote.to_obj()))
 
 
-class _Queued:
-    """
-    A transaction waiting in the C{txs} queue: its line entry, the
-    peer set's C{ready_serial} when it was queued (peers that became ready
-    later do not get it), and the peers known to hold it already.
-    """
-
-    __slots__ = ("entry", "at", "have")
-
-    def __init__(self, entry: bytes, at: int,
-                 have: set[Connection]) -> None:
-        self.entry = entry
-        self.at = at
-        self.have = have
-
-
 class Gossip:
     """
     Relays transactions, votes and blocks between the node and its peers.
 
-    @ivar counters: what was relayed, dropped as duplicate, refused.
+    @ivar counters: what was relayed, dropped as duplicate, refused (shared
+        with the parts below).
+    @ivar outbox: the admitted transactions waiting to go out in C{txs}.
+    @ivar admission: the peers' transactions waiting to be admitted.
+    @ivar orphans: the votes waiting for their transaction.
+    @ivar heartbeats: the relay of heartbeats, whose handler is one of
+        L{handlers}.
     """
 
     def __init__(self, node: Node, peerset: PeerSet, clock: IReactorTime,
@@ -154,24 +128,17 @@ class Gossip:
         self.peerset = peerset
         self.clock = clock
         self.settings = settings
+        self.counters: Counter[str] = Counter()
         self.seen_txs = SeenCache(settings.seen_size)
         self.seen_votes = SeenCache(settings.seen_size)
         self.seen_blocks = SeenCache(settings.seen_size)
-        self.seen_heartbeats = SeenCache(settings.seen_size)
-        self.orphans: OrderedDict[bytes, list[tuple[TxVote, float]]] = \
-            OrderedDict()
-        self._orphan_count = 0
-        self.counters: Counter[str] = Counter()
-        self._queue: dict[bytes, _Queued] = {}
-        self._queued_bytes = 0
-        self._flush_call: IDelayedCall | None = None
-        self._source: Connection | None = None
-        self._admit: deque[tuple[Connection, Transaction]] = deque()
-        self._admitting: set[bytes] = set()
-        """The txids in L{_admit}."""
-        self._admit_call: IDelayedCall | None = None
-        self._direct = 0
-        """Transactions from peers admitted this reactor turn."""
+        self.outbox = TxOutbox(peerset, clock, settings, self.counters)
+        self.admission = TxAdmission(node, peerset, clock, settings,
+                                     self.seen_txs, self.counters,
+                                     self._tx_admitted)
+        self.orphans = OrphanVotes(clock, settings, self.counters)
+        self.heartbeats = HeartbeatRelay(node, peerset, settings.seen_size,
+                                         self.counters)
 
     def handlers(self) -> dict[str, Handler]:
         """
@@ -181,22 +148,15 @@ class Gossip:
                 "tx_vote": self.vote_received,
                 "tx_votes": self.batch_received,
                 "get_tx_votes": self.votes_requested,
-                "heartbeat": self.heartbeat_received}
+                **self.heartbeats.handlers()}
 
     def stop(self) -> None:
         """
-        Drop the transactions waiting to be sent and their timer.
+        Drop the transactions waiting to be sent or admitted, and their
+        timers.
         """
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()
-        self._flush_call = None
-        self._queue = {}
-        self._queued_bytes = 0
-        if self._admit_call is not None and self._admit_call.active():
-            self._admit_call.cancel()
-        self._admit_call = None
-        self._admit.clear()
-        self._admitting.clear()
+        self.outbox.stop()
+        self.admission.stop()
 
     # Seen-caches behind the line cache -----------------------------------
 
@@ -204,16 +164,13 @@ class Gossip:
         """
         Whether C{item} (of a C{name} message) is still in its seen-cache.
         """
-        cache = self.seen_heartbeats if name == "heartbeat" \
-            else self.seen_votes
-        return item in cache
+        return item in self.seen_votes
 
     def line_repeated(self, name: str) -> None:
         """
         A repeated C{name} line was dropped before parsing.
         """
-        self.counters["heartbeat-duplicate" if name == "heartbeat"
-                      else "vote-duplicate"] += 1
+        self.counters["vote-duplicate"] += 1
 
     # Local events (hooked to the node) -----------------------------------
 
@@ -223,76 +180,11 @@ class Gossip:
         L{tx_received} is then the caller): queue it for every other peer.
         """
         if self.seen_txs.add(tx.txid):
-            source = self._source
+            source = self.admission.source
             self.counters["tx-announced" if source is None
                           else "tx-relayed"] += 1
-            self._enqueue(tx, source)
+            self.outbox.enqueue(tx, source)
         self._replay_orphans(tx.txid)
-
-    def _enqueue(self, tx: Transaction,
-                 source: Connection | None) -> None:
-        """
-        Queue C{tx} for the next C{txs} batch (not to C{source}).
-        """
-        if tx.txid in self._queue:
-            return
-        entry = txs_entry(tx)
-        self._queue[tx.txid] = _Queued(
-            entry, self.peerset.ready_serial,
-            set() if source is None else {source})
-        self._queued_bytes += len(entry) + 1
-        settings = self.settings
-        if len(self._queue) >= settings.tx_batch_count or \
-                self._queued_bytes >= settings.tx_batch_bytes:
-            self.flush_txs()
-        elif self._flush_call is None:
-            # A delay of 0 still batches: everything admitted in this
-            # reactor turn (lines read together, an RPC batch) goes out
-            # together in the next.
-            self._flush_call = self.clock.callLater(
-                settings.tx_batch_delay, self.flush_txs)
-
-    def flush_txs(self) -> None:
-        """
-        Send the queued transactions to every ready peer, in C{txs} lines
-        of at most C{tx_batch_count} transactions and C{tx_batch_bytes}
-        bytes (one transaction alone may be longer: the line cap fits
-        the largest), each peer without those it is known to hold and
-        those queued before it was ready (as an immediate broadcast would
-        have: a peer that connects later learns of a stalled transaction
-        from L{query_stalled}).
-        """
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()
-        self._flush_call = None
-        queue, self._queue = self._queue, {}
-        self._queued_bytes = 0
-        if not queue:
-            return
-        budget = min(self.settings.tx_batch_bytes, TxsMsg.max_bytes)
-        count = min(self.settings.tx_batch_count, MAX_TXS_PER_MSG)
-        for conn in list(self.peerset.ready.values()):
-            batch: list[bytes] = []
-            size = TXS_ENVELOPE_BYTES
-            serial = conn.ready_serial
-            for queued in queue.values():
-                if conn in queued.have or serial > queued.at:
-                    continue
-                entry = queued.entry
-                if batch and (len(batch) >= count
-                              or size + len(entry) + 1 > budget):
-                    self._send_txs(conn, batch)
-                    batch = []
-                    size = TXS_ENVELOPE_BYTES
-                batch.append(entry)
-                size += len(entry) + 1
-            if batch:
-                self._send_txs(conn, batch)
-
-    def _send_txs(self, conn: Connection, batch: list[bytes]) -> None:
-        if conn.send_line(TxsMsg.name, txs_line(batch)):
-            self.counters["txs-sent"] += 1
-            self.counters["txs-sent-txs"] += len(batch)
 
     def vote_cast(self, batch: TxVoteBatch) -> None:
         """
@@ -321,7 +213,7 @@ class Gossip:
         the transactions that stay undecided.  Runs every
         C{relay_interval} seconds.
         """
-        self._expire_orphans()
+        self.orphans.expire()
         self.query_stalled()
 
     def peer_ready(self, conn: Connection) -> None:
@@ -351,7 +243,7 @@ class Gossip:
         txs = self.node.finality.stalled(MAX_REANNOUNCE)
         for tx in txs:
             self.counters["tx-reannounced"] += 1
-            self._enqueue(tx, None)
+            self.outbox.enqueue(tx, None)
         txids = [tx.txid for tx in txs]
         for start in range(0, len(txids), MAX_TXIDS_PER_QUERY):
             self.counters["votes-queried"] += 1
@@ -368,7 +260,7 @@ class Gossip:
         tx = msg.tx
         if self._duplicate_tx(conn, tx.txid):
             return
-        self._admit_later(conn, tx)
+        self.admission.admit(conn, tx)
 
     def txs_received(self, conn: Connection, msg: TxsMsg) -> None:
         """
@@ -383,7 +275,7 @@ class Gossip:
             if conn.close_reason is not None:
                 # Banned or dropped while admitting the first ones: the
                 # rest are not built, let alone verified.
-                self._dropped_gone(conn, len(msg.txs) - n)
+                self.admission.dropped_gone(conn, len(msg.txs) - n)
                 return
             if self._duplicate_tx(conn, txid):
                 continue
@@ -399,123 +291,32 @@ class Gossip:
                     "invalid-tx", f"txid-mismatch: claimed {txid.hex()}, "
                     f"is {tx.txid.hex()}")
                 continue
-            self._admit_later(conn, tx)
+            self.admission.admit(conn, tx)
         if offence is not None:
             conn.misbehaved(*offence)
-
-    def _admit_later(self, conn: Connection, tx: Transaction) -> None:
-        """
-        Admit C{tx} from C{conn} now if none wait and this reactor turn
-        has admitted fewer than L{P2PSettings.admit_slice}; else queue it
-        behind the others (in order: parents before children), to be
-        admitted a slice per reactor turn.  Nothing from a connection
-        closed meanwhile (banned, dropped) is admitted: it is counted as
-        C{tx-dropped:peer-gone} instead.
-        """
-        if conn.close_reason is not None:
-            self._dropped_gone(conn, 1)
-            return
-        if not self._admit and self._direct < self.settings.admit_slice:
-            self._direct += 1
-            if self._admit_call is None:
-                # Next turn starts a new slice.
-                self._admit_call = self.clock.callLater(0, self._admit_some)
-            self._submit(conn, tx)
-            return
-        if len(self._admit) >= self.settings.admit_queue:
-            self.counters["tx-dropped:admission-queue-full"] += 1
-            return
-        self._admit.append((conn, tx))
-        self._admitting.add(tx.txid)
-        if self._admit_call is None:
-            self._admit_call = self.clock.callLater(0, self._admit_some)
-
-    def _dropped_gone(self, conn: Connection, n: int) -> None:
-        """
-        C{n} transactions from C{conn}, closed since they came, are
-        dropped unverified: counted per transaction here, and once in the
-        peer set's counters and its (rate-limited) log.
-        """
-        self.counters["tx-dropped:peer-gone"] += n
-        self.peerset.offence(conn, "tx-dropped:peer-gone",
-                             f"{n} transactions of a closed connection", 0)
-
-    @property
-    def waiting(self) -> int:
-        """
-        Transactions from peers queued for admission.
-        """
-        return len(self._admit)
-
-    def _admit_some(self) -> None:
-        """
-        A new reactor turn: admit the next slice of queued transactions,
-        and come back next turn for the rest.
-        """
-        self._admit_call = None
-        self._direct = 0
-        gone: Counter[Connection] = Counter()
-        while self._admit and self._direct < self.settings.admit_slice:
-            conn, tx = self._admit.popleft()
-            self._admitting.discard(tx.txid)
-            if conn.close_reason is not None:
-                # Its sender was banned or dropped since: not verified.
-                gone[conn] += 1
-                continue
-            self._direct += 1
-            self._submit(conn, tx)
-        for conn, n in gone.items():
-            self._dropped_gone(conn, n)
-        if self._admit:
-            self.counters["tx-admission-deferred"] += 1
-        if self._admit or self._direct:
-            self._admit_call = self.clock.callLater(0, self._admit_some)
 
     def _duplicate_tx(self, conn: Connection, txid: bytes) -> bool:
         """
         Whether C{txid} is seen or held here (then counted, and C{conn}
         noted as holding it if it waits to be relayed).
         """
-        if txid not in self.seen_txs and txid not in self._admitting and \
-                not self.node.mempool.knows(txid):
+        if txid not in self.seen_txs and not self.admission.holds(txid) \
+                and not self.node.mempool.knows(txid):
             return False
         self.counters["tx-duplicate"] += 1
-        queued = self._queue.get(txid)
-        if queued is not None:
-            queued.have.add(conn)
+        self.outbox.holder(txid, conn)
         return True
-
-    def _submit(self, conn: Connection, tx: Transaction) -> None:
-        self._source = conn
-        try:
-            d = self.node.finality.submit(tx)
-        finally:
-            self._source = None
-        d.addCallbacks(self._tx_admitted, self._tx_refused,
-                       callbackArgs=(tx, conn), errbackArgs=(tx, conn))
-        d.addErrback(self._failed, "handling a transaction")
 
     def _failed(self, failure: Failure, what: str) -> None:
         self.counters["errors"] += 1
         log.failure("gossip failed {what}", failure, what=what)
 
-    def _tx_admitted(self, _: Any, tx: Transaction,
-                     conn: Connection) -> None:
+    def _tx_admitted(self, tx: Transaction, conn: Connection) -> None:
         # Normally queued already by tx_accepted, which submit calls.
         if self.seen_txs.add(tx.txid):
             self.counters["tx-relayed"] += 1
-            self._enqueue(tx, conn)
+            self.outbox.enqueue(tx, conn)
         self._replay_orphans(tx.txid)
-
-    def _tx_refused(self, failure: Failure, tx: Transaction,
-                    conn: Connection) -> None:
-        failure.trap(TxInvalid)
-        reason = failure.value.reason
-        self.counters[f"tx-refused:{reason}"] += 1
-        if reason == "already-known":
-            self.seen_txs.add(tx.txid)
-        elif reason in MALICIOUS_TX_REASONS:
-            conn.misbehaved("invalid-tx", f"{tx.txid.hex()}: {reason}")
 
     def vote_received(self, conn: Connection, msg: TxVoteMsg) -> None:
         """
@@ -534,7 +335,7 @@ class Gossip:
             self.peerset.relay(msg, source=conn, signer=vote.voter)
         elif reason == UNKNOWN_TX and \
                 self.node.mempool.state_of(vote.txid) is None:
-            self._keep_orphan(vote)
+            self.orphans.keep(vote)
         elif reason in MALICIOUS_VOTE_REASONS:
             self.counters[f"vote-refused:{reason}"] += 1
             conn.misbehaved("invalid-vote", reason)
@@ -561,7 +362,7 @@ class Gossip:
                 conn.misbehaved("invalid-vote", result.reason)
             return
         for vote in result.orphans:
-            self._keep_orphan(vote)
+            self.orphans.keep(vote)
         for reason, count in result.dropped.items():
             self.counters[f"vote-refused:{reason}"] += count
         if result.tallied:
@@ -599,79 +400,13 @@ class Gossip:
             self.counters["block-relayed"] += 1
             self.peerset.relay(BlockMsg(block, commit), source=exclude)
 
-    # Heartbeats ----------------------------------------------------------
-
-    def heartbeat_cast(self, heartbeat: Heartbeat) -> None:
-        """
-        This node signed C{heartbeat}: announce it.
-        """
-        self.seen_heartbeats.add(heartbeat.id)
-        self.counters["heartbeat-announced"] += 1
-        self.peerset.relay(HeartbeatMsg(heartbeat))
-
-    def heartbeat_received(self, conn: Connection,
-                           msg: HeartbeatMsg) -> None:
-        """
-        A peer sent a heartbeat: record it in the liveness view, then relay
-        it if the view accepted it.  Marked seen first (its id covers the
-        signature, so a forged copy cannot shadow the valid one).
-        """
-        heartbeat = msg.heartbeat
-        new = self.seen_heartbeats.add(heartbeat.id)
-        self.peerset.lines.taken(conn, msg.name, self, heartbeat.id)
-        if not new:
-            self.counters["heartbeat-duplicate"] += 1
-            return
-        reason = self.node.liveness.receive(heartbeat)
-        if reason is None:
-            self.counters["heartbeat-relayed"] += 1
-            self.peerset.relay(msg, source=conn, signer=heartbeat.pubkey)
-            return
-        self.counters[f"heartbeat-refused:{reason}"] += 1
-        if reason in MALICIOUS_HEARTBEAT_REASONS:
-            conn.misbehaved("invalid-heartbeat", reason)
-
     # Orphan votes --------------------------------------------------------
 
-    def _keep_orphan(self, vote: TxVote) -> None:
-        if self._orphan_count >= self.settings.orphan_votes:
-            self._expire_orphans()
-        if self._orphan_count >= self.settings.orphan_votes:
-            self.counters["orphan-dropped"] += 1
-            return
-        self.orphans.setdefault(vote.txid, []).append(
-            (vote, self.clock.seconds()))
-        self._orphan_count += 1
-        self.counters["orphan-kept"] += 1
-
     def _replay_orphans(self, txid: bytes) -> None:
-        votes = self.orphans.pop(txid, [])
-        self._orphan_count -= len(votes)
-        for vote, _ in votes:
+        for vote in self.orphans.take(txid):
             entry = self.node.mempool.entries.get(txid)
             if entry is None or entry.state != PENDING:
                 break
             if self.node.finality.receive_vote(vote) is None:
                 self.counters["orphan-tallied"] += 1
                 self.peerset.relay(TxVoteMsg(vote))
-
-    def _expire_orphans(self) -> None:
-        """
-        Drop orphan votes past their time to live, oldest first, stopping
-        at the first txid whose oldest vote is still young: the cost is the
-        expired votes, not the whole pool (it runs every
-        C{relay_interval} and for every orphan once the pool is full, so a
-        spammer filling it made each of its votes cost a full scan).  A
-        txid still holding young votes goes to the back, with them.
-        """
-        limit = self.clock.seconds() - self.settings.orphan_ttl
-        orphans = self.orphans
-        while orphans:
-            txid, votes = next(iter(orphans.items()))
-            if votes[0][1] > limit:
-                break
-            kept = [(v, at) for v, at in votes if at > limit]
-            self._orphan_count -= len(votes) - len(kept)
-            del orphans[txid]
-            if kept:
-                orphans[txid] = kept

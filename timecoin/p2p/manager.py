@@ -33,7 +33,6 @@ Message dispatch
 from __future__ import annotations
 
 import random
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -45,17 +44,15 @@ from timecoin.p2p.caches import LineCache
 from timecoin.p2p.consensus_relay import ConsensusRelay
 from timecoin.p2p.dependencies import (
     Connection,
-    Dialer,
     Handler,
     HandlerTable,
-    RequestFailed,
 )
 from timecoin.p2p.dialing import ConnectTCP, DialRule
 from timecoin.p2p.eviction import eviction_candidate
+from timecoin.p2p.exchange import PeerExchange
 from timecoin.p2p.gossip import Gossip
 from timecoin.p2p.handshake import HelloProof, check_proof, make_proof
 from timecoin.p2p.messages import (
-    MAX_PEERS_PER_REPLY,
     MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
     Error,
@@ -63,15 +60,10 @@ from timecoin.p2p.messages import (
     GetTip,
     Hello,
     Message,
-    Peers,
     Tip,
 )
 from timecoin.p2p.peers import (
-    EXCHANGE,
-    PeerEntry,
-    PeerTable,
     is_loopback,
-    parse_address,
     peer_key,
     subnet,
 )
@@ -109,9 +101,11 @@ class PeerManager:
 
     Its collaborators come in the constructor: the relays (each returns
     its message handlers; they are merged once, with the manager's own,
-    into L{handlers}) and the registry they were built with.
+    into L{handlers}) and the registry they were built with.  The open
+    and ready connections, dialers, peer table and counters are read from
+    the registry (C{manager.peers}); keys found to be ourselves from the
+    dial rule (C{manager.dialing.self_keys}).
 
-    @ivar self_keys: keys found to be ourselves (never dialled).
     @ivar handlers: the one table of ready-state message handlers.
     """
 
@@ -131,6 +125,8 @@ class PeerManager:
         self.nonce = peers.rng.randbytes(8)
         self.dialing = DialRule(peers, self, self.nonce, connect)
         """The dial rule: whom we dial, and when."""
+        self.exchange = PeerExchange(peers, self.dialing)
+        """Peer exchange: addresses asked of and served to peers."""
         self._told_duplicate_ip = False
         self.handlers = HandlerTable(
             self.own_handlers(),
@@ -144,7 +140,8 @@ class PeerManager:
         """
         return {"get_peers": self._serve_peers, "get_tip": self._serve_tip}
 
-    # What the connections and the service read of the registry ----------
+    # What the connections read (ConnectionHost); the rest of the
+    # registry is read as C{manager.peers} --------------------------------
 
     @property
     def clock(self) -> IReactorTime:
@@ -168,13 +165,6 @@ class PeerManager:
         return self.peers.rng
 
     @property
-    def table(self) -> PeerTable:
-        """
-        The known addresses.
-        """
-        return self.peers.table
-
-    @property
     def scores(self) -> Scores:
         """
         Misbehaviour scores and bans.
@@ -187,41 +177,6 @@ class PeerManager:
         Digests of gossip lines already handled.
         """
         return self.peers.lines
-
-    @property
-    def ready(self) -> dict[str, PeerProtocol]:
-        """
-        Connections that completed the handshake, by peer key.
-        """
-        return self.peers.ready
-
-    @property
-    def connections(self) -> set[PeerProtocol]:
-        """
-        Every open connection, in any state.
-        """
-        return self.peers.connections
-
-    @property
-    def dialers(self) -> dict[str, Dialer]:
-        """
-        One dialer per peer key we dial.
-        """
-        return self.peers.dialers
-
-    @property
-    def counters(self) -> Counter[str]:
-        """
-        Every reason code counted (drops, closes, offences).
-        """
-        return self.peers.counters
-
-    @property
-    def running(self) -> bool:
-        """
-        Whether connections are accepted and dialers run.
-        """
-        return self.peers.running
 
     def count(self, reason: str, n: int = 1) -> None:
         """
@@ -238,30 +193,11 @@ class PeerManager:
         return self.peers.offence(conn, reason, detail, points)
 
     @property
-    def self_keys(self) -> set[str]:
-        """
-        Keys found to be ourselves (never dialled).
-        """
-        return self.dialing.self_keys
-
-    @property
     def proven(self) -> set[str]:
         """
         Peers whose connection we dialled proved stable.
         """
         return self.dialing.proven
-
-    def maintain(self) -> None:
-        """
-        Apply the dial rule now (L{DialRule.maintain}).
-        """
-        self.dialing.maintain()
-
-    def should_dial(self, entry: PeerEntry, now: float) -> bool:
-        """
-        Whether the dial rule lets us dial C{entry} now.
-        """
-        return self.dialing.should_dial(entry, now)
 
     def dial_failed(self, factory: PeerClientFactory,
                     reason: Failure) -> None:
@@ -275,12 +211,6 @@ class PeerManager:
         The connection C{factory} made ended (L{DialRule.dial_lost}).
         """
         self.dialing.dial_lost(factory, handshaken)
-
-    def stop_dialer(self, key: str, reason: str) -> None:
-        """
-        Stop dialing C{key} (L{PeerRegistry.stop_dialer}).
-        """
-        self.peers.stop_dialer(key, reason)
 
     @property
     def pubkey(self) -> bytes:
@@ -304,9 +234,9 @@ class PeerManager:
         self.dialing.stop()
         if self.gossip is not None:
             self.gossip.stop()
-        for key in list(self.dialers):
-            self.stop_dialer(key, "shutdown")
-        for conn in list(self.connections):
+        for key in list(self.peers.dialers):
+            self.peers.stop_dialer(key, "shutdown")
+        for conn in list(self.peers.connections):
             conn.close("shutdown")
 
     def local_hello(self) -> Hello:
@@ -327,14 +257,14 @@ class PeerManager:
         """
         A TCP connection opened; returns a reason to refuse it at once.
         """
-        self.connections.add(conn)
-        if not self.running:
+        self.peers.connections.add(conn)
+        if not self.peers.running:
             return "shutdown"
         if conn.direction == INBOUND:
             loopback = is_loopback(conn.ip)
             if not loopback and self.scores.banned(conn.ip):
                 return "banned"
-            handshaking = [c for c in self.connections
+            handshaking = [c for c in self.peers.connections
                            if c.state in (CONNECTING, HELLO) and c is not conn
                            and c.close_reason is None]
             if len(handshaking) >= self.settings.max_pending_handshakes:
@@ -406,11 +336,11 @@ class PeerManager:
         key = conn.peer_key
         if self.scores.banned(key):
             return "banned", ""
-        existing = self.ready.get(key)
+        existing = self.peers.ready.get(key)
         if existing is None:
-            if len(self.ready) >= self.settings.max_peers and \
+            if len(self.peers.ready) >= self.settings.max_peers and \
                     not self._make_room():
-                return "too-many-peers", f"{len(self.ready)} peers"
+                return "too-many-peers", f"{len(self.peers.ready)} peers"
         elif existing.hello is None or existing.hello.pubkey != hello.pubkey:
             return "duplicate-ip", "another node holds this IP's connection"
         elif existing.direction == conn.direction:
@@ -421,14 +351,14 @@ class PeerManager:
             refusal = self._settle_duplicate(existing, conn, hello.pubkey)
             if refusal is not None:
                 return refusal
-        self.ready[key] = conn
+        self.peers.ready[key] = conn
         port = conn.dial_port if conn.direction == OUTBOUND \
             else hello.listen_port
-        self.table.connected(key, conn.ip, port, hello.pubkey)
-        dialer = self.dialers.get(key)
+        self.peers.table.connected(key, conn.ip, port, hello.pubkey)
+        dialer = self.peers.dialers.get(key)
         if conn.direction == INBOUND and dialer is not None \
                 and dialer.connection is None:
-            self.stop_dialer(key, "connected inbound")
+            self.peers.stop_dialer(key, "connected inbound")
         return None
 
     # Slots ---------------------------------------------------------------
@@ -458,9 +388,9 @@ class PeerManager:
         slot is free at once.
         """
         key = conn.peer_key
-        if key and self.ready.get(key) is conn:
-            del self.ready[key]
-            self.table.touch(key)
+        if key and self.peers.ready.get(key) is conn:
+            del self.peers.ready[key]
+            self.peers.table.touch(key)
             self.peers.forget(conn)
             log.info("disconnected from {peer}: {reason}", peer=conn.peer,
                      reason=reason)
@@ -476,7 +406,7 @@ class PeerManager:
         we_dial = self.pubkey < their_pubkey
         keep_direction = OUTBOUND if we_dial else INBOUND
         if not we_dial:
-            self.stop_dialer(conn.peer_key, "the peer dials us")
+            self.peers.stop_dialer(conn.peer_key, "the peer dials us")
         if existing.direction == keep_direction:
             return "duplicate-connection", "kept the lower key's connection"
         existing.close("duplicate-connection",
@@ -487,9 +417,9 @@ class PeerManager:
         if conn.direction == OUTBOUND and conn.dialer is not None:
             key = conn.dialer.key
             log.info("{key} is this node; not dialing it again", key=key)
-            self.self_keys.add(key)
-            self.stop_dialer(key, "self")
-            self.table.remove(key)
+            self.dialing.self_keys.add(key)
+            self.peers.stop_dialer(key, "self")
+            self.peers.table.remove(key)
 
     def peer_ready(self, conn: PeerProtocol) -> None:
         """
@@ -501,12 +431,10 @@ class PeerManager:
                  height=conn.hello.height, agent=conn.hello.user_agent)
         self.count("handshakes")
         if conn.direction == OUTBOUND:
-            self.table.good_outbound(conn.peer_key)
+            self.peers.table.good_outbound(conn.peer_key)
         self.peers.ready_serial += 1
         conn.ready_serial = self.peers.ready_serial
-        d = conn.request(GetPeers())
-        d.addCallbacks(self._got_peers, self._request_failed,
-                       callbackArgs=(conn,), errbackArgs=(conn, "get_peers"))
+        self.exchange.ask(conn)
         if self.sync is not None:
             self.sync.peer_tip(conn, conn.hello.height)
         if self.gossip is not None:
@@ -516,7 +444,7 @@ class PeerManager:
         """
         A connection ended, in any state.
         """
-        self.connections.discard(conn)
+        self.peers.connections.discard(conn)
         self._unregister(conn, conn.close_reason or "connection lost")
         self.peers.forget(conn)
         self.dialing.schedule_maintain()
@@ -567,44 +495,11 @@ class PeerManager:
         self.handlers.dispatch(conn, msg)
 
     def _serve_peers(self, conn: Connection, msg: GetPeers) -> None:
-        loopback = is_loopback(conn.ip)
-        exclude = frozenset(self.self_keys | {conn.peer_key})
-        conn.send(Peers(msg.id, tuple(self.table.addresses(
-            MAX_PEERS_PER_REPLY, loopback, exclude))))
+        self.exchange.serve(conn, msg)
 
     def _serve_tip(self, conn: Connection, msg: GetTip) -> None:
         chain = self.node.chain
         conn.send(Tip(msg.id, chain.height, chain.tip.hash))
-
-    def _got_peers(self, msg: Peers, conn: PeerProtocol) -> None:
-        loopback = is_loopback(conn.ip)
-        # The source's network group picks the buckets its addresses may
-        # fill (PeerTable); on loopback each local node is its own source.
-        origin = conn.peer_key if loopback else subnet(conn.ip)
-        learned = bad = 0
-        for address in msg.peers:
-            try:
-                host, port = parse_address(address)
-            except ValueError:
-                bad += 1
-                continue
-            key = peer_key(host, port)
-            if (is_loopback(host) and not loopback) or key in self.self_keys \
-                    or self.scores.banned(key):
-                continue
-            if key not in self.table.entries and self.table.add(
-                    host, port, EXCHANGE, origin=origin) is not None:
-                learned += 1
-        if bad:
-            self.count("bad-peer-address", bad)
-        self.count("peers-learned", learned)
-        if learned:
-            self.dialing.schedule_maintain()
-
-    def _request_failed(self, failure: Failure, conn: PeerProtocol,
-                        what: str) -> None:
-        failure.trap(RequestFailed)
-        self.count(f"{what}-failed")
 
     # Queries -------------------------------------------------------------
 
@@ -612,5 +507,5 @@ class PeerManager:
         """
         One dict per open connection (RPC C{getpeerinfo}).
         """
-        return [c.info() for c in sorted(self.connections,
+        return [c.info() for c in sorted(self.peers.connections,
                                          key=lambda c: (c.peer, c.direction))]

@@ -3,8 +3,12 @@ One connection to one peer, the same class for both directions.
 
 L{PeerProtocol} does framing (one JSON object per ``\\n``-terminated line,
 at most L{MAX_LINE_BYTES}), the connection states with their own tables of
-accepted messages, the handshake timer, ping/pong (nonce matched, RTT
-measured, N misses disconnect), request ids with timeouts, and rate limits.
+accepted messages, the handshake timer and rate limits; it coordinates the
+objects that do the rest for one connection: its output bound
+(L{timecoin.p2p.output.OutputBound}: held requests, paused reading,
+overflow), its requests (L{timecoin.p2p.requests.Requests}: ids,
+timeouts) and its keepalive (L{timecoin.p2p.keepalive.Keepalive}:
+ping/pong, nonce matched, RTT measured, N misses disconnect).
 Everything else -- whether a handshake is acceptable, what a message means
 -- it hands to its manager (a L{timecoin.p2p.dependencies.ConnectionHost},
 the L{timecoin.p2p.manager.PeerManager}).  The ready state accepts the
@@ -21,52 +25,53 @@ from __future__ import annotations
 
 import random
 import weakref
-from collections import Counter, deque
-from dataclasses import dataclass
+from collections import Counter
+from operator import attrgetter
 from typing import Any
 
-from twisted.internet import defer, task
-from twisted.internet.abstract import FileDescriptor
+from twisted.internet import defer
 from twisted.internet.interfaces import (
     IConnector,
     IDelayedCall,
-    IPushProducer,
     IReactorTime,
 )
 from twisted.internet.protocol import ReconnectingClientFactory, ServerFactory
 from twisted.logger import Logger, LogLevel
 from twisted.protocols.basic import LineOnlyReceiver
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from timecoin.encoding import sha256
 from timecoin.logs import RateLimitedLog
 from timecoin.p2p.caches import KnownSet
-from timecoin.p2p.dependencies import ConnectionHost, Direction, RequestFailed
-from timecoin.p2p.handshake import HelloProof
+from timecoin.p2p.closing import Closing
+from timecoin.p2p.dependencies import (
+    CLOSED,
+    CONNECTING,
+    HELLO,
+    READY,
+    ConnectionHost,
+    Direction,
+    RequestFailed,
+)
+from timecoin.p2p.framing import LineBuffer
+from timecoin.p2p.hellos import Handshake
+from timecoin.p2p.keepalive import Keepalive
 from timecoin.p2p.messages import (
-    MAX_ID,
     MAX_LINE_BYTES,
-    MAX_NONCE,
     Error,
     Hello,
     Message,
     MessageError,
-    Ping,
-    Pong,
     Request,
-    Response,
-    line_cap,
     parse_line,
     sniff_type,
-    with_id,
 )
+from timecoin.p2p.output import OutputBound
 from timecoin.p2p.peers import normalize_ip, peer_key
 from timecoin.p2p.ratelimit import RateLimiter
-from timecoin.p2p.scoring import OFFENCES, Offence
+from timecoin.p2p.requests import Requests
 from timecoin.p2p.settings import P2PSettings
-from timecoin.p2p.tls import looks_like_tls, pin_refusal, tls_failure
+from timecoin.p2p.tls import looks_like_tls, tls_failure
 
 log = Logger()
 
@@ -78,39 +83,36 @@ crafted input must not turn into megabytes of log)."""
 INBOUND = Direction.INBOUND
 OUTBOUND = Direction.OUTBOUND
 
-CONNECTING = "connecting"
-HELLO = "hello"
-READY = "ready"
-CLOSED = "closed"
-
 STATES: dict[str, dict[str, str]] = {
     HELLO: {
-        "hello": "_got_hello",
-        "hello_proof": "_got_hello_proof",
-        "error": "_got_error",
+        "hello": "handshake.hello_received",
+        "hello_proof": "handshake.proof_received",
+        "error": "error_received",
     },
     READY: {
-        "ping": "_got_ping",
-        "pong": "_got_pong",
-        "error": "_got_error",
-        "peers": "_got_response",
-        "blocks": "_got_response",
-        "tip": "_got_response",
+        "ping": "keepalive.pinged",
+        "pong": "keepalive.ponged",
+        "error": "error_received",
+        "peers": "requests.answered",
+        "blocks": "requests.answered",
+        "tip": "requests.answered",
     },
 }
 """Per connection state: the message types the connection handles itself
-and their handler.  In the ready state every type of the manager's
-handler table is accepted too (L{PeerProtocol.handler_for})."""
+and their handler (an attribute path from the connection).  In the ready
+state every type of the manager's handler table is accepted too
+(L{PeerProtocol.handler_for})."""
 
-TO_MANAGER = "_to_manager"
-"""The handler of a ready-state type the manager dispatches."""
+TO_MANAGER = "manager"
+"""The handler of a ready-state type the manager dispatches (its
+C{message_received})."""
 
 SERVED = frozenset({"get_peers", "get_blocks", "get_tip", "get_tx_votes"})
 """Requests we answer: held, not served, while the peer's output buffer is
 above L{P2PSettings.output_soft_bytes}."""
 
 RESPONSES = frozenset(name for name, handler in STATES[READY].items()
-                      if handler == "_got_response")
+                      if handler == "requests.answered")
 """Responses to our requests: a line of one that no pending request
 expects is refused before it is decoded."""
 
@@ -130,44 +132,6 @@ def _limited_log(clock: IReactorTime) -> RateLimitedLog:
     return limited
 
 
-ABORT_AT_ONCE = frozenset({"output-overflow"})
-"""Close reasons that say the peer does not read: its connection is
-aborted at once instead of flushing an C{error} it will never see."""
-
-
-def output_buffered(transport: Any) -> int:
-    """
-    Bytes written to C{transport} that it has not handed to the kernel yet:
-    Twisted's TCP buffers (C{FileDescriptor}), under TLS its unencrypted
-    backlog too; a fake transport may say with C{output_buffered()}; 0 for
-    anything else (an unknown transport is not bounded).
-    """
-    total = 0
-    for _ in range(3):
-        if isinstance(transport, TLSMemoryBIOProtocol):
-            total += sum(len(data) for data in
-                         getattr(transport, "_appSendBuffer", ()))
-            transport = transport.transport
-        elif isinstance(transport, FileDescriptor):
-            return (total + len(transport.dataBuffer) - transport.offset
-                    + transport._tempDataLen)
-        else:
-            measure = getattr(transport, "output_buffered", None)
-            return total + (int(measure()) if callable(measure) else 0)
-    return total
-
-
-@dataclass
-class _Pending:
-    """
-    An outstanding request: its Deferred, timeout and expected response.
-    """
-
-    deferred: defer.Deferred[Any]
-    call: IDelayedCall
-    response: str
-    sent_at: float
-
 
 Host = ConnectionHost["PeerProtocol", "PeerClientFactory"]
 """What a connection and its dialer need from the manager."""
@@ -176,18 +140,16 @@ READ_SIZE = 256 * 1024
 """Bytes read from a peer's socket per reactor turn at most."""
 
 
-@implementer(IPushProducer)
 class PeerProtocol(LineOnlyReceiver):
     """
     A connection to a peer, inbound or outbound.
 
-    Output is bounded per connection: the protocol is its transport's
-    streaming producer (L{resumeProducing} says the peer drained what we
-    wrote); while more than C{output_soft_bytes} wait, the peer's requests
-    are held (at most C{held_requests}, then its socket is not read) and
-    served once it drains; past C{output_hard_bytes} it is dropped.  A
-    dropped peer leaves the manager's peer set at once (L{close}), and its
-    socket is aborted, at once or after C{close_grace}.
+    Output is bounded per connection (L{output}, its transport's streaming
+    producer): while more than C{output_soft_bytes} wait, the peer's
+    requests are held (at most C{held_requests}, then its socket is not
+    read) and served once it drains; past C{output_hard_bytes} it is
+    dropped.  A dropped peer leaves the manager's peer set at once
+    (L{close}), and its socket is aborted, at once or after C{close_grace}.
 
     @ivar direction: L{INBOUND} or L{OUTBOUND}.
     @ivar state: L{CONNECTING}, L{HELLO}, L{READY} or L{CLOSED}.
@@ -195,7 +157,11 @@ class PeerProtocol(LineOnlyReceiver):
     @ivar peer_key: the peer's identity (see L{timecoin.p2p.peers.peer_key});
         known at once for outbound connections, after C{hello} for inbound.
     @ivar hello: the peer's C{hello}, once received.
-    @ivar rtt: the last ping round-trip time in seconds.
+    @ivar output: the output bound (L{OutputBound}).
+    @ivar requests: our outstanding requests (L{Requests}).
+    @ivar keepalive: the pings (L{Keepalive}).
+    @ivar handshake: the handshake steps and timer (L{Handshake}).
+    @ivar closing: how the connection ends (L{Closing}).
     """
 
     delimiter = b"\n"
@@ -218,7 +184,6 @@ class PeerProtocol(LineOnlyReceiver):
         self.dial_port = dialer.port if dialer is not None else 0
         self.peer_key = dialer.key if dialer is not None else ""
         self.hello: Hello | None = None
-        self.rtt: float | None = None
         self.connected_at = 0.0
         self.ready_at: float | None = None
         self.ready_serial = 0
@@ -228,20 +193,13 @@ class PeerProtocol(LineOnlyReceiver):
         self.bytes_out = 0
         self.received: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()
-        self.pings: dict[int, float] = {}
-        self.missed_pongs = 0
-        self.requests: dict[int, _Pending] = {}
-        self._next_id = 0
-        self._chunks: list[bytes] = []
-        self._buffered = 0
-        self._handshake_call: IDelayedCall | None = None
-        self._pinger: task.LoopingCall | None = None
-        self._abort_call: IDelayedCall | None = None
-        self._overflow_call: IDelayedCall | None = None
-        self.held: deque[Message] = deque()
-        """Requests waiting for the peer to read what we sent before."""
-        self.reading_paused = False
-        """Whether we stopped reading the peer's socket (too many held)."""
+        self.framer = LineBuffer(self.delimiter)
+        self.output = OutputBound(self, manager)
+        self.requests = Requests(self, manager)
+        self.keepalive = Keepalive(self, manager, self.output.tick)
+        self.handshake = Handshake(self, manager)
+        self.closing = Closing(self, manager,
+                               lambda: _limited_log(self.clock))
         self.limiter = RateLimiter(self.clock, self.settings.rate_limits)
         self.line_digest: bytes | None = None
         """The SHA-256 of the ready-state line being handled (handlers
@@ -259,6 +217,13 @@ class PeerProtocol(LineOnlyReceiver):
     @property
     def _transport(self) -> Any:
         return self.transport
+
+    @property
+    def rtt(self) -> float | None:
+        """
+        The last ping round-trip time in seconds (L{Keepalive.rtt}).
+        """
+        return self.keepalive.rtt
 
     @property
     def peer(self) -> str:
@@ -283,7 +248,7 @@ class PeerProtocol(LineOnlyReceiver):
         register = getattr(self._transport, "registerProducer", None)
         if register is not None:
             try:
-                register(self, True)
+                register(self.output, True)
             except RuntimeError:  # pragma: no cover - a producer already
                 pass
         address = self._transport.getPeer()
@@ -298,9 +263,7 @@ class PeerProtocol(LineOnlyReceiver):
             self.misbehaved(reason, close=True)
             return
         self.state = HELLO
-        self.send(self.manager.local_hello())
-        self._handshake_call = self.clock.callLater(
-            self.settings.handshake_timeout, self._handshake_timed_out)
+        self.handshake.start()
 
     def dataReceived(self, data: bytes) -> None:
         """
@@ -318,26 +281,15 @@ class PeerProtocol(LineOnlyReceiver):
                             "the peer speaks TLS; p2p_tls is off here",
                             close=True)
             return
-        if self.delimiter not in data:
-            self._chunks.append(data)
-            self._buffered += len(data)
-            if self._buffered > self.line_limit:
-                self._overflow()
-            return
-        self._chunks.append(data)
-        lines = b"".join(self._chunks).split(self.delimiter)
-        rest = lines.pop()
-        self._chunks = [rest] if rest else []
-        self._buffered = len(rest)
-        for line in lines:
+        for line in self.framer.feed(data):
             if self._transport.disconnecting:
                 return
             if len(line) > self.line_limit:
                 self.lineLengthExceeded(line)
                 return
             self.lineReceived(line)
-        if self._buffered > self.line_limit:
-            self._overflow()
+        if self.framer.buffered > self.line_limit:
+            self.lineLengthExceeded(self.framer.clear())
 
     @property
     def line_limit(self) -> int:
@@ -347,12 +299,6 @@ class PeerProtocol(LineOnlyReceiver):
         """
         return self.MAX_LENGTH if self.state == READY \
             else self.MAX_HELLO_LENGTH
-
-    def _overflow(self) -> None:
-        buffered = b"".join(self._chunks)
-        self._chunks = []
-        self._buffered = 0
-        self.lineLengthExceeded(buffered)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """
@@ -408,13 +354,9 @@ class PeerProtocol(LineOnlyReceiver):
             self.misbehaved("rate-limited", name)
             return
         self.received[name] += 1
-        if name in SERVED:
-            if self.held:
-                self._serve_held()  # the transport may not have said
-            if self.held or self.output_buffered() > \
-                    self.settings.output_soft_bytes:
-                self._hold(msg)
-                return
+        if name in SERVED and self.output.should_hold():
+            self.output.hold(msg)
+            return
         self.line_digest = digest
         try:
             self._dispatch(handler, msg)
@@ -443,9 +385,7 @@ class PeerProtocol(LineOnlyReceiver):
         if self.handler_for(kind) is None:
             return True  # unknown or misplaced: parse_line says which
         if kind in RESPONSES:
-            awaited = max((line_cap(entry.response)
-                           for entry in self.requests.values()), default=0)
-            if len(line) > awaited:
+            if len(line) > self.requests.awaited_bytes():
                 self.misbehaved("unsolicited-response",
                                 f"{kind} of {len(line)} bytes, not decoded")
                 return False
@@ -463,7 +403,7 @@ class PeerProtocol(LineOnlyReceiver):
             if handler == TO_MANAGER:
                 self.manager.message_received(self, msg)
             else:
-                getattr(self, handler)(msg)
+                attrgetter(handler)(self)(msg)
         except Exception:
             self.manager.count("handler-error")
             if _limited_log(self.clock).emit(
@@ -472,83 +412,6 @@ class PeerProtocol(LineOnlyReceiver):
                     msg_type=msg.name, peer=self.peer,
                     log_failure=Failure()) is False:
                 self.manager.count("log-suppressed")
-
-    # Bounded output ------------------------------------------------------
-
-    def output_buffered(self) -> int:
-        """
-        Bytes we wrote to this peer that still wait in our transport.
-        """
-        return output_buffered(self.transport)
-
-    def _hold(self, msg: Message) -> None:
-        """
-        The peer asked for more while it has not read what we sent: keep
-        the request until it drains; past C{held_requests}, stop reading
-        its socket (the request is dropped, counted).
-        """
-        if len(self.held) >= self.settings.held_requests:
-            # Counted and logged (rate-limited) like an offence of no
-            # points: the peer is not charged, being slow.
-            self.manager.offence(self, "request-dropped:output-full",
-                                 f"{msg.name}, {len(self.held)} held", 0)
-            if not self.reading_paused:
-                self.reading_paused = True
-                self.manager.offence(
-                    self, "reading-paused",
-                    f"{self.output_buffered()} bytes unread", 0)
-                self._transport.pauseProducing()
-            return
-        self.manager.count("request-held")
-        self.held.append(msg)
-
-    def _serve_held(self) -> None:
-        """
-        Serve held requests while the peer's output buffer is under the
-        soft bound; resume reading once none are held.  Runs when the
-        transport says it drained (only once its buffer passed its own
-        C{bufferSize}, L{READ_SIZE}), on the peer's next request, and on
-        each ping tick.
-        """
-        soft = self.settings.output_soft_bytes
-        while self.held and self.state == READY and \
-                self.close_reason is None and self.output_buffered() <= soft:
-            self._dispatch(TO_MANAGER, self.held.popleft())
-        if not self.held and self.reading_paused and self.state == READY:
-            self.reading_paused = False
-            self._transport.resumeProducing()
-
-    def pauseProducing(self) -> None:
-        """
-        The transport's write buffer is full (L{IPushProducer}); nothing
-        to do: L{send_line} measures the buffer itself.
-        """
-
-    def resumeProducing(self) -> None:
-        """
-        The transport wrote out its buffer (L{IPushProducer}): serve what
-        was held.
-        """
-        if self.held or self.reading_paused:
-            self._serve_held()
-
-    def stopProducing(self) -> None:
-        """
-        The transport is going away (L{IPushProducer}).
-        """
-        self.held.clear()
-
-    def _overflowed(self) -> None:
-        """
-        The hard bound was passed (L{send_line}): drop the peer, unless it
-        is gone already.
-        """
-        self._overflow_call = None
-        if self.close_reason is not None or self.state == CLOSED:
-            return
-        self.misbehaved("output-overflow",
-                        f"{self.output_buffered()} bytes unread > "
-                        f"{self.settings.output_hard_bytes}", close=True)
 
     def _repeated(self, name: str, owner: Any) -> None:
         """
@@ -562,35 +425,33 @@ class PeerProtocol(LineOnlyReceiver):
         self.manager.count("line-duplicate")
         owner.line_repeated(name)
 
+    def serve(self, msg: Message) -> None:
+        """
+        Handle a held request now (L{OutputBound.serve_held}).
+        """
+        self._dispatch(TO_MANAGER, msg)
+
     def connectionLost(self, reason: Failure | None = None) -> None:
-        if self._abort_call is not None and self._abort_call.active():
-            self._abort_call.cancel()
-        self._abort_call = None
-        if self._overflow_call is not None and self._overflow_call.active():
-            self._overflow_call.cancel()
-        self._overflow_call = None
+        self.closing.cancel()
+        self.output.cancel()
         if self.state == CLOSED:
             return  # close() let the manager know already
         failed = tls_failure(reason)
         if failed is not None and self.close_reason is None:
             self.close_reason = "tls-failed"
             self.manager.closing(self, "tls-failed", failed)
-        self._gone()
+        self.ended()
 
-    def _gone(self) -> None:
+    def ended(self) -> None:
         """
         The connection is over for us: no more timers or held requests,
         out of the manager's peer set, pending requests failed.
         """
         self.state = CLOSED
         self._stop_timers()
-        self.held.clear()
+        self.output.held.clear()
         self.manager.connection_lost(self)
-        pending, self.requests = self.requests, {}
-        for entry in pending.values():
-            if entry.call.active():
-                entry.call.cancel()
-            entry.deferred.errback(RequestFailed("connection-lost"))
+        self.requests.fail_all()
 
     # Sending -------------------------------------------------------------
 
@@ -607,231 +468,67 @@ class PeerProtocol(LineOnlyReceiver):
         if self.state == CLOSED or self.transport is None or \
                 self._transport.disconnecting:
             return False
-        if self._overflow_call is not None:
+        if self.output.overflowed:
             self.manager.count("send-dropped:output-overflow")
             return False
         self.bytes_out += len(line) + 1
         self.sent[name] += 1
         self.sendLine(line)
-        if self.close_reason is None and \
-                self.output_buffered() > self.settings.output_hard_bytes:
-            # Dropped next turn, not here: a sender may be iterating the
-            # peer set this drop changes.
-            self._overflow_call = self.clock.callLater(0, self._overflowed)
+        self.output.written()
         return True
 
     def close(self, reason: str, detail: str = "", tell: bool = True,
               logged: bool = True) -> None:
         """
-        End the connection for C{reason}, telling the peer with an
-        C{error} message first unless C{tell} is false; the manager logs
-        and counts it unless C{logged} is false (then it is only counted:
-        the caller logged it).
-
-        The peer leaves the manager's peer set now, not when the socket
-        closes (a stalled socket never completes C{loseConnection}).  A
-        peer that does not read (its output above the soft bound, or a
-        reason in L{ABORT_AT_ONCE}) or that is not told is aborted at
-        once; else the socket flushes the C{error} for up to
-        C{close_grace} seconds and is then aborted.
+        End the connection for C{reason} (L{Closing.close}).
         """
-        if self.close_reason is not None or self.state == CLOSED:
-            return
-        if logged:
-            self.manager.closing(self, reason, detail)
-        else:
-            self.manager.count(f"closed:{reason}")
-        stalled = reason in ABORT_AT_ONCE or \
-            self.output_buffered() > self.settings.output_soft_bytes
-        if tell and not stalled:
-            self.send(Error(reason, detail))
-        self.close_reason = reason
-        transport = self._transport
-        try:
-            transport.unregisterProducer()
-        except (AttributeError, RuntimeError):
-            pass  # a transport without producers, or none registered
-        if stalled or not tell:
-            transport.abortConnection()
-        else:
-            transport.loseConnection()
-            self._abort_call = self.clock.callLater(
-                self.settings.close_grace, self._abort)
-        if self.state != CLOSED:
-            self._gone()
-
-    def _abort(self) -> None:
-        """
-        The grace after L{close} is over: abort a socket still open.
-        """
-        self._abort_call = None
-        self.manager.count("aborted-after-grace")
-        self._transport.abortConnection()
+        self.closing.close(reason, detail, tell, logged)
 
     def misbehaved(self, reason: str, detail: str = "",
                    close: bool = False) -> None:
         """
-        The peer did something wrong (or unacceptable): count and score it
-        (L{OFFENCES}), then reply with an C{error}, or close, or both.
-
-        A scored offence of an identity banned already (a banned sender's
-        next connection, on loopback where bans do not refuse the
-        connection) is only counted, and its connection closed: one log
-        line a minute per IP for all of them, not three per connection.
+        The peer did something wrong (L{Closing.misbehaved}).
         """
-        offence = OFFENCES.get(reason, Offence(0))
-        if offence.points > 0 and \
-                self.manager.scores.banned(self.peer_key or self.ip):
-            self.manager.count(reason)
-            if _limited_log(self.clock).emit(
-                    ("banned", self.ip), LogLevel.info,
-                    "closing connection of banned {ip}: {reason}",
-                    ip=self.ip, peer=self.peer, reason=reason) is False:
-                self.manager.count("log-suppressed")
-            self.close("banned", reason, logged=False)
-            return
-        banned = self.manager.offence(self, reason, detail, offence.points)
-        if banned:
-            self.close("banned", reason)
-        elif close or offence.close:
-            self.close(reason, detail, tell=offence.reply or close)
-        elif offence.reply:
-            self.send(Error(reason, detail))
+        self.closing.misbehaved(reason, detail, close)
 
-    # Handshake -----------------------------------------------------------
+    # Handshake, errors, requests ----------------------------------------
 
-    def _handshake_timed_out(self) -> None:
-        self._handshake_call = None
-        if self.state == HELLO:
-            self.misbehaved("handshake-timeout",
-                            f"no hello within {self.settings.handshake_timeout}"
-                            " s", close=True)
-
-    def _got_hello(self, msg: Hello) -> None:
-        if self.hello is not None:
-            self.misbehaved("expected-hello", "a second hello", close=True)
-            return
-        self.hello = msg
-        refusal = pin_refusal(self.transport, msg.pubkey, self.settings.tls) \
-            or self.manager.hello_received(self, msg)
-        if refusal is not None:
-            self.misbehaved(*refusal, close=True)
-
-    def _got_hello_proof(self, msg: HelloProof) -> None:
-        # The peer proves its hello's key (timecoin.p2p.handshake).
-        if self.hello is None:
-            self.misbehaved("expected-hello", "hello_proof before hello",
-                            close=True)
-            return
-        refusal = self.manager.proof_received(self, msg)
-        if refusal is not None:
-            self.misbehaved(*refusal, close=True)
-            return
+    def handshake_done(self) -> None:
+        """
+        The peer proved its C{hello} (L{Handshake}): the connection is
+        ready; its keepalive starts.
+        """
         self.state = READY
         self.ready_at = self.clock.seconds()
-        if self._handshake_call is not None and self._handshake_call.active():
-            self._handshake_call.cancel()
-        self._handshake_call = None
-        self._pinger = task.LoopingCall(self._ping_tick)
-        self._pinger.clock = self.clock
-        self._pinger.start(self.settings.ping_interval, now=True)
+        self.keepalive.start()
         if self.dialer is not None:
             self.dialer.handshake_done(self)
         self.manager.peer_ready(self)
 
-    def _got_error(self, msg: Error) -> None:
+    def error_received(self, msg: Error) -> None:
+        """
+        The peer sent an C{error}; during the handshake it refused us.
+        """
         self.manager.error_received(self, msg)
         if self.state == HELLO:
             self.close("refused-by-peer", msg.reason, tell=False)
 
-    # Ping ----------------------------------------------------------------
-
-    def _ping_tick(self) -> None:
-        if self.held or self.reading_paused:
-            self._serve_held()
-        now = self.clock.seconds()
-        for nonce, sent_at in list(self.pings.items()):
-            if now - sent_at >= self.settings.pong_timeout:
-                del self.pings[nonce]
-                self.missed_pongs += 1
-                self.manager.count("pong-missed")
-        if self.missed_pongs >= self.settings.max_missed_pongs:
-            self.misbehaved("ping-timeout",
-                            f"{self.missed_pongs} pongs missed", close=True)
-            return
-        nonce = self.manager.rng.randint(0, MAX_NONCE)
-        self.pings[nonce] = now
-        self.send(Ping(nonce))
-
-    def _got_ping(self, msg: Ping) -> None:
-        self.send(Pong(msg.nonce))
-
-    def _got_pong(self, msg: Pong) -> None:
-        sent_at = self.pings.pop(msg.nonce, None)
-        if sent_at is None:
-            self.manager.count("pong-unknown-nonce")
-            return
-        self.rtt = self.clock.seconds() - sent_at
-        self.missed_pongs = 0
-
-    # Requests ------------------------------------------------------------
-
     def request(self, request: Request) -> defer.Deferred[Any]:
         """
-        Send C{request} with a fresh id; fires with the response that
-        echoes the id, or fails with L{RequestFailed} (timeout after
-        C{request_timeout}, connection lost, wrong response type).
+        Send C{request} with a fresh id (L{Requests.send}); fires with the
+        response that echoes the id, or fails with L{RequestFailed}
+        (timeout after C{request_timeout}, connection lost, wrong response
+        type, C{not-ready}, C{too-many-requests}).
         """
         if self.state != READY or self.close_reason is not None:
             return defer.fail(RequestFailed("not-ready"))
-        if len(self.requests) >= self.settings.max_pending_requests:
-            return defer.fail(RequestFailed("too-many-requests"))
-        request_id = self._next_id
-        while request_id in self.requests:
-            request_id = (request_id + 1) & MAX_ID
-        self._next_id = (request_id + 1) & MAX_ID
-        d: defer.Deferred[Any] = defer.Deferred()
-        call = self.clock.callLater(self.settings.request_timeout,
-                                    self._request_timed_out, request_id)
-        self.requests[request_id] = _Pending(d, call, request.response,
-                                             self.clock.seconds())
-        self.send(with_id(request, request_id))
-        return d
-
-    def _request_timed_out(self, request_id: int) -> None:
-        entry = self.requests.pop(request_id, None)
-        if entry is not None:
-            self.manager.count("request-timeout")
-            log.info("request {id} to {peer} timed out", id=request_id,
-                     peer=self.peer)
-            entry.deferred.errback(RequestFailed("timeout"))
-
-    def _got_response(self, msg: Response) -> None:
-        entry = self.requests.pop(msg.id, None)
-        if entry is None:
-            self.misbehaved("unsolicited-response", f"{msg.name} id {msg.id}")
-            return
-        if entry.call.active():
-            entry.call.cancel()
-        if entry.response != msg.name:
-            detail = f"{msg.name} answers a request for {entry.response}"
-            self.misbehaved("bad-response", detail)
-            entry.deferred.errback(RequestFailed("bad-response", detail))
-            return
-        entry.deferred.callback(msg)
-
-    def _to_manager(self, msg: Message) -> None:
-        self.manager.message_received(self, msg)
+        return self.requests.send(request)
 
     # Helpers -------------------------------------------------------------
 
     def _stop_timers(self) -> None:
-        if self._handshake_call is not None and self._handshake_call.active():
-            self._handshake_call.cancel()
-        self._handshake_call = None
-        if self._pinger is not None and self._pinger.running:
-            self._pinger.stop()
-        self._pinger = None
+        self.handshake.stop()
+        self.keepalive.stop()
 
     def info(self) -> dict[str, Any]:
         """
@@ -846,7 +543,7 @@ class PeerProtocol(LineOnlyReceiver):
             "version": hello.version if hello else None,
             "user_agent": hello.user_agent if hello else None,
             "listen_port": hello.listen_port if hello else None,
-            "rtt": self.rtt, "missed_pongs": self.missed_pongs,
+            "rtt": self.rtt, "missed_pongs": self.keepalive.missed_pongs,
             "bytes_sent": self.bytes_out, "bytes_recv": self.bytes_in,
             "msgs_sent": dict(self.sent), "msgs_recv": dict(self.received),
             "connected_since": self.connected_at,

@@ -128,7 +128,7 @@ class P2PService(Service):
         self.table.load()
         for host in {"127.0.0.1", "::1", settings.bind}:
             if is_ip(host):
-                self.manager.self_keys.add(peer_key(host, settings.port))
+                self.manager.dialing.self_keys.add(peer_key(host, settings.port))
         for seed in settings.connect:
             self.add_seed(seed)
         if settings.listen:
@@ -146,8 +146,8 @@ class P2PService(Service):
         self._hook(self.node.finality.tx_accepted, self.gossip.tx_accepted)
         self._hook(self.node.consensus.outbox, self.consensus.cast)
         self._hook(self.node.liveness.heartbeat_cast,
-                   self.gossip.heartbeat_cast)
-        self._loop(self.manager.maintain, settings.maintain_interval)
+                   self.gossip.heartbeats.cast)
+        self._loop(self.manager.dialing.maintain, settings.maintain_interval)
         self._loop(self.sync.poll, settings.tip_interval)
         self._loop(self.gossip.expire_orphans, settings.relay_interval)
         self._loop(self.table.save, settings.save_interval)
@@ -177,7 +177,7 @@ class P2PService(Service):
 
         def resolved(ip: str) -> None:
             self.table.add(ip, port, SEED)
-            self.manager.maintain()
+            self.manager.dialing.maintain()
 
         def failed(failure: Any) -> None:
             log.warn("cannot resolve seed {seed}: {error}", seed=address,
@@ -242,8 +242,8 @@ class P2PService(Service):
         C{seconds} (default C{ban_seconds}) and drop its connections.
         """
         self.scores.ban(key, seconds)
-        self.manager.stop_dialer(key, "banned")
-        for conn in list(self.manager.connections):
+        self.manager.peers.stop_dialer(key, "banned")
+        for conn in list(self.manager.peers.connections):
             if key in (conn.peer_key, conn.ip):
                 conn.close("banned", "banned by the operator")
 
@@ -267,7 +267,7 @@ class P2PService(Service):
         """
         Transactions from peers waiting for admission (the gossip's queue).
         """
-        return self.gossip.waiting
+        return self.gossip.admission.waiting
 
     def peer_info(self) -> list[dict[str, Any]]:
         """
@@ -281,18 +281,18 @@ class P2PService(Service):
         counters.
         """
         manager = self.manager
-        inbound = sum(1 for c in manager.ready.values()
+        inbound = sum(1 for c in manager.peers.ready.values()
                       if c.direction == Direction.INBOUND)
         return {
-            "connections": len(manager.ready),
+            "connections": len(manager.peers.ready),
             "connections_in": inbound,
-            "connections_out": len(manager.ready) - inbound,
-            "dialing": sorted(manager.dialers),
+            "connections_out": len(manager.peers.ready) - inbound,
+            "dialing": sorted(manager.peers.dialers),
             "listening": self.port is not None,
             "bind": self.settings.bind, "port": self.settings.port,
             "known_peers": len(self.table),
             "banned": self.scores.bans(),
-            "counters": dict(manager.counters),
+            "counters": dict(manager.peers.counters),
             "gossip": dict(self.gossip.counters),
             "sync": dict(self.sync.counters),
         }

@@ -190,7 +190,7 @@ class Adversary:
 
     def _peers(self) -> list[Any]:
         service = self.host.service
-        return [] if service is None else list(service.manager.ready.values())
+        return [] if service is None else list(service.manager.peers.ready.values())
 
     def _send(self, message: Message, peers: Iterable[Any] | None = None,
               bank: bool = True) -> None:

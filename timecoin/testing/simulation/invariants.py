@@ -543,10 +543,11 @@ class Liveness:
             for host in self.hosts.nodes:
                 if host.node is not None and not host.byzantine:
                     engine = host.node.consensus
+                    service = host.service
                     states.append(
                         f"{host.name}: h{host.node.chain.height} "
                         f"r{engine.round} {engine.step} peers "
-                        f"{len(host.service.manager.ready) if host.service else 0}")
+                        f"{len(service.manager.peers.ready) if service else 0}")
             self.checker.fail(
                 "liveness", f"no progress within "
                 f"{self.effective:.0f}s after faults stopped: "

@@ -1,0 +1,78 @@
+"""
+Orphan votes: votes for transactions not seen yet, kept bounded
+(C{orphan_votes}) and for a short time (C{orphan_ttl}) until their
+transaction arrives.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+
+from twisted.internet.interfaces import IReactorTime
+
+from timecoin.finality import TxVote
+from timecoin.p2p.settings import P2PSettings
+
+
+class OrphanVotes:
+    """
+    The bounded pool of votes waiting for their transaction.
+
+    @ivar votes: txid → the votes kept for it with when each came, oldest
+        txid first.
+    @ivar counters: the gossip's counters (C{orphan-kept},
+        C{orphan-dropped}).
+    """
+
+    def __init__(self, clock: IReactorTime, settings: P2PSettings,
+                 counters: Counter[str]) -> None:
+        self.clock = clock
+        self.settings = settings
+        self.counters = counters
+        self.votes: OrderedDict[bytes, list[tuple[TxVote, float]]] = \
+            OrderedDict()
+        self._count = 0
+
+    def keep(self, vote: TxVote) -> None:
+        """
+        Keep C{vote} until its transaction arrives (dropped, counted, if
+        the pool is full of young votes).
+        """
+        if self._count >= self.settings.orphan_votes:
+            self.expire()
+        if self._count >= self.settings.orphan_votes:
+            self.counters["orphan-dropped"] += 1
+            return
+        self.votes.setdefault(vote.txid, []).append(
+            (vote, self.clock.seconds()))
+        self._count += 1
+        self.counters["orphan-kept"] += 1
+
+    def take(self, txid: bytes) -> list[TxVote]:
+        """
+        Remove and return the votes kept for C{txid}, in arrival order.
+        """
+        votes = self.votes.pop(txid, [])
+        self._count -= len(votes)
+        return [vote for vote, _ in votes]
+
+    def expire(self) -> None:
+        """
+        Drop orphan votes past their time to live, oldest first, stopping
+        at the first txid whose oldest vote is still young: the cost is the
+        expired votes, not the whole pool (it runs every
+        C{relay_interval} and for every orphan once the pool is full, so a
+        spammer filling it made each of its votes cost a full scan).  A
+        txid still holding young votes goes to the back, with them.
+        """
+        limit = self.clock.seconds() - self.settings.orphan_ttl
+        orphans = self.votes
+        while orphans:
+            txid, votes = next(iter(orphans.items()))
+            if votes[0][1] > limit:
+                break
+            kept = [(v, at) for v, at in votes if at > limit]
+            self._count -= len(votes) - len(kept)
+            del orphans[txid]
+            if kept:
+                orphans[txid] = kept
