@@ -177,7 +177,9 @@ class TxAdmission:
     def _tx_refused(self, failure: Failure, tx: Transaction,
                     conn: Connection) -> None:
         failure.trap(TxInvalid)
-        reason = failure.value.reason
+        error = failure.value
+        assert isinstance(error, TxInvalid)
+        reason = error.reason
         self.counters[f"tx-refused:{reason}"] += 1
         if reason == "already-known":
             self.seen.add(tx.txid)

@@ -43,6 +43,9 @@ from timecoin import __version__
 from timecoin.p2p.caches import LineCache
 from timecoin.p2p.consensus_relay import ConsensusRelay
 from timecoin.p2p.dependencies import (
+    CONNECTING,
+    HELLO,
+    READY,
     Connection,
     Handler,
     HandlerTable,
@@ -68,11 +71,8 @@ from timecoin.p2p.peers import (
     subnet,
 )
 from timecoin.p2p.protocol import (
-    CONNECTING,
-    HELLO,
     INBOUND,
     OUTBOUND,
-    READY,
     STATES,
     PeerClientFactory,
     PeerProtocol,

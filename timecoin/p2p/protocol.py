@@ -591,7 +591,7 @@ class PeerClientFactory(ReconnectingClientFactory):
         self.clock = manager.clock  # type: ignore[assignment]
         self._clock: IReactorTime = manager.clock
         self.initialDelay = settings.initial_delay
-        self.delay = settings.initial_delay  # type: ignore[assignment]
+        self.delay = settings.initial_delay
         self.maxDelay = settings.max_delay  # type: ignore[assignment]
         self.factor = settings.backoff_factor
         self.jitter = settings.backoff_jitter
@@ -613,7 +613,7 @@ class PeerClientFactory(ReconnectingClientFactory):
 
     def startedConnecting(self, connector: IConnector) -> None:
         self.attempts += 1
-        self.connector = connector  # type: ignore[assignment]
+        self.connector = connector
 
     def buildProtocol(self, addr: Any) -> PeerProtocol:
         self.handshaken = False
@@ -678,7 +678,7 @@ class PeerClientFactory(ReconnectingClientFactory):
         self.maxDelay = self.manager.settings.proven_max_delay \
             if self.key in self.manager.proven \
             else self.manager.settings.max_delay  # type: ignore[assignment]
-        self.delay = min(self.delay, self.maxDelay)  # type: ignore[assignment]
+        self.delay = min(self.delay, self.maxDelay)
         delay = self.delay
         if self.jitter:
             delay *= 1 + self.rng.uniform(-self.jitter, self.jitter)
@@ -690,6 +690,6 @@ class PeerClientFactory(ReconnectingClientFactory):
             self._callID = None
             connector.connect()
 
-        self._callID = self._clock.callLater(  # type: ignore[assignment]
+        self._callID = self._clock.callLater(
             delay, reconnect)
         self.delay = min(self.delay * self.factor, self.maxDelay)
