@@ -521,7 +521,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def measure(options: argparse.Namespace, net: Devnet, raw: float,
+def measure(options: argparse.Namespace, net: Devnet, raw: float,  # noqa: C901
             rng: random.Random) -> dict[str, Any]:
     """
     Fan out, sign, load, drain; the figures.

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         lab.destroy()
 
 
-def soak(nodes: list[netns.NsNode], seconds: float,
+def soak(nodes: list[netns.NsNode], seconds: float,  # noqa: C901
          rate: float) -> dict[str, object]:
     """
     Drive the network for C{seconds}; return the figures.

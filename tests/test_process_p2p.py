@@ -63,7 +63,7 @@ class ThreeNodeTests(unittest.TestCase):
     Three real processes, each told about the other two.
     """
 
-    def test_stable_mesh_bad_input_and_restart(self) -> None:
+    def test_stable_mesh_bad_input_and_restart(self) -> None:  # noqa: C901
         """
         One connection per pair, held for a minute with RTTs measured;
         garbage, an oversized line and a wrong-genesis hello each get an

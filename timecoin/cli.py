@@ -338,7 +338,7 @@ class Target:
         return "Basic " + base64.b64encode(token).decode("ascii")
 
 
-def resolve_target(options: argparse.Namespace) -> Target:
+def resolve_target(options: argparse.Namespace) -> Target:  # noqa: C901
     """
     The L{Target} the options name: explicit options first, then the
     config file, then the network's defaults and the cookie file.

@@ -142,7 +142,7 @@ class Config:
     notify_timeout: float = 60.0
     log_level: str = "info"
 
-    def resolve(self) -> None:
+    def resolve(self) -> None:  # noqa: C901
         """
         Fill network-dependent defaults and check values.
         """

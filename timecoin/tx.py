@@ -435,7 +435,7 @@ def input_signature_ok(tx: Transaction, network: str, index: int) -> bool:
                   txin.signature)
 
 
-def check_shape(tx: Transaction, prefix: str) -> str | None:
+def check_shape(tx: Transaction, prefix: str) -> str | None:  # noqa: C901
     """
     Context-free checks of a transaction.  Returns a reason code, or
     C{None} when the transaction is well formed.

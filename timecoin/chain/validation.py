@@ -135,7 +135,7 @@ class BlockValidator:
         return self._change(block, view, registered, deregistered,
                             statuses)
 
-    def _check_header(self, block: Block, tip: Block,
+    def _check_header(self, block: Block, tip: Block,  # noqa: C901
                       now_ms: Callable[[], int]
                       ) -> dict[int, frozenset[bytes]]:
         """

@@ -99,7 +99,7 @@ class DialRule:
                              or not self._maintain_call.active()):
             self._maintain_call = self.peers.clock.callLater(0, self.maintain)
 
-    def maintain(self) -> None:
+    def maintain(self) -> None:  # noqa: C901
         """
         Apply the dial rule: stop dialers of banned peers; dial the seeds
         and anchors first (freeing a dialer held by a learned address that

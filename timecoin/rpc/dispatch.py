@@ -245,7 +245,7 @@ class Dispatcher:
                            f"{e}") from None
         return bound.args, bound.kwargs
 
-    def _dispatch(self, obj: dict[str, Any]) -> Any:
+    def _dispatch(self, obj: dict[str, Any]) -> Any:  # noqa: C901
         """
         Run the method C{obj} calls: its result at once, or a Deferred of
         it when the method waits.

@@ -96,7 +96,7 @@ class TransactionMethods:
         return total_in - sum(o.value for o in tx.outputs)
 
     @defer.inlineCallbacks
-    def rpc_gettransaction(self, txid: Any, include_watchonly: Any = None,
+    def rpc_gettransaction(self, txid: Any, include_watchonly: Any = None,  # noqa: C901
                            verbose: Any = None) -> Any:
         """
         gettransaction "txid" ( include_watchonly verbose )

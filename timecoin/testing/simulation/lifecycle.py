@@ -89,7 +89,7 @@ class Lifecycle:
     def _log(self, text: str) -> None:
         self.journal.note(text)
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float) -> None:  # noqa: C901
         """
         One step of the plan.
         """

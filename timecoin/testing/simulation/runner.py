@@ -198,7 +198,7 @@ class Simulation:
     def _ips(self, indexes: tuple[int, ...]) -> list[str]:
         return [self.nodes[i].ip for i in indexes]
 
-    def apply(self, event: Event) -> None:
+    def apply(self, event: Event) -> None:  # noqa: C901
         """
         Carry out one event of the plan.
         """
