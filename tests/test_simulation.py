@@ -54,16 +54,20 @@ SWEEP = SimConfig(nodes=4, byzantine=1, duration=30.0, calm=30.0,
                   liveness_bound=25.0)
 """The schedule of the fixed seed sweep: 30 s of faults, 30 s of calm."""
 SEEDS = range(20)
-PINNED = {0: (11, 61), 1: (14, 73), 2: (17, 51), 3: (24, 87), 4: (16, 74),
-          5: (24, 90), 6: (19, 90), 7: (28, 85), 8: (26, 86), 9: (25, 90),
-          10: (20, 86), 11: (15, 79), 12: (12, 77), 13: (16, 62),
-          14: (26, 79), 15: (25, 87), 16: (13, 77), 17: (12, 61),
-          18: (24, 84), 19: (8, 57)}
+PINNED = {0: (12, 38), 1: (17, 85), 2: (15, 51), 3: (20, 87), 4: (17, 75),
+          5: (23, 90), 6: (22, 88), 7: (28, 86), 8: (26, 86), 9: (24, 90),
+          10: (20, 86), 11: (16, 79), 12: (13, 83), 13: (16, 62),
+          14: (26, 79), 15: (25, 83), 16: (17, 84), 17: (9, 62),
+          18: (24, 84), 19: (7, 72)}
 """Blocks committed and payments finalized by each seed of L{SEEDS} (the
 same with any C{PYTHONHASHSEED}), recorded before the structural
 refactor of issue 17: a change of structure must replay them exactly.  A
 change of behaviour (a new rule, a different timer) may change them;
-record the new figures in the same commit and say why."""
+record the new figures in the same commit and say why.  Re-recorded
+twice since: lifecycle seed 796's fix (votes count in the snapshot of
+their height: seed 8, 25 to 26 blocks) and seed 102's (the periodic
+re-broadcast sends every vote held of the current round: most seeds; in
+all, 375 to 377 blocks and 1,536 to 1,550 payments)."""
 LIFECYCLE_SEEDS = (1, 3)
 """Lifecycle seeds of C{make test} (7 masternodes, 2 Byzantine, 3
 joiners): in each, every joiner registers and activates, a masternode
@@ -735,6 +739,20 @@ class FoundBugTests(unittest.TestCase):
         for now (wrong height, round too far) no longer marks it seen.
         """
         config = SimConfig(nodes=4, byzantine=1, seed=367)
+        self.assertEqual(_report([run_seed(config)], config), "")
+
+    def test_round_votes_rebroadcast_to_late_peers(self) -> None:
+        """
+        Seed 102 of four masternodes, one Byzantine (deaf, lying): a node
+        prevoted nil, crashed and restarted with only its precommit; the
+        round's proposer, back from a partition, never got that prevote,
+        so no node saw two thirds of the prevotes or precommits of any
+        kind, no timeout was armed, and round 0 waited 30 s for the
+        Byzantine node's votes.  The periodic re-broadcast now sends every
+        vote held of the current round to peers not known to hold it: the
+        seed keeps every invariant, liveness included.
+        """
+        config = SimConfig(nodes=4, byzantine=1, seed=102)
         self.assertEqual(_report([run_seed(config)], config), "")
 
     def test_votes_count_in_the_snapshot_of_their_height(self) -> None:

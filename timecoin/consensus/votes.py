@@ -104,6 +104,12 @@ class VoteBook:
                 found.append(extra[block_hash])
         return found
 
+    def votes_in(self, phase: str, round: int) -> list[BlockVote]:
+        """
+        The first vote of each voter in (C{phase}, C{round}).
+        """
+        return list(self.votes.get((phase, round), {}).values())
+
     def vote_of(self, voter: bytes, phase: str,
                 round: int) -> BlockVote | None:
         """
