@@ -530,6 +530,28 @@ class TimeoutAndRestartTests(unittest.TestCase):
             self.assertTrue(all(tx_vote_ok(v, "devnet") for v in votes))
 
 
+def approved_then_timed_out(test: unittest.TestCase) -> tuple[
+        Harness, Finality, Transaction, Transaction, Any]:
+    """
+    The harness masternode, a minority in a three-member snapshot,
+    approves A, which times out; B spends A's coin, not yet submitted.
+    Returns the harness, its engine, A, B and the snapshot.
+    """
+    h = Harness(funds=[10 * params.COIN])
+    bigger = make_snapshot([*h.chain.snapshot_for(1), *(
+        Masternode(key(i).public, "x:1", addr(key(i)), "free")
+        for i in (5, 6))])
+    h.chain.snapshot_for = lambda height: bigger  # type: ignore
+    found = engine(h, masternode=True, timeout=3,
+                   settings=FinalitySettings(batch_delay=0))
+    a = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
+    b = h.pay([h.funding()], [(addr(key(3)), 9 * params.COIN)])
+    result_of(found.submit(a))
+    h.clock.advance(3.1)
+    test.assertEqual(h.mempool.rejected[a.txid], "vote-timeout")
+    return h, found, a, b, bigger
+
+
 class ReleasedApprovalTests(unittest.TestCase):
     """
     A masternode never approves two spenders of one coin while the first
@@ -544,20 +566,7 @@ class ReleasedApprovalTests(unittest.TestCase):
         leaves the height window; the same A again gets approve.  The
         memory survives a restart.
         """
-        h = Harness(funds=[10 * params.COIN])
-        snapshot = h.chain.snapshot_for(1)
-        from timecoin.masternodes import Masternode, make_snapshot
-        bigger = make_snapshot([*snapshot, *(
-            Masternode(key(i).public, "x:1", addr(key(i)), "free")
-            for i in (5, 6))])
-        h.chain.snapshot_for = lambda height: bigger  # type: ignore
-        found = engine(h, masternode=True, timeout=3,
-                       settings=FinalitySettings(batch_delay=0))
-        a = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
-        b = h.pay([h.funding()], [(addr(key(3)), 9 * params.COIN)])
-        result_of(found.submit(a))
-        h.clock.advance(3.1)
-        self.assertEqual(h.mempool.rejected[a.txid], "vote-timeout")
+        h, found, a, b, bigger = approved_then_timed_out(self)
         self.assertEqual(h.mempool.locks, {})
         result_of(found.submit(b))
         mine = h.mempool.entries[b.txid].votes[h.mn_key.public]
@@ -589,19 +598,7 @@ class RejectionKeepsInputsTests(unittest.TestCase):
         held both votes: lifecycle seed 657).  A lower height changes
         nothing.
         """
-        h = Harness(funds=[10 * params.COIN])
-        snapshot = h.chain.snapshot_for(1)
-        bigger = make_snapshot([*snapshot, *(
-            Masternode(key(i).public, "x:1", addr(key(i)), "free")
-            for i in (5, 6))])
-        h.chain.snapshot_for = lambda height: bigger  # type: ignore
-        found = engine(h, masternode=True, timeout=3,
-                       settings=FinalitySettings(batch_delay=0))
-        a = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
-        b = h.pay([h.funding()], [(addr(key(3)), 9 * params.COIN)])
-        result_of(found.submit(a))
-        h.clock.advance(3.1)
-        self.assertEqual(h.mempool.rejected[a.txid], "vote-timeout")
+        h, found, a, b, _ = approved_then_timed_out(self)
         found.released._released[a.txid].height = h.chain.height - 3
         held: list[tuple[defer.Deferred[None], bytes, bytes]] = []
 
