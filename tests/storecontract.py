@@ -246,7 +246,7 @@ class ChainStoreContractMixin(_Base):
         store = await self.make_store()
         vote = sign_vote(key(3), "devnet", PRECOMMIT, 7, 2, b"\x05" * 32)
         state = SigningState(7, 2, 3, vote.block_hash, (2, vote.block_hash),
-                             vote)
+                             (vote,))
         await store.put_meta(SIGNING_STATE_KEY, state.pack())
         maker = self.maker()
         blocks = await self.chain(store, maker, 3)

@@ -380,6 +380,59 @@ class SigningStateTests(unittest.TestCase):
         self.assertFalse(again.signed.allows(1, 0, 3, b"\0" * 32))
         self.assertFalse(again.signed.allows(1, 0, 2, proposal.block.hash))
 
+    def test_restart_sends_every_vote_of_its_height_again(self) -> None:
+        """
+        A node that prevoted and then precommitted restarts with both
+        votes, not only the last: its prevote goes out again (after a
+        crash, a peer that missed it would otherwise never see it, and a
+        round short of its quorum stalls: the simulator's seeds 818 and
+        826).
+        """
+        from timecoin.consensus import PRECOMMIT, PREVOTE, BlockVote, sign_vote
+        c, sent = self.consensus()
+        proposal = self.proposal()
+        c.receive(proposal)
+        for k in KEYS:
+            if k is not self.me:
+                c.receive(sign_vote(k, "devnet", PREVOTE, 1, 0,
+                                    proposal.block.hash))
+        votes = [m for m in sent if isinstance(m, BlockVote)]
+        self.assertEqual([v.phase for v in votes], [PREVOTE, PRECOMMIT])
+        c.stop()
+        again, sent2 = self.consensus()
+        self.assertEqual(again._mine, votes)
+        self.clock.advance(again.round_timeout + 0.01)
+        self.assertEqual([m for m in sent2 if m in votes], votes)
+
+    def test_signing_state_keeps_a_bounded_run_of_votes(self) -> None:
+        """
+        The signing state keeps the node's votes of one height, newest
+        last, at most C{SIGNED_VOTES_KEPT}; a new height starts empty, a
+        proposal keeps them; a state written before votes were kept (one
+        C{vote}) reads as that vote alone.
+        """
+        from timecoin.consensus import PRECOMMIT, PREVOTE, SigningState, sign_vote
+        from timecoin.consensus.signing import SIGNED_VOTES_KEPT
+        from timecoin.encoding import canonical, decode
+        state = SigningState(-1, 0, 0, b"")
+        votes = [sign_vote(self.me, "devnet", phase, 1, r, b"\x05" * 32)
+                 for r in range(6) for phase in (PREVOTE, PRECOMMIT)]
+        for vote in votes:
+            state = state.then(vote, 2, vote.block_hash, None)
+        self.assertEqual(state.votes, tuple(votes[-SIGNED_VOTES_KEPT:]))
+        self.assertEqual(SigningState.unpack(state.pack()), state)
+        proposal = self.proposal()
+        self.assertEqual(state.then(proposal, 1, proposal.block.hash,
+                                    None).votes, state.votes)
+        later = sign_vote(self.me, "devnet", PREVOTE, 2, 0, b"\x06" * 32)
+        self.assertEqual(state.then(later, 2, later.block_hash, None).votes,
+                         (later,))
+        old = decode(state.pack())
+        del old["votes"]
+        old["vote"] = votes[-1].to_obj()
+        self.assertEqual(SigningState.unpack(canonical(old)).votes,
+                         (votes[-1],))
+
     def test_message_leaves_only_once_recorded(self) -> None:
         """
         A signed vote reaches the outbox only after the store acknowledged

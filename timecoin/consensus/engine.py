@@ -217,9 +217,9 @@ class BlockConsensus:
         if restored.valid is not None:
             self.valid = restored.valid
             self._valid_restored = True
-        if restored.vote is not None:
-            self.outgoing.mine.append(restored.vote)
-            self.receive(restored.vote)
+        for vote in restored.votes:
+            self.outgoing.mine.append(vote)
+            self.receive(vote)
 
     def _block_connected(self, block: Block) -> None:
         if block.height + 1 <= self.height:
@@ -350,9 +350,10 @@ class BlockConsensus:
         prevote quorum of its valid block and every vote it holds of the
         current round (L{Outgoing.resend}; the relay sends each only to
         peers not known to hold it, and again to those after
-        C{resend_known_after}).  Others' votes too: a node that crashed
-        after its prevote restarts with only its last vote, so its prevote
-        reached only the peers connected then; a peer that connected later
+        C{resend_known_after}).  Others' votes too: a vote of a node that
+        crashed (before it kept all its votes of a height, its prevote
+        was lost with the restart) reached only the peers connected then;
+        a peer that connected later
         (back from a partition) lacked it for good, no node reached two
         thirds of the prevotes or precommits of any kind, no timeout was
         armed, and the round waited for the Byzantine node (simulator:

@@ -30,6 +30,10 @@ LOCKED_BLOCK_KEY = "locked_block"
 """The store's meta key of the block this node is locked on (encoded)."""
 SIGN_STEPS = {"proposal": 1, PREVOTE: 2, PRECOMMIT: 3}
 """The order of what a masternode signs within one round."""
+SIGNED_VOTES_KEPT = 8
+"""How many of its own votes of one height a node keeps in its signing
+state (newest last): the prevotes and precommits of its last four rounds,
+which it sends again after a restart."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,13 @@ class SigningState:
     @ivar step: L{SIGN_STEPS} of what was signed.
     @ivar lock: C{(round, block hash)} this node was locked on at
         C{height}, or C{None}.
-    @ivar vote: the signed vote itself (not kept for a proposal): a
-        restarted node sends it again, as it may not sign another.
+    @ivar votes: the votes this node signed at C{height}, newest last (at
+        most L{SIGNED_VOTES_KEPT}): a restarted node sends them all again.
+        Its last vote alone was not enough: two nodes that prevoted,
+        precommitted nil and then crashed took their prevotes with them;
+        a third that had missed those prevotes never saw two thirds of
+        any kind, so no timeout ever fired and the round stalled for good
+        (the simulator's seeds 818 and 826 of four/one).
     """
 
     height: int
@@ -53,7 +62,7 @@ class SigningState:
     step: int
     block_hash: bytes
     lock: tuple[int, bytes] | None = None
-    vote: BlockVote | None = None
+    votes: tuple[BlockVote, ...] = ()
 
     def pack(self) -> bytes:
         return canonical({
@@ -61,16 +70,36 @@ class SigningState:
             "block_hash": self.block_hash.hex(),
             "lock": None if self.lock is None
             else [self.lock[0], self.lock[1].hex()],
-            "vote": None if self.vote is None else self.vote.to_obj()})
+            "votes": [vote.to_obj() for vote in self.votes]})
 
     @classmethod
     def unpack(cls, raw: bytes) -> SigningState:
+        """
+        Read a packed state back; a state written before the votes were
+        kept (its one C{vote}) reads as that vote alone.
+        """
         obj = decode(raw)
-        lock, vote = obj["lock"], obj.get("vote")
+        lock = obj["lock"]
+        votes = obj.get("votes")
+        if votes is None:
+            votes = [] if obj.get("vote") is None else [obj["vote"]]
         return cls(obj["height"], obj["round"], obj["step"],
                    bytes.fromhex(obj["block_hash"]),
                    None if lock is None else (lock[0], bytes.fromhex(lock[1])),
-                   None if vote is None else BlockVote.from_obj(vote))
+                   tuple(BlockVote.from_obj(vote) for vote in votes))
+
+    def then(self, message: Proposal | BlockVote, step: int,
+             block_hash: bytes,
+             lock: tuple[int, bytes] | None) -> SigningState:
+        """
+        The state after also signing C{message}: the votes of its height
+        kept, its own added (bounded by L{SIGNED_VOTES_KEPT}).
+        """
+        votes = self.votes if self.height == message.height else ()
+        if isinstance(message, BlockVote):
+            votes = (votes + (message,))[-SIGNED_VOTES_KEPT:]
+        return SigningState(message.height, message.round, step, block_hash,
+                            lock, votes)
 
     def allows(self, height: int, round: int, step: int,
                block_hash: bytes) -> bool:
@@ -91,14 +120,14 @@ class Restored(NamedTuple):
     @ivar lock: its lock then, or C{None}.
     @ivar valid: C{(lock round, block)} when the store holds the block of
         the lock: the node's valid block, which it proposes again.
-    @ivar vote: the vote it signed last, to send again (it may not sign
-        another), or C{None}.
+    @ivar votes: the votes it signed at that height, to send again (it
+        may not sign others in their place), oldest first.
     """
 
     round: int
     lock: tuple[int, bytes] | None
     valid: tuple[int, Block] | None
-    vote: BlockVote | None
+    votes: tuple[BlockVote, ...]
 
 
 class SigningRecord:
@@ -170,9 +199,8 @@ class SigningRecord:
             step, block_hash = SIGN_STEPS["proposal"], message.block.hash
         else:
             step, block_hash = SIGN_STEPS[message.phase], message.block_hash
-        state = SigningState(message.height, message.round, step, block_hash,
-                             lock, None if isinstance(message, Proposal)
-                             else message)
+        state = (self.signed or SigningState(-1, 0, 0, b"")).then(
+            message, step, block_hash, lock)
         self.signed = state
         store = self.store
         block = None if lock is None or step != SIGN_STEPS[PRECOMMIT] \
@@ -213,7 +241,7 @@ class SigningRecord:
             # nodes all restarted locked stalled for good (the
             # simulator's seed 36).
             valid = (signed.lock[0], block)
-        return Restored(signed.round, signed.lock, valid, signed.vote)
+        return Restored(signed.round, signed.lock, valid, signed.votes)
 
     def lock_block(self, height: int) -> Block | None:
         """
