@@ -66,6 +66,15 @@ bench-ingest: $(BIN)/.installed
 bench-memory: $(BIN)/.installed
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python benchmarks/memory_bench.py $(ARGS)
 
+# One masternode's traffic, copies per message, CPU and finality latency
+# as the network grows (issue 19), in the simulator: ARGS sets --sizes
+# (default 10,20,30), --seconds, --tx-rate, --committee; the plot needs
+# matplotlib (the "bench" extra).  See benchmarks/scale_bench.py.
+.PHONY: bench-scale
+bench-scale: $(BIN)/.installed
+	$(BIN)/pip install -q --config-settings editable_mode=compat -e '.[test,bench]'
+	PYTHONHASHSEED=0 $(BIN)/python benchmarks/scale_bench.py --png scale.png $(ARGS)
+
 # The real-network harness alone (network namespaces, needs root; it also
 # runs in make test), and the soak run: the same network for MINUTES
 # (default 30) under a steady payment load, figures as one JSON line.  See

@@ -251,6 +251,9 @@ class Checker:
         self.txs: dict[bytes, Transaction] = {}
         self.spender: dict[OutPoint, tuple[bytes, str]] = {}
         self.node_finalized: dict[str, set[bytes]] = {}
+        self.latencies: list[float] = []
+        """Seconds from a node's acceptance of a payment to its finality
+        there, per honest node and payment."""
         self.node_rejected: dict[str, dict[bytes, str]] = {}
         self.scanned: dict[str, int] = {}
         self._reported: dict[int, set[bytes]] = {}
@@ -291,7 +294,7 @@ class Checker:
             return
         node = host.node
         node.finality.finalized.append(
-            lambda txid, _latency: self._finalized(host, node, txid))
+            lambda txid, latency: self._finalized(host, node, txid, latency))
         node.consensus.outbox.append(
             lambda message: self.equivocation.sent(host, message))
 
@@ -337,7 +340,8 @@ class Checker:
         if self.beyond is None and total and 3 * bad >= total:
             self.beyond = (height + 1, f"{bad} of {total}")
 
-    def _finalized(self, host: SimNode, node: Node, txid: bytes) -> None:
+    def _finalized(self, host: SimNode, node: Node, txid: bytes,
+                   latency: float) -> None:
         if host.node is not node:
             # A crashed node's leftover timers: its state died with it.
             return
@@ -346,6 +350,7 @@ class Checker:
             self.fail("finality", f"{host.name} reported tx {short(txid)} "
                       "finalized twice")
         once.add(txid)
+        self.latencies.append(latency)
         entry = node.mempool.entries.get(txid)
         if entry is None:
             return

@@ -97,6 +97,7 @@ class CopyCounter:
         self.received: Counter[tuple[str, bytes]] = Counter()
         self.distinct: dict[tuple[str, bytes], set[int]] = {}
         self.lines: Counter[str] = Counter()
+        self.bytes: Counter[str] = Counter()
 
     def arrived(self, ip: str, data: bytes) -> None:
         """
@@ -104,6 +105,7 @@ class CopyCounter:
         """
         for line in data.split(b"\n")[:-1]:
             self.lines[ip] += 1
+            self.bytes[ip] += len(line) + 1
             match = _TYPE.search(line)
             kind = match.group(1) if match else b""
             if kind in GOSSIP:
@@ -133,6 +135,8 @@ class CopyCounter:
         if hosts and blocks:
             out["lines-per-node-per-block"] = round(
                 sum(self.lines.values()) / len(hosts) / blocks, 1)
+            out["bytes-per-node-per-block"] = round(
+                sum(self.bytes.values()) / len(hosts) / blocks)
             by_kind: Counter[str] = Counter()
             for (_, kind), n in self.received.items():
                 by_kind[kind.decode()] += n

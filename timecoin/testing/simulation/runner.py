@@ -322,6 +322,7 @@ class Simulation:
             "workload": dict(self.workload.counters),
             "network": dict(self.net.counters),
             "copies": self.net.copies.summary(len(committed)),
+            "finality-latency": _percentiles(self.checker.latencies),
             "events": dict(self.journal.counters),
             "adversaries": {a.host.name: dict(a.counters)
                             for a in self.adversaries},
@@ -364,6 +365,20 @@ class Simulation:
             adversary.stop()
         for host in self.nodes:
             self.hosts.crash(host)
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    """
+    The median, 99th percentile and maximum of C{values}, in seconds
+    (empty when there are none).
+    """
+    if not values:
+        return {}
+    ordered = sorted(values)
+    last = len(ordered) - 1
+    return {"p50": round(ordered[last // 2], 3),
+            "p99": round(ordered[min(last, round(0.99 * last))], 3),
+            "max": round(ordered[-1], 3)}
 
 
 def run_seed(config: SimConfig,
