@@ -1,0 +1,95 @@
+"""
+Block consensus by a committee on a devnet of real processes, as an
+operator sets it up: C{timecoin-devnet up -n 12 --config committee.toml}
+with C{committee_size = 7} and C{committee_epoch = 4}.  Every node
+reports a committee of seven; every certificate is signed by two thirds
+of seven, never more than seven; the committee rotates between epochs;
+and a payment is final on all twelve (transaction finality still asks
+every masternode).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+from twisted.trial import unittest
+
+from tests.nodeprocess import free_port_range
+from timecoin import devnet
+from timecoin.devnet import rpc as raw_call
+
+NODES = 12
+COMMITTEE = 7
+EPOCH = 4
+
+
+class CommitteeDevnetTests(unittest.TestCase):
+    """
+    Twelve masternodes of real processes, committees of seven.
+    """
+
+    def setUp(self) -> None:
+        self.root = Path(self.mktemp()).resolve()
+        self.root.mkdir(parents=True)
+        self.base = free_port_range(2 * NODES)
+        config = self.root / "committee.toml"
+        config.write_text(f"committee_size = {COMMITTEE}\n"
+                          f"committee_epoch = {EPOCH}\n")
+        self.addCleanup(lambda: devnet.down(self.root))
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            code = devnet.up(self.root, NODES, self.base, 1.0, config)
+        self.assertEqual(code, 0, out.getvalue())
+
+    def call(self, i: int, method: str, *params: Any) -> Any:
+        return raw_call(self.root / f"node{i}", self.base + 2 * i + 1,
+                        method, *params)
+
+    def wait(self, predicate: Any, timeout: float, what: str) -> None:
+        started = time.monotonic()
+        while True:
+            try:
+                if predicate():
+                    return
+            except Exception:
+                pass
+            self.assertLess(time.monotonic() - started, timeout, what)
+            time.sleep(0.1)
+
+    def test_committees_commit_and_payments_finalize_everywhere(self) -> None:
+        """
+        See the module docstring.
+        """
+        for i in range(NODES):
+            info = self.call(i, "getconsensusinfo")
+            self.assertEqual((info["committee_size"], info["snapshot_size"]),
+                             (COMMITTEE, NODES), f"node{i}")
+        target = 3 * EPOCH + 2
+        self.wait(lambda: min(self.call(i, "getblockcount")
+                              for i in range(NODES)) >= target, 120,
+                  f"not every node reached height {target}")
+        signers_by_epoch: dict[int, set[str]] = {}
+        for height in range(2, target + 1):
+            block = self.call(0, "getblock", self.call(0, "getblockhash",
+                                                       height))
+            commit = block["commit"]
+            # Block h carries the certificate of block h - 1.
+            voters = set(commit["voters"])
+            self.assertEqual(commit["height"], height - 1)
+            self.assertLessEqual(len(voters), COMMITTEE, height)
+            self.assertGreaterEqual(3 * len(voters), 2 * COMMITTEE, height)
+            epoch = (commit["height"] - 1) // EPOCH
+            signers_by_epoch.setdefault(epoch, set()).update(voters)
+        for epoch, signers in signers_by_epoch.items():
+            self.assertLessEqual(len(signers), COMMITTEE, epoch)
+        everyone = set().union(*signers_by_epoch.values())
+        self.assertGreater(len(everyone), COMMITTEE,
+                           "the committee never rotated")
+        txid = self.call(0, "sendtoaddress",
+                         self.call(NODES - 1, "getnewaddress"), 1)
+        self.wait(lambda: all(
+            self.call(i, "gettransaction", txid)["state"] == "finalized"
+            for i in range(NODES)), 30, "payment not final on all twelve")
