@@ -191,12 +191,12 @@ SECTIONS: dict[str, type[Settings]] = {
 its name; other settings are top-level keys."""
 
 
-def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
+def load_config(path: str | None, overrides: dict[str, object]) -> Config:
     """
     Build the config from C{path} (TOML, optional) and C{overrides} (set
     options of the command line, by flat name, which win), and resolve it.
     """
-    data: dict[str, Any] = {}
+    data: dict[str, object] = {}
     if path:
         try:
             with open(path, "rb") as f:
@@ -210,8 +210,8 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
     return config
 
 
-def build_config(data: dict[str, Any],
-                 overrides: dict[str, Any] | None = None) -> Config:
+def build_config(data: dict[str, object],
+                 overrides: dict[str, object] | None = None) -> Config:
     """
     The config, not yet resolved, of C{data} (a parsed TOML file) and
     C{overrides} (by flat name, see L{Config.flat}; a C{None} value is
