@@ -54,6 +54,7 @@ from timecoin.encoding import sha256  # noqa: E402
 from timecoin.genesis import make_genesis, write_genesis  # noqa: E402
 from timecoin.keys import PrivateKey  # noqa: E402
 from timecoin.masternodes import Masternode  # noqa: E402
+from timecoin.mempool import MempoolSettings  # noqa: E402
 from timecoin.node import Node  # noqa: E402
 from timecoin.storage.memory import MemoryStore  # noqa: E402
 from timecoin.tx import (  # noqa: E402
@@ -133,7 +134,8 @@ class Setup:
                       .encode())
         config = Config(network="devnet", datadir=str(datadir),
                         genesis=str(self.genesis_path), storage="memory",
-                        mempool_max_count=len(self.txs) + 10)
+                        mempool=MempoolSettings(
+                            max_count=len(self.txs) + 10))
         config.resolve()
         clock = Clock()
         clock.advance(START + 1)

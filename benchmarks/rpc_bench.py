@@ -44,6 +44,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -123,7 +124,7 @@ def _server(module: ModuleType, node: Node) -> Any:
     methods = module.RPCMethods(node)
     return module.RPCServer(methods.registry(),
                             module.BasicAuth([(USER, PASSWORD)]),
-                            node.config.rpc_max_body_bytes)
+                            node.config.rpc.max_body_bytes)
 
 
 def measure_body(setup: Setup, module: ModuleType, size: int,
@@ -161,7 +162,7 @@ def measure_busy(setup: Setup, size: int) -> float:
     before decoding) through C{RPCServer.handle_body}.
     """
     node = setup.node()
-    node.config.rpc_max_undecided = 1
+    node.config.rpc = replace(node.config.rpc, max_undecided=1)
     # The only masternode decides at once: hold its backlog at the bound.
     node.undecided = lambda: 1  # type: ignore[method-assign]
     server = _server(current_rpc, node)
@@ -184,7 +185,7 @@ def measure_http(setup: Setup, module: ModuleType, size: int) -> float:
     clock: Any = node.clock
     server = _server(module, node)
     site = module.RPCSite(server.app.resource(),
-                          node.config.rpc_max_body_bytes)
+                          node.config.rpc.max_body_bytes)
     protocol = site.buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)

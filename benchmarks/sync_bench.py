@@ -41,6 +41,7 @@ import random
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,7 @@ class Bench:
         write_private(datadir / "private" / "node_key",
                       bench_key(n).seed.hex().encode() + b"\n")
         config = Config(network=NETWORK, datadir=str(datadir),
-                        block_time=BLOCK_TIME, p2p_port=PORT,
+                        block_time=BLOCK_TIME, p2p=P2PSettings(port=PORT),
                         genesis=str(self.genesis_path))
         config.resolve()
         node = build(config, self.clock, store=MemoryStore(),
@@ -144,9 +145,8 @@ class Bench:
         """
         Start the P2P service of C{node} at C{ip}.
         """
-        settings = P2PSettings.from_config(
-            node.config, bind=ip, connect=tuple(f"{c}:{PORT}"
-                                                for c in connect))
+        settings = replace(node.config.p2p, bind=ip, connect=tuple(
+            f"{c}:{PORT}" for c in connect))
         service = attach_p2p(node, self.net.reactor(ip), settings,
                              random.Random(len(self.services)))
         service.startService()

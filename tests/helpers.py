@@ -19,7 +19,7 @@ from timecoin.encoding import sha256
 from timecoin.genesis import make_genesis
 from timecoin.keys import PrivateKey
 from timecoin.masternodes import Masternode
-from timecoin.mempool import Mempool, MempoolLimits
+from timecoin.mempool import Mempool, MempoolSettings
 from timecoin.producer import BlockBuilder
 from timecoin.quorum import CountQuorum
 from timecoin.selection import RoundRobin
@@ -80,7 +80,7 @@ class Harness:
                            CountQuorum(),
                            lambda: int(self.clock.seconds() * 1000))
         result_of(self.chain.load())
-        self.mempool = Mempool(self.chain, MempoolLimits(), self.clock.seconds)
+        self.mempool = Mempool(self.chain, MempoolSettings(), self.clock.seconds)
         self.builder = BlockBuilder(self.chain, self.mempool, self.mn_key,
                                     self.clock)
         self.consensus = BlockConsensus(self.chain, self.mn_key, self.clock,

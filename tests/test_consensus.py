@@ -83,8 +83,9 @@ class MasternodeCluster:
                           json.dumps({"keys": [key(i).seed.hex()]}).encode())
             self.datadirs[ip] = datadir
         config = Config(network="devnet", datadir=str(datadir),
-                        block_time=2.0, p2p_port=PORT, p2p_bind=ip,
-                        p2p_connect=[f"{o}:{PORT}" for o in IPS if o != ip],
+                        block_time=2.0,
+                        p2p=P2PSettings(port=PORT, bind=ip, connect=tuple(
+                            f"{o}:{PORT}" for o in IPS if o != ip)),
                         genesis=str(self.genesis_path), policy=self.policy,
                         plugin_dirs=self.plugin_dirs, round_timeout=2.0)
         config.resolve()
@@ -92,8 +93,8 @@ class MasternodeCluster:
         self.__dict__.setdefault("stores", {})[ip] = store
         built = build(config, self.clock, reactor=self.net.reactor(ip),
                       store=store,
-                      p2p_settings=P2PSettings.from_config(
-                          config, initial_delay=1.0, max_delay=4.0,
+                      p2p_settings=replace(
+                          config.p2p, initial_delay=1.0, max_delay=4.0,
                           passive_wait=2.0),
                       rng=random.Random(i))
         built.startService()

@@ -26,7 +26,7 @@ from timecoin.finality import (
 )
 from timecoin.finality.records import archived_record
 from timecoin.masternodes import Masternode, make_snapshot
-from timecoin.mempool import FINALIZED, PENDING, REJECTED, MempoolLimits
+from timecoin.mempool import FINALIZED, PENDING, REJECTED, MempoolSettings
 from timecoin.quorum import CountQuorum, TierWeightedQuorum, approval_threshold
 from timecoin.registration import Registration
 from timecoin.tx import OutPoint
@@ -130,7 +130,7 @@ class MempoolTests(unittest.TestCase):
         tracks bytes exactly as entries come and go.
         """
         h = Harness(funds=[10 * params.COIN] * 4)
-        h.mempool.limits = MempoolLimits(max_count=2, max_bytes=10**9)
+        h.mempool.limits = MempoolSettings(max_count=2, max_bytes=10**9)
         engine = finality(h, masternode=False, timeout=5)
         txs = [h.pay([h.funding(i)], [(addr(key(2)), 9 * params.COIN)])
                for i in range(4)]
@@ -138,7 +138,7 @@ class MempoolTests(unittest.TestCase):
         result_of(engine.submit(txs[1]))
         self.assertEqual(h.mempool.total_bytes, txs[0].size + txs[1].size)
         self.refused(h, engine, txs[2], "mempool-full")
-        h.mempool.limits = MempoolLimits(max_count=100,
+        h.mempool.limits = MempoolSettings(max_count=100,
                                          max_bytes=h.mempool.total_bytes + 10)
         self.refused(h, engine, txs[3], "mempool-full")
         h.clock.advance(6)  # vote timeout: both rejected, bytes released

@@ -52,7 +52,7 @@ from timecoin.mempool import (
     PENDING,
     REJECTED,
     Mempool,
-    MempoolLimits,
+    MempoolSettings,
 )
 from timecoin.node import Node
 from timecoin.p2p.messages import (
@@ -704,7 +704,7 @@ class BoundedStateTests(unittest.TestCase):
         cluster.start(3)
         cluster.advance(70)
         for n in cluster.nodes():
-            with self.subTest(n.config.p2p_bind):
+            with self.subTest(n.config.p2p.bind):
                 self.assertEqual(set(n.finality.vote_state().values()), {0},
                                  n.finality.vote_state())
                 # What is left are certificates: finalized records of
@@ -744,7 +744,7 @@ class BoundedStateTests(unittest.TestCase):
         too-many-conflicts; the pool's own count is not used by them.
         """
         h = Harness(funds=[10 * params.COIN])
-        h.mempool.limits = MempoolLimits(max_contenders=2)
+        h.mempool.limits = MempoolSettings(max_contenders=2)
         found = engine(h)
         spenders = [h.pay([h.funding()], [(addr(key(2)), v)])
                     for v in (9 * params.COIN, 8 * params.COIN,
@@ -774,7 +774,7 @@ class BlockConflictTests(unittest.TestCase):
         b = h.pay([h.funding()], [(addr(key(3)), 999 * params.COIN)])
         result_of(found.submit(a))
         self.assertEqual(h.mempool.state_of(a.txid), FINALIZED)
-        rogue_pool = Mempool(h.chain, MempoolLimits(), h.clock.seconds)
+        rogue_pool = Mempool(h.chain, MempoolSettings(), h.clock.seconds)
         rogue_pool.add(b, params.min_fee(999 * params.COIN))
         rogue_pool.finalize(b.txid)
         h.clock.advance(2)
@@ -922,7 +922,7 @@ class MempoolLimitTests(unittest.TestCase):
         every finalized one; they leave only with a block.
         """
         h = Harness(funds=[10 * params.COIN] * 3)
-        h.mempool.limits = MempoolLimits(max_count=2)
+        h.mempool.limits = MempoolSettings(max_count=2)
         found = engine(h, masternode=True,
                        settings=FinalitySettings(batch_delay=0))
         txs = [h.pay([h.funding(i)], [(addr(key(2)), 9 * params.COIN)])

@@ -1,11 +1,10 @@
 """
-Tests for genesis files, configuration, selection-policy loading, and the
+Tests for genesis files, selection-policy loading, and the
 node service starting, producing and stopping on a fake clock.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from twisted.internet.task import Clock
@@ -14,7 +13,7 @@ from zope.interface.verify import verifyObject
 
 from tests.helpers import START, addr, key, result_of
 from timecoin import params
-from timecoin.config import Config, ConfigError, load_config
+from timecoin.config import Config
 from timecoin.genesis import (
     GenesisError,
     genesis_file_bytes,
@@ -88,58 +87,6 @@ class GenesisTests(unittest.TestCase):
         e = self.assertRaises(GenesisError, parse_genesis,
                               genesis_file_bytes(fake), "testnet")
         self.assertIn("pinned", str(e))
-
-
-class ConfigTests(unittest.TestCase):
-    """
-    The config file and overrides.
-    """
-
-    def write(self, text: str) -> str:
-        path = self.mktemp()
-        Path(path).write_text(text)
-        return path
-
-    def test_sample_documents_every_setting(self) -> None:
-        """
-        etc/timecoin.toml loads, and names every setting of Config.
-        """
-        text = (ROOT / "etc" / "timecoin.toml").read_text()
-        load_config(str(ROOT / "etc" / "timecoin.toml"), {})
-        for f in dataclasses.fields(Config):
-            bare = f.name
-            for section in ("p2p_", "rpc_", "mempool_", "finality_",
-                            "notify_"):
-                if bare.startswith(section):
-                    bare = bare[len(section):]
-            self.assertIn(f"{bare} =", text, f.name)
-
-    def test_unknown_key_and_section(self) -> None:
-        """
-        Unknown keys and sections are errors naming them.
-        """
-        e = self.assertRaises(ConfigError, load_config,
-                              self.write('nonsense = 1\n'), {})
-        self.assertIn("nonsense", str(e))
-        e = self.assertRaises(ConfigError, load_config,
-                              self.write('[wat]\nport = 1\n'), {})
-        self.assertIn("wat", str(e))
-
-    def test_types_and_defaults(self) -> None:
-        """
-        Wrong types are refused; network defaults fill ports and block
-        time; overrides win over the file.
-        """
-        self.assertRaises(ConfigError, load_config,
-                          self.write('[rpc]\nport = "x"\n'), {})
-        self.assertRaises(ConfigError, load_config, None,
-                          {"network": "moon"})
-        config = load_config(self.write('network = "testnet"\n'),
-                             {"rpc_port": 5555})
-        self.assertEqual((config.p2p_port, config.rpc_port,
-                          config.block_time), (24100, 5555, 600.0))
-        self.assertEqual(load_config(None, {"block_time": 0.5}).block_time,
-                         0.5)
 
 
 class PluginTests(unittest.TestCase):

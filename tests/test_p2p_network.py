@@ -81,15 +81,15 @@ class Cluster:
                           key(n).seed.hex().encode() + b"\n")
             self.datadirs[name] = datadir
         config = Config(network="devnet", datadir=str(datadir),
-                        block_time=block_time, p2p_port=port, p2p_bind=ip,
-                        p2p_connect=list(connect),
+                        block_time=block_time,
+                        p2p=P2PSettings(port=port, bind=ip,
+                                        connect=tuple(connect)),
                         genesis=str(self.genesis_path) if genesis is None
                         else genesis)
         config.resolve()
         built = build(config, self.clock, reactor=self.net.reactor(ip),
                       store=MemoryStore(),
-                      p2p_settings=P2PSettings.from_config(config,
-                                                           **settings),
+                      p2p_settings=replace(config.p2p, **settings),
                       rng=random.Random(n * 1000 + len(self.services)))
         built.startService()
         result_of(built.node.ready)
@@ -236,8 +236,9 @@ class ConnectionTests(unittest.TestCase):
         write_private(datadir / "private" / "node_key",
                       key(n).seed.hex().encode() + b"\n")
         config = Config(network="devnet", datadir=str(datadir),
-                        block_time=2.0, p2p_port=port,
-                        p2p_connect=[f"127.0.0.1:{p}" for p in ports],
+                        block_time=2.0,
+                        p2p=P2PSettings(port=port, connect=tuple(
+                            f"127.0.0.1:{p}" for p in ports)),
                         genesis=str(self.cluster.genesis_path))
         config.resolve()
         built = build(config, self.cluster.clock,

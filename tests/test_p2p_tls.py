@@ -12,6 +12,7 @@ import os
 import random
 import stat
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -199,12 +200,12 @@ class LoopbackTests(unittest.TestCase):
         write_private(datadir / "private" / "node_key",
                       key(n).seed.hex().encode() + b"\n")
         config = Config(network="devnet", datadir=str(datadir),
-                        block_time=2.0, p2p_bind="127.0.0.1",
+                        block_time=2.0, p2p=P2PSettings(bind="127.0.0.1"),
                         genesis=genesis)
         config.resolve()
-        config.p2p_port = 0
-        settings = P2PSettings.from_config(
-            config, port=0, tls=tls, listen=listen, connect=connect,
+        config.p2p = replace(config.p2p, port=0)
+        settings = replace(
+            config.p2p, port=0, tls=tls, listen=listen, connect=connect,
             initial_delay=60.0)
         built = build(config, self.clock, reactor=self.reactor,
                       store=MemoryStore(), p2p_settings=settings,

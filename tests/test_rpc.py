@@ -26,7 +26,7 @@ from twisted.trial import unittest
 from timecoin import params
 from timecoin.address import address_of
 from timecoin.block import Block
-from timecoin.config import Config
+from timecoin.config import Config, build_config
 from timecoin.keys import PrivateKey
 from timecoin.node import DEVNET_FUNDS
 from timecoin.rpc.auth import BasicAuth
@@ -45,6 +45,7 @@ from timecoin.rpc.errors import (
 )
 from timecoin.rpc.methods import AREAS, RPCMethods, method_docs
 from timecoin.rpc.server import RPCServer
+from timecoin.rpc.settings import RPCSettings
 from timecoin.rpc.site import build_rpc_site
 from timecoin.rpc.table import DuplicateMethod, area_methods, method_table
 from timecoin.storage.memory import MemoryStore
@@ -98,10 +99,12 @@ class RPCTestBase(unittest.TestCase):
 
     def make_config(self, **overrides: Any) -> Config:
         """
-        A resolved devnet config in a fresh data dir.
+        A resolved devnet config in a fresh data dir; C{overrides} by flat
+        name (C{rpc_user}).
         """
-        config = Config(network="devnet", datadir=self.mktemp(),
-                        block_time=2.0, **overrides)
+        config = build_config({}, dict(network="devnet",
+                                       datadir=self.mktemp(),
+                                       block_time=2.0, **overrides))
         config.resolve()
         return config
 
@@ -586,7 +589,7 @@ class ServerTests(unittest.TestCase):
         """
         clock = Clock()
         config = Config(network="devnet", datadir=self.mktemp(),
-                        rpc_max_body_bytes=100)
+                        rpc=RPCSettings(max_body_bytes=100))
         config.resolve()
         node = build(config, clock, store=MemoryStore(), with_p2p=False).node
         node.startService()
@@ -927,8 +930,8 @@ class TransactionMethodTests(RPCTestBase):
                          (1, 0, 1))
         self.assertEqual(info["bytes"], self.node.mempool.total_bytes)
         self.assertGreater(info["bytes"], 0)
-        self.assertEqual(info["maxmempool"], self.config.mempool_max_bytes)
-        self.assertEqual(info["maxcount"], self.config.mempool_max_count)
+        self.assertEqual(info["maxmempool"], self.config.mempool.max_bytes)
+        self.assertEqual(info["maxcount"], self.config.mempool.max_count)
         self.assertEqual(self.rpc("getrawmempool"), [txid])
         verbose = self.rpc("getrawmempool", True)
         self.assertEqual(verbose[txid]["state"], "finalized")

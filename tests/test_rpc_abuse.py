@@ -115,7 +115,7 @@ class AbuseTests(RPCTestBase):
         A body over C{rpc_max_body_bytes} (4 MB by default) is refused with
         413 and -32600 and not run, whether valid JSON or not.
         """
-        limit = self.config.rpc_max_body_bytes
+        limit = self.config.rpc.max_body_bytes
         self.assertEqual(limit, 4_000_000)
         addresses = len(self.node.wallet.addresses())
         padding = "x" * limit
@@ -133,7 +133,7 @@ class AbuseTests(RPCTestBase):
         """
         site = self.site
         auth = self.auth.encode()
-        limit = self.config.rpc_max_body_bytes
+        limit = self.config.rpc.max_body_bytes
         big = b"[" * (limit + 1)
         chunked = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece)
                            for piece in (big[:limit // 2], big[limit // 2:]))

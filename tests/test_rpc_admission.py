@@ -9,6 +9,7 @@ without a Deferred; the reply encoder writes what L{encode_json} writes.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,7 @@ class BusyTests(BusyNodeBase):
         """
         With rpc_max_undecided 0 there is no bound.
         """
-        self.config.rpc_max_undecided = 0
+        self.config.rpc = replace(self.config.rpc, max_undecided=0)
         self.fill()
         self.rpc("sendrawtransaction", self.payment(LIMIT))
         self.assertEqual(self.node.undecided(), LIMIT + 1)
@@ -243,7 +244,7 @@ class UnminedTests(RPCTestBase):
         With rpc_max_unmined 0 finalized payments never make the node
         busy.
         """
-        self.config.rpc_max_unmined = 0
+        self.config.rpc = replace(self.config.rpc, max_unmined=0)
         for _ in range(LIMIT + 2):
             self.pay()
         self.assertEqual(self.node.mempool.finalized_count, LIMIT + 2)
@@ -413,27 +414,27 @@ class ConfigTests(unittest.TestCase):
         It defaults to 1,000, loads from C{[rpc] max_undecided}, and a
         negative value stops start-up naming it.
         """
-        self.assertEqual(Config().rpc_max_undecided, 1_000)
+        self.assertEqual(Config().rpc.max_undecided, 1_000)
         path = Path(self.mktemp())
         path.write_text("[rpc]\nmax_undecided = 0\n")
         config = load_config(str(path), {"datadir": self.mktemp()})
-        self.assertEqual(config.rpc_max_undecided, 0)
+        self.assertEqual(config.rpc.max_undecided, 0)
         path.write_text("[rpc]\nmax_undecided = -1\n")
         error = self.assertRaises(ConfigError, load_config, str(path),
                                   {"datadir": self.mktemp()})
-        self.assertIn("rpc_max_undecided", str(error))
+        self.assertIn("[rpc] max_undecided", str(error))
 
     def test_unmined_setting(self) -> None:
         """
         C{[rpc] max_unmined} defaults to 2,000, loads, and a negative
         value stops start-up naming it.
         """
-        self.assertEqual(Config().rpc_max_unmined, 2_000)
+        self.assertEqual(Config().rpc.max_unmined, 2_000)
         path = Path(self.mktemp())
         path.write_text("[rpc]\nmax_unmined = 0\n")
         config = load_config(str(path), {"datadir": self.mktemp()})
-        self.assertEqual(config.rpc_max_unmined, 0)
+        self.assertEqual(config.rpc.max_unmined, 0)
         path.write_text("[rpc]\nmax_unmined = -1\n")
         error = self.assertRaises(ConfigError, load_config, str(path),
                                   {"datadir": self.mktemp()})
-        self.assertIn("rpc_max_unmined", str(error))
+        self.assertIn("[rpc] max_unmined", str(error))

@@ -34,9 +34,9 @@ from timecoin.rpc.limits import (
     REQUEST_TIMEOUT,
     TOO_MANY_WAITING,
     LoginThrottle,
-    RPCLimits,
     source_of,
 )
+from timecoin.rpc.settings import RPCSettings
 from timecoin.rpc.site import build_rpc_site
 from timecoin.storage.memory import MemoryStore
 from timecoin.wiring import build
@@ -427,7 +427,7 @@ class LoginThrottleTests(LimitsBase):
         most max_sources sources are remembered.
         """
         clock = Clock()
-        limits = RPCLimits(login_free_failures=1, login_delay=1.0,
+        limits = RPCSettings(login_free_failures=1, login_delay=1.0,
                            login_max_delay=4.0, login_forget=100.0)
         throttle = LoginThrottle(clock, limits, max_sources=50)
         delays = []
@@ -569,15 +569,15 @@ class ConfigTests(unittest.TestCase):
         path.write_text("[rpc]\nmax_connections = 7\nmetrics_open = true\n"
                         "login_delay = 1\n")
         config = load_config(str(path), {})
-        limits = RPCLimits.from_config(config)
+        limits = config.rpc
         self.assertEqual((limits.max_connections, limits.metrics_open,
                           limits.login_delay, limits.unauth_timeout,
                           limits.request_timeout, limits.max_waiting),
                          (7, True, 1.0, 5.0, 30.0, 100))
-        for text, name in (("max_connections = -1", "rpc_max_connections"),
-                           ('metrics_open = "yes"', "rpc_metrics_open"),
-                           ("request_timeout = -1", "rpc_request_timeout"),
-                           ("max_conections = 5", "rpc_max_conections")):
+        for text, name in (("max_connections = -1", "[rpc] max_connections"),
+                           ('metrics_open = "yes"', "[rpc] metrics_open"),
+                           ("request_timeout = -1", "[rpc] request_timeout"),
+                           ("max_conections = 5", "[rpc] max_conections")):
             path.write_text(f"[rpc]\n{text}\n")
             e = self.assertRaises(ConfigError, load_config, str(path), {})
             self.assertIn(name, str(e))
@@ -605,7 +605,7 @@ class ConfigTests(unittest.TestCase):
             self.assertEqual(rpc.kwargs["backlog"], backlog)
         e = self.assertRaises(ConfigError, load_config, None,
                               {"rpc_listen_backlog": 0})
-        self.assertIn("rpc_listen_backlog", str(e))
+        self.assertIn("[rpc] listen_backlog", str(e))
 
 
 class IdleFloodProcessTests(unittest.TestCase):

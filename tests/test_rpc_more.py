@@ -20,7 +20,7 @@ from twisted.trial import unittest
 
 from tests.test_rpc import HEX64, RPCTestBase, basic
 from timecoin import params
-from timecoin.config import Config, ConfigError, load_config
+from timecoin.config import ConfigError, build_config, load_config
 from timecoin.rpc.auth import (
     FORBIDDEN,
     AllowList,
@@ -128,8 +128,8 @@ class ConfigTests(unittest.TestCase):
             f'[rpc]\nauth = ["{BITCOIN_LINE}"]\n'
             'allow_ip = ["10.0.0.0/8", "fd00::1"]\n'),
             {"datadir": self.mktemp()})
-        self.assertEqual(config.rpc_auth, [BITCOIN_LINE])
-        self.assertEqual(config.rpc_allow_ip, ["10.0.0.0/8", "fd00::1"])
+        self.assertEqual(config.rpc.auth, (BITCOIN_LINE,))
+        self.assertEqual(config.rpc.allow_ip, ("10.0.0.0/8", "fd00::1"))
 
     def test_invalid(self) -> None:
         """
@@ -182,11 +182,12 @@ class SiteAccessTests(unittest.TestCase):
 
     def make_site(self, **settings: Any) -> tuple[Any, str]:
         """
-        A started devnet node's RPC site with C{settings}; and the cookie
-        as a Basic header value.
+        A started devnet node's RPC site with C{settings} (by flat name,
+        C{rpc_auth}); and the cookie as a Basic header value.
         """
-        config = Config(network="devnet", datadir=self.mktemp(),
-                        block_time=2.0, **settings)
+        config = build_config({}, dict(network="devnet",
+                                       datadir=self.mktemp(),
+                                       block_time=2.0, **settings))
         config.resolve()
         from twisted.internet.task import Clock
         node = build(config, Clock(), store=MemoryStore(), with_p2p=False).node
@@ -450,7 +451,7 @@ class MasternodeMethodTests(RPCTestBase):
         self.assertEqual((row["tier"], row["weight"], row["alive"],
                           row["is_self"]), ("free", 1, True, True))
         self.assertEqual(row["p2p_address"],
-                         f"127.0.0.1:{self.config.p2p_port}")
+                         f"127.0.0.1:{self.config.p2p.port}")
         self.assertEqual(row["reward_address"],
                          self.node.wallet.addresses()[0])
         self.assertEqual(row["last_seen"], self.clock.seconds())

@@ -37,7 +37,7 @@ class NetworkRPCTests(RPCTestBase):
         info = self.rpc("getnetworkinfo")
         self.assertEqual(info["connections"], 0)
         self.assertEqual(self.reactor.tcpServers[0][0],
-                         self.config.p2p_port)
+                         self.config.p2p.port)
 
     def test_ban_cycle(self) -> None:
         """

@@ -578,7 +578,7 @@ class FoundBugTests(unittest.TestCase):
         a reject contradicting the approval the others hold; the
         conflicting spender gets reject.
         """
-        from timecoin.mempool import Mempool, MempoolLimits
+        from timecoin.mempool import Mempool, MempoolSettings
         h = Harness(funds=[10 * params.COIN])
         _wider(h, (5, 6, 7))
         settings = FinalitySettings(batch_delay=0)
@@ -594,7 +594,7 @@ class FoundBugTests(unittest.TestCase):
         self.assertEqual(h.mempool.rejected[a.txid], "rejected-by-vote")
         # The node restarts: a new mempool and engine on the same store.
         h.chain.block_connected.remove(engine.block_connected)
-        h.mempool = Mempool(h.chain, MempoolLimits(), h.clock.seconds)
+        h.mempool = Mempool(h.chain, MempoolSettings(), h.clock.seconds)
         engine = _engine_restarted(h, settings)
         result_of(engine.recover())
         result_of(engine.submit(b))

@@ -92,15 +92,14 @@ class SyncNet:
         write_private(datadir / "private" / "node_key",
                       key(n).seed.hex().encode() + b"\n")
         config = Config(network="devnet", datadir=str(datadir),
-                        block_time=self.block_time, p2p_port=PORT,
-                        p2p_bind=ip,
-                        p2p_connect=[f"{c}:{PORT}" for c in connect],
+                        block_time=self.block_time,
+                        p2p=P2PSettings(port=PORT, bind=ip, connect=tuple(
+                            f"{c}:{PORT}" for c in connect)),
                         genesis=str(self.genesis_path))
         config.resolve()
         built = build(config, self.clock, reactor=self.net.reactor(ip),
                       store=MemoryStore(),
-                      p2p_settings=P2PSettings.from_config(config,
-                                                           **settings),
+                      p2p_settings=replace(config.p2p, **settings),
                       rng=random.Random(n * 1000 + len(self.services)))
         built.startService()
         result_of(built.node.ready)

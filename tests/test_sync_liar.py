@@ -31,6 +31,7 @@ from timecoin.block import CommitCertificate, Vote
 from timecoin.config import Config
 from timecoin.p2p.messages import BlockMsg, GetTip, Hello, Tip
 from timecoin.p2p.service import P2PService
+from timecoin.p2p.settings import P2PSettings
 from timecoin.p2p.sync import CATCHING_UP, SYNCED
 from timecoin.storage.memory import MemoryStore
 from timecoin.wallet import write_private
@@ -109,7 +110,7 @@ class HeightLiarTests(unittest.TestCase):
         liar: P2PService | None = None
         while elapsed < seconds:
             if liar is not None:
-                self.net.stop(liar.node.config.p2p_bind)
+                self.net.stop(liar.node.config.p2p.bind)
             ip = f"10.0.1.{len(ips) + 1}"
             ips.append(ip)
             liar = make_liar(self.net, ip, 40 + len(ips), targets)
@@ -119,7 +120,7 @@ class HeightLiarTests(unittest.TestCase):
                     self.unsynced += 1
             elapsed += every
         if liar is not None:
-            self.net.stop(liar.node.config.p2p_bind)
+            self.net.stop(liar.node.config.p2p.bind)
         return ips
 
     def test_rotating_height_liar_does_not_halt_the_chain(self) -> None:
@@ -172,7 +173,7 @@ class HeightLiarTests(unittest.TestCase):
                          - 2, step=BLOCK_TIME)
         self.assertEqual(sync.counters["sync-requests"], requests)
         self.assertIn("10.0.1.1", self.producer.manager.peers.ready)
-        self.net.stop(liar.node.config.p2p_bind)
+        self.net.stop(liar.node.config.p2p.bind)
 
     def test_empty_node_still_catches_up_next_to_a_liar(self) -> None:
         """
@@ -252,8 +253,9 @@ def start_on_store(net: SyncNet, ip: str, n: int, store: Any,
     write_private(datadir / "private" / "node_key",
                   key(n).seed.hex().encode() + b"\n")
     config = Config(network="devnet", datadir=str(datadir),
-                    block_time=net.block_time, p2p_port=PORT, p2p_bind=ip,
-                    p2p_connect=[f"{c}:{PORT}" for c in connect],
+                    block_time=net.block_time,
+                    p2p=P2PSettings(port=PORT, bind=ip, connect=tuple(
+                        f"{c}:{PORT}" for c in connect)),
                     genesis=str(net.genesis_path))
     config.resolve()
     built = build(config, net.clock, reactor=net.net.reactor(ip),
@@ -274,8 +276,8 @@ def cluster_liar(cluster: MasternodeCluster, ip: str, n: int,
     write_private(datadir / "private" / "node_key",
                   key(n).seed.hex().encode() + b"\n")
     config = Config(network="devnet", datadir=str(datadir), block_time=2.0,
-                    p2p_port=CLUSTER_PORT, p2p_bind=ip,
-                    p2p_connect=[f"{t}:{CLUSTER_PORT}" for t in targets],
+                    p2p=P2PSettings(port=CLUSTER_PORT, bind=ip, connect=tuple(
+                        f"{t}:{CLUSTER_PORT}" for t in targets)),
                     genesis=str(cluster.genesis_path), round_timeout=2.0)
     config.resolve()
     built = build(config, cluster.clock, reactor=cluster.net.reactor(ip),
@@ -335,7 +337,7 @@ class FourMasternodeTests(unittest.TestCase):
         """
         The liar leaves (its connections reset).
         """
-        ip = liar.node.config.p2p_bind
+        ip = liar.node.config.p2p.bind
         del cluster.services[ip]
         cluster.net.crash(ip)
         liar.table.path = None

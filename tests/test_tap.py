@@ -33,9 +33,9 @@ class OptionsTests(unittest.TestCase):
                               "--connect", "127.0.0.2:1,127.0.0.3:2",
                               "--block-time", "0.25"])
         config = options["parsed"]
-        self.assertEqual((config.network, config.rpc_port, config.p2p_port),
+        self.assertEqual((config.network, config.rpc.port, config.p2p.port),
                          ("testnet", 5001, 24100))
-        self.assertEqual(config.p2p_connect, ["127.0.0.2:1", "127.0.0.3:2"])
+        self.assertEqual(config.p2p.connect, ("127.0.0.2:1", "127.0.0.3:2"))
         self.assertEqual(config.block_time, 0.25)
 
     def test_bad_config_is_usage_error(self) -> None:

@@ -357,10 +357,10 @@ def resolve_target(options: argparse.Namespace) -> Target:  # noqa: C901
             config = load_config(options.config, overrides)
         except ConfigError as e:
             raise CLIError(str(e)) from e
-        datadir, port = config.datadir, config.rpc_port
-        if config.rpc_bind not in ("", "0.0.0.0", "::"):
-            host = config.rpc_bind
-        user, password = config.rpc_user, config.rpc_password
+        datadir, port = config.datadir, config.rpc.port
+        if config.rpc.bind not in ("", "0.0.0.0", "::"):
+            host = config.rpc.bind
+        user, password = config.rpc.user, config.rpc.password
     if options.rpc_host:
         host, given = _host_port(options.rpc_host)
         if given is not None:

@@ -1,19 +1,48 @@
 """
 Node configuration: defaults, a TOML file, and command-line overrides.
 
-Every setting has a default here and a documented line in
-``etc/timecoin.toml``.  Unknown sections or keys, and values of the wrong
-type, are errors that stop start-up with the offending name.
+The top-level keys (C{network}, C{datadir}, C{storage}, C{block_time},
+C{policy}, ...) are plain fields of L{Config}.  Each TOML section is one
+frozen settings object, which defines its keys, their defaults and their
+documentation once:
+
+    - C{[p2p]}: C{config.p2p}, L{P2PSettings} (L{timecoin.p2p.settings};
+      its C{rate_limits} is the table C{[p2p.rate_limits]})
+    - C{[rpc]}: C{config.rpc}, L{RPCSettings} (L{timecoin.rpc.settings})
+    - C{[mempool]}: C{config.mempool}, L{MempoolSettings}
+      (L{timecoin.mempool})
+    - C{[finality]}: C{config.finality}, L{FinalitySettings}
+      (L{timecoin.finality.settings})
+    - C{[notify]}: C{config.notify}, L{NotifySettings}
+      (L{timecoin.notify})
+
+Every key is documented in ``etc/timecoin.toml`` with its default.
+Unknown sections or keys, and values of the wrong type, are errors that
+stop start-up with the offending name.  Command-line overrides name a
+section's key with the section as prefix (C{--p2p-port} gives
+C{p2p_port}, which is C{[p2p] port}).
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from timecoin.finality.settings import FinalitySettings
+from timecoin.mempool import MempoolSettings
+from timecoin.notify import NotifySettings
+from timecoin.p2p.settings import P2PSettings
 from timecoin.params import NETWORKS
+from timecoin.rpc.settings import RPCSettings
+
+Settings = (P2PSettings | RPCSettings | MempoolSettings | FinalitySettings
+            | NotifySettings)
+"""The settings object of one section."""
+
+S = TypeVar("S", P2PSettings, RPCSettings, MempoolSettings,
+            FinalitySettings, NotifySettings)
 
 
 class ConfigError(ValueError):
@@ -25,90 +54,45 @@ class ConfigError(ValueError):
 @dataclass
 class Config:
     """
-    All settings of a node; TOML sections map to the name prefixes
-    (C{[rpc] port} is C{rpc_port}).
+    All settings of a node: the top-level keys, and one settings object
+    per section (see the module docstring).
+
+    @ivar network: C{devnet}, C{testnet} or C{mainnet}; sets the default
+        ports, block time and genesis.
+    @ivar datadir: data directory; default C{~/.timecoin/<network>}.
+    @ivar genesis: genesis file; default the network's (a devnet makes
+        C{DATADIR/genesis.json} on first start).
+    @ivar p2p: the C{[p2p]} settings.
+    @ivar rpc: the C{[rpc]} settings.
+    @ivar storage: chain storage: C{sqlite}, C{memory} or C{redis}.
+    @ivar redis_url: the Redis database of C{storage = "redis"}.
+    @ivar block_time: seconds between blocks; 0: the network's.
+    @ivar policy: block-producer selection policy, by plugin name.
+    @ivar quorum: quorum rule, C{count} or C{tier-weighted}.
+    @ivar plugin_dirs: directories searched for more selection policies.
+    @ivar vote_timeout: seconds a transaction may wait for its quorum
+        before it is rejected (C{vote-timeout}).
+    @ivar round_timeout: seconds of the first round's consensus timeouts;
+        0: the block time, between 1 and 30 s.
+    @ivar stall_after: seconds without a new block after which a synced
+        chain counts as stalled; 0: 3 block times plus 4 round timeouts.
+    @ivar auto_activate: once synced, put this node's masternode
+        activation on chain by itself.
+    @ivar committee_size: active masternodes of a block committee (devnet
+        only; 0: the network's).
+    @ivar committee_epoch: blocks per committee epoch (devnet only; 0: the
+        network's).
+    @ivar mempool: the C{[mempool]} settings.
+    @ivar finality: the C{[finality]} settings.
+    @ivar notify: the C{[notify]} settings.
+    @ivar log_level: lowest level of the log lines written (L{LOG_LEVELS}).
     """
 
     network: str = "devnet"
     datadir: str = ""
     genesis: str = ""
-    p2p_port: int = 0
-    p2p_bind: str = "127.0.0.1"
-    p2p_connect: list[str] = field(default_factory=list)
-    p2p_listen: bool = True
-    p2p_max_peers: int = 32
-    p2p_max_outbound: int = 16
-    p2p_max_inbound_per_ip: int = 1
-    p2p_max_pending_handshakes: int = 64
-    p2p_max_pending_per_subnet: int = 8
-    p2p_evict_protect_rtt: int = 4
-    p2p_evict_protect_blocks: int = 4
-    p2p_evict_protect_votes: int = 4
-    p2p_evict_protect_txs: int = 4
-    p2p_evict_protect_oldest: int = 4
-    p2p_handshake_timeout: float = 10.0
-    p2p_ping_interval: float = 10.0
-    p2p_pong_timeout: float = 10.0
-    p2p_max_missed_pongs: int = 3
-    p2p_request_timeout: float = 30.0
-    p2p_output_soft_bytes: int = 1024 * 1024
-    p2p_output_hard_bytes: int = 32 * 1024 * 1024
-    p2p_held_requests: int = 16
-    p2p_close_grace: float = 2.0
-    p2p_initial_delay: float = 5.0
-    p2p_max_delay: float = 300.0
-    p2p_passive_wait: float = 120.0
-    p2p_tip_interval: float = 30.0
-    p2p_sync_batch: int = 100
-    p2p_sync_window: int = 8
-    p2p_sync_peer_requests: int = 4
-    p2p_sync_request_timeout: float = 15.0
-    p2p_sync_retry_after: float = 60.0
-    p2p_sync_retry_max: float = 600.0
-    p2p_sync_undelivered_points: int = 10
-    p2p_sync_unproven_cooldown: float = 10.0
-    p2p_sync_stall_timeout: float = 60.0
-    p2p_sync_synced_ttl: float = 90.0
-    p2p_sync_lag: int = 1
-    p2p_sync_start_grace: float = 15.0
-    p2p_sync_buffer_bytes: int = 64 * 1024 * 1024
-    p2p_sync_log_interval: float = 5.0
-    p2p_table_size: int = 1000
-    p2p_addr_buckets: int = 64
-    p2p_addr_bucket_size: int = 16
-    p2p_addr_buckets_per_source: int = 4
-    p2p_anchors: int = 2
-    p2p_learned_retry_max: float = 3600.0
-    p2p_stable_after: float = 10.0
-    p2p_proven_max_delay: float = 15.0
-    p2p_ban_threshold: float = 100.0
-    p2p_ban_seconds: float = 3600.0
-    p2p_score_half_life: float = 600.0
-    p2p_tls: bool = False
-    p2p_known_size: int = 4096
-    p2p_relay_fanout: int = 8
-    p2p_relay_fanout_direct: int = 2
-    p2p_resend_known_after: float = 10.0
-    rpc_port: int = 0
-    rpc_bind: str = "127.0.0.1"
-    rpc_user: str = ""
-    rpc_password: str = ""
-    rpc_max_body_bytes: int = 4_000_000
-    rpc_auth: list[str] = field(default_factory=list)
-    rpc_allow_ip: list[str] = field(default_factory=list)
-    rpc_max_undecided: int = 1_000
-    rpc_max_unmined: int = 2_000
-    rpc_max_connections: int = 200
-    rpc_listen_backlog: int = 1024
-    rpc_unauth_timeout: float = 5.0
-    rpc_idle_timeout: float = 30.0
-    rpc_request_timeout: float = 30.0
-    rpc_max_waiting: int = 100
-    rpc_login_free_failures: int = 3
-    rpc_login_delay: float = 0.25
-    rpc_login_max_delay: float = 16.0
-    rpc_login_forget: float = 600.0
-    rpc_metrics_open: bool = False
+    p2p: P2PSettings = field(default_factory=P2PSettings)
+    rpc: RPCSettings = field(default_factory=RPCSettings)
     storage: str = "sqlite"
     redis_url: str = "redis://127.0.0.1:6379/0"
     block_time: float = 0.0
@@ -121,25 +105,9 @@ class Config:
     auto_activate: bool = True
     committee_size: int = 0
     committee_epoch: int = 0
-    mempool_max_count: int = 10_000
-    mempool_max_bytes: int = 300_000_000
-    mempool_max_contenders: int = 1_000
-    mempool_max_contender_bytes: int = 30_000_000
-    finality_batch_delay: float = 0.05
-    finality_batch_max: int = 512
-    finality_late_ttl: float = 60.0
-    finality_max_late: int = 10_000
-    finality_query_after: float = 2.0
-    finality_max_queries: int = 3
-    finality_certificate_blocks: int = 1_000
-    finality_max_certificates: int = 100_000
-    finality_max_released: int = 100_000
-    finality_signature_cache: int = 100_000
-    notify_wallet: str = ""
-    notify_block: str = ""
-    notify_max_running: int = 4
-    notify_max_queue: int = 1_000
-    notify_timeout: float = 60.0
+    mempool: MempoolSettings = field(default_factory=MempoolSettings)
+    finality: FinalitySettings = field(default_factory=FinalitySettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
     log_level: str = "info"
 
     def resolve(self) -> None:  # noqa: C901
@@ -152,10 +120,10 @@ class Config:
         net = NETWORKS[self.network]
         if not self.datadir:
             self.datadir = str(Path.home() / ".timecoin" / self.network)
-        if not self.p2p_port:
-            self.p2p_port = net.p2p_port
-        if not self.rpc_port:
-            self.rpc_port = net.rpc_port
+        if not self.p2p.port:
+            self.p2p = replace(self.p2p, port=net.p2p_port)
+        if not self.rpc.port:
+            self.rpc = replace(self.rpc, port=net.rpc_port)
         if not self.block_time:
             self.block_time = net.block_time
         if self.block_time <= 0:
@@ -184,88 +152,165 @@ class Config:
             raise ConfigError(f"log_level must be one of "
                               f"{', '.join(LOG_LEVELS)}, not "
                               f"{self.log_level!r}")
-        for name in ("notify_max_running", "notify_max_queue"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1")
-        if self.notify_timeout <= 0:
-            raise ConfigError("notify_timeout must be positive")
-        for name in ("rpc_max_undecided", "rpc_max_unmined",
-                     "rpc_max_connections", "rpc_unauth_timeout",
-                     "rpc_idle_timeout", "rpc_request_timeout",
-                     "rpc_max_waiting", "rpc_login_free_failures",
-                     "rpc_login_delay", "rpc_login_max_delay",
-                     "rpc_login_forget"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must not be negative")
-        if self.rpc_listen_backlog < 1:
-            raise ConfigError("rpc_listen_backlog must be positive")
-        for name in ("p2p_port", "rpc_port"):
-            if not 0 < getattr(self, name) < 65536:
-                raise ConfigError(f"{name} out of range")
-        from timecoin.rpc.auth import AllowList, RPCAuthError, RPCAuthLine
+        for name, port in (("p2p", self.p2p.port), ("rpc", self.rpc.port)):
+            if not 0 < port < 65536:
+                raise ConfigError(f"[{name}] port out of range")
         try:
-            for line in self.rpc_auth:
-                RPCAuthLine.parse(line)
-            AllowList(self.rpc_allow_ip)
-        except RPCAuthError as e:
-            raise ConfigError(f"[rpc]: {e}") from None
+            self.notify.check()
+        except ValueError as e:
+            raise ConfigError(f"[notify] {e}") from None
+        try:
+            self.rpc.check()
+        except ValueError as e:
+            raise ConfigError(f"[rpc] {e}") from None
+
+    def flat(self) -> dict[str, object]:
+        """
+        Every setting by its flat name: a top-level key as it is, a
+        section's key prefixed with the section (C{[p2p] port} is
+        C{p2p_port}), as the command-line overrides name them.
+        """
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECTIONS:
+                out.update((f"{f.name}_{sub.name}", getattr(value, sub.name))
+                           for sub in fields(value))
+            else:
+                out[f.name] = value
+        return out
 
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
 """Values of C{log_level}, most verbose first."""
 
-SECTIONS = {"p2p", "rpc", "mempool", "finality", "notify"}
-"""TOML sections whose keys are prefixed (C{[rpc] port} → C{rpc_port});
-other settings are top-level keys."""
+SECTIONS: dict[str, type[Settings]] = {
+    "p2p": P2PSettings, "rpc": RPCSettings, "mempool": MempoolSettings,
+    "finality": FinalitySettings, "notify": NotifySettings}
+"""The TOML sections, each the settings class of the L{Config} field of
+its name; other settings are top-level keys."""
 
 
-def _flatten(data: dict[str, Any]) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            if key not in SECTIONS:
-                raise ConfigError(f"unknown config section [{key}]")
-            for sub, subvalue in value.items():
-                flat[f"{key}_{sub}"] = subvalue
-        else:
-            flat[key] = value
-    return flat
-
-
-def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
+def load_config(path: str | None, overrides: dict[str, object]) -> Config:
     """
     Build the config from C{path} (TOML, optional) and C{overrides} (set
-    options of the command line, which win).
+    options of the command line, by flat name, which win), and resolve it.
     """
-    config = Config()
-    types = {f.name: f.type for f in fields(Config)}
-    values: dict[str, Any] = {}
+    data: dict[str, object] = {}
     if path:
         try:
             with open(path, "rb") as f:
-                values.update(_flatten(tomllib.load(f)))
+                data = tomllib.load(f)
         except OSError as e:
             raise ConfigError(f"cannot read config {path}: {e}") from e
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config {path} is not valid TOML: {e}") from e
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    for key, value in values.items():
-        if key not in types:
-            raise ConfigError(f"unknown config setting {key!r}")
-        default = getattr(config, key)
-        if isinstance(default, bool) or isinstance(value, bool):
-            ok = isinstance(value, bool) and isinstance(default, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float))
-            value = float(value) if ok else value
-        elif isinstance(default, list):
-            ok = isinstance(value, list) and all(
-                isinstance(v, str) for v in value)
-        else:
-            ok = isinstance(value, type(default))
-        if not ok:
-            raise ConfigError(
-                f"config setting {key!r} must be {type(default).__name__}")
-        setattr(config, key, value)
+    config = build_config(data, overrides)
     config.resolve()
     return config
+
+
+def build_config(data: dict[str, object],
+                 overrides: dict[str, object] | None = None) -> Config:
+    """
+    The config, not yet resolved, of C{data} (a parsed TOML file) and
+    C{overrides} (by flat name, see L{Config.flat}; a C{None} value is
+    not set), each key checked against its section's settings class.
+
+    @raise ConfigError: an unknown section or key, or a value of the
+        wrong type, named.
+    """
+    top: dict[str, object] = {}
+    sections: dict[str, dict[str, object]] = {name: {} for name in SECTIONS}
+    for key, value in data.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"config section [{key}] must be a table")
+            sections[key].update(value)
+        elif isinstance(value, dict):
+            raise ConfigError(f"unknown config section [{key}]")
+        else:
+            top[key] = value
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, sub = key.partition("_")
+        if section in SECTIONS:
+            sections[section][sub] = value
+        else:
+            top[key] = value
+    config = Config()
+    defaults = {f.name for f in fields(Config)} - set(SECTIONS)
+    for key, value in top.items():
+        if key not in defaults:
+            raise ConfigError(f"unknown config setting {key!r}")
+        setattr(config, key, _typed(repr(key), getattr(config, key), value))
+    config.p2p = _section("p2p", config.p2p, sections["p2p"])
+    config.rpc = _section("rpc", config.rpc, sections["rpc"])
+    config.mempool = _section("mempool", config.mempool,
+                              sections["mempool"])
+    config.finality = _section("finality", config.finality,
+                               sections["finality"])
+    config.notify = _section("notify", config.notify, sections["notify"])
+    return config
+
+
+def _section(name: str, defaults: S, values: dict[str, object]) -> S:
+    """
+    C{defaults} with C{values} (the keys of section C{name}) set.
+    """
+    known = {f.name for f in fields(defaults)}
+    # Each value of its field's type, as _typed and _table checked.
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"unknown config setting [{name}] {key}")
+        default = getattr(defaults, key)
+        if isinstance(default, dict):
+            changes[key] = _table(f"{name}.{key}", default, value)
+        else:
+            changes[key] = _typed(f"[{name}] {key}", default, value)
+    return replace(defaults, **changes)
+
+
+def _typed(name: str, default: object, value: object) -> object:
+    """
+    C{value} for a setting whose default is C{default}: of its type (an
+    int for a float, a list of strings for a list or tuple, as that).
+    """
+    if isinstance(default, bool) or isinstance(value, bool):
+        if isinstance(value, bool) and isinstance(default, bool):
+            return value
+    elif isinstance(default, float):
+        if isinstance(value, (int, float)):
+            return float(value)
+    elif isinstance(default, (list, tuple)):
+        if isinstance(value, list) and all(isinstance(v, str)
+                                           for v in value):
+            return list(value) if isinstance(default, list) \
+                else tuple(value)
+    elif isinstance(value, type(default)):
+        return value
+    kind = "list" if isinstance(default, tuple) else type(default).__name__
+    raise ConfigError(f"config setting {name} must be {kind}")
+
+
+def _table(name: str, default: dict[str, tuple[float, float]],
+           value: object) -> dict[str, tuple[float, float]]:
+    """
+    The table C{[name]} (C{[p2p.rate_limits]}): C{default} with the pairs
+    of numbers C{value} gives for some of its keys.
+    """
+    if not isinstance(value, dict):
+        raise ConfigError(f"config section [{name}] must be a table")
+    table = dict(default)
+    for key, pair in value.items():
+        if key not in default:
+            raise ConfigError(f"unknown message type [{name}] {key}")
+        if not (isinstance(pair, list) and len(pair) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool)
+                for v in pair)):
+            raise ConfigError(f"config setting [{name}] {key} must be a "
+                              "list of two numbers")
+        table[key] = (float(pair[0]), float(pair[1]))
+    return table

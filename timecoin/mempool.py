@@ -53,9 +53,10 @@ REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
-class MempoolLimits:
+class MempoolSettings:
     """
-    Named mempool limits (SPEC §3), each a config setting.
+    Named mempool limits (SPEC §3): the config section C{[mempool]}
+    (C{config.mempool}; documented in ``etc/timecoin.toml``).
 
     @ivar max_count: pending and finalized transactions held at most.
     @ivar max_bytes: their encoded sizes together, at most.
@@ -105,7 +106,7 @@ class Mempool:
     @ivar finalized_count: finalized entries, waiting for a block.
     """
 
-    def __init__(self, chain: Chain, limits: MempoolLimits,
+    def __init__(self, chain: Chain, limits: MempoolSettings,
                  seconds: Callable[[], float]) -> None:
         self.chain = chain
         self.limits = limits

@@ -23,7 +23,7 @@ from timecoin.chain import Chain, TxInvalid, undo_commit
 from timecoin.config import Config
 from timecoin.consensus import BlockConsensus
 from timecoin.encoding import decode
-from timecoin.finality import Finality, FinalitySettings
+from timecoin.finality import Finality
 from timecoin.finalized import FinalizedSet
 from timecoin.genesis import (
     GenesisError,
@@ -35,7 +35,7 @@ from timecoin.interfaces import IChainStore
 from timecoin.liveness import Liveness
 from timecoin.logs import RateLimitedLog
 from timecoin.masternodes import Masternode
-from timecoin.mempool import FINALIZED, PENDING, Mempool, MempoolLimits
+from timecoin.mempool import FINALIZED, PENDING, Mempool
 from timecoin.participation import Participation
 from timecoin.producer import BlockBuilder
 from timecoin.quorum import QUORUM_RULES, approval_threshold
@@ -168,17 +168,13 @@ class Node(Service):
                            QUORUM_RULES[config.quorum],
                            lambda: int(clock.seconds() * 1000),
                            FinalizedSet())
-        self.mempool = Mempool(self.chain, MempoolLimits(
-            config.mempool_max_count, config.mempool_max_bytes,
-            max_contenders=config.mempool_max_contenders,
-            max_contender_bytes=config.mempool_max_contender_bytes),
-            clock.seconds)
+        self.mempool = Mempool(self.chain, config.mempool, clock.seconds)
         self.sync_status = SyncStatus()
         """Whether the node caught up: block sync answers for it while P2P
         runs; consensus, voting and activation ask it."""
         self.finality = Finality(self.chain, self.mempool, self.key, clock,
                                  config.vote_timeout,
-                                 FinalitySettings.from_config(config),
+                                 config.finality,
                                  synced=self.sync_status.is_synced)
         self.builder = BlockBuilder(self.chain, self.mempool, self.key,
                                     clock)
@@ -216,7 +212,7 @@ class Node(Service):
                 "devnet", int(self.clock.seconds() * 1000),
                 [TxOut(DEVNET_FUNDS, self.wallet.addresses()[0])],
                 [Masternode(self.key.public,
-                            f"127.0.0.1:{self.config.p2p_port}",
+                            f"127.0.0.1:{self.config.p2p.port}",
                             self.wallet.addresses()[0], "free")])
             write_genesis(path, genesis)
             log.info("wrote a new devnet genesis {hash} to {path}",
@@ -415,18 +411,18 @@ class Node(Service):
     def backlog(self) -> str | None:
         """
         Why clients' new transactions are refused now, or C{None}: the
-        undecided backlog is at C{rpc_max_undecided}, or the finalized
-        payments waiting for a block are at C{rpc_max_unmined} (blocks lag
+        undecided backlog is at C{[rpc] max_undecided}, or the finalized
+        payments waiting for a block are at C{max_unmined} (blocks lag
         behind finality; taking more would fill the mempool and grow every
         block past what a round can carry).  A bound of 0 is none.
         """
         config = self.config
-        limit = config.rpc_max_undecided
+        limit = config.rpc.max_undecided
         if limit:
             undecided = self.undecided()
             if undecided >= limit:
                 return f"{undecided} transactions undecided, limit {limit}"
-        limit = config.rpc_max_unmined
+        limit = config.rpc.max_unmined
         if limit:
             unmined = self.mempool.finalized_count
             if unmined >= limit:

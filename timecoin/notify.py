@@ -35,6 +35,7 @@ import shlex
 import shutil
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import protocol
@@ -48,6 +49,40 @@ log = Logger()
 LOG_INTERVAL = 60.0
 """Seconds between two log lines of the same notify problem."""
 _PLACEHOLDER = re.compile(r"%[%sbhw]")
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """
+    The C{[notify]} settings (C{config.notify}; documented in
+    ``etc/timecoin.toml``).
+
+    @ivar wallet: the command run on wallet transactions (C{""}: none).
+    @ivar block: the command run on connected blocks (C{""}: none).
+    @ivar max_running: commands running at once.
+    @ivar max_queue: events waiting beyond those; more are dropped
+        (C{notify-queue-full}).
+    @ivar timeout: seconds before a running command is killed
+        (C{notify-timeout}).
+    """
+
+    wallet: str = ""
+    block: str = ""
+    max_running: int = 4
+    max_queue: int = 1_000
+    timeout: float = 60.0
+
+    def check(self) -> None:
+        """
+        Refuse values out of range.
+
+        @raise ValueError: naming the key.
+        """
+        for name in ("max_running", "max_queue"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
 
 
 class NotifyError(ValueError):
@@ -201,10 +236,11 @@ class Notifier:
         self.catching_up = catching_up
 
     @classmethod
-    def from_config(cls, config: Any, spawn: Callable[..., Any],
-                    clock: IReactorTime) -> Notifier:
+    def from_settings(cls, settings: NotifySettings,
+                      spawn: Callable[..., Any],
+                      clock: IReactorTime) -> Notifier:
         """
-        The notifier C{config}'s C{[notify]} settings describe.
+        The notifier the C{[notify]} C{settings} describe.
 
         @raise NotifyError: a command cannot be used.
         """
@@ -216,12 +252,11 @@ class Notifier:
             except NotifyError as e:
                 raise NotifyError(f"[notify] {name}: {e}") from None
             return CommandRunner(name, argv, spawn, clock,
-                                 config.notify_max_running,
-                                 config.notify_max_queue,
-                                 config.notify_timeout)
+                                 settings.max_running, settings.max_queue,
+                                 settings.timeout)
 
-        return cls(runner("wallet", config.notify_wallet),
-                   runner("block", config.notify_block))
+        return cls(runner("wallet", settings.wallet),
+                   runner("block", settings.block))
 
     def attach(self, node: Any) -> None:
         """

@@ -34,19 +34,20 @@ _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]*@")
 REDACTED = "<redacted>"
 
 
-def redacted(settings: dict[str, Any]) -> dict[str, Any]:
+def redacted(settings: dict[str, object]) -> dict[str, object]:
     """
-    C{settings} (a config's C{vars}) fit for a log line: the value of a
+    C{settings} (a config's L{flat<timecoin.config.Config.flat>} view)
+    fit for a log line: the value of a
     secret setting (see L{SECRET_WORDS}) replaced by L{REDACTED} (a list
     by as many), and the credentials in a URL (C{redis://:PASSWORD@host})
     too.
     """
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for name, value in settings.items():
         if value and any(part.startswith(SECRET_WORDS)
                          for part in name.split("_")):
-            value = ([REDACTED] * len(value) if isinstance(value, list)
-                     else REDACTED)
+            value = ([REDACTED] * len(value)
+                     if isinstance(value, (list, tuple)) else REDACTED)
         elif isinstance(value, str):
             value = _URL_CREDENTIALS.sub(REDACTED + "@", value)
         out[name] = value
@@ -144,10 +145,10 @@ def makeService(options: Options) -> service.IService:
     top = service.MultiService()
     built.setServiceParent(top)
     site = build_rpc_site(node, config)
-    rpc = internet.TCPServer(config.rpc_port, site,
-                             backlog=config.rpc_listen_backlog,
-                             interface=config.rpc_bind)
+    rpc = internet.TCPServer(config.rpc.port, site,
+                             backlog=config.rpc.listen_backlog,
+                             interface=config.rpc.bind)
     rpc.setServiceParent(top)
     log.info("config: {config}",
-             config=json.dumps(redacted(vars(config))))
+             config=json.dumps(redacted(config.flat())))
     return top

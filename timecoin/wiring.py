@@ -69,7 +69,7 @@ def build(config: Config, clock: IReactorTime, *,
     @param reactor: what the P2P layer listens and dials with (providing
         C{IReactorTCP} and C{IReactorTime}); default: C{clock}.
     @param store: the chain store; default: the one the config names.
-    @param p2p_settings: default: L{P2PSettings.from_config}.
+    @param p2p_settings: default: the config's, C{config.p2p}.
     @param rng: the P2P layer's randomness; default: seeded from the OS.
     @param spawn: C{IReactorProcess.spawnProcess} for the C{[notify]}
         commands; default: the reactor's, if it has one (a config with
@@ -87,7 +87,7 @@ def build(config: Config, clock: IReactorTime, *,
     node = Node(config, clock, store=store, stop_process=stop_process)
     if spawn is None:
         spawn = getattr(reactor, "spawnProcess", _cannot_spawn)
-    Notifier.from_config(config, spawn, clock).attach(node)
+    Notifier.from_settings(config.notify, spawn, clock).attach(node)
     if not with_p2p:
         return NodeServices(node, None)
     return NodeServices(node, attach_p2p(node, reactor, p2p_settings, rng))

@@ -1,11 +1,12 @@
 """
-The finality settings (config section C{[finality]}, documented in
-``etc/timecoin.toml``).
+The finality settings (config section C{[finality]}, C{config.finality};
+documented in ``etc/timecoin.toml``).
+
+This module imports nothing of timecoin: the config may import it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 
@@ -44,14 +45,3 @@ class FinalitySettings:
     max_certificates: int = 100_000
     max_released: int = 100_000
     signature_cache: int = 100_000
-
-    @classmethod
-    def from_config(cls, config: object) -> FinalitySettings:
-        """
-        Settings from the config's C{finality_<field>} attributes (those it
-        has; defaults for the rest).
-        """
-        values = {f.name: getattr(config, f"finality_{f.name}")
-                  for f in dataclasses.fields(cls)
-                  if hasattr(config, f"finality_{f.name}")}
-        return cls(**values)

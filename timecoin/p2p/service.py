@@ -1,13 +1,13 @@
 """
 The P2P layer as a Twisted service.
 
-L{P2PService} listens on C{p2p_bind:p2p_port}, dials the seeds of the
+L{P2PService} listens on C{[p2p] bind:port}, dials the seeds of the
 config and the peers it learns, runs the periodic tasks (dial rule, tip
 polls, relay of local transactions, saving the peer table) and hooks the
 node's events (votes cast, blocks committed, heartbeats signed) to
 gossip.  It starts once the node is ready (chain loaded); stopping it
 stops every dialer, closes every connection and saves
-C{DATADIR/peers.json}.  With C{p2p_tls} every connection runs inside TLS
+C{DATADIR/peers.json}.  With C{[p2p] tls} every connection runs inside TLS
 pinned to the node keys (L{timecoin.p2p.tls}).
 """
 
@@ -74,9 +74,9 @@ class P2PService(Service):
                  rng: random.Random | None = None) -> None:
         self.node = node
         self.reactor = reactor
-        settings = settings or P2PSettings.from_config(node.config)
+        settings = settings or node.config.p2p
         if not settings.port:
-            settings = replace(settings, port=node.config.p2p_port)
+            settings = replace(settings, port=node.config.p2p.port)
         self.settings = settings
         self.rng = rng if rng is not None else random.Random(os.urandom(16))
         self.table = PeerTable(Path(node.datadir) / "peers.json", reactor,
@@ -100,7 +100,7 @@ class P2PService(Service):
                                    self.consensus, self._connect)
         self.tls: NodeTLS | None = NodeTLS.for_node(node.datadir, node.key) \
             if settings.tls else None
-        """TLS with the node's pinned certificate, if C{p2p_tls}."""
+        """TLS with the node's pinned certificate, if C{[p2p] tls}."""
         self.port: IListeningPort | None = None
         self._loops: list[task.LoopingCall] = []
         self._hooks: list[tuple[list[Any], Callable[..., None]]] = []

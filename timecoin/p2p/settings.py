@@ -1,17 +1,17 @@
 """
-Every limit and timer of the P2P layer as one named setting with a default.
+Every limit and timer of the P2P layer as one named setting with a default:
+L{P2PSettings}, the config section C{[p2p]} (C{config.p2p}; documented in
+``etc/timecoin.toml``).  Its C{rate_limits} is the table
+C{[p2p.rate_limits]}, whose entries override L{DEFAULT_RATE_LIMITS} per
+message type.
 
-The node's config carries the basic P2P keys (``p2p_port``, ``p2p_bind``,
-``p2p_connect``); any other field here can be set by a config attribute
-named ``p2p_<field>`` (see L{P2PSettings.from_config}), so adding a key to
-the config is enough to make it tunable.
+This module imports nothing of timecoin: the config and every P2P module
+may import it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
 
 DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {
     "ping": (1.0, 5.0),
@@ -42,7 +42,8 @@ class P2PSettings:
 
     @ivar listen: whether to accept inbound connections at all.
     @ivar bind: interface to listen on.
-    @ivar port: port to listen on and to announce in C{hello}.
+    @ivar port: port to listen on and to announce in C{hello}; 0: the
+        network's (mainnet 24000, testnet 24100, devnet 24200).
     @ivar connect: seed peers, C{"host:port"} strings.
     @ivar max_peers: completed connections, both directions together.
     @ivar max_outbound: peers dialled (connected or in backoff) at once.
@@ -170,7 +171,9 @@ class P2PSettings:
     @ivar ban_threshold: misbehaviour score that bans.
     @ivar ban_seconds: how long a ban lasts.
     @ivar score_half_life: seconds in which a score halves.
-    @ivar rate_limits: per message type, (per second, burst).
+    @ivar rate_limits: per message type, (per second, burst): the
+        entries of the table C{[p2p.rate_limits]} over
+        L{DEFAULT_RATE_LIMITS}.
     @ivar output_soft_bytes: while more than this many bytes we wrote to
         a peer wait in its transport (it reads slower than we answer), its
         requests (C{get_blocks}, C{get_peers}, C{get_tip},
@@ -264,20 +267,3 @@ class P2PSettings:
     tls: bool = False
     rate_limits: dict[str, tuple[float, float]] = field(
         default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
-
-    @classmethod
-    def from_config(cls, config: Any, **overrides: Any) -> P2PSettings:
-        """
-        Settings from a node config: C{p2p_bind}, C{p2p_port},
-        C{p2p_connect}, and any C{p2p_<field>} attribute the config has;
-        C{overrides} win.
-        """
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            name = f"p2p_{f.name}"
-            if hasattr(config, name):
-                values[f.name] = getattr(config, name)
-        if "connect" in values:
-            values["connect"] = tuple(values["connect"])
-        values.update(overrides)
-        return cls(**values)

@@ -28,6 +28,7 @@ What lives where
   (JSON with Decimal amounts, shared with C{timecoin-cli}),
   L{timecoin.rpc.auth} (cookie, Basic auth, C{rpcauth} lines, allowed
   IPs; C{python -m timecoin.rpc.auth USER} makes an C{rpcauth} line),
+  L{timecoin.rpc.settings} (C{RPCSettings}, the C{[rpc]} section),
   L{timecoin.rpc.limits} (the C{[rpc]} limits against hostile clients),
   L{timecoin.rpc.status} (the status page and the data behind it).
 
@@ -37,7 +38,8 @@ The package may import anything below it (node, chain, mempool, wallet,
 finality, storage, metrics, config).  Only L{timecoin.tap}
 (L{build_rpc_site<timecoin.rpc.site.build_rpc_site>}),
 L{timecoin.rpcdoc} (the methods' docs), L{timecoin.cli} (the codec) and
-L{timecoin.config} (checking C{[rpc] auth} and C{allow_ip}) import it.
+L{timecoin.config} (the C{[rpc]} section, L{timecoin.rpc.settings},
+which imports only L{timecoin.rpc.auth}) import it.
 This module imports nothing, so that the CLI and C{python -m
 timecoin.rpc.auth} load only the modules they use.
 
@@ -74,17 +76,17 @@ Authentication
 ==============
 HTTP Basic, with the cookie C{__cookie__:SECRET} that C{build_rpc_site}
 writes to C{DATADIR/.cookie} (a fresh secret at each start, mode 0600), or
-with C{rpc_user}/C{rpc_password} when both are configured, or as a user
-of an C{rpc_auth} line (Bitcoin's C{rpcauth}, see L{timecoin.rpc.auth}).
+with C{[rpc] user}/C{password} when both are configured, or as a user
+of an C{[rpc] auth} line (Bitcoin's C{rpcauth}, see L{timecoin.rpc.auth}).
 A failed attempt gets 401 with C{WWW-Authenticate: Basic realm="jsonrpc"}
 and a JSON body carrying C{UNAUTHORIZED}.  Clients outside loopback and
-C{rpc_allow_ip} get 403 on every path.
+C{[rpc] allow_ip} get 403 on every path.
 
 Pages
 =====
 C{GET /} is the status page and C{GET /status.json} its data (both need
 the same credentials as RPC; see L{timecoin.rpc.status}); C{GET /metrics}
-needs them too unless C{rpc_metrics_open}; C{GET /health} needs none.
+needs them too unless C{[rpc] metrics_open}; C{GET /health} needs none.
 
 Limits
 ======

@@ -37,7 +37,8 @@ from timecoin.rpc.errors import (
     RPC_VERIFY_REJECTED,
     RPCError,
 )
-from timecoin.rpc.limits import LONG_POLLS, TOO_MANY_WAITING, Refusals, RPCLimits
+from timecoin.rpc.limits import LONG_POLLS, TOO_MANY_WAITING, Refusals
+from timecoin.rpc.settings import RPCSettings
 from timecoin.wallet import WalletError
 
 log = Logger()
@@ -71,14 +72,14 @@ class Dispatcher:
                  ready: Callable[[], bool] = lambda: True,
                  max_batch: int = MAX_BATCH,
                  observe: Callable[[str, float], None] | None = None,
-                 limits: RPCLimits | None = None,
+                 limits: RPCSettings | None = None,
                  refusals: Refusals | None = None) -> None:
         self.methods = methods
         self.counters = counters
         self.ready = ready
         self.max_batch = max_batch
         self.observe = observe
-        self.limits = limits if limits is not None else RPCLimits()
+        self.limits = limits if limits is not None else RPCSettings()
         self.refusals = refusals
         self.waiting = 0
         self._signatures: dict[str, tuple[

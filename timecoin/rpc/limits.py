@@ -3,7 +3,7 @@ Limits of the RPC server against hostile clients.
 
 The RPC port answers any process that can reach it before it knows who is
 calling, so everything such a caller can hold is bounded by a named
-C{[rpc]} setting (L{RPCLimits}; documented in C{etc/timecoin.toml} and
+C{[rpc]} setting (L{RPCSettings}; documented in C{etc/timecoin.toml} and
 C{docs/rpc.md}).
 
 Connections (L{ConnectionLimiter}, L{RPCChannel})
@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -56,6 +56,7 @@ from twisted.python.failure import Failure
 from twisted.web import http
 
 from timecoin.logs import RateLimitedLog
+from timecoin.rpc.settings import RPCSettings
 
 log = Logger()
 
@@ -74,34 +75,6 @@ LOG_INTERVAL = 10.0
 MAX_SOURCES = 10_000
 """Sources whose failed logins are remembered at most (least recently
 failed forgotten first)."""
-
-
-@dataclass(frozen=True)
-class RPCLimits:
-    """
-    The C{[rpc]} settings of L{timecoin.rpc.limits}, with their defaults
-    (0 turns a count or a delay off).
-    """
-
-    max_connections: int = 200
-    unauth_timeout: float = 5.0
-    idle_timeout: float = 30.0
-    request_timeout: float = 30.0
-    max_waiting: int = 100
-    login_free_failures: int = 3
-    login_delay: float = 0.25
-    login_max_delay: float = 16.0
-    login_forget: float = 600.0
-    metrics_open: bool = False
-
-    @classmethod
-    def from_config(cls, config: Any) -> RPCLimits:
-        """
-        The limits of C{config} (a L{timecoin.config.Config}): each field
-        is its C{rpc_}-prefixed setting.
-        """
-        return cls(**{f.name: getattr(config, "rpc_" + f.name)
-                      for f in fields(cls)})
 
 
 def source_of(host: str | None) -> str:
@@ -177,7 +150,7 @@ class LoginThrottle:
     whether a source's credentials may be checked now.
     """
 
-    def __init__(self, clock: IReactorTime, limits: RPCLimits,
+    def __init__(self, clock: IReactorTime, limits: RPCSettings,
                  max_sources: int = MAX_SOURCES) -> None:
         self.clock = clock
         self.free = limits.login_free_failures
@@ -332,7 +305,7 @@ class RPCChannel(http.HTTPChannel):
     _phase = IDLE
     _timer: IDelayedCall | None = None
     _limiter: ConnectionLimiter | None = None
-    _limits: RPCLimits
+    _limits: RPCSettings
     _refusals: Refusals
     _clock: IReactorTime
     site: Any

@@ -139,7 +139,7 @@ class RegistrationMethods:
         node = self.node
         address = to_str(p2p_address, "p2p_address") \
             if p2p_address is not None \
-            else f"{node.config.p2p_bind}:{node.config.p2p_port}"
+            else f"{node.config.p2p.bind}:{node.config.p2p.port}"
         if reward_address is None:
             reward = node.new_address()
         else:
@@ -193,7 +193,7 @@ class RegistrationMethods:
             raise RPCError(RPC_INVALID_PARAMETER, f"collateral {outpoint} "
                            "already backs a masternode")
         address = to_str(p2p_address, "p2p_address") if p2p_address \
-            is not None else f"{node.config.p2p_bind}:{node.config.p2p_port}"
+            is not None else f"{node.config.p2p.bind}:{node.config.p2p.port}"
         if reward_address is None:
             reward = node.new_address()
         else:

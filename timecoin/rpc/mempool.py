@@ -61,8 +61,8 @@ class MempoolMethods:
             "maxcount": mempool.limits.max_count,
             "rejections": dict(sorted(mempool.rejections.items())),
             "undecided": undecided,
-            "maxundecided": node.config.rpc_max_undecided,
-            "maxunmined": node.config.rpc_max_unmined, **busy,
+            "maxundecided": node.config.rpc.max_undecided,
+            "maxunmined": node.config.rpc.max_unmined, **busy,
         }
 
     def rpc_getrawmempool(self, verbose: Any = False) -> Any:

@@ -36,9 +36,9 @@ from timecoin.rpc.limits import (
     LoginThrottle,
     Refusals,
     RPCChannel,
-    RPCLimits,
     source_of,
 )
+from timecoin.rpc.settings import RPCSettings
 from timecoin.rpc.status import CONTENT_SECURITY_POLICY, render_page
 
 Reply = bytes | defer.Deferred[bytes]
@@ -69,10 +69,10 @@ class RPCServer:
                  | None = None,
                  status: Callable[[], dict[str, Any]] | None = None,
                  observe: Callable[[str, float], None] | None = None,
-                 limits: RPCLimits | None = None,
+                 limits: RPCSettings | None = None,
                  clock: IReactorTime | None = None,
                  refusals: Refusals | None = None) -> None:
-        self.limits = limits if limits is not None else RPCLimits()
+        self.limits = limits if limits is not None else RPCSettings()
         self.clock = clock
         # Without a clock (in-process callers of handle_body) no failed
         # login is delayed, and refusals are logged (not rate-limited nor

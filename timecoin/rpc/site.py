@@ -28,9 +28,10 @@ from timecoin.rpc.auth import (
     remove_cookie,
     write_cookie,
 )
-from timecoin.rpc.limits import ConnectionLimiter, Refusals, RPCChannel, RPCLimits
+from timecoin.rpc.limits import ConnectionLimiter, Refusals, RPCChannel
 from timecoin.rpc.methods import RPCMethods
 from timecoin.rpc.server import RPCServer, client_of
+from timecoin.rpc.settings import RPCSettings
 from timecoin.rpc.status import status_data
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class RPCSite(server.Site):
 
     def __init__(self, resource: Any, max_body_bytes: int,
                  cookie: tuple[Path, str] | None = None,
-                 limits: RPCLimits | None = None,
+                 limits: RPCSettings | None = None,
                  clock: IReactorTime | None = None,
                  refusals: Refusals | None = None) -> None:
         if limits is None or clock is None:
@@ -138,35 +139,35 @@ def _host(address: Any) -> str:
 def build_rpc_site(node: Node, config: Config) -> server.Site:
     """
     The RPC site of C{node}: writes a fresh cookie to C{config.datadir},
-    accepts it, the configured C{rpc_user}/C{rpc_password} and the users
-    of C{rpc_auth}, serves only loopback and C{rpc_allow_ip} clients,
-    limits request bodies to C{config.rpc_max_body_bytes}, and applies the
-    other C{[rpc]} limits (L{timecoin.rpc.limits}) on C{node.clock}.
+    accepts it, the configured C{[rpc]} C{user}/C{password} and the users
+    of C{auth}, serves only loopback and C{allow_ip} clients, limits
+    request bodies to C{max_body_bytes}, and applies the other C{[rpc]}
+    limits (L{timecoin.rpc.limits}) on C{node.clock}.
     """
+    settings = config.rpc
     path, secret = write_cookie(Path(config.datadir))
     pairs = [(COOKIE_USER, secret)]
-    if config.rpc_user and config.rpc_password:
-        pairs.append((config.rpc_user, config.rpc_password))
-    rpcauth = [RPCAuthLine.parse(line) for line in config.rpc_auth]
+    if settings.user and settings.password:
+        pairs.append((settings.user, settings.password))
+    rpcauth = [RPCAuthLine.parse(line) for line in settings.auth]
     from timecoin.metrics import NodeMetrics
     metrics = NodeMetrics(node)
     methods = RPCMethods(node)
     history = methods.history
-    limits = RPCLimits.from_config(config)
     refusals = Refusals(node.clock)
     rpc = RPCServer(methods.registry(), BasicAuth(pairs, rpcauth),
-                    config.rpc_max_body_bytes,
+                    settings.max_body_bytes,
                     ready=lambda: bool(node.ready.called),
                     metrics=metrics.render, health=node.health,
                     status=lambda: status_data(node, history),
-                    observe=metrics.observe_rpc, limits=limits,
+                    observe=metrics.observe_rpc, limits=settings,
                     clock=node.clock, refusals=refusals)
     log.info("RPC cookie written to {path}", path=str(path))
     resource = AllowIPResource(rpc.app.resource(),
-                               AllowList(config.rpc_allow_ip),
+                               AllowList(settings.allow_ip),
                                refused=refusals.refused)
-    site = RPCSite(resource, config.rpc_max_body_bytes, (path, secret),
-                   limits=limits, clock=node.clock, refusals=refusals)
+    site = RPCSite(resource, settings.max_body_bytes, (path, secret),
+                   limits=settings, clock=node.clock, refusals=refusals)
     limiter = site.limiter
     metrics.watch_rpc(refusals.counts,
                       lambda: len(limiter) if limiter is not None else 0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -139,10 +140,9 @@ class NodeRecipe:
         The resolved node configuration of C{host} among hosts C{ips}.
         """
         config = Config(network="devnet", datadir=str(host.datadir),
-                        block_time=self.config.block_time, p2p_port=PORT,
-                        p2p_bind=host.ip,
-                        p2p_connect=[f"{ip}:{PORT}" for ip in ips
-                                     if ip != host.ip],
+                        block_time=self.config.block_time,
+                        p2p=P2PSettings(port=PORT, bind=host.ip, connect=tuple(
+                            f"{ip}:{PORT}" for ip in ips if ip != host.ip)),
                         genesis=str(self.genesis),
                         round_timeout=self.config.round_timeout,
                         vote_timeout=self.config.vote_timeout,
@@ -208,9 +208,8 @@ class Hosts:
         """
         config = self.recipe.node_config(host, [n.ip for n in self.nodes])
         reactor = self.net.reactor(host.ip, host.offset)
-        settings = P2PSettings.from_config(
-            config, initial_delay=1.0, max_delay=4.0, passive_wait=2.0,
-            tip_interval=5.0)
+        settings = replace(config.p2p, initial_delay=1.0, max_delay=4.0,
+                           passive_wait=2.0, tip_interval=5.0)
         built = build(config, reactor, store=host.store,
                       p2p_settings=settings, rng=fork(host.rng))
         node, service = built.node, built.p2p
