@@ -28,7 +28,7 @@ bound to 127.0.0.1 unless `[rpc] bind` says otherwise.  Bitcoin-compatible:
   ignored and why.
 - HTTP Basic auth with the cookie `DATADIR/.cookie` (`__cookie__:SECRET`,
   regenerated at each start, mode 0600, deleted at stop), the configured
-  `rpc_user`/`rpc_password`, or a user of an `[rpc] auth` line (Bitcoin
+  `[rpc] user`/`password`, or a user of an `[rpc] auth` line (Bitcoin
   Core's `rpcauth=USER:SALT$HMAC`, made by `python -m timecoin.rpc.auth
   USER`).  Without valid auth: HTTP 401 with a JSON body (delayed after
   repeated wrong passwords, see Limits below).
