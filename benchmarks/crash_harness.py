@@ -279,7 +279,7 @@ class CrashHarness:
         """
         args: list[str] = []
         if self.backend == "redis":
-            from tests.test_storage_redis import RedisServer
+            from tests.helpers.redisserver import RedisServer
             directory = self.workdir / "redis"
             directory.mkdir(parents=True, exist_ok=True)
             self.redis = RedisServer(str(directory), durable=True)

@@ -200,7 +200,7 @@ async def run(reactor: Any, options: argparse.Namespace) -> dict[str, Any]:
         results["memory"] = await measure(MemoryStore(), work)
         results["sqlite"] = await measure(
             SqliteStore(str(Path(tmp) / "chain.sqlite")), work)
-        from tests.test_storage_redis import RedisServer
+        from tests.helpers.redisserver import RedisServer
         server = RedisServer(tmp, durable=True)
         server.start()
         try:

@@ -177,3 +177,62 @@ class WiringTests(unittest.TestCase):
                         "n.node.p2p = P2PService(n, reactor)\n"
                         "node.p2p = None\n")
         self.assertEqual(len(wiring_bypasses([path])), 4)
+
+
+TESTS = ROOT / "tests"
+
+
+def cross_test_imports(paths: list[Path]) -> list[str]:
+    """
+    Where a C{tests/test_*.py} of C{paths} imports another C{test_*}
+    module (or a name from one), anywhere in it, as
+    C{path:line: module}; shared fixtures belong in C{tests/helpers/}.
+    """
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                modules = [node.module or ""]
+                modules += [f"{node.module}.{alias.name}"
+                            for alias in node.names]
+            else:
+                continue
+            for module in modules:
+                parts = module.split(".")
+                if len(parts) >= 2 and parts[0] == "tests" and \
+                        parts[1].startswith("test_"):
+                    found.append(f"{path}:{node.lineno}: {module}")
+                    break
+    return found
+
+
+class TestModuleTests(unittest.TestCase):
+    """
+    Test modules share fixtures through C{tests/helpers/}, never through
+    each other.
+    """
+
+    def test_no_test_module_imports_another(self) -> None:
+        """
+        No C{tests/test_*.py} imports a C{test_*} module (at module level
+        or in a function): the fixtures several of them use live in
+        C{tests/helpers/}, so a test module can change without breaking
+        another.
+        """
+        paths = sorted(TESTS.glob("test_*.py"))
+        self.assertGreater(len(paths), 50)
+        self.assertEqual(cross_test_imports(paths), [])
+
+    def test_finds_a_test_module_import(self) -> None:
+        """
+        The check sees a module-level and a function-level import of a
+        test module, and not an import of a helper.
+        """
+        path = Path(self.mktemp())
+        path.write_text("from tests.test_rpc import RPCTestBase\n"
+                        "from tests.helpers.rpc import URL\n"
+                        "def f():\n    import tests.test_sync\n"
+                        "from tests import test_chain\n")
+        self.assertEqual(len(cross_test_imports([path])), 3)

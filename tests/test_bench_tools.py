@@ -22,8 +22,7 @@ from benchmarks.load_bench import (
 )
 from benchmarks.memory_bench import memory_kib
 from tests.helpers import key
-from tests.test_rpc import RPCTestBase
-from tests.test_rpc_admission import BusyNodeBase
+from tests.helpers.rpc import BusyNodeBase, RPCTestBase
 from timecoin import params
 from timecoin.rpc.transactions import TransactionMethods
 from timecoin.tx import OutPoint, Transaction

@@ -11,13 +11,11 @@ from dataclasses import replace
 from twisted.trial import unittest
 
 from tests.helpers import DEVNET, Harness, addr, key, result_of
+from tests.helpers.chain import cert_for, rebuild
 from timecoin import params
 from timecoin.block import (
     Block,
-    BlockHeader,
     CommitCertificate,
-    commit_hash_of,
-    merkle_root,
     sign_block,
     sign_block_vote,
 )
@@ -27,48 +25,6 @@ from timecoin.selection import RoundRobin
 from timecoin.storage import StoreError
 from timecoin.storage.memory import MemoryStore
 from timecoin.tx import OutPoint, Transaction, TxOut
-
-
-def rebuild(h: Harness, txs: list[Transaction], *, producer=None,
-            commit="auto", timestamp=None, coinbase=None,
-            height=None) -> Block:
-    """
-    A block on h's tip with C{txs}, signed, with the right coinbase unless
-    told otherwise.
-    """
-    chain = h.chain
-    producer = producer or h.mn_key
-    height = chain.height + 1 if height is None else height
-    if coinbase is None:
-        from timecoin.rewards import coinbase_outputs
-        fees = 0
-        outputs = {op: e.value for op, e in chain.utxos.items()}
-        for tx in txs:
-            spent = sum(outputs.get(i.prevout, 0) for i in tx.inputs)
-            fees += spent - sum(o.value for o in tx.outputs)
-            for vout, out in enumerate(tx.outputs):
-                outputs[OutPoint(tx.txid, vout)] = out.value
-        coinbase = Transaction((), coinbase_outputs(
-            chain.snapshot_for(height), DEVNET.block_reward, fees),
-            "coinbase", {"height": height})
-    if commit == "auto":
-        commit = chain.tip_commit if height > 1 else None
-    all_txs = (coinbase, *txs)
-    header = BlockHeader(height, chain.tip.hash,
-                         merkle_root([t.txid for t in all_txs]),
-                         timestamp or chain.tip.header.timestamp + 1000,
-                         producer.public, 0, commit_hash_of(commit))
-    return sign_block(producer, "devnet", header, all_txs, commit)
-
-
-def cert_for(h: Harness, block: Block) -> CommitCertificate:
-    """
-    The one-vote certificate the devnet masternode gives C{block}.
-    """
-    vote = sign_block_vote(h.mn_key, "devnet", block.height,
-                           block.header.round, block.hash)
-    return CommitCertificate(block.height, block.header.round, block.hash,
-                             (vote,))
 
 
 class UtxoLifecycleTests(unittest.TestCase):

@@ -7,17 +7,14 @@ non-masternode votes.
 
 from __future__ import annotations
 
-import json
-import random
 from dataclasses import replace
 from pathlib import Path
 
-from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from tests.helpers import START, addr, key, result_of
+from tests.helpers import addr, key, result_of
+from tests.helpers.clusters import IPS, MasternodeCluster
 from timecoin import params
-from timecoin.config import Config
 from timecoin.consensus import (
     NIL,
     PRECOMMIT,
@@ -26,131 +23,9 @@ from timecoin.consensus import (
     sign_proposal,
     sign_vote,
 )
-from timecoin.genesis import make_genesis, write_genesis
-from timecoin.masternodes import Masternode
-from timecoin.node import Node
 from timecoin.p2p.consensus_relay import BlockVoteMsg, ProposalMsg
-from timecoin.p2p.service import P2PService
-from timecoin.p2p.settings import P2PSettings
-from timecoin.p2p.testing import FakeNetwork
-from timecoin.storage.memory import MemoryStore
-from timecoin.tx import TxOut
-from timecoin.wallet import write_private
-from timecoin.wiring import build
 
-PORT = 24200
 ROOT = Path(__file__).resolve().parent.parent
-IPS = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]
-
-
-class MasternodeCluster:
-    """
-    Four masternodes (test keys 0-3) registered by one genesis, each on its
-    own IP of one fake network, all told about each other.
-    """
-
-    def __init__(self, testcase: unittest.TestCase, policy: str =
-                 "round-robin", tiers: tuple[str, ...] = ("free",) * 4,
-                 plugin_dirs: tuple[str, ...] = ()) -> None:
-        self.testcase = testcase
-        self.policy = policy
-        self.plugin_dirs = list(plugin_dirs)
-        self.clock = Clock()
-        self.clock.advance(START)
-        self.net = FakeNetwork(self.clock)
-        self.services: dict[str, P2PService] = {}
-        self.datadirs: dict[str, Path] = {}
-        self.genesis_path = Path(testcase.mktemp()) / "genesis.json"
-        self.genesis_path.parent.mkdir(parents=True)
-        write_genesis(self.genesis_path, make_genesis(
-            "devnet", int(START * 1000),
-            [TxOut(1_000 * params.COIN, addr(key(0)))],
-            [Masternode(key(i).public, f"{ip}:{PORT}", addr(key(i)), tier)
-             for i, (ip, tier) in enumerate(zip(IPS, tiers))]))
-        testcase.addCleanup(self.stop_all)
-
-    def start(self, i: int) -> P2PService:
-        """
-        Start (or restart with its data dir) masternode C{i}.
-        """
-        ip = IPS[i]
-        datadir = self.datadirs.get(ip)
-        if datadir is None:
-            datadir = Path(self.testcase.mktemp())
-            write_private(datadir / "private" / "node_key",
-                          key(i).seed.hex().encode() + b"\n")
-            write_private(datadir / "private" / "wallet.json",
-                          json.dumps({"keys": [key(i).seed.hex()]}).encode())
-            self.datadirs[ip] = datadir
-        config = Config(network="devnet", datadir=str(datadir),
-                        block_time=2.0,
-                        p2p=P2PSettings(port=PORT, bind=ip, connect=tuple(
-                            f"{o}:{PORT}" for o in IPS if o != ip)),
-                        genesis=str(self.genesis_path), policy=self.policy,
-                        plugin_dirs=self.plugin_dirs, round_timeout=2.0)
-        config.resolve()
-        store = getattr(self, "stores", {}).get(ip) or MemoryStore()
-        self.__dict__.setdefault("stores", {})[ip] = store
-        built = build(config, self.clock, reactor=self.net.reactor(ip),
-                      store=store,
-                      p2p_settings=replace(
-                          config.p2p, initial_delay=1.0, max_delay=4.0,
-                          passive_wait=2.0),
-                      rng=random.Random(i))
-        built.startService()
-        result_of(built.node.ready)
-        self.services[ip] = built.p2p
-        return built.p2p
-
-    def start_all(self) -> None:
-        for i in range(4):
-            self.start(i)
-        self.net.advance(3, step=0.1)
-
-    def stop(self, i: int) -> None:
-        """
-        Crash masternode C{i} (its store is kept for a restart).
-        """
-        ip = IPS[i]
-        service = self.services.pop(ip)
-        self.net.crash(ip)
-        service.table.path = None
-        service.stopService()
-        result_of(service.node.stopService())
-        self.net.flush()
-
-    def stop_all(self) -> None:
-        for i, ip in enumerate(IPS):
-            if ip in self.services:
-                self.stop(i)
-
-    def nodes(self) -> list[Node]:
-        return [s.node for s in self.services.values()]
-
-    def heights(self) -> list[int]:
-        return [n.chain.height for n in self.nodes()]
-
-    def advance(self, seconds: float) -> None:
-        self.net.advance(seconds, step=0.1)
-
-    def assert_agree(self) -> int:
-        """
-        Every running node has the same block at every height up to the
-        lowest tip, and equal utxo_hash where heights are equal; returns
-        the lowest height.
-        """
-        nodes = self.nodes()
-        low = min(n.chain.height for n in nodes)
-        for h in range(low + 1):
-            hashes = {result_of(n.store.get_block_hash(h)) for n in nodes}
-            self.testcase.assertEqual(len(hashes), 1, f"height {h} differs")
-        by_height: dict[int, set[bytes]] = {}
-        for n in nodes:
-            by_height.setdefault(n.chain.height, set()).add(
-                n.chain.utxo_hash())
-        for h, hashes in by_height.items():
-            self.testcase.assertEqual(len(hashes), 1, f"utxo at {h}")
-        return low
 
 
 class ProductionTests(unittest.TestCase):

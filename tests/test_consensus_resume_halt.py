@@ -30,7 +30,7 @@ import random
 
 from twisted.trial import unittest
 
-from tests.test_consensus import IPS, MasternodeCluster
+from tests.helpers.clusters import IPS, MasternodeCluster
 
 
 class ResumeAfterUnsyncedTests(unittest.TestCase):

@@ -18,7 +18,13 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from tests.helpers import DEVNET, Harness, addr, key, result_of
-from tests.test_consensus import IPS, MasternodeCluster
+from tests.helpers.clusters import (
+    IPS,
+    MasternodeCluster,
+    fan_out,
+    node_of,
+    service_of,
+)
 from timecoin import params
 from timecoin import tx as tx_module
 from timecoin.chain import BlockInvalid, TxInvalid
@@ -63,25 +69,10 @@ from timecoin.p2p.messages import (
     TxVotesMsg,
     parse_line,
 )
-from timecoin.p2p.service import P2PService
 from timecoin.p2p.settings import DEFAULT_RATE_LIMITS
 from timecoin.producer import BlockBuilder
 from timecoin.storage.memory import MemoryStore
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
-
-
-def node_of(cluster: MasternodeCluster, i: int) -> Node:
-    """
-    The running node of masternode C{i}.
-    """
-    return cluster.services[IPS[i]].node
-
-
-def service_of(cluster: MasternodeCluster, i: int) -> P2PService:
-    """
-    The P2P service of masternode C{i}.
-    """
-    return cluster.services[IPS[i]]
 
 
 def conflicting_pair(node: Node, coins: list[Any] | None = None
@@ -98,20 +89,6 @@ def conflicting_pair(node: Node, coins: list[Any] | None = None
     assert {i.prevout for i in first.inputs} & \
         {i.prevout for i in second.inputs}
     return first, second
-
-
-def fan_out(node: Node, count: int) -> Transaction:
-    """
-    A payment from C{node}'s largest coin (owned by test key 0) to itself
-    in C{count} outputs of 5 TIME plus change (fee 1,000: nothing is
-    sent to others).
-    """
-    outpoint, entry = max(node.spendable(), key=lambda c: c[1].value)
-    outputs = [TxOut(5 * params.COIN, addr(key(0))) for _ in range(count)]
-    outputs.append(TxOut(entry.value - count * 5 * params.COIN - 1_000,
-                         addr(key(0))))
-    return sign_inputs(Transaction((TxIn(outpoint, key(0).public),),
-                                   tuple(outputs)), "devnet", [key(0)])
 
 
 def decided(node: Node, txid: bytes) -> str | None:

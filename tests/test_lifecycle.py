@@ -12,7 +12,8 @@ from dataclasses import replace
 from twisted.trial import unittest
 
 from tests.helpers import DEVNET, START, addr, key, result_of
-from tests.test_registration import RegistrationHarness
+from tests.helpers.chain import RegistrationHarness
+from tests.helpers.clusters import JoiningCluster
 from timecoin import params
 from timecoin.block import (
     Block,
@@ -257,7 +258,7 @@ class ActivationTests(unittest.TestCase):
         h.mine(split)
         first = h.activate(fee_coin=OutPoint(split.txid, 0))
         second = h.activate(fee_coin=OutPoint(split.txid, 1))
-        from tests.test_chain import cert_for, rebuild
+        from tests.helpers.chain import cert_for, rebuild
         block = rebuild(h, [first, second])
         result_of(h.chain.connect_block(block, cert_for(h, block)))
         status = h.chain.mn_status(key(5).public)
@@ -497,28 +498,6 @@ class SigningStateTests(unittest.TestCase):
                          [(proposal.block.hash, -1)])
 
 
-class JoiningCluster:
-    """
-    The in-process network of L{tests.test_consensus.MasternodeCluster}
-    whose genesis registers only node 0: nodes 1-3 start as plain nodes
-    and join as masternodes on the running chain, as operators do.
-    """
-
-    def __new__(cls, testcase: unittest.TestCase):
-        from pathlib import Path
-
-        from tests.test_consensus import IPS, PORT, MasternodeCluster
-        from timecoin.genesis import write_genesis
-        cluster = MasternodeCluster(testcase)
-        write_genesis(cluster.genesis_path, make_genesis(
-            "devnet", int(START * 1000),
-            [TxOut(100_000 * params.COIN, addr(key(0)))],
-            [Masternode(key(0).public, f"{IPS[0]}:{PORT}", addr(key(0)),
-                        "free")]))
-        assert isinstance(cluster.genesis_path, Path)
-        return cluster
-
-
 class JoinTests(unittest.TestCase):
     """
     Masternodes registered on a running chain take part without a
@@ -530,7 +509,7 @@ class JoinTests(unittest.TestCase):
         Node 0 pays node C{i} a bronze collateral and a fee coin; node
         C{i} registers with them (what RPC registermasternode does).
         """
-        from tests.test_consensus import IPS, PORT
+        from tests.helpers.clusters import IPS, PORT
         from timecoin.wallet import build_registration
         rich = cluster.nodes()[0]
         node = cluster.services[IPS[i]].node
@@ -563,7 +542,7 @@ class JoinTests(unittest.TestCase):
         stops longer than three block times, total weight reaches 4, each
         new masternode produces blocks, and all nodes agree.
         """
-        from tests.test_consensus import IPS
+        from tests.helpers.clusters import IPS
         cluster = JoiningCluster(self)
         cluster.start_all()
         cluster.advance(6)
@@ -648,7 +627,7 @@ class StallTests(unittest.TestCase):
         masternode in red; the stalled gauge is 1 and the round watchdog
         counted; blocks again make it 200.
         """
-        from tests.test_rpc import RPCTestBase
+        from tests.helpers.rpc import RPCTestBase
 
         class Base(RPCTestBase):
             def runTest(self) -> None:

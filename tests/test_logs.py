@@ -20,7 +20,7 @@ from twisted.logger import (
 )
 from twisted.trial import unittest
 
-from tests.test_p2p_protocol import ProtocolTestBase
+from tests.helpers.p2p import ProtocolTestBase
 from timecoin.logs import RateLimitedLog, json_observer
 
 

@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
-from tests.test_p2p_network import Cluster, keys_by_order
-from tests.test_rpc import RPCTestBase
+from tests.helpers.clusters import PeerCluster, keys_by_order
+from tests.helpers.rpc import RPCTestBase
 from timecoin.metrics import NodeMetrics
 from timecoin.wiring import attach_p2p
 
@@ -159,7 +159,7 @@ class PeerDirectionTests(unittest.TestCase):
         Once a node dials another, the dialer reports one outbound peer
         and the listener one inbound.
         """
-        cluster = Cluster(self)
+        cluster = PeerCluster(self)
         low, high = keys_by_order(2)
         a = cluster.start("10.0.0.1", low)
         b = cluster.start("10.0.0.2", high, connect=("10.0.0.1:24200",))

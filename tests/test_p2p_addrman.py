@@ -24,7 +24,7 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from tests.helpers import key
-from tests.test_p2p_network import Cluster, keys_by_order
+from tests.helpers.clusters import PeerCluster, keys_by_order
 from timecoin.p2p.messages import GetPeers, Peers
 from timecoin.p2p.peers import EXCHANGE, SEED, PeerTable
 from timecoin.p2p.service import P2PService, table_secret
@@ -117,7 +117,7 @@ class SecretTests(unittest.TestCase):
         it came from the OS), different for another key, and not the key
         itself.
         """
-        cluster = Cluster(self)
+        cluster = PeerCluster(self)
         one = cluster.start("10.0.0.1", 1)
         two = cluster.start("10.0.0.2", 2)
         self.assertEqual(one.table.secret, table_secret(key(1).seed))
@@ -135,7 +135,7 @@ class PoisoningTests(unittest.TestCase):
     """
 
     def setUp(self) -> None:
-        self.cluster = Cluster(self)
+        self.cluster = PeerCluster(self)
         self.net = self.cluster.net
         # The victim has the lowest key: it dials everyone it knows.
         self.victim_key, self.seed_key, self.honest_key, self.bad_key = \

@@ -16,7 +16,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
-from tests.test_p2p_protocol import PEER_IP, ProtocolTestBase, Wire
+from tests.helpers.p2p import PEER_IP, ProtocolTestBase, Wire
 from timecoin.p2p.messages import Error
 from timecoin.p2p.peers import EXCHANGE, SEED
 from timecoin.p2p.protocol import OUTBOUND, PeerClientFactory

@@ -23,8 +23,8 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from tests.helpers import START, addr, key
-from tests.test_p2p_network import Cluster
-from tests.test_p2p_protocol import ProtocolTestBase, Wire, make_node
+from tests.helpers.clusters import PeerCluster
+from tests.helpers.p2p import ProtocolTestBase, Wire, make_node
 from timecoin.genesis import make_genesis, write_genesis
 from timecoin.masternodes import Masternode
 from timecoin.node import Node
@@ -242,7 +242,7 @@ class NetworkEvictionTests(unittest.TestCase):
         connected within seconds, and one of the fillers was evicted.
         (Before: refused with too-many-peers as long as they stayed.)
         """
-        cluster = Cluster(self)
+        cluster = PeerCluster(self)
         hub = cluster.start("10.0.0.1", 20, max_peers=12)
         for i in range(12):
             cluster.start(f"10.66.0.{i + 1}", 100 + i,

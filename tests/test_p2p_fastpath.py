@@ -17,8 +17,7 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from tests.helpers import addr, key, result_of
-from tests.test_consensus import IPS, MasternodeCluster
-from tests.test_finality_net import fan_out, node_of, service_of
+from tests.helpers.clusters import IPS, MasternodeCluster, fan_out, node_of, service_of
 from timecoin import encoding, params
 from timecoin import tx as tx_module
 from timecoin.block import Block

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.helpers import key
-from tests.test_p2p_protocol import ProtocolTestBase, Wire
+from tests.helpers.p2p import ProtocolTestBase, Wire
 from timecoin.p2p.handshake import HelloProof, check_proof, make_proof
 from timecoin.p2p.messages import Error
 from timecoin.p2p.protocol import HELLO, INBOUND, READY

@@ -12,7 +12,7 @@ from pathlib import Path
 from twisted.trial import unittest
 
 from tests.helpers import key
-from tests.test_p2p_network import Cluster
+from tests.helpers.clusters import PeerCluster
 from timecoin.liveness import Heartbeat, sign_heartbeat
 from timecoin.p2p.caches import SeenCache
 from timecoin.p2p.messages import HeartbeatMsg, MessageError, parse_line
@@ -64,7 +64,7 @@ class HeartbeatGossipTests(unittest.TestCase):
     """
 
     def setUp(self) -> None:
-        self.cluster = Cluster(self)
+        self.cluster = PeerCluster(self)
         self.net = self.cluster.net
         self.mn = self.cluster.start(MN, 20, genesis="", block_time=600.0)
         genesis = str(Path(self.mn.node.datadir) / "genesis.json")

@@ -22,7 +22,7 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial import unittest
 
 from tests.helpers import addr, key
-from tests.test_p2p_protocol import PEER_IP, ProtocolTestBase, Wire
+from tests.helpers.p2p import PEER_IP, ProtocolTestBase, Wire
 from timecoin import encoding, params
 from timecoin.encoding import MAX_DEPTH, EncodingError, decode
 from timecoin.finality import APPROVE, sign_tx_vote

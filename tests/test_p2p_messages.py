@@ -372,7 +372,7 @@ class ProposalEncodingTests(unittest.TestCase):
         spliced line is the canonical encoding and parses back.
         """
         from tests.helpers import addr, key
-        from tests.test_txcache import payment
+        from tests.helpers.chain import payment
         from timecoin.block import BlockHeader, merkle_root, sign_block
         from timecoin.consensus import sign_proposal
         from timecoin.p2p.consensus_relay import ProposalMsg

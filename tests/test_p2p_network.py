@@ -13,121 +13,16 @@ import json
 import random
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from tests.helpers import START, addr, key, result_of
+from tests.helpers import addr, key, result_of
+from tests.helpers.clusters import PeerCluster, keys_by_order
 from timecoin import params
-from timecoin.config import Config
-from timecoin.genesis import make_genesis, write_genesis
-from timecoin.masternodes import Masternode
 from timecoin.p2p.messages import TxMsg
 from timecoin.p2p.peers import EXCHANGE, SEED, PeerTable, parse_address, peer_key
 from timecoin.p2p.service import P2PService
-from timecoin.p2p.settings import P2PSettings
-from timecoin.p2p.testing import FakeNetwork
-from timecoin.storage.memory import MemoryStore
-from timecoin.tx import TxOut
-from timecoin.wallet import write_private
-from timecoin.wiring import build
-
-PORT = 24200
-
-
-def keys_by_order(count: int) -> list[int]:
-    """
-    C{count} test key numbers sorted by public key (lowest first).
-    """
-    return sorted(range(20, 20 + count), key=lambda n: key(n).public)
-
-
-class Cluster:
-    """
-    Nodes on one fake network and clock; each host has its own IP.
-    """
-
-    def __init__(self, testcase: unittest.TestCase) -> None:
-        self.testcase = testcase
-        self.clock = Clock()
-        self.clock.advance(START)
-        self.net = FakeNetwork(self.clock)
-        self.services: dict[str, P2PService] = {}
-        self.datadirs: dict[str, Path] = {}
-        self.genesis_path = Path(testcase.mktemp()) / "genesis.json"
-        self.genesis_path.parent.mkdir(parents=True)
-        genesis = make_genesis(
-            "devnet", int(START * 1000),
-            [TxOut(1_000 * params.COIN, addr(key(1)))],
-            [Masternode(key(0).public, "127.0.0.1:1", addr(key(0)), "free")])
-        write_genesis(self.genesis_path, genesis)
-        testcase.addCleanup(self.stop_all)
-
-    def start(self, ip: str, n: int, connect: tuple[str, ...] = (),
-              genesis: str | None = None, port: int = PORT,
-              block_time: float = 2.0, name: str | None = None,
-              **settings: Any) -> P2PService:
-        """
-        Start (or restart, keeping its data dir) the node of test key C{n}
-        at C{ip} with its P2P service, known as C{name} (default: its IP);
-        C{genesis} "" makes it its own producing devnet.
-        """
-        name = name or ip
-        datadir = self.datadirs.get(name)
-        if datadir is None:
-            datadir = Path(self.testcase.mktemp())
-            write_private(datadir / "private" / "node_key",
-                          key(n).seed.hex().encode() + b"\n")
-            self.datadirs[name] = datadir
-        config = Config(network="devnet", datadir=str(datadir),
-                        block_time=block_time,
-                        p2p=P2PSettings(port=port, bind=ip,
-                                        connect=tuple(connect)),
-                        genesis=str(self.genesis_path) if genesis is None
-                        else genesis)
-        config.resolve()
-        built = build(config, self.clock, reactor=self.net.reactor(ip),
-                      store=MemoryStore(),
-                      p2p_settings=replace(config.p2p, **settings),
-                      rng=random.Random(n * 1000 + len(self.services)))
-        built.startService()
-        result_of(built.node.ready)
-        self.services[name] = built.p2p
-        return built.p2p
-
-    def stop(self, name: str, crash: bool = False) -> None:
-        """
-        Stop the node C{name}: gracefully, or as a crash (connections
-        reset, nothing saved).
-        """
-        service = self.services.pop(name)
-        if crash:
-            self.net.crash(service.settings.bind)
-            service.table.path = None
-        service.stopService()
-        result_of(service.node.stopService())
-        self.net.flush()
-
-    def stop_all(self) -> None:
-        """
-        Stop every running node (test cleanup).
-        """
-        for ip in list(self.services):
-            self.stop(ip)
-
-    def links(self) -> list[tuple[str, str]]:
-        """
-        The open connections as (dialer IP, listener IP) pairs.
-        """
-        return sorted((link.client_ip, link.server_ip)
-                      for link in self.net.connections())
-
-    def ready_keys(self, ip: str) -> list[str]:
-        """
-        The peer keys node C{ip} has completed connections with.
-        """
-        return sorted(self.services[ip].manager.peers.ready)
 
 
 class ConnectionTests(unittest.TestCase):
@@ -136,7 +31,7 @@ class ConnectionTests(unittest.TestCase):
     """
 
     def setUp(self) -> None:
-        self.cluster = Cluster(self)
+        self.cluster = PeerCluster(self)
         self.net = self.cluster.net
 
     def test_simultaneous_open(self) -> None:
@@ -232,22 +127,11 @@ class ConnectionTests(unittest.TestCase):
         self.assertEqual(len(self.net.connections()), 3)
 
     def _loopback(self, port: int, n: int, ports: list[int]) -> P2PService:
-        datadir = Path(self.mktemp())
-        write_private(datadir / "private" / "node_key",
-                      key(n).seed.hex().encode() + b"\n")
-        config = Config(network="devnet", datadir=str(datadir),
-                        block_time=2.0,
-                        p2p=P2PSettings(port=port, connect=tuple(
-                            f"127.0.0.1:{p}" for p in ports)),
-                        genesis=str(self.cluster.genesis_path))
-        config.resolve()
-        built = build(config, self.cluster.clock,
-                      reactor=self.net.reactor("127.0.0.1"),
-                      store=MemoryStore(), rng=random.Random(port))
-        built.startService()
-        result_of(built.node.ready)
-        self.cluster.services[f"lo:{port}"] = built.p2p
-        return built.p2p
+        config = self.cluster.config(
+            "127.0.0.1", self.cluster.new_datadir(key(n)),
+            [f"127.0.0.1:{p}" for p in ports], port=port, block_time=2.0)
+        return self.cluster.start_node(f"lo:{port}", config,
+                                       random.Random(port))
 
     def test_max_peers(self) -> None:
         """
@@ -268,7 +152,7 @@ class DialTests(unittest.TestCase):
     """
 
     def setUp(self) -> None:
-        self.cluster = Cluster(self)
+        self.cluster = PeerCluster(self)
         self.net = self.cluster.net
 
     def watch_dialers(self, service: P2PService, seconds: float,
@@ -556,7 +440,7 @@ class ChainTests(unittest.TestCase):
     """
 
     def setUp(self) -> None:
-        self.cluster = Cluster(self)
+        self.cluster = PeerCluster(self)
         self.net = self.cluster.net
 
     def test_follower_catches_up_and_tx_finalizes(self) -> None:
@@ -734,7 +618,7 @@ class OperatorTests(unittest.TestCase):
         cleared; network and peer info report the connections; stopping
         the service leaves no timer behind.
         """
-        cluster = Cluster(self)
+        cluster = PeerCluster(self)
         a = cluster.start("10.0.0.1", 20)
         cluster.start("10.0.0.2", 21, connect=("10.0.0.1:24200",))
         cluster.net.advance(3)
@@ -769,7 +653,7 @@ class OperatorTests(unittest.TestCase):
             def connectionMade(self) -> None:
                 self.transport.write(b"\x00\xff\xfe garbage\n")
 
-        cluster = Cluster(self)
+        cluster = PeerCluster(self)
         a = cluster.start("10.0.0.1", 20)
         cluster.start("10.0.0.2", 21, connect=("10.0.0.1:24200",))
         cluster.net.advance(3)

@@ -17,9 +17,8 @@ from typing import Any
 from twisted.trial import unittest
 
 from tests.helpers import key
-from tests.test_consensus import IPS, MasternodeCluster
-from tests.test_finality_net import node_of, service_of
-from tests.test_p2p_protocol import ProtocolTestBase, Wire
+from tests.helpers.clusters import IPS, MasternodeCluster, node_of, service_of
+from tests.helpers.p2p import ProtocolTestBase, Wire
 from timecoin.consensus import NIL, PREVOTE, BlockVote, sign_vote
 from timecoin.encoding import sha256
 from timecoin.p2p.caches import KnownSet

@@ -202,7 +202,7 @@ class MixedBackendTests(unittest.TestCase):
         each) follow one chain with payments sent through every node, and
         agree on every block hash and on utxo_hash at the same height.
         """
-        from tests.test_storage_redis import RedisServer
+        from tests.helpers.redisserver import RedisServer
         from timecoin.address import address_of
         from timecoin.keys import PrivateKey
 

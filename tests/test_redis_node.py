@@ -11,8 +11,8 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
+from tests.helpers.redisserver import RedisServer
 from tests.nodeprocess import NodeProcess
-from tests.test_storage_redis import RedisServer
 
 
 class RedisOutageTests(unittest.TestCase):

@@ -13,80 +13,14 @@ from dataclasses import replace
 
 from twisted.trial import unittest
 
-from tests.helpers import DEVNET, Harness, addr, key, result_of
-from timecoin import params
+from tests.helpers import DEVNET, addr, key, result_of
+from tests.helpers.chain import COIN, RegistrationHarness
 from timecoin.chain import Chain, TxInvalid
 from timecoin.quorum import CountQuorum
-from timecoin.registration import make_registration_data, tier_for
+from timecoin.registration import tier_for
 from timecoin.selection import RoundRobin
-from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
+from timecoin.tx import OutPoint
 from timecoin.wallet import Wallet, WalletError, build_registration
-
-COIN = params.COIN
-
-
-class RegistrationHarness(Harness):
-    """
-    A devnet whose payer holds a 10,000 TIME coin (a silver collateral)
-    and a small coin for fees.
-    """
-
-    def __init__(self, **kw) -> None:
-        super().__init__(funds=[10_000 * COIN, 5 * COIN], **kw)
-
-    def register(self, operator=None, collateral=None, fee_coin=None,
-                 owner=None, reward=None) -> Transaction:
-        operator = operator or key(5)
-        collateral = collateral or self.funding(0)
-        fee_coin = fee_coin or self.funding(1)
-        owner = owner or self.payer
-        data = make_registration_data(
-            "devnet", operator, owner, "127.0.0.5:24200",
-            reward or addr(operator), collateral)
-        value = self.chain.utxos[fee_coin].value \
-            if fee_coin in self.chain.utxos \
-            else self.mempool.outputs[fee_coin].value
-        tx = Transaction((TxIn(fee_coin, self.payer.public),),
-                         (TxOut(value - params.min_fee(0),
-                                addr(self.payer)),), "mn_register", data)
-        return sign_inputs(tx, "devnet", [self.payer])
-
-    def activate(self, operator=None, fee_coin=None,
-                 since=None) -> Transaction:
-        """
-        An activation of C{operator} (default key 5) leaving the state of
-        C{since} (default: its status now), its fee paid by the payer from
-        C{fee_coin} (default: the payer's smallest coin).
-        """
-        from timecoin.mnstate import KIND, make_activation_data
-        operator = operator or key(5)
-        if since is None:
-            since = self.chain.mn_status(operator.public).since
-        if fee_coin is None:
-            mine = [(op, e) for op, e in [*self.chain.utxos.items(),
-                                          *self.mempool.outputs.items()]
-                    if e.address == addr(self.payer)
-                    and op not in self.mempool.locks
-                    and op not in self.chain.collaterals]
-            fee_coin = min(mine, key=lambda c: (c[1].value, c[0]))[0]
-        value = self.chain.utxos[fee_coin].value \
-            if fee_coin in self.chain.utxos \
-            else self.mempool.outputs[fee_coin].value
-        tx = Transaction((TxIn(fee_coin, self.payer.public),),
-                         (TxOut(value - params.min_fee(0),
-                                addr(self.payer)),), KIND,
-                         make_activation_data("devnet", operator, since))
-        return sign_inputs(tx, "devnet", [self.payer])
-
-    def mine(self, tx: Transaction) -> None:
-        """
-        Admit, finalize (the devnet masternode's vote) and mine C{tx}.
-        """
-        from timecoin.finality import Finality
-        engine = Finality(self.chain, self.mempool, self.mn_key, self.clock)
-        result_of(engine.submit(tx))
-        assert self.mempool.state_of(tx.txid) == "finalized"
-        self.next_block()
 
 
 class RegistrationTests(unittest.TestCase):
@@ -131,7 +65,7 @@ class RegistrationTests(unittest.TestCase):
         spend = h.pay([h.funding(0)],
                       [(addr(key(6)), 9_980 * COIN)])
         # Two masternodes now: the block needs both (2 of 2) to commit.
-        from tests.test_chain import rebuild
+        from tests.helpers.chain import rebuild
         from timecoin.block import CommitCertificate, sign_block_vote
         height = h.chain.height + 1
         producer = h.chain.expected_producer(height, h.chain.tip.hash, 0)

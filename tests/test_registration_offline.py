@@ -18,9 +18,9 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from tests.helpers import result_of
-from tests.test_lifecycle import JoiningCluster
-from tests.test_rpc import RPCTestBase
-from tests.test_wallet_crypto import FAST_KDF, PASSPHRASE, find_secrets
+from tests.helpers.clusters import JoiningCluster
+from tests.helpers.rpc import RPCTestBase
+from tests.helpers.wallet import FAST_KDF, PASSPHRASE, find_secrets
 from timecoin import cli, params
 from timecoin.address import address_of
 from timecoin.keys import PrivateKey
@@ -193,7 +193,7 @@ class TwoNodeTests(unittest.TestCase):
         key is in an encrypted wallet backup, signed offline by
         timecoin-cli.
         """
-        from tests.test_consensus import IPS, PORT
+        from tests.helpers.clusters import IPS, PORT
         events: list[str] = []
 
         def observe(event: dict[str, Any]) -> None:

@@ -7,11 +7,9 @@ process with L{StubTreq}.
 
 from __future__ import annotations
 
-import base64
 import inspect
 import json
 import os
-import re
 import stat
 from decimal import Decimal
 from pathlib import Path
@@ -23,15 +21,13 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
+from tests.helpers.rpc import HEX64, URL, RPCTestBase, basic
 from timecoin import params
-from timecoin.address import address_of
 from timecoin.block import Block
-from timecoin.config import Config, build_config
-from timecoin.keys import PrivateKey
+from timecoin.config import Config
 from timecoin.node import DEVNET_FUNDS
 from timecoin.rpc.auth import BasicAuth
 from timecoin.rpc.chain import ChainMethods
-from timecoin.rpc.codec import encode_json
 from timecoin.rpc.control import ControlMethods
 from timecoin.rpc.dispatch import MAX_BATCH
 from timecoin.rpc.errors import (
@@ -52,123 +48,6 @@ from timecoin.storage.memory import MemoryStore
 from timecoin.tx import OutPoint, Transaction
 from timecoin.wallet import Wallet
 from timecoin.wiring import build
-
-URL = "http://127.0.0.1:24201/"
-START = 1_700_000_000.0
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-class CallFailed(Exception):
-    """
-    An RPC call answered an error; C{code} and C{message} are its.
-    """
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-def basic(user: str, password: str) -> str:
-    """
-    An HTTP Basic C{Authorization} header value.
-    """
-    token = f"{user}:{password}".encode()
-    return "Basic " + base64.b64encode(token).decode("ascii")
-
-
-class RPCTestBase(unittest.TestCase):
-    """
-    A started devnet node with its RPC site, and helpers to call it.
-    """
-
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.clock.advance(START)
-        self.stopped: list[bool] = []
-        self.config = self.make_config()
-        self.node = build(self.config, self.clock, store=MemoryStore(),
-                          stop_process=lambda: self.stopped.append(True),
-                          with_p2p=False).node
-        self.node.startService()
-        self.addCleanup(self.node.stopService)
-        self.site = build_rpc_site(self.node, self.config)
-        self.stub: Any = StubTreq(self.site.resource)
-        cookie = (Path(self.config.datadir) / ".cookie").read_text()
-        self.auth = "Basic " + base64.b64encode(cookie.encode()).decode()
-
-    def make_config(self, **overrides: Any) -> Config:
-        """
-        A resolved devnet config in a fresh data dir; C{overrides} by flat
-        name (C{rpc_user}).
-        """
-        config = build_config({}, dict(network="devnet",
-                                       datadir=self.mktemp(),
-                                       block_time=2.0, **overrides))
-        config.resolve()
-        return config
-
-    def http(self, body: bytes | str, auth: str | None = "cookie",
-             method: str = "POST", url: str = URL,
-             stub: Any = None) -> tuple[int, Any, bytes]:
-        """
-        Send one HTTP request; return status, headers and body.
-        """
-        stub = stub or self.stub
-        headers = {"Content-Type": "application/json"}
-        if auth == "cookie":
-            headers["Authorization"] = self.auth
-        elif auth is not None:
-            headers["Authorization"] = auth
-        data = body.encode() if isinstance(body, str) else body
-        d = stub.request(method, url, data=data or None, headers=headers)
-        stub.flush()
-        response = self.successResultOf(d)
-        content = self.successResultOf(stub.content(response))
-        return response.code, response.headers, content
-
-    def post(self, obj: Any, **kwargs: Any) -> tuple[int, Any]:
-        """
-        POST C{obj} as JSON; return the status and the decoded reply
-        (numbers with fractions as exact Decimals).
-        """
-        status, headers, body = self.http(encode_json(obj), **kwargs)
-        self.assertEqual(headers.getRawHeaders("Content-Type"),
-                         ["application/json"])
-        return status, json.loads(body, parse_float=Decimal)
-
-    def rpc(self, method: str, *params: Any) -> Any:
-        """
-        Call C{method} (JSON-RPC 2.0) and return its result.
-
-        @raise CallFailed: on an error reply.
-        """
-        status, reply = self.post({"jsonrpc": "2.0", "id": 7,
-                                   "method": method, "params": list(params)})
-        self.assertEqual(status, 200)
-        if "error" in reply:
-            raise CallFailed(reply["error"]["code"], reply["error"]["message"])
-        return reply["result"]
-
-    def rpc_error(self, method: str, *params: Any) -> CallFailed:
-        """
-        Call C{method}, which must fail; return the error.
-        """
-        return self.assertRaises(CallFailed, self.rpc, method, *params)
-
-    def block(self) -> None:
-        """
-        Let one block time pass, so the devnet node produces a block.
-        """
-        height = self.node.chain.height
-        self.clock.advance(2.1)
-        self.assertEqual(self.node.chain.height, height + 1)
-
-    def external_address(self, prefix: str = "TIME0") -> str:
-        """
-        An address no wallet of the node holds.
-        """
-        return address_of(PrivateKey.generate().public, prefix)
 
 
 class AuthTests(RPCTestBase):

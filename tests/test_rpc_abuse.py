@@ -22,8 +22,8 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
+from tests.helpers.rpc import RPCTestBase, basic
 from tests.nodeprocess import NodeProcess
-from tests.test_rpc import RPCTestBase, basic
 from timecoin.config import Config
 from timecoin.rpc.dispatch import MAX_JSON_DEPTH
 from timecoin.rpc.errors import (

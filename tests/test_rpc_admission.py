@@ -19,12 +19,10 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.trial import unittest
 
 from tests.helpers import addr, key
-from tests.test_rpc import START, CallFailed, RPCTestBase
+from tests.helpers.rpc import LIMIT, BusyNodeBase, RPCTestBase
 from timecoin import params
 from timecoin.chain import TxInvalid
 from timecoin.config import Config, ConfigError, load_config
-from timecoin.genesis import make_genesis, write_genesis
-from timecoin.masternodes import Masternode
 from timecoin.node import NODE_BUSY
 from timecoin.rpc.auth import BasicAuth
 from timecoin.rpc.codec import dumps, encode_json
@@ -35,66 +33,6 @@ from timecoin.rpc.errors import (
     RPC_VERIFY_REJECTED,
 )
 from timecoin.rpc.server import RPCServer
-from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
-
-LIMIT = 2
-"""The bound of the busy tests."""
-
-
-class BusyNodeBase(RPCTestBase):
-    """
-    A node that is not a masternode (its genesis names another one), so
-    transactions stay undecided until their vote timeout, with
-    C{rpc_max_undecided} of L{LIMIT}; payments to fill its backlog.
-    """
-
-    def make_config(self, **overrides: Any) -> Config:
-        """
-        A devnet config whose genesis pays C{key(1)} and registers
-        C{key(0)} as the only masternode.
-        """
-        self.payer = key(1)
-        self.genesis = make_genesis(
-            "devnet", int(START * 1000),
-            [TxOut(10 * params.COIN, addr(self.payer))] * 8,
-            [Masternode(key(0).public, "127.0.0.1:24200", addr(key(0)),
-                        "free")])
-        path = Path(self.mktemp())
-        path.mkdir()
-        write_genesis(path / "genesis.json", self.genesis)
-        overrides.setdefault("rpc_max_undecided", LIMIT)
-        return super().make_config(genesis=str(path / "genesis.json"),
-                                   **overrides)
-
-    def payment(self, vout: int) -> str:
-        """
-        The hex of a signed payment spending genesis output C{vout}.
-        """
-        amount = params.COIN
-        tx = Transaction(
-            (TxIn(OutPoint(self.genesis.txs[0].txid, vout),
-                  self.payer.public),),
-            (TxOut(amount, addr(key(2))),
-             TxOut(9 * params.COIN - params.min_fee(amount),
-                   addr(self.payer))))
-        return sign_inputs(tx, "devnet", [self.payer]).encode().hex()
-
-    def fill(self) -> list[str]:
-        """
-        Submit L{LIMIT} payments, which stay undecided: the node is busy.
-        """
-        txids = [self.rpc("sendrawtransaction", self.payment(n))
-                 for n in range(LIMIT)]
-        self.assertEqual(self.node.undecided(), LIMIT)
-        return txids
-
-    def assertBusy(self, error: CallFailed) -> None:
-        """
-        C{error} is admission control's refusal.
-        """
-        self.assertEqual(error.code, RPC_VERIFY_REJECTED)
-        self.assertTrue(error.message.startswith(NODE_BUSY + ": "),
-                        error.message)
 
 
 class BusyTests(BusyNodeBase):

@@ -12,7 +12,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from tests.test_rpc import HEX64, RPCTestBase
+from tests.helpers.rpc import HEX64, RPCTestBase
 from timecoin.rpc.codec import encode_json
 
 

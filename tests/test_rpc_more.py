@@ -18,7 +18,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
-from tests.test_rpc import HEX64, RPCTestBase, basic
+from tests.helpers.rpc import HEX64, RPCTestBase, basic
 from timecoin import params
 from timecoin.config import ConfigError, build_config, load_config
 from timecoin.rpc.auth import (

@@ -11,7 +11,7 @@ from typing import Any
 
 from twisted.internet.testing import MemoryReactorClock
 
-from tests.test_rpc import CallFailed, RPCTestBase
+from tests.helpers.rpc import CallFailed, RPCTestBase
 from timecoin.wiring import attach_p2p, build
 
 

@@ -22,8 +22,8 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
+from tests.helpers.rpc import START, URL, RPCTestBase
 from tests.nodeprocess import NodeProcess
-from tests.test_rpc import START, URL, RPCTestBase
 from timecoin.config import Config
 from timecoin.node import Node
 from timecoin.rpc.status import (

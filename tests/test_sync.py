@@ -19,173 +19,37 @@ with signed payments from the funded test key 1 every few blocks.
 from __future__ import annotations
 
 import os
-import random
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
-from tests.helpers import START, addr, key, result_of
+from tests.helpers import key, result_of
+from tests.helpers.clusters import (
+    BLOCK_TIME,
+    PORT,
+    PRODUCER,
+    SyncNet,
+    hashes,
+    silent_after,
+)
 from tests.nodeprocess import NodeProcess
 from timecoin import params
 from timecoin.block import Block
-from timecoin.config import Config
 from timecoin.genesis import make_genesis, write_genesis
 from timecoin.masternodes import Masternode
 from timecoin.metrics import NodeMetrics
-from timecoin.node import DEVNET_FUNDS, Node
+from timecoin.node import DEVNET_FUNDS
 from timecoin.p2p.messages import GetBlocks, blocks_reply
 from timecoin.p2p.service import P2PService
-from timecoin.p2p.settings import P2PSettings
 from timecoin.p2p.sync import CATCHING_UP, IDLE, SYNCED
-from timecoin.p2p.testing import FakeNetwork
 from timecoin.rpc.chain import ChainMethods
 from timecoin.storage.memory import MemoryStore
-from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
-from timecoin.wallet import Wallet, load_or_create_key, write_private
-from timecoin.wiring import build
-
-PORT = 24200
-BLOCK_TIME = 0.05
-FUNDS = 1_000 * params.COIN
-PRODUCER = "10.0.0.1"
-
-
-class SyncNet:
-    """
-    Nodes on one fake network and clock sharing a genesis whose only
-    masternode is test key 0 and whose funds belong to test key 1.
-    """
-
-    def __init__(self, testcase: unittest.TestCase,
-                 block_time: float = BLOCK_TIME) -> None:
-        self.testcase = testcase
-        self.block_time = block_time
-        self.clock = Clock()
-        self.clock.advance(START)
-        self.net = FakeNetwork(self.clock)
-        self.services: dict[str, P2PService] = {}
-        self.payer = key(1)
-        self.genesis_path = Path(testcase.mktemp()) / "genesis.json"
-        self.genesis_path.parent.mkdir(parents=True)
-        genesis = make_genesis(
-            "devnet", int(START * 1000), [TxOut(FUNDS, addr(self.payer))],
-            [Masternode(key(0).public, f"{PRODUCER}:{PORT}", addr(key(0)),
-                        "free")])
-        write_genesis(self.genesis_path, genesis)
-        self.coin = (OutPoint(genesis.txs[0].txid, 0), FUNDS)
-        self.rng = random.Random(7)
-        self.paid = 0
-        testcase.addCleanup(self.stop_all)
-
-    def start(self, ip: str, n: int, connect: tuple[str, ...] = (),
-              **settings: Any) -> P2PService:
-        """
-        Start a node with test key C{n} at C{ip} (its name) on a fresh
-        memory store, dialing the IPs in C{connect}.
-        """
-        datadir = Path(self.testcase.mktemp())
-        write_private(datadir / "private" / "node_key",
-                      key(n).seed.hex().encode() + b"\n")
-        config = Config(network="devnet", datadir=str(datadir),
-                        block_time=self.block_time,
-                        p2p=P2PSettings(port=PORT, bind=ip, connect=tuple(
-                            f"{c}:{PORT}" for c in connect)),
-                        genesis=str(self.genesis_path))
-        config.resolve()
-        built = build(config, self.clock, reactor=self.net.reactor(ip),
-                      store=MemoryStore(),
-                      p2p_settings=replace(config.p2p, **settings),
-                      rng=random.Random(n * 1000 + len(self.services)))
-        built.startService()
-        result_of(built.node.ready)
-        self.services[ip] = built.p2p
-        return built.p2p
-
-    def stop(self, ip: str, crash: bool = False) -> None:
-        """
-        Stop the node at C{ip} (as a crash: connections reset).
-        """
-        service = self.services.pop(ip)
-        if crash:
-            self.net.crash(ip)
-            service.table.path = None
-        service.stopService()
-        result_of(service.node.stopService())
-        self.net.flush()
-
-    def stop_all(self) -> None:
-        """
-        Stop every node (cleanup).
-        """
-        for ip in list(self.services):
-            self.stop(ip)
-
-    def pay(self, node: Node) -> Transaction:
-        """
-        Submit a signed payment from test key 1 (spending its last change)
-        to a seeded-random address on C{node}.
-        """
-        outpoint, value = self.coin
-        amount = self.rng.randrange(1_000, 100_000) * 1_000
-        fee = params.min_fee(amount)
-        dest = addr(key(100 + self.rng.randrange(50)))
-        tx = Transaction((TxIn(outpoint, self.payer.public),),
-                         (TxOut(amount, dest),
-                          TxOut(value - amount - fee, addr(self.payer))))
-        tx = sign_inputs(tx, "devnet", [self.payer])
-        result_of(node.submit(tx))
-        self.coin = (OutPoint(tx.txid, 1), value - amount - fee)
-        self.paid += 1
-        return tx
-
-    def grow(self, node: Node, blocks: int, tx_every: int = 3) -> None:
-        """
-        Let the network run until C{node} (the producing masternode)
-        committed C{blocks} more blocks, with a payment every C{tx_every}.
-        """
-        target = node.chain.height + blocks
-        while node.chain.height < target:
-            if node.chain.height % tx_every == 0:
-                self.pay(node)
-            self.net.advance(self.block_time, step=self.block_time)
-
-    def advance(self, seconds: float, step: float = 1.0) -> None:
-        """
-        Let fake time pass, delivering everything in flight.
-        """
-        self.net.advance(seconds, step)
-
-
-def hashes(node: Node) -> list[bytes]:
-    """
-    The main-chain block hashes of C{node}, genesis first.
-    """
-    return [result_of(node.store.get_block_hash(h))
-            for h in range(node.chain.height + 1)]
-
-
-def silent_after(service: P2PService, answered: int) -> list[int]:
-    """
-    Make C{service} answer only its first C{answered} C{get_blocks}
-    requests and ignore the rest (the connection stays up, pings are
-    answered).  Returns the list of request starts it saw.
-    """
-    seen: list[int] = []
-    serve = service.sync.server.serve_blocks
-
-    def maybe_serve(conn: Any, msg: GetBlocks) -> Any:
-        seen.append(msg.start)
-        if len(seen) <= answered:
-            return serve(conn, msg)
-        return None
-
-    service.sync.server.serve_blocks = maybe_serve  # type: ignore[method-assign]
-    return seen
+from timecoin.tx import TxOut
+from timecoin.wallet import Wallet, load_or_create_key
 
 
 def corrupting(service: P2PService) -> list[int]:

@@ -10,32 +10,31 @@ C{catching-up}, stopped proposing and voting, and the chain stopped for as
 long as the attack lasted.
 
 Everything runs on L{timecoin.p2p.testing.FakeNetwork} with one fake clock
-(the L{tests.test_sync.SyncNet} harness: one masternode, test key 0, whose
-weight alone is a quorum, commits a block every C{BLOCK_TIME}).
+(the L{tests.helpers.clusters.SyncNet} harness: one masternode, test key
+0, whose weight alone is a quorum, commits a block every C{BLOCK_TIME}).
 """
 
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 from twisted.trial import unittest
 
 from tests.helpers import key, result_of
-from tests.test_consensus import IPS as CLUSTER_IPS
-from tests.test_consensus import PORT as CLUSTER_PORT
-from tests.test_consensus import MasternodeCluster
-from tests.test_sync import PORT, PRODUCER, SyncNet, hashes, silent_after
+from tests.helpers.clusters import IPS as CLUSTER_IPS
+from tests.helpers.clusters import (
+    PORT,
+    PRODUCER,
+    MasternodeCluster,
+    SyncNet,
+    hashes,
+    silent_after,
+)
 from timecoin.block import CommitCertificate, Vote
-from timecoin.config import Config
 from timecoin.p2p.messages import BlockMsg, GetTip, Hello, Tip
 from timecoin.p2p.service import P2PService
-from timecoin.p2p.settings import P2PSettings
 from timecoin.p2p.sync import CATCHING_UP, SYNCED
-from timecoin.storage.memory import MemoryStore
-from timecoin.wallet import write_private
-from timecoin.wiring import build
 
 LIE = 1_000_000_000
 BLOCK_TIME = 0.2
@@ -249,21 +248,11 @@ def start_on_store(net: SyncNet, ip: str, n: int, store: Any,
     Like L{SyncNet.start}, but on an existing C{store} (a restart that
     keeps the chain).
     """
-    datadir = Path(net.testcase.mktemp())
-    write_private(datadir / "private" / "node_key",
-                  key(n).seed.hex().encode() + b"\n")
-    config = Config(network="devnet", datadir=str(datadir),
-                    block_time=net.block_time,
-                    p2p=P2PSettings(port=PORT, bind=ip, connect=tuple(
-                        f"{c}:{PORT}" for c in connect)),
-                    genesis=str(net.genesis_path))
-    config.resolve()
-    built = build(config, net.clock, reactor=net.net.reactor(ip),
-                  store=store, rng=random.Random(n * 1000 + 99))
-    built.startService()
-    result_of(built.node.ready)
-    net.services[ip] = built.p2p
-    return built.p2p
+    config = net.config(ip, net.new_datadir(key(n)),
+                        [f"{c}:{PORT}" for c in connect],
+                        block_time=net.block_time)
+    return net.start_node(ip, config, random.Random(n * 1000 + 99),
+                          store=store)
 
 
 def cluster_liar(cluster: MasternodeCluster, ip: str, n: int,
@@ -272,20 +261,15 @@ def cluster_liar(cluster: MasternodeCluster, ip: str, n: int,
     A height liar (as L{make_liar}) on the four-masternode cluster's
     network and genesis, dialing C{targets}.
     """
-    datadir = Path(cluster.testcase.mktemp())
-    write_private(datadir / "private" / "node_key",
-                  key(n).seed.hex().encode() + b"\n")
-    config = Config(network="devnet", datadir=str(datadir), block_time=2.0,
-                    p2p=P2PSettings(port=CLUSTER_PORT, bind=ip, connect=tuple(
-                        f"{t}:{CLUSTER_PORT}" for t in targets)),
-                    genesis=str(cluster.genesis_path), round_timeout=2.0)
-    config.resolve()
-    built = build(config, cluster.clock, reactor=cluster.net.reactor(ip),
-                  store=MemoryStore(), rng=random.Random(n))
+    config = cluster.config(ip, cluster.new_datadir(key(n)),
+                            [f"{t}:{PORT}" for t in targets],
+                            block_time=2.0, round_timeout=2.0)
+    built = cluster.build_node(config, random.Random(n))
     built.node.startService()
     result_of(built.node.ready)
     built.node.consensus.stop()
     liar = built.p2p
+    assert liar is not None
     liar.startService()
     cluster.services[ip] = liar
     lie(liar)
@@ -338,12 +322,7 @@ class FourMasternodeTests(unittest.TestCase):
         The liar leaves (its connections reset).
         """
         ip = liar.node.config.p2p.bind
-        del cluster.services[ip]
-        cluster.net.crash(ip)
-        liar.table.path = None
-        liar.stopService()
-        result_of(liar.node.stopService())
-        cluster.net.flush()
+        cluster.stop_node(ip, crash=True)
 
 
 class ForgedProofTests(unittest.TestCase):

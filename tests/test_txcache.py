@@ -11,17 +11,11 @@ from typing import Any
 from twisted.trial import unittest
 
 from tests.helpers import addr, key
+from tests.helpers.chain import payment
 from timecoin.block import Block, BlockHeader, merkle_root, sign_block
 from timecoin.encoding import EncodingError
-from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
+from timecoin.tx import Transaction, TxOut
 from timecoin.txcache import TxCache
-
-
-def payment(n: int, value: int = 5_000) -> Transaction:
-    tx = Transaction(
-        (TxIn(OutPoint(n.to_bytes(32, "big"), 0), key(1).public),),
-        (TxOut(value, addr(key(2))), TxOut(1_000_000, addr(key(1)))))
-    return sign_inputs(tx, "devnet", [key(1)])
 
 
 def wire(tx: Transaction) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 from twisted.internet import defer
 
-from tests.test_rpc import URL, RPCTestBase
+from tests.helpers.rpc import URL, RPCTestBase
 from timecoin.block import Block
 from timecoin.rpc.errors import RPC_DATABASE_ERROR
 from timecoin.rpc.pinned import VERIFY_YIELD_EVERY

@@ -13,11 +13,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import nacl.pwhash.argon2id as argon2id
 from treq.testing import StubTreq
 from twisted.trial import unittest
 
-from tests.test_rpc import RPCTestBase
+from tests.helpers.rpc import RPCTestBase
+from tests.helpers.wallet import FAST_KDF, PASSPHRASE, find_secrets, secrets_of
 from timecoin import hdwallet
 from timecoin.address import address_of
 from timecoin.config import Config
@@ -25,10 +25,6 @@ from timecoin.keys import PrivateKey
 from timecoin.rpc.site import build_rpc_site
 from timecoin.wallet import Wallet, WalletError
 from timecoin.wiring import build
-
-FAST_KDF = (argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
-"""Argon2id limits that keep tests fast (the file records them)."""
-PASSPHRASE = "correct horse battery staple"
 
 
 class SLIP10Tests(unittest.TestCase):
@@ -190,39 +186,6 @@ class WalletFileTests(unittest.TestCase):
         self.assertEqual(wallet.keypool_size_now(), 2)
         self.assertEqual(len(wallet.addresses()), 3)
         wallet.new_address()
-
-
-def secrets_of(wallet: Wallet) -> list[bytes]:
-    """
-    Every secret an unlocked (or unencrypted) C{wallet} holds: its seed,
-    the master key and chain code of the seed, the wallet chain's parent,
-    and the private key of every address it owns (keypool included).
-    """
-    chain = wallet._chain
-    assert chain is not None
-    out = [chain.seed, *hdwallet.master_key(chain.seed),
-           *hdwallet.derive(chain.seed, hdwallet.WALLET_PATH)]
-    for address in list(wallet._pub):
-        out.append(wallet.key_for(address).seed)
-    return out
-
-
-def find_secrets(datadir: Path, secrets: list[bytes]) -> list[str]:
-    """
-    Where any of C{secrets} appears in a file under C{datadir}: as raw
-    bytes or as hex (either case).
-    """
-    found = []
-    for path in sorted(datadir.rglob("*")):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        for secret in secrets:
-            for form in (secret, secret.hex().encode(),
-                         secret.hex().upper().encode()):
-                if form in data:
-                    found.append(f"{path.name}: {secret.hex()[:8]}…")
-    return found
 
 
 class EncryptedNodeTests(RPCTestBase):

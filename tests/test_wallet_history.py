@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from tests.test_rpc import HEX64, RPCTestBase
+from tests.helpers.rpc import HEX64, RPCTestBase
 from timecoin import params
 from timecoin.address import address_of
 from timecoin.keys import PrivateKey

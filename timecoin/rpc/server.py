@@ -10,6 +10,7 @@ L{timecoin.rpc.site}.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +46,39 @@ Reply = bytes | defer.Deferred[bytes]
 """What a route answers: a body, or one later (the failed-login delay)."""
 
 log = Logger()
+
+Route = Callable[["RPCServer", server.Request], Reply]
+"""A Klein route of L{RPCServer}: the server and the request in, a reply
+out."""
+
+
+def _guarded(served: Callable[[RPCServer], object | None], missing: str, *,
+             open_when: Callable[[RPCSettings], bool] | None = None,
+             headers: tuple[tuple[bytes, bytes], ...] = ()
+             ) -> Callable[[Route], Route]:
+    """
+    The preamble of an authenticated C{GET} route, written once: refuse a
+    request without valid credentials (L{RPCServer._refuse_auth}; not
+    checked while C{open_when(limits)} is true), set C{headers}, then
+    answer 404 with the JSON error C{missing} while C{served(server)} (the
+    route's source: metrics, status) is C{None}; else run the route.
+    """
+    def decorate(route: Route) -> Route:
+        @functools.wraps(route)
+        def guarded(self: RPCServer, request: server.Request) -> Reply:
+            if open_when is None or not open_when(self.limits):
+                refused = self._refuse_auth(request)
+                if refused is not None:
+                    return refused
+            for name, value in headers:
+                request.setHeader(name, value)
+            if served(self) is None:
+                request.setResponseCode(404)
+                request.setHeader(b"Content-Type", b"application/json")
+                return error_body(METHOD_NOT_FOUND, missing)
+            return route(self, request)
+        return guarded
+    return decorate
 
 
 class RPCServer:
@@ -115,19 +149,14 @@ class RPCServer:
         return self.dispatcher.call(obj)
 
     @app.route("/metrics", methods=["GET"])
-    def get_metrics(self, request: server.Request) -> Any:
+    @_guarded(lambda rpc: rpc.metrics, "no metrics",
+              open_when=lambda limits: limits.metrics_open)
+    def get_metrics(self, request: server.Request) -> Reply:
         """
         Prometheus text exposition of the node's metrics; needs the RPC
         credentials unless C{[rpc] metrics_open}.
         """
-        if not self.limits.metrics_open:
-            refused = self._refuse_auth(request)
-            if refused is not None:
-                return refused
-        if self.metrics is None:
-            request.setResponseCode(404)
-            request.setHeader(b"Content-Type", b"application/json")
-            return error_body(METHOD_NOT_FOUND, "no metrics")
+        assert self.metrics is not None
         request.setHeader(b"Content-Type",
                           b"text/plain; version=0.0.4; charset=utf-8")
         return self.metrics()
@@ -196,18 +225,13 @@ class RPCServer:
         return _later(self.clock, delay, body)
 
     @app.route("/", methods=["GET"])
+    @_guarded(lambda rpc: rpc.status, "no status page")
     def get_status_page(self, request: server.Request) -> Reply:
         """
         The status page (HTML, see L{timecoin.rpc.status}); needs the RPC
         credentials, so a browser gets a Basic challenge.
         """
-        refused = self._refuse_auth(request)
-        if refused is not None:
-            return refused
-        if self.status is None:
-            request.setResponseCode(404)
-            request.setHeader(b"Content-Type", b"application/json")
-            return error_body(METHOD_NOT_FOUND, "no status page")
+        assert self.status is not None
         request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
         request.setHeader(b"Content-Security-Policy", CONTENT_SECURITY_POLICY)
         request.setHeader(b"X-Content-Type-Options", b"nosniff")
@@ -215,18 +239,14 @@ class RPCServer:
         return render_page(self.status())
 
     @app.route("/status.json", methods=["GET"])
+    @_guarded(lambda rpc: rpc.status, "no status page",
+              headers=((b"Content-Type", b"application/json"),
+                       (b"Cache-Control", b"no-store")))
     def get_status_json(self, request: server.Request) -> Reply:
         """
         The data of the status page as JSON; needs the RPC credentials.
         """
-        refused = self._refuse_auth(request)
-        if refused is not None:
-            return refused
-        request.setHeader(b"Content-Type", b"application/json")
-        request.setHeader(b"Cache-Control", b"no-store")
-        if self.status is None:
-            request.setResponseCode(404)
-            return error_body(METHOD_NOT_FOUND, "no status page")
+        assert self.status is not None
         return dumps(self.status())
 
     @app.route("/", methods=["POST"])

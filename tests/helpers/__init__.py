@@ -1,6 +1,13 @@
 """
 Builders shared by the unit tests: deterministic keys, a devnet genesis,
 a chain on a memory store, and signed payments.
+
+The fixtures that several test modules share live in this package, never
+in a C{test_*} module (no test module imports another:
+L{tests.test_architecture} checks it): L{tests.helpers.clusters} (whole
+nodes on a fake network), L{tests.helpers.rpc}, L{tests.helpers.p2p},
+L{tests.helpers.chain}, L{tests.helpers.wallet} and
+L{tests.helpers.redisserver}.
 """
 
 from __future__ import annotations
