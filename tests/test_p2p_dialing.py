@@ -17,9 +17,10 @@ from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
 from tests.test_p2p_protocol import PEER_IP, ProtocolTestBase, Wire
+from timecoin.p2p.dependencies import Direction
 from timecoin.p2p.messages import Error
 from timecoin.p2p.peers import EXCHANGE, SEED
-from timecoin.p2p.protocol import OUTBOUND, PeerClientFactory
+from timecoin.p2p.protocol import PeerClientFactory
 
 
 class RefusalBackoffTests(ProtocolTestBase):
@@ -62,7 +63,7 @@ class RefusalBackoffTests(ProtocolTestBase):
         A connection that lasts stable_after seconds after its handshake
         does reset the backoff: the next redial comes after ≈5 s.
         """
-        wire = self.connect(OUTBOUND)
+        wire = self.connect(Direction.OUTBOUND)
         factory = self.manager.peers.dialers[PEER_IP]
         factory.delay = 160.0
         factory.startedConnecting(type("C", (), {
@@ -90,7 +91,7 @@ class DuplicateIpTests(ProtocolTestBase):
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
         for _ in range(3):
-            wire = self.ready(OUTBOUND)
+            wire = self.ready(Direction.OUTBOUND)
             wire.feed(Error("duplicate-ip", "another node holds this IP"))
             wire.proto.close("refused")
             wire.lose()

@@ -23,7 +23,7 @@ from timecoin.config import Config
 from timecoin.keys import PrivateKey
 from timecoin.node import Node
 from timecoin.p2p.consensus_relay import ConsensusRelay
-from timecoin.p2p.dependencies import RequestFailed
+from timecoin.p2p.dependencies import Direction, RequestFailed, State
 from timecoin.p2p.gossip import Gossip
 from timecoin.p2p.handshake import HelloProof, make_proof
 from timecoin.p2p.manager import PeerManager
@@ -44,15 +44,7 @@ from timecoin.p2p.messages import (
     parse_line,
 )
 from timecoin.p2p.peers import PeerTable
-from timecoin.p2p.protocol import (
-    CLOSED,
-    HELLO,
-    INBOUND,
-    OUTBOUND,
-    READY,
-    PeerClientFactory,
-    PeerProtocol,
-)
+from timecoin.p2p.protocol import PeerClientFactory, PeerProtocol
 from timecoin.p2p.registry import PeerRegistry
 from timecoin.p2p.scoring import Scores
 from timecoin.p2p.settings import P2PSettings
@@ -189,32 +181,34 @@ class ProtocolTestBase(unittest.TestCase):
         hello = self.hello(**changes)
         wire.feed(hello, self.proof(hello))
 
-    def connect(self, direction: str = INBOUND, ip: str = PEER_IP,
-                port: int = 50123) -> Wire:
+    def connect(self, direction: Direction = Direction.INBOUND,
+                ip: str = PEER_IP, port: int = 50123) -> Wire:
         """
         Open a connection in C{direction}; outbound ones come from a dialer
         as the manager makes them.
         """
         transport = StringTransport(
-            peerAddress=IPv4Address("TCP", ip, port if direction == INBOUND
+            peerAddress=IPv4Address("TCP", ip,
+                                    port if direction == Direction.INBOUND
                                     else 24200))
-        if direction == OUTBOUND:
+        if direction == Direction.OUTBOUND:
             factory = PeerClientFactory(self.manager, ip, ip, 24200,
                                         random.Random(1))
             self.manager.peers.dialers[ip] = factory
             proto = factory.buildProtocol(None)
         else:
-            proto = PeerProtocol(self.manager, INBOUND)
+            proto = PeerProtocol(self.manager, Direction.INBOUND)
         proto.makeConnection(transport)
         return Wire(proto, transport)
 
-    def ready(self, direction: str = INBOUND, **changes: Any) -> Wire:
+    def ready(self, direction: Direction = Direction.INBOUND,
+              **changes: Any) -> Wire:
         """
         A connection past its handshake, with the output cleared.
         """
         wire = self.connect(direction)
         self.handshake(wire, **changes)
-        self.assertEqual(wire.proto.state, READY)
+        self.assertEqual(wire.proto.state, State.READY)
         wire.sent()
         return wire
 
@@ -232,7 +226,7 @@ class HandshakeTests(ProtocolTestBase):
         the peer's valid hello makes the connection ready: it is registered
         under the peer's IP, pings start and peers are asked for.
         """
-        for direction in (INBOUND, OUTBOUND):
+        for direction in (Direction.INBOUND, Direction.OUTBOUND):
             with self.subTest(direction):
                 wire = self.connect(direction)
                 first = wire.sent()
@@ -244,12 +238,12 @@ class HandshakeTests(ProtocolTestBase):
                      ours.listen_port, ours.nonce),
                     ("devnet", self.node.genesis.hash, self.node.key.public,
                      "round-robin", 24200, self.manager.nonce))
-                self.assertEqual(wire.proto.state, HELLO)
+                self.assertEqual(wire.proto.state, State.HELLO)
                 wire.feed(self.hello())
-                self.assertEqual(wire.proto.state, HELLO)
+                self.assertEqual(wire.proto.state, State.HELLO)
                 self.assertEqual(wire.sent_types(), ["hello_proof"])
                 wire.feed(self.proof())
-                self.assertEqual(wire.proto.state, READY)
+                self.assertEqual(wire.proto.state, State.READY)
                 self.assertIs(self.manager.peers.ready[PEER_IP], wire.proto)
                 self.assertEqual(sorted(wire.sent_types()),
                                  ["get_peers", "ping"])
@@ -267,7 +261,7 @@ class HandshakeTests(ProtocolTestBase):
         self.assertTrue(wire.closed)
         self.assertEqual(wire.proto.close_reason, reason)
         wire.lose()
-        self.assertEqual(wire.proto.state, CLOSED)
+        self.assertEqual(wire.proto.state, State.CLOSED)
         self.assertEqual(self.manager.peers.ready, {})
 
     def test_refusals(self) -> None:
@@ -286,7 +280,7 @@ class HandshakeTests(ProtocolTestBase):
             ({"pubkey": self.node.key.public}, "self-connection"),
         ]
         for changes, reason in cases:
-            for direction in (INBOUND, OUTBOUND):
+            for direction in (Direction.INBOUND, Direction.OUTBOUND):
                 with self.subTest(reason=reason, direction=direction):
                     wire = self.connect(direction)
                     wire.sent()
@@ -302,14 +296,14 @@ class HandshakeTests(ProtocolTestBase):
         """
         wire = self.connect()
         self.handshake(wire, version=7)
-        self.assertEqual(wire.proto.state, READY)
+        self.assertEqual(wire.proto.state, State.READY)
 
     def test_self_connection_not_redialled(self) -> None:
         """
         An outbound connection that reaches ourselves marks the address as
         self and stops its dialer.
         """
-        wire = self.connect(OUTBOUND)
+        wire = self.connect(Direction.OUTBOUND)
         wire.feed(self.hello(nonce=self.manager.nonce))
         self.assertIn(PEER_IP, self.manager.dialing.self_keys)
         self.assertNotIn(PEER_IP, self.manager.peers.dialers)
@@ -333,7 +327,7 @@ class HandshakeTests(ProtocolTestBase):
         No hello within 10 s ends the connection (handshake-timeout) in
         either direction; a hello in time cancels the timer.
         """
-        for direction in (INBOUND, OUTBOUND):
+        for direction in (Direction.INBOUND, Direction.OUTBOUND):
             with self.subTest(direction):
                 wire = self.connect(direction)
                 wire.sent()
@@ -346,14 +340,14 @@ class HandshakeTests(ProtocolTestBase):
         self.clock.advance(5)
         self.handshake(wire)
         self.clock.advance(60)
-        self.assertEqual(wire.proto.state, READY)
+        self.assertEqual(wire.proto.state, State.READY)
 
     def test_error_during_handshake(self) -> None:
         """
         An error from the peer instead of its hello (it refused us) closes
         the connection without an error of ours.
         """
-        wire = self.connect(OUTBOUND)
+        wire = self.connect(Direction.OUTBOUND)
         wire.sent()
         wire.feed(Error("wrong-genesis", "x"))
         self.assertTrue(wire.closed)
@@ -374,7 +368,7 @@ class PingTests(ProtocolTestBase):
         the nonce measures the round-trip time; a peer's ping is answered
         with a pong echoing its nonce.
         """
-        for direction in (INBOUND, OUTBOUND):
+        for direction in (Direction.INBOUND, Direction.OUTBOUND):
             with self.subTest(direction):
                 wire = self.connect(direction)
                 wire.sent()
@@ -408,7 +402,7 @@ class PingTests(ProtocolTestBase):
         (ping-timeout), inbound and outbound alike, without a score; one
         pong in time resets the count.
         """
-        for direction in (INBOUND, OUTBOUND):
+        for direction in (Direction.INBOUND, Direction.OUTBOUND):
             with self.subTest(direction):
                 wire = self.ready(direction)
                 self.clock.advance(30)
@@ -477,7 +471,7 @@ class BadInputTests(ProtocolTestBase):
             b"\n" + Ping(5).encode() + b"\n"
         for i in range(len(data)):
             wire.proto.dataReceived(data[i:i + 1])
-        self.assertEqual(wire.proto.state, READY)
+        self.assertEqual(wire.proto.state, State.READY)
         self.assertIn(Pong(5), wire.sent())
         wire.proto.dataReceived(Ping(6).encode() + b"\n"
                                 + Ping(7).encode() + b"\n" + b'{"ty')
@@ -539,7 +533,7 @@ class BadInputTests(ProtocolTestBase):
         self.clock.advance(601)
         fresh = self.connect()
         self.handshake(fresh)
-        self.assertEqual(fresh.proto.state, READY)
+        self.assertEqual(fresh.proto.state, State.READY)
 
     def test_rate_limit(self) -> None:
         """
@@ -731,7 +725,8 @@ class FactoryTests(ProtocolTestBase):
         self.assertTrue(factory.in_backoff)
         factory.stopTrying()
         self.assertFalse(factory.in_backoff)
-        factory.handshake_done(PeerProtocol(self.manager, OUTBOUND, factory))
+        factory.handshake_done(PeerProtocol(self.manager, Direction.OUTBOUND,
+                                            factory))
         self.assertFalse(factory.continueTrying)
 
 
@@ -753,10 +748,10 @@ class StateTableTests(ProtocolTestBase):
         every other message type is accepted only once ready, and hello and
         hello_proof are not.
         """
+        from timecoin.p2p.intake import STATES
         from timecoin.p2p.messages import MESSAGES
-        from timecoin.p2p.protocol import STATES
-        self.assertEqual(set(STATES[HELLO]), {"hello", "hello_proof",
-                                              "error"})
+        self.assertEqual(set(STATES[State.HELLO]),
+                         {"hello", "hello_proof", "error"})
         wire = self.ready()
         accepted = {name for name in MESSAGES
                     if wire.proto.handler_for(name) is not None}
@@ -797,7 +792,7 @@ class HelloLimitTests(ProtocolTestBase):
         wire.proto.dataReceived(self.hello().encode() + b"\n"
                                 + self.proof().encode() + b"\n"
                                 + big[:4500])
-        self.assertEqual(wire.proto.state, READY)
+        self.assertEqual(wire.proto.state, State.READY)
         wire.proto.dataReceived(big[4500:] + b"\n")
         self.assertFalse(wire.closed)
         self.assertIn("message-too-large", [
