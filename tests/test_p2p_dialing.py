@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from tests.test_p2p_protocol import PEER_IP, ProtocolTestBase, Wire
 from timecoin.p2p.dependencies import Direction
 from timecoin.p2p.messages import Error
-from timecoin.p2p.peers import EXCHANGE, SEED
+from timecoin.p2p.peers import Source
 from timecoin.p2p.protocol import PeerClientFactory
 
 
@@ -117,9 +117,9 @@ class SeedTests(ProtocolTestBase):
         now = self.clock.seconds()
         low = b"\x00" * 32
         assert low < self.node.key.public
-        seed = self.manager.peers.table.add("10.0.0.20", 24200, SEED)
-        learned = self.manager.peers.table.add("10.0.0.21", 24200, EXCHANGE,
-                                         origin="10.0.0.0/24")
+        seed = self.manager.peers.table.add("10.0.0.20", 24200, Source.SEED)
+        learned = self.manager.peers.table.add(
+            "10.0.0.21", 24200, Source.EXCHANGE, origin="10.0.0.0/24")
         for entry in (seed, learned):
             assert entry is not None
             entry.pubkey = low

@@ -36,7 +36,8 @@ catch-up, misbehaviour scores and the service that runs it all.
 - L{timecoin.p2p.sync}: catch-up by block ranges, a package split by
   object (its docstring lists the parts); C{BlockSync} coordinates them.
 - L{timecoin.p2p.peers}, L{timecoin.p2p.scoring}, L{timecoin.p2p.ratelimit}:
-  the peer table, misbehaviour scores and bans, token buckets.
+  the peer table (with C{Source}, where an address came from),
+  misbehaviour scores and bans, token buckets.
 - L{timecoin.p2p.service}: C{P2PService}, the Twisted service, which builds
   the pieces in order: registry, relays, manager.
 - L{timecoin.p2p.testing}: an in-memory network for tests.
