@@ -1,27 +1,12 @@
 """
 Who we are connected to, whom we dial, and what a message means.
 
-Identity and duplicates
-    A peer is its identity key (its IP; C{ip:port} on loopback, see
-    L{timecoin.p2p.peers.peer_key}); at most one completed connection per
-    key.  When a second connection with a key completes its handshake:
-
-    - same node key, opposite directions (a simultaneous open): both sides
-      keep the connection *dialled by the node with the lower public key*
-      and close the other with C{duplicate-connection}.  Both sides compare
-      the same two keys, so they close the same connection; the higher
-      side also stops its dialer, so nothing redials: one connection,
-      never a cycle;
-    - same node key, both inbound: the peer reconnected (the old one is a
-      dead half-open socket): the new one replaces it;
-    - same node key, both outbound: cannot happen (one dialer per key);
-      the new one is refused;
-    - another node key at the same IP: refused (C{duplicate-ip}).
-
-The manager checks each C{hello} and C{hello_proof}; the caps on
-connections in handshake are L{timecoin.p2p.gate.ConnectionGate}'s, and
-who holds the ready slots (duplicates, eviction) is
-L{timecoin.p2p.slots.ReadySlots}'s.
+Handshakes
+    The manager checks each C{hello} (network, genesis, version, policy,
+    not ourselves) and C{hello_proof}; the caps on connections still in
+    handshake are L{timecoin.p2p.gate.ConnectionGate}'s, and who holds the
+    ready slots (one per identity: duplicates, simultaneous opens,
+    eviction) is L{timecoin.p2p.slots.ReadySlots}'s.
 
 Dial rule
     Whom we dial and when is L{timecoin.p2p.dialing.DialRule}'s job (the

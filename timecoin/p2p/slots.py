@@ -4,12 +4,28 @@ at most C{max_peers} of them.
 
 A connection whose handshake is proven claims the slot of its identity
 (L{ReadySlots.claim}): a banned identity is refused; a full set evicts an
-inbound peer (L{timecoin.p2p.eviction.eviction_candidate}) or refuses;
-a slot already held is settled by the duplicate rules of
-L{timecoin.p2p.manager} (another node at the IP refused, a reconnecting
-inbound peer replaces its old connection, a simultaneous open keeps the
-connection dialled by the lower key).  A connection that ends gives its
-slot back at once (L{ReadySlots.release}).  Imports only
+inbound peer (L{timecoin.p2p.eviction.eviction_candidate}) or refuses.
+A connection that ends gives its slot back at once
+(L{ReadySlots.release}).
+
+Identity and duplicates
+    A peer is its identity key (its IP; C{ip:port} on loopback, see
+    L{timecoin.p2p.peers.peer_key}); at most one completed connection per
+    key.  When a second connection with a key completes its handshake:
+
+    - same node key, opposite directions (a simultaneous open): both sides
+      keep the connection *dialled by the node with the lower public key*
+      and close the other with C{duplicate-connection}.  Both sides compare
+      the same two keys, so they close the same connection; the higher
+      side also stops its dialer, so nothing redials: one connection,
+      never a cycle;
+    - same node key, both inbound: the peer reconnected (the old one is a
+      dead half-open socket): the new one replaces it;
+    - same node key, both outbound: cannot happen (one dialer per key);
+      the new one is refused;
+    - another node key at the same IP: refused (C{duplicate-ip}).
+
+Imports only
 L{timecoin.p2p.dependencies}, L{timecoin.p2p.eviction},
 L{timecoin.p2p.messages}, L{timecoin.p2p.protocol},
 L{timecoin.p2p.registry} and L{timecoin.p2p.sync}.
