@@ -26,7 +26,7 @@ from twisted.trial import unittest
 from tests.helpers import key
 from tests.helpers.clusters import PeerCluster, keys_by_order
 from timecoin.p2p.messages import GetPeers, Peers
-from timecoin.p2p.peers import EXCHANGE, SEED, PeerTable
+from timecoin.p2p.peers import PeerTable, Source
 from timecoin.p2p.service import P2PService, table_secret
 
 SECRET = b"\x42" * 16
@@ -68,18 +68,19 @@ class BucketTests(unittest.TestCase):
         learned ones.  (Before: all 1,000 went in, evicting the rest.)
         """
         table = PeerTable(None, Clock(), max_entries=1000, secret=SECRET)
-        table.add("192.168.0.1", 24200, SEED)
+        table.add("192.168.0.1", 24200, Source.SEED)
         table.connected("192.168.0.2", "192.168.0.2", 24200, b"\x01" * 32)
         for address in poison(1000):
             host, port = address.rsplit(":", 1)
-            table.add(host, int(port), EXCHANGE, origin="6.6.6.0/24")
+            table.add(host, int(port), Source.EXCHANGE, origin="6.6.6.0/24")
         share = table.bucket_size * table.buckets_per_source
         self.assertLessEqual(table.from_source("6.6.6.0/24"), share)
         self.assertGreater(table.from_source("6.6.6.0/24"), share // 2)
         for i in range(20):
-            table.add(f"172.16.{i}.1", 24200, EXCHANGE, origin="8.8.8.0/24")
+            table.add(f"172.16.{i}.1", 24200, Source.EXCHANGE,
+                      origin="8.8.8.0/24")
         self.assertGreaterEqual(table.from_source("8.8.8.0/24"), 15)
-        self.assertEqual(table.get("192.168.0.1").source, SEED)
+        self.assertEqual(table.get("192.168.0.1").source, Source.SEED)
         self.assertTrue(table.get("192.168.0.2").tried)
 
     def test_anchors_and_buckets_persisted(self) -> None:
@@ -95,7 +96,7 @@ class BucketTests(unittest.TestCase):
             table.connected(f"10.0.0.{i + 1}", f"10.0.0.{i + 1}", 24200,
                             bytes([i]) * 32)
             table.good_outbound(f"10.0.0.{i + 1}")
-        table.add("1.2.3.4", 24200, EXCHANGE, origin="6.6.6.0/24")
+        table.add("1.2.3.4", 24200, Source.EXCHANGE, origin="6.6.6.0/24")
         table.save()
         loaded = PeerTable(path, Clock(), anchor_count=2)
         loaded.load()
@@ -194,7 +195,7 @@ class PoisoningTests(unittest.TestCase):
         self.assertIn("10.0.0.3", victim.table.anchors)
         for address in poison(1000):
             host, port = address.rsplit(":", 1)
-            victim.table.add(host, int(port), EXCHANGE,
+            victim.table.add(host, int(port), Source.EXCHANGE,
                              origin=f"{host}/24")
         # Mostly poison (bucket collisions drop some of the thousand).
         self.assertGreater(len(victim.table), 800)

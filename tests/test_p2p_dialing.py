@@ -17,9 +17,10 @@ from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
 from tests.helpers.p2p import PEER_IP, ProtocolTestBase, Wire
+from timecoin.p2p.dependencies import Direction
 from timecoin.p2p.messages import Error
-from timecoin.p2p.peers import EXCHANGE, SEED
-from timecoin.p2p.protocol import OUTBOUND, PeerClientFactory
+from timecoin.p2p.peers import Source
+from timecoin.p2p.protocol import PeerClientFactory
 
 
 class RefusalBackoffTests(ProtocolTestBase):
@@ -62,7 +63,7 @@ class RefusalBackoffTests(ProtocolTestBase):
         A connection that lasts stable_after seconds after its handshake
         does reset the backoff: the next redial comes after ≈5 s.
         """
-        wire = self.connect(OUTBOUND)
+        wire = self.connect(Direction.OUTBOUND)
         factory = self.manager.peers.dialers[PEER_IP]
         factory.delay = 160.0
         factory.startedConnecting(type("C", (), {
@@ -90,7 +91,7 @@ class DuplicateIpTests(ProtocolTestBase):
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
         for _ in range(3):
-            wire = self.ready(OUTBOUND)
+            wire = self.ready(Direction.OUTBOUND)
             wire.feed(Error("duplicate-ip", "another node holds this IP"))
             wire.proto.close("refused")
             wire.lose()
@@ -116,9 +117,9 @@ class SeedTests(ProtocolTestBase):
         now = self.clock.seconds()
         low = b"\x00" * 32
         assert low < self.node.key.public
-        seed = self.manager.peers.table.add("10.0.0.20", 24200, SEED)
-        learned = self.manager.peers.table.add("10.0.0.21", 24200, EXCHANGE,
-                                         origin="10.0.0.0/24")
+        seed = self.manager.peers.table.add("10.0.0.20", 24200, Source.SEED)
+        learned = self.manager.peers.table.add(
+            "10.0.0.21", 24200, Source.EXCHANGE, origin="10.0.0.0/24")
         for entry in (seed, learned):
             assert entry is not None
             entry.pubkey = low

@@ -28,11 +28,12 @@ from tests.helpers.p2p import ProtocolTestBase, Wire, make_node
 from timecoin.genesis import make_genesis, write_genesis
 from timecoin.masternodes import Masternode
 from timecoin.node import Node
+from timecoin.p2p.dependencies import Direction, State
 from timecoin.p2p.gossip import Gossip
 from timecoin.p2p.manager import PeerManager
 from timecoin.p2p.messages import Ping, Pong
 from timecoin.p2p.peers import PeerTable
-from timecoin.p2p.protocol import INBOUND, READY, PeerProtocol
+from timecoin.p2p.protocol import PeerProtocol
 from timecoin.p2p.registry import PeerRegistry
 from timecoin.p2p.scoring import Scores
 from timecoin.p2p.settings import P2PSettings
@@ -80,12 +81,12 @@ class SlotTestBase(ProtocolTestBase):
         A ready inbound peer with test key C{n} from C{ip}; it answers our
         first ping after C{rtt} seconds (never if C{None}).
         """
-        wire = self.connect(INBOUND, ip, port)
+        wire = self.connect(Direction.INBOUND, ip, port)
         wire.sent()
         hello = self.hello(pubkey=key(n).public, nonce=bytes([n]) * 8)
         wire.feed(hello, self.proof(hello, signer=key(n)))
         pings = [m for m in wire.sent() if isinstance(m, Ping)]
-        if wire.proto.state == READY and rtt is not None and pings:
+        if wire.proto.state == State.READY and rtt is not None and pings:
             self.clock.advance(rtt)
             wire.feed(Pong(pings[0].nonce))
         return wire
@@ -118,7 +119,7 @@ class EvictionTests(SlotTestBase):
         attackers = self.fill(12)
         self.assertEqual(len(self.manager.peers.ready), 12)
         honest = self.peer(HONEST, "10.1.2.3")
-        self.assertEqual(honest.proto.state, READY)
+        self.assertEqual(honest.proto.state, State.READY)
         self.assertIn("10.1.2.3", self.manager.peers.ready)
         self.assertEqual(len(self.manager.peers.ready), 12)
         evicted = [w for w in attackers if w.proto.close_reason == "evicted"]
@@ -150,7 +151,7 @@ class EvictionTests(SlotTestBase):
             useful.append(wire)
         self.assertEqual(len(self.manager.peers.ready), 16)
         honest = self.peer(HONEST, "10.1.2.3")
-        self.assertEqual(honest.proto.state, READY)
+        self.assertEqual(honest.proto.state, State.READY)
         self.assertIsNone(mn.proto.close_reason)
         for wire in useful:
             self.assertIsNone(wire.proto.close_reason)
@@ -183,13 +184,13 @@ class PendingLimitTests(SlotTestBase):
         (too-many-from-subnet) while other ranges still get in.
         """
         limit = self.settings.max_pending_per_subnet
-        silent = [self.connect(INBOUND, f"10.77.0.{i + 1}", 40000)
+        silent = [self.connect(Direction.INBOUND, f"10.77.0.{i + 1}", 40000)
                   for i in range(limit)]
         for wire in silent:
             self.assertIsNone(wire.proto.close_reason)
-        extra = self.connect(INBOUND, "10.77.0.200", 40000)
+        extra = self.connect(Direction.INBOUND, "10.77.0.200", 40000)
         self.assertEqual(extra.proto.close_reason, "too-many-from-subnet")
-        other = self.connect(INBOUND, "10.78.0.1", 40000)
+        other = self.connect(Direction.INBOUND, "10.78.0.1", 40000)
         self.assertIsNone(other.proto.close_reason)
 
     def test_loopback_limited_unless_devnet(self) -> None:
@@ -198,12 +199,12 @@ class PendingLimitTests(SlotTestBase):
         127.0.0.1 is refused (too-many-from-ip); on devnet loopback is
         exempt (local test networks share it).
         """
-        first = self.connect(INBOUND, "127.0.0.1", 40001)
-        second = self.connect(INBOUND, "127.0.0.1", 40002)
+        first = self.connect(Direction.INBOUND, "127.0.0.1", 40001)
+        second = self.connect(Direction.INBOUND, "127.0.0.1", 40002)
         self.assertIsNone(first.proto.close_reason)
         self.assertIsNone(second.proto.close_reason)
         self.node.network = replace(self.node.network, name="testnet")
-        third = self.connect(INBOUND, "127.0.0.1", 40003)
+        third = self.connect(Direction.INBOUND, "127.0.0.1", 40003)
         self.assertEqual(third.proto.close_reason, "too-many-from-ip")
 
     def test_full_handshakes_evict_the_oldest(self) -> None:
@@ -217,12 +218,12 @@ class PendingLimitTests(SlotTestBase):
         limit = self.settings.max_pending_handshakes
         silent = []
         for i in range(limit):
-            silent.append(self.connect(INBOUND, f"10.{i // 200}.{i % 200}.1",
-                                       40000))
+            silent.append(self.connect(Direction.INBOUND,
+                                       f"10.{i // 200}.{i % 200}.1", 40000))
             self.clock.advance(0.01)
         self.assertTrue(all(w.proto.close_reason is None for w in silent))
         honest = self.peer(HONEST, "172.16.0.1")
-        self.assertEqual(honest.proto.state, READY)
+        self.assertEqual(honest.proto.state, State.READY)
         self.assertEqual(silent[0].proto.close_reason, "handshake-evicted")
         self.assertEqual(self.manager.peers.counters["handshake-evicted"], 1)
         self.assertTrue(all(w.proto.close_reason is None

@@ -189,8 +189,8 @@ class RepeatedLineTests(ClusterTestCase):
             parses[0] += 1
             return real(line)
 
-        from timecoin.p2p import protocol as protocol_module
-        self.patch(protocol_module, "parse_line", counting)
+        from timecoin.p2p import intake as intake_module
+        self.patch(intake_module, "parse_line", counting)
         manager = self.receiver.manager
         conn = manager.peers.ready[IPS[0]]
         received = conn.received["tx_votes"]

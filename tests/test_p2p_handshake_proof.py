@@ -18,9 +18,9 @@ from typing import Any
 
 from tests.helpers import key
 from tests.helpers.p2p import ProtocolTestBase, Wire
+from timecoin.p2p.dependencies import Direction, State
 from timecoin.p2p.handshake import HelloProof, check_proof, make_proof
 from timecoin.p2p.messages import Error
-from timecoin.p2p.protocol import HELLO, INBOUND, READY
 
 LOOPBACK = "127.0.0.1"
 REAL_PORT = 24201
@@ -38,7 +38,7 @@ class HandshakeProofTests(ProtocolTestBase):
         The real node (test key 50, listening on REAL_PORT) connected from
         loopback and ready.
         """
-        wire = self.connect(INBOUND, LOOPBACK, 50001)
+        wire = self.connect(Direction.INBOUND, LOOPBACK, 50001)
         self.handshake(wire, listen_port=REAL_PORT)
         self.assertIs(self.manager.peers.ready[REAL_KEY], wire.proto)
         wire.sent()
@@ -49,7 +49,7 @@ class HandshakeProofTests(ProtocolTestBase):
         Another loopback connection whose hello claims the real node's key
         and listen port (a fresh nonce).
         """
-        wire = self.connect(INBOUND, LOOPBACK, port)
+        wire = self.connect(Direction.INBOUND, LOOPBACK, port)
         wire.sent()
         wire.feed(self.hello(listen_port=REAL_PORT, nonce=b"\x07" * 8,
                              **changes))
@@ -65,7 +65,7 @@ class HandshakeProofTests(ProtocolTestBase):
         """
         real = self.real_node()
         wire = self.claimer()
-        self.assertEqual(wire.proto.state, HELLO)
+        self.assertEqual(wire.proto.state, State.HELLO)
         self.assertIs(self.manager.peers.ready[REAL_KEY], real.proto)
         hello = self.hello(listen_port=REAL_PORT, nonce=b"\x07" * 8)
         wire.feed(self.proof(hello, signer=key(66)))
@@ -75,7 +75,7 @@ class HandshakeProofTests(ProtocolTestBase):
         wire.lose()
         self.assertIs(self.manager.peers.ready[REAL_KEY], real.proto)
         self.assertFalse(real.closed)
-        self.assertEqual(real.proto.state, READY)
+        self.assertEqual(real.proto.state, State.READY)
         self.assertEqual(self.scores.score(REAL_KEY), 0)
         self.assertEqual(self.manager.peers.counters["bad-hello-proof"], 1)
 
@@ -115,7 +115,7 @@ class HandshakeProofTests(ProtocolTestBase):
         proof) still replaces its dead old connection.
         """
         old = self.real_node()
-        new = self.connect(INBOUND, LOOPBACK, 50003)
+        new = self.connect(Direction.INBOUND, LOOPBACK, 50003)
         self.handshake(new, listen_port=REAL_PORT, nonce=b"\x08" * 8)
         self.assertIs(self.manager.peers.ready[REAL_KEY], new.proto)
         self.assertEqual(old.proto.close_reason, "replaced")
@@ -152,11 +152,11 @@ class HandshakeProofTests(ProtocolTestBase):
         A hello_proof before any hello is expected-hello; a second hello
         during the handshake is expected-hello too.
         """
-        wire = self.connect(INBOUND, LOOPBACK, 50004)
+        wire = self.connect(Direction.INBOUND, LOOPBACK, 50004)
         wire.sent()
         wire.feed(HelloProof(b"\x00" * 64))
         self.assertEqual(wire.proto.close_reason, "expected-hello")
         wire.lose()
-        again = self.connect(INBOUND, LOOPBACK, 50005)
+        again = self.connect(Direction.INBOUND, LOOPBACK, 50005)
         again.feed(self.hello(), self.hello())
         self.assertEqual(again.proto.close_reason, "expected-hello")

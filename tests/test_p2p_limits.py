@@ -27,6 +27,7 @@ from timecoin import encoding, params
 from timecoin.encoding import MAX_DEPTH, EncodingError, decode
 from timecoin.finality import APPROVE, sign_tx_vote
 from timecoin.p2p import messages as messages_module
+from timecoin.p2p.dependencies import Direction, State
 from timecoin.p2p.messages import (
     Error,
     GetBlocks,
@@ -41,12 +42,7 @@ from timecoin.p2p.messages import (
     sniff_type,
 )
 from timecoin.p2p.output import output_buffered
-from timecoin.p2p.protocol import (
-    CLOSED,
-    INBOUND,
-    OUTBOUND,
-    PeerProtocol,
-)
+from timecoin.p2p.protocol import PeerProtocol
 from timecoin.p2p.settings import P2PSettings
 from timecoin.tx import Transaction, TxIn
 
@@ -103,10 +99,11 @@ class LimitsBase(ProtocolTestBase):
                            output_hard_bytes=20_000, held_requests=3,
                            close_grace=2.0)
 
-    def connect(self, direction: str = INBOUND, ip: str = PEER_IP,
-                port: int = 50123) -> Wire:
+    def connect(self, direction: Direction = Direction.INBOUND,
+                ip: str = PEER_IP, port: int = 50123) -> Wire:
         transport = StalledTransport(
-            peerAddress=IPv4Address("TCP", ip, port if direction == INBOUND
+            peerAddress=IPv4Address("TCP", ip,
+                                    port if direction == Direction.INBOUND
                                     else 24200))
         proto = PeerProtocol(self.manager, direction)
         proto.makeConnection(transport)
@@ -214,7 +211,7 @@ class BoundedOutputTests(LimitsBase):
         self.assertTrue(transport.aborted)
         self.assertNotIn(key_, self.manager.peers.ready)
         self.assertNotIn(wire.proto, self.manager.peers.connections)
-        self.assertEqual(wire.proto.state, CLOSED)
+        self.assertEqual(wire.proto.state, State.CLOSED)
         self.assertEqual(self.manager.peers.counters["closed:output-overflow"], 1)
         self.assertEqual(self.scores.score(PEER_IP), 0.0)
         self.assertLess(transport.output_buffered(),
@@ -251,7 +248,7 @@ class DropTests(LimitsBase):
         it is dropped, its pending requests fail, and its socket is
         aborted after close_grace.
         """
-        for direction in (INBOUND, OUTBOUND):
+        for direction in (Direction.INBOUND, Direction.OUTBOUND):
             with self.subTest(direction):
                 wire = self.ready(direction)
                 key_ = wire.proto.peer_key
@@ -387,7 +384,7 @@ class NestingTests(LimitsBase):
                       + b"}")
         self.assertEqual(self.manager.peers.counters["bad-json"], 5)
         self.assertTrue(self.scores.banned(PEER_IP))
-        self.assertEqual(wire.proto.state, CLOSED)
+        self.assertEqual(wire.proto.state, State.CLOSED)
         self.assertFalse([e for e in self.events if "log_failure" in e])
         offences = [e for e in self.events
                     if e.get("reason") == "bad-json"]
@@ -405,7 +402,7 @@ class NestingTests(LimitsBase):
         for port in (40001, 40002, 40003):
             wire = self.connect(ip="127.0.0.1", port=port)
             wire.feed(b"[" * 1020)
-            self.assertEqual(wire.proto.state, CLOSED)
+            self.assertEqual(wire.proto.state, State.CLOSED)
         self.assertEqual(self.manager.peers.counters["bad-json"], 3)
         self.assertEqual(self.manager.peers.counters["closed:banned"], 3)
         self.assertEqual(self.manager.peers.counters["bans"], 0)

@@ -21,7 +21,7 @@ from tests.helpers import addr, key, result_of
 from tests.helpers.clusters import PeerCluster, keys_by_order
 from timecoin import params
 from timecoin.p2p.messages import TxMsg
-from timecoin.p2p.peers import EXCHANGE, SEED, PeerTable, parse_address, peer_key
+from timecoin.p2p.peers import PeerTable, Source, parse_address, peer_key
 from timecoin.p2p.service import P2PService
 
 
@@ -346,7 +346,7 @@ class DialTests(unittest.TestCase):
         self.net.advance(20)
         self.assertEqual(self.cluster.ready_keys("10.0.0.3"),
                          ["10.0.0.1", "10.0.0.2"])
-        self.assertEqual(c.table.get("10.0.0.2").source, EXCHANGE)
+        self.assertEqual(c.table.get("10.0.0.2").source, Source.EXCHANGE)
         self.cluster.stop("10.0.0.3")
         saved = json.loads(
             (self.cluster.datadirs["10.0.0.3"] / "peers.json").read_text())
@@ -366,12 +366,12 @@ class PeerTableTests(unittest.TestCase):
         """
         table = PeerTable(None, Clock(), max_entries=1000)
         for i in range(3):
-            table.add(f"192.168.0.{i + 1}", 24200, SEED)
+            table.add(f"192.168.0.{i + 1}", 24200, Source.SEED)
         for i in range(1500):
-            table.add(f"10.{i // 250}.{i % 250}.1", 24200, EXCHANGE)
+            table.add(f"10.{i // 250}.{i % 250}.1", 24200, Source.EXCHANGE)
         self.assertEqual(len(table), 1000)
         self.assertEqual(sum(1 for e in table.entries.values()
-                             if e.source == SEED), 3)
+                             if e.source == Source.SEED), 3)
 
     def test_persisted(self) -> None:
         """
@@ -384,15 +384,16 @@ class PeerTableTests(unittest.TestCase):
         clock = Clock()
         clock.advance(100)
         table = PeerTable(path, clock)
-        table.add("10.0.0.1", 24200, SEED)
+        table.add("10.0.0.1", 24200, Source.SEED)
         table.connected("10.0.0.2", "10.0.0.2", 24300, key(3).public)
-        table.add("::1", 24200, EXCHANGE)
+        table.add("::1", 24200, Source.EXCHANGE)
         table.save()
         self.assertFalse(path.with_name(path.name + ".tmp").exists())
         loaded = PeerTable(path, clock)
         loaded.load()
         self.assertEqual(
-            {k: replace(e, source=EXCHANGE if e.source == SEED else e.source)
+            {k: replace(e, source=Source.EXCHANGE if e.source == Source.SEED
+                        else e.source)
              for k, e in table.entries.items()}, loaded.entries)
         self.assertEqual(loaded.get("10.0.0.2").pubkey, key(3).public)
         path.write_text("{not json")
@@ -406,8 +407,8 @@ class PeerTableTests(unittest.TestCase):
         seed never is.
         """
         table = PeerTable(None, Clock(), max_failures=3)
-        table.add("10.0.0.1", 1, SEED)
-        table.add("10.0.0.2", 1, EXCHANGE)
+        table.add("10.0.0.1", 1, Source.SEED)
+        table.add("10.0.0.2", 1, Source.EXCHANGE)
         self.assertEqual([table.failed("10.0.0.2") for _ in range(3)],
                          [False, False, True])
         self.assertEqual([table.failed("10.0.0.1") for _ in range(5)],
@@ -427,8 +428,8 @@ class PeerTableTests(unittest.TestCase):
         self.assertEqual(parse_address("seed.example:5", ip_only=False),
                          ("seed.example", 5))
         table = PeerTable(None, Clock())
-        table.add("127.0.0.1", 5, EXCHANGE)
-        table.add("::2", 5, EXCHANGE)
+        table.add("127.0.0.1", 5, Source.EXCHANGE)
+        table.add("::2", 5, Source.EXCHANGE)
         self.assertEqual(table.addresses(10, loopback=False), ["[::2]:5"])
         self.assertEqual(sorted(table.addresses(10, loopback=True)),
                          ["127.0.0.1:5", "[::2]:5"])

@@ -13,7 +13,7 @@ from typing import Any
 from tests.helpers import result_of
 from tests.helpers.p2p import PEER_IP, ProtocolTestBase, Wire
 from timecoin.p2p.consensus_relay import ConsensusRelay
-from timecoin.p2p.dependencies import RequestFailed
+from timecoin.p2p.dependencies import Direction, RequestFailed, State
 from timecoin.p2p.messages import (
     MAX_LINE_BYTES,
     Blocks,
@@ -27,15 +27,7 @@ from timecoin.p2p.messages import (
     Pong,
     Tip,
 )
-from timecoin.p2p.protocol import (
-    CLOSED,
-    HELLO,
-    INBOUND,
-    OUTBOUND,
-    READY,
-    PeerClientFactory,
-    PeerProtocol,
-)
+from timecoin.p2p.protocol import PeerClientFactory, PeerProtocol
 from timecoin.p2p.registry import PeerRegistry
 
 
@@ -52,7 +44,7 @@ class HandshakeTests(ProtocolTestBase):
         the peer's valid hello makes the connection ready: it is registered
         under the peer's IP, pings start and peers are asked for.
         """
-        for direction in (INBOUND, OUTBOUND):
+        for direction in (Direction.INBOUND, Direction.OUTBOUND):
             with self.subTest(direction):
                 wire = self.connect(direction)
                 first = wire.sent()
@@ -64,12 +56,12 @@ class HandshakeTests(ProtocolTestBase):
                      ours.listen_port, ours.nonce),
                     ("devnet", self.node.genesis.hash, self.node.key.public,
                      "round-robin", 24200, self.manager.nonce))
-                self.assertEqual(wire.proto.state, HELLO)
+                self.assertEqual(wire.proto.state, State.HELLO)
                 wire.feed(self.hello())
-                self.assertEqual(wire.proto.state, HELLO)
+                self.assertEqual(wire.proto.state, State.HELLO)
                 self.assertEqual(wire.sent_types(), ["hello_proof"])
                 wire.feed(self.proof())
-                self.assertEqual(wire.proto.state, READY)
+                self.assertEqual(wire.proto.state, State.READY)
                 self.assertIs(self.manager.peers.ready[PEER_IP], wire.proto)
                 self.assertEqual(sorted(wire.sent_types()),
                                  ["get_peers", "ping"])
@@ -87,7 +79,7 @@ class HandshakeTests(ProtocolTestBase):
         self.assertTrue(wire.closed)
         self.assertEqual(wire.proto.close_reason, reason)
         wire.lose()
-        self.assertEqual(wire.proto.state, CLOSED)
+        self.assertEqual(wire.proto.state, State.CLOSED)
         self.assertEqual(self.manager.peers.ready, {})
 
     def test_refusals(self) -> None:
@@ -106,7 +98,7 @@ class HandshakeTests(ProtocolTestBase):
             ({"pubkey": self.node.key.public}, "self-connection"),
         ]
         for changes, reason in cases:
-            for direction in (INBOUND, OUTBOUND):
+            for direction in (Direction.INBOUND, Direction.OUTBOUND):
                 with self.subTest(reason=reason, direction=direction):
                     wire = self.connect(direction)
                     wire.sent()
@@ -122,14 +114,14 @@ class HandshakeTests(ProtocolTestBase):
         """
         wire = self.connect()
         self.handshake(wire, version=7)
-        self.assertEqual(wire.proto.state, READY)
+        self.assertEqual(wire.proto.state, State.READY)
 
     def test_self_connection_not_redialled(self) -> None:
         """
         An outbound connection that reaches ourselves marks the address as
         self and stops its dialer.
         """
-        wire = self.connect(OUTBOUND)
+        wire = self.connect(Direction.OUTBOUND)
         wire.feed(self.hello(nonce=self.manager.nonce))
         self.assertIn(PEER_IP, self.manager.dialing.self_keys)
         self.assertNotIn(PEER_IP, self.manager.peers.dialers)
@@ -153,7 +145,7 @@ class HandshakeTests(ProtocolTestBase):
         No hello within 10 s ends the connection (handshake-timeout) in
         either direction; a hello in time cancels the timer.
         """
-        for direction in (INBOUND, OUTBOUND):
+        for direction in (Direction.INBOUND, Direction.OUTBOUND):
             with self.subTest(direction):
                 wire = self.connect(direction)
                 wire.sent()
@@ -166,14 +158,14 @@ class HandshakeTests(ProtocolTestBase):
         self.clock.advance(5)
         self.handshake(wire)
         self.clock.advance(60)
-        self.assertEqual(wire.proto.state, READY)
+        self.assertEqual(wire.proto.state, State.READY)
 
     def test_error_during_handshake(self) -> None:
         """
         An error from the peer instead of its hello (it refused us) closes
         the connection without an error of ours.
         """
-        wire = self.connect(OUTBOUND)
+        wire = self.connect(Direction.OUTBOUND)
         wire.sent()
         wire.feed(Error("wrong-genesis", "x"))
         self.assertTrue(wire.closed)
@@ -194,7 +186,7 @@ class PingTests(ProtocolTestBase):
         the nonce measures the round-trip time; a peer's ping is answered
         with a pong echoing its nonce.
         """
-        for direction in (INBOUND, OUTBOUND):
+        for direction in (Direction.INBOUND, Direction.OUTBOUND):
             with self.subTest(direction):
                 wire = self.connect(direction)
                 wire.sent()
@@ -228,7 +220,7 @@ class PingTests(ProtocolTestBase):
         (ping-timeout), inbound and outbound alike, without a score; one
         pong in time resets the count.
         """
-        for direction in (INBOUND, OUTBOUND):
+        for direction in (Direction.INBOUND, Direction.OUTBOUND):
             with self.subTest(direction):
                 wire = self.ready(direction)
                 self.clock.advance(30)
@@ -297,7 +289,7 @@ class BadInputTests(ProtocolTestBase):
             b"\n" + Ping(5).encode() + b"\n"
         for i in range(len(data)):
             wire.proto.dataReceived(data[i:i + 1])
-        self.assertEqual(wire.proto.state, READY)
+        self.assertEqual(wire.proto.state, State.READY)
         self.assertIn(Pong(5), wire.sent())
         wire.proto.dataReceived(Ping(6).encode() + b"\n"
                                 + Ping(7).encode() + b"\n" + b'{"ty')
@@ -359,7 +351,7 @@ class BadInputTests(ProtocolTestBase):
         self.clock.advance(601)
         fresh = self.connect()
         self.handshake(fresh)
-        self.assertEqual(fresh.proto.state, READY)
+        self.assertEqual(fresh.proto.state, State.READY)
 
     def test_rate_limit(self) -> None:
         """
@@ -551,7 +543,8 @@ class FactoryTests(ProtocolTestBase):
         self.assertTrue(factory.in_backoff)
         factory.stopTrying()
         self.assertFalse(factory.in_backoff)
-        factory.handshake_done(PeerProtocol(self.manager, OUTBOUND, factory))
+        factory.handshake_done(PeerProtocol(self.manager, Direction.OUTBOUND,
+                                            factory))
         self.assertFalse(factory.continueTrying)
 
 
@@ -573,10 +566,10 @@ class StateTableTests(ProtocolTestBase):
         every other message type is accepted only once ready, and hello and
         hello_proof are not.
         """
+        from timecoin.p2p.intake import STATES
         from timecoin.p2p.messages import MESSAGES
-        from timecoin.p2p.protocol import STATES
-        self.assertEqual(set(STATES[HELLO]), {"hello", "hello_proof",
-                                              "error"})
+        self.assertEqual(set(STATES[State.HELLO]),
+                         {"hello", "hello_proof", "error"})
         wire = self.ready()
         accepted = {name for name in MESSAGES
                     if wire.proto.handler_for(name) is not None}
@@ -617,7 +610,7 @@ class HelloLimitTests(ProtocolTestBase):
         wire.proto.dataReceived(self.hello().encode() + b"\n"
                                 + self.proof().encode() + b"\n"
                                 + big[:4500])
-        self.assertEqual(wire.proto.state, READY)
+        self.assertEqual(wire.proto.state, State.READY)
         wire.proto.dataReceived(big[4500:] + b"\n")
         self.assertFalse(wire.closed)
         self.assertIn("message-too-large", [

@@ -23,7 +23,8 @@ from timecoin.consensus import NIL, PREVOTE, BlockVote, sign_vote
 from timecoin.encoding import sha256
 from timecoin.p2p.caches import KnownSet
 from timecoin.p2p.consensus_relay import BlockVoteMsg, ConsensusRelay
-from timecoin.p2p.protocol import INBOUND, READY, PeerProtocol
+from timecoin.p2p.dependencies import Direction, State
+from timecoin.p2p.protocol import PeerProtocol
 from timecoin.p2p.registry import PeerRegistry
 from timecoin.p2p.settings import P2PSettings
 
@@ -62,7 +63,7 @@ class KnownSetTests(ProtocolTestBase):
         digest is in the connection's known-set), even a repeat dropped
         before parsing.
         """
-        wire = self.connect(INBOUND)
+        wire = self.connect(Direction.INBOUND)
         self.handshake(wire)
         msg = BlockVoteMsg(vote(50))
         wire.feed(msg)
@@ -100,10 +101,10 @@ class RelayTestBase(ProtocolTestBase):
         Connect and handshake the peer of test key C{n}; its hellos and
         anything sent to it so far are cleared.
         """
-        wire = self.connect(INBOUND, ip=f"10.0.1.{n}")
+        wire = self.connect(Direction.INBOUND, ip=f"10.0.1.{n}")
         hello = self.hello(pubkey=key(n).public, nonce=bytes([n]) * 8)
         wire.feed(hello, self.proof(hello, key(n)))
-        self.assertEqual(wire.proto.state, READY)
+        self.assertEqual(wire.proto.state, State.READY)
         wire.sent()
         self.peers[n] = wire
         return wire

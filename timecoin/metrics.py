@@ -28,6 +28,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from timecoin.p2p.dependencies import Direction
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0,
                    5.0, 10.0, 30.0)
 
@@ -143,8 +145,8 @@ class _NodeCollector(Collector):
                                   "Connected (handshaken) peers, by "
                                   "direction.", labels=["direction"])
         directions = [c.direction for c in p2p.manager.peers.ready.values()]
-        for direction in ("inbound", "outbound"):
-            peers.add_metric([direction], directions.count(direction))
+        for direction in Direction:
+            peers.add_metric([direction.value], directions.count(direction))
         yield peers
         yield GaugeMetricFamily("timecoin_peers_banned",
                                 "Peer identities banned now.",

@@ -22,6 +22,7 @@ from timecoin.config import Config
 from timecoin.keys import PrivateKey
 from timecoin.node import Node
 from timecoin.p2p.consensus_relay import ConsensusRelay
+from timecoin.p2p.dependencies import Direction, State
 from timecoin.p2p.gossip import Gossip
 from timecoin.p2p.handshake import HelloProof, make_proof
 from timecoin.p2p.manager import PeerManager
@@ -32,13 +33,7 @@ from timecoin.p2p.messages import (
     parse_line,
 )
 from timecoin.p2p.peers import PeerTable
-from timecoin.p2p.protocol import (
-    INBOUND,
-    OUTBOUND,
-    READY,
-    PeerClientFactory,
-    PeerProtocol,
-)
+from timecoin.p2p.protocol import PeerClientFactory, PeerProtocol
 from timecoin.p2p.registry import PeerRegistry
 from timecoin.p2p.scoring import Scores
 from timecoin.p2p.settings import P2PSettings
@@ -175,31 +170,33 @@ class ProtocolTestBase(unittest.TestCase):
         hello = self.hello(**changes)
         wire.feed(hello, self.proof(hello))
 
-    def connect(self, direction: str = INBOUND, ip: str = PEER_IP,
-                port: int = 50123) -> Wire:
+    def connect(self, direction: Direction = Direction.INBOUND,
+                ip: str = PEER_IP, port: int = 50123) -> Wire:
         """
         Open a connection in C{direction}; outbound ones come from a dialer
         as the manager makes them.
         """
         transport = StringTransport(
-            peerAddress=IPv4Address("TCP", ip, port if direction == INBOUND
+            peerAddress=IPv4Address("TCP", ip,
+                                    port if direction == Direction.INBOUND
                                     else 24200))
-        if direction == OUTBOUND:
+        if direction == Direction.OUTBOUND:
             factory = PeerClientFactory(self.manager, ip, ip, 24200,
                                         random.Random(1))
             self.manager.peers.dialers[ip] = factory
             proto = factory.buildProtocol(None)
         else:
-            proto = PeerProtocol(self.manager, INBOUND)
+            proto = PeerProtocol(self.manager, Direction.INBOUND)
         proto.makeConnection(transport)
         return Wire(proto, transport)
 
-    def ready(self, direction: str = INBOUND, **changes: Any) -> Wire:
+    def ready(self, direction: Direction = Direction.INBOUND,
+              **changes: Any) -> Wire:
         """
         A connection past its handshake, with the output cleared.
         """
         wire = self.connect(direction)
         self.handshake(wire, **changes)
-        self.assertEqual(wire.proto.state, READY)
+        self.assertEqual(wire.proto.state, State.READY)
         wire.sent()
         return wire

@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import LogLevel
 
 from timecoin.logs import RateLimitedLog
-from timecoin.p2p.dependencies import CLOSED, ConnectionHost
+from timecoin.p2p.dependencies import ConnectionHost, State
 from timecoin.p2p.messages import Error, Message
 from timecoin.p2p.output import OutputBound
 from timecoin.p2p.scoring import OFFENCES, Offence
@@ -31,7 +31,7 @@ class Closable(Protocol):
     (L{timecoin.p2p.protocol.PeerProtocol} is the implementation).
     """
 
-    state: str
+    state: State
     close_reason: str | None
     ip: str
     peer_key: str
@@ -95,7 +95,7 @@ class Closing:
         C{close_grace} seconds and is then aborted.
         """
         conn = self.conn
-        if conn.close_reason is not None or conn.state == CLOSED:
+        if conn.close_reason is not None or conn.state == State.CLOSED:
             return
         if logged:
             self.host.closing(conn, reason, detail)
@@ -116,7 +116,9 @@ class Closing:
             transport.loseConnection()
             self._abort_call = self.clock.callLater(
                 self.settings.close_grace, self._abort)
-        if conn.state != CLOSED:
+        # Aborting may have ended the connection already (connectionLost),
+        # which mypy's narrowing above cannot see.
+        if conn.state != State.CLOSED:  # type: ignore[comparison-overlap]
             conn.ended()
 
     def _abort(self) -> None:

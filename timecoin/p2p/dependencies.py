@@ -44,11 +44,16 @@ class Direction(StrEnum):
     OUTBOUND = "outbound"
 
 
-CONNECTING = "connecting"
-HELLO = "hello"
-READY = "ready"
-CLOSED = "closed"
-"""The states of a connection, in order: what RPC and logs show."""
+class State(StrEnum):
+    """
+    The states of a connection, in order; its value is what RPC and logs
+    show.
+    """
+
+    CONNECTING = "connecting"
+    HELLO = "hello"
+    READY = "ready"
+    CLOSED = "closed"
 
 
 class RequestFailed(Exception):

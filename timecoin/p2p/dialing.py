@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 
 from timecoin.encoding import sha256
 from timecoin.p2p.dependencies import ConnectionHost
-from timecoin.p2p.peers import SEED, PeerEntry, is_loopback, subnet
+from timecoin.p2p.peers import PeerEntry, Source, is_loopback, subnet
 from timecoin.p2p.protocol import PeerClientFactory, PeerProtocol
 from timecoin.p2p.registry import PeerRegistry
 
@@ -157,7 +157,7 @@ class DialRule:
         (the last good outbound peers, kept across restarts).
         """
         seeds = sorted(e.key for e in self.peers.table.entries.values()
-                       if e.source == SEED)
+                       if e.source == Source.SEED)
         return seeds + [a for a in self.peers.table.anchors if a not in seeds]
 
     def _group(self, key: str) -> str:
@@ -199,7 +199,8 @@ class DialRule:
         if any(c.peer_key == key for c in self.peers.connections):
             return False
         if entry.pubkey is not None and entry.pubkey < self.host.pubkey and \
-                entry.source != SEED and key not in self.peers.table.anchors:
+                entry.source != Source.SEED and \
+                key not in self.peers.table.anchors:
             # The lower key dials; we wait for it a while.  An operator's
             # --connect and the anchors (last good outbound peers) are
             # always dialled: a restarted node with the highest key would

@@ -15,7 +15,7 @@ from timecoin.p2p.dependencies import Connection, RequestFailed
 from timecoin.p2p.dialing import DialRule
 from timecoin.p2p.messages import MAX_PEERS_PER_REPLY, GetPeers, Peers
 from timecoin.p2p.peers import (
-    EXCHANGE,
+    Source,
     is_loopback,
     parse_address,
     peer_key,
@@ -70,7 +70,7 @@ class PeerExchange:
                     key in self.dialing.self_keys or peers.scores.banned(key):
                 continue
             if key not in peers.table.entries and peers.table.add(
-                    host, port, EXCHANGE, origin=origin) is not None:
+                    host, port, Source.EXCHANGE, origin=origin) is not None:
                 learned += 1
         if bad:
             peers.count("bad-peer-address", bad)

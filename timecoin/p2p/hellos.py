@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from twisted.internet.interfaces import IDelayedCall
 
-from timecoin.p2p.dependencies import HELLO, ConnectionHost
+from timecoin.p2p.dependencies import ConnectionHost, State
 from timecoin.p2p.handshake import HelloProof
 from timecoin.p2p.messages import Hello, Message
 from timecoin.p2p.tls import pin_refusal
@@ -24,7 +24,7 @@ class Greeted(Protocol):
     (L{timecoin.p2p.protocol.PeerProtocol} is the implementation).
     """
 
-    state: str
+    state: State
     hello: Hello | None
 
     @property
@@ -81,7 +81,7 @@ class Handshake:
 
     def _timed_out(self) -> None:
         self._call = None
-        if self.conn.state == HELLO:
+        if self.conn.state == State.HELLO:
             self.conn.misbehaved(
                 "handshake-timeout",
                 f"no hello within {self.settings.handshake_timeout} s",

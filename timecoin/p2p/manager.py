@@ -1,22 +1,12 @@
 """
 Who we are connected to, whom we dial, and what a message means.
 
-Identity and duplicates
-    A peer is its identity key (its IP; C{ip:port} on loopback, see
-    L{timecoin.p2p.peers.peer_key}); at most one completed connection per
-    key.  When a second connection with a key completes its handshake:
-
-    - same node key, opposite directions (a simultaneous open): both sides
-      keep the connection *dialled by the node with the lower public key*
-      and close the other with C{duplicate-connection}.  Both sides compare
-      the same two keys, so they close the same connection; the higher
-      side also stops its dialer, so nothing redials: one connection,
-      never a cycle;
-    - same node key, both inbound: the peer reconnected (the old one is a
-      dead half-open socket): the new one replaces it;
-    - same node key, both outbound: cannot happen (one dialer per key);
-      the new one is refused;
-    - another node key at the same IP: refused (C{duplicate-ip}).
+Handshakes
+    The manager checks each C{hello} (network, genesis, version, policy,
+    not ourselves) and C{hello_proof}; the caps on connections still in
+    handshake are L{timecoin.p2p.gate.ConnectionGate}'s, and who holds the
+    ready slots (one per identity: duplicates, simultaneous opens,
+    eviction) is L{timecoin.p2p.slots.ReadySlots}'s.
 
 Dial rule
     Whom we dial and when is L{timecoin.p2p.dialing.DialRule}'s job (the
@@ -27,7 +17,7 @@ Message dispatch
     those the relays return from C{handlers()} are merged once, when the
     manager is built, into one L{HandlerTable}; the connection accepts in
     its ready state exactly those types plus its own (ping, pong, error,
-    responses: L{timecoin.p2p.protocol.STATES}).
+    responses: L{timecoin.p2p.intake.STATES}).
 """
 
 from __future__ import annotations
@@ -43,18 +33,18 @@ from timecoin import __version__
 from timecoin.p2p.caches import LineCache
 from timecoin.p2p.consensus_relay import ConsensusRelay
 from timecoin.p2p.dependencies import (
-    CONNECTING,
-    HELLO,
-    READY,
     Connection,
+    Direction,
     Handler,
     HandlerTable,
+    State,
 )
 from timecoin.p2p.dialing import ConnectTCP, DialRule
-from timecoin.p2p.eviction import eviction_candidate
 from timecoin.p2p.exchange import PeerExchange
+from timecoin.p2p.gate import ConnectionGate
 from timecoin.p2p.gossip import Gossip
 from timecoin.p2p.handshake import HelloProof, check_proof, make_proof
+from timecoin.p2p.intake import STATES
 from timecoin.p2p.messages import (
     MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
@@ -65,21 +55,12 @@ from timecoin.p2p.messages import (
     Message,
     Tip,
 )
-from timecoin.p2p.peers import (
-    is_loopback,
-    peer_key,
-    subnet,
-)
-from timecoin.p2p.protocol import (
-    INBOUND,
-    OUTBOUND,
-    STATES,
-    PeerClientFactory,
-    PeerProtocol,
-)
+from timecoin.p2p.peers import peer_key
+from timecoin.p2p.protocol import PeerClientFactory, PeerProtocol
 from timecoin.p2p.registry import PeerRegistry
 from timecoin.p2p.scoring import Scores
 from timecoin.p2p.settings import P2PSettings
+from timecoin.p2p.slots import ReadySlots
 from timecoin.p2p.sync import BlockSync
 
 if TYPE_CHECKING:
@@ -97,7 +78,9 @@ the kind of delivery each counts as."""
 class PeerManager:
     """
     The handshake acceptance, dial rule and message dispatch of one node;
-    the connections themselves are in its L{PeerRegistry} (C{peers}).
+    the connections themselves are in its L{PeerRegistry} (C{peers}), the
+    caps on handshakes in its L{ConnectionGate} (C{gate}), the ready
+    slots in its L{ReadySlots} (C{slots}).
 
     Its collaborators come in the constructor: the relays (each returns
     its message handlers; they are merged once, with the manager's own,
@@ -127,12 +110,16 @@ class PeerManager:
         """The dial rule: whom we dial, and when."""
         self.exchange = PeerExchange(peers, self.dialing)
         """Peer exchange: addresses asked of and served to peers."""
+        self.gate = ConnectionGate(node, peers)
+        """The caps on connections in handshake."""
+        self.slots = ReadySlots(node, peers, sync)
+        """Who holds the ready slots."""
         self._told_duplicate_ip = False
         self.handlers = HandlerTable(
             self.own_handlers(),
             *(relay.handlers() for relay in (gossip, sync, consensus)
               if relay is not None),
-            reserved=set(STATES[HELLO]) | set(STATES[READY]))
+            reserved=set(STATES[State.HELLO]) | set(STATES[State.READY]))
 
     def own_handlers(self) -> dict[str, Handler]:
         """
@@ -260,40 +247,7 @@ class PeerManager:
         self.peers.connections.add(conn)
         if not self.peers.running:
             return "shutdown"
-        if conn.direction == INBOUND:
-            loopback = is_loopback(conn.ip)
-            if not loopback and self.scores.banned(conn.ip):
-                return "banned"
-            handshaking = [c for c in self.peers.connections
-                           if c.state in (CONNECTING, HELLO) and c is not conn
-                           and c.close_reason is None]
-            if len(handshaking) >= self.settings.max_pending_handshakes:
-                # Full of handshakes: the oldest inbound one goes (a silent
-                # socket holds its slot for the whole handshake timeout; an
-                # honest peer's handshake takes a round trip).
-                oldest = min((c for c in handshaking
-                              if c.direction == INBOUND),
-                             key=lambda c: (c.connected_at, c.peer),
-                             default=None)
-                if oldest is None:
-                    return "too-many-peers"
-                self.count("handshake-evicted")
-                oldest.close("handshake-evicted",
-                             "too many handshakes in progress")
-                handshaking.remove(oldest)
-            # A local devnet runs its nodes on loopback: only there is
-            # loopback exempt from the per-IP and per-subnet limits.
-            if loopback and self.node.network.name == "devnet":
-                return None
-            inbound = [c for c in handshaking if c.direction == INBOUND]
-            if sum(1 for c in inbound if c.ip == conn.ip) >= \
-                    self.settings.max_inbound_per_ip:
-                return "too-many-from-ip"
-            group = subnet(conn.ip)
-            if sum(1 for c in inbound if subnet(c.ip) == group) >= \
-                    self.settings.max_pending_per_subnet:
-                return "too-many-from-subnet"
-        return None
+        return self.gate.refusal(conn)
 
     def hello_received(self, conn: PeerProtocol,
                        hello: Hello) -> tuple[str, str] | None:
@@ -331,90 +285,12 @@ class PeerManager:
         refusal = check_proof(proof, self.local_hello(), hello)
         if refusal is not None:
             return refusal
-        if conn.direction == INBOUND:
+        if conn.direction == Direction.INBOUND:
             conn.peer_key = peer_key(conn.ip, hello.listen_port)
-        key = conn.peer_key
-        if self.scores.banned(key):
-            return "banned", ""
-        existing = self.peers.ready.get(key)
-        if existing is None:
-            if len(self.peers.ready) >= self.settings.max_peers and \
-                    not self._make_room():
-                return "too-many-peers", f"{len(self.peers.ready)} peers"
-        elif existing.hello is None or existing.hello.pubkey != hello.pubkey:
-            return "duplicate-ip", "another node holds this IP's connection"
-        elif existing.direction == conn.direction:
-            if conn.direction == OUTBOUND:
-                return "duplicate-connection", "already connected"
-            existing.close("replaced", "the peer reconnected")
-        else:
-            refusal = self._settle_duplicate(existing, conn, hello.pubkey)
-            if refusal is not None:
-                return refusal
-        self.peers.ready[key] = conn
-        port = conn.dial_port if conn.direction == OUTBOUND \
-            else hello.listen_port
-        self.peers.table.connected(key, conn.ip, port, hello.pubkey)
-        dialer = self.peers.dialers.get(key)
-        if conn.direction == INBOUND and dialer is not None \
-                and dialer.connection is None:
-            self.peers.stop_dialer(key, "connected inbound")
-        return None
-
-    # Slots ---------------------------------------------------------------
-
-    def _make_room(self) -> bool:
-        """
-        C{max_peers} is full and a new peer completed its handshake: evict
-        the inbound peer that L{timecoin.p2p.eviction.eviction_candidate}
-        names; returns whether one was evicted.
-        """
-        chain = self.node.chain
-        victim = eviction_candidate(self.peers, {
-            m.pubkey for m in chain.snapshot_for(chain.height + 1)})
-        if victim is None:
-            self.count("eviction-none")
-            return False
-        self.count("evicted")
-        log.info("evicting inbound peer {peer} to make room for a new one",
-                 peer=victim.peer)
-        self._unregister(victim, "evicted")
-        victim.close("evicted", "making room for another peer")
-        return True
-
-    def _unregister(self, conn: PeerProtocol, reason: str) -> None:
-        """
-        Take C{conn} out of the ready set now (it is being closed), so its
-        slot is free at once.
-        """
-        key = conn.peer_key
-        if key and self.peers.ready.get(key) is conn:
-            del self.peers.ready[key]
-            self.peers.table.touch(key)
-            self.peers.forget(conn)
-            log.info("disconnected from {peer}: {reason}", peer=conn.peer,
-                     reason=reason)
-            if self.sync is not None:
-                self.sync.peer_gone(conn)
-
-    def _settle_duplicate(self, existing: PeerProtocol, conn: PeerProtocol,
-                          their_pubkey: bytes) -> tuple[str, str] | None:
-        """
-        A simultaneous open: keep the connection dialled by the lower key.
-        """
-        self.count("simultaneous-open")
-        we_dial = self.pubkey < their_pubkey
-        keep_direction = OUTBOUND if we_dial else INBOUND
-        if not we_dial:
-            self.peers.stop_dialer(conn.peer_key, "the peer dials us")
-        if existing.direction == keep_direction:
-            return "duplicate-connection", "kept the lower key's connection"
-        existing.close("duplicate-connection",
-                       "kept the lower key's connection")
-        return None
+        return self.slots.claim(conn, hello)
 
     def _found_self(self, conn: PeerProtocol) -> None:
-        if conn.direction == OUTBOUND and conn.dialer is not None:
+        if conn.direction == Direction.OUTBOUND and conn.dialer is not None:
             key = conn.dialer.key
             log.info("{key} is this node; not dialing it again", key=key)
             self.dialing.self_keys.add(key)
@@ -430,7 +306,7 @@ class PeerManager:
                  "{agent}", peer=conn.peer, direction=conn.direction,
                  height=conn.hello.height, agent=conn.hello.user_agent)
         self.count("handshakes")
-        if conn.direction == OUTBOUND:
+        if conn.direction == Direction.OUTBOUND:
             self.peers.table.good_outbound(conn.peer_key)
         self.peers.ready_serial += 1
         conn.ready_serial = self.peers.ready_serial
@@ -445,7 +321,7 @@ class PeerManager:
         A connection ended, in any state.
         """
         self.peers.connections.discard(conn)
-        self._unregister(conn, conn.close_reason or "connection lost")
+        self.slots.release(conn, conn.close_reason or "connection lost")
         self.peers.forget(conn)
         self.dialing.schedule_maintain()
 

@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
 
-from timecoin.p2p.dependencies import CLOSED, READY, ConnectionHost
+from timecoin.p2p.dependencies import ConnectionHost, State
 from timecoin.p2p.messages import Message
 
 
@@ -48,7 +48,7 @@ class Bounded(Protocol):
     (L{timecoin.p2p.protocol.PeerProtocol} is the implementation).
     """
 
-    state: str
+    state: State
     close_reason: str | None
 
     @property
@@ -150,10 +150,10 @@ class OutputBound:
         """
         soft = self.settings.output_soft_bytes
         conn = self.conn
-        while self.held and conn.state == READY and \
+        while self.held and conn.state == State.READY and \
                 conn.close_reason is None and self.buffered() <= soft:
             conn.serve(self.held.popleft())
-        if not self.held and self.reading_paused and conn.state == READY:
+        if not self.held and self.reading_paused and conn.state == State.READY:
             self.reading_paused = False
             conn.transport.resumeProducing()
 
@@ -181,7 +181,7 @@ class OutputBound:
         """
         self._overflow_call = None
         conn = self.conn
-        if conn.close_reason is not None or conn.state == CLOSED:
+        if conn.close_reason is not None or conn.state == State.CLOSED:
             return
         conn.misbehaved("output-overflow",
                         f"{self.buffered()} bytes unread > "

@@ -35,6 +35,7 @@ import ipaddress
 import json
 import os
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,23 @@ from twisted.logger import Logger
 
 log = Logger()
 
-SEED = "seed"
-EXCHANGE = "exchange"
-INBOUND = "inbound"
-SOURCES = (SEED, EXCHANGE, INBOUND)
+
+class Source(StrEnum):
+    """
+    Where a known address came from; its value is what C{peers.json}
+    stores.
+    """
+
+    SEED = "seed"
+    """The config (seeds, C{--connect})."""
+    EXCHANGE = "exchange"
+    """Another peer told us (C{get_peers})."""
+    INBOUND = "inbound"
+    """It connected to us and told its listen port."""
+
+
+SOURCES = tuple(Source)
+"""Every source (a stored entry naming another is read as C{exchange})."""
 
 
 def is_ip(host: str) -> bool:
@@ -168,7 +182,7 @@ class PeerEntry:
 
     host: str
     port: int
-    source: str
+    source: Source
     pubkey: bytes | None = None
     last_seen: float = 0.0
     failures: int = 0
@@ -216,7 +230,8 @@ class PeerEntry:
         """
         host, port = parse_address(format_address(str(obj["host"]),
                                                   int(obj["port"])))
-        source = obj["source"] if obj["source"] in SOURCES else EXCHANGE
+        source = Source(obj["source"]) if obj["source"] in SOURCES \
+            else Source.EXCHANGE
         pubkey = None if obj.get("pubkey") is None else \
             bytes.fromhex(obj["pubkey"])
         if pubkey is not None and len(pubkey) != 32:
@@ -326,7 +341,7 @@ class PeerTable:
         """
         return self.entries.get(key)
 
-    def add(self, host: str, port: int, source: str,
+    def add(self, host: str, port: int, source: Source,
             pubkey: bytes | None = None,
             origin: str = "") -> PeerEntry | None:
         """
@@ -340,10 +355,10 @@ class PeerTable:
         key = peer_key(host, port)
         entry = self.entries.get(key)
         if entry is not None:
-            if source != EXCHANGE and entry.port != port:
+            if source != Source.EXCHANGE and entry.port != port:
                 entry.port = port
-            if source == SEED:
-                entry.source = SEED
+            if source == Source.SEED:
+                entry.source = Source.SEED
                 self._bucket_remove(entry)
             if pubkey is not None:
                 entry.pubkey = pubkey
@@ -352,13 +367,13 @@ class PeerTable:
             return None
         entry = PeerEntry(host, port, source, pubkey, origin=origin)
         self.entries[key] = entry
-        if source == EXCHANGE and origin:
+        if source == Source.EXCHANGE and origin:
             self._bucket_place(entry)
         return entry
 
     def _evict(self) -> bool:
         candidates = [e for e in self.entries.values()
-                      if e.source != SEED and e.key not in self.anchors]
+                      if e.source != Source.SEED and e.key not in self.anchors]
         if not candidates:
             return False
         worst = max(candidates, key=lambda e: (not e.tried, e.failures,
@@ -374,7 +389,7 @@ class PeerTable:
         """
         entry = self.entries.get(key)
         if entry is None and port:
-            entry = self.add(host, port, INBOUND, pubkey)
+            entry = self.add(host, port, Source.INBOUND, pubkey)
         if entry is not None:
             entry.pubkey = pubkey
             entry.failures = 0
@@ -400,7 +415,8 @@ class PeerTable:
         if entry is None:
             return True
         entry.failures += 1
-        return entry.source != SEED and entry.failures >= self.max_failures
+        return entry.source != Source.SEED and \
+            entry.failures >= self.max_failures
 
     def remove(self, key: str) -> None:
         """
@@ -445,10 +461,10 @@ class PeerTable:
                 entry = PeerEntry.from_obj(row)
             except (ValueError, KeyError, TypeError):
                 continue
-            if entry.source == SEED:
-                entry.source = EXCHANGE
+            if entry.source == Source.SEED:
+                entry.source = Source.EXCHANGE
             self.entries[entry.key] = entry
-            if entry.source == EXCHANGE and entry.origin and \
+            if entry.source == Source.EXCHANGE and entry.origin and \
                     not entry.tried:
                 self._bucket_place(entry)
         anchors = data.get("anchors", [])

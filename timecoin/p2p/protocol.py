@@ -1,21 +1,26 @@
 """
 One connection to one peer, the same class for both directions.
 
-L{PeerProtocol} does framing (one JSON object per ``\\n``-terminated line,
-at most L{MAX_LINE_BYTES}), the connection states with their own tables of
-accepted messages, the handshake timer and rate limits; it coordinates the
-objects that do the rest for one connection: its output bound
-(L{timecoin.p2p.output.OutputBound}: held requests, paused reading,
+L{PeerProtocol} holds the connection's state (a
+L{timecoin.p2p.dependencies.State}) and counters, and coordinates the
+objects that do the work for one connection: its intake
+(L{timecoin.p2p.intake.Intake}: framing, one JSON object per
+``\\n``-terminated line of at most L{MAX_LINE_BYTES}, the table of
+accepted messages of each state, rate limits, dispatch), its handshake
+(L{timecoin.p2p.hellos.Handshake}: the steps and their timer), its output
+bound (L{timecoin.p2p.output.OutputBound}: held requests, paused reading,
 overflow), its requests (L{timecoin.p2p.requests.Requests}: ids,
-timeouts) and its keepalive (L{timecoin.p2p.keepalive.Keepalive}:
-ping/pong, nonce matched, RTT measured, N misses disconnect).
-Everything else -- whether a handshake is acceptable, what a message means
--- it hands to its manager (a L{timecoin.p2p.dependencies.ConnectionHost},
-the L{timecoin.p2p.manager.PeerManager}).  The ready state accepts the
-connection-level messages of L{STATES} plus every type of the manager's
-handler table (L{timecoin.p2p.dependencies.HandlerTable}).  The seeds'
-outbound side never processed pongs because it ran another loop than the
-inbound side; here there is one loop.
+timeouts), its keepalive (L{timecoin.p2p.keepalive.Keepalive}: ping/pong,
+nonce matched, RTT measured, N misses disconnect) and its closing
+(L{timecoin.p2p.closing.Closing}).  Everything else -- whether a
+handshake is acceptable, what a message means -- it hands to its manager
+(a L{timecoin.p2p.dependencies.ConnectionHost}, the
+L{timecoin.p2p.manager.PeerManager}).  The ready state accepts the
+connection-level messages of L{timecoin.p2p.intake.STATES} plus every
+type of the manager's handler table
+(L{timecoin.p2p.dependencies.HandlerTable}).  The seeds' outbound side
+never processed pongs because it ran another loop than the inbound side;
+here there is one loop.
 
 L{PeerServerFactory} builds inbound connections; L{PeerClientFactory}
 dials one peer with exponential backoff and jitter.
@@ -24,9 +29,7 @@ dials one peer with exponential backoff and jitter.
 from __future__ import annotations
 
 import random
-import weakref
 from collections import Counter
-from operator import attrgetter
 from typing import Any
 
 from twisted.internet import defer
@@ -36,102 +39,33 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.internet.protocol import ReconnectingClientFactory, ServerFactory
-from twisted.logger import Logger, LogLevel
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
-from timecoin.encoding import sha256
-from timecoin.logs import RateLimitedLog
 from timecoin.p2p.caches import KnownSet
 from timecoin.p2p.closing import Closing
 from timecoin.p2p.dependencies import (
-    CLOSED,
-    CONNECTING,
-    HELLO,
-    READY,
     ConnectionHost,
     Direction,
     RequestFailed,
+    State,
 )
-from timecoin.p2p.framing import LineBuffer
 from timecoin.p2p.hellos import Handshake
+from timecoin.p2p.intake import TO_MANAGER, Intake, limited_log
 from timecoin.p2p.keepalive import Keepalive
 from timecoin.p2p.messages import (
     MAX_LINE_BYTES,
     Error,
     Hello,
     Message,
-    MessageError,
     Request,
-    parse_line,
-    sniff_type,
 )
 from timecoin.p2p.output import OutputBound
 from timecoin.p2p.peers import normalize_ip, peer_key
 from timecoin.p2p.ratelimit import RateLimiter
 from timecoin.p2p.requests import Requests
 from timecoin.p2p.settings import P2PSettings
-from timecoin.p2p.tls import looks_like_tls, tls_failure
-
-log = Logger()
-
-LOG_REPEAT_SECONDS = 60.0
-"""A handler's traceback is logged at most once a minute per message type,
-and a banned IP's further connections once a minute per IP (a peer's
-crafted input must not turn into megabytes of log)."""
-
-INBOUND = Direction.INBOUND
-OUTBOUND = Direction.OUTBOUND
-
-STATES: dict[str, dict[str, str]] = {
-    HELLO: {
-        "hello": "handshake.hello_received",
-        "hello_proof": "handshake.proof_received",
-        "error": "error_received",
-    },
-    READY: {
-        "ping": "keepalive.pinged",
-        "pong": "keepalive.ponged",
-        "error": "error_received",
-        "peers": "requests.answered",
-        "blocks": "requests.answered",
-        "tip": "requests.answered",
-    },
-}
-"""Per connection state: the message types the connection handles itself
-and their handler (an attribute path from the connection).  In the ready
-state every type of the manager's handler table is accepted too
-(L{PeerProtocol.handler_for})."""
-
-TO_MANAGER = "manager"
-"""The handler of a ready-state type the manager dispatches (its
-C{message_received})."""
-
-SERVED = frozenset({"get_peers", "get_blocks", "get_tip", "get_tx_votes"})
-"""Requests we answer: held, not served, while the peer's output buffer is
-above L{P2PSettings.output_soft_bytes}."""
-
-RESPONSES = frozenset(name for name, handler in STATES[READY].items()
-                      if handler == "requests.answered")
-"""Responses to our requests: a line of one that no pending request
-expects is refused before it is decoded."""
-
-_LIMITED: weakref.WeakKeyDictionary[Any, RateLimitedLog] = \
-    weakref.WeakKeyDictionary()
-
-
-def _limited_log(clock: IReactorTime) -> RateLimitedLog:
-    """
-    The log limiter shared by every connection on C{clock} (handler
-    tracebacks by message type, banned senders by IP).
-    """
-    limited = _LIMITED.get(clock)
-    if limited is None:
-        limited = _LIMITED[clock] = RateLimitedLog(log, clock,
-                                                      LOG_REPEAT_SECONDS)
-    return limited
-
-
+from timecoin.p2p.tls import tls_failure
 
 Host = ConnectionHost["PeerProtocol", "PeerClientFactory"]
 """What a connection and its dialer need from the manager."""
@@ -151,12 +85,14 @@ class PeerProtocol(LineOnlyReceiver):
     dropped.  A dropped peer leaves the manager's peer set at once
     (L{close}), and its socket is aborted, at once or after C{close_grace}.
 
-    @ivar direction: L{INBOUND} or L{OUTBOUND}.
-    @ivar state: L{CONNECTING}, L{HELLO}, L{READY} or L{CLOSED}.
+    @ivar direction: a L{Direction}.
+    @ivar state: a L{State}, in order C{CONNECTING}, C{HELLO}, C{READY},
+        C{CLOSED}.
     @ivar ip: the peer's IP.
     @ivar peer_key: the peer's identity (see L{timecoin.p2p.peers.peer_key});
         known at once for outbound connections, after C{hello} for inbound.
     @ivar hello: the peer's C{hello}, once received.
+    @ivar intake: what is read: framing, states, dispatch (L{Intake}).
     @ivar output: the output bound (L{OutputBound}).
     @ivar requests: our outstanding requests (L{Requests}).
     @ivar keepalive: the pings (L{Keepalive}).
@@ -178,7 +114,7 @@ class PeerProtocol(LineOnlyReceiver):
         self.clock: IReactorTime = manager.clock
         self.direction = direction
         self.dialer = dialer
-        self.state = CONNECTING
+        self.state = State.CONNECTING
         self.ip = ""
         self.remote_port = 0
         self.dial_port = dialer.port if dialer is not None else 0
@@ -189,17 +125,16 @@ class PeerProtocol(LineOnlyReceiver):
         self.ready_serial = 0
         """Which completed handshake of the manager this was (1, 2, …)."""
         self.close_reason: str | None = None
-        self.bytes_in = 0
         self.bytes_out = 0
         self.received: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()
-        self.framer = LineBuffer(self.delimiter)
+        self.intake = Intake(self, manager, self.delimiter)
         self.output = OutputBound(self, manager)
         self.requests = Requests(self, manager)
         self.keepalive = Keepalive(self, manager, self.output.tick)
         self.handshake = Handshake(self, manager)
         self.closing = Closing(self, manager,
-                               lambda: _limited_log(self.clock))
+                               lambda: limited_log(self.clock))
         self.limiter = RateLimiter(self.clock, self.settings.rate_limits)
         self.line_digest: bytes | None = None
         """The SHA-256 of the ready-state line being handled (handlers
@@ -255,186 +190,51 @@ class PeerProtocol(LineOnlyReceiver):
         self.ip = normalize_ip(str(getattr(address, "host", "")))
         self.remote_port = int(getattr(address, "port", 0) or 0)
         self.connected_at = self.clock.seconds()
-        if self.direction == OUTBOUND and self.ip:
+        if self.direction == Direction.OUTBOUND and self.ip:
             self.peer_key = peer_key(self.ip, self.dial_port)
         reason = self.manager.connection_made(self)
         if reason is not None:
-            self.state = HELLO
+            self.state = State.HELLO
             self.misbehaved(reason, close=True)
             return
-        self.state = HELLO
+        self.state = State.HELLO
         self.handshake.start()
 
     def dataReceived(self, data: bytes) -> None:
         """
-        Split C{data} into lines.  Same contract as
-        L{LineOnlyReceiver.dataReceived} (C{MAX_LENGTH}, nothing handled
-        once the transport is disconnecting), but buffers partial lines as
-        chunks, so a line of megabytes arriving in small reads costs
-        linear, not quadratic, time.
+        Split C{data} into lines (L{Intake.data_received}).
         """
-        self.bytes_in += len(data)
-        if self._transport.disconnecting or self.state == CLOSED:
-            return
-        if self.bytes_in == len(data) and looks_like_tls(data):
-            self.misbehaved("tls-unexpected",
-                            "the peer speaks TLS; p2p_tls is off here",
-                            close=True)
-            return
-        for line in self.framer.feed(data):
-            if self._transport.disconnecting:
-                return
-            if len(line) > self.line_limit:
-                self.lineLengthExceeded(line)
-                return
-            self.lineReceived(line)
-        if self.framer.buffered > self.line_limit:
-            self.lineLengthExceeded(self.framer.clear())
-
-    @property
-    def line_limit(self) -> int:
-        """
-        The longest line accepted now: C{MAX_HELLO_LENGTH} until the
-        handshake is done, then C{MAX_LENGTH}.
-        """
-        return self.MAX_LENGTH if self.state == READY \
-            else self.MAX_HELLO_LENGTH
+        self.intake.data_received(data)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """
-        A line longer than C{MAX_LENGTH}: framing cannot be trusted any
-        more; error, score, close.
+        A line longer than the limit (L{Intake.too_long}).
         """
-        self.misbehaved("line-too-long",
-                        f"more than {self.line_limit} bytes", close=True)
+        self.intake.too_long()
 
     def lineReceived(self, line: bytes) -> None:
         """
-        Parse one line and dispatch it through the current state's table.
-
-        In the ready state a line identical to one whose gossip item was
-        taken already (the manager's L{timecoin.p2p.caches.LineCache}, by
-        SHA-256) is dropped before parsing: it still counts against its
-        type's rate limit and as received, and the item's handler counts
-        it as a duplicate.
+        Parse one line and dispatch it (L{Intake.line_received}).
         """
-        state = self.state
-        if state == CLOSED or self._transport.disconnecting:
-            return
-        if not line.strip():
-            return
-        digest = None
-        if state == READY:
-            digest = sha256(line)
-            self.known.add(digest, self.clock.seconds())
-            repeated = self.manager.lines.lookup(digest)
-            if repeated is not None:
-                self._repeated(*repeated)
-                return
-        in_hello = state == HELLO
-        sniffed = sniff_type(line) if state == READY else None
-        if sniffed is not None and not self._worth_decoding(sniffed, line):
-            return
-        try:
-            msg = parse_line(line)
-        except MessageError as e:
-            self.misbehaved(e.reason, e.detail, close=in_hello)
-            return
-        name = msg.name
-        handler = self.handler_for(name)
-        if handler is None:
-            if in_hello:
-                self.misbehaved("expected-hello", f"got {name} first",
-                                close=True)
-            else:
-                self.misbehaved("not-allowed-in-state",
-                                f"{name} in state {state}")
-            return
-        if not self.limiter.allow(name, msg.cost):
-            self.misbehaved("rate-limited", name)
-            return
-        self.received[name] += 1
-        if name in SERVED and self.output.should_hold():
-            self.output.hold(msg)
-            return
-        self.line_digest = digest
-        try:
-            self._dispatch(handler, msg)
-        finally:
-            self.line_digest = None
+        self.intake.line_received(line)
 
     def handler_for(self, name: str) -> str | None:
         """
-        The handler of a C{name} message in the current state: one of
-        L{STATES}, L{TO_MANAGER} for a type of the manager's handler
-        table (ready state only), or C{None} if it is not accepted now.
+        The handler of a C{name} message in the current state, or C{None}
+        if it is not accepted now (L{Intake.handler_for}).
         """
-        handler = STATES.get(self.state, {}).get(name)
-        if handler is None and self.state == READY and \
-                name in self.manager.handlers:
-            return TO_MANAGER
-        return handler
-
-    def _worth_decoding(self, kind: str, line: bytes) -> bool:
-        """
-        Limits before work, for a ready-state C{line} declaring type
-        C{kind} (L{sniff_type}): a response longer than any response our
-        pending requests await, or a type whose rate limit has no token
-        left, is refused before the line is decoded.
-        """
-        if self.handler_for(kind) is None:
-            return True  # unknown or misplaced: parse_line says which
-        if kind in RESPONSES:
-            if len(line) > self.requests.awaited_bytes():
-                self.misbehaved("unsolicited-response",
-                                f"{kind} of {len(line)} bytes, not decoded")
-                return False
-        if self.limiter.exhausted(kind):
-            self.misbehaved("rate-limited", kind)
-            return False
-        return True
-
-    def _dispatch(self, handler: str, msg: Message) -> None:
-        """
-        Hand C{msg} to C{handler}; an exception is counted and its
-        traceback logged at most once per L{LOG_REPEAT_SECONDS} per type.
-        """
-        try:
-            if handler == TO_MANAGER:
-                self.manager.message_received(self, msg)
-            else:
-                attrgetter(handler)(self)(msg)
-        except Exception:
-            self.manager.count("handler-error")
-            if _limited_log(self.clock).emit(
-                    ("traceback", msg.name), LogLevel.error,
-                    "handling {msg_type} from {peer} failed",
-                    msg_type=msg.name, peer=self.peer,
-                    log_failure=Failure()) is False:
-                self.manager.count("log-suppressed")
-
-    def _repeated(self, name: str, owner: Any) -> None:
-        """
-        A repeat of a handled C{name} line: rate-limited like any, then
-        dropped and counted (L{lineReceived}).
-        """
-        if not self.limiter.allow(name):
-            self.misbehaved("rate-limited", name)
-            return
-        self.received[name] += 1
-        self.manager.count("line-duplicate")
-        owner.line_repeated(name)
+        return self.intake.handler_for(name)
 
     def serve(self, msg: Message) -> None:
         """
         Handle a held request now (L{OutputBound.serve_held}).
         """
-        self._dispatch(TO_MANAGER, msg)
+        self.intake.dispatch(TO_MANAGER, msg)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self.closing.cancel()
         self.output.cancel()
-        if self.state == CLOSED:
+        if self.state == State.CLOSED:
             return  # close() let the manager know already
         failed = tls_failure(reason)
         if failed is not None and self.close_reason is None:
@@ -447,7 +247,7 @@ class PeerProtocol(LineOnlyReceiver):
         The connection is over for us: no more timers or held requests,
         out of the manager's peer set, pending requests failed.
         """
-        self.state = CLOSED
+        self.state = State.CLOSED
         self._stop_timers()
         self.output.held.clear()
         self.manager.connection_lost(self)
@@ -465,7 +265,7 @@ class PeerProtocol(LineOnlyReceiver):
         """
         Send an already encoded message C{line} of type C{name}.
         """
-        if self.state == CLOSED or self.transport is None or \
+        if self.state == State.CLOSED or self.transport is None or \
                 self._transport.disconnecting:
             return False
         if self.output.overflowed:
@@ -498,7 +298,7 @@ class PeerProtocol(LineOnlyReceiver):
         The peer proved its C{hello} (L{Handshake}): the connection is
         ready; its keepalive starts.
         """
-        self.state = READY
+        self.state = State.READY
         self.ready_at = self.clock.seconds()
         self.keepalive.start()
         if self.dialer is not None:
@@ -510,7 +310,7 @@ class PeerProtocol(LineOnlyReceiver):
         The peer sent an C{error}; during the handshake it refused us.
         """
         self.manager.error_received(self, msg)
-        if self.state == HELLO:
+        if self.state == State.HELLO:
             self.close("refused-by-peer", msg.reason, tell=False)
 
     def request(self, request: Request) -> defer.Deferred[Any]:
@@ -520,7 +320,7 @@ class PeerProtocol(LineOnlyReceiver):
         (timeout after C{request_timeout}, connection lost, wrong response
         type, C{not-ready}, C{too-many-requests}).
         """
-        if self.state != READY or self.close_reason is not None:
+        if self.state != State.READY or self.close_reason is not None:
             return defer.fail(RequestFailed("not-ready"))
         return self.requests.send(request)
 
@@ -544,7 +344,7 @@ class PeerProtocol(LineOnlyReceiver):
             "user_agent": hello.user_agent if hello else None,
             "listen_port": hello.listen_port if hello else None,
             "rtt": self.rtt, "missed_pongs": self.keepalive.missed_pongs,
-            "bytes_sent": self.bytes_out, "bytes_recv": self.bytes_in,
+            "bytes_sent": self.bytes_out, "bytes_recv": self.intake.bytes_in,
             "msgs_sent": dict(self.sent), "msgs_recv": dict(self.received),
             "connected_since": self.connected_at,
             "ready_since": self.ready_at,
@@ -563,7 +363,7 @@ class PeerServerFactory(ServerFactory):
         self.manager = manager
 
     def buildProtocol(self, addr: Any) -> PeerProtocol:
-        return PeerProtocol(self.manager, INBOUND)
+        return PeerProtocol(self.manager, Direction.INBOUND)
 
 
 class PeerClientFactory(ReconnectingClientFactory):
@@ -617,7 +417,7 @@ class PeerClientFactory(ReconnectingClientFactory):
 
     def buildProtocol(self, addr: Any) -> PeerProtocol:
         self.handshaken = False
-        self.connection = PeerProtocol(self.manager, OUTBOUND, self)
+        self.connection = PeerProtocol(self.manager, Direction.OUTBOUND, self)
         return self.connection
 
     def handshake_done(self, conn: PeerProtocol) -> None:

@@ -31,7 +31,7 @@ from timecoin.p2p.consensus_relay import ConsensusRelay
 from timecoin.p2p.dependencies import Direction
 from timecoin.p2p.gossip import Gossip
 from timecoin.p2p.manager import PeerManager
-from timecoin.p2p.peers import SEED, PeerTable, is_ip, parse_address, peer_key
+from timecoin.p2p.peers import PeerTable, Source, is_ip, parse_address, peer_key
 from timecoin.p2p.protocol import (
     PeerClientFactory,
     PeerProtocol,
@@ -167,7 +167,7 @@ class P2PService(Service):
                      error=str(e))
             return
         if is_ip(host):
-            self.table.add(host, port, SEED)
+            self.table.add(host, port, Source.SEED)
             return
         resolve = getattr(self.reactor, "resolve", None)
         if resolve is None:
@@ -176,7 +176,7 @@ class P2PService(Service):
         d = resolve(host)
 
         def resolved(ip: str) -> None:
-            self.table.add(ip, port, SEED)
+            self.table.add(ip, port, Source.SEED)
             self.manager.dialing.maintain()
 
         def failed(failure: Any) -> None:

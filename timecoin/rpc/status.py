@@ -34,6 +34,7 @@ from timecoin import __version__, params
 from timecoin.block import Block
 from timecoin.mempool import PENDING
 from timecoin.mnstate import SET_ASIDE
+from timecoin.p2p.dependencies import Direction, State
 from timecoin.quorum import approval_threshold
 
 if TYPE_CHECKING:
@@ -352,13 +353,13 @@ def status_data(node: Node, history: StatusHistory) -> dict[str, Any]:
     peers: dict[str, Any] | None = None
     if node.p2p is not None:
         conns = node.p2p.peer_info()
-        ready = [c for c in conns if c.get("state") == "ready"]
+        ready = [c for c in conns if c.get("state") == State.READY]
         peers = {
             "count": len(ready),
             "inbound": sum(1 for c in ready
-                           if c.get("direction") == "inbound"),
+                           if c.get("direction") == Direction.INBOUND),
             "outbound": sum(1 for c in ready
-                            if c.get("direction") == "outbound"),
+                            if c.get("direction") == Direction.OUTBOUND),
             "list": [{"addr": c.get("addr"), "direction": c.get("direction"),
                       "state": c.get("state"), "height": c.get("height"),
                       "pubkey": c.get("pubkey"), "rtt": c.get("rtt")}
