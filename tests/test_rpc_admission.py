@@ -20,11 +20,11 @@ from twisted.trial import unittest
 from tests.helpers import addr, key
 from tests.test_rpc import START, CallFailed, RPCTestBase
 from timecoin import params
+from timecoin.admission import NODE_BUSY
 from timecoin.chain import TxInvalid
 from timecoin.config import Config, ConfigError, load_config
 from timecoin.genesis import make_genesis, write_genesis
 from timecoin.masternodes import Masternode
-from timecoin.node import NODE_BUSY
 from timecoin.rpc.auth import BasicAuth
 from timecoin.rpc.codec import dumps, encode_json
 from timecoin.rpc.errors import (
@@ -84,7 +84,7 @@ class BusyNodeBase(RPCTestBase):
         """
         txids = [self.rpc("sendrawtransaction", self.payment(n))
                  for n in range(LIMIT)]
-        self.assertEqual(self.node.undecided(), LIMIT)
+        self.assertEqual(self.node.admission.undecided(), LIMIT)
         return txids
 
     def assertBusy(self, error: CallFailed) -> None:
@@ -116,7 +116,7 @@ class BusyTests(BusyNodeBase):
                                        self.payment(LIMIT)))
         self.assertBusy(self.rpc_error("sendtoaddress", addr(key(3)), 1))
         self.assertEqual(len(self.node.mempool), LIMIT)
-        self.assertEqual(self.node.busy_refusals, 3)
+        self.assertEqual(self.node.admission.busy_refusals, 3)
 
     def test_counted_and_shown(self) -> None:
         """
@@ -148,7 +148,7 @@ class BusyTests(BusyNodeBase):
         self.assertBusy(self.rpc_error("sendrawtransaction",
                                        self.payment(LIMIT)))
         self.clock.advance(self.config.vote_timeout + 1)
-        self.assertEqual(self.node.undecided(), 0)
+        self.assertEqual(self.node.admission.undecided(), 0)
         self.assertEqual(len(self.rpc("sendrawtransaction",
                                       self.payment(LIMIT))), 64)
         self.assertEqual(self.rpc_error("sendrawtransaction", "zz").code,
@@ -194,7 +194,7 @@ class BusyTests(BusyNodeBase):
         self.config.rpc_max_undecided = 0
         self.fill()
         self.rpc("sendrawtransaction", self.payment(LIMIT))
-        self.assertEqual(self.node.undecided(), LIMIT + 1)
+        self.assertEqual(self.node.admission.undecided(), LIMIT + 1)
         self.assertFalse(self.rpc("getmempoolinfo")["busy"])
 
 

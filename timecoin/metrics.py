@@ -58,11 +58,11 @@ class _NodeCollector(Collector):
                                 int(node.is_masternode))
         yield GaugeMetricFamily("timecoin_tip_age_seconds",
                                 "Seconds since the tip block's timestamp.",
-                                node.tip_age())
+                                node.stall_watch.tip_age())
         yield GaugeMetricFamily(
             "timecoin_chain_stalled",
             "1 while the synced node saw no block for stall_after seconds.",
-            int(node.stall() is not None))
+            int(node.stall_watch.stall() is not None))
         states = GaugeMetricFamily("timecoin_masternodes",
                                    "Masternodes on chain, by status.",
                                    labels=["status"])

@@ -236,7 +236,7 @@ class TransactionMethods:
         docs/rules.md bounds nothing from above and no output burns.
         """
         node = self.node
-        node.check_admission()
+        node.admission.check()
         for value in (maxfeerate, maxburnamount):
             if value is not None:
                 to_amount(value)
