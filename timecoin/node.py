@@ -1,6 +1,8 @@
 """
 The node: one object wiring chain, mempool, finality, production, wallet
-and storage together, and the operations RPC and P2P call on it.
+and storage together, and the operations RPC and P2P call on it.  Its
+admission control lives in L{timecoin.admission}, its stall report in
+L{timecoin.stall}.
 """
 
 from __future__ import annotations
