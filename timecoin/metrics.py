@@ -214,8 +214,9 @@ class NodeMetrics:
             "timecoin_finality_latency_seconds",
             "Seconds from a transaction's acceptance to its finality.",
             buckets=LATENCY_BUCKETS, registry=self.registry)
-        node.finality.finalized.append(
-            lambda _txid, seconds: self.finality_latency.observe(seconds))
+        node.finality.finalized.connect(
+            lambda finalized: self.finality_latency.observe(
+                finalized.seconds))
         self.rpc_latency = Histogram(
             "timecoin_rpc_latency_seconds",
             "Seconds to answer an RPC call, by method.",

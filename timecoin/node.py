@@ -129,6 +129,21 @@ class Node(Service):
     """
     A TIME Coin node as a Twisted service.
 
+    The listeners of C{chain.block_connected} (a L{timecoin.signal.Signal},
+    called in connection order) run in this order, which matters:
+
+      1. block consensus (connected in its constructor, so first): it
+         moves to the next height and takes the messages buffered for it
+         before anything else reacts to the block;
+      2. finality (connected here): it retires the block's transactions
+         from the mempool and rejects their conflicts;
+      3. participation (here): it reads that mempool (pending
+         activations, spendable outputs) to send an activation;
+      4. the wallet's transaction log (here, last of the node's own);
+      5. then those wired later: notifications (L{timecoin.wiring}), the
+         status page (RPC), and block sync once P2P starts, which may tell
+         consensus to resume -- at the new height, as it moved first.
+
     @ivar ready: fires once the chain is loaded and the node runs.
     """
 
@@ -184,7 +199,8 @@ class Node(Service):
             self.chain, self.key, clock, config.block_time,
             config.round_timeout, self.builder.build_block,
             synced=self.sync_status.is_synced)
-        self.chain.block_connected.append(self.finality.block_connected)
+        # After consensus, before participation: see the class docstring.
+        self.chain.block_connected.connect(self.finality.block_connected)
         self.liveness = Liveness(self.chain, clock)
         self.participation = Participation(
             self.chain, self.key, clock,
@@ -193,7 +209,7 @@ class Node(Service):
                 self.network.name),
             self.submit, self.sync_status.is_synced,
             self.mempool.pending_activations, config.auto_activate)
-        self.chain.block_connected.append(
+        self.chain.block_connected.connect(
             self.participation.block_connected)
         self._stop_process = stop_process
         self.p2p: PeerNetwork | None = None

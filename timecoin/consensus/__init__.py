@@ -50,7 +50,7 @@ What lives where:
   - L{timecoin.consensus.intake}: the height and round checks of received
     messages, the next-height buffer.
   - L{timecoin.consensus.outgoing}: this node's own messages, the outbox
-    callbacks, the re-broadcast, the votes skipped while not synced.
+    signal, the re-broadcast, the votes skipped while not synced.
   - L{timecoin.consensus.evidence}: equivocation evidence and offence
     counts.
   - L{timecoin.consensus.timers}: step timeouts, the re-broadcast timer,
@@ -76,7 +76,7 @@ C{committee}, C{messages}, C{proposals}, C{signing} and C{votes};
 C{catchup} imports C{rules} and what it drives; C{engine} imports all of
 them.
 From outside, only the core (C{block}, C{encoding}, C{keys},
-C{masternodes}, C{interfaces}) and C{chain}: never finality, mempool,
+C{masternodes}, C{interfaces}), C{signal} and C{chain}: never finality, mempool,
 P2P, RPC or the node.
 """
 

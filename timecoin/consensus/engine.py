@@ -62,9 +62,9 @@ class BlockConsensus:
     """
     The block-consensus state machine of one node for the current height.
 
-    @ivar outbox: callbacks given every proposal and vote this node signs
+    @ivar outbox: emitted with every proposal and vote this node signs
         (the P2P layer gossips them).
-    @ivar committed: callbacks given every block this node commits.
+    @ivar committed: emitted with every block this node commits.
     @ivar synced: whether this node is caught up (block sync replaces it).
     """
 
@@ -81,9 +81,9 @@ class BlockConsensus:
         self.build_block = build_block
         self.synced = synced
         self.outgoing = Outgoing()
-        self.outbox = self.outgoing.callbacks
+        self.outbox = self.outgoing.outbox
         self.committer = Committer(chain, self._count)
-        self.committed = self.committer.callbacks
+        self.committed = self.committer.committed
         self.counters: dict[str, int] = {}
         self.running = False
         self.record = SigningRecord(chain.store, self._count)
@@ -94,7 +94,7 @@ class BlockConsensus:
         self.catchup = CatchUp(self, self.outgoing, self.timers,
                                self.committer, self.rules, self._count)
         self._reset(chain.height + 1)
-        chain.block_connected.append(self._block_connected)
+        chain.block_connected.connect(self._block_connected)
 
     # State ---------------------------------------------------------------
 

@@ -33,10 +33,11 @@ it; C{tally} imports those two, C{records} C{votes}; C{voter} and
 C{recovery} import the modules above them, C{decisions} those and
 C{voter}; C{engine} imports all of them.  From outside, only the core
 (C{encoding}, C{keys}, C{tx}, C{block}, C{interfaces}), C{chain},
-C{mempool}, C{finalized}, C{logs} and C{txcache}: never P2P, RPC or the
-node.
+C{mempool}, C{finalized}, C{logs}, C{signal} and C{txcache}: never P2P,
+RPC or the node.
 """
 
+from timecoin.finality.decisions import Finalized
 from timecoin.finality.engine import Finality
 from timecoin.finality.settings import FinalitySettings
 from timecoin.finality.tally import BatchResult
@@ -64,6 +65,7 @@ __all__ = [
     "VOTE_HEIGHT_WINDOW",
     "BatchResult",
     "Finality",
+    "Finalized",
     "FinalitySettings",
     "TxVote",
     "TxVoteBatch",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import NamedTuple
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -31,14 +32,27 @@ from timecoin.finality.voter import Voter
 from timecoin.finality.votes import APPROVE, TxVote
 from timecoin.logs import RateLimitedLog
 from timecoin.mempool import FINALIZED, PENDING, REJECTED, Mempool
+from timecoin.signal import Signal
 
-__all__ = ["LATE_REASONS", "Decisions", "Timeouts", "Waiters"]
+__all__ = ["LATE_REASONS", "Decisions", "Finalized", "Timeouts", "Waiters"]
 
 log = Logger(namespace="timecoin.finality")
 """The finality engine's log lines keep the namespace they always had."""
 
 LATE_REASONS = frozenset({"rejected-by-vote", "vote-timeout"})
 """Rejections a late approval certificate may still override."""
+
+
+class Finalized(NamedTuple):
+    """
+    A transaction finalized here (what C{Finality.finalized} emits).
+
+    @ivar txid: its id.
+    @ivar seconds: from its acceptance here to its finality.
+    """
+
+    txid: bytes
+    seconds: float
 
 
 class Waiters:
@@ -138,8 +152,8 @@ class Decisions:
         written (finalized from then on, though not yet reported).
     @ivar timeouts: the vote timeout of each undecided transaction.
     @ivar waiters: the callers waiting for decisions.
-    @ivar finalized: callbacks given (txid, seconds from acceptance to
-        finality) for every transaction finalized here.
+    @ivar finalized: emitted with every transaction finalized here
+        (L{Finalized}: its txid, seconds from acceptance to finality).
     """
 
     def __init__(self, chain: Chain, mempool: Mempool, clock: IReactorTime,
@@ -164,7 +178,7 @@ class Decisions:
         self.finalizing: set[bytes] = set()
         self.timeouts = Timeouts(clock, vote_timeout, self.timed_out)
         self.waiters = Waiters(clock, mempool)
-        self.finalized: list[Callable[[bytes, float], None]] = []
+        self.finalized: Signal[Finalized] = Signal("finality.finalized")
 
     def tally(self, txid: bytes) -> None:
         """
@@ -229,8 +243,7 @@ class Decisions:
             self.timeouts.cancel(txid)
             self.counters["finalized"] += 1
             latency = self.clock.seconds() - entry.received
-            for callback in list(self.finalized):
-                callback(txid, latency)
+            self.finalized.emit(Finalized(txid, latency))
             self.waiters.fire(txid, FINALIZED)
 
         def failed(failure: Failure) -> None:

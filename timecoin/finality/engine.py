@@ -68,6 +68,7 @@ from timecoin.finalized import FinalizedSet
 from timecoin.keys import PrivateKey
 from timecoin.logs import RateLimitedLog
 from timecoin.mempool import FINALIZED, PENDING, REJECTED, Mempool
+from timecoin.signal import Signal
 from timecoin.tx import Transaction
 from timecoin.txcache import CACHE as TX_CACHE
 
@@ -94,11 +95,12 @@ class Finality:
     @ivar finalized_set: the transactions finalized here and not yet
         mined: the chain's own set (C{chain.finalized}), which this engine
         fills and the chain checks blocks against.
-    @ivar vote_cast: callbacks given every batch of votes this node signs
+    @ivar vote_cast: emitted with every batch of votes this node signs
         (the P2P layer gossips them).
-    @ivar finalized: callbacks given (txid, seconds from acceptance to
-        finality) for every transaction this node finalizes.
-    @ivar tx_accepted: callbacks given every transaction admitted to the
+    @ivar finalized: emitted with every transaction this node finalizes
+        (L{Finalized <timecoin.finality.decisions.Finalized>}: its txid,
+        seconds from acceptance to finality).
+    @ivar tx_accepted: emitted with every transaction admitted to the
         mempool, contenders included (the P2P layer relays them).
     """
 
@@ -129,7 +131,7 @@ class Finality:
                                  self.signatures, self._equivocations,
                                  self.counters, self._accept)
         self._ratelog = RateLimitedLog(log, clock, LOG_INTERVAL)
-        self.vote_cast: list[Callable[[TxVoteBatch], None]] = []
+        self.vote_cast: Signal[TxVoteBatch] = Signal("finality.vote_cast")
         self.voter = Voter(key, chain, self.subjects, self.electorate,
                            self.released, self.signatures, clock,
                            self.counters, self.vote_cast, self._accept)
@@ -138,7 +140,8 @@ class Finality:
                                    self.records, self.released, self.voter,
                                    self.counters, self._ratelog)
         self.finalized = self.decisions.finalized
-        self.tx_accepted: list[Callable[[Transaction], None]] = []
+        self.tx_accepted: Signal[Transaction] = Signal(
+            "finality.tx_accepted")
         self.synced = synced
         """Whether the node has caught up with the network (the node's
         L{timecoin.syncstatus.SyncStatus}); a node that is behind does not
@@ -207,8 +210,7 @@ class Finality:
             entry.votes.update(previous[0].votes)
             entry.query_at = self.clock.seconds()
             self.subjects.scan_soon()
-        for accepted in list(self.tx_accepted):
-            accepted(tx)
+        self.tx_accepted.emit(tx)
         self.decisions.timeouts.arm(txid)
         if conflicted:
             self._decide(txid)

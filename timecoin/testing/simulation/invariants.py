@@ -290,9 +290,9 @@ class Checker:
         if host.byzantine:
             return
         node = host.node
-        node.finality.finalized.append(
-            lambda txid, _latency: self._finalized(host, node, txid))
-        node.consensus.outbox.append(
+        node.finality.finalized.connect(
+            lambda finalized: self._finalized(host, node, finalized.txid))
+        node.consensus.outbox.connect(
             lambda message: self.equivocation.sent(host, message))
 
     def _statuses(self, host: SimNode) -> None:
