@@ -57,7 +57,6 @@ log = Logger(namespace="timecoin.consensus")
 """The consensus log lines keep the namespace they always had."""
 
 
-
 class BlockConsensus:
     """
     The block-consensus state machine of one node for the current height.
