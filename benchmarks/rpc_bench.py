@@ -173,7 +173,7 @@ def measure_busy(setup: Setup, size: int) -> float:
         status, reply = server.handle_body(body).result
     elapsed = time.process_time() - began
     assert reply.count(b"node-busy") == reply.count(b'"error"') > 0, reply
-    assert node.busy_refusals == len(setup.raw)
+    assert node.admission.busy_refusals == len(setup.raw)
     return len(setup.raw) / elapsed
 
 

@@ -236,3 +236,55 @@ class TestModuleTests(unittest.TestCase):
                         "def f():\n    import tests.test_sync\n"
                         "from tests import test_chain\n")
         self.assertEqual(len(cross_test_imports([path])), 3)
+
+
+MAX_CLASS_LINES = 400
+"""The most lines a class of C{timecoin} may span (issue 17: a class
+longer than this does more than one job)."""
+
+
+def long_classes(root: Path, limit: int) -> list[str]:
+    """
+    The classes of the modules under C{root} longer than C{limit} lines
+    (from the C{class} line to the last line of its body), as
+    C{path:line: name (N lines)}.
+    """
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ClassDef):
+                assert node.end_lineno is not None
+                size = node.end_lineno - node.lineno + 1
+                if size > limit:
+                    found.append(f"{path}:{node.lineno}: {node.name} "
+                                 f"({size} lines)")
+    return found
+
+
+class ClassSizeTests(unittest.TestCase):
+    """
+    No class of C{timecoin} grows past L{MAX_CLASS_LINES}.
+    """
+
+    def test_no_long_class(self) -> None:
+        """
+        Every class in C{timecoin/} spans at most L{MAX_CLASS_LINES}
+        lines; a failure names each longer one with its size.
+        """
+        long = long_classes(PACKAGE, MAX_CLASS_LINES)
+        self.assertEqual(long, [], "classes over "
+                         f"{MAX_CLASS_LINES} lines: " + "; ".join(long))
+
+    def test_finds_a_long_class(self) -> None:
+        """
+        The check counts a class from its C{class} line to its last line
+        and names the ones over the limit only.
+        """
+        root = Path(self.mktemp())
+        root.mkdir()
+        (root / "m.py").write_text(
+            "class Short:\n    x = 1\n\n\n"
+            "class Long:\n" + "    y = 1\n" * 4)
+        self.assertEqual(long_classes(root, 5), [])
+        self.assertEqual(long_classes(root, 4),
+                         [f"{root / 'm.py'}:5: Long (5 lines)"])

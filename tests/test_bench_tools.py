@@ -24,6 +24,7 @@ from benchmarks.memory_bench import memory_kib
 from tests.helpers import key
 from tests.helpers.rpc import BusyNodeBase, RPCTestBase
 from timecoin import params
+from timecoin.finality import Finalized
 from timecoin.rpc.transactions import TransactionMethods
 from timecoin.tx import OutPoint, Transaction
 
@@ -60,7 +61,7 @@ class FinalizedFeedTests(RPCTestBase):
         methods = TransactionMethods(self.node)
         methods._finalized = deque(maxlen=2)
         for n in range(5):
-            methods._tx_finalized(bytes([n]) * 32, 0.1)
+            methods._tx_finalized(Finalized(bytes([n]) * 32, 0.1))
         feed = methods.rpc_listfinalizedsince(1)
         self.assertEqual(feed["missed"], 2)
         self.assertEqual(feed["txids"], [bytes([3]).hex() * 32,

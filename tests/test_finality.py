@@ -40,8 +40,8 @@ def finality(h: Harness, masternode: bool = True,
     """
     engine = Finality(h.chain, h.mempool, h.mn_key if masternode else None,
                       h.clock, timeout)
-    h.chain.block_connected.remove(h.mempool.block_connected)
-    h.chain.block_connected.append(engine.block_connected)
+    h.chain.block_connected.disconnect(h.mempool.block_connected)
+    h.chain.block_connected.connect(engine.block_connected)
     return engine
 
 

@@ -115,8 +115,8 @@ def engine(h: Harness, masternode: bool = False, timeout: float = 10.0,
     """
     found = Finality(h.chain, h.mempool, h.mn_key if masternode else None,
                      h.clock, timeout, settings)
-    h.chain.block_connected.remove(h.mempool.block_connected)
-    h.chain.block_connected.append(found.block_connected)
+    h.chain.block_connected.disconnect(h.mempool.block_connected)
+    h.chain.block_connected.connect(found.block_connected)
     return found
 
 

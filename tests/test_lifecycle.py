@@ -313,7 +313,7 @@ class SigningStateTests(unittest.TestCase):
         c = BlockConsensus(chain, self.me, self.clock, 2.0, 2.0,
                            lambda r: self.f.block())
         sent: list = []
-        c.outbox.append(sent.append)
+        c.outbox.connect(sent.append)
         result_of(c.load_signing_state())
         c.start()
         self.addCleanup(c.stop)

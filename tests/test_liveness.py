@@ -65,7 +65,7 @@ class LivenessTests(unittest.TestCase):
         leaves no timer.
         """
         cast = []
-        self.live.heartbeat_cast.append(cast.append)
+        self.live.heartbeat_cast.connect(cast.append)
         self.live.start(self.h.mn_key)
         self.h.clock.advance(30)
         self.h.clock.advance(30)

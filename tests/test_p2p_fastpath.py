@@ -608,11 +608,11 @@ class AdmissionSliceTests(ClusterTestCase):
         conn = self.receiver.manager.peers.ready[IPS[0]]
         self.patch(gossip.admission, "settings", replace(gossip.settings,
                                                admit_slice=2))
-        before = node.undecided()
+        before = node.admission.undecided()
         gossip.txs_received(conn, TxsMsg.of([payment(300 + i)
                                              for i in range(6)]))
         self.assertEqual(gossip.admission.waiting, 4)
-        self.assertEqual(node.undecided(), before + 4)
+        self.assertEqual(node.admission.undecided(), before + 4)
         self.cluster.clock.advance(0)
         self.assertEqual(gossip.admission.waiting, 0)
 

@@ -74,7 +74,7 @@ class HeartbeatGossipTests(unittest.TestCase):
             connect=tuple(f"{o}:24200" for o in ips if o != ip))
             for ip, n in ((B, 21), (C, 22))]
         self.cast: list[Heartbeat] = []
-        self.mn.node.liveness.heartbeat_cast.append(self.cast.append)
+        self.mn.node.liveness.heartbeat_cast.connect(self.cast.append)
         self.net.advance(5)
         self.assertEqual(len(self.net.connections()), 3)
 

@@ -21,9 +21,9 @@ from twisted.trial import unittest
 from tests.helpers import addr, key
 from tests.helpers.rpc import LIMIT, BusyNodeBase, RPCTestBase
 from timecoin import params
+from timecoin.admission import NODE_BUSY
 from timecoin.chain import TxInvalid
 from timecoin.config import Config, ConfigError, load_config
-from timecoin.node import NODE_BUSY
 from timecoin.rpc.auth import BasicAuth
 from timecoin.rpc.codec import dumps, encode_json
 from timecoin.rpc.errors import (
@@ -55,7 +55,7 @@ class BusyTests(BusyNodeBase):
                                        self.payment(LIMIT)))
         self.assertBusy(self.rpc_error("sendtoaddress", addr(key(3)), 1))
         self.assertEqual(len(self.node.mempool), LIMIT)
-        self.assertEqual(self.node.busy_refusals, 3)
+        self.assertEqual(self.node.admission.busy_refusals, 3)
 
     def test_counted_and_shown(self) -> None:
         """
@@ -87,7 +87,7 @@ class BusyTests(BusyNodeBase):
         self.assertBusy(self.rpc_error("sendrawtransaction",
                                        self.payment(LIMIT)))
         self.clock.advance(self.config.vote_timeout + 1)
-        self.assertEqual(self.node.undecided(), 0)
+        self.assertEqual(self.node.admission.undecided(), 0)
         self.assertEqual(len(self.rpc("sendrawtransaction",
                                       self.payment(LIMIT))), 64)
         self.assertEqual(self.rpc_error("sendrawtransaction", "zz").code,
@@ -133,7 +133,7 @@ class BusyTests(BusyNodeBase):
         self.config.rpc = replace(self.config.rpc, max_undecided=0)
         self.fill()
         self.rpc("sendrawtransaction", self.payment(LIMIT))
-        self.assertEqual(self.node.undecided(), LIMIT + 1)
+        self.assertEqual(self.node.admission.undecided(), LIMIT + 1)
         self.assertFalse(self.rpc("getmempoolinfo")["busy"])
 
 

@@ -507,14 +507,14 @@ def _wider(h: Harness, extra: tuple[int, ...]) -> None:
 
 def _engine(h: Harness, settings: FinalitySettings) -> Finality:
     engine = Finality(h.chain, h.mempool, h.mn_key, h.clock, 10.0, settings)
-    h.chain.block_connected.remove(h.mempool.block_connected)
-    h.chain.block_connected.append(engine.block_connected)
+    h.chain.block_connected.disconnect(h.mempool.block_connected)
+    h.chain.block_connected.connect(engine.block_connected)
     return engine
 
 
 def _engine_restarted(h: Harness, settings: FinalitySettings) -> Finality:
     engine = Finality(h.chain, h.mempool, h.mn_key, h.clock, 10.0, settings)
-    h.chain.block_connected.append(engine.block_connected)
+    h.chain.block_connected.connect(engine.block_connected)
     return engine
 
 
@@ -538,7 +538,7 @@ class FoundBugTests(unittest.TestCase):
         tx = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
         orphans = [sign_tx_vote(key(i), "devnet", tx.txid, APPROVE, 0)
                    for i in (5, 6)]
-        engine.tx_accepted.append(
+        engine.tx_accepted.connect(
             lambda _: [engine.receive_vote(v) for v in orphans])
         result_of(engine.submit(tx))
         self.assertEqual(h.mempool.state_of(tx.txid), FINALIZED)
@@ -593,7 +593,7 @@ class FoundBugTests(unittest.TestCase):
                                              REJECT, 0))
         self.assertEqual(h.mempool.rejected[a.txid], "rejected-by-vote")
         # The node restarts: a new mempool and engine on the same store.
-        h.chain.block_connected.remove(engine.block_connected)
+        h.chain.block_connected.disconnect(engine.block_connected)
         h.mempool = Mempool(h.chain, MempoolSettings(), h.clock.seconds)
         engine = _engine_restarted(h, settings)
         result_of(engine.recover())
@@ -618,7 +618,7 @@ class FoundBugTests(unittest.TestCase):
         _wider(h, (5, 6, 7))
         engine = _engine(h, FinalitySettings(batch_delay=0.5))
         reported: list[bytes] = []
-        engine.finalized.append(lambda txid, _: reported.append(txid))
+        engine.finalized.connect(lambda done: reported.append(done.txid))
         a = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
         b = h.pay([h.funding()], [(addr(key(3)), 9 * params.COIN)])
         result_of(engine.submit(a))

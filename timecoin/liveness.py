@@ -13,7 +13,6 @@ only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +27,7 @@ from timecoin.encoding import (
     unhex,
 )
 from timecoin.keys import PrivateKey, verify
+from timecoin.signal import Signal
 
 log = Logger()
 
@@ -101,7 +101,7 @@ class Liveness:
     """
     The liveness view of one node, and its own heartbeat timer.
 
-    @ivar heartbeat_cast: callbacks given every heartbeat this node signs
+    @ivar heartbeat_cast: emitted with every heartbeat this node signs
         (the P2P layer gossips them).
     """
 
@@ -112,7 +112,8 @@ class Liveness:
         self.interval = interval
         self.expiry = expiry
         self.seen: dict[bytes, Seen] = {}
-        self.heartbeat_cast: list[Callable[[Heartbeat], None]] = []
+        self.heartbeat_cast: Signal[Heartbeat] = Signal(
+            "liveness.heartbeat_cast")
         self.counters: dict[str, int] = {}
         self._key: PrivateKey | None = None
         self._call: IDelayedCall | None = None
@@ -196,6 +197,5 @@ class Liveness:
                 key, self.chain.network.name,
                 int(self.clock.seconds() * 1000), self.chain.height)
             self.receive(heartbeat)
-            for callback in list(self.heartbeat_cast):
-                callback(heartbeat)
+            self.heartbeat_cast.emit(heartbeat)
         self._call = self.clock.callLater(self.interval, self._beat)

@@ -60,11 +60,11 @@ class _NodeCollector(Collector):
                                 int(node.is_masternode))
         yield GaugeMetricFamily("timecoin_tip_age_seconds",
                                 "Seconds since the tip block's timestamp.",
-                                node.tip_age())
+                                node.stall_watch.tip_age())
         yield GaugeMetricFamily(
             "timecoin_chain_stalled",
             "1 while the synced node saw no block for stall_after seconds.",
-            int(node.stall() is not None))
+            int(node.stall_watch.stall() is not None))
         states = GaugeMetricFamily("timecoin_masternodes",
                                    "Masternodes on chain, by status.",
                                    labels=["status"])
@@ -216,8 +216,9 @@ class NodeMetrics:
             "timecoin_finality_latency_seconds",
             "Seconds from a transaction's acceptance to its finality.",
             buckets=LATENCY_BUCKETS, registry=self.registry)
-        node.finality.finalized.append(
-            lambda _txid, seconds: self.finality_latency.observe(seconds))
+        node.finality.finalized.connect(
+            lambda finalized: self.finality_latency.observe(
+                finalized.seconds))
         self.rpc_latency = Histogram(
             "timecoin_rpc_latency_seconds",
             "Seconds to answer an RPC call, by method.",

@@ -1,6 +1,8 @@
 """
 The node: one object wiring chain, mempool, finality, production, wallet
-and storage together, and the operations RPC and P2P call on it.
+and storage together, and the operations RPC and P2P call on it.  Its
+admission control lives in L{timecoin.admission}, its stall report in
+L{timecoin.stall}.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from twisted.logger import Logger
 
 from timecoin import params
 from timecoin.address import address_of
+from timecoin.admission import Admission
 from timecoin.block import Block
-from timecoin.chain import Chain, TxInvalid, undo_commit
+from timecoin.chain import Chain, undo_commit
 from timecoin.config import Config
 from timecoin.consensus import BlockConsensus
 from timecoin.encoding import decode
@@ -33,13 +36,13 @@ from timecoin.genesis import (
 )
 from timecoin.interfaces import IChainStore
 from timecoin.liveness import Liveness
-from timecoin.logs import RateLimitedLog
 from timecoin.masternodes import Masternode
 from timecoin.mempool import FINALIZED, PENDING, Mempool
 from timecoin.participation import Participation
 from timecoin.producer import BlockBuilder
-from timecoin.quorum import QUORUM_RULES, approval_threshold
+from timecoin.quorum import QUORUM_RULES
 from timecoin.selection import load_policy
+from timecoin.stall import StallWatch
 from timecoin.syncstatus import SyncStatus
 from timecoin.tx import OutPoint, Transaction, TxOut, UtxoEntry
 from timecoin.wallet import (
@@ -55,11 +58,6 @@ log = Logger()
 DEVNET_FUNDS = 1_000_000 * params.COIN
 """What a generated devnet genesis pays to the node's wallet."""
 
-NODE_BUSY = "node-busy"
-"""Reason code of a new transaction refused by admission control."""
-BUSY_LOG_SECONDS = 60.0
-"""The node logs turning busy (and accepting again) at most once per this
-many seconds each: near the bound it may switch many times a second."""
 
 
 def find_genesis(config: Config) -> Path:
@@ -131,6 +129,21 @@ class Node(Service):
     """
     A TIME Coin node as a Twisted service.
 
+    The listeners of C{chain.block_connected} (a L{timecoin.signal.Signal},
+    called in connection order) run in this order, which matters:
+
+      1. block consensus (connected in its constructor, so first): it
+         moves to the next height and takes the messages buffered for it
+         before anything else reacts to the block;
+      2. finality (connected here): it retires the block's transactions
+         from the mempool and rejects their conflicts;
+      3. participation (here): it reads that mempool (pending
+         activations, spendable outputs) to send an activation;
+      4. the wallet's transaction log (here, last of the node's own);
+      5. then those wired later: notifications (L{timecoin.wiring}), the
+         status page (RPC), and block sync once P2P starts, which may tell
+         consensus to resume -- at the new height, as it moved first.
+
     @ivar ready: fires once the chain is loaded and the node runs.
     """
 
@@ -182,7 +195,8 @@ class Node(Service):
             self.chain, self.key, clock, config.block_time,
             config.round_timeout, self.builder.build_block,
             synced=self.sync_status.is_synced)
-        self.chain.block_connected.append(self.finality.block_connected)
+        # After consensus, before participation: see the class docstring.
+        self.chain.block_connected.connect(self.finality.block_connected)
         self.liveness = Liveness(self.chain, clock)
         self.participation = Participation(
             self.chain, self.key, clock,
@@ -191,17 +205,21 @@ class Node(Service):
                 self.network.name),
             self.submit, self.sync_status.is_synced,
             self.mempool.pending_activations, config.auto_activate)
-        self.chain.block_connected.append(
+        self.chain.block_connected.connect(
             self.participation.block_connected)
         self._stop_process = stop_process
         self.p2p: PeerNetwork | None = None
         """The P2P service, once L{timecoin.wiring.build} attaches it."""
         self.started_at = clock.seconds()
         self.ready: defer.Deferred[None] = defer.Deferred()
-        self.busy_refusals = 0
-        """New transactions refused by admission control since start."""
-        self._busy = False
-        self._busy_log = RateLimitedLog(log, clock, BUSY_LOG_SECONDS)
+        self.admission = Admission(
+            config, self.finality, self.mempool, clock,
+            lambda: 0 if self.p2p is None else self.p2p.waiting)
+        """Admission control of clients' new transactions."""
+        self.stall_watch = StallWatch(self.chain, clock, config,
+                                      self.consensus.online,
+                                      self.sync_status.is_synced)
+        """The tip's age and whether the chain is stalled."""
         self.wallet_txs = WalletTxLog.attach(self)
 
     def _genesis(self) -> Block:
@@ -275,56 +293,28 @@ class Node(Service):
         """
         Whether the node is ready to serve (C{GET /health}): started,
         connected to a peer unless it is its network's only masternode,
-        and, once synced, its chain not stalled (L{stall}).  The detail
-        says why when it is not.
+        and, once synced, its chain not stalled (L{StallWatch.stall}).
+        The detail says why when it is not.
         """
         started = bool(self.ready.called)
         peers = len(self.p2p.peer_info()) if self.p2p is not None else 0
         snapshot = self.chain.snapshot_for(self.chain.height + 1)
         alone = self.is_masternode and len(snapshot) == 1
         ok = started and (peers > 0 or alone)
+        tip_age = self.stall_watch.tip_age()
         detail: dict[str, Any] = {"started": started, "peers": peers,
                                   "height": self.chain.height,
-                                  "tip_age": round(self.tip_age(), 1)}
+                                  "tip_age": round(tip_age, 1)}
         if not started:
             detail["reason"] = "starting"
         elif not ok:
             detail["reason"] = "no peers"
-        stall = self.stall() if started else None
+        stall = self.stall_watch.stall() if started else None
         if stall is not None:
             ok = False
             detail["reason"] = stall["reason"]
             detail["missing"] = stall["missing"]
         return ok, detail
-
-    def tip_age(self) -> float:
-        """
-        Seconds since the tip block's timestamp.
-        """
-        return max(0.0, self.clock.seconds()
-                   - self.chain.tip.header.timestamp / 1000.0)
-
-    def stall(self) -> dict[str, Any] | None:
-        """
-        C{None} unless the chain is stalled: the node is synced and no
-        block came for C{stall_after} seconds.  Then C{reason} (how long,
-        the weight heard from in the current round against the weight a
-        block needs) and C{missing} (the masternodes not heard from).
-        """
-        age = self.tip_age()
-        if age < self.config.stall_after or not self.sync_status.is_synced():
-            return None
-        chain = self.chain
-        snapshot = chain.committee_for(chain.height + 1)
-        weights = {m.pubkey: chain.quorum.weight(m) for m in snapshot}
-        total = sum(weights.values())
-        online = self.consensus.online()
-        heard = sum(w for k, w in weights.items() if k in online)
-        needed = approval_threshold(total) if total else 0
-        return {"reason": f"stalled: no commit for {age:.0f} s, weight "
-                          f"online {heard} of {total}, {needed} needed",
-                "missing": sorted(k.hex() for k in weights
-                                  if k not in online)}
 
     def uptime(self) -> int:
         return int(self.clock.seconds() - self.started_at)
@@ -397,72 +387,6 @@ class Node(Service):
         """
         return sum(e.value for _, e in self.spendable())
 
-    def undecided(self) -> int:
-        """
-        Transactions admitted and not yet finalized or rejected: pending
-        mempool entries and contenders, from peers as well as from RPC
-        (each holds a vote timeout until it is decided), plus those from
-        peers still waiting for admission (the P2P service's queue, see
-        L{timecoin.p2p.settings.P2PSettings.admit_slice}).
-        """
-        waiting = 0 if self.p2p is None else self.p2p.waiting
-        return self.finality.undecided + waiting
-
-    def backlog(self) -> str | None:
-        """
-        Why clients' new transactions are refused now, or C{None}: the
-        undecided backlog is at C{[rpc] max_undecided}, or the finalized
-        payments waiting for a block are at C{max_unmined} (blocks lag
-        behind finality; taking more would fill the mempool and grow every
-        block past what a round can carry).  A bound of 0 is none.
-        """
-        config = self.config
-        limit = config.rpc.max_undecided
-        if limit:
-            undecided = self.undecided()
-            if undecided >= limit:
-                return f"{undecided} transactions undecided, limit {limit}"
-        limit = config.rpc.max_unmined
-        if limit:
-            unmined = self.mempool.finalized_count
-            if unmined >= limit:
-                return (f"{unmined} finalized transactions waiting for a "
-                        f"block, limit {limit}")
-        return None
-
-    def check_admission(self) -> None:
-        """
-        Admission control: refuse a new transaction from a client at once
-        while the node is backlogged (L{backlog}), before any parsing or
-        signature work.  Refusals are counted (C{busy_refusals}, and as
-        the mempool refusal reason C{node-busy}); the node logs when it
-        turns busy and when it accepts again, not each refusal.
-
-        @raise TxInvalid: C{node-busy}, a retryable refusal.
-        """
-        why = self.backlog()
-        if why is None:
-            if self._busy:
-                self._busy = False
-                self._busy_log.info(
-                    "accepted", "accepting new transactions again: "
-                    "{undecided} undecided, {unmined} waiting for a block; "
-                    "{refused} refused since start",
-                    undecided=self.undecided(),
-                    unmined=self.mempool.finalized_count,
-                    refused=self.busy_refusals, reason=NODE_BUSY)
-            return
-        if not self._busy:
-            self._busy = True
-            self._busy_log.warn(
-                "busy", "node busy: {why}; refusing new transactions from "
-                "clients until the backlog drains", why=why,
-                reason=NODE_BUSY)
-        self.busy_refusals += 1
-        rejections = self.mempool.rejections
-        rejections[NODE_BUSY] = rejections.get(NODE_BUSY, 0) + 1
-        raise TxInvalid(NODE_BUSY, f"{why}; retry later")
-
     # Actions -------------------------------------------------------------
 
     def submit(self, tx: Transaction) -> defer.Deferred[bytes]:
@@ -478,9 +402,9 @@ class Node(Service):
         admission control refuses it.
 
         @raise timecoin.wallet.WalletError: if it cannot be funded.
-        @raise TxInvalid: C{node-busy} (L{check_admission}).
+        @raise TxInvalid: C{node-busy} (L{Admission.check}).
         """
-        self.check_admission()
+        self.admission.check()
         try:
             tx = self.wallet.build_payment(self.spendable(), address, amount,
                                            self.network.name)

@@ -43,6 +43,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from timecoin.logs import RateLimitedLog
+from timecoin.wallettxs import WalletTxEvent
 
 log = Logger()
 
@@ -263,9 +264,9 @@ class Notifier:
         Feed on C{node}'s wallet transactions and connected blocks.
         """
         if self.wallet is not None:
-            node.wallet_txs.observers.append(self.wallet_tx)
+            node.wallet_txs.observers.connect(self.wallet_tx)
         if self.block is not None:
-            node.chain.block_connected.append(self.block_connected)
+            node.chain.block_connected.connect(self.block_connected)
 
             def catching_up() -> bool:
                 p2p = node.p2p
@@ -274,16 +275,19 @@ class Notifier:
 
             self.catching_up = catching_up
 
-    def wallet_tx(self, wtx: Any, event: str) -> None:
+    def wallet_tx(self, change: WalletTxEvent) -> None:
         """
         A wallet transaction became final or was mined.
         """
         if self.wallet is None:
             return
-        mined = wtx.block_hash is not None
+        wtx = change.wtx
+        block_hash = wtx.block_hash
+        mined = block_hash is not None
         self.wallet.run({
             "s": wtx.txid.hex(),
-            "b": wtx.block_hash.hex() if mined else "unconfirmed",
+            "b": block_hash.hex() if block_hash is not None
+            else "unconfirmed",
             "h": str(wtx.height) if mined else "-1", "w": ""})
 
     def block_connected(self, block: Any) -> None:

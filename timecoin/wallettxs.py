@@ -37,12 +37,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from timecoin import params
+from timecoin.finality import Finalized
+from timecoin.signal import Signal
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, UtxoEntry, sign_inputs
 
 log = Logger()
@@ -114,12 +116,24 @@ class WalletTx:
                 "spends": [[t.hex(), n] for t, n in self.spends]}
 
 
+class WalletTxEvent(NamedTuple):
+    """
+    What L{WalletTxLog.observers} emits.
+
+    @ivar wtx: the wallet transaction.
+    @ivar event: L{FINAL} or L{MINED}.
+    """
+
+    wtx: WalletTx
+    event: str
+
+
 @dataclass
 class WalletTxLog:
     """
     The wallet's transactions, in the order they were first seen.
 
-    @ivar observers: called with C{(WalletTx, event)} when a wallet
+    @ivar observers: emitted (L{WalletTxEvent}) when a wallet
         transaction becomes final (L{FINAL}, not yet in a block) or is
         mined (L{MINED}); not during the start-up scan.
     """
@@ -130,8 +144,8 @@ class WalletTxLog:
     clock: Any
     txs: dict[bytes, WalletTx] = field(default_factory=dict)
     order: list[WalletTx] = field(default_factory=list)
-    observers: list[Callable[[WalletTx, str], None]] = field(
-        default_factory=list)
+    observers: Signal[WalletTxEvent] = field(
+        default_factory=lambda: Signal("wallet_txs.observers"))
     scanned: int = -1
     _owned: dict[OutPoint, tuple[str, int]] = field(default_factory=dict)
     _since_mark: int = 0
@@ -147,14 +161,14 @@ class WalletTxLog:
         history = cls(Path(node.datadir) / FILE_NAME, node.wallet,
                       node.network.address_prefix, node.clock)
         history.load()
-        node.chain.block_connected.append(history.block_connected)
+        node.chain.block_connected.connect(history.block_connected)
 
-        def finalized(txid: bytes, _seconds: float) -> None:
-            entry = node.mempool.entries.get(txid)
+        def finalized(event: Finalized) -> None:
+            entry = node.mempool.entries.get(event.txid)
             if entry is not None:
                 history.tx_finalized(entry.tx)
 
-        node.finality.finalized.append(finalized)
+        node.finality.finalized.connect(finalized)
         return history
 
     def start_for(self, node: Any) -> defer.Deferred[None]:
@@ -321,11 +335,7 @@ class WalletTxLog:
     def _notify(self, wtx: WalletTx, event: str) -> None:
         if self._scanning:
             return
-        for observer in list(self.observers):
-            try:
-                observer(wtx, event)
-            except Exception:
-                log.failure("wallet transaction observer failed")
+        self.observers.emit(WalletTxEvent(wtx, event))
 
     def _mark(self, height: int) -> None:
         self._since_mark = 0

@@ -92,7 +92,7 @@ class Harness:
                                     self.clock)
         self.consensus = BlockConsensus(self.chain, self.mn_key, self.clock,
                                         2.0, 2.0, self.builder.build_block)
-        self.chain.block_connected.append(self.mempool.block_connected)
+        self.chain.block_connected.connect(self.mempool.block_connected)
 
     def funding(self, index: int = 0) -> OutPoint:
         """

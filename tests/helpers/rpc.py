@@ -21,11 +21,11 @@ from twisted.trial import unittest
 from tests.helpers import addr, key
 from timecoin import params
 from timecoin.address import address_of
+from timecoin.admission import NODE_BUSY
 from timecoin.config import Config, build_config
 from timecoin.genesis import make_genesis, write_genesis
 from timecoin.keys import PrivateKey
 from timecoin.masternodes import Masternode
-from timecoin.node import NODE_BUSY
 from timecoin.rpc.codec import encode_json
 from timecoin.rpc.errors import (
     RPC_VERIFY_REJECTED,
@@ -205,7 +205,7 @@ class BusyNodeBase(RPCTestBase):
         """
         txids = [self.rpc("sendrawtransaction", self.payment(n))
                  for n in range(LIMIT)]
-        self.assertEqual(self.node.undecided(), LIMIT)
+        self.assertEqual(self.node.admission.undecided(), LIMIT)
         return txids
 
     def assertBusy(self, error: CallFailed) -> None:

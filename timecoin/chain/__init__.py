@@ -25,8 +25,8 @@ What lives where (split by object):
 Imports: C{errors} imports nothing of the package; C{transfer} and
 C{undo} only C{errors} at most, C{utxo} none; C{masternode_state} those;
 C{history} C{masternode_state} and C{undo}; C{validation} all of them;
-C{bestchain} all.  From outside, only the pure core, C{finalized} and
-C{storage}: never the mempool, finality, consensus, P2P, RPC or the node.
+C{bestchain} all.  From outside, only the pure core, C{finalized},
+C{signal} and C{storage}: never the mempool, finality, consensus, P2P, RPC or the node.
 """
 
 from timecoin.chain.bestchain import Chain

@@ -44,6 +44,7 @@ from timecoin.masternodes import Masternode, Snapshot, make_snapshot
 from timecoin.mnstate import MnStatus, ServiceRules
 from timecoin.mnstate import is_state_key as is_status_key
 from timecoin.registration import Registration
+from timecoin.signal import Signal
 from timecoin.storage import BlockChange, BlockRevert, StoreError
 from timecoin.tx import OutPoint, Transaction, UtxoEntry
 
@@ -84,7 +85,10 @@ class Chain:
         self.tip_commit: CommitCertificate | None = None
         self._utxo_hash: tuple[bytes, bytes] | None = None
         self.verified: set[bytes] = set()
-        self.block_connected: list[Callable[[Block], None]] = []
+        self.block_connected: Signal[Block] = Signal("chain.block_connected")
+        """Emitted with every block connected (its state applied).  The
+        order of its listeners is the node's (L{timecoin.node.Node}):
+        block consensus first, then finality, then the rest."""
         self.finalized = finalized if finalized is not None \
             else FinalizedSet()
         """The transactions finalized here and not yet mined, shared with
@@ -351,8 +355,7 @@ class Chain:
         self.tip = block
         self.tip_commit = commit
         self._utxo_hash = None
-        for callback in list(self.block_connected):
-            callback(block)
+        self.block_connected.emit(block)
         return change
 
     @defer.inlineCallbacks

@@ -50,22 +50,33 @@ What lives where:
   - L{timecoin.consensus.intake}: the height and round checks of received
     messages, the next-height buffer.
   - L{timecoin.consensus.outgoing}: this node's own messages, the outbox
-    callbacks, the re-broadcast, the votes skipped while not synced.
+    signal, the re-broadcast, the votes skipped while not synced.
   - L{timecoin.consensus.evidence}: equivocation evidence and offence
     counts.
   - L{timecoin.consensus.timers}: step timeouts, the re-broadcast timer,
     the round watchdog.
   - L{timecoin.consensus.commit}: a decided block's certificate and its
     connect.
+  - L{timecoin.consensus.rules}: L{RoundRules
+    <timecoin.consensus.rules.RoundRules>}, the rules of the height
+    (commit, valid block, round skip, prevote, lock, precommit) and the
+    lock and valid block they keep.
+  - L{timecoin.consensus.catchup}: L{CatchUp
+    <timecoin.consensus.catchup.CatchUp>}, the re-broadcast heartbeat,
+    the votes missed while not synced, the round watchdog, the resume
+    after sync.
   - L{timecoin.consensus.engine}: L{BlockConsensus}, the round state
     machine, the coordinator of the objects above.
 
 Imports: inside the package, C{messages}, C{evidence}, C{timers} and
 C{committee} import nothing of it; C{signing}, C{outgoing} and C{commit}
 import C{messages}; C{votes} and C{proposals} import C{messages} and
-C{evidence}; C{intake} imports those two; C{engine} imports all of them.
+C{evidence}; C{intake} imports those two; C{rules} imports C{commit},
+C{committee}, C{messages}, C{proposals}, C{signing} and C{votes};
+C{catchup} imports C{rules} and what it drives; C{engine} imports all of
+them.
 From outside, only the core (C{block}, C{encoding}, C{keys},
-C{masternodes}, C{interfaces}) and C{chain}: never finality, mempool,
+C{masternodes}, C{interfaces}), C{signal} and C{chain}: never finality, mempool,
 P2P, RPC or the node.
 """
 

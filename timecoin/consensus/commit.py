@@ -1,7 +1,7 @@
 """
 The commit of a decided block (L{Committer}): its commit certificate from
 the precommits of its quorum, the chain's connect (store first, then
-memory), and the callbacks told of every block this node commits.
+memory), and the signal of every block this node commits.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from timecoin.block import Block, CommitCertificate, Vote
 from timecoin.chain import Chain
 from timecoin.consensus.messages import BlockVote
+from timecoin.signal import Signal
 
 log = Logger(namespace="timecoin.consensus")
 """The consensus log lines keep the namespace they always had."""
@@ -23,14 +24,14 @@ class Committer:
     """
     Commits blocks to the chain, one at a time.
 
-    @ivar callbacks: given every block this node commits.
+    @ivar committed: emitted with every block this node commits.
     @ivar busy: a committed block is being connected.
     """
 
     def __init__(self, chain: Chain, count: Callable[[str], None]) -> None:
         self.chain = chain
         self.count = count
-        self.callbacks: list[Callable[[Block], None]] = []
+        self.committed: Signal[Block] = Signal("consensus.committed")
         self.busy = False
 
     def commit(self, block: Block, round: int,
@@ -53,8 +54,7 @@ class Committer:
                      "with {n} txs", height=block.height,
                      hash=block.hash.hex(), round=round,
                      n=len(block.txs) - 1)
-            for callback in list(self.callbacks):
-                callback(block)
+            self.committed.emit(block)
 
         def failed(failure: Any) -> None:
             self.busy = False

@@ -1,6 +1,6 @@
 """
 What this node signed in block consensus and hands to the network
-(L{Outgoing}): the callbacks its messages go to (the engine's C{outbox}),
+(L{Outgoing}): the signal its messages go out by (the engine's C{outbox}),
 the messages it signed at the current height, which the periodic
 re-broadcast sends again, and the votes it stepped past while not synced,
 which it signs as nil once caught up.
@@ -8,24 +8,23 @@ which it signs as nil once caught up.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from timecoin.consensus.messages import BlockVote, Signed
+from timecoin.signal import Signal
 
 
 class Outgoing:
     """
     This node's own consensus messages.
 
-    @ivar callbacks: given every proposal and vote this node signs or
-        sends again (the P2P layer gossips them); kept across heights.
+    @ivar outbox: emitted with every proposal and vote this node signs
+        or sends again (the P2P layer gossips them); kept across heights.
     @ivar mine: what it signed at the current height.
     @ivar unsigned: the (phase, round) of the votes it stepped past
         unsigned at the current height, as it was not synced.
     """
 
     def __init__(self) -> None:
-        self.callbacks: list[Callable[[Signed], None]] = []
+        self.outbox: Signal[Signed] = Signal("consensus.outbox")
         self.mine: list[Signed] = []
         self.unsigned: set[tuple[str, int]] = set()
 
@@ -45,10 +44,9 @@ class Outgoing:
 
     def send(self, message: Signed) -> None:
         """
-        Hand C{message} to every callback.
+        Hand C{message} to every listener of the outbox.
         """
-        for callback in list(self.callbacks):
-            callback(message)
+        self.outbox.emit(message)
 
     def recent(self, round: int) -> list[Signed]:
         """

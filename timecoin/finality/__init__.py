@@ -17,6 +17,9 @@ What lives where:
   - L{timecoin.finality.records}: the durable finality records (their
     encodings and writes), released approvals and the certificate index.
   - L{timecoin.finality.recovery}: the restart from those records.
+  - L{timecoin.finality.decisions}: finalizing and rejecting a
+    transaction (L{Decisions <timecoin.finality.decisions.Decisions>}),
+    its vote timeout, the callers waiting for a decision.
   - L{timecoin.finality.engine}: L{Finality}, the coordinator that admits,
     decides and retires transactions.
   - L{timecoin.finality.settings}: L{FinalitySettings}.
@@ -27,12 +30,14 @@ fills; the chain never imports this package.
 
 Imports: inside the package, C{settings} and C{votes} import nothing of
 it; C{tally} imports those two, C{records} C{votes}; C{voter} and
-C{recovery} import the modules above them; C{engine} imports all of
-them.  From outside, only the core (C{encoding}, C{keys}, C{tx},
-C{block}, C{interfaces}), C{chain}, C{mempool}, C{finalized}, C{logs} and
-C{txcache}: never P2P, RPC or the node.
+C{recovery} import the modules above them, C{decisions} those and
+C{voter}; C{engine} imports all of them.  From outside, only the core
+(C{encoding}, C{keys}, C{tx}, C{block}, C{interfaces}), C{chain},
+C{mempool}, C{finalized}, C{logs}, C{signal} and C{txcache}: never P2P,
+RPC or the node.
 """
 
+from timecoin.finality.decisions import Finalized
 from timecoin.finality.engine import Finality
 from timecoin.finality.settings import FinalitySettings
 from timecoin.finality.tally import BatchResult
@@ -60,6 +65,7 @@ __all__ = [
     "VOTE_HEIGHT_WINDOW",
     "BatchResult",
     "Finality",
+    "Finalized",
     "FinalitySettings",
     "TxVote",
     "TxVoteBatch",

@@ -1,9 +1,10 @@
 """
 The transaction-finality engine of one node (L{Finality}): it admits
 transactions, has this masternode vote (L{timecoin.finality.voter}),
-counts the votes it receives (L{timecoin.finality.tally}), and decides;
-it also holds the vote timeouts (L{Timeouts}) and the callers waiting for
-a decision (L{Waiters}).  The decision rules are written down in
+counts the votes it receives (L{timecoin.finality.tally}), and has its
+L{Decisions <timecoin.finality.decisions.Decisions>} finalize or reject
+(they also hold the vote timeouts and the callers waiting for a
+decision).  The decision rules are written down in
 ``docs/finality.md``; in short:
 
   - A masternode votes once per transaction: C{approve} if it locked the
@@ -35,17 +36,16 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
-from twisted.python.failure import Failure
 
 from timecoin.block import Block
 from timecoin.chain import Chain, TxInvalid
+from timecoin.finality.decisions import Decisions
 from timecoin.finality.records import (
     Certificates,
     RecordWriter,
     ReleasedApprovals,
-    finalized_record,
     pending_record,
 )
 from timecoin.finality.recovery import Recovery
@@ -60,7 +60,6 @@ from timecoin.finality.tally import (
 )
 from timecoin.finality.voter import Voter
 from timecoin.finality.votes import (
-    APPROVE,
     SignatureCache,
     TxVote,
     TxVoteBatch,
@@ -69,108 +68,18 @@ from timecoin.finalized import FinalizedSet
 from timecoin.keys import PrivateKey
 from timecoin.logs import RateLimitedLog
 from timecoin.mempool import FINALIZED, PENDING, REJECTED, Mempool
+from timecoin.signal import Signal
 from timecoin.tx import Transaction
 from timecoin.txcache import CACHE as TX_CACHE
 
-__all__ = ["LATE_REASONS", "Finality", "Waiters"]
+__all__ = ["Finality"]
 
 log = Logger(namespace="timecoin.finality")
 """The finality engine's log lines keep the namespace they always had."""
 
-LATE_REASONS = frozenset({"rejected-by-vote", "vote-timeout"})
-"""Rejections a late approval certificate may still override."""
 LOG_INTERVAL = 10.0
 """Seconds between two log lines of one kind of refusal or rejection (each
 is counted; the line says how many were not logged)."""
-
-
-class Waiters:
-    """
-    Callers waiting for transactions to be decided.
-    """
-
-    def __init__(self, clock: IReactorTime, mempool: Mempool) -> None:
-        self.clock = clock
-        self.mempool = mempool
-        self._waiting: dict[bytes, list[defer.Deferred[str]]] = {}
-
-    def __len__(self) -> int:
-        return sum(len(w) for w in self._waiting.values())
-
-    def fire(self, txid: bytes, state: str) -> None:
-        """
-        Give every caller waiting for C{txid} its C{state}.
-        """
-        for waiter in self._waiting.pop(txid, []):
-            waiter.callback(state)
-
-    def wait(self, txid: bytes, timeout: float) -> defer.Deferred[str]:
-        """
-        Wait for the decision on C{txid} (L{Waiters.wait}).
-        """
-        state = self.mempool.state_of(txid)
-        if state in (FINALIZED, REJECTED):
-            return defer.succeed(state)
-
-        def cancelled(d: defer.Deferred[str]) -> None:
-            waiters = self._waiting.get(txid, [])
-            if d in waiters:
-                waiters.remove(d)
-
-        d: defer.Deferred[str] = defer.Deferred(cancelled)
-        self._waiting.setdefault(txid, []).append(d)
-
-        def expire() -> None:
-            waiters = self._waiting.get(txid, [])
-            if d in waiters:
-                waiters.remove(d)
-                d.callback(self.mempool.state_of(txid) or "unknown")
-
-        call = self.clock.callLater(timeout, expire)
-
-        def settled(result: object) -> object:
-            if call.active():
-                call.cancel()
-            return result
-
-        d.addBoth(settled)
-        return d
-
-
-class Timeouts:
-    """
-    The vote timeout of each undecided transaction admitted here: after
-    C{seconds}, C{expired} is called with its txid.
-    """
-
-    def __init__(self, clock: IReactorTime, seconds: float,
-                 expired: Callable[[bytes], None]) -> None:
-        self.clock = clock
-        self.seconds = seconds
-        self._expired = expired
-        self._calls: dict[bytes, IDelayedCall] = {}
-
-    def __len__(self) -> int:
-        return len(self._calls)
-
-    def arm(self, txid: bytes) -> None:
-        """
-        Start the vote timeout of C{txid}.
-        """
-        self._calls[txid] = self.clock.callLater(self.seconds, self._fire,
-                                                 txid)
-
-    def _fire(self, txid: bytes) -> None:
-        self._calls.pop(txid, None)
-        self._expired(txid)
-
-    def cancel(self, txid: bytes) -> None:
-        """
-        Stop the vote timeout of C{txid} (decided), if it runs.
-        """
-        call = self._calls.pop(txid, None)
-        if call is not None and call.active():
-            call.cancel()
 
 
 class Finality:
@@ -178,19 +87,20 @@ class Finality:
     The transaction-finality engine of one node: it admits, decides
     (finalize, reject) and retires transactions, and coordinates the
     parts it builds: the vote subjects, the electorate, the vote intake,
-    this masternode's voter, the records, released approvals and
-    certificates, and recovery after a restart.
+    this masternode's voter, the decisions, the records, released
+    approvals and certificates, and recovery after a restart.
 
     @ivar settings: the finality settings; batching and queries read them
         as they go, the other parts keep the limits they were built with.
     @ivar finalized_set: the transactions finalized here and not yet
         mined: the chain's own set (C{chain.finalized}), which this engine
         fills and the chain checks blocks against.
-    @ivar vote_cast: callbacks given every batch of votes this node signs
+    @ivar vote_cast: emitted with every batch of votes this node signs
         (the P2P layer gossips them).
-    @ivar finalized: callbacks given (txid, seconds from acceptance to
-        finality) for every transaction this node finalizes.
-    @ivar tx_accepted: callbacks given every transaction admitted to the
+    @ivar finalized: emitted with every transaction this node finalizes
+        (L{Finalized <timecoin.finality.decisions.Finalized>}: its txid,
+        seconds from acceptance to finality).
+    @ivar tx_accepted: emitted with every transaction admitted to the
         mempool, contenders included (the P2P layer relays them).
     """
 
@@ -220,16 +130,18 @@ class Finality:
         self.intake = VoteIntake(self.subjects, self.electorate,
                                  self.signatures, self._equivocations,
                                  self.counters, self._accept)
-        self._waiters = Waiters(clock, mempool)
-        self.timeouts = Timeouts(clock, vote_timeout, self._timed_out)
-        self._finalizing: set[bytes] = set()
         self._ratelog = RateLimitedLog(log, clock, LOG_INTERVAL)
-        self.vote_cast: list[Callable[[TxVoteBatch], None]] = []
+        self.vote_cast: Signal[TxVoteBatch] = Signal("finality.vote_cast")
         self.voter = Voter(key, chain, self.subjects, self.electorate,
                            self.released, self.signatures, clock,
                            self.counters, self.vote_cast, self._accept)
-        self.finalized: list[Callable[[bytes, float], None]] = []
-        self.tx_accepted: list[Callable[[Transaction], None]] = []
+        self.decisions = Decisions(chain, mempool, clock, vote_timeout,
+                                   self.subjects, self.electorate,
+                                   self.records, self.released, self.voter,
+                                   self.counters, self._ratelog)
+        self.finalized = self.decisions.finalized
+        self.tx_accepted: Signal[Transaction] = Signal(
+            "finality.tx_accepted")
         self.synced = synced
         """Whether the node has caught up with the network (the node's
         L{timecoin.syncstatus.SyncStatus}); a node that is behind does not
@@ -298,12 +210,11 @@ class Finality:
             entry.votes.update(previous[0].votes)
             entry.query_at = self.clock.seconds()
             self.subjects.scan_soon()
-        for accepted in list(self.tx_accepted):
-            accepted(tx)
-        self.timeouts.arm(txid)
+        self.tx_accepted.emit(tx)
+        self.decisions.timeouts.arm(txid)
         if conflicted:
             self._decide(txid)
-        elif entry.state != PENDING or txid in self._finalizing:
+        elif entry.state != PENDING or txid in self.decisions.finalizing:
             # The announcement above replayed orphan votes that finalized
             # it already: its finality record is written, and a pending
             # record now would overwrite it, so that a restart brings it
@@ -317,7 +228,7 @@ class Finality:
             d = self.records.store.put_tx_record(txid, pending_record(entry))
             d.addCallbacks(lambda _: self._decide(txid), self.records.failed,
                            errbackArgs=("pending record", txid))
-        self._tally(txid)
+        self.decisions.tally(txid)
         return defer.succeed(txid)
 
     def _decide(self, txid: bytes) -> None:
@@ -358,144 +269,15 @@ class Finality:
                                      and overrides(held, vote)):
             return False
         entry.votes[vote.voter] = vote
-        self._tally(vote.txid)
+        self.decisions.tally(vote.txid)
         return True
-
-    def _tally(self, txid: bytes) -> None:
-        if txid in self._finalizing:
-            return
-        entry = self.subjects.get(txid)
-        if entry is None or entry.state == FINALIZED:
-            return
-        approve, reject, total, _ = self.electorate.weights(entry.votes,
-                                                            txid)
-        if self.electorate.approved(approve, total):
-            self._finalize(txid)
-        elif entry.state == PENDING and \
-                self.electorate.rejected(reject, total):
-            self._reject(txid, "rejected-by-vote")
-
-    def _finalize(self, txid: bytes) -> None:
-        entry = self.subjects.get(txid)
-        assert entry is not None
-        tx = entry.tx
-        holders = self.mempool.holders(tx)
-        for holder in sorted(holders):
-            if self.mempool.entries[holder].state != PENDING or \
-                    holder in self._finalizing:
-                self._impossible(txid, f"conflicts with finalized "
-                                 f"{holder.hex()}")
-                return
-        if any(self.mempool.unlocked_lookup(i.prevout) is None
-               for i in tx.inputs):
-            self._impossible(txid, "an input is spent on chain")
-            return
-        # Finalizing from here on: rejecting the holders below may sign
-        # queued votes, and one on this transaction would tally it again
-        # and finalize it a second time (reported twice; the load
-        # benchmark found it).
-        self._finalizing.add(txid)
-        for holder in sorted(holders):
-            # Our locked spender lost the vote: unlock it, adopt the winner.
-            self._reject(holder, "conflict-finalized")
-        if entry.conflict or entry.state == REJECTED:
-            if entry.state == REJECTED:
-                self.counters["late_finalized"] += 1
-                log.warn("tx {txid} finalized by votes after it was "
-                         "rejected here", txid=txid.hex())
-            self.subjects.late.pop(txid, None)
-            self.released.forget(txid, delete=False)
-            self.mempool.lock(entry)
-        self._finalizing.add(txid)
-        d = self.records.store.put_tx_record(txid, finalized_record(entry))
-
-        def stored(_: object) -> None:
-            self._finalizing.discard(txid)
-            if self.mempool.entries.get(txid) is not entry:
-                return
-            self.mempool.finalize(txid)
-            self.finalized_set.add(tx)
-            for loser in self.mempool.conflicting_with(tx):
-                self._reject(loser, "conflict-finalized")
-            self.timeouts.cancel(txid)
-            self.counters["finalized"] += 1
-            latency = self.clock.seconds() - entry.received
-            for callback in list(self.finalized):
-                callback(txid, latency)
-            self._waiters.fire(txid, FINALIZED)
-
-        def failed(failure: Failure) -> None:
-            self._finalizing.discard(txid)
-            self.records.failed(failure, "finality record", txid)
-
-        d.addCallbacks(stored, failed)
-
-    def _impossible(self, txid: bytes, why: str) -> None:
-        """
-        A quorum approved C{txid} though it conflicts with what is final
-        here: more than a third of the weight is Byzantine.  Nothing is
-        changed; the operator must look.
-        """
-        self.counters["conflicting_certificates"] += 1
-        log.critical("approval quorum for tx {txid}, which {why}: more than "
-                     "1/3 of the masternode weight misbehaves",
-                     txid=txid.hex(), why=why)
-
-    def _reject(self, txid: bytes, reason: str) -> None:
-        if self.voter.queued(txid) == APPROVE:
-            # Our approval waits in the batch queue: sign it now, so that
-            # the release below sees it and protects the inputs.  Else the
-            # queued approval is signed after the rejection unlocked them
-            # and this node approves a conflicting spender too (two
-            # certificates for one output; the simulator found it).
-            self.flush_votes()
-        entry = self.subjects.held(txid)
-        if entry is None or entry.state != PENDING or \
-                txid in self._finalizing:
-            return
-        self.timeouts.cancel(txid)
-        self.mempool.reject(txid, reason)
-        self._rejected_log(txid, reason)
-        if not entry.conflict:
-            mine = None if self.key is None else entry.votes.get(
-                self.key.public)
-            if isinstance(mine, TxVote) and mine.decision == APPROVE and \
-                    reason in LATE_REASONS:
-                # Kept from now, not from the approval: while this was
-                # pending, this node rejected its contenders at heights up
-                # to now, and approving one of them must wait until no
-                # node can hold that rejection too.
-                self.released.release(
-                    txid, max(mine.height, self.chain.height), entry.tx)
-            else:
-                self.records.delete(txid)
-        if reason in LATE_REASONS:
-            entry.state = REJECTED
-            self.subjects.keep_late(txid, entry)
-        self.counters["rejected"] += 1
-        self._waiters.fire(txid, REJECTED)
-
-    def _rejected_log(self, txid: bytes, reason: str) -> None:
-        """
-        One line per reason and C{LOG_INTERVAL} (the mempool counts every
-        rejection by reason).
-        """
-        self._ratelog.emit(("rejected", reason), LogLevel.info,
-                           "tx {txid} rejected: {reason}", txid=txid.hex(),
-                           reason=reason)
-
-    def _timed_out(self, txid: bytes) -> None:
-        entry = self.subjects.held(txid)
-        if entry is not None and entry.state == PENDING and \
-                txid not in self._finalizing:
-            self._reject(txid, "vote-timeout")
 
     def wait(self, txid: bytes, timeout: float) -> defer.Deferred[str]:
         """
         Fire with the transaction's state once it is decided (finalized or
         rejected), or with its current state after C{timeout} seconds.
         """
-        return self._waiters.wait(txid, timeout)
+        return self.decisions.waiters.wait(txid, timeout)
 
     # Blocks, queries, what RPC shows ---------------------------------------
 
@@ -510,22 +292,22 @@ class Finality:
                      if tx.txid in self.mempool.entries and
                      self.mempool.entries[tx.txid].state == FINALIZED]
         for txid in self.mempool.block_connected(block):
-            self._rejected_log(txid, "conflict-in-block")
-            self.timeouts.cancel(txid)
+            self.decisions.rejected_log(txid, "conflict-in-block")
+            self.decisions.timeouts.cancel(txid)
             self.records.delete(txid)
             self.counters["rejected"] += 1
-            self._waiters.fire(txid, REJECTED)
+            self.decisions.waiters.fire(txid, REJECTED)
         self.subjects.drop_spent(block)
         for tx in block.txs:
-            self.timeouts.cancel(tx.txid)
+            self.decisions.timeouts.cancel(tx.txid)
             self.subjects.late.pop(tx.txid, None)
-            self._waiters.fire(tx.txid, "confirmed")
+            self.decisions.waiters.fire(tx.txid, "confirmed")
         for txid, entry in certified:
             self.certificates.archive(txid, entry, block.height,
                                       self.chain.retired)
         self.certificates.prune(self.chain.height)
         for txid in self.electorate.take_ahead():
-            self._tally(txid)
+            self.decisions.tally(txid)
         self.released.expire(self.chain.height)
         self.subjects.expire()
 
@@ -543,7 +325,8 @@ class Finality:
         Undecided transactions whose votes peers should be asked for (and
         which should be announced again); see L{VoteSubjects.stalled}.
         """
-        return self.subjects.stalled(limit, self.settings, self._finalizing)
+        return self.subjects.stalled(limit, self.settings,
+                                     self.decisions.finalizing)
 
     def votes_for(self, txid: bytes) -> defer.Deferred[list[TxVote]]:
         """
@@ -582,7 +365,7 @@ class Finality:
         (each holds a vote timeout until it is decided): the backlog RPC
         admission control bounds.
         """
-        return len(self.timeouts)
+        return len(self.decisions.timeouts)
 
     def vote_state(self) -> dict[str, int]:
         """
@@ -594,9 +377,9 @@ class Finality:
                 "contenders": len(self.mempool.contenders),
                 "contended": len(self.mempool.contended),
                 "late": len(self.subjects.late), "queue": len(self.voter),
-                "timeouts": len(self.timeouts),
-                "finalizing": len(self._finalizing),
-                "waiters": len(self._waiters),
+                "timeouts": len(self.decisions.timeouts),
+                "finalizing": len(self.decisions.finalizing),
+                "waiters": len(self.decisions.waiters),
                 "released": len(self.released)}
 
     # Restart -----------------------------------------------------------------
@@ -620,5 +403,5 @@ class Finality:
         for its votes at once, arm its timeout, vote.
         """
         self.mempool.entries[txid].query_at = self.clock.seconds()
-        self.timeouts.arm(txid)
+        self.decisions.timeouts.arm(txid)
         self._decide(txid)

@@ -27,6 +27,7 @@ from timecoin.finality.votes import (
 )
 from timecoin.keys import PrivateKey
 from timecoin.mempool import PENDING
+from timecoin.signal import Signal
 
 log = Logger(namespace="timecoin.finality")
 
@@ -38,7 +39,7 @@ class Voter:
     decision is queued for C{batch_delay} seconds, or signed at once when
     C{batch_max} are queued or when it completes a quorum (so a 1-of-1
     devnet stays instantaneous).  A signed batch (at the chain's height)
-    goes to every C{vote_cast} callback (the P2P layer gossips it), and
+    is emitted by C{vote_cast} (the P2P layer gossips it), and
     its votes to C{accept} (counted here).
     """
 
@@ -46,7 +47,7 @@ class Voter:
                  subjects: VoteSubjects, electorate: Electorate,
                  released: ReleasedApprovals, signatures: SignatureCache,
                  clock: IReactorTime, counters: Counter[str],
-                 vote_cast: list[Callable[[TxVoteBatch], None]],
+                 vote_cast: Signal[TxVoteBatch],
                  accept: Callable[[TxVote], bool]) -> None:
         self.key = key
         self.chain = chain
@@ -174,7 +175,6 @@ class Voter:
                                   items[start:start + MAX_BATCH_VOTES])
             self.counters["batches_signed"] += 1
             self.signatures.remember_batch(batch)
-            for callback in list(self.vote_cast):
-                callback(batch)
+            self.vote_cast.emit(batch)
             for vote in batch.votes():
                 self._accept(vote)

@@ -42,6 +42,7 @@ from timecoin.p2p.scoring import Scores
 from timecoin.p2p.settings import P2PSettings
 from timecoin.p2p.sync import BlockSync
 from timecoin.p2p.tls import NodeTLS
+from timecoin.signal import Signal
 
 log = Logger()
 
@@ -103,7 +104,7 @@ class P2PService(Service):
         """TLS with the node's pinned certificate, if C{[p2p] tls}."""
         self.port: IListeningPort | None = None
         self._loops: list[task.LoopingCall] = []
-        self._hooks: list[tuple[list[Any], Callable[..., None]]] = []
+        self._hooks: list[tuple[Signal[Any], Callable[..., None]]] = []
         self._started = False
 
     # Service -------------------------------------------------------------
@@ -195,8 +196,7 @@ class P2PService(Service):
                 loop.stop()
         self._loops = []
         for hooks, callback in self._hooks:
-            if callback in hooks:
-                hooks.remove(callback)
+            hooks.disconnect(callback)
         self._hooks = []
         self.sync.stop()
         self.manager.stop()
@@ -210,8 +210,8 @@ class P2PService(Service):
             return d
         return None
 
-    def _hook(self, hooks: list[Any], callback: Callable[..., None]) -> None:
-        hooks.append(callback)
+    def _hook(self, hooks: Signal[Any], callback: Callable[..., None]) -> None:
+        hooks.connect(callback)
         self._hooks.append((hooks, callback))
 
     def _loop(self, function: Callable[[], None], interval: float) -> None:

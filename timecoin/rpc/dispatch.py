@@ -22,8 +22,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from timecoin.address import AddressError
+from timecoin.admission import NODE_BUSY
 from timecoin.chain import TxInvalid
-from timecoin.node import NODE_BUSY
 from timecoin.rpc.codec import dumps, error_body
 from timecoin.rpc.deferreds import settle
 from timecoin.rpc.errors import (
@@ -209,7 +209,7 @@ class Dispatcher:
         self.counters["errors"] += 1
         if not e.message.startswith(NODE_BUSY):
             # Busy refusals come by the thousand under overload: the node
-            # counts them and logs when it turns busy (Node.check_admission).
+            # counts them and logs when it turns busy (Admission.check).
             log.debug("RPC {method} failed: {code} {message}",
                       method=loggable(obj.get("method")), code=e.code,
                       message=loggable(e.message))

@@ -45,8 +45,8 @@ class MempoolMethods:
         """
         node = self.node
         mempool = node.mempool
-        undecided = node.undecided()
-        why = node.backlog()
+        undecided = node.admission.undecided()
+        why = node.admission.backlog()
         states = [e.state for e in mempool.entries.values()]
         busy: dict[str, Any] = {"busy": why is not None}
         if why is not None:

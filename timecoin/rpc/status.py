@@ -32,6 +32,7 @@ from twisted.logger import Logger
 
 from timecoin import __version__, params
 from timecoin.block import Block
+from timecoin.finality import Finalized
 from timecoin.mempool import PENDING
 from timecoin.mnstate import SET_ASIDE
 from timecoin.p2p.dependencies import Direction, State
@@ -94,7 +95,7 @@ class StatusHistory:
     """
     Recent blocks, finality latencies and this node's last produced block,
     fed by the chain's C{block_connected} and the finality's C{finalized}
-    callbacks.
+    signals.
 
     @ivar blocks: the newest L{RECENT_BLOCKS} main-chain blocks, oldest
         first.
@@ -114,8 +115,8 @@ class StatusHistory:
         self.last_produced: BlockSummary | None = None
         self.produced = 0
         self.started_at = node.clock.seconds()
-        node.chain.block_connected.append(self.block_connected)
-        node.finality.finalized.append(self.tx_finalized)
+        node.chain.block_connected.connect(self.block_connected)
+        node.finality.finalized.connect(self.tx_finalized)
         node.ready.addCallback(self._node_ready)
 
     def _node_ready(self, result: Any) -> Any:
@@ -136,11 +137,12 @@ class StatusHistory:
             self.produced += 1
             self.last_produced = summary
 
-    def tx_finalized(self, txid: bytes, seconds: float) -> None:
+    def tx_finalized(self, finalized: Finalized) -> None:
         """
         Remember one finality latency.
         """
-        self.latencies.append((self.node.clock.seconds(), seconds))
+        self.latencies.append((self.node.clock.seconds(),
+                               finalized.seconds))
 
     @defer.inlineCallbacks
     def preload(self) -> Any:

@@ -17,6 +17,7 @@ from twisted.internet import defer
 
 from timecoin import params
 from timecoin.block import Block
+from timecoin.finality import Finalized
 from timecoin.mempool import PENDING
 from timecoin.rpc.deferreds import shielded, then
 from timecoin.rpc.errors import (
@@ -61,10 +62,10 @@ class TransactionMethods:
         self.node = node
         self._finalized: deque[bytes] = deque(maxlen=MAX_FINALIZED_FEED)
         self._finalized_count = 0
-        node.finality.finalized.append(self._tx_finalized)
+        node.finality.finalized.connect(self._tx_finalized)
 
-    def _tx_finalized(self, txid: bytes, seconds: float) -> None:
-        self._finalized.append(txid)
+    def _tx_finalized(self, finalized: Finalized) -> None:
+        self._finalized.append(finalized.txid)
         self._finalized_count += 1
 
     @defer.inlineCallbacks
@@ -236,7 +237,7 @@ class TransactionMethods:
         docs/rules.md bounds nothing from above and no output burns.
         """
         node = self.node
-        node.check_admission()
+        node.admission.check()
         for value in (maxfeerate, maxburnamount):
             if value is not None:
                 to_amount(value)

@@ -238,7 +238,7 @@ class WalletMethods:
                 raise RPCError(RPC_TYPE_ERROR, "Invalid amount for send")
             pairs.append((address, units))
         node = self.node
-        node.check_admission()
+        node.admission.check()
         tx = build_sendmany(node.wallet, node.spendable(), pairs,
                             node.network.name)
         d = node.submit(tx)

@@ -155,7 +155,7 @@ class BlockSync:
         """
         self.machine.start()
         self._judge_before = self.status.judge_by(self.is_synced)
-        self.node.chain.block_connected.append(self.machine.block_connected)
+        self.node.chain.block_connected.connect(self.machine.block_connected)
         self._tick = task.LoopingCall(self.tick)
         self._tick.clock = self.clock
         self._tick.start(SYNC_TICK, now=False)
@@ -172,9 +172,8 @@ class BlockSync:
         if self.machine.running:
             self.status.judge_by(self._judge_before)
             self._judge_before = None
-            connected = self.node.chain.block_connected
-            if self.machine.block_connected in connected:
-                connected.remove(self.machine.block_connected)
+            self.node.chain.block_connected.disconnect(
+                self.machine.block_connected)
             self.machine.stop()
 
     def tick(self) -> None:

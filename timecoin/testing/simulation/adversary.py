@@ -103,7 +103,7 @@ class Adversary:
         assert node is not None and service is not None
         cast = service.consensus.cast
         outbox = node.consensus.outbox
-        outbox[:] = [self.cast if cb == cast else cb for cb in outbox]
+        outbox.replace(cast, self.cast)
         if "height-liar" in self.behaviours:
             self._lie(service)
         if "address-poisoner" in self.behaviours:

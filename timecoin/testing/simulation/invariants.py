@@ -293,9 +293,10 @@ class Checker:
         if host.byzantine:
             return
         node = host.node
-        node.finality.finalized.append(
-            lambda txid, latency: self._finalized(host, node, txid, latency))
-        node.consensus.outbox.append(
+        node.finality.finalized.connect(
+            lambda finalized: self._finalized(host, node, finalized.txid,
+                                              finalized.seconds))
+        node.consensus.outbox.connect(
             lambda message: self.equivocation.sent(host, message))
 
     def _statuses(self, host: SimNode) -> None:
