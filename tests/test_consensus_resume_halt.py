@@ -4,13 +4,13 @@ consensus stays stopped after its nodes were not synced for a while, even
 once every node is synced again and L{BlockConsensus.resume} was called.
 
 It failed before the fix (the consensus re-signs, as nil, the votes of
-the current round it stepped past while not synced: C{_sign_missed}, from
-C{resume()} and every re-broadcast tick).  The cause, seen in the stuck
+the current round it stepped past while not synced:
+C{CatchUp.sign_missed}, from C{resume()} and every re-broadcast tick).  The cause, seen in the stuck
 states this test printed:
 
 - C{_vote} drops a vote while the node is not synced, but its callers have
   already moved C{step} on (C{_timeout_propose}, C{_timeout_prevote},
-  C{_evaluate_round}): the node is in the precommit step of a round
+  C{RoundRules._evaluate_round}): the node is in the precommit step of a round
   without having signed its precommit (or in the prevote step without its
   prevote);
 - C{resume()} re-enters the round only if the node signed nothing in it
