@@ -45,8 +45,10 @@ finalized twice in one feed), C{refused} (errors by reason, busy
 refusals apart), C{busy_refusals} (sends refused as C{node-busy}, retried)
 and C{unsent_busy} (payments still refused busy when sending stopped),
 C{cpu_per_node} (percent of one core, from
-C{/proc/PID/stat}), C{cpu_us_per_payment_per_node} (a node's CPU time in
-the window, averaged over the nodes, per payment finalized in it) and
+C{/proc/PID/stat}), C{peak_rss_mb_per_node} (each node's peak resident
+memory, C{VmHWM}, at the end of the drain),
+C{cpu_us_per_payment_per_node} (a node's CPU time in the window,
+averaged over the nodes, per payment finalized in it) and
 C{verify_equivalents_per_payment} (that over the time of one raw
 signature check: how many checks' worth of work a payment costs a node),
 the client's own CPU, C{raw_verify_per_s}, and the
@@ -241,6 +243,18 @@ class Devnet:
 
     def pid(self, i: int) -> int:
         return int((self.datadir(i) / "twistd.pid").read_text().strip())
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """
+    C{VmRSS} and C{VmHWM} (peak) of process C{pid}, in KiB.
+    """
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            out[name] = int(value.split()[0])
+    return out
 
 
 def cpu_seconds(pid: int) -> float:
@@ -583,6 +597,7 @@ def measure(options: argparse.Namespace, net: Devnet, raw: float,  # noqa: C901
         thread.join(timeout=10)
     if profiler is not None:
         profiler.wait(timeout=60)
+    peak_rss = [round(memory_kib(p)["VmHWM"] / 1024, 1) for p in pids]
     heights_end = [net.rpc(i).call("getblockcount")
                    for i in range(net.nodes)]
     window = window_end - window_start
@@ -654,6 +669,7 @@ def measure(options: argparse.Namespace, net: Devnet, raw: float,  # noqa: C901
                                           3),
         "cpu_per_node": cpu,
         "cpu_total_cores": round(sum(cpu) / 100, 2),
+        "peak_rss_mb_per_node": peak_rss,
         "cpu_us_per_payment_per_node": round(per_payment, 1)
         if per_payment is not None else None,
         "verify_equivalents_per_payment": round(per_payment * raw / 1e6, 2)
@@ -709,7 +725,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{figures['cpu_per_node']} %, "
           f"{figures['cpu_us_per_payment_per_node']} us a payment "
           f"({figures['verify_equivalents_per_payment']} verify-"
-          f"equivalents); raw verify {figures['raw_verify_per_s']}/s")
+          f"equivalents); raw verify {figures['raw_verify_per_s']}/s; "
+          f"peak RSS {figures['peak_rss_mb_per_node']} MB")
     print(json.dumps(figures, sort_keys=True))
     return 0
 

@@ -37,24 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.load_bench import (  # noqa: E402
     Devnet,
     fan_out,
+    memory_kib,
     sign_payments,
 )
 from timecoin import devnet  # noqa: E402
 
 LIMIT_MB = 150.0
 """What issue 18 allows a node holding both."""
-
-
-def memory_kib(pid: int) -> dict[str, int]:
-    """
-    C{VmRSS} and C{VmHWM} (peak) of process C{pid}, in KiB.
-    """
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            out[name] = int(value.split()[0])
-    return out
 
 
 def send(net: Devnet, raws: list[str], rate: float) -> int:

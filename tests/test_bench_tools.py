@@ -17,10 +17,10 @@ from benchmarks.load_bench import (
     Load,
     Payment,
     busy_refusal,
+    memory_kib,
     percentile,
     sign_payments,
 )
-from benchmarks.memory_bench import memory_kib
 from tests.helpers import key
 from tests.helpers.rpc import BusyNodeBase, RPCTestBase
 from timecoin import params
