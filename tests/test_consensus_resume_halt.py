@@ -5,8 +5,8 @@ once every node is synced again and L{BlockConsensus.resume} was called.
 
 It failed before the fix (the consensus re-signs, as nil, the votes of
 the current round it stepped past while not synced:
-C{CatchUp.sign_missed}, from C{resume()} and every re-broadcast tick).  The cause, seen in the stuck
-states this test printed:
+C{CatchUp.sign_missed}, from C{resume()} and every re-broadcast tick).
+The cause, seen in the stuck states this test printed:
 
 - C{_vote} drops a vote while the node is not synced, but its callers have
   already moved C{step} on (C{_timeout_propose}, C{_timeout_prevote},
