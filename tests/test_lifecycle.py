@@ -325,6 +325,21 @@ class SigningStateTests(unittest.TestCase):
         from timecoin.consensus import sign_proposal
         return sign_proposal(self.proposer, "devnet", self.f.block(), 0, -1)
 
+    def polka(self, c):
+        """
+        Show C{c} round 0's proposal and the other three masternodes'
+        prevotes for it (a prevote quorum: it precommits and locks);
+        returns the proposal.
+        """
+        from timecoin.consensus import PREVOTE, sign_vote
+        proposal = self.proposal()
+        c.receive(proposal)
+        for k in KEYS:
+            if k is not self.me:
+                c.receive(sign_vote(k, "devnet", PREVOTE, 1, 0,
+                                    proposal.block.hash))
+        return proposal
+
     def test_restart_never_signs_a_second_prevote(self) -> None:
         """
         A node that prevoted a block, restarted, and shown a conflicting
@@ -361,14 +376,9 @@ class SigningStateTests(unittest.TestCase):
         after a restart it is back in that round, locked on that block,
         and its precommit may be sent again only for that very block.
         """
-        from timecoin.consensus import PRECOMMIT, PREVOTE, BlockVote, sign_vote
+        from timecoin.consensus import PRECOMMIT, BlockVote
         c, sent = self.consensus()
-        proposal = self.proposal()
-        c.receive(proposal)
-        for k in KEYS:
-            if k is not self.me:
-                c.receive(sign_vote(k, "devnet", PREVOTE, 1, 0,
-                                    proposal.block.hash))
+        proposal = self.polka(c)
         self.assertIn((PRECOMMIT, proposal.block.hash),
                       [(m.phase, m.block_hash) for m in sent
                        if isinstance(m, BlockVote)])
@@ -389,14 +399,9 @@ class SigningStateTests(unittest.TestCase):
         round short of its quorum stalls: the simulator's seeds 818 and
         826).
         """
-        from timecoin.consensus import PRECOMMIT, PREVOTE, BlockVote, sign_vote
+        from timecoin.consensus import PRECOMMIT, PREVOTE, BlockVote
         c, sent = self.consensus()
-        proposal = self.proposal()
-        c.receive(proposal)
-        for k in KEYS:
-            if k is not self.me:
-                c.receive(sign_vote(k, "devnet", PREVOTE, 1, 0,
-                                    proposal.block.hash))
+        self.polka(c)
         votes = [m for m in sent if isinstance(m, BlockVote)]
         self.assertEqual([v.phase for v in votes], [PREVOTE, PRECOMMIT])
         c.stop()
@@ -479,14 +484,9 @@ class SigningStateTests(unittest.TestCase):
         round -1: the prevote quorum behind the lock is gone with the
         restart), which any node locked on it prevotes.
         """
-        from timecoin.consensus import PREVOTE, Proposal, sign_vote
+        from timecoin.consensus import Proposal
         c, _ = self.consensus()
-        proposal = self.proposal()
-        c.receive(proposal)
-        for k in KEYS:
-            if k is not self.me:
-                c.receive(sign_vote(k, "devnet", PREVOTE, 1, 0,
-                                    proposal.block.hash))
+        proposal = self.polka(c)
         self.assertEqual(c.locked, (0, proposal.block.hash))
         c.stop()
         again, sent = self.consensus()

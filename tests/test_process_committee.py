@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import time
 from pathlib import Path
 from typing import Any
 
 from twisted.trial import unittest
 
+from tests.helpers import wait_until
 from tests.nodeprocess import free_port_range
 from timecoin import devnet
 from timecoin.devnet import rpc as raw_call
@@ -49,15 +49,7 @@ class CommitteeDevnetTests(unittest.TestCase):
                         method, *params)
 
     def wait(self, predicate: Any, timeout: float, what: str) -> None:
-        started = time.monotonic()
-        while True:
-            try:
-                if predicate():
-                    return
-            except Exception:
-                pass
-            self.assertLess(time.monotonic() - started, timeout, what)
-            time.sleep(0.1)
+        wait_until(self, predicate, timeout, what)
 
     def test_committees_commit_and_payments_finalize_everywhere(self) -> None:
         """

@@ -12,10 +12,13 @@ L{tests.helpers.redisserver}.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
 
 from timecoin import params
 from timecoin.address import address_of
@@ -31,6 +34,7 @@ from timecoin.producer import BlockBuilder
 from timecoin.quorum import CountQuorum
 from timecoin.selection import RoundRobin
 from timecoin.storage.memory import MemoryStore
+from timecoin.testing.cluster import fired
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
 
 DEVNET = params.NETWORKS["devnet"]
@@ -53,15 +57,29 @@ def addr(k: PrivateKey) -> str:
 
 def result_of(d: defer.Deferred[Any]) -> Any:
     """
-    The result of an already-fired Deferred (raises its failure).
+    The result of an already-fired Deferred (raises its failure): the
+    cluster fixture's L{fired}.
     """
-    results: list[Any] = []
-    d.addBoth(results.append)
-    assert results, "Deferred has not fired"
-    outcome = results[0]
-    if hasattr(outcome, "raiseException"):
-        outcome.raiseException()
-    return outcome
+    return fired(d)
+
+
+def wait_until(testcase: TestCase, predicate: Callable[[], Any],
+               timeout: float, what: str, step: float = 0.1) -> float:
+    """
+    Poll C{predicate} (exceptions count as false: a node still starting)
+    every C{step} seconds of wall time until it holds, failing
+    C{testcase} with C{what} after C{timeout}; the seconds it took.
+    For tests of real processes.
+    """
+    started = time.monotonic()
+    while True:
+        try:
+            if predicate():
+                return time.monotonic() - started
+        except Exception:
+            pass
+        testcase.assertLess(time.monotonic() - started, timeout, what)
+        time.sleep(step)
 
 
 class Harness:
