@@ -251,6 +251,32 @@ class VoteTests(unittest.TestCase):
         other = h.pay([h.funding()], [(addr(key(3)), 999 * params.COIN)])
         self.assertEqual(result_of(engine.submit(other)), other.txid)
 
+    def test_rejected_transaction_votes_asked_again(self) -> None:
+        """
+        A transaction rejected by vote keeps collecting votes, and peers
+        are asked for them again: L{Finality.late_due} names it at once,
+        then every C{query_after} seconds, C{max_queries} times in all
+        (simulator, seed 183 of seven masternodes with two Byzantine: a
+        node rejected on a reject quorum two equivocators helped form and
+        never heard the approvals another node finalized with).
+        """
+        h = Harness()
+        engine = finality(h, masternode=False)
+        tx = h.pay([h.funding()], [(addr(key(2)), 999 * params.COIN)])
+        result_of(engine.submit(tx))
+        self.assertEqual(engine.late_due(), [])
+        h.clock.advance(1.0)
+        engine.receive_vote(sign_tx_vote(h.mn_key, "devnet", tx.txid,
+                                         REJECT, 0))
+        self.assertEqual(h.mempool.rejected[tx.txid], "rejected-by-vote")
+        settings = engine.settings
+        asked = []
+        for _ in range(4 * settings.max_queries):
+            asked.append(len(engine.late_due()))
+            h.clock.advance(settings.query_after / 2)
+        self.assertEqual(sum(asked), settings.max_queries)
+        self.assertEqual(asked[0], 1)
+
     def test_timeout_rejects(self) -> None:
         """
         With no quorum within the vote timeout, the transaction is rejected

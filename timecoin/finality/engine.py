@@ -328,6 +328,13 @@ class Finality:
         return self.subjects.stalled(limit, self.settings,
                                      self.decisions.finalizing)
 
+    def late_due(self, limit: int = 256) -> list[bytes]:
+        """
+        Recently rejected transactions whose votes peers should be asked
+        for; see L{VoteSubjects.late_due}.
+        """
+        return self.subjects.late_due(limit, self.settings)
+
     def votes_for(self, txid: bytes) -> defer.Deferred[list[TxVote]]:
         """
         The votes this node holds on C{txid} (in its mempool, among its

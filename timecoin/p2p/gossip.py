@@ -236,15 +236,18 @@ class Gossip:
         """
         Announce the transactions L{timecoin.finality.Finality.stalled}
         names again (a peer that missed one admits it and votes) and ask
-        every peer for the votes it holds on them.
+        every peer for the votes it holds on them, and on the recently
+        rejected ones L{timecoin.finality.Finality.late_due} names (a late
+        approval may still finalize them).
         """
         if not self.peerset.ready:
             return
-        txs = self.node.finality.stalled(MAX_REANNOUNCE)
+        finality = self.node.finality
+        txs = finality.stalled(MAX_REANNOUNCE)
         for tx in txs:
             self.counters["tx-reannounced"] += 1
             self.outbox.enqueue(tx, None)
-        txids = [tx.txid for tx in txs]
+        txids = [tx.txid for tx in txs] + finality.late_due(MAX_REANNOUNCE)
         for start in range(0, len(txids), MAX_TXIDS_PER_QUERY):
             self.counters["votes-queried"] += 1
             self.peerset.broadcast(GetTxVotes(
