@@ -93,9 +93,10 @@ UNKNOWN_TX = "vote-unknown-or-decided-tx"
 MAX_VOTES_PER_REPLY = 500
 """Votes sent in answer to one C{get_tx_votes}."""
 MAX_REANNOUNCE = 256
-"""Undecided transactions announced again (and queried) per second at
-most: 256 transactions (in C{txs}) and 4 C{get_tx_votes} a second stay
-well within a peer's rate limits (5000/s and 5/s)."""
+"""Transactions queried per second at most, undecided ones (announced
+again too) and recently rejected ones together: 256 transactions (in
+C{txs}) and 4 C{get_tx_votes} a second stay well within a peer's rate
+limits (5000/s and 5/s)."""
 
 MAX_QUERY_ON_CONNECT = 1024
 """Open transactions a newly connected peer is asked about: 16
@@ -247,7 +248,11 @@ class Gossip:
         for tx in txs:
             self.counters["tx-reannounced"] += 1
             self.outbox.enqueue(tx, None)
-        txids = [tx.txid for tx in txs] + finality.late_due(MAX_REANNOUNCE)
+        # Both kinds together stay within MAX_REANNOUNCE a second, so the
+        # queries stay within a peer's get_tx_votes limit (5/s) even when
+        # a flood of double spends leaves many rejected.
+        txids = [tx.txid for tx in txs] + \
+            finality.late_due(MAX_REANNOUNCE - len(txs))
         for start in range(0, len(txids), MAX_TXIDS_PER_QUERY):
             self.counters["votes-queried"] += 1
             self.peerset.broadcast(GetTxVotes(
