@@ -92,21 +92,20 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
     sizes = [r["nodes"] for r in rows]
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     panels = [
-        (axes[0][0], "lines received per node per block",
+        (axes[0][0], "lines received per node per block", "measured",
          [r["lines_per_node_per_block"] for r in rows],
          [4 * n for n in sizes], "issue 19 target: 4N"),
-        (axes[0][1], "copies per distinct message",
+        (axes[0][1], "copies per distinct message", "measured",
          [r["copies_per_message"] or 0 for r in rows],
          [2 for _ in sizes], "target: 2"),
-        (axes[1][0], "CPU ms per node per simulated second",
+        (axes[1][0], "CPU ms per node per simulated second", "measured",
          [r["cpu_ms_per_node_per_sim_second"] for r in rows], None, ""),
-        (axes[1][1], "finality latency p50 / p99 (s)",
+        (axes[1][1], "finality latency p50 / p99 (s)", "p50",
          [r["finality_latency"].get("p50", 0) for r in rows],
          [r["finality_latency"].get("p99", 0) for r in rows], "p99"),
     ]
-    for ax, title, values, reference, label in panels:
-        ax.plot(sizes, values, marker="o", label="measured" if reference
-                is None or label != "p99" else "p50")
+    for ax, title, name, values, reference, label in panels:
+        ax.plot(sizes, values, marker="o", label=name)
         if reference is not None:
             ax.plot(sizes, reference, linestyle="--", label=label)
         ax.set_title(title)

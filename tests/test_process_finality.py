@@ -18,7 +18,7 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
-from tests.helpers import one_utxo_set
+from tests.helpers import one_utxo_set, wait_until
 from tests.nodeprocess import free_port_range
 from timecoin import devnet
 from timecoin.devnet import rpc as raw_call
@@ -42,15 +42,7 @@ class FourNodeFinalityTests(unittest.TestCase):
                         method, *params)
 
     def wait(self, predicate, timeout: float, what: str) -> float:
-        started = time.monotonic()
-        while True:
-            try:
-                if predicate():
-                    return time.monotonic() - started
-            except Exception:
-                pass
-            self.assertLess(time.monotonic() - started, timeout, what)
-            time.sleep(0.02)
+        return wait_until(self, predicate, timeout, what, step=0.02)
 
     def states(self, txid: str, nodes=range(4)) -> list[str]:
         out = []
