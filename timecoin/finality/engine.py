@@ -60,6 +60,7 @@ from timecoin.finality.tally import (
 )
 from timecoin.finality.voter import Voter
 from timecoin.finality.votes import (
+    APPROVE,
     SignatureCache,
     TxVote,
     TxVoteBatch,
@@ -346,6 +347,22 @@ class Finality:
             return defer.succeed([v for v in entry.votes.values()
                                   if isinstance(v, TxVote)])
         return self.certificates.votes(txid)
+
+    def final_votes_for(self, txid: bytes) -> defer.Deferred[list[TxVote]]:
+        """
+        The approving votes this node holds on C{txid} if it holds C{txid}
+        final (finalized, or its certificate archived); empty otherwise.
+        What a peer that rejected C{txid} asks for: a late approval
+        quorum, not every vote of every peer.
+        """
+        entry = self.subjects.get(txid)
+        if entry is None:
+            return self.certificates.votes(txid)
+        if entry.state != FINALIZED:
+            return defer.succeed([])
+        return defer.succeed([v for v in entry.votes.values()
+                              if isinstance(v, TxVote)
+                              and v.decision == APPROVE])
 
     @defer.inlineCallbacks
     def certificate(self, txid: bytes) -> Any:

@@ -61,6 +61,7 @@ from timecoin.encoding import EncodingError, canonical, sha256
 from timecoin.finality import TxVote, TxVoteBatch
 from timecoin.mempool import PENDING
 from timecoin.p2p.admission import TxAdmission
+from timecoin.p2p.aggregation import Aggregation
 from timecoin.p2p.caches import SeenCache
 from timecoin.p2p.dependencies import Connection, Handler, PeerSet
 from timecoin.p2p.heartbeats import HeartbeatRelay
@@ -121,6 +122,9 @@ class Gossip:
     @ivar orphans: the votes waiting for their transaction.
     @ivar heartbeats: the relay of heartbeats, whose handler is one of
         L{handlers}.
+    @ivar aggregation: where vote batches go in a dense mesh (their
+        aggregator), and the handler of the bundles it sends; shared with
+        the consensus relay.
     """
 
     def __init__(self, node: Node, peerset: PeerSet, clock: IReactorTime,
@@ -140,6 +144,8 @@ class Gossip:
         self.orphans = OrphanVotes(clock, settings, self.counters)
         self.heartbeats = HeartbeatRelay(node, peerset, settings.seen_size,
                                          self.counters)
+        self.aggregation = Aggregation(node, peerset, clock, settings)
+        self.aggregation.route("batches", self.bundled_batch)
 
     def handlers(self) -> dict[str, Handler]:
         """
@@ -149,7 +155,8 @@ class Gossip:
                 "tx_vote": self.vote_received,
                 "tx_votes": self.batch_received,
                 "get_tx_votes": self.votes_requested,
-                **self.heartbeats.handlers()}
+                **self.heartbeats.handlers(),
+                **self.aggregation.handlers()}
 
     def stop(self) -> None:
         """
@@ -158,6 +165,7 @@ class Gossip:
         """
         self.outbox.stop()
         self.admission.stop()
+        self.aggregation.stop()
 
     # Seen-caches behind the line cache -----------------------------------
 
@@ -193,7 +201,8 @@ class Gossip:
         """
         self.seen_votes.add(vote_id(batch))
         self.counters["vote-announced"] += 1
-        self.peerset.relay(TxVotesMsg(batch))
+        self.aggregation.send_own(TxVotesMsg(batch), batch, batch.height + 1,
+                                  0)
 
     def block_committed(self, block: Block) -> None:
         """
@@ -251,12 +260,16 @@ class Gossip:
         # Both kinds together stay within MAX_REANNOUNCE a second, so the
         # queries stay within a peer's get_tx_votes limit (5/s) even when
         # a flood of double spends leaves many rejected.
-        txids = [tx.txid for tx in txs] + \
-            finality.late_due(MAX_REANNOUNCE - len(txs))
-        for start in range(0, len(txids), MAX_TXIDS_PER_QUERY):
-            self.counters["votes-queried"] += 1
-            self.peerset.broadcast(GetTxVotes(
-                tuple(txids[start:start + MAX_TXIDS_PER_QUERY])))
+        # The rejected ones ask only for a final certificate's approvals
+        # (every vote of every peer, asked of every peer, grew with the
+        # cube of the network: issue 19).
+        stalled = [tx.txid for tx in txs]
+        rejected = finality.late_due(MAX_REANNOUNCE - len(txs))
+        for txids, final in ((stalled, False), (rejected, True)):
+            for start in range(0, len(txids), MAX_TXIDS_PER_QUERY):
+                self.counters["votes-queried"] += 1
+                self.peerset.broadcast(GetTxVotes(
+                    tuple(txids[start:start + MAX_TXIDS_PER_QUERY]), final))
 
     # From peers ----------------------------------------------------------
 
@@ -375,17 +388,27 @@ class Gossip:
             self.counters[f"vote-refused:{reason}"] += count
         if result.tallied:
             self.counters["vote-relayed"] += 1
-            self.peerset.relay(msg, source=conn, signer=batch.voter)
+            self.aggregation.accepted(msg, batch, conn, batch.voter,
+                                      batch.height + 1, 0)
+
+    def bundled_batch(self, conn: Connection, batch: TxVoteBatch) -> None:
+        """
+        A vote batch came in an aggregator's bundle: as if it came alone.
+        """
+        self.batch_received(conn, TxVotesMsg(batch))
 
     def votes_requested(self, conn: Connection, msg: GetTxVotes) -> None:
         """
         A peer asked for our votes on some transactions: send each vote we
-        hold on them as a C{tx_vote}, at most L{MAX_VOTES_PER_REPLY} per
-        request (a reply never floods the asker past its own limits).
+        hold on them (with C{final}, the approvals of those we hold final)
+        as a C{tx_vote}, at most L{MAX_VOTES_PER_REPLY} per request (a
+        reply never floods the asker past its own limits).
         """
         budget = [MAX_VOTES_PER_REPLY]
+        finality = self.node.finality
+        held = finality.final_votes_for if msg.final else finality.votes_for
         for txid in msg.txids:
-            d = self.node.finality.votes_for(txid)
+            d = held(txid)
             d.addCallback(self._send_votes, conn, budget)
             d.addErrback(self._failed, "serving votes")
 
@@ -402,11 +425,13 @@ class Gossip:
     def relay_block(self, block: Block, commit: CommitCertificate,
                     exclude: Connection | None) -> None:
         """
-        A block from a peer was connected: relay it to the others.
+        A block from a peer was connected: relay it to the others (in a
+        dense mesh, to a few: its producer sent it to all its peers).
         """
         if self.seen_blocks.add(block.hash):
             self.counters["block-relayed"] += 1
-            self.peerset.relay(BlockMsg(block, commit), source=exclude)
+            self.peerset.relay(BlockMsg(block, commit), source=exclude,
+                               signer=block.header.producer)
 
     # Orphan votes --------------------------------------------------------
 
