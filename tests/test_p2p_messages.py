@@ -164,7 +164,7 @@ def golden() -> list[tuple[Message, str]]:
                          ((filled(0x44, 32), "approve"),), filled(0x66, 64)),)),
          '{"batches":[{"decisions":[["' + "44" * 32 + '","approve"]],'
          '"height":7,"signature":"' + "66" * 64 + '","voter":"' + "55" * 32
-         + '"}],"type":"vote_bundle","votes":[{"block_hash":"'
+         + '"}],"forward":false,"type":"vote_bundle","votes":[{"block_hash":"'
          + block.hash.hex() + '","height":1,"phase":"prevote","round":0,'
          '"signature":"' + "cc" * 64 + '","voter":"' + "bb" * 32 + '"}]}'),
     ]

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from timecoin.consensus import BlockVote
-from timecoin.encoding import canonical, need_list, sha256
+from timecoin.encoding import EncodingError, canonical, need_list, sha256
 from timecoin.finality import TxVoteBatch
 from timecoin.p2p.caches import SeenCache
 from timecoin.p2p.dependencies import Connection, Handler, PeerSet
@@ -74,7 +74,9 @@ class VoteBundleMsg(Message):
     """
     An aggregator's bundle: block votes and transaction vote batches of
     masternodes, each as its signer signed it (the objects of C{block_vote}
-    and C{tx_votes} messages, without their envelope).
+    and C{tx_votes} messages, without their envelope).  C{forward}: the
+    aggregator is not connected to every masternode, so receivers relay
+    the bundle on (as a relayed vote, to a few peers).
     """
 
     name: ClassVar[str] = "vote_bundle"
@@ -82,6 +84,7 @@ class VoteBundleMsg(Message):
 
     votes: tuple[BlockVote, ...]
     batches: tuple[TxVoteBatch, ...]
+    forward: bool = False
 
     @property
     def cost(self) -> int:
@@ -89,6 +92,7 @@ class VoteBundleMsg(Message):
 
     def fields(self) -> dict[str, Any]:
         return {"batches": [b.to_obj() for b in self.batches],
+                "forward": self.forward,
                 "votes": [v.to_obj() for v in self.votes]}
 
     @classmethod
@@ -96,8 +100,11 @@ class VoteBundleMsg(Message):
         votes = need_list(_field(obj, "votes"), "votes", MAX_BUNDLE_ITEMS)
         batches = need_list(_field(obj, "batches"), "batches",
                             MAX_BUNDLE_ITEMS - len(votes))
+        forward = _field(obj, "forward")
+        if not isinstance(forward, bool):
+            raise EncodingError("forward must be a boolean")
         return cls(tuple(BlockVote.from_obj(v) for v in votes),
-                   tuple(TxVoteBatch.from_obj(b) for b in batches))
+                   tuple(TxVoteBatch.from_obj(b) for b in batches), forward)
 
 
 def encoded(item: Item) -> bytes:
@@ -282,6 +289,18 @@ class Aggregation:
             self._flush_call = self.clock.callLater(
                 self.settings.aggregate_delay, self.flush)
 
+    def _reaches_every_masternode(self) -> bool:
+        """
+        Whether every other masternode of the next height's snapshot is
+        one of our ready peers (a bundle we send then reaches them all).
+        """
+        chain = self.node.chain
+        connected = {conn.hello.pubkey for conn in self.peerset.ready.values()
+                     if conn.hello is not None}
+        connected.add(self.node.key.public)
+        return all(m.pubkey in connected
+                   for m in chain.snapshot_for(chain.height + 1))
+
     def flush(self) -> None:
         """
         Send what was gathered as one bundle to every peer.
@@ -293,7 +312,8 @@ class Aggregation:
             return
         bundle = VoteBundleMsg(
             tuple(i for i in self.pending if isinstance(i, BlockVote)),
-            tuple(i for i in self.pending if isinstance(i, TxVoteBatch)))
+            tuple(i for i in self.pending if isinstance(i, TxVoteBatch)),
+            not self._reaches_every_masternode())
         self.pending = []
         self._pending_bytes = 0
         self.counters["bundles-sent"] += 1
@@ -329,23 +349,25 @@ class Aggregation:
         finally:
             self._in_bundle = False
             conn.line_digest = digest
+        if msg.forward:
+            self.counters["bundles-forwarded"] += 1
+            self.peerset.relay(msg, source=conn,
+                               signer=conn.hello.pubkey
+                               if conn.hello is not None else None)
 
     def _confirmed(self, item: Item) -> None:
         """
-        Our vote came back in a bundle: every peer of its aggregator has
-        it, so the periodic re-broadcast treats it as sent to each of ours.
+        Our vote came back in its aggregator's bundle: no need to send it
+        to every peer.  (Its periodic re-broadcast still goes to the peers
+        not known to hold it: an aggregator may have echoed our vote to us
+        alone.)
         """
         entry = self.awaiting.pop(sha256(encoded(item)), None)
         if entry is None:
             return
-        msg, call = entry
-        if call.active():
-            call.cancel()
+        if entry[1].active():
+            entry[1].cancel()
         self.counters["confirmed"] += 1
-        digest = sha256(msg.encode())
-        now = self.clock.seconds()
-        for conn in self.peerset.ready.values():
-            conn.known.add(digest, now)
 
     def still_seen(self, name: str, item: bytes) -> bool:
         """
