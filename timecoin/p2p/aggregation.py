@@ -168,9 +168,7 @@ class Aggregation:
             if call.active():
                 call.cancel()
         self.awaiting.clear()
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()
-        self._flush_call = None
+        self.take()
 
     # Who aggregates -------------------------------------------------------
 
@@ -301,21 +299,28 @@ class Aggregation:
         return all(m.pubkey in connected
                    for m in chain.snapshot_for(chain.height + 1))
 
-    def flush(self) -> None:
+    def take(self) -> list[Item]:
         """
-        Send what was gathered as one bundle to every peer.
+        What was gathered for the next bundle, no longer pending.
         """
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self._flush_call = None
-        if not self.pending:
+        pending, self.pending = self.pending, []
+        self._pending_bytes = 0
+        return pending
+
+    def flush(self) -> None:
+        """
+        Send what was gathered as one bundle to every peer.
+        """
+        pending = self.take()
+        if not pending:
             return
         bundle = VoteBundleMsg(
-            tuple(i for i in self.pending if isinstance(i, BlockVote)),
-            tuple(i for i in self.pending if isinstance(i, TxVoteBatch)),
+            tuple(i for i in pending if isinstance(i, BlockVote)),
+            tuple(i for i in pending if isinstance(i, TxVoteBatch)),
             not self._reaches_every_masternode())
-        self.pending = []
-        self._pending_bytes = 0
         self.counters["bundles-sent"] += 1
         self.peerset.relay(bundle)
 
