@@ -187,6 +187,37 @@ class AggregationTests(ProtocolTestBase):
         self.assertNotIn(51, relayed)
         self.assertEqual(self.aggregation.counters["bundles-forwarded"], 1)
 
+    def test_vote_passed_to_its_aggregator(self) -> None:
+        """
+        A vote accepted from a peer (a signer without a link to the
+        aggregator sent it to a few peers) goes to the aggregator only.
+        """
+        for n in (50, 51, 52, 53):
+            self.peer(n)
+        vote = sign_vote(key(60), "devnet", PREVOTE, 1, 0, NIL)
+        self.patch(self.node.consensus, "receive", lambda message: None)
+        self.peers[50].feed(BlockVoteMsg(vote))
+        self.assertEqual(self.got(BlockVoteMsg(vote).encode()), [51])
+        self.assertEqual(
+            self.aggregation.counters["passed-to-aggregator"], 1)
+
+    def test_no_link_to_the_aggregator(self) -> None:
+        """
+        Without a link to the aggregator our vote goes to
+        C{relay_fanout_direct} peers (one here), who pass it on; to every
+        other peer if it does not come back in time.
+        """
+        self.aggregator = key(60).public
+        for n in (50, 51, 52, 53):
+            self.peer(n)
+        vote = self.own_vote()
+        line = BlockVoteMsg(vote).encode()
+        self.relay.cast(vote)
+        first = self.got(line)
+        self.assertEqual(len(first), 1)
+        self.clock.advance(0.5)
+        self.assertEqual(sorted(first + self.got(line)), [50, 51, 52, 53])
+
     def test_small_mesh_unchanged(self) -> None:
         """
         With at most C{relay_fanout} peers our vote goes to every peer at

@@ -329,10 +329,11 @@ class Finality:
         return self.subjects.stalled(limit, self.settings,
                                      self.decisions.finalizing)
 
-    def late_due(self, limit: int = 256) -> list[bytes]:
+    def late_due(self, limit: int = 256) -> list[tuple[bytes, int]]:
         """
         Recently rejected transactions whose votes peers should be asked
-        for; see L{VoteSubjects.late_due}.
+        for, each with the number of its query; see
+        L{VoteSubjects.late_due}.
         """
         return self.subjects.late_due(limit, self.settings)
 

@@ -220,7 +220,9 @@ class Aggregation:
         """
         Our own vote or vote batch C{item}, signed now (C{msg} is its
         message alone): to the aggregator of (C{height}, C{round}) when
-        votes are aggregated, else to every peer.
+        votes are aggregated (or, without a link to it, to
+        C{relay_fanout_direct} peers, which pass it on to it), else to
+        every peer.
         """
         target = self.aggregator(height, round) if self.active() else None
         if target is None:
@@ -231,14 +233,15 @@ class Aggregation:
             self._gather(item)
             return
         conn = self._connection_of(target)
-        if conn is None:
+        if conn is not None:
+            self.counters["sent-to-aggregator"] += 1
+            self._send(msg, [conn])
+        else:
+            # Our peers that are the aggregator's pass it on to it.
             self.counters["aggregator-not-connected"] += 1
-            self.peerset.relay(msg)
-            return
-        line = msg.encode()
-        if conn.send_line(msg.name, line):
-            conn.known.add(sha256(line), self.clock.seconds())
-        self.counters["sent-to-aggregator"] += 1
+            ready = list(self.peerset.ready.values())
+            self._send(msg, self.peerset.rng.sample(
+                ready, min(self.settings.relay_fanout_direct, len(ready))))
         key = sha256(encoded(item))
         old = self.awaiting.pop(key, None)
         if old is not None and old[1].active():
@@ -261,18 +264,35 @@ class Aggregation:
                  signer: bytes, height: int, round: int) -> None:
         """
         A peer's vote or vote batch C{item} (in C{msg}) that this node
-        accepted: gathered if we aggregate it, not relayed if it came in a
-        bundle (its aggregator sent it to every peer), else relayed as
-        usual.
+        accepted: gathered if we aggregate it; not relayed if it came in a
+        bundle (its aggregator sent it to every peer); passed on to its
+        aggregator only if that is our peer (a signer without a link to
+        it sent it to a few of its peers); else relayed as usual.
         """
         if self._in_bundle:
             return
-        if self.active() and \
-                self.aggregator(height, round) == self.node.key.public:
+        target = self.aggregator(height, round) if self.active() else None
+        if target is not None and target == self.node.key.public:
             self.counters["gathered"] += 1
             self._gather(item)
             return
+        conn = self._connection_of(target) if target is not None else None
+        if conn is not None and conn is not source:
+            self.counters["passed-to-aggregator"] += 1
+            self._send(msg, [conn])
+            return
         self.peerset.relay(msg, source=source, signer=signer)
+
+    def _send(self, msg: Message, conns: list[Connection]) -> None:
+        """
+        Send C{msg} to those of C{conns} not known to hold it.
+        """
+        line = msg.encode()
+        digest = sha256(line)
+        now = self.clock.seconds()
+        for conn in conns:
+            if digest not in conn.known and conn.send_line(msg.name, line):
+                conn.known.add(digest, now)
 
     def _gather(self, item: Item) -> None:
         size = len(encoded(item)) + 1

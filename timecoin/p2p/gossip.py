@@ -248,7 +248,9 @@ class Gossip:
         names again (a peer that missed one admits it and votes) and ask
         every peer for the votes it holds on them, and on the recently
         rejected ones L{timecoin.finality.Finality.late_due} names (a late
-        approval may still finalize them).
+        approval may still finalize them) for the approvals of those they
+        hold final: every peer in a small network, a third of them per
+        query in a dense mesh (the three queries cover them all).
         """
         if not self.peerset.ready:
             return
@@ -260,16 +262,42 @@ class Gossip:
         # Both kinds together stay within MAX_REANNOUNCE a second, so the
         # queries stay within a peer's get_tx_votes limit (5/s) even when
         # a flood of double spends leaves many rejected.
+        self._query([tx.txid for tx in txs], False,
+                    list(self.peerset.ready.values()))
         # The rejected ones ask only for a final certificate's approvals
         # (every vote of every peer, asked of every peer, grew with the
-        # cube of the network: issue 19).
-        stalled = [tx.txid for tx in txs]
+        # cube of the network: issue 19); in a dense mesh each of a
+        # transaction's queries asks another share of the peers.
         rejected = finality.late_due(MAX_REANNOUNCE - len(txs))
-        for txids, final in ((stalled, False), (rejected, True)):
-            for start in range(0, len(txids), MAX_TXIDS_PER_QUERY):
-                self.counters["votes-queried"] += 1
-                self.peerset.broadcast(GetTxVotes(
-                    tuple(txids[start:start + MAX_TXIDS_PER_QUERY]), final))
+        shares = self._shares()
+        for n, peers in enumerate(shares):
+            self._query([txid for txid, query in rejected
+                         if query % len(shares) == n], True, peers)
+
+    def _shares(self) -> list[list[Connection]]:
+        """
+        The ready peers, split in C{max_queries} shares (by key) in a
+        dense mesh (more than C{relay_fanout} peers), else one share.
+        """
+        ready = self.peerset.ready
+        count = self.node.finality.settings.max_queries
+        if count <= 1 or not 0 < self.settings.relay_fanout < len(ready):
+            return [list(ready.values())]
+        by_key = [ready[key] for key in sorted(ready)]
+        return [by_key[n::count] for n in range(count)]
+
+    def _query(self, txids: list[bytes], final: bool,
+               peers: list[Connection]) -> None:
+        """
+        Ask C{peers} for their votes on C{txids}, 64 a query.
+        """
+        for start in range(0, len(txids), MAX_TXIDS_PER_QUERY):
+            self.counters["votes-queried"] += 1
+            line = GetTxVotes(
+                tuple(txids[start:start + MAX_TXIDS_PER_QUERY]),
+                final).encode()
+            for conn in peers:
+                conn.send_line(GetTxVotes.name, line)
 
     # From peers ----------------------------------------------------------
 
