@@ -112,7 +112,7 @@ def measure(entries: list[Entry], encoders: tuple[Encoder, Encoder],
     entries = [replace(e, votes={k: replace(v) for k, v in e.votes.items()})
                for e in entries]
     clock = task.Clock()
-    path = str(Path(tmp) / ("records-%d.sqlite" % time.perf_counter_ns()))
+    path = str(Path(tmp) / f"records-{time.perf_counter_ns()}.sqlite")
     store = SqliteStore(path, clock)
     store.open()
     groups = [entries[i:i + group] for i in range(0, len(entries), group)]
@@ -149,7 +149,7 @@ def measure_log(entries: list[Entry], encoders: tuple[Encoder, Encoder],
     pending, finalized = encoders
     entries = [replace(e, votes={k: replace(v) for k, v in e.votes.items()})
                for e in entries]
-    path = Path(tmp) / ("records-%d.log" % time.perf_counter_ns())
+    path = Path(tmp) / f"records-{time.perf_counter_ns()}.log"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     groups = [entries[i:i + group] for i in range(0, len(entries), group)]
     frame = struct.Struct(">32sI").pack
@@ -216,9 +216,10 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
             / figures["json"]["cpu_us_per_payment"], 2)
         print(f"log/json: {figures['log_over_json']}x CPU per payment",
               flush=True)
-    print(f"compact/json: {ratio}x CPU per payment, "
-          f"{figures['compact']['finalized_bytes'] / figures['json']['finalized_bytes']:.2f}x"
-          " bytes per finalized record", flush=True)
+    smaller = (figures["compact"]["finalized_bytes"]
+               / figures["json"]["finalized_bytes"])
+    print(f"compact/json: {ratio}x CPU per payment, {smaller:.2f}x bytes"
+          " per finalized record", flush=True)
     return {"payments": options.payments, "voters": options.voters,
             "batch": options.batch, "group": options.group,
             "reps": options.reps, **figures, "cpu_compact_over_json": ratio}

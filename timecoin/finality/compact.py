@@ -178,10 +178,10 @@ def decode_record(raw: bytes) -> dict[str, Any]:
     @raise EncodingError: if C{raw} is neither.
     """
     if raw[:1] != COMPACT:
-        obj = decode(raw)
-        if not isinstance(obj, dict):
+        parsed = decode(raw)
+        if not isinstance(parsed, dict):
             raise EncodingError("a finality record must be an object")
-        return obj
+        return parsed
     reader = _Reader(raw)
     reader.take(1)
     state = _STATES.get(reader.take(1)[0])
