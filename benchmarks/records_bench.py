@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import statistics
 import struct
 import sys
@@ -65,10 +66,45 @@ from timecoin.storage.sqlite import GROUP_COMMIT_DELAY, SqliteStore  # noqa: E40
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut  # noqa: E402
 
 Encoder = Callable[[Entry], bytes]
-VARIANTS: dict[str, tuple[Encoder, Encoder]] = {
-    "json": (pending_json, finalized_json),
-    "compact": (pending_record, finalized_record),
+
+
+class KeyedByTxid(SqliteStore):
+    """
+    The store's finality records as schema version 1 kept them, before
+    this benchmark's session: a C{WITHOUT ROWID} table keyed by txid,
+    written with C{INSERT OR REPLACE}.
+    """
+
+    def open(self) -> Any:
+        """
+        Open the store and add the version-1 records table.
+        """
+        d = super().open()
+        assert self._conn is not None
+        self._conn.execute("CREATE TABLE tx_records (txid BLOB PRIMARY KEY,"
+                           " record BLOB NOT NULL) WITHOUT ROWID")
+        return d
+
+    @staticmethod
+    def _record_ops(conn: sqlite3.Connection,
+                    records: list[tuple[bytes, bytes | None]]) -> None:
+        last = dict(records)
+        deleted = [(t,) for t, r in last.items() if r is None]
+        if deleted:
+            conn.executemany("DELETE FROM tx_records WHERE txid = ?", deleted)
+        written = [(t, r) for t, r in last.items() if r is not None]
+        if written:
+            conn.executemany("INSERT OR REPLACE INTO tx_records (txid, record)"
+                             " VALUES (?, ?)", written)
+
+
+VARIANTS: dict[str, tuple[Encoder, Encoder, type[SqliteStore]]] = {
+    "before": (pending_json, finalized_json, KeyedByTxid),
+    "compact": (pending_record, finalized_record, KeyedByTxid),
+    "after": (pending_record, finalized_record, SqliteStore),
 }
+"""Record encoders and store layout: before this session (canonical
+JSON, keyed by txid), the compact records alone, and both changes."""
 
 
 def workload(payments: int, voters: int, batch: int) -> list[Entry]:
@@ -100,20 +136,21 @@ def workload(payments: int, voters: int, batch: int) -> list[Entry]:
     return entries
 
 
-def measure(entries: list[Entry], encoders: tuple[Encoder, Encoder],
+def measure(entries: list[Entry],
+            variant: tuple[Encoder, Encoder, type[SqliteStore]],
             group: int, keep: int, tmp: str) -> dict[str, float]:
     """
     Run the record writes of C{entries} through a fresh SQLite store in
-    C{tmp}; return CPU and wall seconds per payment and the file sizes.
+    C{tmp}; return CPU and wall microseconds per payment.
     """
-    pending, finalized = encoders
+    pending, finalized, layout = variant
     # Fresh votes, as each arrives in the node: a vote's encoding is
     # computed for its one record, not found kept from an earlier run.
     entries = [replace(e, votes={k: replace(v) for k, v in e.votes.items()})
                for e in entries]
     clock = task.Clock()
     path = str(Path(tmp) / f"records-{time.perf_counter_ns()}.sqlite")
-    store = SqliteStore(path, clock)
+    store = layout(path, clock)
     store.open()
     groups = [entries[i:i + group] for i in range(0, len(entries), group)]
     failures: list[object] = []
@@ -137,7 +174,8 @@ def measure(entries: list[Entry], encoders: tuple[Encoder, Encoder],
             "wall_us": 1e6 * wall / len(entries)}
 
 
-def measure_log(entries: list[Entry], encoders: tuple[Encoder, Encoder],
+def measure_log(entries: list[Entry],
+                variant: tuple[Encoder, Encoder, type[SqliteStore]],
                 group: int, keep: int, tmp: str) -> dict[str, float]:
     """
     The same writes appended to a plain file instead, one C{write} and
@@ -146,7 +184,7 @@ def measure_log(entries: list[Entry], encoders: tuple[Encoder, Encoder],
     log (``docs/performance.md``, "What would lift it") could reach, with
     nothing of a store around it (no index, no replay, no compaction).
     """
-    pending, finalized = encoders
+    pending, finalized, _ = variant
     entries = [replace(e, votes={k: replace(v) for k, v in e.votes.items()})
                for e in entries]
     path = Path(tmp) / f"records-{time.perf_counter_ns()}.log"
@@ -182,7 +220,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     entries = workload(options.payments, options.voters, options.batch)
     sizes = {name: (statistics.mean(len(p(e)) for e in entries),
                     statistics.mean(len(f(e)) for e in entries))
-             for name, (p, f) in VARIANTS.items()}
+             for name, (p, f, _) in VARIANTS.items()}
     for name, (p_size, f_size) in sizes.items():
         print(f"{name:>8}: pending {p_size:.0f} B, finalized {f_size:.0f} B"
               " per record", flush=True)
@@ -208,21 +246,20 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         print(f"{name:>8}: {figures[name]['cpu_us_per_payment']} µs CPU per "
               f"payment (median of {options.reps}: {figures[name]['cpu_us_all']}),"
               f" {figures[name]['wall_us_per_payment']} µs wall", flush=True)
-    ratio = round(figures["compact"]["cpu_us_per_payment"]
-                  / figures["json"]["cpu_us_per_payment"], 2)
-    if options.log:
-        figures["log_over_json"] = round(
-            figures["log"]["cpu_us_per_payment"]
-            / figures["json"]["cpu_us_per_payment"], 2)
-        print(f"log/json: {figures['log_over_json']}x CPU per payment",
+    before = figures["before"]["cpu_us_per_payment"]
+    ratios = {f"{name}_over_before": round(
+        figures[name]["cpu_us_per_payment"] / before, 2)
+        for name in names if name != "before"}
+    for key, ratio in ratios.items():
+        print(f"{key.replace('_over_', '/')}: {ratio}x CPU per payment",
               flush=True)
     smaller = (figures["compact"]["finalized_bytes"]
-               / figures["json"]["finalized_bytes"])
-    print(f"compact/json: {ratio}x CPU per payment, {smaller:.2f}x bytes"
-          " per finalized record", flush=True)
+               / figures["before"]["finalized_bytes"])
+    print(f"compact/json: {smaller:.2f}x bytes per finalized record",
+          flush=True)
     return {"payments": options.payments, "voters": options.voters,
             "batch": options.batch, "group": options.group,
-            "reps": options.reps, **figures, "cpu_compact_over_json": ratio}
+            "reps": options.reps, **figures, "cpu_ratios": ratios}
 
 
 def main(argv: list[str] | None = None) -> None:
