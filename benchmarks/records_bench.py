@@ -101,10 +101,12 @@ class KeyedByTxid(SqliteStore):
 VARIANTS: dict[str, tuple[Encoder, Encoder, type[SqliteStore]]] = {
     "before": (pending_json, finalized_json, KeyedByTxid),
     "compact": (pending_record, finalized_record, KeyedByTxid),
+    "ordered": (pending_json, finalized_json, SqliteStore),
     "after": (pending_record, finalized_record, SqliteStore),
 }
 """Record encoders and store layout: before this session (canonical
-JSON, keyed by txid), the compact records alone, and both changes."""
+JSON, keyed by txid), each change alone (compact records; the records in
+the order written), and both."""
 
 
 def workload(payments: int, voters: int, batch: int) -> list[Entry]:
@@ -212,6 +214,32 @@ def measure_log(entries: list[Entry],
             "wall_us": 1e6 * wall / len(entries)}
 
 
+def measure_encoding(entries: list[Entry],
+                     variant: tuple[Encoder, Encoder, type[SqliteStore]]
+                     ) -> float:
+    """
+    The CPU microseconds per payment of encoding its pending and its
+    finalized record alone (fresh votes), without the store.
+    """
+    pending, finalized, _ = variant
+    entries = [replace(e, votes={k: replace(v) for k, v in e.votes.items()})
+               for e in entries]
+    cpu = time.process_time()
+    for entry in entries:
+        pending(entry)
+        finalized(entry)
+    return 1e6 * (time.process_time() - cpu) / len(entries)
+
+
+def paired(runs: dict[str, list[dict[str, float]]], a: str, b: str) -> float:
+    """
+    The median over repetitions of C{a}'s CPU over C{b}'s in the same
+    repetition (run back to back, so the machine's drift cancels).
+    """
+    return round(statistics.median(
+        x["cpu_us"] / y["cpu_us"] for x, y in zip(runs[a], runs[b])), 2)
+
+
 def run(options: argparse.Namespace) -> dict[str, Any]:
     """
     Build the workload, measure both variants alternated, print and
@@ -226,8 +254,13 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
               " per record", flush=True)
     names = list(VARIANTS) + (["log"] if options.log else [])
     runs: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    encoding: dict[str, list[float]] = {"json": [], "compact": []}
     with tempfile.TemporaryDirectory(prefix="timecoin-records-") as tmp:
         for rep in range(options.reps):
+            for name in ("json", "compact"):
+                encoding[name].append(measure_encoding(
+                    entries, VARIANTS["before" if name == "json"
+                                      else "after"]))
             for name in names if rep % 2 == 0 else names[::-1]:
                 how = measure_log if name == "log" else measure
                 runs[name].append(how(entries, VARIANTS.get(
@@ -246,13 +279,17 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         print(f"{name:>8}: {figures[name]['cpu_us_per_payment']} µs CPU per "
               f"payment (median of {options.reps}: {figures[name]['cpu_us_all']}),"
               f" {figures[name]['wall_us_per_payment']} µs wall", flush=True)
-    before = figures["before"]["cpu_us_per_payment"]
-    ratios = {f"{name}_over_before": round(
-        figures[name]["cpu_us_per_payment"] / before, 2)
-        for name in names if name != "before"}
+    ratios = {f"{name}_over_before": paired(runs, name, "before")
+              for name in names if name != "before"}
+    ratios["after_over_ordered"] = paired(runs, "after", "ordered")
     for key, ratio in ratios.items():
-        print(f"{key.replace('_over_', '/')}: {ratio}x CPU per payment",
-              flush=True)
+        print(f"{key.replace('_over_', '/')}: {ratio}x CPU per payment "
+              "(median of the repetitions' ratios)", flush=True)
+    figures["encode_us"] = {name: round(statistics.median(us), 1)
+                            for name, us in encoding.items()}
+    print(f"encoding alone (pending + finalized): json "
+          f"{figures['encode_us']['json']} µs, compact "
+          f"{figures['encode_us']['compact']} µs per payment", flush=True)
     smaller = (figures["compact"]["finalized_bytes"]
                / figures["before"]["finalized_bytes"])
     print(f"compact/json: {smaller:.2f}x bytes per finalized record",
