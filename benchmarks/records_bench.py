@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from twisted.internet import task  # noqa: E402
+from twisted.internet import defer, task  # noqa: E402
 
 from timecoin.address import address_of  # noqa: E402
 from timecoin.encoding import sha256  # noqa: E402
@@ -75,7 +75,7 @@ class KeyedByTxid(SqliteStore):
     written with C{INSERT OR REPLACE}.
     """
 
-    def open(self) -> Any:
+    def open(self) -> defer.Deferred[None]:
         """
         Open the store and add the version-1 records table.
         """

@@ -2,8 +2,8 @@
 The compact stored form of the pending, finalized and archived finality
 records (``docs/storage.md``, "Finality records"): the same content as
 their canonical JSON, in a binary layout with the hashes, keys and
-signatures as raw bytes -- a third of the size, most of it the votes'
-Merkle branches, which hex doubled.
+signatures as raw bytes -- about half the size (hex doubled the votes'
+Merkle branches, most of a record).
 
 A compact record starts with the byte L{COMPACT} (0x01); a record in
 canonical JSON (written by earlier nodes, and still for C{released}
@@ -140,6 +140,9 @@ class _Reader:
         self.at = 0
 
     def take(self, n: int) -> bytes:
+        """
+        The next C{n} bytes.
+        """
         end = self.at + n
         if end > len(self.raw):
             raise EncodingError("compact record is truncated")
@@ -148,10 +151,16 @@ class _Reader:
         return chunk
 
     def unpack(self, layout: struct.Struct) -> tuple[Any, ...]:
+        """
+        The next fields laid out as C{layout}.
+        """
         return layout.unpack(self.take(layout.size))
 
 
 def _read_votes(reader: _Reader) -> list[dict[str, Any]]:
+    """
+    The votes section, as the objects of the votes' canonical JSON.
+    """
     txid = reader.take(32)
     (count,) = reader.unpack(_COUNT)
     votes = []
