@@ -23,9 +23,12 @@ the group C{--keep} groups back (certificates pruned); each group is
 committed with one C{fsync}.  The time counted is the process's CPU
 time (C{time.process_time}) from encoding the records to the commit, per
 payment; the wall time, which includes waiting for the disk, is printed
-too.  With C{--log}, the compact records are also appended to a plain
-file, one C{write} and C{fsync} per group: the floor an append-only
-record log could reach (a measurement, not a store).  The last line is
+too.  With C{--prefill N} each store first holds N older certificates
+(finalized records; a node keeps up to 100,000), written untimed: the
+size of the table the writes land in.  With C{--log}, the compact
+records are also appended to a plain file, one C{write} and C{fsync} per
+group: the floor an append-only record log could reach (a measurement,
+not a store; it does not depend on C{--prefill}).  The last line is
 one JSON object with every figure.
 """
 
@@ -140,10 +143,12 @@ def workload(payments: int, voters: int, batch: int) -> list[Entry]:
 
 def measure(entries: list[Entry],
             variant: tuple[Encoder, Encoder, type[SqliteStore]],
-            group: int, keep: int, tmp: str) -> dict[str, float]:
+            group: int, keep: int, tmp: str,
+            prefill: int = 0) -> dict[str, float]:
     """
     Run the record writes of C{entries} through a fresh SQLite store in
-    C{tmp}; return CPU and wall microseconds per payment.
+    C{tmp}, holding C{prefill} older certificates first (untimed); return
+    CPU and wall microseconds per payment.
     """
     pending, finalized, layout = variant
     # Fresh votes, as each arrives in the node: a vote's encoding is
@@ -154,6 +159,11 @@ def measure(entries: list[Entry],
     path = str(Path(tmp) / f"records-{time.perf_counter_ns()}.sqlite")
     store = layout(path, clock)
     store.open()
+    filler = [finalized(e) for e in entries[:64]]
+    for i in range(prefill):
+        store.put_tx_record(sha256(b"old certificate %d" % i),
+                            filler[i % len(filler)])
+    store.flush_records()
     groups = [entries[i:i + group] for i in range(0, len(entries), group)]
     failures: list[object] = []
     cpu, wall = time.process_time(), time.perf_counter()
@@ -262,10 +272,14 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                     entries, VARIANTS["before" if name == "json"
                                       else "after"]))
             for name in names if rep % 2 == 0 else names[::-1]:
-                how = measure_log if name == "log" else measure
-                runs[name].append(how(entries, VARIANTS.get(
-                    name, VARIANTS["compact"]), options.group, options.keep,
-                    tmp))
+                if name == "log":
+                    runs[name].append(measure_log(
+                        entries, VARIANTS["after"], options.group,
+                        options.keep, tmp))
+                else:
+                    runs[name].append(measure(
+                        entries, VARIANTS[name], options.group,
+                        options.keep, tmp, options.prefill))
     figures: dict[str, Any] = {}
     for name, results in runs.items():
         cpu = [r["cpu_us"] for r in results]
@@ -296,7 +310,8 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
           flush=True)
     return {"payments": options.payments, "voters": options.voters,
             "batch": options.batch, "group": options.group,
-            "reps": options.reps, **figures, "cpu_ratios": ratios}
+            "reps": options.reps, "prefill": options.prefill, **figures,
+            "cpu_ratios": ratios}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -310,6 +325,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--keep", type=int, default=50)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--prefill", type=int, default=0,
+                        help="older certificates in the store before the "
+                        "timed writes (a node keeps up to 100,000)")
     parser.add_argument("--log", action="store_true",
                         help="also time compact records appended to a "
                         "plain file, one fsync per group")
