@@ -7,6 +7,8 @@ and the wallet building payments with the right fee and change.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from dataclasses import replace
 
 from twisted.trial import unittest
@@ -36,6 +38,7 @@ from timecoin.masternodes import Masternode, make_snapshot
 from timecoin.mempool import FINALIZED, PENDING, REJECTED, MempoolSettings
 from timecoin.quorum import CountQuorum, TierWeightedQuorum, approval_threshold
 from timecoin.registration import Registration
+from timecoin.storage.sqlite import SqliteStore
 from timecoin.tx import OutPoint
 from timecoin.wallet import Wallet, WalletError
 
@@ -462,6 +465,42 @@ class RecordTests(unittest.TestCase):
         result_of(engine3.recover())
         self.assertIsNone(third.mempool.state_of(tx.txid))
         self.assertEqual(result_of(engine3.votes_for(tx.txid)), votes)
+
+    def test_sqlite_store_of_an_earlier_node_loads(self) -> None:
+        """
+        A node upgraded in place on the SQLite file an earlier node wrote
+        (schema version 1, canonical JSON records keyed by txid) migrates
+        it on open and restores its finalized payment with its votes.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, "chain.sqlite")
+        store = SqliteStore(path)
+        h = Harness(store=store)  # type: ignore[arg-type]
+        engine = finality(h)
+        tx = h.pay([h.funding()], [(addr(h.payer), 999 * params.COIN)])
+        result_of(engine.submit(tx))
+        entry = h.mempool.entries[tx.txid]
+        votes = result_of(engine.votes_for(tx.txid))
+        result_of(store.close())
+        with sqlite3.connect(path) as conn:
+            conn.execute("DROP TABLE finality_records")
+            conn.execute("CREATE TABLE tx_records (txid BLOB PRIMARY KEY,"
+                         " record BLOB NOT NULL) WITHOUT ROWID")
+            conn.execute("INSERT INTO tx_records VALUES (?, ?)",
+                         (tx.txid, finalized_json(entry)))
+            conn.execute("UPDATE schema SET value = ? WHERE key = ?",
+                         (b"1", "schema_version"))
+        conn.close()
+        reopened = SqliteStore(path)
+        self.addCleanup(reopened.close)
+        again = Harness(store=reopened)  # type: ignore[arg-type]
+        result_of(finality(again).recover())
+        self.assertEqual(again.mempool.state_of(tx.txid), FINALIZED)
+        self.assertEqual(list(again.mempool.entries[tx.txid].votes.values()),
+                         votes)
+        block = again.next_block()
+        self.assertIn(tx.txid, [t.txid for t in block.txs])
 
     def test_snapshot_cache_follows_registry_and_tip(self) -> None:
         """
