@@ -21,7 +21,6 @@ from zope.interface import implementer
 from tests.helpers import START, Harness, addr, key, result_of
 from timecoin import params
 from timecoin.consensus import SIGNING_STATE_KEY, BlockConsensus
-from timecoin.encoding import decode
 from timecoin.finality import (
     APPROVE,
     REJECT,
@@ -30,6 +29,7 @@ from timecoin.finality import (
     sign_tx_vote,
     sign_tx_votes,
 )
+from timecoin.finality.records import decode_record
 from timecoin.interfaces import IQuorumRule
 from timecoin.masternodes import Masternode, make_snapshot
 from timecoin.mempool import FINALIZED
@@ -548,7 +548,7 @@ class FoundBugTests(unittest.TestCase):
             lambda _: [engine.receive_vote(v) for v in orphans])
         result_of(engine.submit(tx))
         self.assertEqual(h.mempool.state_of(tx.txid), FINALIZED)
-        record = decode(result_of(h.store.get_tx_record(tx.txid)))
+        record = decode_record(result_of(h.store.get_tx_record(tx.txid)))
         self.assertEqual(record["state"], FINALIZED)
 
     def test_queued_approval_signed_before_rejection(self) -> None:
