@@ -20,6 +20,7 @@ from timecoin.consensus import NIL, PREVOTE, BlockVote, sign_vote
 from timecoin.p2p.aggregation import Aggregation, VoteBundleMsg
 from timecoin.p2p.consensus_relay import BlockVoteMsg, ConsensusRelay
 from timecoin.p2p.dependencies import Direction, State
+from timecoin.p2p.messages import GetTxVotes
 from timecoin.p2p.protocol import PeerProtocol
 from timecoin.p2p.registry import PeerRegistry
 from timecoin.p2p.settings import P2PSettings
@@ -263,3 +264,64 @@ class AggregatorChoiceTests(ProtocolTestBase):
                 aggregation.aggregator(tip.height + 1, round),
                 chain.expected_producer(tip.height + 1, tip.hash, round))
         self.assertIsNone(aggregation.aggregator(tip.height + 2, 0))
+
+
+class QueryShareTests(ProtocolTestBase):
+    """
+    In a dense mesh the vote queries ask a share of the peers each time.
+    """
+
+    settings = P2PSettings(port=24200, relay_fanout=3)
+
+    def connect_peers(self, count: int) -> list[Wire]:
+        """
+        C{count} ready inbound peers of test keys 50, 51, ...
+        """
+        wires = []
+        for n in range(50, 50 + count):
+            wire = self.connect(Direction.INBOUND, ip=f"10.0.1.{n}")
+            hello = self.hello(pubkey=key(n).public, nonce=bytes([n]) * 8)
+            wire.feed(hello, self.proof(hello, key(n)))
+            wire.sent()
+            wires.append(wire)
+        return wires
+
+    def test_shares_cover_every_peer_once(self) -> None:
+        """
+        Six peers above a fanout of three: three disjoint shares of two
+        (one per query of a rejected payment), together every peer.
+        """
+        self.connect_peers(6)
+        shares = self.gossip._shares()
+        self.assertEqual([len(share) for share in shares], [2, 2, 2])
+        self.assertEqual(
+            sorted(id(c) for share in shares for c in share),
+            sorted(id(c) for c in self.manager.peers.ready.values()))
+
+    def test_small_mesh_asks_everyone(self) -> None:
+        """
+        With at most C{relay_fanout} peers every query asks every peer.
+        """
+        self.connect_peers(3)
+        self.assertEqual([len(share) for share in self.gossip._shares()],
+                         [3])
+
+    def test_rejected_queries_rotate_over_the_shares(self) -> None:
+        """
+        A rejected payment's three queries ask for final approvals, each of
+        another share, so every peer is asked once.
+        """
+        wires = self.connect_peers(6)
+        txid = b"\x42" * 32
+        queries = iter([[(txid, n)] for n in range(3)] + [[]] * 3)
+        self.patch(self.node.finality, "late_due",
+                   lambda limit=256: next(queries))
+        self.patch(self.node.finality, "stalled", lambda limit=256: [])
+        asked = []
+        for _ in range(3):
+            self.gossip.query_stalled()
+            asked.append([n for n, wire in enumerate(wires)
+                          if GetTxVotes((txid,), True) in wire.sent()])
+        self.assertEqual(sorted(n for share in asked for n in share),
+                         list(range(6)))
+        self.assertEqual([len(share) for share in asked], [2, 2, 2])
