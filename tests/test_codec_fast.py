@@ -21,7 +21,6 @@ from twisted.trial import unittest
 from tests.helpers.strategies import (
     block_votes,
     blocks,
-    json_values,
     transactions,
     tx_vote_batches,
     tx_votes,

@@ -15,7 +15,13 @@ from hypothesis import given, settings
 from twisted.trial import unittest
 
 from tests.helpers.strategies import transactions
-from timecoin.encoding import EncodingError, canonical, canonical_reference, decode, sha256
+from timecoin.encoding import (
+    EncodingError,
+    canonical,
+    canonical_reference,
+    decode,
+    sha256,
+)
 from timecoin.tx import (
     OutPoint,
     Transaction,
