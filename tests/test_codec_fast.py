@@ -32,11 +32,13 @@ from timecoin.encoding import (
     canonical_reference,
     decode,
     decode_reference,
+    nesting_within,
 )
 from timecoin.rpc.dispatch import _refuse_constant, parse_body
 
 _leaf_text = st.one_of(
     st.text(max_size=30),
+    st.text(alphabet='[]{}"\\', max_size=8),
     st.text(alphabet=st.characters(max_codepoint=0x9f), max_size=30),
     st.sampled_from(["\x7f", "\x00", "\u2028", "\ud800", "\udfff",
                      "\U0001f600", "\\", '"', "/", "\x1f\b\f\n\r\t"]))
@@ -203,6 +205,35 @@ _json_bytes = st.one_of(
                      b'{"a":[1,{"b":null}]} x', b'"\\u00e9\\/"']))
 """Inputs to parse: canonical and loose encodings (whitespace, UTF-8,
 UTF-16), random bytes and JSON-ish text, and the known traps."""
+
+
+def _depth(value: Any) -> int:
+    """
+    How deep the arrays and objects of C{value} nest (a scalar: 0).
+    """
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+class NestingTests(unittest.TestCase):
+    """
+    L{nesting_within}, with its shortcut for lines of few brackets, says
+    exactly whether a line nests within the limit.
+    """
+
+    @settings(max_examples=400, deadline=None)
+    @given(_objects, st.integers(0, 8))
+    def test_depth(self, obj: Any, limit: int) -> None:
+        """
+        For any object's encoding (strings holding brackets and escaped
+        quotes included), the answer is whether the object's depth is
+        within C{limit}.
+        """
+        raw = canonical_reference(obj)
+        self.assertEqual(nesting_within(raw, limit), _depth(obj) <= limit)
 
 
 class DecodeTests(unittest.TestCase):
