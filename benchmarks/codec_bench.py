@@ -7,19 +7,21 @@ fast paths, measured in one process with the two alternated.
 
     python benchmarks/codec_bench.py [--repeat 7] [--seconds 0.05]
 
-The lines: a C{txs} line of 50 signed payments, a C{tx_votes} line of a
-50-decision batch, a C{block_vote} line, a block of 800 payments, and the
-JSON-RPC bodies a client sends (one C{sendrawtransaction}, a batch of
-50).  Decoding compares L{timecoin.encoding.decode_reference} with
-L{timecoin.encoding.decode} on the text L{timecoin.p2p.messages.parse_line}
-passes (the block: the bytes L{timecoin.block.Block.decode} passes), and
-C{json.loads(body, parse_float=Decimal)} with
-L{timecoin.rpc.dispatch.parse_body}; encoding compares
-L{timecoin.encoding.canonical_reference} with L{timecoin.encoding.canonical}
-on the objects the lines are built from.  Each figure is the best of
-C{--repeat} timings of at least C{--seconds} each, old and new alternated
-(a shared machine only ever slows a timing down).  The last line printed
-is one JSON object with every figure.
+The lines: one signed payment (as C{Transaction.decode} gets it from
+C{sendrawtransaction} or a store), a C{txs} line of 50 signed payments,
+a C{tx_votes} line of a 50-decision batch, a C{block_vote} line, a block
+of 800 payments, and the JSON-RPC bodies a client sends (one
+C{sendrawtransaction}, a batch of 50).  Decoding compares
+L{timecoin.encoding.decode_reference} with L{timecoin.encoding.decode}
+on the text L{timecoin.p2p.messages.parse_line} passes (the block and
+the payment: the bytes C{decode} gets from C{Block.decode} and
+C{Transaction.decode}), and C{json.loads(body, parse_float=Decimal)}
+with L{timecoin.rpc.dispatch.parse_body}; encoding compares
+L{timecoin.encoding.canonical_reference} with
+L{timecoin.encoding.canonical} on the objects the lines are built from.
+Each figure is the best of C{--repeat} timings of at least C{--seconds}
+each, old and new alternated (a shared machine only ever slows a timing
+down).  The last line printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ def lines() -> dict[str, tuple[Any, Any]]:
     many = [{"jsonrpc": "2.0", "id": i, "method": "sendrawtransaction",
              "params": [t.encode().hex()]} for i, t in enumerate(txs[:50])]
     return {
+        "one payment": (txs[0].encode(), txs[0].to_obj()),
         "txs (50 payments)": (txs_msg.encode().decode(), txs_msg.to_obj()),
         "tx_votes (50 decisions)": (TxVotesMsg(batch).encode().decode(),
                                     TxVotesMsg(batch).to_obj()),
