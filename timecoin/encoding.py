@@ -125,15 +125,16 @@ def nesting_within(data: bytes, max_depth: int) -> bool:
     line nested thousands deep is refused before the decoder recurses.
     A few brackets left unbalanced (invalid JSON anyway) do not count:
     the decoder reports them; more unclosed ones than C{max_depth} do.
-    A line with no more than C{max_depth} opening brackets in all (a
-    vote, a batch of 50 decisions) cannot nest deeper, found with two
-    counts.
+    A line with no more than C{max_depth} opening brackets in all,
+    strings included (a vote, a batch of 50 decisions), cannot nest
+    deeper: counted on the first pass's output (brackets and quotes).
     """
-    if data.count(b"[") + data.count(b"{") <= max_depth:
-        return True
     if b"\\" in data:
         data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-    shape = data.translate(_BRACKETS, _DROP).replace(b'""', b"")
+    shape = data.translate(_BRACKETS, _DROP)
+    if shape.count(b"(") <= max_depth:
+        return True
+    shape = shape.replace(b'""', b"")
     if b'"' in shape:
         shape = _STRING.sub(b"", shape)
     for _ in range(max_depth):
