@@ -146,6 +146,7 @@ class Gossip:
                                          self.counters)
         self.aggregation = Aggregation(node, peerset, clock, settings)
         self.aggregation.route("batches", self.bundled_batch)
+        self._turn = 0
 
     def handlers(self) -> dict[str, Handler]:
         """
@@ -249,10 +250,9 @@ class Gossip:
         every peer for the votes it holds on them, and on the recently
         rejected ones L{timecoin.finality.Finality.late_due} names (a late
         approval may still finalize them) for the approvals of those they
-        hold final: every peer in a small network; in a dense mesh,
-        C{relay_fanout_direct} random peers about the undecided ones and a
-        third of the peers per query about the rejected ones (a rejected
-        payment's three queries cover them all).
+        hold final: every peer in a small network, a third of them per
+        query in a dense mesh (a rejected payment's three queries cover
+        them all).
         """
         if not self.peerset.ready:
             return
@@ -264,17 +264,16 @@ class Gossip:
         # Both kinds together stay within MAX_REANNOUNCE a second, so the
         # queries stay within a peer's get_tx_votes limit (5/s) even when
         # a flood of double spends leaves many rejected.
-        # In a dense mesh each query asks a few of the peers (every vote
-        # of every peer, asked of every peer, grew with the cube of the
-        # network: issue 19): the undecided ones C{relay_fanout_direct}
-        # peers at random (any peer that holds the votes will do), the
-        # rejected ones a share per query of each (the queries cover
-        # every peer), and only for a final certificate's approvals.
+        # In a dense mesh each query asks a share of the peers (every
+        # vote of every peer, asked of every peer, grew with the cube of
+        # the network: issue 19): the undecided ones the next share in
+        # turn (any peer that holds the votes will do), the rejected
+        # ones a share per query of each (the queries cover every peer),
+        # and only for a final certificate's approvals.
         shares = self._shares()
-        asked = shares[0] if len(shares) == 1 else self.peerset.rng.sample(
-            list(self.peerset.ready.values()),
-            min(self.settings.relay_fanout_direct, len(self.peerset.ready)))
-        self._query([tx.txid for tx in txs], False, asked)
+        self._turn += 1
+        self._query([tx.txid for tx in txs], False,
+                    shares[self._turn % len(shares)])
         rejected = finality.late_due(MAX_REANNOUNCE - len(txs))
         for n, peers in enumerate(shares):
             self._query([txid for txid, query in rejected
