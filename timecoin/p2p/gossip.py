@@ -23,7 +23,8 @@ Masternodes sign their votes in batches (C{tx_votes}); a batch is relayed
 whole, once at least one of its decisions was tallied here.  A batch's
 decisions on transactions not seen yet become orphan single votes (each
 with its Merkle branch, so it stands on its own), relayed as C{tx_vote}
-once tallied.  A transaction still undecided C{query_after} seconds after
+once tallied (not where votes are aggregated: every peer had the batch
+from its aggregator).  A transaction still undecided C{query_after} seconds after
 admission (a restart mid-vote, votes lost while a peer was away) is
 announced again and its votes are asked for with C{get_tx_votes}; a peer
 answers with the votes it holds, as C{tx_vote} messages.
@@ -475,4 +476,5 @@ class Gossip:
                 break
             if self.node.finality.receive_vote(vote) is None:
                 self.counters["orphan-tallied"] += 1
-                self.peerset.relay(TxVoteMsg(vote))
+                if not self.aggregation.active():
+                    self.peerset.relay(TxVoteMsg(vote))
