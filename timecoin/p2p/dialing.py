@@ -154,10 +154,16 @@ class DialRule:
     def reserved(self) -> list[str]:
         """
         The peers we always dial: the configured seeds, then the anchors
-        (the last good outbound peers, kept across restarts).
+        (the last good outbound peers, kept across restarts).  With more
+        seeds than C{max_outbound} they come in this node's own order
+        (L{_order}), so that nodes given the same long list do not all dial
+        the same first ones and leave the others to inbound connections
+        alone (at 30 masternodes some had 18 peers, issue 19).
         """
         seeds = sorted(e.key for e in self.peers.table.entries.values()
                        if e.source == Source.SEED)
+        if len(seeds) > self.peers.settings.max_outbound:
+            seeds.sort(key=self._order)
         return seeds + [a for a in self.peers.table.anchors if a not in seeds]
 
     def _group(self, key: str) -> str:
