@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from timecoin.encoding import (
@@ -124,12 +124,13 @@ def signature_key(voter: bytes, height: int, root: bytes,
 # Votes ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TxVote:
     """
     A masternode's signed decision on one transaction: one leaf of a
     signed batch with its Merkle branch (empty when the batch holds only
-    this decision, whose leaf is then the signed root).
+    this decision, whose leaf is then the signed root).  Slotted: every
+    mempool entry holds one per masternode.
     """
 
     txid: bytes
@@ -139,6 +140,8 @@ class TxVote:
     signature: bytes
     index: int = 0
     branch: tuple[bytes, ...] = ()
+    _raw: bytes | None = field(default=None, init=False, repr=False,
+                               compare=False)
 
     def root(self) -> bytes | None:
         """
@@ -152,7 +155,7 @@ class TxVote:
         C{canonical(self.to_obj())}, written by hand (a certificate's
         votes are encoded into every finality record) and kept.
         """
-        cached = self.__dict__.get("_raw")
+        cached = self._raw
         if cached is None:
             if type(self.height) is int and type(self.index) is int and \
                     self.decision in DECISIONS:
@@ -245,13 +248,18 @@ class TxVoteBatch:
         chosen = range(len(decisions)) if indices is None else indices
         votes = []
         for i in chosen:
-            # The generated __init__ sets each field through
-            # object.__setattr__; this sets the same fields at once.
+            # The generated __init__ (its defaults and checks) skipped:
+            # every field is set here.
             vote = _new(TxVote)
-            vote.__dict__.update(
-                txid=decisions[i][0], decision=decisions[i][1],
-                height=height, voter=voter, signature=signature, index=i,
-                branch=merkle_branch(levels, i))
+            txid, decision = decisions[i]
+            _set(vote, "txid", txid)
+            _set(vote, "decision", decision)
+            _set(vote, "height", height)
+            _set(vote, "voter", voter)
+            _set(vote, "signature", signature)
+            _set(vote, "index", i)
+            _set(vote, "branch", merkle_branch(levels, i))
+            _set(vote, "_raw", None)
             votes.append(vote)
         return votes
 
@@ -283,6 +291,7 @@ class TxVoteBatch:
 
 
 _new = object.__new__
+_set = object.__setattr__
 
 
 def sign_tx_votes(key: PrivateKey, network: str, height: int,
