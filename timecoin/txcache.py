@@ -33,8 +33,9 @@ here for a few seconds after it is admitted: in the proposal of the next
 block, in that block committed and announced by peers.  15,000 holds a
 full mempool (10,000) and a full block's payments (about 3,600 at 2 MB)
 besides, 15 s of payments at 1,000 a second; a transaction cached costs
-about 1.8 KB (C{benchmarks/memory_sizes.py}), and the 50,000 of the
-first sessions held 60 MB more than a full mempool does."""
+about 1.3 KB (C{benchmarks/memory_sizes.py}: 20 MB full), where the
+50,000 of the first sessions, at 2.3 KB before transactions were
+slotted, took 117 MB."""
 
 
 class TxCache:

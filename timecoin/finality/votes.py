@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from timecoin.encoding import (
@@ -140,8 +140,6 @@ class TxVote:
     signature: bytes
     index: int = 0
     branch: tuple[bytes, ...] = ()
-    _raw: bytes | None = field(default=None, init=False, repr=False,
-                               compare=False)
 
     def root(self) -> bytes | None:
         """
@@ -153,25 +151,23 @@ class TxVote:
     def encode(self) -> bytes:
         """
         C{canonical(self.to_obj())}, written by hand (a certificate's
-        votes are encoded into every finality record) and kept.
+        votes are encoded into its finality record).  Not kept: a vote is
+        encoded once, into the finalized record, and its encoding (about
+        900 bytes with the branch in hex) would otherwise stay as long as
+        the vote, four times per payment on a four-masternode network.
         """
-        cached = self._raw
-        if cached is None:
-            if type(self.height) is int and type(self.index) is int and \
-                    self.decision in DECISIONS:
-                head = '{"branch":["' + '","'.join(
-                    h.hex() for h in self.branch) + '"],' \
-                    if self.branch else "{"
-                index = f',"index":{self.index}' if self.branch else ""
-                cached = (
-                    f'{head}"decision":"{self.decision}","height":'
-                    f'{self.height}{index},"signature":"'
-                    f'{self.signature.hex()}","txid":"{self.txid.hex()}",'
-                    f'"voter":"{self.voter.hex()}"}}').encode("ascii")
-            else:
-                cached = canonical(self.to_obj())
-            object.__setattr__(self, "_raw", cached)
-        return cached
+        if type(self.height) is int and type(self.index) is int and \
+                self.decision in DECISIONS:
+            head = '{"branch":["' + '","'.join(
+                h.hex() for h in self.branch) + '"],' \
+                if self.branch else "{"
+            index = f',"index":{self.index}' if self.branch else ""
+            return (
+                f'{head}"decision":"{self.decision}","height":'
+                f'{self.height}{index},"signature":"'
+                f'{self.signature.hex()}","txid":"{self.txid.hex()}",'
+                f'"voter":"{self.voter.hex()}"}}').encode("ascii")
+        return canonical(self.to_obj())
 
     def to_obj(self) -> dict[str, Any]:
         obj: dict[str, Any] = {
@@ -259,7 +255,6 @@ class TxVoteBatch:
             _set(vote, "signature", signature)
             _set(vote, "index", i)
             _set(vote, "branch", merkle_branch(levels, i))
-            _set(vote, "_raw", None)
             votes.append(vote)
         return votes
 
