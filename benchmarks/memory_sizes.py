@@ -16,6 +16,10 @@ filled to its default limit in process and measured with C{tracemalloc}
   (C{[p2p] known_size}).
 - B{signature_cache}: verified vote-batch signatures
   (C{[finality] signature_cache}).
+- B{utxo_set}: the chain's UTXO set (held in memory whole), per 100,000
+  coins: the outputs of payments parsed from the wire, two per payment,
+  change and payee paying the same two addresses throughout (a wallet's
+  change address, a merchant).  Not a limit: it grows with the chain.
 - B{certificate_index}: the index of archived finality certificates
   (txid to height) with C{[finality] max_certificates} entries, 1,000
   blocks of them.
@@ -54,11 +58,14 @@ from timecoin.tx import (  # noqa: E402
     Transaction,
     TxIn,
     TxOut,
+    UtxoEntry,
     sign_inputs,
 )
 from timecoin.txcache import MAX_CACHED, TxCache  # noqa: E402
 
 NETWORK = "devnet"
+UTXOS = 100_000
+"""Coins the UTXO set's figure is given for."""
 BLOCKS = 1_000
 """Blocks the certificate index spreads over (C{certificate_blocks})."""
 
@@ -120,6 +127,24 @@ def cached(objs: list[object], size: int) -> Callable[[], object]:
             assert tx.txid
             tx.encode()
         return cache
+    return build
+
+
+def utxos(objs: list[object]) -> Callable[[], object]:
+    """
+    The UTXO set of the outputs of C{objs} (as the chain builds it from
+    a block's parsed transactions), each decoded from its bytes here.
+    """
+    raws = [json.dumps(obj) for obj in objs]
+
+    def build() -> object:
+        coins: dict[OutPoint, UtxoEntry] = {}
+        for raw in raws:
+            tx = Transaction.from_obj(decode(raw.encode()))
+            for vout, out in enumerate(tx.outputs):
+                coins[OutPoint(tx.txid, vout)] = UtxoEntry(
+                    out.value, out.address, 100_000)
+        return coins
     return build
 
 
@@ -216,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         ("transaction", 1, measure(parsed(objs)) / len(objs)),
         ("parsed_cache", cache_size,
          measure(cached(objs, len(objs)))),
+        ("utxo_set", UTXOS,
+         measure(utxos(objs)) * UTXOS / (2 * len(objs)) * options.scale),
         ("seen_cache", p2p.seen_size,
          measure(lambda: seen(n(p2p.seen_size)))),
         ("line_cache", p2p.seen_lines,
