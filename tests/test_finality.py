@@ -7,6 +7,8 @@ and the wallet building payments with the right fee and change.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections import Counter
 from dataclasses import replace
 
@@ -25,16 +27,22 @@ from timecoin.finality import (
     sign_tx_votes,
     tx_vote_ok,
 )
+from timecoin.finality.compact import COMPACT
 from timecoin.finality.records import (
     Certificates,
     RecordWriter,
+    archived_json,
     archived_record,
+    decode_record,
+    finalized_json,
+    pending_json,
 )
 from timecoin.masternodes import Masternode, make_snapshot
 from timecoin.mempool import FINALIZED, PENDING, REJECTED, MempoolSettings
 from timecoin.quorum import CountQuorum, TierWeightedQuorum, approval_threshold
 from timecoin.registration import Registration
 from timecoin.storage.memory import MemoryStore
+from timecoin.storage.sqlite import SqliteStore
 from timecoin.tx import OutPoint
 from timecoin.wallet import Wallet, WalletError
 
@@ -200,7 +208,7 @@ class VoteTests(unittest.TestCase):
         # their finalized records, kept by the block's write.
         records = dict(result_of(h.store.load_tx_records()))
         self.assertEqual(set(records), {tx.txid, child.txid})
-        self.assertEqual({decode(r)["state"] for r in records.values()},
+        self.assertEqual({decode_record(r)["state"] for r in records.values()},
                          {"finalized"})
         self.assertIn(OutPoint(child.txid, 0), h.chain.utxos)
         fee = 2 * params.COIN
@@ -359,7 +367,7 @@ class RecordTests(unittest.TestCase):
         tx = h.pay([h.funding()], [(addr(h.payer), 999 * params.COIN)])
         result_of(engine.submit(tx))
         final = result_of(h.store.get_tx_record(tx.txid))
-        self.assertEqual(decode(final)["state"], FINALIZED)
+        self.assertEqual(decode_record(final)["state"], FINALIZED)
         h.next_block()
         self.assertEqual(result_of(h.store.get_tx_record(tx.txid)), final)
         votes = result_of(engine.votes_for(tx.txid))
@@ -384,24 +392,29 @@ class RecordTests(unittest.TestCase):
         h.chain.finalized.discard(tx.txid)
         h.next_block()
         self.assertIn(tx.txid, h.chain.retired)
-        record = decode(result_of(h.store.get_tx_record(tx.txid)))
+        record = decode_record(result_of(h.store.get_tx_record(tx.txid)))
         self.assertEqual(record["state"], "archived")
         self.assertEqual(record["height"], 1)
         self.assertEqual(len(result_of(engine.votes_for(tx.txid))), 1)
 
-    def test_records_are_canonical(self) -> None:
+    def test_records_are_compact_with_the_canonical_meaning(self) -> None:
         """
-        The pending, finalized and archived records are exactly the
-        canonical encodings of their objects (they are spliced together
-        from the transaction's and the votes' own encodings).
+        The pending, finalized and archived records are stored compact,
+        and read back as exactly the objects of their canonical JSON
+        (which, spliced from the transaction's and the votes' own
+        encodings, is the canonical encoding of those objects).
         """
         h = Harness()
         observer = finality(h, masternode=False)
         tx = h.pay([h.funding()], [(addr(key(2)), 999 * params.COIN)])
         result_of(observer.submit(tx))
+        entry = h.mempool.entries[tx.txid]
         pending = result_of(h.store.get_tx_record(tx.txid))
-        self.assertEqual(canonical(decode(pending)), pending)
-        self.assertEqual(decode(pending)["state"], PENDING)
+        self.assertEqual(pending[:1], COMPACT)
+        as_json = pending_json(entry)
+        self.assertEqual(canonical(decode(as_json)), as_json)
+        self.assertEqual(decode_record(pending), decode(as_json))
+        self.assertEqual(decode_record(pending)["state"], PENDING)
         vote = sign_tx_votes(h.mn_key, "devnet", 0, [
             (tx.txid, APPROVE), (b"\x01" * 32, REJECT),
             (b"\xff" * 32, APPROVE)]).votes([1])[0]
@@ -409,17 +422,89 @@ class RecordTests(unittest.TestCase):
         self.assertEqual(vote.encode(), canonical(vote.to_obj()))
         self.assertIsNone(observer.receive_vote(vote))
         final = result_of(h.store.get_tx_record(tx.txid))
-        self.assertEqual(canonical(decode(final)), final)
-        self.assertEqual(decode(final)["votes"], [vote.to_obj()])
-        self.assertEqual(decode(final)["tx"], tx.to_obj())
+        self.assertEqual(final[:1], COMPACT)
+        as_json = finalized_json(entry)
+        self.assertEqual(canonical(decode(as_json)), as_json)
+        self.assertEqual(decode_record(final), decode(as_json))
+        self.assertEqual(decode_record(final)["votes"], [vote.to_obj()])
+        self.assertEqual(decode_record(final)["tx"], tx.to_obj())
         h.next_block()
         # Mined: the finalized record stays, unchanged, as the certificate.
         self.assertEqual(result_of(h.store.get_tx_record(tx.txid)), final)
         record = archived_record(1, [vote])
-        self.assertEqual(canonical(decode(record)), record)
-        self.assertEqual(decode(record)["state"], "archived")
+        self.assertEqual(record[:1], COMPACT)
+        as_json = archived_json(1, [vote])
+        self.assertEqual(canonical(decode(as_json)), as_json)
+        self.assertEqual(decode_record(record), decode(as_json))
+        self.assertEqual(decode_record(record)["state"], "archived")
         alone = sign_tx_vote(h.mn_key, "devnet", tx.txid, REJECT, 3)
         self.assertEqual(alone.encode(), canonical(alone.to_obj()))
+
+    def test_json_records_of_an_earlier_node_load(self) -> None:
+        """
+        A store written by a node before the compact form (canonical JSON
+        records) loads: a finalized record restores its payment with its
+        votes, and a mined one is indexed as a certificate whose votes are
+        served.
+        """
+        h = Harness()
+        engine = finality(h)
+        tx = h.pay([h.funding()], [(addr(h.payer), 999 * params.COIN)])
+        result_of(engine.submit(tx))
+        entry = h.mempool.entries[tx.txid]
+        votes = result_of(engine.votes_for(tx.txid))
+        self.assertEqual(len(votes), 1)
+        result_of(h.store.put_tx_record(tx.txid, finalized_json(entry)))
+        again = Harness(store=h.store)
+        engine2 = finality(again)
+        result_of(engine2.recover())
+        self.assertEqual(again.mempool.state_of(tx.txid), FINALIZED)
+        self.assertEqual(list(again.mempool.entries[tx.txid].votes.values()),
+                         votes)
+        again.next_block()
+        self.assertEqual(result_of(again.store.get_tx_record(tx.txid)),
+                         finalized_json(entry))
+        third = Harness(store=h.store)
+        engine3 = finality(third)
+        result_of(engine3.recover())
+        self.assertIsNone(third.mempool.state_of(tx.txid))
+        self.assertEqual(result_of(engine3.votes_for(tx.txid)), votes)
+
+    def test_sqlite_store_of_an_earlier_node_loads(self) -> None:
+        """
+        A node upgraded in place on the SQLite file an earlier node wrote
+        (schema version 1, canonical JSON records keyed by txid) migrates
+        it on open and restores its finalized payment with its votes.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, "chain.sqlite")
+        store = SqliteStore(path)
+        h = Harness(store=store)  # type: ignore[arg-type]
+        engine = finality(h)
+        tx = h.pay([h.funding()], [(addr(h.payer), 999 * params.COIN)])
+        result_of(engine.submit(tx))
+        entry = h.mempool.entries[tx.txid]
+        votes = result_of(engine.votes_for(tx.txid))
+        result_of(store.close())
+        with sqlite3.connect(path) as conn:
+            conn.execute("DROP TABLE finality_records")
+            conn.execute("CREATE TABLE tx_records (txid BLOB PRIMARY KEY,"
+                         " record BLOB NOT NULL) WITHOUT ROWID")
+            conn.execute("INSERT INTO tx_records VALUES (?, ?)",
+                         (tx.txid, finalized_json(entry)))
+            conn.execute("UPDATE schema SET value = ? WHERE key = ?",
+                         (b"1", "schema_version"))
+        conn.close()
+        reopened = SqliteStore(path)
+        self.addCleanup(reopened.close)
+        again = Harness(store=reopened)  # type: ignore[arg-type]
+        result_of(finality(again).recover())
+        self.assertEqual(again.mempool.state_of(tx.txid), FINALIZED)
+        self.assertEqual(list(again.mempool.entries[tx.txid].votes.values()),
+                         votes)
+        block = again.next_block()
+        self.assertIn(tx.txid, [t.txid for t in block.txs])
 
     def test_snapshot_cache_follows_registry_and_tip(self) -> None:
         """

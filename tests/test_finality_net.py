@@ -28,7 +28,6 @@ from tests.helpers.clusters import (
 from timecoin import params
 from timecoin import tx as tx_module
 from timecoin.chain import BlockInvalid, TxInvalid
-from timecoin.encoding import decode
 from timecoin.finality import (
     APPROVE,
     MAX_BATCH_VOTES,
@@ -50,6 +49,7 @@ from timecoin.finality.records import (
     RELEASED,
     RecordWriter,
     ReleasedApprovals,
+    decode_record,
     group_records,
 )
 from timecoin.masternodes import Masternode, make_snapshot
@@ -548,7 +548,7 @@ class ReleasedApprovalTests(unittest.TestCase):
         result_of(found.submit(b))
         mine = h.mempool.entries[b.txid].votes[h.mn_key.public]
         self.assertEqual(mine.decision, REJECT)
-        record = decode(result_of(h.store.get_tx_record(a.txid)))
+        record = decode_record(result_of(h.store.get_tx_record(a.txid)))
         self.assertEqual(record["state"], "released")
         again = Harness(funds=[10 * params.COIN], store=h.store)
         again.chain.snapshot_for = lambda height: bigger  # type: ignore
@@ -593,7 +593,7 @@ class RejectionKeepsInputsTests(unittest.TestCase):
         self.assertNotIn(h.mn_key.public, h.mempool.entries[b.txid].votes)
         record, a_txid, raw = held.pop(0)
         self.assertEqual(a_txid, a.txid)
-        self.assertEqual(decode(raw)["height"], h.chain.height)
+        self.assertEqual(decode_record(raw)["height"], h.chain.height)
         record.callback(None)
         mine = h.mempool.entries[b.txid].votes[h.mn_key.public]
         self.assertEqual(mine.decision, REJECT)
@@ -688,7 +688,7 @@ class BoundedStateTests(unittest.TestCase):
                 # mined transactions (or archived ones).
                 records = result_of(n.store.load_tx_records())
                 for txid, raw in records:
-                    self.assertIn(decode(raw)["state"],
+                    self.assertIn(decode_record(raw)["state"],
                                   {"finalized", "archived"})
                     self.assertIsNotNone(
                         result_of(n.store.get_tx_location(txid)))

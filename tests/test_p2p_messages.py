@@ -16,6 +16,7 @@ from timecoin.consensus import BlockVote, Proposal
 from timecoin.encoding import canonical
 from timecoin.finality import TxVote, TxVoteBatch
 from timecoin.liveness import Heartbeat
+from timecoin.p2p.aggregation import VoteBundleMsg
 from timecoin.p2p.consensus_relay import BlockVoteMsg, ProposalMsg
 from timecoin.p2p.handshake import HelloProof
 from timecoin.p2p.messages import (
@@ -156,7 +157,39 @@ def golden() -> list[tuple[Message, str]]:
          + "cc" * 64 + '","voter":"' + "bb" * 32 + '"}}'),
         (HelloProof(filled(0xEE, 64)),
          '{"signature":"' + "ee" * 64 + '","type":"hello_proof"}'),
+        (VoteBundleMsg(
+            (BlockVote("prevote", 1, 0, block.hash, filled(0xBB, 32),
+                       filled(0xCC, 64)),),
+            (TxVoteBatch(filled(0x55, 32), 7,
+                         ((filled(0x44, 32), "approve"),), filled(0x66, 64)),)),
+         '{"batches":[{"decisions":[["' + "44" * 32 + '","approve"]],'
+         '"height":7,"signature":"' + "66" * 64 + '","voter":"' + "55" * 32
+         + '"}],"forward":false,"type":"vote_bundle","votes":[{"block_hash":"'
+         + block.hash.hex() + '","height":1,"phase":"prevote","round":0,'
+         '"signature":"' + "cc" * 64 + '","voter":"' + "bb" * 32 + '"}]}'),
     ]
+
+
+class QueryFlagTests(unittest.TestCase):
+    """
+    C{get_tx_votes} with C{final} (protocol 3).
+    """
+
+    def test_final_flag(self) -> None:
+        """
+        The flag is on the wire only when set (a protocol-2 query keeps its
+        bytes), parses back, and must be a boolean.
+        """
+        query = GetTxVotes((filled(0x44, 32),), True)
+        line = query.encode()
+        self.assertEqual(line, b'{"final":true,"txids":["' + b"44" * 32
+                         + b'"],"type":"get_tx_votes"}')
+        self.assertEqual(parse_line(line), query)
+        self.assertEqual(parse_line(line.replace(b"true", b"false")),
+                         GetTxVotes((filled(0x44, 32),)))
+        with self.assertRaises(MessageError) as caught:
+            parse_line(line.replace(b"true", b"1"))
+        self.assertEqual(caught.exception.reason, "bad-message")
 
 
 class GoldenTests(unittest.TestCase):

@@ -21,8 +21,12 @@ from twisted.trial import unittest
 
 from tests import crashwriter
 from tests.storecontract import ChainStoreContractMixin
-from timecoin.storage import SCHEMA_VERSION, StoreError
-from timecoin.storage.sqlite import GROUP_COMMIT_DELAY, SqliteStore
+from timecoin.storage import StoreError
+from timecoin.storage.sqlite import (
+    GROUP_COMMIT_DELAY,
+    SQLITE_SCHEMA_VERSION,
+    SqliteStore,
+)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -109,7 +113,7 @@ class SqliteStoreFileTests(unittest.TestCase):
         self.assertEqual(
             other.execute("SELECT value FROM schema WHERE key = ?",
                           ("schema_version",)).fetchone()[0],
-            str(SCHEMA_VERSION).encode("ascii"))
+            str(SQLITE_SCHEMA_VERSION).encode("ascii"))
 
     async def test_unknown_schema_version(self) -> None:
         """
@@ -122,12 +126,49 @@ class SqliteStoreFileTests(unittest.TestCase):
         conn = sqlite3.connect(path)
         with conn:
             conn.execute("UPDATE schema SET value = ? WHERE key = ?",
-                         (str(SCHEMA_VERSION + 1).encode("ascii"),
+                         (str(SQLITE_SCHEMA_VERSION + 1).encode("ascii"),
                           "schema_version"))
         conn.close()
         store = SqliteStore(path)
         await self.assertFailure(store.open(), StoreError)
         await self.assertFailure(store.tip(), StoreError)
+
+    async def test_version_1_migrated(self) -> None:
+        """
+        A file of schema version 1 (finality records keyed by txid in
+        C{tx_records}) opens: its records move, unchanged, to
+        C{finality_records}, the old table is dropped and the file records
+        the current version; the records read, rewrite and delete as any.
+        """
+        path = self.path()
+        conn = sqlite3.connect(path)
+        with conn:
+            conn.execute("CREATE TABLE schema (key TEXT PRIMARY KEY,"
+                         " value BLOB NOT NULL)")
+            conn.execute("INSERT INTO schema VALUES ('schema_version', ?)",
+                         (b"1",))
+            conn.execute("CREATE TABLE tx_records (txid BLOB PRIMARY KEY,"
+                         " record BLOB NOT NULL) WITHOUT ROWID")
+            conn.executemany("INSERT INTO tx_records VALUES (?, ?)",
+                             [(b"b" * 32, b"old b"), (b"a" * 32, b"old a")])
+        conn.close()
+        store = await self.opened(path)
+        self.assertEqual(sorted(await store.load_tx_records()),
+                         [(b"a" * 32, b"old a"), (b"b" * 32, b"old b")])
+        other = sqlite3.connect(path)
+        self.addCleanup(other.close)
+        self.assertEqual(
+            other.execute("SELECT value FROM schema WHERE key = ?",
+                          ("schema_version",)).fetchone()[0],
+            str(SQLITE_SCHEMA_VERSION).encode("ascii"))
+        self.assertIsNone(other.execute(
+            "SELECT name FROM sqlite_master WHERE name = 'tx_records'"
+        ).fetchone())
+        await store.put_tx_record(b"a" * 32, b"new a")
+        await store.delete_tx_record(b"b" * 32)
+        self.assertEqual(await store.get_tx_record(b"a" * 32), b"new a")
+        self.assertEqual(list(await store.load_tx_records()),
+                         [(b"a" * 32, b"new a")])
 
     async def test_not_a_database(self) -> None:
         """
@@ -174,7 +215,7 @@ class SqliteGroupCommitTests(unittest.TestCase):
         """
         with sqlite3.connect(self.file) as conn:
             return {bytes(t): bytes(r) for t, r in conn.execute(
-                "SELECT txid, record FROM tx_records")}
+                "SELECT txid, record FROM finality_records")}
 
     def test_one_commit_per_turn(self) -> None:
         """
@@ -195,6 +236,24 @@ class SqliteGroupCommitTests(unittest.TestCase):
         for d in writes:
             self.assertIsNone(self.successResultOf(d))
         self.assertEqual(self.on_disk(), {b"b" * 32: b"3"})
+
+    def test_records_kept_in_the_order_written(self) -> None:
+        """
+        Records are stored in the order first written (rowid order, not
+        txid order), and a rewrite keeps the record's place.
+        """
+        self.store.put_tx_record(b"z" * 32, b"pending z")
+        self.store.put_tx_record(b"a" * 32, b"pending a")
+        self.clock.advance(GROUP_COMMIT_DELAY)
+        self.store.put_tx_record(b"z" * 32, b"finalized z")
+        self.store.put_tx_record(b"m" * 32, b"pending m")
+        self.clock.advance(GROUP_COMMIT_DELAY)
+        with sqlite3.connect(self.file) as conn:
+            rows = [(bytes(t), bytes(r)) for t, r in conn.execute(
+                "SELECT txid, record FROM finality_records ORDER BY id")]
+        self.assertEqual(rows, [(b"z" * 32, b"finalized z"),
+                                (b"a" * 32, b"pending a"),
+                                (b"m" * 32, b"pending m")])
 
     def test_block_and_reads_flush_first(self) -> None:
         """

@@ -123,7 +123,8 @@ class ProtocolTestBase(unittest.TestCase):
         peers: PeerRegistry[PeerProtocol] = PeerRegistry(
             self.clock, self.settings, random.Random(7),
             PeerTable(None, self.clock), self.scores)
-        gossip = Gossip(self.node, peers, self.clock, self.settings)
+        gossip = self.gossip = Gossip(self.node, peers, self.clock,
+                                      self.settings)
         sync = BlockSync(self.node, peers, gossip, self.clock, self.settings,
                          self.node.sync_status)
         self.manager = PeerManager(self.node, peers, gossip, sync,

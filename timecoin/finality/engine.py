@@ -60,6 +60,7 @@ from timecoin.finality.tally import (
 )
 from timecoin.finality.voter import Voter
 from timecoin.finality.votes import (
+    APPROVE,
     SignatureCache,
     TxVote,
     TxVoteBatch,
@@ -328,10 +329,11 @@ class Finality:
         return self.subjects.stalled(limit, self.settings,
                                      self.decisions.finalizing)
 
-    def late_due(self, limit: int = 256) -> list[bytes]:
+    def late_due(self, limit: int = 256) -> list[tuple[bytes, int]]:
         """
         Recently rejected transactions whose votes peers should be asked
-        for; see L{VoteSubjects.late_due}.
+        for, each with the number of its query; see
+        L{VoteSubjects.late_due}.
         """
         return self.subjects.late_due(limit, self.settings)
 
@@ -346,6 +348,22 @@ class Finality:
             return defer.succeed([v for v in entry.votes.values()
                                   if isinstance(v, TxVote)])
         return self.certificates.votes(txid)
+
+    def final_votes_for(self, txid: bytes) -> defer.Deferred[list[TxVote]]:
+        """
+        The approving votes this node holds on C{txid} if it holds C{txid}
+        final (finalized, or its certificate archived); empty otherwise.
+        What a peer that rejected C{txid} asks for: a late approval
+        quorum, not every vote of every peer.
+        """
+        entry = self.subjects.get(txid)
+        if entry is None:
+            return self.certificates.votes(txid)
+        if entry.state != FINALIZED:
+            return defer.succeed([])
+        return defer.succeed([v for v in entry.votes.values()
+                              if isinstance(v, TxVote)
+                              and v.decision == APPROVE])
 
     @defer.inlineCallbacks
     def certificate(self, txid: bytes) -> Any:

@@ -4,10 +4,14 @@ kinds of state kept from them, the approvals this masternode released
 (L{ReleasedApprovals}) and the index of archived certificates
 (L{Certificates}).
 
-One record per txid in the store (C{IChainStore.put_tx_record}), in the
-canonical encoding of its object; the pending, finalized and archived
-records are spliced together from the transaction's and the votes' own
-encodings (a test checks that the bytes are the canonical ones):
+One record per txid in the store (C{IChainStore.put_tx_record}).  The
+pending, finalized and archived records are written in the compact
+binary form of L{timecoin.finality.compact}; the released records, and
+any record that form cannot hold, in the canonical encoding of their
+object (spliced together from the transaction's and the votes' own
+encodings: a test checks that the bytes are the canonical ones), which
+is also what nodes wrote before the compact form.  L{decode_record} reads
+both into the same object:
 
   - C{pending}: C{{"seq", "state", "tx"}}, written before this node votes
     approve;
@@ -32,7 +36,13 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from timecoin.encoding import canonical, decode
+from timecoin.encoding import canonical
+from timecoin.finality.compact import (
+    compact_archived,
+    compact_finalized,
+    compact_pending,
+    decode_record,
+)
 from timecoin.finality.votes import RELEASED_BLOCKS, TxVote
 from timecoin.interfaces import IChainStore
 from timecoin.mempool import Entry
@@ -51,6 +61,35 @@ C{seq} of a pending or finalized record, the C{height} of the others."""
 
 def pending_record(entry: Entry) -> bytes:
     """
+    The stored pending record of C{entry}: compact, else canonical JSON.
+    """
+    tx = entry.tx
+    return compact_pending(entry.seq, tx.encode()) or pending_json(entry)
+
+
+def finalized_record(entry: Entry) -> bytes:
+    """
+    The stored finalized record of C{entry}, with its votes: compact,
+    else canonical JSON.
+    """
+    tx = entry.tx
+    votes = [v for v in entry.votes.values() if isinstance(v, TxVote)]
+    return compact_finalized(entry.seq, tx.txid, tx.encode(), votes) or \
+        finalized_json(entry)
+
+
+def archived_record(height: int, votes: list[TxVote]) -> bytes:
+    """
+    The stored archived record (certificate) of C{votes}, all on one
+    transaction, mined at C{height}: compact, else canonical JSON.
+    """
+    compact = compact_archived(height, votes[0].txid, votes) \
+        if votes else None
+    return compact or archived_json(height, votes)
+
+
+def pending_json(entry: Entry) -> bytes:
+    """
     C{canonical({"state": "pending", "seq": .., "tx": ..})}, with the
     transaction's own encoding spliced in.
     """
@@ -58,7 +97,7 @@ def pending_record(entry: Entry) -> bytes:
         entry.seq, entry.tx.encode())
 
 
-def finalized_record(entry: Entry) -> bytes:
+def finalized_json(entry: Entry) -> bytes:
     """
     C{canonical({"state": "finalized", "seq", "tx", "votes"})}, spliced
     from the encodings of the transaction and of each vote.
@@ -69,7 +108,7 @@ def finalized_record(entry: Entry) -> bytes:
             if isinstance(v, TxVote)))
 
 
-def archived_record(height: int, votes: list[TxVote]) -> bytes:
+def archived_json(height: int, votes: list[TxVote]) -> bytes:
     """
     C{canonical({"state": "archived", "height": .., "votes": ..})}, spliced
     from each vote's kept encoding.
@@ -89,11 +128,12 @@ def released_record(height: int, inputs: Iterable[OutPoint]) -> bytes:
 def group_records(records: Iterable[tuple[bytes, bytes]]
                   ) -> dict[str, list[Record]]:
     """
-    Decode the records C{load_tx_records} gave, grouped by state.
+    Decode the records C{load_tx_records} gave (compact or canonical
+    JSON), grouped by state.
     """
     by_state: dict[str, list[Record]] = {}
     for txid, raw in records:
-        obj = decode(raw)
+        obj = decode_record(raw)
         order = obj.get("seq", obj.get("height", 0))
         by_state.setdefault(obj["state"], []).append((order, txid, obj))
     return by_state
@@ -340,6 +380,7 @@ class Certificates:
         def parsed(raw: bytes | None) -> list[TxVote]:
             if raw is None:
                 return []
-            return [TxVote.from_obj(v) for v in decode(raw).get("votes", [])]
+            return [TxVote.from_obj(v)
+                    for v in decode_record(raw).get("votes", [])]
 
         return self.records.store.get_tx_record(txid).addCallback(parsed)

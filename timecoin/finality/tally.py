@@ -384,7 +384,7 @@ class VoteSubjects:
         return due
 
     def late_due(self, limit: int,
-                 settings: FinalitySettings) -> list[bytes]:
+                 settings: FinalitySettings) -> list[tuple[bytes, int]]:
         """
         Transactions rejected here a short while ago whose votes peers
         should be asked for: each C{query_after} seconds after its
@@ -395,20 +395,21 @@ class VoteSubjects:
         another node had received and finalized with (approvals win over
         rejections, see L{overrides}); asking only when a peer connects
         left it rejected while that node held it final (the simulator:
-        seed 183 of seven masternodes, two Byzantine).
+        seed 183 of seven masternodes, two Byzantine).  Each with the
+        number of its query (0 for the first).
         """
         now = self.clock.seconds()
         if now < self._next_late_scan:
             return []
         self._next_late_scan = now + min(1.0, settings.query_after / 2)
-        due: list[bytes] = []
+        due: list[tuple[bytes, int]] = []
         for txid, (entry, _) in self.late.items():
             if len(due) >= limit:
                 break
             if entry.query_at <= now and entry.queries < settings.max_queries:
+                due.append((txid, entry.queries))
                 entry.queries += 1
                 entry.query_at = now + settings.query_after
-                due.append(txid)
         return due
 
     def open_txids(self, limit: int) -> list[bytes]:

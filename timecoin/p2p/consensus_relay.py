@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from timecoin.consensus import BlockVote, Proposal
+from timecoin.p2p.aggregation import Aggregation
 from timecoin.p2p.caches import SeenCache
 from timecoin.p2p.dependencies import Connection, Handler, PeerSet
 from timecoin.p2p.messages import (
@@ -106,12 +107,17 @@ class ConsensusRelay:
     Moves consensus messages between the node's engine and its peers.
     """
 
-    def __init__(self, node: Node, peerset: PeerSet,
-                 seen_size: int) -> None:
+    def __init__(self, node: Node, peerset: PeerSet, seen_size: int,
+                 aggregation: Aggregation | None = None) -> None:
         self.node = node
         self.peerset = peerset
         self.seen = SeenCache(seen_size)
         self.counters: dict[str, int] = {}
+        self.aggregation = aggregation
+        """Where votes go in a dense mesh (none: every vote to every
+        peer)."""
+        if aggregation is not None:
+            aggregation.route("votes", self.bundled_vote)
 
     def handlers(self) -> dict[str, Handler]:
         """
@@ -156,12 +162,23 @@ class ConsensusRelay:
         """
         if self.seen.add(message.id):
             self._count("cast")
-            self.peerset.relay(self.wrap(message))
+            if self.aggregation is not None and \
+                    isinstance(message, BlockVote):
+                self.aggregation.send_own(self.wrap(message), message,
+                                          message.height, message.round)
+            else:
+                self.peerset.relay(self.wrap(message))
             return
         self._count("recast")
         self.peerset.relay(
             self.wrap(message),
             resend_after=self.peerset.settings.resend_known_after)
+
+    def bundled_vote(self, conn: Connection, vote: BlockVote) -> None:
+        """
+        A block vote came in an aggregator's bundle: as if it came alone.
+        """
+        self.received(conn, BlockVoteMsg(vote))
 
     def received(self, conn: Connection,
                  msg: ProposalMsg | BlockVoteMsg) -> None:
@@ -177,9 +194,14 @@ class ConsensusRelay:
         reason = self.node.consensus.receive(message)
         if reason in RELAYED:
             self._count("relayed")
-            signer = message.proposer if isinstance(message, Proposal) \
-                else message.voter
-            self.peerset.relay(msg, source=conn, signer=signer)
+            if isinstance(message, Proposal):
+                self.peerset.relay(msg, source=conn,
+                                   signer=message.proposer)
+            elif self.aggregation is not None:
+                self.aggregation.accepted(msg, message, conn, message.voter,
+                                          message.height, message.round)
+            else:
+                self.peerset.relay(msg, source=conn, signer=message.voter)
             return
         self._count(f"refused:{reason}")
         if reason in UNTIMELY:

@@ -161,6 +161,12 @@ class PeerSet(Protocol):
         Whether the P2P layer runs (connections accepted, dialers on).
         """
 
+    @property
+    def rng(self) -> random.Random:
+        """
+        Seeded randomness (which peers a relay picks).
+        """
+
     def broadcast(self, msg: Message,
                   exclude: Connection | None = None) -> int:
         """

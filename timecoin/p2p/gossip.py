@@ -23,7 +23,8 @@ Masternodes sign their votes in batches (C{tx_votes}); a batch is relayed
 whole, once at least one of its decisions was tallied here.  A batch's
 decisions on transactions not seen yet become orphan single votes (each
 with its Merkle branch, so it stands on its own), relayed as C{tx_vote}
-once tallied.  A transaction still undecided C{query_after} seconds after
+once tallied (not where votes are aggregated: every peer had the batch
+from its aggregator).  A transaction still undecided C{query_after} seconds after
 admission (a restart mid-vote, votes lost while a peer was away) is
 announced again and its votes are asked for with C{get_tx_votes}; a peer
 answers with the votes it holds, as C{tx_vote} messages.
@@ -61,6 +62,7 @@ from timecoin.encoding import EncodingError, canonical, sha256
 from timecoin.finality import TxVote, TxVoteBatch
 from timecoin.mempool import PENDING
 from timecoin.p2p.admission import TxAdmission
+from timecoin.p2p.aggregation import Aggregation
 from timecoin.p2p.caches import SeenCache
 from timecoin.p2p.dependencies import Connection, Handler, PeerSet
 from timecoin.p2p.heartbeats import HeartbeatRelay
@@ -121,6 +123,9 @@ class Gossip:
     @ivar orphans: the votes waiting for their transaction.
     @ivar heartbeats: the relay of heartbeats, whose handler is one of
         L{handlers}.
+    @ivar aggregation: where vote batches go in a dense mesh (their
+        aggregator), and the handler of the bundles it sends; shared with
+        the consensus relay.
     """
 
     def __init__(self, node: Node, peerset: PeerSet, clock: IReactorTime,
@@ -140,6 +145,9 @@ class Gossip:
         self.orphans = OrphanVotes(clock, settings, self.counters)
         self.heartbeats = HeartbeatRelay(node, peerset, settings.seen_size,
                                          self.counters)
+        self.aggregation = Aggregation(node, peerset, clock, settings)
+        self.aggregation.route("batches", self.bundled_batch)
+        self._turn = 0
 
     def handlers(self) -> dict[str, Handler]:
         """
@@ -149,7 +157,8 @@ class Gossip:
                 "tx_vote": self.vote_received,
                 "tx_votes": self.batch_received,
                 "get_tx_votes": self.votes_requested,
-                **self.heartbeats.handlers()}
+                **self.heartbeats.handlers(),
+                **self.aggregation.handlers()}
 
     def stop(self) -> None:
         """
@@ -158,6 +167,7 @@ class Gossip:
         """
         self.outbox.stop()
         self.admission.stop()
+        self.aggregation.stop()
 
     # Seen-caches behind the line cache -----------------------------------
 
@@ -193,7 +203,8 @@ class Gossip:
         """
         self.seen_votes.add(vote_id(batch))
         self.counters["vote-announced"] += 1
-        self.peerset.relay(TxVotesMsg(batch))
+        self.aggregation.send_own(TxVotesMsg(batch), batch, batch.height + 1,
+                                  0)
 
     def block_committed(self, block: Block) -> None:
         """
@@ -239,7 +250,10 @@ class Gossip:
         names again (a peer that missed one admits it and votes) and ask
         every peer for the votes it holds on them, and on the recently
         rejected ones L{timecoin.finality.Finality.late_due} names (a late
-        approval may still finalize them).
+        approval may still finalize them) for the approvals of those they
+        hold final: every peer in a small network, a third of them per
+        query in a dense mesh (a rejected payment's three queries cover
+        them all).
         """
         if not self.peerset.ready:
             return
@@ -251,12 +265,45 @@ class Gossip:
         # Both kinds together stay within MAX_REANNOUNCE a second, so the
         # queries stay within a peer's get_tx_votes limit (5/s) even when
         # a flood of double spends leaves many rejected.
-        txids = [tx.txid for tx in txs] + \
-            finality.late_due(MAX_REANNOUNCE - len(txs))
+        # In a dense mesh each query asks a share of the peers (every
+        # vote of every peer, asked of every peer, grew with the cube of
+        # the network: issue 19): the undecided ones the next share in
+        # turn (any peer that holds the votes will do), the rejected
+        # ones a share per query of each (the queries cover every peer),
+        # and only for a final certificate's approvals.
+        shares = self._shares()
+        self._turn += 1
+        self._query([tx.txid for tx in txs], False,
+                    shares[self._turn % len(shares)])
+        rejected = finality.late_due(MAX_REANNOUNCE - len(txs))
+        for n, peers in enumerate(shares):
+            self._query([txid for txid, query in rejected
+                         if query % len(shares) == n], True, peers)
+
+    def _shares(self) -> list[list[Connection]]:
+        """
+        The ready peers, split in C{max_queries} shares (by key) in a
+        dense mesh (more than C{relay_fanout} peers), else one share.
+        """
+        ready = self.peerset.ready
+        count = self.node.finality.settings.max_queries
+        if count <= 1 or not 0 < self.settings.relay_fanout < len(ready):
+            return [list(ready.values())]
+        by_key = [ready[key] for key in sorted(ready)]
+        return [by_key[n::count] for n in range(count)]
+
+    def _query(self, txids: list[bytes], final: bool,
+               peers: list[Connection]) -> None:
+        """
+        Ask C{peers} for their votes on C{txids}, 64 a query.
+        """
         for start in range(0, len(txids), MAX_TXIDS_PER_QUERY):
             self.counters["votes-queried"] += 1
-            self.peerset.broadcast(GetTxVotes(
-                tuple(txids[start:start + MAX_TXIDS_PER_QUERY])))
+            line = GetTxVotes(
+                tuple(txids[start:start + MAX_TXIDS_PER_QUERY]),
+                final).encode()
+            for conn in peers:
+                conn.send_line(GetTxVotes.name, line)
 
     # From peers ----------------------------------------------------------
 
@@ -375,17 +422,27 @@ class Gossip:
             self.counters[f"vote-refused:{reason}"] += count
         if result.tallied:
             self.counters["vote-relayed"] += 1
-            self.peerset.relay(msg, source=conn, signer=batch.voter)
+            self.aggregation.accepted(msg, batch, conn, batch.voter,
+                                      batch.height + 1, 0)
+
+    def bundled_batch(self, conn: Connection, batch: TxVoteBatch) -> None:
+        """
+        A vote batch came in an aggregator's bundle: as if it came alone.
+        """
+        self.batch_received(conn, TxVotesMsg(batch))
 
     def votes_requested(self, conn: Connection, msg: GetTxVotes) -> None:
         """
         A peer asked for our votes on some transactions: send each vote we
-        hold on them as a C{tx_vote}, at most L{MAX_VOTES_PER_REPLY} per
-        request (a reply never floods the asker past its own limits).
+        hold on them (with C{final}, the approvals of those we hold final)
+        as a C{tx_vote}, at most L{MAX_VOTES_PER_REPLY} per request (a
+        reply never floods the asker past its own limits).
         """
         budget = [MAX_VOTES_PER_REPLY]
+        finality = self.node.finality
+        held = finality.final_votes_for if msg.final else finality.votes_for
         for txid in msg.txids:
-            d = self.node.finality.votes_for(txid)
+            d = held(txid)
             d.addCallback(self._send_votes, conn, budget)
             d.addErrback(self._failed, "serving votes")
 
@@ -402,11 +459,13 @@ class Gossip:
     def relay_block(self, block: Block, commit: CommitCertificate,
                     exclude: Connection | None) -> None:
         """
-        A block from a peer was connected: relay it to the others.
+        A block from a peer was connected: relay it to the others (in a
+        dense mesh, to a few: its producer sent it to all its peers).
         """
         if self.seen_blocks.add(block.hash):
             self.counters["block-relayed"] += 1
-            self.peerset.relay(BlockMsg(block, commit), source=exclude)
+            self.peerset.relay(BlockMsg(block, commit), source=exclude,
+                               signer=block.header.producer)
 
     # Orphan votes --------------------------------------------------------
 
@@ -417,4 +476,5 @@ class Gossip:
                 break
             if self.node.finality.receive_vote(vote) is None:
                 self.counters["orphan-tallied"] += 1
-                self.peerset.relay(TxVoteMsg(vote))
+                if not self.aggregation.active():
+                    self.peerset.relay(TxVoteMsg(vote))

@@ -42,8 +42,9 @@ from timecoin.finality import MAX_BATCH_VOTES, TxVote, TxVoteBatch
 from timecoin.liveness import Heartbeat
 from timecoin.tx import Transaction
 
-PROTOCOL_VERSION = 2
-"""The protocol version we speak (2: C{hello_proof} after C{hello})."""
+PROTOCOL_VERSION = 3
+"""The protocol version we speak (2: C{hello_proof} after C{hello}; 3:
+C{vote_bundle}, L{timecoin.p2p.aggregation})."""
 MIN_PROTOCOL_VERSION = 2
 """The oldest version we still talk to; a connection runs at the lower of
 the two sides' versions, which must not be below this."""
@@ -629,21 +630,31 @@ class GetTxVotes(Message):
     Asks the peer for the votes it holds on up to L{MAX_TXIDS_PER_QUERY}
     transactions; it answers with one C{tx_vote} per vote (no reply if it
     has none).  Sent for transactions still undecided a while after
-    admission (a restart mid-vote, votes lost in a partition).
+    admission (a restart mid-vote, votes lost in a partition).  With
+    C{final} (protocol 3; older peers ignore it and answer in full), only
+    the approving votes of those the peer holds final: what a node that
+    rejected them asks for.
     """
 
     name: ClassVar[str] = "get_tx_votes"
-    max_bytes: ClassVar[int] = MAX_TXIDS_PER_QUERY * 67 + 64
+    max_bytes: ClassVar[int] = MAX_TXIDS_PER_QUERY * 67 + 80
 
     txids: tuple[bytes, ...]
+    final: bool = False
 
     def fields(self) -> dict[str, Any]:
-        return {"txids": [t.hex() for t in self.txids]}
+        obj: dict[str, Any] = {"txids": [t.hex() for t in self.txids]}
+        if self.final:
+            obj["final"] = True
+        return obj
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> GetTxVotes:
         txids = need_list(_field(obj, "txids"), "txids", MAX_TXIDS_PER_QUERY)
-        return cls(tuple(unhex(t, 32, "txid") for t in txids))
+        final = obj.get("final", False)
+        if not isinstance(final, bool):
+            raise EncodingError("final must be a boolean")
+        return cls(tuple(unhex(t, 32, "txid") for t in txids), final)
 
 
 @register

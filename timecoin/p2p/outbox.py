@@ -5,7 +5,11 @@ Each admitted transaction (from RPC or a peer) is queued and sent to every
 ready peer but those known to hold it already (the peer it came from, and
 any that sent it while it waited) after C{tx_batch_delay} seconds, or at
 once when the queue holds C{tx_batch_count} transactions or
-C{tx_batch_bytes} bytes.
+C{tx_batch_bytes} bytes.  In a dense mesh (more than C{relay_fanout}
+ready peers) a transaction from a peer goes to at most
+C{relay_fanout_direct} of the others, chosen at random: the node that
+admitted it first sent it to all its peers, so a relay only repairs a
+loss (as for votes: L{timecoin.p2p.registry.PeerRegistry.relay}).
 """
 
 from __future__ import annotations
@@ -30,16 +34,18 @@ class _Queued:
     """
     A transaction waiting in the C{txs} queue: its line entry, the
     peer set's C{ready_serial} when it was queued (peers that became ready
-    later do not get it), and the peers known to hold it already.
+    later do not get it), the peers known to hold it already, and, for a
+    relay in a dense mesh, the only peers it goes to.
     """
 
-    __slots__ = ("entry", "at", "have")
+    __slots__ = ("entry", "at", "have", "only")
 
-    def __init__(self, entry: bytes, at: int,
-                 have: set[Connection]) -> None:
+    def __init__(self, entry: bytes, at: int, have: set[Connection],
+                 only: set[Connection] | None) -> None:
         self.entry = entry
         self.at = at
         self.have = have
+        self.only = only
 
 
 class TxOutbox:
@@ -86,7 +92,7 @@ class TxOutbox:
         entry = txs_entry(tx)
         self._queue[tx.txid] = _Queued(
             entry, self.peerset.ready_serial,
-            set() if source is None else {source})
+            set() if source is None else {source}, self._fanout(source))
         self._queued_bytes += len(entry) + 1
         settings = self.settings
         if len(self._queue) >= settings.tx_batch_count or \
@@ -98,6 +104,21 @@ class TxOutbox:
             # together in the next.
             self._flush_call = self.clock.callLater(
                 settings.tx_batch_delay, self.flush)
+
+    def _fanout(self, source: Connection | None) -> set[Connection] | None:
+        """
+        The peers a transaction from C{source} is relayed to in a dense
+        mesh (C{None}: every peer).
+        """
+        settings = self.settings
+        ready = self.peerset.ready
+        if source is None or not 0 < settings.relay_fanout < len(ready):
+            return None
+        others = [c for c in ready.values() if c is not source]
+        picked = self.peerset.rng.sample(
+            others, min(settings.relay_fanout_direct, len(others)))
+        self.counters["txs-relay-skipped:fanout"] += len(others) - len(picked)
+        return set(picked)
 
     def flush(self) -> None:
         """
@@ -123,7 +144,8 @@ class TxOutbox:
             size = TXS_ENVELOPE_BYTES
             serial = conn.ready_serial
             for queued in queue.values():
-                if conn in queued.have or serial > queued.at:
+                if conn in queued.have or serial > queued.at or (
+                        queued.only is not None and conn not in queued.only):
                     continue
                 entry = queued.entry
                 if batch and (len(batch) >= count

@@ -159,7 +159,7 @@ class PeerRegistry(Generic[C]):
         the peer it came from, nor to any other that sent it; never twice
         over one connection).  Returns how many got it.
 
-        Our own messages (no C{source}) and blocks (no C{signer}) go to
+        Our own messages (no C{source}) and messages without C{signer} go to
         every such peer, and so does every message while we have at most
         C{relay_fanout} peers (a small network, or a sparse overlay).
         With more (a dense mesh), a message relayed for C{signer} goes to

@@ -96,7 +96,8 @@ class P2PService(Service):
         self.gossip = Gossip(node, peers, reactor, settings)
         self.sync = BlockSync(node, peers, self.gossip, reactor, settings,
                               node.sync_status)
-        self.consensus = ConsensusRelay(node, peers, settings.seen_size)
+        self.consensus = ConsensusRelay(node, peers, settings.seen_size,
+                                        self.gossip.aggregation)
         self.manager = PeerManager(node, peers, self.gossip, self.sync,
                                    self.consensus, self._connect)
         self.tls: NodeTLS | None = NodeTLS.for_node(node.datadir, node.key) \

@@ -29,6 +29,7 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {
     "proposal": (10.0, 50.0),
     "block_vote": (500.0, 2000.0),
     "heartbeat": (400.0, 2000.0),
+    "vote_bundle": (2000.0, 4000.0),
 }
 """Per peer and message type: (tokens per second, bucket size).  A batch
 takes one token per item (C{txs}: per transaction).  Responses (C{peers},
@@ -166,6 +167,15 @@ class P2PSettings:
         peer that is known to hold one only when it was last sent or
         received over that connection this many seconds ago (a peer may
         have dropped it as too early, catching up).
+    @ivar aggregate_votes: in a dense mesh (more than C{relay_fanout}
+        peers, all on protocol 3), send our block votes and vote batches to
+        their aggregator (the proposer of their round), which sends all it
+        gathered to every peer in one C{vote_bundle}
+        (L{timecoin.p2p.aggregation}); off, every vote goes to every peer.
+    @ivar aggregate_delay: seconds an aggregator gathers votes before it
+        sends them as one bundle.
+    @ivar aggregate_timeout: seconds a vote sent to its aggregator may take
+        to come back in a bundle before it is sent to every peer.
     @ivar orphan_votes: votes kept for transactions not yet seen.
     @ivar orphan_ttl: seconds an orphan vote is kept.
     @ivar ban_threshold: misbehaviour score that bans.
@@ -255,6 +265,9 @@ class P2PSettings:
     relay_fanout: int = 8
     relay_fanout_direct: int = 2
     resend_known_after: float = 10.0
+    aggregate_votes: bool = True
+    aggregate_delay: float = 0.05
+    aggregate_timeout: float = 0.5
     orphan_votes: int = 10_000
     orphan_ttl: float = 60.0
     ban_threshold: float = 100.0

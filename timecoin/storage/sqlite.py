@@ -30,8 +30,9 @@ C{apply_block} and C{revert_block} are each one C{BEGIN IMMEDIATE} ...
 C{COMMIT} transaction, the tip row included; any error (a failed tip
 check first of all) rolls back, so nothing is written.
 
-Schema (version L{timecoin.storage.SCHEMA_VERSION}, recorded as the
-C{schema_version} row of its own C{schema} table by L{SqliteStore.open}):
+Schema (version L{SQLITE_SCHEMA_VERSION}, recorded as the
+C{schema_version} row of its own C{schema} table by L{SqliteStore.open};
+a file of version 1 is migrated on open, L{_migrate}):
 
     - C{meta(key, value)}: small metadata (the schema version is apart);
     - C{tip(id = 0, height, hash)}: at most one row, the best block;
@@ -39,7 +40,16 @@ C{schema_version} row of its own C{schema} table by L{SqliteStore.open}):
     - C{heights(height, hash)}: the main chain;
     - C{utxos(key, value)}: 36-byte outpoint keys to packed entries;
     - C{tx_index(txid, height)}: main-chain transactions;
-    - C{tx_records(txid, record)}: finality records not yet in a block.
+    - C{finality_records(id, txid, record)}: finality records (pending
+      locks, and finalized ones kept as certificates), in the order first
+      written (C{id}, the rowid), with a unique index on C{txid}.
+
+Why rowid order: the records are written once (pending), rewritten once
+(finalized) soon after, and deleted in about the order written (mined,
+then pruned).  Keyed by txid, as version 1 was, each write landed on a
+random page of the table's B-tree and every commit wrote one whole page to
+the log per record; in the order written, a group's records share the
+last pages and only the small txid index is written at random.
 """
 
 from __future__ import annotations
@@ -55,7 +65,6 @@ from zope.interface import implementer
 
 from timecoin.interfaces import IChainStore
 from timecoin.storage import (
-    SCHEMA_VERSION,
     BlockChange,
     BlockRevert,
     StoreError,
@@ -66,6 +75,11 @@ log = Logger()
 _T = TypeVar("_T")
 
 SCHEMA_VERSION_KEY = "schema_version"
+SQLITE_SCHEMA_VERSION = 2
+"""The layout of this store's file (the store's own business,
+C{IChainStore.open}): 2 keeps finality records in the order written
+(C{finality_records}); 1 kept them by txid (C{tx_records}), and is
+migrated on open."""
 GROUP_COMMIT_DELAY = 0.02
 """Seconds queued finality-record writes wait for company before their
 group commit (with a clock): at most this much is added to finality."""
@@ -88,8 +102,9 @@ _SCHEMA = (
         key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS tx_index (
         txid BLOB PRIMARY KEY, height INTEGER NOT NULL) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS tx_records (
-        txid BLOB PRIMARY KEY, record BLOB NOT NULL) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS finality_records (
+        id INTEGER PRIMARY KEY, txid BLOB NOT NULL UNIQUE,
+        record BLOB NOT NULL)""",
 )
 
 
@@ -203,11 +218,14 @@ class SqliteStore:
                 if row is None:
                     conn.execute(
                         "INSERT INTO schema (key, value) VALUES (?, ?)",
-                        (SCHEMA_VERSION_KEY, _encode_version(SCHEMA_VERSION)))
-                elif bytes(row[0]) != _encode_version(SCHEMA_VERSION):
+                        (SCHEMA_VERSION_KEY,
+                         _encode_version(SQLITE_SCHEMA_VERSION)))
+                elif bytes(row[0]) == _encode_version(1):
+                    _migrate(conn, self.path)
+                elif bytes(row[0]) != _encode_version(SQLITE_SCHEMA_VERSION):
                     raise StoreError(
                         f"{self.path} has schema version {bytes(row[0])!r},"
-                        f" this node reads {SCHEMA_VERSION}")
+                        f" this node reads {SQLITE_SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             except BaseException:
                 self._rollback(conn)
@@ -306,7 +324,8 @@ class SqliteStore:
         self.flush_records()
         return self._read(lambda c: [
             (bytes(t), bytes(r))
-            for t, r in c.execute("SELECT txid, record FROM tx_records")])
+            for t, r in c.execute(
+                "SELECT txid, record FROM finality_records")])
 
     def get_tx_record(self, txid: bytes) -> defer.Deferred[bytes | None]:
         """
@@ -314,7 +333,7 @@ class SqliteStore:
         """
         self.flush_records()
         return self._read(lambda c: _one(
-            c, "SELECT record FROM tx_records WHERE txid = ?", txid))
+            c, "SELECT record FROM finality_records WHERE txid = ?", txid))
 
     # -- writes ------------------------------------------------------------
 
@@ -355,7 +374,7 @@ class SqliteStore:
             c.executemany("INSERT OR REPLACE INTO tx_index (txid, height)"
                           " VALUES (?, ?)",
                           [(t, change.height) for t in change.txids])
-            c.executemany("DELETE FROM tx_records WHERE txid = ?",
+            c.executemany("DELETE FROM finality_records WHERE txid = ?",
                           [(t,) for t in change.archived])
             _set_tip(c, change.height, change.block_hash)
         return self._write(body)
@@ -404,7 +423,7 @@ class SqliteStore:
     def _record(self, txid: bytes, record: bytes | None
                 ) -> defer.Deferred[None]:
         if self._clock is None:
-            return self._write(lambda c: _record_ops(c, [(txid, record)]))
+            return self._write(lambda c: self._record_ops(c, [(txid, record)]))
         d: defer.Deferred[None] = defer.Deferred()
         self._records.append((txid, record))
         self._waiting.append(d)
@@ -426,13 +445,37 @@ class SqliteStore:
             return
         self._records, self._waiting = [], []
         outcome: list[Any] = []
-        self._write(lambda c: _record_ops(c, records)).addBoth(
+        self._write(lambda c: self._record_ops(c, records)).addBoth(
             outcome.append)
         for d in waiting:
             if outcome[0] is None:
                 d.callback(None)
             else:
                 d.errback(outcome[0])
+
+    @staticmethod
+    def _record_ops(conn: sqlite3.Connection,
+                    records: list[tuple[bytes, bytes | None]]) -> None:
+        """
+        Store (or, for a C{None} record, delete) finality records as if in
+        order, inside the caller's transaction: only the last operation on
+        each txid is carried out (a pending record overwritten by the finality
+        record in the same group is never written), deletions and writes each
+        in one C{executemany}.  A rewrite keeps the record's place (its rowid).
+        """
+        last: dict[bytes, bytes | None] = {}
+        for txid, record in records:
+            last[txid] = record
+        deleted = [(t,) for t, r in last.items() if r is None]
+        if deleted:
+            conn.executemany("DELETE FROM finality_records WHERE txid = ?",
+                             deleted)
+        written = [(t, r) for t, r in last.items() if r is not None]
+        if written:
+            conn.executemany(
+                "INSERT INTO finality_records (txid, record) VALUES (?, ?)"
+                " ON CONFLICT (txid) DO UPDATE SET record = excluded.record",
+                written)
 
 
 def _one(conn: sqlite3.Connection, sql: str, arg: Any) -> bytes | None:
@@ -444,25 +487,20 @@ def _one(conn: sqlite3.Connection, sql: str, arg: Any) -> bytes | None:
     return None if row is None else bytes(row[0])
 
 
-def _record_ops(conn: sqlite3.Connection,
-                records: list[tuple[bytes, bytes | None]]) -> None:
+def _migrate(conn: sqlite3.Connection, path: str) -> None:
     """
-    Store (or, for a C{None} record, delete) finality records as if in
-    order, inside the caller's transaction: only the last operation on
-    each txid is carried out (a pending record overwritten by the finality
-    record in the same group is never written), deletions and writes each
-    in one C{executemany}.
+    Migrate a file of schema version 1 to L{SQLITE_SCHEMA_VERSION}, inside
+    the caller's transaction: its finality records move from C{tx_records}
+    (keyed by txid) to C{finality_records}, unchanged.
     """
-    last: dict[bytes, bytes | None] = {}
-    for txid, record in records:
-        last[txid] = record
-    deleted = [(t,) for t, r in last.items() if r is None]
-    if deleted:
-        conn.executemany("DELETE FROM tx_records WHERE txid = ?", deleted)
-    written = [(t, r) for t, r in last.items() if r is not None]
-    if written:
-        conn.executemany("INSERT OR REPLACE INTO tx_records (txid, record)"
-                         " VALUES (?, ?)", written)
+    conn.execute("INSERT INTO finality_records (txid, record)"
+                 " SELECT txid, record FROM tx_records")
+    conn.execute("DROP TABLE tx_records")
+    conn.execute("UPDATE schema SET value = ? WHERE key = ?",
+                 (_encode_version(SQLITE_SCHEMA_VERSION), SCHEMA_VERSION_KEY))
+    log.info("migrated {path} to schema version {version}: finality records"
+             " in the order written", path=path,
+             version=SQLITE_SCHEMA_VERSION)
 
 
 def _set_tip(conn: sqlite3.Connection, height: int, block_hash: bytes) -> None:

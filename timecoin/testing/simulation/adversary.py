@@ -27,8 +27,9 @@ from timecoin.consensus import (
     sign_proposal,
     sign_vote,
 )
-from timecoin.finality import APPROVE, TxVote, sign_tx_vote
+from timecoin.finality import APPROVE, TxVote, TxVoteBatch, sign_tx_vote
 from timecoin.node import Node
+from timecoin.p2p.aggregation import VoteBundleMsg
 from timecoin.p2p.consensus_relay import BlockVoteMsg, ProposalMsg
 from timecoin.p2p.messages import (
     MAX_PEERS_PER_REPLY,
@@ -69,7 +70,10 @@ class Adversary:
     - C{replay}: re-send old proposals and votes (its own and others').
     - C{spam}: bursts of valid-looking votes for unknown transactions and
       duplicates.
-    - C{silent}: withhold most of its own proposals and votes.
+    - C{silent}: withhold most of its own proposals and votes; as a vote
+      aggregator (a dense mesh: L{timecoin.p2p.aggregation}), send each
+      signer its own votes back and nobody anything else, so no signer
+      sees reason to send its vote to everyone.
     - C{height-liar}: its C{hello} and C{tip} claim L{HEIGHT_LIE} more
       blocks than it has; it never answers C{get_blocks}.
     - C{non-reader}: for spells of 10-40 s it reads nothing peers send
@@ -108,7 +112,26 @@ class Adversary:
             self._lie(service)
         if "address-poisoner" in self.behaviours:
             vars(service.manager)["_serve_peers"] = self._poison
+        if "silent" in self.behaviours:
+            vars(service.gossip.aggregation)["flush"] = self._echo_only
         self._schedule()
+
+    def _echo_only(self) -> None:
+        """
+        As an aggregator: each signer gets a bundle of its own votes, and
+        nobody gets anyone else's.
+        """
+        service = self.host.service
+        assert service is not None
+        pending = service.gossip.aggregation.take()
+        for conn in self._peers():
+            pubkey = conn.hello.pubkey if conn.hello is not None else None
+            mine = [item for item in pending if item.voter == pubkey]
+            if mine:
+                self.counters["echo-only-bundles"] += 1
+                conn.send(VoteBundleMsg(
+                    tuple(i for i in mine if isinstance(i, BlockVote)),
+                    tuple(i for i in mine if isinstance(i, TxVoteBatch))))
 
     def _lie(self, service: P2PService) -> None:
         """

@@ -24,6 +24,7 @@ from timecoin.testing.simulation.clock import HeapClock
 __all__ = ["GOSSIP", "CopyCounter", "LinkFaults", "SimNetwork"]
 
 GOSSIP = frozenset({b"tx", b"txs", b"tx_vote", b"tx_votes", b"get_tx_votes",
+                    b"vote_bundle",
                     b"proposal", b"block_vote", b"block", b"heartbeat"})
 """Message types the fault plan may drop, duplicate and reorder: gossip
 (and the vote query, which expects no reply), whose delivery the protocol
