@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections import Counter
 from dataclasses import replace
 
 from twisted.trial import unittest
@@ -28,6 +29,8 @@ from timecoin.finality import (
 )
 from timecoin.finality.compact import COMPACT
 from timecoin.finality.records import (
+    Certificates,
+    RecordWriter,
     archived_json,
     archived_record,
     decode_record,
@@ -38,6 +41,7 @@ from timecoin.masternodes import Masternode, make_snapshot
 from timecoin.mempool import FINALIZED, PENDING, REJECTED, MempoolSettings
 from timecoin.quorum import CountQuorum, TierWeightedQuorum, approval_threshold
 from timecoin.registration import Registration
+from timecoin.storage.memory import MemoryStore
 from timecoin.storage.sqlite import SqliteStore
 from timecoin.tx import OutPoint
 from timecoin.wallet import Wallet, WalletError
@@ -531,6 +535,65 @@ class RecordTests(unittest.TestCase):
         result_of(h.chain.disconnect_tip())
         engine.electorate.members()
         self.assertIs(engine.electorate._key[0], h.chain.tip)
+
+
+class CertificateIndexTests(unittest.TestCase):
+    """
+    L{Certificates}: which archived certificates it keeps and deletes.
+    """
+
+    def index(self, blocks: int, limit: int) -> tuple[Certificates,
+                                                      MemoryStore]:
+        store = MemoryStore()
+        return Certificates(RecordWriter(store, Counter()), blocks,
+                            limit), store
+
+    def fill(self, index: Certificates, store: MemoryStore,
+             heights: list[int]) -> list[bytes]:
+        txids = []
+        for i, height in enumerate(heights):
+            txid = bytes([i]) * 32
+            result_of(store.put_tx_record(txid, b"{}"))
+            index.archive(txid, None, height,  # type: ignore[arg-type]
+                          frozenset())
+            txids.append(txid)
+        return txids
+
+    def test_oldest_blocks_and_excess_deleted_first(self) -> None:
+        """
+        Pruning drops whole blocks older than C{blocks}, then the oldest
+        certificates past C{limit} (part of a block), deleting their
+        records; the rest stay.
+        """
+        index, store = self.index(blocks=10, limit=4)
+        txids = self.fill(index, store, [1, 1, 5, 5, 5, 6])
+        index.prune(12)
+        self.assertEqual(len(index), 4)
+        self.assertEqual([t in index for t in txids],
+                         [False, False, True, True, True, True])
+        self.assertIsNone(result_of(store.get_tx_record(txids[0])))
+        self.assertIsNotNone(result_of(store.get_tx_record(txids[2])))
+        index.prune(16)
+        self.assertEqual([t in index for t in txids],
+                         [False, False, False, False, False, True])
+        index.limit = 0
+        index.prune(16)
+        self.assertEqual(len(index), 0)
+
+    def test_archived_again_moves_to_its_new_block(self) -> None:
+        """
+        A certificate archived again (mined anew after a reorg) is kept
+        with its newer block: pruning the older one leaves it.
+        """
+        index, store = self.index(blocks=10, limit=100)
+        first, second = self.fill(index, store, [1, 1])
+        index.archive(first, None, 8,  # type: ignore[arg-type]
+                      frozenset())
+        index.prune(12)
+        self.assertNotIn(second, index)
+        self.assertIn(first, index)
+        self.assertIsNotNone(result_of(store.get_tx_record(first)))
+        self.assertEqual(len(index), 1)
 
 
 class WalletTests(unittest.TestCase):

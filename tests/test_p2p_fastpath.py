@@ -87,6 +87,42 @@ class DecodeTests(unittest.TestCase):
         self.assertIs(encoding._DECODER.parse_float, encoding._reject_float)
 
 
+class SeenCacheTests(unittest.TestCase):
+    """
+    L{SeenCache}: bounded, oldest first out, a discarded id new again.
+    """
+
+    def test_oldest_forgotten_first(self) -> None:
+        """
+        Past C{size} ids the first added is forgotten; an id added again
+        while held is not new and keeps its place.
+        """
+        seen = SeenCache(3)
+        self.assertEqual([seen.add(k) for k in (b"a", b"b", b"a", b"c")],
+                         [True, True, False, True])
+        self.assertTrue(seen.add(b"d"))
+        self.assertEqual([k in seen for k in (b"a", b"b", b"c", b"d")],
+                         [False, True, True, True])
+        self.assertEqual(len(seen), 3)
+
+    def test_discarded_is_new_again_and_bounded(self) -> None:
+        """
+        A discarded id is new again; discards and re-adds never let the
+        cache hold more than C{size} ids.
+        """
+        seen = SeenCache(2)
+        seen.add(b"a")
+        seen.discard(b"a")
+        self.assertNotIn(b"a", seen)
+        self.assertTrue(seen.add(b"a"))
+        for i in range(50):
+            seen.add(bytes([i]))
+            seen.discard(bytes([i]))
+            seen.add(bytes([i]))
+        self.assertLessEqual(len(seen), 2)
+        self.assertIn(bytes([49]), seen)
+
+
 class LineCacheTests(unittest.TestCase):
     """
     A line digest answers only while its item is still in its owner's

@@ -27,6 +27,7 @@ from timecoin.tx import (
     Transaction,
     TxIn,
     TxOut,
+    UtxoEntry,
     _from_obj_fast,
 )
 
@@ -116,3 +117,35 @@ class FastEncodingTests(unittest.TestCase):
         upper = copy.deepcopy(good)
         upper["inputs"][0]["txid"] = "AB" * 32
         self.assertRaises(EncodingError, Transaction.from_obj, upper)
+
+
+class InternedAddressTests(unittest.TestCase):
+    """
+    Addresses parsed from the wire or read back from the UTXO store are
+    interned: the outputs and coins paying one address share one string.
+    """
+
+    def test_parsed_outputs_share_their_address(self) -> None:
+        """
+        Two transactions parsed from separate bytes, paying one address,
+        hold the same string object (and equal transactions otherwise).
+        """
+        address = "TIME0" + "a1" * 19
+        raw = ('{"data":{},"inputs":[{"pubkey":"%s","signature":"%s",'
+               '"txid":"%s","vout":%d}],"kind":"transfer","lock_time":0,'
+               '"outputs":[{"address":"%s","value":5000}],"version":1}')
+        first = Transaction.decode(
+            (raw % ("11" * 32, "22" * 64, "33" * 32, 0, address)).encode())
+        second = Transaction.decode(
+            (raw % ("11" * 32, "22" * 64, "44" * 32, 1, address)).encode())
+        self.assertIs(first.outputs[0].address, second.outputs[0].address)
+        self.assertEqual(first.outputs[0].address, address)
+
+    def test_unpacked_coins_share_their_address(self) -> None:
+        """
+        L{UtxoEntry.unpack} interns the address it decodes.
+        """
+        packed = UtxoEntry(7, "TIME0" + "b2" * 19, 3).pack()
+        a, b = UtxoEntry.unpack(packed), UtxoEntry.unpack(bytes(packed))
+        self.assertIs(a.address, b.address)
+        self.assertEqual(a, UtxoEntry(7, "TIME0" + "b2" * 19, 3))

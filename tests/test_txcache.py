@@ -8,14 +8,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from tests.helpers import addr, key
 from tests.helpers.chain import payment
 from timecoin.block import Block, BlockHeader, merkle_root, sign_block
+from timecoin.config import Config
 from timecoin.encoding import EncodingError
+from timecoin.mempool import MempoolSettings
+from timecoin.storage.memory import MemoryStore
 from timecoin.tx import Transaction, TxOut
 from timecoin.txcache import TxCache
+from timecoin.wiring import build
 
 
 def wire(tx: Transaction) -> Any:
@@ -107,6 +112,34 @@ class TxCacheTests(unittest.TestCase):
         self.assertEqual(len(cache), 3)
         self.assertIsNot(cache.parse(wire(txs[0])), txs[0])
         self.assertIs(cache.parse(wire(txs[4])), txs[4])
+
+    def test_resize_forgets_least_recently_used(self) -> None:
+        """
+        L{TxCache.resize} to fewer entries forgets the least recently used
+        at once and bounds later additions by the new size.
+        """
+        cache = TxCache(size=5)
+        txs = [payment(20 + i) for i in range(5)]
+        for tx in txs:
+            cache.remember(tx)
+        cache.resize(2)
+        self.assertEqual(len(cache), 2)
+        self.assertIs(cache.parse(wire(txs[4])), txs[4])
+        self.assertIsNot(cache.parse(wire(txs[2])), txs[2])
+        cache.remember(payment(30))
+        self.assertEqual(len(cache), 2)
+
+    def test_node_sizes_the_process_cache(self) -> None:
+        """
+        A node sizes the process's cache from C{[mempool] parsed_cache}.
+        """
+        from timecoin.txcache import CACHE
+        self.addCleanup(CACHE.resize, CACHE.size)
+        config = Config(network="devnet", datadir=self.mktemp(),
+                        mempool=MempoolSettings(parsed_cache=7))
+        config.resolve()
+        build(config, Clock(), store=MemoryStore(), with_p2p=False)
+        self.assertEqual(CACHE.size, 7)
 
     def test_block_reuses_parsed_transactions(self) -> None:
         """

@@ -44,6 +44,7 @@ from timecoin.mnstate import KIND as ACTIVATE_KIND
 from timecoin.registration import KIND as REGISTER_KIND
 from timecoin.registration import Registration
 from timecoin.tx import OutPoint, Transaction, UtxoEntry
+from timecoin.txcache import MAX_CACHED
 
 log = Logger()
 
@@ -65,6 +66,8 @@ class MempoolSettings:
     @ivar max_contenders: conflicting transactions tracked as vote
         subjects at most.
     @ivar max_contender_bytes: their sizes together, at most.
+    @ivar parsed_cache: transactions kept parsed (L{timecoin.txcache}), so
+        that one seen again in a proposal or a block is not parsed again.
     """
 
     max_count: int = 10_000
@@ -72,6 +75,7 @@ class MempoolSettings:
     max_rejected_remembered: int = 10_000
     max_contenders: int = 1_000
     max_contender_bytes: int = 30_000_000
+    parsed_cache: int = MAX_CACHED
 
 
 @dataclass

@@ -45,6 +45,7 @@ from timecoin.selection import load_policy
 from timecoin.stall import StallWatch
 from timecoin.syncstatus import SyncStatus
 from timecoin.tx import OutPoint, Transaction, TxOut, UtxoEntry
+from timecoin.txcache import CACHE as TX_CACHE
 from timecoin.wallet import (
     InsufficientFunds,
     Wallet,
@@ -182,6 +183,9 @@ class Node(Service):
                            lambda: int(clock.seconds() * 1000),
                            FinalizedSet())
         self.mempool = Mempool(self.chain, config.mempool, clock.seconds)
+        # The process's parsed-transaction cache (shared by the nodes of
+        # one process, which share a config in tests and the simulator).
+        TX_CACHE.resize(config.mempool.parsed_cache)
         self.sync_status = SyncStatus()
         """Whether the node caught up: block sync answers for it while P2P
         runs; consensus, voting and activation ask it."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,7 @@ SIG_DOMAIN = b"TIMECOIN/tx-input"
 KINDS = ("transfer", "coinbase", "mn_register", "mn_activate")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class OutPoint:
     """
     A reference to output C{vout} of transaction C{txid}.
@@ -65,7 +66,7 @@ class OutPoint:
         return cls(key[:32], int.from_bytes(key[32:36], "big"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TxOut:
     """
     An output: C{value} units payable to C{address}.
@@ -84,7 +85,7 @@ class TxOut:
                    need_str(obj["address"], "output address", 64))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UtxoEntry:
     """
     An unspent output as the UTXO set keeps it: the output, the height of
@@ -111,11 +112,11 @@ class UtxoEntry:
         Inverse of L{pack}.
         """
         return cls(int.from_bytes(raw[:8], "big"),
-                   raw[17:].decode("ascii"),
+                   sys.intern(raw[17:].decode("ascii")),
                    int.from_bytes(raw[8:16], "big"), raw[16:17] == b"\x01")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TxIn:
     """
     An input spending C{prevout}, with the spender's C{pubkey} and
@@ -146,10 +147,14 @@ class TxIn:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Transaction:
     """
     A transaction; immutable, with its txid and encoding computed once.
+
+    Slotted, as are its parts: a payment held by the mempool, a block or
+    the parsed-transaction cache costs about half what it did with an
+    attribute dictionary per object (C{benchmarks/memory_sizes.py}).
     """
 
     inputs: tuple[TxIn, ...]
@@ -158,6 +163,10 @@ class Transaction:
     data: dict[str, Any] = field(default_factory=dict, compare=False)
     lock_time: int = 0
     version: int = TX_VERSION
+    _txid: bytes | None = field(default=None, init=False, repr=False,
+                                compare=False)
+    _raw: bytes | None = field(default=None, init=False, repr=False,
+                               compare=False)
 
     def body_obj(self) -> dict[str, Any]:
         """
@@ -180,7 +189,7 @@ class Transaction:
 
     @property
     def txid(self) -> bytes:
-        cached = self.__dict__.get("_txid")
+        cached = self._txid
         if cached is None:
             body = _encode_fast(self, False)
             if body is None:
@@ -193,7 +202,7 @@ class Transaction:
         """
         The canonical encoding (what is sized, stored and sent).
         """
-        cached = self.__dict__.get("_raw")
+        cached = self._raw
         if cached is None:
             cached = _encode_fast(self, True)
             if cached is None:
@@ -266,9 +275,16 @@ _IN_KEYS = frozenset({"txid", "vout", "pubkey", "signature"})
 _OUT_KEYS = frozenset({"value", "address"})
 _escape = json.encoder.encode_basestring_ascii
 _new = object.__new__
-"""Builds the frozen dataclasses below without their generated
-C{__init__} (one C{object.__setattr__} per field: half the parse); every
-field is set, so the objects equal those the constructors make."""
+_set = object.__setattr__
+"""Build the frozen dataclasses below without their generated
+C{__init__} (its checks and defaults: half the parse); every field is
+set, so the objects equal those the constructors make."""
+_intern = sys.intern
+"""Addresses are interned as they are parsed (and as UTXO entries are
+read back): many outputs pay one address, and the UTXO set, which the
+chain holds in memory, keeps one string per address instead of one per
+output (88 bytes each; C{benchmarks/memory_sizes.py}, C{utxo_set}).  An
+interned string is freed with its last user."""
 
 
 def _plain(text: str) -> bool:
@@ -379,9 +395,12 @@ def _from_obj_fast(obj: Any) -> Transaction | None:
         if sig.hex() != signature:
             return None
         outpoint = _new(OutPoint)
-        outpoint.__dict__.update(txid=txid, vout=vout)
+        _set(outpoint, "txid", txid)
+        _set(outpoint, "vout", vout)
         txin = _new(TxIn)
-        txin.__dict__.update(prevout=outpoint, pubkey=pubkey, signature=sig)
+        _set(txin, "prevout", outpoint)
+        _set(txin, "pubkey", pubkey)
+        _set(txin, "signature", sig)
         inputs.append(txin)
     outputs = []
     for item in raw_out:
@@ -392,12 +411,18 @@ def _from_obj_fast(obj: Any) -> Transaction | None:
                 type(address) is not str or len(address) > 64:
             return None
         txout = _new(TxOut)
-        txout.__dict__.update(value=value, address=address)
+        _set(txout, "value", value)
+        _set(txout, "address", _intern(address))
         outputs.append(txout)
     tx = _new(Transaction)
-    tx.__dict__.update(inputs=tuple(inputs), outputs=tuple(outputs),
-                       kind=kind, data=data, lock_time=lock_time,
-                       version=version)
+    _set(tx, "inputs", tuple(inputs))
+    _set(tx, "outputs", tuple(outputs))
+    _set(tx, "kind", kind)
+    _set(tx, "data", data)
+    _set(tx, "lock_time", lock_time)
+    _set(tx, "version", version)
+    _set(tx, "_txid", None)
+    _set(tx, "_raw", None)
     return tx
 
 

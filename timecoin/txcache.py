@@ -26,8 +26,16 @@ from typing import Any
 
 from timecoin.tx import Transaction
 
-MAX_CACHED = 50_000
-"""Transactions remembered, most recently used kept."""
+MAX_CACHED = 15_000
+"""Transactions remembered by default, most recently used kept (the node
+sets its own from C{[mempool] parsed_cache}).  A payment is looked up
+here for a few seconds after it is admitted: in the proposal of the next
+block, in that block committed and announced by peers.  15,000 holds a
+full mempool (10,000) and a full block's payments (about 3,600 at 2 MB)
+besides, 15 s of payments at 1,000 a second; a transaction cached costs
+about 1.3 KB (C{benchmarks/memory_sizes.py}: 20 MB full), where the
+50,000 of the first sessions, at 2.3 KB before transactions were
+slotted, took 117 MB."""
 
 
 class TxCache:
@@ -83,9 +91,20 @@ class TxCache:
         if tx.inputs:
             self._store(tx.inputs[0].signature.hex(), tx)
 
+    def resize(self, size: int) -> None:
+        """
+        Keep at most C{size} transactions from now on (the least recently
+        used are forgotten at once).
+        """
+        self.size = size
+        self._trim()
+
     def _store(self, key: str, tx: Transaction) -> None:
         self._txs[key] = tx
         self._txs.move_to_end(key)
+        self._trim()
+
+    def _trim(self) -> None:
         while len(self._txs) > self.size:
             self._txs.popitem(last=False)
 

@@ -27,7 +27,7 @@ Table of who writes and deletes what: ``docs/finality.md``.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -284,10 +284,17 @@ class ReleasedApprovals:
 
 class Certificates:
     """
-    The index of archived finality certificates (txid → height of the
-    block that mined it), kept for C{blocks} blocks, at most C{limit},
-    oldest first out.  The certificates themselves stay in the store: a
-    finalized record, or an C{archived} one.
+    The index of archived finality certificates (the txids of the
+    transactions finalized here and mined, by block), kept for C{blocks}
+    blocks, at most C{limit}, oldest first out.  The certificates
+    themselves stay in the store: a finalized record, or an C{archived}
+    one.
+
+    Laid out for a full index (C{max_certificates}, 100,000 by default): a
+    set of the txids and, in the order they were archived, each block's
+    height with a list of its txids; about 117 bytes a certificate, where
+    an ordered dict of txid to height took 171 (C{benchmarks/
+    memory_sizes.py}).
     """
 
     def __init__(self, records: RecordWriter, blocks: int,
@@ -295,13 +302,27 @@ class Certificates:
         self.records = records
         self.blocks = blocks
         self.limit = limit
-        self._index: OrderedDict[bytes, int] = OrderedDict()
+        self._txids: set[bytes] = set()
+        self._by_block: deque[tuple[int, list[bytes]]] = deque()
 
     def __contains__(self, txid: object) -> bool:
-        return txid in self._index
+        return txid in self._txids
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._txids)
+
+    def _index(self, txid: bytes, height: int) -> None:
+        if txid in self._txids:
+            # Archived again (a reorg mined it anew): it moves to the
+            # newer block.  Rare, so the scan is fine.
+            for _, txids in self._by_block:
+                if txid in txids:
+                    txids.remove(txid)
+                    break
+        self._txids.add(txid)
+        if not self._by_block or self._by_block[-1][0] != height:
+            self._by_block.append((height, []))
+        self._by_block[-1][1].append(txid)
 
     def archive(self, txid: bytes, entry: Entry, height: int,
                 retired: frozenset[bytes]) -> None:
@@ -310,8 +331,7 @@ class Certificates:
         C{height}; if the block's write deleted its record (C{retired}),
         write its votes back as an C{archived} record.
         """
-        self._index[txid] = height
-        self._index.move_to_end(txid)
+        self._index(txid, height)
         if txid not in retired:
             # Its finalized record stayed: it is the certificate.
             return
@@ -326,27 +346,35 @@ class Certificates:
         Index the certificates (height, txid) a restart found.
         """
         for height, txid in sorted(found):
-            self._index[txid] = height
+            self._index(txid, height)
 
     def prune(self, height: int) -> None:
         """
         Drop (and delete) the certificates too old at chain height
-        C{height}, or beyond the limit.
+        C{height}, or beyond the limit, oldest first.
         """
         oldest = height - self.blocks
-        while self._index:
-            txid, mined = next(iter(self._index.items()))
-            if len(self._index) <= self.limit and mined >= oldest:
-                break
-            del self._index[txid]
-            self.records.delete(txid)
+        while self._by_block:
+            mined, txids = self._by_block[0]
+            if mined < oldest:
+                drop = len(txids)
+            else:
+                drop = min(len(txids), len(self._txids) - self.limit)
+                if drop <= 0 and txids:
+                    break
+            for txid in txids[:drop]:
+                self._txids.discard(txid)
+                self.records.delete(txid)
+            del txids[:drop]
+            if not txids:
+                self._by_block.popleft()
 
     def votes(self, txid: bytes) -> defer.Deferred[list[TxVote]]:
         """
         The votes of the archived certificate of C{txid}, from the store;
         empty if there is none.
         """
-        if txid not in self._index:
+        if txid not in self._txids:
             return defer.succeed([])
 
         def parsed(raw: bytes | None) -> list[TxVote]:
