@@ -5,7 +5,9 @@ with C{committee_size = 7} and C{committee_epoch = 4}.  Every node
 reports a committee of seven; every certificate is signed by two thirds
 of seven, never more than seven; the committee rotates between epochs;
 and a payment is final on all twelve (transaction finality still asks
-every masternode).
+every masternode).  With eleven peers each (more than C{relay_fanout})
+the votes travel through aggregators (C{docs/protocol.md}, "Vote
+aggregation"): every node sends and receives bundles.
 """
 
 from __future__ import annotations
@@ -85,3 +87,11 @@ class CommitteeDevnetTests(unittest.TestCase):
         self.wait(lambda: all(
             self.call(i, "gettransaction", txid)["state"] == "finalized"
             for i in range(NODES)), 30, "payment not final on all twelve")
+        # Eleven peers each, above relay_fanout (8): votes went through
+        # aggregators, and every node received their bundles.
+        counters = [self.call(i, "getnetworkinfo")["aggregation"]
+                    for i in range(NODES)]
+        self.assertGreater(sum(c.get("bundles-sent", 0) for c in counters), 0)
+        for i, c in enumerate(counters):
+            self.assertGreater(c.get("bundles-received", 0), 0, f"node{i}")
+            self.assertGreater(c.get("confirmed", 0), 0, f"node{i}")

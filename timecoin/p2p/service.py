@@ -295,5 +295,6 @@ class P2PService(Service):
             "banned": self.scores.bans(),
             "counters": dict(manager.peers.counters),
             "gossip": dict(self.gossip.counters),
+            "aggregation": dict(self.gossip.aggregation.counters),
             "sync": dict(self.sync.counters),
         }

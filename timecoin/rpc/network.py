@@ -54,7 +54,9 @@ class NetworkMethods:
         100, 1.2.3 is 10203), subversion (/timecoin:0.1.0/, Bitcoin's
         BIP 14 form of the version), protocolversion
         (of the P2P protocol), then connection counts (in, out, total),
-        listen address, peers being dialled, bans, and the P2P counters.
+        listen address, peers being dialled, bans, and the P2P counters
+        (aggregation: the votes this node sent to aggregators and the
+        bundles it sent and received, docs/protocol.md).
         """
         from timecoin import __version__
         from timecoin.p2p.messages import PROTOCOL_VERSION
