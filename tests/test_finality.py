@@ -291,6 +291,31 @@ class VoteTests(unittest.TestCase):
         self.assertEqual(sum(asked), settings.max_queries)
         self.assertEqual(asked[0], 1)
 
+    def test_rejected_loser_of_a_final_payment_not_asked(self) -> None:
+        """
+        A rejected transaction whose input a payment final here spends
+        is not asked about: two conflicting payments cannot both be final
+        (less than a third of the weight Byzantine), so no peer holds it
+        final (issue 19: these queries were most query lines at 30
+        masternodes).
+        """
+        h = Harness()
+        engine = finality(h, masternode=False)
+        loser = h.pay([h.funding()], [(addr(key(2)), 999 * params.COIN)])
+        result_of(engine.submit(loser))
+        engine.receive_vote(sign_tx_vote(h.mn_key, "devnet", loser.txid,
+                                         REJECT, 0))
+        winner = h.pay([h.funding()], [(addr(key(3)), 999 * params.COIN)])
+        result_of(engine.submit(winner))
+        engine.receive_vote(sign_tx_vote(h.mn_key, "devnet", winner.txid,
+                                         APPROVE, 0))
+        self.assertEqual(h.mempool.entries[winner.txid].state, FINALIZED)
+        asked = []
+        for _ in range(4 * engine.settings.max_queries):
+            asked.extend(engine.late_due())
+            h.clock.advance(engine.settings.query_after / 2)
+        self.assertEqual(asked, [])
+
     def test_timeout_rejects(self) -> None:
         """
         With no quorum within the vote timeout, the transaction is rejected
