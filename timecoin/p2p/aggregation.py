@@ -22,8 +22,12 @@ A signer watches for its vote coming back in the aggregator's bundle; if
 it has not within C{aggregate_timeout} (the aggregator is slow, Byzantine
 or gone), it sends the vote to every peer as before, and the usual relay
 takes over.  A vote that came in a bundle is not relayed again: the
-aggregator sent it to every peer.  In a small network, a sparse overlay,
-or with a peer on protocol 2, nothing changes (L{Aggregation.active}).
+aggregator sent it to every peer, and marks the bundle C{forward} when it
+lacks a link to a masternode, so that its receivers relay the bundle on.
+A signer without a link to the aggregator sends its vote to a few peers,
+and a node that accepts a vote outside a bundle passes it to its
+aggregator only.  In a small network, a sparse overlay, or with a peer on
+protocol 2, nothing changes (L{Aggregation.active}).
 
 Imports only L{timecoin.consensus} and L{timecoin.finality} (the signed
 objects), L{timecoin.encoding}, L{timecoin.p2p.caches},
