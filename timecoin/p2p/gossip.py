@@ -24,10 +24,11 @@ whole, once at least one of its decisions was tallied here.  A batch's
 decisions on transactions not seen yet become orphan single votes (each
 with its Merkle branch, so it stands on its own), relayed as C{tx_vote}
 once tallied (not where votes are aggregated: every peer had the batch
-from its aggregator).  A transaction still undecided C{query_after} seconds after
-admission (a restart mid-vote, votes lost while a peer was away) is
-announced again and its votes are asked for with C{get_tx_votes}; a peer
-answers with the votes it holds, as C{tx_vote} messages.
+from its aggregator).  A transaction still undecided C{query_after}
+seconds after admission (a restart mid-vote, votes lost while a peer was
+away) is announced again and its votes are asked for with
+C{get_tx_votes}; a peer answers with the votes it holds, as C{tx_vote}
+messages.
 
 Transactions travel in batches (C{txs}, L{timecoin.p2p.outbox.TxOutbox}):
 each admitted transaction (from RPC or a peer) is queued and sent to every
@@ -248,12 +249,13 @@ class Gossip:
         """
         Announce the transactions L{timecoin.finality.Finality.stalled}
         names again (a peer that missed one admits it and votes) and ask
-        every peer for the votes it holds on them, and on the recently
+        the peers for the votes they hold on them, and on the recently
         rejected ones L{timecoin.finality.Finality.late_due} names (a late
         approval may still finalize them) for the approvals of those they
-        hold final: every peer in a small network, a third of them per
-        query in a dense mesh (a rejected payment's three queries cover
-        them all).
+        hold final.  Every peer in a small network; in a dense mesh a third
+        of the peers per query (the next third in turn for the undecided
+        ones; for a rejected one, another third at each of its three
+        queries, so they cover every peer).
         """
         if not self.peerset.ready:
             return
