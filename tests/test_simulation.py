@@ -795,6 +795,22 @@ class FoundBugTests(unittest.TestCase):
             config = SimConfig(nodes=4, byzantine=1, seed=seed)
             self.assertEqual(_report([run_seed(config)], config), "")
 
+    def test_rejection_then_late_finality_is_not_a_violation(self) -> None:
+        """
+        Seeds 584 and 683 of seven masternodes, two Byzantine: a node
+        rejected a payment on its vote timeout and, later, a late
+        approval quorum finalized it (approvals win).  The checker read
+        rejections by scanning the newest entries of the mempool's
+        rejected list; a transaction refused again (moved to the end,
+        counted again) made the scan re-read the older rejection after
+        the finality and report "rejected after finalizing it".  It now
+        sees each rejection as it happens: both seeds keep every
+        invariant.
+        """
+        for seed in (584, 683):
+            config = SimConfig(nodes=7, byzantine=2, seed=seed)
+            self.assertEqual(_report([run_seed(config)], config), "")
+
     def test_votes_count_in_the_snapshot_of_their_height(self) -> None:
         """
         Lifecycle seed 796 (7 masternodes, 2 Byzantine, 3 joiners): a

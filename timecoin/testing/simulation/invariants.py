@@ -259,7 +259,6 @@ class Checker:
         self._reported: dict[int, set[bytes]] = {}
         """Per node object (one process lifetime): txids it reported
         finalized."""
-        self._refusals: dict[str, int] = {}
         self.statuses: dict[int, tuple[bytes, str]] = {}
         """Per height: a digest of the masternode statuses after that block
         (who is registered, active, set aside, since when) and the node
@@ -289,10 +288,16 @@ class Checker:
         Hook a freshly started node.
         """
         assert host.node is not None
-        self._refusals[host.name] = 0
         if host.byzantine:
             return
         node = host.node
+        refuse = node.mempool.refuse
+
+        def refused(txid: bytes, reason: str) -> None:
+            refuse(txid, reason)
+            if host.node is node:
+                self._rejected(host, txid, reason)
+        vars(node.mempool)["refuse"] = refused
         node.finality.finalized.connect(
             lambda finalized: self._finalized(host, node, finalized.txid,
                                               finalized.seconds))
@@ -372,26 +377,24 @@ class Checker:
                           f"{short(known[0])} ({known[1]}) and by tx "
                           f"{short(tx.txid)} ({where})")
 
-    def _rejections(self, host: SimNode) -> None:
-        assert host.node is not None
-        mempool = host.node.mempool
-        total = sum(mempool.rejections.values())
-        new = total - self._refusals.get(host.name, 0)
-        self._refusals[host.name] = total
-        if new <= 0:
+    def _rejected(self, host: SimNode, txid: bytes, reason: str) -> None:
+        """
+        The node of C{host} rejected C{txid} for C{reason} just now.
+
+        Hooked on the mempool's C{refuse} (L{watch}), so the order against
+        its finalizations is exact.  A periodic scan of the newest entries
+        of C{mempool.rejected} took a refusal of a transaction already
+        rejected (moved to the end, counted again) as room for an older
+        entry, re-examined a rejection made before a late approval quorum
+        finalized the transaction, and reported it as a rejection after
+        finality (7/2 seeds 584 and 683).
+        """
+        if reason not in DECISIONS:
             return
-        recent = []
-        for txid, reason in reversed(mempool.rejected.items()):
-            recent.append((txid, reason))
-            if len(recent) >= new:
-                break
-        for txid, reason in reversed(recent):
-            if reason not in DECISIONS:
-                continue
-            self.node_rejected.setdefault(host.name, {})[txid] = reason
-            if txid in self.node_finalized.get(host.name, ()):
-                self.fail("finality", f"{host.name} rejected tx "
-                          f"{short(txid)} ({reason}) after finalizing it")
+        self.node_rejected.setdefault(host.name, {})[txid] = reason
+        if txid in self.node_finalized.get(host.name, ()):
+            self.fail("finality", f"{host.name} rejected tx "
+                      f"{short(txid)} ({reason}) after finalizing it")
 
     def _blocks(self, host: SimNode) -> None:
         node = host.node
@@ -435,12 +438,12 @@ class Checker:
 
     def check(self) -> None:
         """
-        The step check: new committed blocks, utxo hashes, rejections.
+        The step check: new committed blocks, utxo hashes, statuses
+        (rejections are checked as they happen: L{_rejected}).
         """
         for host in self.nodes:
             if host.up and not host.byzantine:
                 self._blocks(host)
-                self._rejections(host)
                 self._statuses(host)
             if host.up:
                 self.equivocation.accusations(host)
