@@ -12,21 +12,21 @@ selection policy's, tested with it).
 
 from __future__ import annotations
 
-from typing import Any
-
 from tests.helpers import key
-from tests.helpers.p2p import ProtocolTestBase, Wire
+from tests.helpers.p2p import KeyedPeersTestBase, ProtocolTestBase, Wire
 from timecoin.consensus import NIL, PREVOTE, BlockVote, sign_vote
-from timecoin.p2p.aggregation import Aggregation, VoteBundleMsg
+from timecoin.encoding import canonical
+from timecoin.finality.votes import APPROVE, REJECT, sign_tx_votes
+from timecoin.p2p.aggregation import Aggregation, VoteBundleMsg, encoded
 from timecoin.p2p.consensus_relay import BlockVoteMsg, ConsensusRelay
-from timecoin.p2p.dependencies import Direction, State
+from timecoin.p2p.dependencies import Direction
 from timecoin.p2p.messages import GetTxVotes
 from timecoin.p2p.protocol import PeerProtocol
 from timecoin.p2p.registry import PeerRegistry
 from timecoin.p2p.settings import P2PSettings
 
 
-class AggregationTests(ProtocolTestBase):
+class AggregationTests(KeyedPeersTestBase):
     """
     Our node with a consensus relay wired to gossip's aggregation, and
     ready inbound peers of test keys 50, 51, ... (a dense mesh above
@@ -43,7 +43,6 @@ class AggregationTests(ProtocolTestBase):
         self.aggregation = self.gossip.aggregation
         self.handled: list[object] = []
         self.patch(self.node.consensus, "receive", self.handled.append)
-        self.peers: dict[int, Wire] = {}
         self.aggregator = key(51).public
         self.patch(self.aggregation, "aggregator",
                    lambda height, round: self.aggregator)
@@ -54,35 +53,6 @@ class AggregationTests(ProtocolTestBase):
         The relay under test, aggregating through gossip's aggregation.
         """
         return ConsensusRelay(self.node, peers, 1000, self.gossip.aggregation)
-
-    def peer(self, n: int, version: int | None = None) -> Wire:
-        """
-        Connect and handshake the peer of test key C{n}.
-        """
-        wire = self.connect(Direction.INBOUND, ip=f"10.0.1.{n}")
-        changes: dict[str, Any] = {"pubkey": key(n).public,
-                                   "nonce": bytes([n]) * 8}
-        if version is not None:
-            changes["version"] = version
-        hello = self.hello(**changes)
-        wire.feed(hello, self.proof(hello, key(n)))
-        self.assertEqual(wire.proto.state, State.READY)
-        wire.sent()
-        self.peers[n] = wire
-        return wire
-
-    def got(self, line: bytes) -> list[int]:
-        """
-        The peers that were sent C{line} since the last call (every
-        peer's output is cleared).
-        """
-        out = []
-        for n, wire in sorted(self.peers.items()):
-            lines = wire.transport.value().split(b"\n")
-            wire.transport.clear()
-            if line in lines:
-                out.append(n)
-        return out
 
     def own_vote(self) -> BlockVote:
         """
@@ -149,6 +119,27 @@ class AggregationTests(ProtocolTestBase):
         bundle = VoteBundleMsg((votes[0], votes[1], own), ()).encode()
         self.assertEqual(self.got(bundle), [50, 51, 52, 53])
         self.assertEqual(self.aggregation.counters["bundles-sent"], 1)
+
+    def test_spliced_bundle_is_canonical(self) -> None:
+        """
+        A bundle the aggregator splices from its items' encodings is the
+        canonical line of the same bundle, votes and batches, with either
+        C{forward}.
+        """
+        votes = tuple(sign_vote(key(n), "devnet", PREVOTE, 1, 0, NIL)
+                      for n in (50, 52))
+        batches = (sign_tx_votes(key(53), "devnet", 1,
+                                 [(b"\x01" * 32, APPROVE),
+                                  (b"\x02" * 32, REJECT)]),)
+        for forward in (False, True):
+            spliced = VoteBundleMsg(
+                votes, batches, forward,
+                (tuple(encoded(v) for v in votes),
+                 tuple(encoded(b) for b in batches)))
+            self.assertEqual(spliced.encode(),
+                             canonical(spliced.to_obj()))
+            self.assertEqual(spliced.encode(),
+                             VoteBundleMsg(votes, batches, forward).encode())
 
     def test_bundled_items_handled_not_relayed(self) -> None:
         """

@@ -420,6 +420,9 @@ class BatchingUnitTests(unittest.TestCase):
             self.ready = peers
             self.ready_serial = 0
 
+        def dense(self) -> bool:
+            return False
+
     def make(self, **settings: Any) -> tuple[Gossip, Clock, list[Any]]:
         clock = Clock()
         peers = [self.Peer() for _ in range(3)]

@@ -12,18 +12,16 @@ stubbed (the relay is under test, not the engine).
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.trial import unittest
 
 from tests.helpers import key
 from tests.helpers.clusters import IPS, MasternodeCluster, node_of, service_of
-from tests.helpers.p2p import ProtocolTestBase, Wire
+from tests.helpers.p2p import KeyedPeersTestBase, ProtocolTestBase
 from timecoin.consensus import NIL, PREVOTE, BlockVote, sign_vote
 from timecoin.encoding import sha256
 from timecoin.p2p.caches import KnownSet
 from timecoin.p2p.consensus_relay import BlockVoteMsg, ConsensusRelay
-from timecoin.p2p.dependencies import Direction, State
+from timecoin.p2p.dependencies import Direction
 from timecoin.p2p.protocol import PeerProtocol
 from timecoin.p2p.registry import PeerRegistry
 from timecoin.p2p.settings import P2PSettings
@@ -70,7 +68,7 @@ class KnownSetTests(ProtocolTestBase):
         self.assertIn(sha256(msg.encode()), wire.proto.known)
 
 
-class RelayTestBase(ProtocolTestBase):
+class RelayTestBase(KeyedPeersTestBase):
     """
     Our node's manager with a consensus relay and ready inbound peers of
     test keys 50, 51, ... at 10.0.1.50, 10.0.1.51, ...; the engine's
@@ -87,7 +85,6 @@ class RelayTestBase(ProtocolTestBase):
         self.verdict: str | None = None
         self.patch(self.node.consensus, "receive",
                    lambda message: self.verdict)
-        self.peers: dict[int, Wire] = {}
 
     def consensus_relay(self, peers: PeerRegistry[PeerProtocol]
                         ) -> ConsensusRelay:
@@ -95,33 +92,6 @@ class RelayTestBase(ProtocolTestBase):
         The relay under test, with a seen-cache of 1000.
         """
         return ConsensusRelay(self.node, peers, 1000)
-
-    def peer(self, n: int) -> Wire:
-        """
-        Connect and handshake the peer of test key C{n}; its hellos and
-        anything sent to it so far are cleared.
-        """
-        wire = self.connect(Direction.INBOUND, ip=f"10.0.1.{n}")
-        hello = self.hello(pubkey=key(n).public, nonce=bytes([n]) * 8)
-        wire.feed(hello, self.proof(hello, key(n)))
-        self.assertEqual(wire.proto.state, State.READY)
-        wire.sent()
-        self.peers[n] = wire
-        return wire
-
-    def got(self, msg: Any) -> list[int]:
-        """
-        The peers that were sent C{msg} since the last call (every
-        peer's output is cleared).
-        """
-        line = msg.encode()
-        out = []
-        for n, wire in sorted(self.peers.items()):
-            lines = wire.transport.value().split(b"\n")
-            wire.transport.clear()
-            if line in lines:
-                out.append(n)
-        return out
 
 
 class NotBackToSenderTests(RelayTestBase):

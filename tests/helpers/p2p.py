@@ -201,3 +201,47 @@ class ProtocolTestBase(unittest.TestCase):
         self.assertEqual(wire.proto.state, State.READY)
         wire.sent()
         return wire
+
+
+class KeyedPeersTestBase(ProtocolTestBase):
+    """
+    L{ProtocolTestBase} with ready inbound peers of test keys 50, 51, ...
+    at 10.0.1.50, 10.0.1.51, ... (L{peer}), and which of them were sent a
+    line (L{got}).
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.peers: dict[int, Wire] = {}
+
+    def peer(self, n: int, version: int | None = None) -> Wire:
+        """
+        Connect and handshake the peer of test key C{n} (speaking protocol
+        C{version}, by default ours); its hellos and anything sent to it
+        so far are cleared.
+        """
+        wire = self.connect(Direction.INBOUND, ip=f"10.0.1.{n}")
+        changes: dict[str, Any] = {"pubkey": key(n).public,
+                                   "nonce": bytes([n]) * 8}
+        if version is not None:
+            changes["version"] = version
+        hello = self.hello(**changes)
+        wire.feed(hello, self.proof(hello, key(n)))
+        self.assertEqual(wire.proto.state, State.READY)
+        wire.sent()
+        self.peers[n] = wire
+        return wire
+
+    def got(self, msg: Message | bytes) -> list[int]:
+        """
+        The peers that were sent C{msg} (a message or its line) since the
+        last call (every peer's output is cleared).
+        """
+        line = msg if isinstance(msg, bytes) else msg.encode()
+        out = []
+        for n, wire in sorted(self.peers.items()):
+            lines = wire.transport.value().split(b"\n")
+            wire.transport.clear()
+            if line in lines:
+                out.append(n)
+        return out

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -89,6 +89,10 @@ class VoteBundleMsg(Message):
     votes: tuple[BlockVote, ...]
     batches: tuple[TxVoteBatch, ...]
     forward: bool = False
+    encodings: tuple[tuple[bytes, ...], tuple[bytes, ...]] | None = field(
+        default=None, compare=False, repr=False)
+    """The votes' and the batches' canonical encodings, when the sender
+    has them (an aggregator encoded each item as it gathered it)."""
 
     @property
     def cost(self) -> int:
@@ -98,6 +102,16 @@ class VoteBundleMsg(Message):
         return {"batches": [b.to_obj() for b in self.batches],
                 "forward": self.forward,
                 "votes": [v.to_obj() for v in self.votes]}
+
+    def encode(self) -> bytes:
+        if self.encodings is None:
+            return canonical(self.to_obj())
+        # Same bytes as canonical(self.to_obj()), spliced.
+        votes, batches = self.encodings
+        return (b'{"batches":[' + b",".join(batches) + b'],"forward":'
+                + (b"true" if self.forward else b"false")
+                + b',"type":"vote_bundle","votes":[' + b",".join(votes)
+                + b"]}")
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> VoteBundleMsg:
@@ -123,7 +137,8 @@ class Aggregation:
     One node's side of vote aggregation: what it sends to aggregators,
     what it gathers as one, and the bundles it receives.
 
-    @ivar pending: the items gathered for the next bundle.
+    @ivar pending: the items gathered for the next bundle (and, in
+        C{_encodings}, their canonical encodings).
     @ivar awaiting: our own votes sent to an aggregator, by the digest of
         their encoding, with the call that sends them to every peer if
         they do not come back in a bundle in time.
@@ -139,6 +154,7 @@ class Aggregation:
         self.clock = clock
         self.settings = settings
         self.pending: list[Item] = []
+        self._encodings: list[bytes] = []
         self._pending_bytes = 0
         self._flush_call: IDelayedCall | None = None
         self.awaiting: dict[bytes, tuple[Message, IDelayedCall]] = {}
@@ -146,6 +162,9 @@ class Aggregation:
         self.seen = SeenCache(settings.seen_lines)
         self.counters: Counter[str] = Counter()
         self._in_bundle = False
+        self._active: tuple[tuple[int, int], bool] = ((-1, -1), False)
+        """The ready set's (handshakes so far, size) and whether every
+        peer of it speaks L{AGGREGATION_VERSION} (L{active})."""
         self._proposers: OrderedDict[tuple[int, bytes, int],
                                      bytes | None] = OrderedDict()
 
@@ -182,14 +201,16 @@ class Aggregation:
         than C{relay_fanout} ready peers) whose every peer speaks
         L{AGGREGATION_VERSION} or later.
         """
-        settings = self.settings
-        ready = self.peerset.ready
-        if not settings.aggregate_votes or \
-                not 0 < settings.relay_fanout < len(ready):
+        peerset = self.peerset
+        if not self.settings.aggregate_votes or not peerset.dense():
             return False
-        return all(conn.hello is not None
-                   and conn.hello.version >= AGGREGATION_VERSION
-                   for conn in ready.values())
+        state = (peerset.ready_serial, len(peerset.ready))
+        if self._active[0] != state:
+            self._active = (state, all(
+                conn.hello is not None
+                and conn.hello.version >= AGGREGATION_VERSION
+                for conn in peerset.ready.values()))
+        return self._active[1]
 
     def aggregator(self, height: int, round: int) -> bytes | None:
         """
@@ -211,12 +232,6 @@ class Aggregation:
                 self._proposers.popitem(last=False)
         return self._proposers[key]
 
-    def _connection_of(self, pubkey: bytes) -> Connection | None:
-        for conn in self.peerset.ready.values():
-            if conn.hello is not None and conn.hello.pubkey == pubkey:
-                return conn
-        return None
-
     # Sending --------------------------------------------------------------
 
     def send_own(self, msg: Message, item: Item, height: int,
@@ -232,11 +247,12 @@ class Aggregation:
         if target is None:
             self.peerset.relay(msg)
             return
+        line = encoded(item)
         if target == self.node.key.public:
             self.counters["own-gathered"] += 1
-            self._gather(item)
+            self._gather(item, line)
             return
-        conn = self._connection_of(target)
+        conn = self.peerset.by_pubkey(target)
         if conn is not None:
             self.counters["sent-to-aggregator"] += 1
             self._send(msg, [conn])
@@ -246,7 +262,7 @@ class Aggregation:
             ready = list(self.peerset.ready.values())
             self._send(msg, self.peerset.rng.sample(
                 ready, min(self.settings.relay_fanout_direct, len(ready))))
-        key = sha256(encoded(item))
+        key = sha256(line)
         old = self.awaiting.pop(key, None)
         if old is not None and old[1].active():
             old[1].cancel()
@@ -278,9 +294,10 @@ class Aggregation:
         target = self.aggregator(height, round) if self.active() else None
         if target is not None and target == self.node.key.public:
             self.counters["gathered"] += 1
-            self._gather(item)
+            self._gather(item, encoded(item))
             return
-        conn = self._connection_of(target) if target is not None else None
+        conn = self.peerset.by_pubkey(target) if target is not None \
+            else None
         if conn is not None and conn is not source:
             self.counters["passed-to-aggregator"] += 1
             self._send(msg, [conn])
@@ -298,12 +315,16 @@ class Aggregation:
             if digest not in conn.known and conn.send_line(msg.name, line):
                 conn.known.add(digest, now)
 
-    def _gather(self, item: Item) -> None:
-        size = len(encoded(item)) + 1
+    def _gather(self, item: Item, line: bytes) -> None:
+        """
+        Add C{item} (encoded as C{line}) to the next bundle.
+        """
+        size = len(line) + 1
         if self.pending and \
                 self._pending_bytes + size > MAX_BUNDLE_BYTES // 2:
             self.flush()
         self.pending.append(item)
+        self._encodings.append(line)
         self._pending_bytes += size
         if len(self.pending) >= MAX_BUNDLE_ITEMS:
             self.flush()
@@ -331,6 +352,7 @@ class Aggregation:
             self._flush_call.cancel()
         self._flush_call = None
         pending, self.pending = self.pending, []
+        self._encodings = []
         self._pending_bytes = 0
         return pending
 
@@ -338,13 +360,24 @@ class Aggregation:
         """
         Send what was gathered as one bundle to every peer.
         """
+        lines = self._encodings
         pending = self.take()
         if not pending:
             return
-        bundle = VoteBundleMsg(
-            tuple(i for i in pending if isinstance(i, BlockVote)),
-            tuple(i for i in pending if isinstance(i, TxVoteBatch)),
-            not self._reaches_every_masternode())
+        votes: list[BlockVote] = []
+        batches: list[TxVoteBatch] = []
+        vote_lines: list[bytes] = []
+        batch_lines: list[bytes] = []
+        for item, line in zip(pending, lines):
+            if isinstance(item, BlockVote):
+                votes.append(item)
+                vote_lines.append(line)
+            else:
+                batches.append(item)
+                batch_lines.append(line)
+        bundle = VoteBundleMsg(tuple(votes), tuple(batches),
+                               not self._reaches_every_masternode(),
+                               (tuple(vote_lines), tuple(batch_lines)))
         self.counters["bundles-sent"] += 1
         self.peerset.relay(bundle)
 

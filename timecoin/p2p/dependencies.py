@@ -167,6 +167,16 @@ class PeerSet(Protocol):
         Seeded randomness (which peers a relay picks).
         """
 
+    def dense(self) -> bool:
+        """
+        Whether there are more than C{relay_fanout} ready peers.
+        """
+
+    def by_pubkey(self, pubkey: bytes) -> Connection | None:
+        """
+        The ready connection of the node whose key is C{pubkey}.
+        """
+
     def broadcast(self, msg: Message,
                   exclude: Connection | None = None) -> int:
         """

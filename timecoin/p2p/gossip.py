@@ -289,7 +289,7 @@ class Gossip:
         """
         ready = self.peerset.ready
         count = self.node.finality.settings.max_queries
-        if count <= 1 or not 0 < self.settings.relay_fanout < len(ready):
+        if count <= 1 or not self.peerset.dense():
             return [list(ready.values())]
         by_key = [ready[key] for key in sorted(ready)]
         return [by_key[n::count] for n in range(count)]

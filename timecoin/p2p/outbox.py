@@ -112,7 +112,7 @@ class TxOutbox:
         """
         settings = self.settings
         ready = self.peerset.ready
-        if source is None or not 0 < settings.relay_fanout < len(ready):
+        if source is None or not self.peerset.dense():
             return None
         others = [c for c in ready.values() if c is not source]
         picked = self.peerset.rng.sample(

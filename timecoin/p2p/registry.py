@@ -71,6 +71,35 @@ class PeerRegistry(Generic[C]):
         self._delivered: dict[Connection, dict[str, float]] = {}
         """Per ready connection: when it last sent us something new, by
         kind (L{delivered}); eviction protects the most recent."""
+        self._pubkeys: tuple[tuple[int, int], dict[bytes, C]] = ((-1, -1),
+                                                                 {})
+        """The ready connections by masternode key, and the ready set's
+        (handshakes so far, size) it was built for (L{by_pubkey})."""
+
+    def dense(self) -> bool:
+        """
+        Whether we are in a dense mesh: more than C{relay_fanout} ready
+        peers (0: never).  There the signer of a message sends it to all
+        its peers, so relays, vote queries and aggregation need reach only
+        a few; with fewer peers (a small network or a sparse overlay)
+        every message goes to every peer.
+        """
+        return 0 < self.settings.relay_fanout < len(self.ready)
+
+    def by_pubkey(self, pubkey: bytes) -> C | None:
+        """
+        The ready connection of the node whose key is C{pubkey}, if any.
+        """
+        state = (self.ready_serial, len(self.ready))
+        built, conns = self._pubkeys
+        conn = conns.get(pubkey)
+        if built == state and (conn is None or
+                               self.ready.get(conn.peer_key) is conn):
+            return conn
+        conns = {c.hello.pubkey: c for c in self.ready.values()
+                 if c.hello is not None}
+        self._pubkeys = (state, conns)
+        return conns.get(pubkey)
 
     def count(self, reason: str, n: int = 1) -> None:
         """
@@ -179,11 +208,7 @@ class PeerRegistry(Generic[C]):
         now = self.clock.seconds()
         targets = []
         known = 0
-        neighbour = False
         for conn in self.ready.values():
-            if signer is not None and conn.hello is not None and \
-                    conn.hello.pubkey == signer:
-                neighbour = True
             if conn is source:
                 continue
             at = conn.known.since(digest)
@@ -196,9 +221,9 @@ class PeerRegistry(Generic[C]):
             self.count("relay-skipped:known", known)
         fanout = 0
         settings = self.settings
-        if source is not None and signer is not None and \
-                0 < settings.relay_fanout < len(self.ready):
-            fanout = settings.relay_fanout_direct if neighbour \
+        if source is not None and signer is not None and self.dense():
+            fanout = settings.relay_fanout_direct \
+                if self.by_pubkey(signer) is not None \
                 else settings.relay_fanout
         if fanout and len(targets) > fanout:
             self.count("relay-skipped:fanout", len(targets) - fanout)
