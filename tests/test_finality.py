@@ -315,6 +315,31 @@ class VoteTests(unittest.TestCase):
             asked.extend(engine.late_due())
             h.clock.advance(engine.settings.query_after / 2)
         self.assertEqual(asked, [])
+        self.assertEqual(engine.open_txids(10), ([], []))
+
+    def test_undecided_with_every_vote_not_asked(self) -> None:
+        """
+        An undecided transaction holding a vote of every masternode of the
+        next height's snapshot is not asked about (a peer can only hold
+        the votes we hold: a split double spend waiting for its vote
+        timeout); one missing a masternode's vote is.
+        """
+        h = Harness()
+        engine = finality(h, masternode=False)
+        tx = h.pay([h.funding()], [(addr(key(2)), 999 * params.COIN)])
+        result_of(engine.submit(tx))
+        members = [h.mn_key, key(5), key(6)]
+        self.patch(h.chain, "snapshot_for", lambda height: [
+            Masternode(k.public, "127.0.0.1:24200", addr(k), "free")
+            for k in members])
+        entry = h.mempool.entries[tx.txid]
+        entry.votes.update({k.public: object() for k in members[:2]})
+        h.clock.advance(engine.settings.query_after)
+        self.assertEqual([t.txid for t in engine.stalled()], [tx.txid])
+        entry.votes[members[2].public] = object()
+        h.clock.advance(engine.settings.query_after)
+        self.assertEqual(engine.stalled(), [])
+        self.assertEqual(entry.state, PENDING)
 
     def test_timeout_rejects(self) -> None:
         """
@@ -331,6 +356,7 @@ class VoteTests(unittest.TestCase):
         h.clock.advance(0.2)
         self.assertEqual(result_of(waiter), REJECTED)
         self.assertEqual(h.mempool.rejected[tx.txid], "vote-timeout")
+        self.assertEqual(engine.open_txids(10), ([], [tx.txid]))
 
     def test_quorum_arithmetic(self) -> None:
         """

@@ -12,15 +12,19 @@ selection policy's, tested with it).
 
 from __future__ import annotations
 
+from typing import cast
+
 from tests.helpers import key
+from tests.helpers.chain import payment
 from tests.helpers.p2p import KeyedPeersTestBase, ProtocolTestBase, Wire
 from timecoin.consensus import NIL, PREVOTE, BlockVote, sign_vote
 from timecoin.encoding import canonical
-from timecoin.finality.votes import APPROVE, REJECT, sign_tx_votes
+from timecoin.finality.tally import BatchResult
+from timecoin.finality.votes import APPROVE, REJECT, TxVote, sign_tx_votes
 from timecoin.p2p.aggregation import Aggregation, VoteBundleMsg, encoded
 from timecoin.p2p.consensus_relay import BlockVoteMsg, ConsensusRelay
 from timecoin.p2p.dependencies import Direction
-from timecoin.p2p.messages import GetTxVotes
+from timecoin.p2p.messages import GetTxVotes, TxVotesMsg
 from timecoin.p2p.protocol import PeerProtocol
 from timecoin.p2p.registry import PeerRegistry
 from timecoin.p2p.settings import P2PSettings
@@ -80,8 +84,9 @@ class AggregationTests(KeyedPeersTestBase):
     def test_echo_in_a_bundle_confirms(self) -> None:
         """
         Our vote back in the aggregator's bundle counts as delivered: no
-        fallback.  The periodic re-broadcast still reaches the peers not
-        known to hold it (an aggregator may echo our vote to us alone).
+        fallback.  The next periodic re-broadcast skips it (the bundle
+        went to every peer); the one after reaches the peers not known to
+        hold it (an aggregator may echo our vote to us alone).
         """
         for n in (50, 51, 52, 53):
             self.peer(n)
@@ -95,7 +100,96 @@ class AggregationTests(KeyedPeersTestBase):
         self.assertEqual(self.aggregation.counters["confirmed"], 1)
         self.assertEqual(self.aggregation.counters["fallback"], 0)
         self.relay.cast(vote)
+        self.assertEqual(self.got(line), [])
+        self.relay.cast(vote)
         self.assertEqual(self.got(line), [50, 52, 53])
+        self.assertEqual(
+            self.aggregation.counters["rebroadcast-skipped:fresh"], 1)
+
+    def test_rebroadcast_waits_for_the_echo(self) -> None:
+        """
+        A re-broadcast while our vote awaits its aggregator's echo sends
+        nothing (the fallback will, if the echo does not come).
+        """
+        for n in (50, 51, 52, 53):
+            self.peer(n)
+        vote = self.own_vote()
+        line = BlockVoteMsg(vote).encode()
+        self.relay.cast(vote)
+        self.assertEqual(self.got(line), [51])
+        self.clock.advance(0.1)
+        self.relay.cast(vote)
+        self.assertEqual(self.got(line), [])
+        self.assertEqual(
+            self.aggregation.counters["rebroadcast-skipped:awaiting"], 1)
+        self.clock.advance(0.5)
+        self.assertEqual(self.got(line), [50, 52, 53])
+
+    def test_rebroadcast_of_a_peers_vote_skipped_once(self) -> None:
+        """
+        A peer's vote we accepted (here from a bundle) and re-broadcast as
+        a proof is skipped the first time, sent the next.
+        """
+        for n in (50, 51, 52, 53):
+            self.peer(n)
+        self.patch(self.node.consensus, "receive", lambda message: None)
+        vote = sign_vote(key(50), "devnet", PREVOTE, 1, 0, NIL)
+        line = BlockVoteMsg(vote).encode()
+        self.peers[51].feed(VoteBundleMsg((vote,), ()))
+        self.got(line)
+        self.relay.cast(vote)
+        self.assertEqual(self.got(line), [])
+        self.relay.cast(vote)
+        self.assertEqual(self.got(line), [50, 51, 52, 53])
+
+    def test_small_mesh_rebroadcast_unchanged(self) -> None:
+        """
+        With at most C{relay_fanout} peers nothing is skipped: our vote
+        goes to every peer, and is re-broadcast to them once
+        C{resend_known_after} has passed.
+        """
+        for n in (50, 51):
+            self.peer(n)
+        vote = self.own_vote()
+        line = BlockVoteMsg(vote).encode()
+        self.relay.cast(vote)
+        self.assertEqual(self.got(line), [50, 51])
+        self.clock.advance(self.settings.resend_known_after)
+        self.relay.cast(vote)
+        self.assertEqual(self.got(line), [50, 51])
+        self.assertEqual(sum(v for k, v in self.aggregation.counters.items()
+                             if k.startswith("rebroadcast-skipped")), 0)
+
+    def test_aggregator_gathers_a_batch_of_unseen_transactions(self) -> None:
+        """
+        As the aggregator, a vote batch whose signature holds but whose
+        transactions we have not seen yet (its decisions kept as orphans)
+        goes in our bundle: left out, its signer would send it to every
+        peer after C{aggregate_timeout}.  Not being the aggregator, we
+        neither gather nor relay it.
+        """
+        for n in (50, 51, 52, 53):
+            self.peer(n)
+        # Test keys 50... are no masternodes here: the engine's verdict
+        # on a batch of votes for unseen transactions stands in.
+        self.patch(self.node.finality, "receive_batch",
+                   lambda batch: BatchResult(orphans=[cast(TxVote, None)]))
+        self.patch(self.gossip.orphans, "keep", lambda vote: None)
+        batch = sign_tx_votes(key(50), "devnet", 0,
+                              [(b"\x07" * 32, APPROVE)])
+        self.aggregator = self.node.key.public
+        self.peers[50].feed(TxVotesMsg(batch))
+        self.assertEqual(self.aggregation.counters["gathered"], 1)
+        self.clock.advance(0.05)
+        self.assertEqual(self.got(VoteBundleMsg((), (batch,))),
+                         [50, 51, 52, 53])
+        other = sign_tx_votes(key(52), "devnet", 0,
+                              [(b"\x08" * 32, APPROVE)])
+        self.aggregator = key(51).public
+        self.peers[52].feed(TxVotesMsg(other))
+        self.clock.advance(1.0)
+        self.assertEqual(self.got(TxVotesMsg(other)), [])
+        self.assertEqual(self.aggregation.counters["gathered"], 1)
 
     def test_aggregator_bundles_what_it_accepts(self) -> None:
         """
@@ -296,6 +390,26 @@ class QueryShareTests(ProtocolTestBase):
         self.connect_peers(3)
         self.assertEqual([len(share) for share in self.gossip._shares()],
                          [3])
+
+    def test_undecided_queries_ask_a_few_of_a_share(self) -> None:
+        """
+        An undecided payment's query asks C{relay_fanout_direct} peers of
+        the next share (any peer holding the votes will do); in a small
+        mesh, every peer.
+        """
+        wires = self.connect_peers(9)
+        self.assertEqual([len(share) for share in self.gossip._shares()],
+                         [3, 3, 3])
+        tx = payment(1)
+        self.patch(self.node.finality, "late_due", lambda limit=256: [])
+        self.patch(self.node.finality, "stalled", lambda limit=256: [tx])
+        self.gossip.query_stalled()
+        query = GetTxVotes((tx.txid,), False)
+        asked = [n for n, wire in enumerate(wires) if query in wire.sent()]
+        self.assertEqual(len(asked), self.settings.relay_fanout_direct)
+        self.assertTrue(set(asked) <= {
+            wires.index(w) for w in wires
+            if w.proto in self.gossip._shares()[self.gossip._turn % 3]})
 
     def test_rejected_queries_rotate_over_the_shares(self) -> None:
         """

@@ -30,6 +30,7 @@ from timecoin.p2p.gossip import Gossip
 from timecoin.p2p.manager import PeerManager
 from timecoin.p2p.messages import (
     BlockMsg,
+    GetTxVotes,
     TxsMsg,
     TxVotesMsg,
     parse_line,
@@ -671,7 +672,7 @@ class ConnectQueryTests(ClusterTestCase):
         fan = fan_out(node, 3)
         result_of(node.submit(fan))
         self.assertEqual(node.mempool.state_of(fan.txid), "pending")
-        self.assertIn(fan.txid, node.finality.open_txids(10))
+        self.assertIn(fan.txid, node.finality.open_txids(10)[0])
         conn = service.manager.peers.ready[IPS[1]]
         sent: list[Any] = []
         self.patch(conn, "send", lambda msg: sent.append(msg) or True)
@@ -680,10 +681,26 @@ class ConnectQueryTests(ClusterTestCase):
         self.assertEqual(asked, [fan.txid])
         self.cluster.advance(1)
         self.assertEqual(node.mempool.state_of(fan.txid), "finalized")
-        self.assertNotIn(fan.txid, node.finality.open_txids(10))
+        self.assertNotIn(fan.txid, node.finality.open_txids(10)[0])
         sent.clear()
         service.gossip.peer_ready(conn)
         self.assertEqual(sent, [])
+
+    def test_rejected_ones_asked_for_final_approvals(self) -> None:
+        """
+        The undecided ones are asked for every vote, the recently
+        rejected ones for the approvals of a peer holding them final.
+        """
+        service = service_of(self.cluster, 0)
+        undecided, rejected = b"\x01" * 32, b"\x02" * 32
+        self.patch(node_of(self.cluster, 0).finality, "open_txids",
+                   lambda limit: ([undecided], [rejected]))
+        conn = service.manager.peers.ready[IPS[1]]
+        sent: list[Any] = []
+        self.patch(conn, "send", lambda msg: sent.append(msg) or True)
+        service.gossip.peer_ready(conn)
+        self.assertEqual(sent, [GetTxVotes((undecided,), False),
+                                GetTxVotes((rejected,), True)])
 
     def test_reconnected_peer_gets_asked(self) -> None:
         """

@@ -54,11 +54,11 @@ SWEEP = SimConfig(nodes=4, byzantine=1, duration=30.0, calm=30.0,
                   liveness_bound=25.0)
 """The schedule of the fixed seed sweep: 30 s of faults, 30 s of calm."""
 SEEDS = range(20)
-PINNED = {0: (12, 40), 1: (17, 84), 2: (15, 51), 3: (20, 87), 4: (17, 73),
-          5: (22, 90), 6: (20, 90), 7: (28, 86), 8: (26, 87), 9: (23, 90),
+PINNED = {0: (12, 36), 1: (17, 84), 2: (15, 51), 3: (20, 87), 4: (17, 73),
+          5: (21, 89), 6: (20, 90), 7: (28, 86), 8: (26, 87), 9: (23, 90),
           10: (20, 87), 11: (11, 76), 12: (12, 82), 13: (16, 62),
-          14: (26, 79), 15: (22, 84), 16: (20, 83), 17: (12, 60),
-          18: (23, 84), 19: (4, 66)}
+          14: (26, 79), 15: (23, 81), 16: (20, 83), 17: (12, 60),
+          18: (23, 84), 19: (4, 67)}
 """Blocks committed and payments finalized by each seed of L{SEEDS} (the
 same with any C{PYTHONHASHSEED}), recorded before the structural
 refactor of issue 17: a change of structure must replay them exactly.  A
@@ -77,12 +77,20 @@ the votes on the transactions it rejected only of peers that hold them
 final, so fewer query replies move every seed's schedule; in all, 368
 blocks again and 1,517 to 1,538 payments; then not at all about one that
 lost to a payment final here: 368 to 366 blocks, 1,538 to 1,541
-payments)."""
-LIFECYCLE_SEEDS = (1, 3)
+payments) and the eighth session's connect query (a peer that connects
+is asked for the approvals it holds final on the recently rejected
+transactions, not for every vote on them: fewer replies move seeds 0, 5,
+15 and 19; 366 blocks again, 1,541 to 1,534 payments, seed 0's workload
+drawing two more double spends)."""
+LIFECYCLE_SEEDS = (3, 6)
 """Lifecycle seeds of C{make test} (7 masternodes, 2 Byzantine, 3
 joiners): in each, every joiner registers and activates, a masternode
 comes back after being set aside, another is stopped for good and set
-aside, and step crashes hit."""
+aside, and step crashes hit.  (Seed 1 was one until the eighth
+session's connect query moved its schedule: its masternode set aside
+then came back too late for the stop for good to happen in the run, no
+invariant broken; seeds 3 and 6 play the whole plan on the code before
+and after.)"""
 
 
 @implementer(IQuorumRule)

@@ -312,12 +312,12 @@ class Finality:
         self.released.expire(self.chain.height)
         self.subjects.expire()
 
-    def open_txids(self, limit: int) -> list[bytes]:
+    def open_txids(self, limit: int) -> tuple[list[bytes], list[bytes]]:
         """
         The transactions whose votes a newly connected peer may complete:
-        the undecided ones (pending, contenders) and those rejected here a
-        short while ago that a late approval may still finalize
-        (C{late_ttl}); the newest C{limit}.
+        the undecided ones (pending, contenders), and those rejected here
+        a short while ago that a late approval may still finalize
+        (C{late_ttl}); the newest C{limit} of both together.
         """
         return self.subjects.open_txids(limit)
 

@@ -362,14 +362,20 @@ class VoteSubjects:
         after admission (or the last query), at most C{max_queries} times
         each, at most C{limit} per call (at most one call a second does
         anything, so re-announcements stay within peers' rate limits);
-        none being C{finalizing}.  Also forgets expired rejected
-        transactions.
+        none being C{finalizing}, nor one holding a vote of every
+        masternode of the next height's snapshot (every masternode has seen
+        it, and a peer can only have the votes we have: a split double
+        spend waiting for its vote timeout, whose queries were most of the
+        vote lines at 30 masternodes, issue 19).  Also forgets expired
+        rejected transactions.
         """
         now = self.clock.seconds()
         if now < self._next_scan:
             return []
         self._next_scan = now + min(1.0, settings.query_after / 2)
         self.expire()
+        chain = self.mempool.chain
+        members = [m.pubkey for m in chain.snapshot_for(chain.height + 1)]
         due: list[Transaction] = []
         for source in (self.mempool.entries, self.mempool.contenders):
             for txid, entry in source.items():
@@ -380,7 +386,10 @@ class VoteSubjects:
                         txid not in finalizing:
                     entry.queries += 1
                     entry.query_at = now + settings.query_after
-                    due.append(entry.tx)
+                    votes = entry.votes
+                    if len(votes) < len(members) or \
+                            not all(m in votes for m in members):
+                        due.append(entry.tx)
         return due
 
     def late_due(self, limit: int,
@@ -433,16 +442,21 @@ class VoteSubjects:
                     return True
         return False
 
-    def open_txids(self, limit: int) -> list[bytes]:
+    def open_txids(self, limit: int) -> tuple[list[bytes], list[bytes]]:
         """
-        The undecided transactions (pending, contenders) and those
-        rejected here a short while ago; the newest C{limit}.
+        The undecided transactions (pending, contenders), and those
+        rejected here a short while ago but for the losers of a payment
+        final here (L{late_due}); the newest C{limit} of both together.
         """
-        found = [txid for source in (self.mempool.entries,
-                                     self.mempool.contenders)
-                 for txid, entry in source.items() if entry.state == PENDING]
-        found.extend(self.late)
-        return found[-limit:]
+        undecided = [txid for source in (self.mempool.entries,
+                                         self.mempool.contenders)
+                     for txid, entry in source.items()
+                     if entry.state == PENDING]
+        rejected = [txid for txid, (entry, _) in self.late.items()
+                    if not self._lost_to_final(txid, entry)]
+        excess = max(0, len(undecided) + len(rejected) - limit)
+        cut = min(excess, len(undecided))
+        return undecided[cut:], rejected[excess - cut:]
 
     def info(self, txid: bytes) -> dict[str, Any] | None:
         """

@@ -160,6 +160,10 @@ class Aggregation:
         self.awaiting: dict[bytes, tuple[Message, IDelayedCall]] = {}
         self.routes: dict[str, Callable[[Connection, Any], None]] = {}
         self.seen = SeenCache(settings.seen_lines)
+        self.fresh = SeenCache(settings.seen_lines)
+        """The ids of the block votes accepted from a peer (in a bundle or
+        alone, ours echoed included) or sent in our bundle, until the next
+        re-broadcast of each (L{skip_rebroadcast})."""
         self.counters: Counter[str] = Counter()
         self._in_bundle = False
         self._active: tuple[tuple[int, int], bool] = ((-1, -1), False)
@@ -281,20 +285,29 @@ class Aggregation:
         self.peerset.relay(entry[0])
 
     def accepted(self, msg: Message, item: Item, source: Connection,
-                 signer: bytes, height: int, round: int) -> None:
+                 signer: bytes, height: int, round: int,
+                 relay: bool = True) -> None:
         """
         A peer's vote or vote batch C{item} (in C{msg}) that this node
         accepted: gathered if we aggregate it; not relayed if it came in a
         bundle (its aggregator sent it to every peer); passed on to its
         aggregator only if that is our peer (a signer without a link to
-        it sent it to a few of its peers); else relayed as usual.
+        it sent it to a few of its peers); else relayed as usual.  Not
+        C{relay}: only gathered if we aggregate it (a vote batch whose
+        signature holds but whose transactions we have not seen yet: its
+        signer sent it to us alone, and would send it to every peer after
+        C{aggregate_timeout} if we left it out of our bundle).
         """
+        if isinstance(item, BlockVote):
+            self.fresh.add(item.id)
         if self._in_bundle:
             return
         target = self.aggregator(height, round) if self.active() else None
         if target is not None and target == self.node.key.public:
             self.counters["gathered"] += 1
             self._gather(item, encoded(item))
+            return
+        if not relay:
             return
         conn = self.peerset.by_pubkey(target) if target is not None \
             else None
@@ -372,6 +385,7 @@ class Aggregation:
             if isinstance(item, BlockVote):
                 votes.append(item)
                 vote_lines.append(line)
+                self.fresh.add(item.id)
             else:
                 batches.append(item)
                 batch_lines.append(line)
@@ -404,6 +418,8 @@ class Aggregation:
                                 ("batches", msg.batches)):
                 handler = self.routes.get(kind)
                 for item in items:
+                    if isinstance(item, BlockVote):
+                        self.fresh.add(item.id)
                     if self.awaiting and item.voter == me:
                         self._confirmed(item)
                     if handler is not None:
@@ -416,6 +432,31 @@ class Aggregation:
             self.peerset.relay(msg, source=conn,
                                signer=conn.hello.pubkey
                                if conn.hello is not None else None)
+
+    def skip_rebroadcast(self, vote: BlockVote) -> bool:
+        """
+        Whether the periodic re-broadcast skips C{vote} this time, where
+        votes are aggregated: our own vote still awaiting its aggregator's
+        echo (if it does not come, L{_unconfirmed} sends it to every peer),
+        or a vote that reached us, or went in our bundle, since its last
+        re-broadcast.  Such a vote went to every peer in its aggregator's
+        bundle (or from its signer, when that bundle did not echo it in
+        time), so sending it to every peer not known to hold it -- all but
+        the one we had it from -- would repeat it N times; the next
+        re-broadcast sends it, in case an aggregator echoed it to us
+        alone.
+        """
+        if not self.active():
+            return False
+        if vote.id in self.fresh:
+            self.fresh.discard(vote.id)
+            self.counters["rebroadcast-skipped:fresh"] += 1
+            return True
+        if self.awaiting and vote.voter == self.node.key.public and \
+                sha256(encoded(vote)) in self.awaiting:
+            self.counters["rebroadcast-skipped:awaiting"] += 1
+            return True
+        return False
 
     def _confirmed(self, item: Item) -> None:
         """

@@ -158,7 +158,9 @@ class ConsensusRelay:
         hold it.  Sent again, it also goes to a peer known to hold it once
         L{P2PSettings.resend_known_after} seconds passed since that was
         last so (a peer may have dropped it as too early while it caught
-        up: L{UNTIMELY}).
+        up: L{UNTIMELY}).  Where votes are aggregated, a vote still
+        awaiting its aggregator's echo, or that came in a bundle since it
+        was last sent again, is skipped (L{Aggregation.skip_rebroadcast}).
         """
         if self.seen.add(message.id):
             self._count("cast")
@@ -168,6 +170,10 @@ class ConsensusRelay:
                                           message.height, message.round)
             else:
                 self.peerset.relay(self.wrap(message))
+            return
+        if self.aggregation is not None and \
+                isinstance(message, BlockVote) and \
+                self.aggregation.skip_rebroadcast(message):
             return
         self._count("recast")
         self.peerset.relay(

@@ -232,18 +232,24 @@ class Gossip:
     def peer_ready(self, conn: Connection) -> None:
         """
         A peer connected (or reconnected after a partition): ask it for
-        the votes it holds on what is open here, undecided or recently
-        rejected (L{timecoin.finality.Finality.open_txids}).  The periodic
-        query (L{query_stalled}) stops after a few tries, so a node cut
-        off while the others voted would otherwise never see the votes
-        that finalized a transaction elsewhere and keep it rejected (the
-        simulator found it: seed 628 of seven masternodes).
+        the votes it holds on what is open here
+        (L{timecoin.finality.Finality.open_txids}): every vote on the
+        undecided ones, and the approvals of those it holds final among
+        the recently rejected ones (as L{query_stalled} asks; every vote
+        on them, from each peer of a mesh that churns, was most of the
+        vote lines at 30 masternodes, issue 19).  The periodic query
+        stops after a few tries, so a node cut off while the others voted
+        would otherwise never see the votes that finalized a transaction
+        elsewhere and keep it rejected (the simulator found it: seed 628
+        of seven masternodes).
         """
-        txids = self.node.finality.open_txids(MAX_QUERY_ON_CONNECT)
-        for start in range(0, len(txids), MAX_TXIDS_PER_QUERY):
-            self.counters["votes-queried-on-connect"] += 1
-            conn.send(GetTxVotes(tuple(
-                txids[start:start + MAX_TXIDS_PER_QUERY])))
+        undecided, rejected = self.node.finality.open_txids(
+            MAX_QUERY_ON_CONNECT)
+        for txids, final in ((undecided, False), (rejected, True)):
+            for start in range(0, len(txids), MAX_TXIDS_PER_QUERY):
+                self.counters["votes-queried-on-connect"] += 1
+                conn.send(GetTxVotes(tuple(
+                    txids[start:start + MAX_TXIDS_PER_QUERY]), final))
 
     def query_stalled(self) -> None:
         """
@@ -252,10 +258,13 @@ class Gossip:
         the peers for the votes they hold on them, and on the recently
         rejected ones L{timecoin.finality.Finality.late_due} names (a late
         approval may still finalize them) for the approvals of those they
-        hold final.  Every peer in a small network; in a dense mesh a third
-        of the peers per query (the next third in turn for the undecided
-        ones; for a rejected one, another third at each of its three
-        queries, so they cover every peer).
+        hold final.  Every peer in a small network; in a dense mesh, for
+        the undecided ones C{relay_fanout_direct} peers of the next third
+        in turn (any peer holding the votes will do, and each answers with
+        every vote it holds: asking a third of 30 masternodes brought some
+        250 vote lines per query, issue 19), and for a rejected one
+        another third at each of its three queries, so they cover every
+        peer.
         """
         if not self.peerset.ready:
             return
@@ -269,14 +278,17 @@ class Gossip:
         # a flood of double spends leaves many rejected.
         # In a dense mesh each query asks a share of the peers (every
         # vote of every peer, asked of every peer, grew with the cube of
-        # the network: issue 19): the undecided ones the next share in
-        # turn (any peer that holds the votes will do), the rejected
-        # ones a share per query of each (the queries cover every peer),
-        # and only for a final certificate's approvals.
+        # the network: issue 19): the undecided ones a few of the next
+        # share in turn (any peer that holds the votes will do), the
+        # rejected ones a share per query of each (the queries cover
+        # every peer), and only for a final certificate's approvals.
         shares = self._shares()
         self._turn += 1
-        self._query([tx.txid for tx in txs], False,
-                    shares[self._turn % len(shares)])
+        share = shares[self._turn % len(shares)]
+        if len(shares) > 1:
+            share = self.peerset.rng.sample(share, min(
+                self.settings.relay_fanout_direct, len(share)))
+        self._query([tx.txid for tx in txs], False, share)
         rejected = finality.late_due(MAX_REANNOUNCE - len(txs))
         for n, peers in enumerate(shares):
             self._query([txid for txid, query in rejected
@@ -426,6 +438,9 @@ class Gossip:
             self.counters["vote-relayed"] += 1
             self.aggregation.accepted(msg, batch, conn, batch.voter,
                                       batch.height + 1, 0)
+        elif result.orphans:
+            self.aggregation.accepted(msg, batch, conn, batch.voter,
+                                      batch.height + 1, 0, relay=False)
 
     def bundled_batch(self, conn: Connection, batch: TxVoteBatch) -> None:
         """
