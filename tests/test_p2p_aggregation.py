@@ -64,10 +64,10 @@ class AggregationTests(KeyedPeersTestBase):
         """
         return sign_vote(self.node.key, "devnet", PREVOTE, 1, 0, NIL)
 
-    def test_own_vote_to_the_aggregator_then_everyone(self) -> None:
+    def cast_to_the_aggregator(self) -> tuple[BlockVote, bytes]:
         """
-        Our vote goes to the aggregator only; when it has not come back in
-        a bundle after C{aggregate_timeout}, to every other peer.
+        With peers 50 to 53, cast our own vote: it goes to the aggregator
+        (51) only.  Returns the vote and its line.
         """
         for n in (50, 51, 52, 53):
             self.peer(n)
@@ -75,6 +75,14 @@ class AggregationTests(KeyedPeersTestBase):
         line = BlockVoteMsg(vote).encode()
         self.relay.cast(vote)
         self.assertEqual(self.got(line), [51])
+        return vote, line
+
+    def test_own_vote_to_the_aggregator_then_everyone(self) -> None:
+        """
+        Our vote goes to the aggregator only; when it has not come back in
+        a bundle after C{aggregate_timeout}, to every other peer.
+        """
+        vote, line = self.cast_to_the_aggregator()
         self.clock.advance(0.49)
         self.assertEqual(self.got(line), [])
         self.clock.advance(0.02)
@@ -88,12 +96,7 @@ class AggregationTests(KeyedPeersTestBase):
         went to every peer); the one after reaches the peers not known to
         hold it (an aggregator may echo our vote to us alone).
         """
-        for n in (50, 51, 52, 53):
-            self.peer(n)
-        vote = self.own_vote()
-        line = BlockVoteMsg(vote).encode()
-        self.relay.cast(vote)
-        self.assertEqual(self.got(line), [51])
+        vote, line = self.cast_to_the_aggregator()
         self.peers[51].feed(VoteBundleMsg((vote,), ()))
         self.clock.advance(1.0)
         self.assertEqual(self.got(line), [])
@@ -111,12 +114,7 @@ class AggregationTests(KeyedPeersTestBase):
         A re-broadcast while our vote awaits its aggregator's echo sends
         nothing (the fallback will, if the echo does not come).
         """
-        for n in (50, 51, 52, 53):
-            self.peer(n)
-        vote = self.own_vote()
-        line = BlockVoteMsg(vote).encode()
-        self.relay.cast(vote)
-        self.assertEqual(self.got(line), [51])
+        vote, line = self.cast_to_the_aggregator()
         self.clock.advance(0.1)
         self.relay.cast(vote)
         self.assertEqual(self.got(line), [])
