@@ -68,7 +68,8 @@ bench-memory: $(BIN)/.installed
 
 # One masternode's traffic, copies per message, CPU and finality latency
 # as the network grows (issue 19), in the simulator: ARGS sets --sizes
-# (default 10,20,30), --seconds, --tx-rate, --committee; the plot needs
+# (default 10,20,30), --seed, --seeds (several seeds averaged), --seconds,
+# --tx-rate, --committee; the plot needs
 # matplotlib (the "bench" extra).  See benchmarks/scale_bench.py.
 .PHONY: bench-scale
 bench-scale: $(BIN)/.installed

@@ -81,6 +81,36 @@ def measure(nodes: int, seed: int, seconds: float, tx_rate: float,
     }
 
 
+MEANS = ("blocks", "payments", "lines_per_node_per_block",
+         "lines_per_node_per_block_over_n", "bytes_per_node_per_block",
+         "lines_per_node_per_payment", "bytes_per_node_per_payment",
+         "copies_per_message", "cpu_ms_per_node_per_sim_second",
+         "wall_seconds")
+"""The figures a row of several seeds averages."""
+
+
+def mean_row(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
+    """
+    The runs C{rows} of one size, one per seed of C{seeds}, as one row:
+    the mean of each figure of L{MEANS} and of the latency percentiles,
+    the largest latency, and whether every run kept every invariant.
+    """
+    count = len(rows)
+    row: dict[str, Any] = {"nodes": rows[0]["nodes"],
+                           "committee": rows[0]["committee"], "seeds": seeds,
+                           "ok": all(r["ok"] for r in rows),
+                           "violations": [v for r in rows
+                                          for v in r["violations"]][:3]}
+    for name in MEANS:
+        row[name] = round(sum(r[name] or 0 for r in rows) / count, 2)
+    latencies = [r["finality_latency"] for r in rows if r["finality_latency"]]
+    row["finality_latency"] = {
+        "p50": round(sum(x["p50"] for x in latencies) / len(latencies), 2),
+        "p99": round(sum(x["p99"] for x in latencies) / len(latencies), 2),
+        "max": max(x["max"] for x in latencies)} if latencies else {}
+    return row
+
+
 def plot(rows: list[dict[str, Any]], path: str) -> None:
     """
     Plot lines per node per block, copies per message, CPU per node and
@@ -123,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10,20,30",
                         help="network sizes, comma-separated")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="run this many seeds from --seed per size and "
+                        "average them (one seed's traffic depends on its "
+                        "double spends and connection churn)")
     parser.add_argument("--seconds", type=float, default=80.0,
                         help="simulated seconds per size")
     parser.add_argument("--tx-rate", type=float, default=3.0,
@@ -134,11 +168,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="write a plot of the figures to this PNG")
     args = parser.parse_args(argv)
     rows = []
+    seeds = list(range(args.seed, args.seed + args.seeds))
     for size in (int(s) for s in args.sizes.split(",")):
-        row = measure(size, args.seed, args.seconds, args.tx_rate,
-                      args.committee)
+        runs = []
+        for seed in seeds:
+            run = measure(size, seed, args.seconds, args.tx_rate,
+                          args.committee)
+            runs.append(run)
+            print(json.dumps(dict(run, seed=seed)), flush=True)
+        row = runs[0] if len(runs) == 1 else mean_row(runs, seeds)
+        if len(runs) > 1:
+            print(json.dumps(row), flush=True)
         rows.append(row)
-        print(json.dumps(row), flush=True)
     base = rows[0]
     summary = {
         "sizes": [r["nodes"] for r in rows],

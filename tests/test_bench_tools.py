@@ -21,6 +21,7 @@ from benchmarks.load_bench import (
     percentile,
     sign_payments,
 )
+from benchmarks.scale_bench import MEANS, mean_row
 from tests.helpers import key
 from tests.helpers.rpc import BusyNodeBase, RPCTestBase
 from timecoin import params
@@ -203,3 +204,34 @@ class BusyRetryTests(BusyNodeBase):
         self.assertEqual(load.unsent_busy, 0)
         self.assertEqual(client.batches, [["tx0", "tx1", "tx2", "tx3", "tx4"],
                                           ["tx0", "tx1", "tx2"]])
+
+
+class ScaleMeanTests(unittest.TestCase):
+    """
+    The scale benchmark's average of several seeds.
+    """
+
+    def run_of(self, lines: float, p99: float, top: float,
+               ok: bool = True) -> dict[str, Any]:
+        """
+        A run row of 30 masternodes with C{lines} per node per block.
+        """
+        row: dict[str, Any] = {name: 1.0 for name in MEANS}
+        row.update(nodes=30, committee=30, ok=ok, violations=[] if ok
+                   else ["n1 equivocated"], lines_per_node_per_block=lines,
+                   finality_latency={"p50": 0.4, "p99": p99, "max": top})
+        return row
+
+    def test_mean_of_seeds(self) -> None:
+        """
+        Figures are averaged, the largest latency kept, a broken run
+        marks the row not ok and names its violation.
+        """
+        row = mean_row([self.run_of(80.0, 0.4, 1.9),
+                        self.run_of(120.0, 1.2, 3.4, ok=False)], [0, 1])
+        self.assertEqual(row["lines_per_node_per_block"], 100.0)
+        self.assertEqual(row["finality_latency"],
+                         {"p50": 0.4, "p99": 0.8, "max": 3.4})
+        self.assertEqual(row["seeds"], [0, 1])
+        self.assertFalse(row["ok"])
+        self.assertEqual(row["violations"], ["n1 equivocated"])
