@@ -51,7 +51,11 @@ C{cpu_us_per_payment_per_node} (a node's CPU time in the window,
 averaged over the nodes, per payment finalized in it) and
 C{verify_equivalents_per_payment} (that over the time of one raw
 signature check: how many checks' worth of work a payment costs a node),
-the client's own CPU, C{raw_verify_per_s}, and the
+the client's own CPU, C{raw_verify_per_s} (one core),
+C{finalized_per_raw_verify} and C{finalized_per_raw_verify_all_cores}
+(payments finalized a second over the raw verify rate of one core, and
+of every core: with C{--nodes 1}, a node alone on the machine against
+what its cores could verify), and the
 machine's 1-minute load average before the run (C{loadavg_before}: other
 work on the machine shares its cores).
 C{--profile DIR} records node0 with py-spy over the window (collapsed
@@ -667,6 +671,8 @@ def measure(options: argparse.Namespace, net: Devnet, raw: float,  # noqa: C901
         "raw_verify_per_s": round(raw),
         "finalized_per_raw_verify": round(finalized_in_window / window / raw,
                                           3),
+        "finalized_per_raw_verify_all_cores": round(
+            finalized_in_window / window / (raw * (os.cpu_count() or 1)), 3),
         "cpu_per_node": cpu,
         "cpu_total_cores": round(sum(cpu) / 100, 2),
         "peak_rss_mb_per_node": peak_rss,
