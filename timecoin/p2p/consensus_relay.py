@@ -159,8 +159,9 @@ class ConsensusRelay:
         L{P2PSettings.resend_known_after} seconds passed since that was
         last so (a peer may have dropped it as too early while it caught
         up: L{UNTIMELY}).  Where votes are aggregated, a vote still
-        awaiting its aggregator's echo, or that came in a bundle since it
-        was last sent again, is skipped (L{Aggregation.skip_rebroadcast}).
+        awaiting its aggregator's echo, or that reached us or went in our
+        bundle since it was last sent again, is skipped once
+        (L{Aggregation.skip_rebroadcast}).
         """
         if self.seen.add(message.id):
             self._count("cast")
