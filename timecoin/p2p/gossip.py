@@ -275,13 +275,9 @@ class Gossip:
             self.outbox.enqueue(tx, None)
         # Both kinds together stay within MAX_REANNOUNCE a second, so the
         # queries stay within a peer's get_tx_votes limit (5/s) even when
-        # a flood of double spends leaves many rejected.
-        # In a dense mesh each query asks a share of the peers (every
-        # vote of every peer, asked of every peer, grew with the cube of
-        # the network: issue 19): the undecided ones a few of the next
-        # share in turn (any peer that holds the votes will do), the
-        # rejected ones a share per query of each (the queries cover
-        # every peer), and only for a final certificate's approvals.
+        # a flood of double spends leaves many rejected.  The shares of a
+        # dense mesh (docstring): every vote of every peer, asked of every
+        # peer, grew with the cube of the network (issue 19).
         shares = self._shares()
         self._turn += 1
         share = shares[self._turn % len(shares)]
