@@ -5,6 +5,7 @@ tree makeService builds (without starting it).
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from twisted.application.internet import TCPServer
@@ -65,6 +66,11 @@ class MakeServiceTests(unittest.TestCase):
     The service tree.
     """
 
+    def setUp(self) -> None:
+        # makeService tunes the process's collector: give the test
+        # process its own thresholds back.
+        self.addCleanup(gc.set_threshold, *gc.get_threshold())
+
     def test_tree(self) -> None:
         """
         makeService returns one MultiService holding the node (built by
@@ -84,6 +90,35 @@ class MakeServiceTests(unittest.TestCase):
         rpc = [c for c in children if isinstance(c, TCPServer)][0]
         self.assertEqual(rpc.args[0], 5999)
         self.assertEqual(rpc.kwargs["interface"], "127.0.0.1")
+
+    def test_collector_thresholds(self) -> None:
+        """
+        makeService applies C{gc_full_every} (the collector's third
+        threshold, default 1000) and keeps the other two thresholds.
+        """
+        gc.set_threshold(700, 10, 10)
+        path = Path(self.mktemp())
+        path.write_text("gc_full_every = 250\n")
+        options = tap.Options()
+        options.parseOptions(["--datadir", self.mktemp(), "--storage",
+                              "memory", "--config", str(path)])
+        tap.makeService(options)
+        self.assertEqual(gc.get_threshold(), (700, 10, 250))
+        options = tap.Options()
+        options.parseOptions(["--datadir", self.mktemp(), "--storage",
+                              "memory"])
+        tap.makeService(options)
+        self.assertEqual(gc.get_threshold(), (700, 10, 1000))
+
+    def test_collector_setting_checked(self) -> None:
+        """
+        A C{gc_full_every} below 1 is a usage error naming it.
+        """
+        path = Path(self.mktemp())
+        path.write_text("gc_full_every = 0\n")
+        e = self.assertRaises(usage.UsageError, tap.Options().parseOptions,
+                              ["--config", str(path)])
+        self.assertIn("gc_full_every", str(e))
 
     def test_unknown_policy_stops_startup(self) -> None:
         """

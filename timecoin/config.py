@@ -86,6 +86,10 @@ class Config:
     @ivar finality: the C{[finality]} settings.
     @ivar notify: the C{[notify]} settings.
     @ivar log_level: lowest level of the log lines written (L{LOG_LEVELS}).
+    @ivar gc_full_every: Python's cyclic garbage collector runs a full
+        collection (every object of the process) at most once per this
+        many collections of its middle generation (C{gc}'s third
+        threshold; Python's default is 10).
     """
 
     network: str = "devnet"
@@ -109,6 +113,7 @@ class Config:
     finality: FinalitySettings = field(default_factory=FinalitySettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     log_level: str = "info"
+    gc_full_every: int = 1000
 
     def resolve(self) -> None:  # noqa: C901
         """
@@ -140,6 +145,8 @@ class Config:
         if self.committee_size < 0 or self.committee_epoch < 0:
             raise ConfigError("committee_size and committee_epoch must not "
                               "be negative")
+        if self.gc_full_every < 1:
+            raise ConfigError("gc_full_every must be at least 1")
         if not self.stall_after:
             self.stall_after = 3 * self.block_time + 4 * self.round_timeout
         if self.stall_after <= 0:

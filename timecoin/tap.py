@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from typing import Any
@@ -78,6 +79,20 @@ def filter_log_level(level: str,
     beginner.beginLoggingTo = filtered  # type: ignore[method-assign]
 
 
+def collect_fully_every(middle_collections: int) -> tuple[int, int, int]:
+    """
+    Let Python's cyclic garbage collector run a full collection at most
+    once per C{middle_collections} collections of its middle generation
+    (C{gc_full_every}); its other two thresholds are kept.  A process-wide
+    setting, so only the daemon's start-up applies it, never a L{Node}.
+
+    @return: the thresholds it replaced, for a caller to restore.
+    """
+    previous = gc.get_threshold()
+    gc.set_threshold(previous[0], previous[1], middle_collections)
+    return previous
+
+
 class Options(usage.Options):
     """
     Options of C{twistd timecoin}; each overrides the config file.
@@ -135,6 +150,7 @@ def makeService(options: Options) -> service.IService:
 
     config = options["parsed"]
     filter_log_level(config.log_level)
+    collect_fully_every(config.gc_full_every)
     log.info("timecoin {version} starting on {network}",
              version=__version__, network=config.network)
     try:
