@@ -9,6 +9,7 @@ L{Clock}.
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from timecoin.notify import (
     substitute,
 )
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
-from timecoin.wallettxs import FILE_NAME, WalletTxLog
+from timecoin.wallettxs import FILE_NAME, MINED, WalletTxEvent, WalletTxLog
 
 
 class Customer:
@@ -282,6 +283,43 @@ class DepositTests(RPCTestBase):
         self.assertGreaterEqual(len(reread.order), 4)
         # The wallet outputs it remembers are the unspent ones, as live.
         self.assertEqual(reread._owned, live._owned)
+
+    def test_block_lines_written_before_mined_events(self) -> None:
+        """
+        A block's wallet lines reach the file in one write, before any
+        observer hears that one of its transactions was mined; after
+        L{WalletTxLog.close} a later line opens the file again.
+        """
+        deposit = self.rpc("getnewaddress")
+        txids = {self.customer.pay(deposit, Decimal(n)) for n in (1, 2)}
+        path = Path(self.config.datadir) / FILE_NAME
+        seen: list[tuple[str, bool]] = []
+
+        def mined(event: WalletTxEvent) -> None:
+            if event.event == MINED:
+                txid = event.wtx.txid.hex()
+                on_file = path.read_text().count(f'"mined":"{txid}"')
+                seen.append((txid, on_file == 1))
+
+        self.node.wallet_txs.observers.connect(mined)
+        writes: list[int] = []
+        write = os.write
+        self.patch(os, "write",
+                   lambda fd, data: writes.append(fd) or write(fd, data))
+        log_fd = self.node.wallet_txs._fd
+        self.assertIsNotNone(log_fd)
+        self.block()
+        self.assertEqual(writes.count(log_fd), 1)
+        self.assertTrue(txids <= {txid for txid, _ in seen}, seen)
+        self.assertTrue(all(on_file for _, on_file in seen), seen)
+        self.node.wallet_txs.close()
+        self.assertIsNone(self.node.wallet_txs._fd)
+        before = len(writes)
+        self.customer.pay(deposit, Decimal(3))
+        self.assertEqual(writes[before:].count(self.node.wallet_txs._fd), 1)
+        reread = WalletTxLog(path, self.node.wallet, "TIME0", self.clock)
+        reread.load()
+        self.assertEqual(len(reread.order), len(self.node.wallet_txs.order))
 
     def test_history_rebuilt_by_scan(self) -> None:
         """

@@ -281,6 +281,7 @@ class Node(Service):
         super().stopService()
         self.consensus.stop()
         self.liveness.stop()
+        self.wallet_txs.close()
         return self.store.close()
 
     def stop(self) -> None:

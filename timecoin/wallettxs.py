@@ -43,6 +43,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from timecoin import params
+from timecoin.encoding import canonical
 from timecoin.finality import Finalized
 from timecoin.signal import Signal
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, UtxoEntry, sign_inputs
@@ -150,6 +151,8 @@ class WalletTxLog:
     _owned: dict[OutPoint, tuple[str, int]] = field(default_factory=dict)
     _since_mark: int = 0
     _scanning: bool = False
+    _fd: int | None = None
+    _pending: list[bytes] | None = None
 
     @classmethod
     def attach(cls, node: Any) -> WalletTxLog:
@@ -258,7 +261,36 @@ class WalletTxLog:
         C{block} connected: record its wallet transactions and their
         block.
         """
+        self._pending = []
+        try:
+            mined = self._mined(block)
+        finally:
+            lines, self._pending = self._pending, None
+            self._write(b"".join(lines))
+        for wtx in mined:
+            self._notify(wtx, MINED)
+        self.scanned = max(self.scanned, block.height)
+        self._since_mark += 1
+        if self._since_mark >= SCAN_MARK_EVERY:
+            self._mark(block.height)
+
+    def close(self) -> None:
+        """
+        Close the log file (the node stops); a later line opens it again.
+        """
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    # Internals ---------------------------------------------------------
+
+    def _mined(self, block: Any) -> list[WalletTx]:
+        """
+        Record C{block}'s wallet transactions and their block; the ones
+        newly mined, in block order.
+        """
         block_time = block.header.timestamp // 1000
+        mined = []
         for index, tx in enumerate(block.txs):
             wtx = self.txs.get(tx.txid)
             if wtx is None:
@@ -273,13 +305,8 @@ class WalletTxLog:
             self._append({"mined": tx.txid.hex(), "height": block.height,
                           "block": block.hash.hex(), "blocktime": block_time,
                           "index": index})
-            self._notify(wtx, MINED)
-        self.scanned = max(self.scanned, block.height)
-        self._since_mark += 1
-        if self._since_mark >= SCAN_MARK_EVERY:
-            self._mark(block.height)
-
-    # Internals ---------------------------------------------------------
+            mined.append(wtx)
+        return mined
 
     def _summarise(self, tx: Transaction) -> WalletTx | None:
         """
@@ -342,14 +369,30 @@ class WalletTxLog:
         self._append({"scanned": height})
 
     def _append(self, obj: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(obj, separators=(",", ":")) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                     0o600)
-        try:
-            os.write(fd, line.encode("utf-8"))
-        finally:
-            os.close(fd)
+        """
+        Add C{obj} as a line: now, or with the rest of a block's lines.
+        """
+        line = canonical(obj) + b"\n"
+        if self._pending is not None:
+            self._pending.append(line)
+        else:
+            self._write(line)
+
+    def _write(self, data: bytes) -> None:
+        """
+        Append C{data} to the file, opened (and its directory made) at the
+        first write and kept open: one C{write} a call, no C{fsync} (a
+        crash loses at most what the start-up scan finds again).
+        """
+        if not data:
+            return
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path,
+                               os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
 
 
 def build_sendmany(wallet: Any, coins: list[tuple[OutPoint, UtxoEntry]],
