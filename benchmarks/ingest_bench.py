@@ -56,6 +56,7 @@ from timecoin.keys import PrivateKey  # noqa: E402
 from timecoin.masternodes import Masternode  # noqa: E402
 from timecoin.mempool import MempoolSettings  # noqa: E402
 from timecoin.node import Node  # noqa: E402
+from timecoin.rpc.settings import RPCSettings  # noqa: E402
 from timecoin.storage.memory import MemoryStore  # noqa: E402
 from timecoin.tx import (  # noqa: E402
     OutPoint,
@@ -135,7 +136,10 @@ class Setup:
         config = Config(network="devnet", datadir=str(datadir),
                         genesis=str(self.genesis_path), storage="memory",
                         mempool=MempoolSettings(
-                            max_count=len(self.txs) + 10))
+                            max_count=len(self.txs) + 10),
+                        # No blocks: finalized payments never leave the
+                        # mempool, so its wait-for-a-block bound is off.
+                        rpc=RPCSettings(max_unmined=0))
         config.resolve()
         clock = Clock()
         clock.advance(START + 1)

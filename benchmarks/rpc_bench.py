@@ -18,7 +18,10 @@ and submits every payment, C{--batch} per JSON-RPC batch:
 - C{body}: C{RPCServer.handle_body} of each batch's bytes (JSON parse,
   dispatch, the method, the reply's encoding);
 - C{http}: the same batches as HTTP requests written into the RPC site's
-  protocol on a L{StringTransport} (twisted.web and Klein included);
+  protocol on a L{StringTransport} (twisted.web and the site's resource
+  included; C{POST /} bypasses Klein's routing);
+- C{http_klein_routing}: the same through Klein's routes, as C{POST /}
+  was served before L{timecoin.rpc.resource};
 - C{busy_refusal}: the same batches to a node whose admission control
   refuses them all (C{node-busy}): what a refusal costs.
 
@@ -59,6 +62,7 @@ from benchmarks.ingest_bench import Setup  # noqa: E402
 from timecoin.node import Node  # noqa: E402
 from timecoin.rpc.auth import BasicAuth  # noqa: E402
 from timecoin.rpc.methods import RPCMethods  # noqa: E402
+from timecoin.rpc.resource import RPCResource  # noqa: E402
 from timecoin.rpc.server import RPCServer  # noqa: E402
 from timecoin.rpc.site import RPCSite  # noqa: E402
 from timecoin.tx import Transaction  # noqa: E402
@@ -67,8 +71,10 @@ USER = "bench"
 PASSWORD = "bench"
 
 current_rpc = SimpleNamespace(RPCMethods=RPCMethods, RPCServer=RPCServer,
-                              BasicAuth=BasicAuth, RPCSite=RPCSite)
-"""The RPC of this tree, as the four names a measured version provides."""
+                              BasicAuth=BasicAuth, RPCSite=RPCSite,
+                              RPCResource=RPCResource)
+"""The RPC of this tree, as the four names a measured version provides
+(and its site's resource, which an older version may lack)."""
 
 
 def load_rpc(path: str) -> ModuleType:
@@ -164,7 +170,7 @@ def measure_busy(setup: Setup, size: int) -> float:
     node = setup.node()
     node.config.rpc = replace(node.config.rpc, max_undecided=1)
     # The only masternode decides at once: hold its backlog at the bound.
-    node.undecided = lambda: 1  # type: ignore[method-assign]
+    node.admission.undecided = lambda: 1  # type: ignore[method-assign]
     server = _server(current_rpc, node)
     bodies = batches(setup.raw, size)
     gc.collect()
@@ -177,15 +183,21 @@ def measure_busy(setup: Setup, size: int) -> float:
     return len(setup.raw) / elapsed
 
 
-def measure_http(setup: Setup, module: ModuleType, size: int) -> float:
+def measure_http(setup: Setup, module: ModuleType, size: int,
+                 klein: bool = False) -> float:
     """
-    Payments per second through the RPC site's HTTP protocol.
+    Payments per second through the RPC site's HTTP protocol: with the
+    site's resource (C{POST /} without routing) when C{module} has one
+    and not C{klein}, else through the Klein routes.
     """
     node = setup.node()
     clock: Any = node.clock
     server = _server(module, node)
-    site = module.RPCSite(server.app.resource(),
-                          node.config.rpc.max_body_bytes)
+    if hasattr(module, "RPCResource") and not klein:
+        root = module.RPCResource(server)
+    else:
+        root = server.app.resource()
+    site = module.RPCSite(root, node.config.rpc.max_body_bytes)
     protocol = site.buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)
@@ -245,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                     measure_body(setup, module, options.batch))
                 runs.setdefault(prefix + "http", []).append(
                     measure_http(setup, module, options.batch))
+            runs.setdefault("http_klein_routing", []).append(
+                measure_http(setup, current_rpc, options.batch, klein=True))
         if options.profile:
             measure_body(setup, current_rpc, options.batch, options.profile)
     best = {name: max(values) for name, values in runs.items()}

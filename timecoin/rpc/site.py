@@ -30,6 +30,7 @@ from timecoin.rpc.auth import (
 )
 from timecoin.rpc.limits import ConnectionLimiter, Refusals, RPCChannel
 from timecoin.rpc.methods import RPCMethods
+from timecoin.rpc.resource import RPCResource
 from timecoin.rpc.server import RPCServer, client_of
 from timecoin.rpc.settings import RPCSettings
 from timecoin.rpc.status import status_data
@@ -163,7 +164,7 @@ def build_rpc_site(node: Node, config: Config) -> server.Site:
                     observe=metrics.observe_rpc, limits=settings,
                     clock=node.clock, refusals=refusals)
     log.info("RPC cookie written to {path}", path=str(path))
-    resource = AllowIPResource(rpc.app.resource(),
+    resource = AllowIPResource(RPCResource(rpc),
                                AllowList(settings.allow_ip),
                                refused=refusals.refused)
     site = RPCSite(resource, settings.max_body_bytes, (path, secret),
