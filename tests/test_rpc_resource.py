@@ -6,17 +6,21 @@ routing, with the same answers, failures and cancellation.
 from __future__ import annotations
 
 import base64
+import gc
 import json
 from io import BytesIO
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.web import server
 from twisted.web.test.requesthelper import DummyRequest
 
+from tests.helpers.rpc import RPCTestBase
 from timecoin.rpc.auth import BasicAuth
 from timecoin.rpc.resource import RPCResource
 from timecoin.rpc.server import RPCServer
@@ -157,3 +161,39 @@ class RPCResourceTests(unittest.TestCase):
         self.assertIn(b"Internal error", b"".join(request.written))
         self.assertEqual(request.finished, 1)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class SiteGarbageTests(RPCTestBase):
+    """
+    The RPC site as the daemon builds it, driven over its HTTP protocol.
+    """
+
+    def test_requests_leave_no_classes_behind(self) -> None:
+        """
+        A JSON-RPC request builds no class (twisted.web's form parsing of
+        a POST's Content-Type, with the C{email} package, built two a
+        request, left as cyclic garbage for the collector).
+        """
+        client = IPv4Address("TCP", "127.0.0.1", 40000)
+        protocol = self.site.buildProtocol(client)
+        transport = StringTransport(peerAddress=client)
+        protocol.makeConnection(transport)
+        self.addCleanup(protocol.connectionLost, Failure(ConnectionDone()))
+        body = b'{"jsonrpc":"2.0","id":1,"method":"getblockcount"}'
+        request = (b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   b"Authorization: " + self.auth.encode() + b"\r\n"
+                   b"Content-Type: application/json\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        protocol.dataReceived(request)  # warm: first-use imports
+        gc.collect()
+        self.addCleanup(gc.garbage.clear)
+        self.addCleanup(gc.set_debug, gc.get_debug())
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        for _ in range(5):
+            protocol.dataReceived(request)
+        gc.collect()
+        gc.set_debug(0)
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200"), 6,
+                         transport.value()[:500])
+        self.assertEqual(
+            [o for o in gc.garbage if isinstance(o, type)], [])

@@ -82,6 +82,12 @@ class RPCSite(server.Site):
     are L{RPCChannel}s counted by C{limiter}: at most
     C{limits.max_connections}, idle and request timeouts (see
     L{timecoin.rpc.limits}); refusals go to C{refusals}.
+
+    Bodies are never parsed as HTML forms (C{parsePOSTFormSubmission}
+    off): JSON-RPC reads the body itself, and twisted.web's form parsing
+    first parsed each POST's C{Content-Type} with the C{email} package,
+    which builds two classes a request (cyclic garbage for the
+    collector).
     """
 
     displayTracebacks = False
@@ -93,12 +99,14 @@ class RPCSite(server.Site):
                  clock: IReactorTime | None = None,
                  refusals: Refusals | None = None) -> None:
         if limits is None or clock is None:
-            super().__init__(resource, requestFactory=BoundedRequest)
+            super().__init__(resource, requestFactory=BoundedRequest,
+                             parsePOSTFormSubmission=False)
             self.limiter: ConnectionLimiter | None = None
         else:
             # Twisted's own idle timer is off: the channels keep theirs.
             super().__init__(resource, requestFactory=BoundedRequest,
-                             timeout=None, reactor=clock)
+                             timeout=None, reactor=clock,
+                             parsePOSTFormSubmission=False)
             self.refusals = (refusals if refusals is not None
                              else Refusals(clock))
             self.limiter = ConnectionLimiter(limits.max_connections,
