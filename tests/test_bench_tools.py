@@ -69,6 +69,33 @@ class FinalizedFeedTests(RPCTestBase):
                                          bytes([4]).hex() * 32])
         self.assertEqual(feed["cursor"], 5)
 
+    def test_poll_reads_only_the_new(self) -> None:
+        """
+        A poll reads the kept history from its newest end, as far as its
+        cursor: with 50,000 kept, one new txid costs one step, not
+        50,000.
+        """
+        class Counted(deque):  # type: ignore[type-arg]
+            steps = 0
+
+            def __iter__(self) -> Any:
+                for item in super().__iter__():
+                    Counted.steps += 1
+                    yield item
+
+            def __reversed__(self) -> Any:
+                for item in super().__reversed__():
+                    Counted.steps += 1
+                    yield item
+
+        methods = TransactionMethods(self.node)
+        methods._finalized = Counted(maxlen=100_000)
+        for n in range(50_001):
+            methods._tx_finalized(Finalized(n.to_bytes(32, "big"), 0.1))
+        feed = methods.rpc_listfinalizedsince(50_000)
+        self.assertEqual(feed["txids"], [(50_000).to_bytes(32, "big").hex()])
+        self.assertLessEqual(Counted.steps, 2)
+
 
 class BookkeepingTests(unittest.TestCase):
     """

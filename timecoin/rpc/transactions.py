@@ -389,6 +389,10 @@ class TransactionMethods:
         since = min(since, count)
         oldest = count - len(self._finalized)
         start = max(since, oldest)
-        txids = list(itertools.islice(self._finalized, start - oldest, None))
-        return {"cursor": count, "txids": [t.hex() for t in txids],
+        # The newest count - start, read from the right: a poll costs what
+        # it returns, not the whole kept history.
+        newest = list(itertools.islice(reversed(self._finalized),
+                                       count - start))
+        newest.reverse()
+        return {"cursor": count, "txids": [t.hex() for t in newest],
                 "missed": start - since}
