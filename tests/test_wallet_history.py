@@ -9,7 +9,6 @@ L{Clock}.
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,26 @@ from timecoin.notify import (
 )
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
 from timecoin.wallettxs import FILE_NAME, MINED, WalletTxEvent, WalletTxLog
+
+
+class CountedWrites:
+    """
+    A file that counts the writes made to it.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.writes = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        self.writes += 1
+        written: int = self.inner.write(data)
+        return written
+
+    def close(self) -> None:
+        self.closed = True
+        self.inner.close()
 
 
 class Customer:
@@ -301,22 +320,22 @@ class DepositTests(RPCTestBase):
                 on_file = path.read_text().count(f'"mined":"{txid}"')
                 seen.append((txid, on_file == 1))
 
-        self.node.wallet_txs.observers.connect(mined)
-        writes: list[int] = []
-        write = os.write
-        self.patch(os, "write",
-                   lambda fd, data: writes.append(fd) or write(fd, data))
-        log_fd = self.node.wallet_txs._fd
-        self.assertIsNotNone(log_fd)
+        history = self.node.wallet_txs
+        history.observers.connect(mined)
+        assert history._file is not None
+        counted = CountedWrites(history._file)
+        history._file = counted  # type: ignore[assignment]
         self.block()
-        self.assertEqual(writes.count(log_fd), 1)
+        self.assertEqual(counted.writes, 1)
         self.assertTrue(txids <= {txid for txid, _ in seen}, seen)
         self.assertTrue(all(on_file for _, on_file in seen), seen)
-        self.node.wallet_txs.close()
-        self.assertIsNone(self.node.wallet_txs._fd)
-        before = len(writes)
+        history.close()
+        self.assertIsNone(history._file)
+        self.assertTrue(counted.closed)
         self.customer.pay(deposit, Decimal(3))
-        self.assertEqual(writes[before:].count(self.node.wallet_txs._fd), 1)
+        self.assertIsNotNone(history._file)
+        # Private to the node's user, as the keys are.
+        self.assertEqual(path.stat().st_mode & 0o777, 0o600)
         reread = WalletTxLog(path, self.node.wallet, "TIME0", self.clock)
         reread.load()
         self.assertEqual(len(reread.order), len(self.node.wallet_txs.order))

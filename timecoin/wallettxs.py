@@ -32,6 +32,7 @@ start.  Keys imported later do not rescan the chain.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Callable
@@ -151,7 +152,7 @@ class WalletTxLog:
     _owned: dict[OutPoint, tuple[str, int]] = field(default_factory=dict)
     _since_mark: int = 0
     _scanning: bool = False
-    _fd: int | None = None
+    _file: io.FileIO | None = None
     _pending: list[bytes] | None = None
 
     @classmethod
@@ -278,9 +279,9 @@ class WalletTxLog:
         """
         Close the log file (the node stops); a later line opens it again.
         """
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     # Internals ---------------------------------------------------------
 
@@ -381,18 +382,20 @@ class WalletTxLog:
     def _write(self, data: bytes) -> None:
         """
         Append C{data} to the file, opened (and its directory made) at the
-        first write and kept open: one C{write} a call, no C{fsync} (a
-        crash loses at most what the start-up scan finds again).
+        first write and kept open (closed by L{close}, or when the log is
+        dropped): one C{write} a call, no C{fsync} (a crash loses at most
+        what the start-up scan finds again).
         """
         if not data:
             return
-        if self._fd is None:
+        if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path,
-                               os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._file = io.FileIO(
+                self.path, "a",
+                opener=lambda path, flags: os.open(path, flags, 0o600))
         view = memoryview(data)
         while view:
-            view = view[os.write(self._fd, view):]
+            view = view[self._file.write(view) or 0:]
 
 
 def build_sendmany(wallet: Any, coins: list[tuple[OutPoint, UtxoEntry]],
