@@ -26,16 +26,19 @@ from typing import Any
 
 from timecoin.tx import Transaction
 
-MAX_CACHED = 15_000
+MAX_CACHED = 5_000
 """Transactions remembered by default, most recently used kept (the node
 sets its own from C{[mempool] parsed_cache}).  A payment is looked up
 here for a few seconds after it is admitted: in the proposal of the next
-block, in that block committed and announced by peers.  15,000 holds a
-full mempool (10,000) and a full block's payments (about 3,600 at 2 MB)
-besides, 15 s of payments at 1,000 a second; a transaction cached costs
-about 1.3 KB (C{benchmarks/memory_sizes.py}: 20 MB full), where the
-50,000 of the first sessions, at 2.3 KB before transactions were
-slotted, took 117 MB."""
+block, in that block committed and announced by peers.  5,000 holds what
+the next blocks carry while clients are held to C{[rpc] max_unmined}
+(2,000 finalized payments waiting for a block) and C{max_undecided}
+(1,000), with room: at 1,000 payments a second a node missed as often
+with 5,000 as with the 15,000 before (36 to 39 of about 45,000 lookups),
+and peaked 25 to 30 MB lower (C{docs/performance.md}).  A miss costs a
+parse, never a wrong answer.  A transaction cached costs about 1.3 KB
+(C{benchmarks/memory_sizes.py}); one the mempool holds costs the cache
+nothing more."""
 
 
 class TxCache:
