@@ -47,6 +47,9 @@ class CountedWrites:
         written: int = self.inner.write(data)
         return written
 
+    def flush(self) -> None:
+        self.inner.flush()
+
     def close(self) -> None:
         self.closed = True
         self.inner.close()

@@ -79,18 +79,15 @@ def filter_log_level(level: str,
     beginner.beginLoggingTo = filtered  # type: ignore[method-assign]
 
 
-def collect_fully_every(middle_collections: int) -> tuple[int, int, int]:
+def collect_fully_every(middle_collections: int) -> None:
     """
     Let Python's cyclic garbage collector run a full collection at most
     once per C{middle_collections} collections of its middle generation
     (C{gc_full_every}); its other two thresholds are kept.  A process-wide
     setting, so only the daemon's start-up applies it, never a L{Node}.
-
-    @return: the thresholds it replaced, for a caller to restore.
     """
-    previous = gc.get_threshold()
-    gc.set_threshold(previous[0], previous[1], middle_collections)
-    return previous
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, middle_collections)
 
 
 class Options(usage.Options):

@@ -152,8 +152,7 @@ class WalletTxLog:
     _owned: dict[OutPoint, tuple[str, int]] = field(default_factory=dict)
     _since_mark: int = 0
     _scanning: bool = False
-    _file: io.FileIO | None = None
-    _pending: list[bytes] | None = None
+    _file: io.BufferedWriter | None = None
 
     @classmethod
     def attach(cls, node: Any) -> WalletTxLog:
@@ -262,12 +261,8 @@ class WalletTxLog:
         C{block} connected: record its wallet transactions and their
         block.
         """
-        self._pending = []
-        try:
-            mined = self._mined(block)
-        finally:
-            lines, self._pending = self._pending, None
-            self._write(b"".join(lines))
+        mined, lines = self._mined(block)
+        self._write(b"".join(lines))
         for wtx in mined:
             self._notify(wtx, MINED)
         self.scanned = max(self.scanned, block.height)
@@ -285,29 +280,32 @@ class WalletTxLog:
 
     # Internals ---------------------------------------------------------
 
-    def _mined(self, block: Any) -> list[WalletTx]:
+    def _mined(self, block: Any) -> tuple[list[WalletTx], list[bytes]]:
         """
-        Record C{block}'s wallet transactions and their block; the ones
-        newly mined, in block order.
+        Record C{block}'s wallet transactions and their block in memory:
+        the ones newly mined, in block order, and the log lines saying
+        so.
         """
         block_time = block.header.timestamp // 1000
         mined = []
+        lines = []
         for index, tx in enumerate(block.txs):
             wtx = self.txs.get(tx.txid)
             if wtx is None:
                 wtx = self._summarise(tx)
                 if wtx is None:
                     continue
-                self._append(wtx.to_line())
+                lines.append(_line(wtx.to_line()))
             elif wtx.block_hash == block.hash:
                 continue
             wtx.height, wtx.block_hash = block.height, block.hash
             wtx.block_time, wtx.block_index = block_time, index
-            self._append({"mined": tx.txid.hex(), "height": block.height,
-                          "block": block.hash.hex(), "blocktime": block_time,
-                          "index": index})
+            lines.append(_line({"mined": tx.txid.hex(),
+                                "height": block.height,
+                                "block": block.hash.hex(),
+                                "blocktime": block_time, "index": index}))
             mined.append(wtx)
-        return mined
+        return mined, lines
 
     def _summarise(self, tx: Transaction) -> WalletTx | None:
         """
@@ -370,14 +368,7 @@ class WalletTxLog:
         self._append({"scanned": height})
 
     def _append(self, obj: dict[str, Any]) -> None:
-        """
-        Add C{obj} as a line: now, or with the rest of a block's lines.
-        """
-        line = canonical(obj) + b"\n"
-        if self._pending is not None:
-            self._pending.append(line)
-        else:
-            self._write(line)
+        self._write(_line(obj))
 
     def _write(self, data: bytes) -> None:
         """
@@ -390,12 +381,18 @@ class WalletTxLog:
             return
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = io.FileIO(
-                self.path, "a",
+            self._file = open(
+                self.path, "ab",
                 opener=lambda path, flags: os.open(path, flags, 0o600))
-        view = memoryview(data)
-        while view:
-            view = view[self._file.write(view) or 0:]
+        self._file.write(data)
+        self._file.flush()
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    """
+    C{obj} as one line of the log.
+    """
+    return canonical(obj) + b"\n"
 
 
 def build_sendmany(wallet: Any, coins: list[tuple[OutPoint, UtxoEntry]],
