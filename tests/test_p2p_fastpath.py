@@ -677,14 +677,15 @@ class ConnectQueryTests(ClusterTestCase):
         sent: list[Any] = []
         self.patch(conn, "send", lambda msg: sent.append(msg) or True)
         service.gossip.peer_ready(conn)
-        asked = [t for msg in sent for t in msg.txids]
+        asked = [t for msg in sent if isinstance(msg, GetTxVotes)
+                 for t in msg.txids]
         self.assertEqual(asked, [fan.txid])
         self.cluster.advance(1)
         self.assertEqual(node.mempool.state_of(fan.txid), "finalized")
         self.assertNotIn(fan.txid, node.finality.open_txids(10)[0])
         sent.clear()
         service.gossip.peer_ready(conn)
-        self.assertEqual(sent, [])
+        self.assertEqual([m for m in sent if isinstance(m, GetTxVotes)], [])
 
     def test_rejected_ones_asked_for_final_approvals(self) -> None:
         """
@@ -699,8 +700,37 @@ class ConnectQueryTests(ClusterTestCase):
         sent: list[Any] = []
         self.patch(conn, "send", lambda msg: sent.append(msg) or True)
         service.gossip.peer_ready(conn)
-        self.assertEqual(sent, [GetTxVotes((undecided,), False),
-                                GetTxVotes((rejected,), True)])
+        self.assertEqual([m for m in sent if isinstance(m, GetTxVotes)],
+                         [GetTxVotes((undecided,), False),
+                          GetTxVotes((rejected,), True)])
+
+    def test_not_asked_in_a_dense_mesh(self) -> None:
+        """
+        With more than C{relay_fanout} other ready peers a new peer is not
+        asked (votes reach us in bundles and by relay, and the periodic
+        queries ask about what stalls); with C{relay_fanout} others or
+        fewer it is (a node coming back from isolation asks its first
+        peers).
+        """
+        service = service_of(self.cluster, 0)
+        gossip = service.gossip
+        self.patch(node_of(self.cluster, 0).finality, "open_txids",
+                   lambda limit: ([b"\x01" * 32], []))
+        conn = service.manager.peers.ready[IPS[1]]
+        self.assertEqual(len(service.manager.peers.ready), 3)
+        sent: list[Any] = []
+        self.patch(conn, "send", lambda msg: sent.append(msg) or True)
+        self.patch(gossip, "settings", replace(gossip.settings,
+                                               relay_fanout=1))
+        gossip.peer_ready(conn)
+        self.assertEqual([m for m in sent if isinstance(m, GetTxVotes)], [])
+        self.assertEqual(
+            gossip.counters["votes-query-on-connect-skipped:dense"], 1)
+        self.patch(gossip, "settings", replace(gossip.settings,
+                                               relay_fanout=2))
+        gossip.peer_ready(conn)
+        self.assertEqual([m for m in sent if isinstance(m, GetTxVotes)],
+                         [GetTxVotes((b"\x01" * 32,), False)])
 
     def test_reconnected_peer_gets_asked(self) -> None:
         """

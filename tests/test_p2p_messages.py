@@ -46,6 +46,7 @@ from timecoin.p2p.messages import (
     blocks_reply,
     parse_line,
 )
+from timecoin.p2p.reach import ReachMsg
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +101,7 @@ def golden() -> list[tuple[Message, str]]:
         (Error("wrong-genesis", "ours is ab"),
          '{"detail":"ours is ab","reason":"wrong-genesis","type":"error"}'),
         (Ping(42), '{"nonce":42,"type":"ping"}'),
+        (ReachMsg(True), '{"every":true,"type":"reach"}'),
         (Pong(42), '{"nonce":42,"type":"pong"}'),
         (GetPeers(3), '{"id":3,"type":"get_peers"}'),
         (Peers(3, ("10.0.0.1:24200", "[::1]:24200")),

@@ -63,8 +63,10 @@ class HandshakeTests(ProtocolTestBase):
                 wire.feed(self.proof())
                 self.assertEqual(wire.proto.state, State.READY)
                 self.assertIs(self.manager.peers.ready[PEER_IP], wire.proto)
+                # The peer is the only other masternode: we reach every
+                # one (timecoin.p2p.reach).
                 self.assertEqual(sorted(wire.sent_types()),
-                                 ["get_peers", "ping"])
+                                 ["get_peers", "ping", "reach"])
                 wire.proto.close("test")
                 wire.lose()
                 self.assertNotIn(PEER_IP, self.manager.peers.ready)

@@ -50,6 +50,7 @@ from timecoin.finality import TxVoteBatch
 from timecoin.p2p.caches import SeenCache
 from timecoin.p2p.dependencies import Connection, Handler, PeerSet
 from timecoin.p2p.messages import Message, _field, register
+from timecoin.p2p.reach import reaches_every_masternode
 from timecoin.p2p.settings import P2PSettings
 
 if TYPE_CHECKING:
@@ -345,18 +346,6 @@ class Aggregation:
             self._flush_call = self.clock.callLater(
                 self.settings.aggregate_delay, self.flush)
 
-    def _reaches_every_masternode(self) -> bool:
-        """
-        Whether every other masternode of the next height's snapshot is
-        one of our ready peers (a bundle we send then reaches them all).
-        """
-        chain = self.node.chain
-        connected = {conn.hello.pubkey for conn in self.peerset.ready.values()
-                     if conn.hello is not None}
-        connected.add(self.node.key.public)
-        return all(m.pubkey in connected
-                   for m in chain.snapshot_for(chain.height + 1))
-
     def take(self) -> list[Item]:
         """
         What was gathered for the next bundle, no longer pending.
@@ -390,7 +379,8 @@ class Aggregation:
                 batches.append(item)
                 batch_lines.append(line)
         bundle = VoteBundleMsg(tuple(votes), tuple(batches),
-                               not self._reaches_every_masternode(),
+                               not reaches_every_masternode(
+                                   self.peerset, self.node.key.public),
                                (tuple(vote_lines), tuple(batch_lines)))
         self.counters["bundles-sent"] += 1
         self.peerset.relay(bundle)

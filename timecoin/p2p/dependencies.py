@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from enum import StrEnum
 from types import MethodType
 from typing import Any, Protocol, TypeVar
@@ -82,6 +83,7 @@ class Connection(Protocol):
     ready_serial: int
     line_digest: bytes | None
     known: KnownSet
+    reaches: bool
 
     @property
     def peer(self) -> str:
@@ -170,6 +172,11 @@ class PeerSet(Protocol):
     def dense(self) -> bool:
         """
         Whether there are more than C{relay_fanout} ready peers.
+        """
+
+    def masternodes(self) -> AbstractSet[bytes]:
+        """
+        The keys of the masternodes of the next height's snapshot.
         """
 
     def by_pubkey(self, pubkey: bytes) -> Connection | None:

@@ -78,6 +78,7 @@ from timecoin.p2p.messages import (
 )
 from timecoin.p2p.orphans import OrphanVotes
 from timecoin.p2p.outbox import TxOutbox
+from timecoin.p2p.reach import Reach
 from timecoin.p2p.settings import P2PSettings
 from timecoin.tx import Transaction
 
@@ -148,6 +149,7 @@ class Gossip:
                                          self.counters)
         self.aggregation = Aggregation(node, peerset, clock, settings)
         self.aggregation.route("batches", self.bundled_batch)
+        self.reach = Reach(node, peerset, self.counters)
         self._turn = 0
 
     def handlers(self) -> dict[str, Handler]:
@@ -159,7 +161,8 @@ class Gossip:
                 "tx_votes": self.batch_received,
                 "get_tx_votes": self.votes_requested,
                 **self.heartbeats.handlers(),
-                **self.aggregation.handlers()}
+                **self.aggregation.handlers(),
+                **self.reach.handlers()}
 
     def stop(self) -> None:
         """
@@ -231,8 +234,9 @@ class Gossip:
 
     def peer_ready(self, conn: Connection) -> None:
         """
-        A peer connected (or reconnected after a partition): ask it for
-        the votes it holds on what is open here
+        A peer connected (or reconnected after a partition): tell it
+        whether we reach every masternode (L{timecoin.p2p.reach}), and ask
+        it for the votes it holds on what is open here
         (L{timecoin.finality.Finality.open_txids}): every vote on the
         undecided ones, and the approvals of those it holds final among
         the recently rejected ones (as L{query_stalled} asks; every vote
@@ -242,7 +246,21 @@ class Gossip:
         would otherwise never see the votes that finalized a transaction
         elsewhere and keep it rejected (the simulator found it: seed 628
         of seven masternodes).
+
+        Not when we were in a dense mesh already (more than
+        C{relay_fanout} other ready peers): the votes reach us in their
+        aggregators' bundles and by relay, and the periodic queries ask
+        about what stalls; the answers of every peer a mesh connects while
+        payments are open, each every vote it holds, were most of the vote
+        lines at 30 masternodes (issue 19).  A node coming back from
+        isolation asks its first peers.
         """
+        self.reach.peer_ready(conn)
+        ready = self.peerset.ready
+        others = len(ready) - (ready.get(conn.peer_key) is conn)
+        if 0 < self.settings.relay_fanout < others:
+            self.counters["votes-query-on-connect-skipped:dense"] += 1
+            return
         undecided, rejected = self.node.finality.open_txids(
             MAX_QUERY_ON_CONNECT)
         for txids, final in ((undecided, False), (rejected, True)):
@@ -250,6 +268,13 @@ class Gossip:
                 self.counters["votes-queried-on-connect"] += 1
                 conn.send(GetTxVotes(tuple(
                     txids[start:start + MAX_TXIDS_PER_QUERY]), final))
+
+    def peer_gone(self) -> None:
+        """
+        A connection ended: tell the peers if we no longer reach every
+        masternode.
+        """
+        self.reach.update()
 
     def query_stalled(self) -> None:
         """

@@ -323,6 +323,8 @@ class PeerManager:
         self.peers.connections.discard(conn)
         self.slots.release(conn, conn.close_reason or "connection lost")
         self.peers.forget(conn)
+        if self.gossip is not None:
+            self.gossip.peer_gone()
         self.dialing.schedule_maintain()
 
     def closing(self, conn: PeerProtocol, reason: str, detail: str) -> None:

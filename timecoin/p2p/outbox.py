@@ -9,7 +9,9 @@ C{tx_batch_bytes} bytes.  In a dense mesh (more than C{relay_fanout}
 ready peers) a transaction from a peer goes to at most
 C{relay_fanout_direct} of the others, chosen at random: the node that
 admitted it first sent it to all its peers, so a relay only repairs a
-loss (as for votes: L{timecoin.p2p.registry.PeerRegistry.relay}).
+loss (as for votes: L{timecoin.p2p.registry.PeerRegistry.relay}); and
+only to peers that are not masternodes when the peer it came from said it
+reaches every masternode (L{timecoin.p2p.reach}).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from timecoin.p2p.messages import (
     txs_entry,
     txs_line,
 )
+from timecoin.p2p.reach import not_masternodes
 from timecoin.p2p.settings import P2PSettings
 from timecoin.tx import Transaction
 
@@ -115,6 +118,13 @@ class TxOutbox:
         if source is None or not self.peerset.dense():
             return None
         others = [c for c in ready.values() if c is not source]
+        if source.reaches:
+            # The peer that sent it reached every masternode: only peers
+            # that are not masternodes may lack it (timecoin.p2p.reach).
+            outside = not_masternodes(others, self.peerset.masternodes())
+            self.counters["txs-relay-skipped:reached"] += \
+                len(others) - len(outside)
+            others = outside
         picked = self.peerset.rng.sample(
             others, min(settings.relay_fanout_direct, len(others)))
         self.counters["txs-relay-skipped:fanout"] += len(others) - len(picked)

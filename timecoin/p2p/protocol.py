@@ -145,6 +145,9 @@ class PeerProtocol(LineOnlyReceiver):
         them to us, or we to it, over this connection): the manager's
         relay never sends it one of them
         (L{timecoin.p2p.registry.PeerRegistry.relay})."""
+        self.reaches = False
+        """Whether the peer said it has a connection to every masternode
+        (L{timecoin.p2p.reach}): a relay then skips the masternodes."""
 
     def __repr__(self) -> str:
         return f"<PeerProtocol {self.peer} {self.direction} {self.state}>"

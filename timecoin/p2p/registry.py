@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Generic, TypeVar
 
 from twisted.internet.interfaces import IReactorTime
@@ -25,6 +27,7 @@ from timecoin.p2p.caches import LineCache
 from timecoin.p2p.dependencies import Connection, Dialer
 from timecoin.p2p.messages import Message
 from timecoin.p2p.peers import PeerTable
+from timecoin.p2p.reach import not_masternodes
 from timecoin.p2p.scoring import Scores
 from timecoin.p2p.settings import P2PSettings
 
@@ -50,11 +53,16 @@ class PeerRegistry(Generic[C]):
         it).
     @ivar lines: digests of gossip lines already handled (repeats are
         dropped before parsing; L{timecoin.p2p.protocol.PeerProtocol}).
+    @ivar masternodes: the keys of the masternodes of the next height's
+        snapshot (L{timecoin.p2p.reach.SnapshotKeys}; none when not
+        given).
     """
 
     def __init__(self, clock: IReactorTime, settings: P2PSettings,
-                 rng: random.Random, table: PeerTable,
-                 scores: Scores) -> None:
+                 rng: random.Random, table: PeerTable, scores: Scores,
+                 masternodes: Callable[[], AbstractSet[bytes]] = frozenset,
+                 ) -> None:
+        self.masternodes = masternodes
         self.clock = clock
         self.settings = settings
         self.rng = rng
@@ -197,7 +205,10 @@ class PeerRegistry(Generic[C]):
         signer sends its messages to all its peers, so in a dense mesh the
         others have it from the signer (or soon will) and a relay only
         repairs a loss, while in a sparse overlay a node that is not the
-        signer's neighbour carries it on to most of its peers.
+        signer's neighbour carries it on to most of its peers.  When that
+        peer said it reaches every masternode (L{timecoin.p2p.reach}),
+        none of them needs the repair: the relay goes only to peers that
+        are not masternodes, C{relay_fanout_direct} of them at most.
 
         With C{resend_after} (our periodic re-broadcast), a peer known to
         hold it gets it again once that many seconds passed since it was
@@ -222,9 +233,14 @@ class PeerRegistry(Generic[C]):
         fanout = 0
         settings = self.settings
         if source is not None and signer is not None and self.dense():
-            fanout = settings.relay_fanout_direct \
-                if self.by_pubkey(signer) is not None \
+            direct = self.by_pubkey(signer)
+            fanout = settings.relay_fanout_direct if direct is not None \
                 else settings.relay_fanout
+            if direct is not None and direct.reaches:
+                outside = not_masternodes(targets, self.masternodes())
+                self.count("relay-skipped:reached",
+                           len(targets) - len(outside))
+                targets = outside
         if fanout and len(targets) > fanout:
             self.count("relay-skipped:fanout", len(targets) - fanout)
             targets = self.rng.sample(targets, fanout)

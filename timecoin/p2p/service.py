@@ -37,6 +37,7 @@ from timecoin.p2p.protocol import (
     PeerProtocol,
     PeerServerFactory,
 )
+from timecoin.p2p.reach import SnapshotKeys
 from timecoin.p2p.registry import PeerRegistry
 from timecoin.p2p.scoring import Scores
 from timecoin.p2p.settings import P2PSettings
@@ -92,7 +93,8 @@ class P2PService(Service):
         # The registry first, the relays against it, then the manager
         # given the relays (their handlers merge into its one table).
         peers: PeerRegistry[PeerProtocol] = PeerRegistry(
-            reactor, settings, self.rng, self.table, self.scores)
+            reactor, settings, self.rng, self.table, self.scores,
+            SnapshotKeys(node))
         self.gossip = Gossip(node, peers, reactor, settings)
         self.sync = BlockSync(node, peers, self.gossip, reactor, settings,
                               node.sync_status)
@@ -152,6 +154,8 @@ class P2PService(Service):
         self._loop(self.manager.dialing.maintain, settings.maintain_interval)
         self._loop(self.sync.poll, settings.tip_interval)
         self._loop(self.gossip.expire_orphans, settings.relay_interval)
+        # The snapshot changes with blocks (timecoin.p2p.reach).
+        self._loop(self.gossip.reach.update, settings.relay_interval)
         self._loop(self.table.save, settings.save_interval)
         self._started = True
         self.manager.start()
