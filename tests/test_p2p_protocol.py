@@ -63,10 +63,8 @@ class HandshakeTests(ProtocolTestBase):
                 wire.feed(self.proof())
                 self.assertEqual(wire.proto.state, State.READY)
                 self.assertIs(self.manager.peers.ready[PEER_IP], wire.proto)
-                # The peer is the only other masternode: we reach every
-                # one (timecoin.p2p.reach).
                 self.assertEqual(sorted(wire.sent_types()),
-                                 ["get_peers", "ping", "reach"])
+                                 ["get_peers", "ping"])
                 wire.proto.close("test")
                 wire.lose()
                 self.assertNotIn(PEER_IP, self.manager.peers.ready)

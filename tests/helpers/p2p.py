@@ -34,6 +34,7 @@ from timecoin.p2p.messages import (
 )
 from timecoin.p2p.peers import PeerTable
 from timecoin.p2p.protocol import PeerClientFactory, PeerProtocol
+from timecoin.p2p.reach import SnapshotKeys
 from timecoin.p2p.registry import PeerRegistry
 from timecoin.p2p.scoring import Scores
 from timecoin.p2p.settings import P2PSettings
@@ -122,7 +123,8 @@ class ProtocolTestBase(unittest.TestCase):
         self.scores = Scores(self.clock, ban_seconds=600)
         peers: PeerRegistry[PeerProtocol] = PeerRegistry(
             self.clock, self.settings, random.Random(7),
-            PeerTable(None, self.clock), self.scores)
+            PeerTable(None, self.clock), self.scores,
+            SnapshotKeys(self.node))
         gossip = self.gossip = Gossip(self.node, peers, self.clock,
                                       self.settings)
         sync = BlockSync(self.node, peers, gossip, self.clock, self.settings,

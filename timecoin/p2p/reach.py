@@ -9,8 +9,9 @@ link to one: about three copies of each such message reached every node
 of a 30-masternode mesh, although nearly every sender was connected to
 every masternode.
 
-So a node that has a ready connection to every other masternode of the
-next height's snapshot says so to its peers (C{reach}, protocol 4), and
+So a node of a dense mesh that has a ready connection to every other
+masternode of the next height's snapshot says so to its peers (C{reach},
+protocol 4; a small network sends none), and
 says so again whenever that changes (a connection lost or made, a
 masternode joining or leaving).  A receiver then relays a message whose
 signer is such a peer (for a transaction: the peer that sent it) only to
@@ -97,12 +98,15 @@ class SnapshotKeys:
 def reaches_every_masternode(peerset: PeerSet, me: bytes) -> bool:
     """
     Whether every masternode of the next height's snapshot but C{me} is
-    one of C{peerset}'s ready peers.
+    one of C{peerset}'s ready peers (not when the snapshot is not known).
     """
+    masternodes = peerset.masternodes()
+    if not masternodes:
+        return False
     connected = {conn.hello.pubkey for conn in peerset.ready.values()
                  if conn.hello is not None}
     connected.add(me)
-    return peerset.masternodes() <= connected
+    return masternodes <= connected
 
 
 C = TypeVar("C", bound=Connection)
@@ -155,9 +159,12 @@ class Reach:
         """
         Tell every peer that speaks C{reach} if whether we reach every
         masternode changed (called when a connection is made or lost, and
-        periodically for the snapshot's changes).
+        periodically for the snapshot's changes).  Only in a dense mesh:
+        with at most C{relay_fanout} peers every message is flooded
+        anyway, and a small network sends no C{reach} line at all.
         """
-        every = reaches_every_masternode(self.peerset, self.node.key.public)
+        every = self.peerset.dense() and reaches_every_masternode(
+            self.peerset, self.node.key.public)
         if every != self.every:
             self.every = every
             self.counters[f"reach-sent:{str(every).lower()}"] += 1
