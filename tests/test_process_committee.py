@@ -95,3 +95,14 @@ class CommitteeDevnetTests(unittest.TestCase):
         for i, c in enumerate(counters):
             self.assertGreater(c.get("bundles-received", 0), 0, f"node{i}")
             self.assertGreater(c.get("confirmed", 0), 0, f"node{i}")
+        # Each connected to the eleven others, every node said so
+        # (timecoin.p2p.reach), and the nodes relayed the blocks,
+        # proposals and heartbeats of such peers to no other masternode.
+        infos = [self.call(i, "getnetworkinfo") for i in range(NODES)]
+        for i, info in enumerate(infos):
+            self.assertGreater(info["gossip"].get("reach-sent:true", 0), 0,
+                               f"node{i}")
+            self.assertGreater(
+                info["gossip"].get("reach-received:true", 0), 0, f"node{i}")
+        self.assertGreater(sum(info["counters"].get("relay-skipped:reached", 0)
+                               for info in infos), 0)
