@@ -28,6 +28,16 @@ anyway when a link breaks: consensus re-broadcasts its round, block sync
 asks for missing blocks, and undecided transactions are announced again
 and their votes asked for (L{timecoin.p2p.gossip.Gossip.query_stalled}).
 
+A peer that lies (says C{true} and sends its own messages to only some
+of its peers) withholds its own messages from the others, which it could
+do anyway; the claim changes nothing about the messages other nodes
+sign.  The one thing it reaches further: a transaction a liar passes on
+first is relayed by the nodes it reached first to no masternode, so a
+node the transaction's first sender had no link to waits for its
+re-announcement (L{timecoin.p2p.gossip.Gossip.query_stalled}) -- a
+delay, as from a peer that relays nothing.  The simulator's C{reach-liar}
+Byzantine masternode lies this way (L{timecoin.testing.simulation}).
+
 Imports only L{timecoin.encoding}, L{timecoin.p2p.dependencies} and
 L{timecoin.p2p.messages}.
 """
@@ -155,16 +165,22 @@ class Reach:
         conn.reaches = msg.every
         self.counters[f"reach-received:{str(msg.every).lower()}"] += 1
 
+    def reaches(self) -> bool:
+        """
+        Whether we are in a dense mesh and reach every masternode: with at
+        most C{relay_fanout} peers every message is flooded anyway, and a
+        small network sends no C{reach} line at all.
+        """
+        return self.peerset.dense() and reaches_every_masternode(
+            self.peerset, self.node.key.public)
+
     def update(self) -> None:
         """
-        Tell every peer that speaks C{reach} if whether we reach every
-        masternode changed (called when a connection is made or lost, and
-        periodically for the snapshot's changes).  Only in a dense mesh:
-        with at most C{relay_fanout} peers every message is flooded
-        anyway, and a small network sends no C{reach} line at all.
+        Tell every peer that speaks C{reach} if L{reaches} changed (called
+        when a connection is made or lost, and periodically for the
+        snapshot's changes).
         """
-        every = self.peerset.dense() and reaches_every_masternode(
-            self.peerset, self.node.key.public)
+        every = self.reaches()
         if every != self.every:
             self.every = every
             self.counters[f"reach-sent:{str(every).lower()}"] += 1

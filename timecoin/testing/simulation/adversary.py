@@ -82,6 +82,9 @@ class Adversary:
     - C{address-poisoner}: answers C{get_peers} with a full reply of
       unreachable addresses (10.99.x.y).  It does not push them
       unasked: an unsolicited C{peers} is an offence.
+    - C{reach-liar}: in a dense mesh, says it reaches every masternode
+      (L{timecoin.p2p.reach}) and sends its own proposals and votes to
+      half of its peers, so that nobody relays them to the other half.
     """
 
     def __init__(self, host: SimNode, behaviours: frozenset[str],
@@ -114,6 +117,9 @@ class Adversary:
             vars(service.manager)["_serve_peers"] = self._poison
         if "silent" in self.behaviours:
             vars(service.gossip.aggregation)["flush"] = self._echo_only
+        if "reach-liar" in self.behaviours:
+            vars(service.gossip.reach)["reaches"] = \
+                service.manager.peers.dense
         self._schedule()
 
     def _echo_only(self) -> None:
@@ -272,6 +278,11 @@ class Adversary:
             self._send(wrap(message), a)  # type: ignore[arg-type]
             self._send(BlockVoteMsg(twin_vote), b)
             self.counters["double-voted"] += 1
+            return
+        if "reach-liar" in self.behaviours and \
+                service.manager.peers.dense():
+            self.counters["reach-lied"] += 1
+            self._send(wrap(message), self._halves()[0])  # type: ignore[arg-type]
             return
         self._send(wrap(message))  # type: ignore[arg-type]
 

@@ -25,7 +25,11 @@ CONSENSUS_BEHAVIOURS = frozenset({"equivocate", "double-vote", "forge",
 L{timecoin.testing.simulation.adversary.Adversary})."""
 P2P_BEHAVIOURS = frozenset({"height-liar", "non-reader", "address-poisoner"})
 """What a Byzantine masternode may do as a hostile peer."""
-BEHAVIOURS = CONSENSUS_BEHAVIOURS | P2P_BEHAVIOURS
+REACH_LIAR = "reach-liar"
+"""A hostile peer of a dense mesh: says it reaches every masternode and
+sends its own proposals and votes to half of its peers (drawn from a
+stream of its own, so the plans drawn before it are unchanged)."""
+BEHAVIOURS = CONSENSUS_BEHAVIOURS | P2P_BEHAVIOURS | {REACH_LIAR}
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,10 @@ class FaultPlan:
         p2p_rng = random.Random(repr(rng.getstate()))
         behaviours = {i: b | {p for p in sorted(P2P_BEHAVIOURS)
                               if p2p_rng.random() < 0.5 and not lifecycle}
+                      for i, b in behaviours.items()}
+        liar_rng = random.Random(repr(p2p_rng.getstate()))
+        behaviours = {i: b | ({REACH_LIAR} if liar_rng.random() < 0.5
+                              and not lifecycle else set())
                       for i, b in behaviours.items()}
         hosts = nodes + joiners
         if not faults:
