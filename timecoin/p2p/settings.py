@@ -30,7 +30,7 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {
     "block_vote": (500.0, 2000.0),
     "heartbeat": (400.0, 2000.0),
     "vote_bundle": (2000.0, 4000.0),
-    "reach": (1.0, 10.0),
+    "reach": (10.0, 50.0),
 }
 """Per peer and message type: (tokens per second, bucket size).  A batch
 takes one token per item (C{txs}: per transaction).  Responses (C{peers},
