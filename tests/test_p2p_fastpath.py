@@ -704,18 +704,22 @@ class ConnectQueryTests(ClusterTestCase):
                          [GetTxVotes((undecided,), False),
                           GetTxVotes((rejected,), True)])
 
-    def test_not_asked_in_a_dense_mesh(self) -> None:
+    def test_dense_mesh_asks_only_about_rejected_ones(self) -> None:
         """
-        With more than C{relay_fanout} other ready peers a new peer is not
-        asked (votes reach us in bundles and by relay, and the periodic
-        queries ask about what stalls); with C{relay_fanout} others or
-        fewer it is (a node coming back from isolation asks its first
-        peers).
+        With more than C{relay_fanout} other ready peers a new peer is
+        asked only for the approvals it holds final on the recently
+        rejected transactions (votes on undecided ones come in bundles and
+        by relay, and the periodic queries ask about what stalls; a
+        rejected one may have been finalized on the other side of a
+        partition that just healed); with C{relay_fanout} others or fewer
+        it is asked about both, as a node coming back from isolation asks
+        its first peers.
         """
         service = service_of(self.cluster, 0)
         gossip = service.gossip
+        undecided, rejected = b"\x01" * 32, b"\x02" * 32
         self.patch(node_of(self.cluster, 0).finality, "open_txids",
-                   lambda limit: ([b"\x01" * 32], []))
+                   lambda limit: ([undecided], [rejected]))
         conn = service.manager.peers.ready[IPS[1]]
         self.assertEqual(len(service.manager.peers.ready), 3)
         sent: list[Any] = []
@@ -723,14 +727,17 @@ class ConnectQueryTests(ClusterTestCase):
         self.patch(gossip, "settings", replace(gossip.settings,
                                                relay_fanout=1))
         gossip.peer_ready(conn)
-        self.assertEqual([m for m in sent if isinstance(m, GetTxVotes)], [])
+        self.assertEqual([m for m in sent if isinstance(m, GetTxVotes)],
+                         [GetTxVotes((rejected,), True)])
         self.assertEqual(
             gossip.counters["votes-query-on-connect-skipped:dense"], 1)
+        sent.clear()
         self.patch(gossip, "settings", replace(gossip.settings,
                                                relay_fanout=2))
         gossip.peer_ready(conn)
         self.assertEqual([m for m in sent if isinstance(m, GetTxVotes)],
-                         [GetTxVotes((b"\x01" * 32,), False)])
+                         [GetTxVotes((undecided,), False),
+                          GetTxVotes((rejected,), True)])
 
     def test_reconnected_peer_gets_asked(self) -> None:
         """
