@@ -162,6 +162,8 @@ class RelayTests(ReachTestBase):
         self.assertEqual(len(self.got(first)), 1)
         self.peers[53].feed(ReachMsg(True))
         self.assertTrue(self.peers[53].proto.reaches)
+        self.assertTrue(
+            self.peers[53].proto.info()["reaches_every_masternode"])
         self.assertEqual(self.gossip.counters["reach-received:true"], 1)
         for round in (1, 2, 3, 4):
             msg = vote(53, round)

@@ -106,3 +106,6 @@ class CommitteeDevnetTests(unittest.TestCase):
                 info["gossip"].get("reach-received:true", 0), 0, f"node{i}")
         self.assertGreater(sum(info["counters"].get("relay-skipped:reached", 0)
                                for info in infos), 0)
+        peers = self.call(0, "getpeerinfo")
+        self.assertEqual(len(peers), NODES - 1)
+        self.assertTrue(all(p["reaches_every_masternode"] for p in peers))

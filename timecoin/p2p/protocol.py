@@ -352,6 +352,7 @@ class PeerProtocol(LineOnlyReceiver):
             "connected_since": self.connected_at,
             "ready_since": self.ready_at,
             "ban_score": self.manager.scores.score(self.peer_key or self.ip),
+            "reaches_every_masternode": self.reaches,
         }
 
 

@@ -41,7 +41,9 @@ class NetworkMethods:
 
         One object per connected peer: identity, address, direction,
         state, node key, height, ping round-trip time (rtt, seconds),
-        bytes and messages sent and received, connection time.
+        bytes and messages sent and received, connection time, and
+        whether it said it reaches every masternode (reaches_every_masternode:
+        its messages are then not relayed to masternodes).
         """
         return self._p2p().peer_info()
 
