@@ -31,7 +31,10 @@ catch-up, misbehaviour scores and the service that runs it all.
 - L{timecoin.p2p.gossip}: relay of transactions, votes and blocks, with
   L{timecoin.p2p.outbox} (C{txs} batches), L{timecoin.p2p.admission}
   (admission of peers' transactions), L{timecoin.p2p.orphans} (orphan
-  votes) and L{timecoin.p2p.heartbeats} (heartbeat relay);
+  votes), L{timecoin.p2p.heartbeats} (heartbeat relay),
+  L{timecoin.p2p.aggregation} (votes through an aggregator in a dense
+  mesh) and L{timecoin.p2p.reach} (whether a peer reaches every
+  masternode);
   L{timecoin.p2p.consensus_relay}: relay of proposals and block votes.
 - L{timecoin.p2p.sync}: catch-up by block ranges, a package split by
   object (its docstring lists the parts); C{BlockSync} coordinates them.
