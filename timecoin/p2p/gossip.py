@@ -247,18 +247,15 @@ class Gossip:
         elsewhere and keep it rejected (the simulator found it: seed 628
         of seven masternodes).
 
-        The undecided ones are not asked about when we were in a dense
-        mesh already (more than C{relay_fanout} other ready peers): their
-        votes reach us in their aggregators' bundles and by relay, and the
-        periodic queries ask about them while they stall; the answers of
-        every peer a forming mesh connected while payments were open, each
-        every vote it held, were most of the vote lines at 30 masternodes
-        (issue 19).  The rejected ones always are (an answer is empty
-        unless the peer holds one final): after a partition heals it is
-        how a node whose periodic queries ran out while it was cut off
-        learns of a payment the other side finalized (skipping it too
-        left one rejected on three of twelve nodes: seed 102 of twelve
-        masternodes with reach liars).
+        Not about the undecided ones if we were in a dense mesh already
+        (more than C{relay_fanout} other peers): their votes come in
+        bundles and by relay, and the periodic queries ask while they
+        stall; the answers, each every vote a peer held, were most of the
+        vote lines of a forming 30-masternode mesh (issue 19).  Always
+        about the rejected ones (an answer is empty unless the peer holds
+        one final): after a partition heals, that is how a node whose
+        periodic queries ran out learns of a payment the other side
+        finalized (seed 102 of twelve masternodes with reach liars).
         """
         self.reach.peer_ready(conn)
         undecided, rejected = self.node.finality.open_txids(
@@ -273,13 +270,6 @@ class Gossip:
                 self.counters["votes-queried-on-connect"] += 1
                 conn.send(GetTxVotes(tuple(
                     txids[start:start + MAX_TXIDS_PER_QUERY]), final))
-
-    def peer_gone(self) -> None:
-        """
-        A connection ended: tell the peers if we no longer reach every
-        masternode.
-        """
-        self.reach.update()
 
     def query_stalled(self) -> None:
         """

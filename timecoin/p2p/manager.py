@@ -324,7 +324,8 @@ class PeerManager:
         self.slots.release(conn, conn.close_reason or "connection lost")
         self.peers.forget(conn)
         if self.gossip is not None:
-            self.gossip.peer_gone()
+            # We may no longer reach every masternode (timecoin.p2p.reach).
+            self.gossip.reach.update()
         self.dialing.schedule_maintain()
 
     def closing(self, conn: PeerProtocol, reason: str, detail: str) -> None:
