@@ -11,6 +11,7 @@ transaction with batched votes.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -507,6 +508,28 @@ class TimeoutAndRestartTests(unittest.TestCase):
             self.assertTrue(all(tx_vote_ok(v, "devnet") for v in votes))
 
 
+def minority(synced: Callable[[], bool] = lambda: True,
+             store: MemoryStore | None = None) -> tuple[
+        Harness, Finality, Transaction, Transaction, Any]:
+    """
+    The harness masternode (on C{store}, if given), a minority in a
+    three-member snapshot, with a vote timeout of 3 s; A and B spend its
+    coin, neither submitted.  Returns the harness, its engine, A, B and
+    the snapshot.
+    """
+    h = Harness(funds=[10 * params.COIN], store=store)
+    bigger = make_snapshot([*h.chain.snapshot_for(1), *(
+        Masternode(key(i).public, "x:1", addr(key(i)), "free")
+        for i in (5, 6))])
+    h.chain.snapshot_for = lambda height: bigger  # type: ignore
+    found = engine(h, masternode=True, timeout=3,
+                   settings=FinalitySettings(batch_delay=0))
+    found.synced = synced
+    a = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
+    b = h.pay([h.funding()], [(addr(key(3)), 9 * params.COIN)])
+    return h, found, a, b, bigger
+
+
 def approved_then_timed_out(test: unittest.TestCase) -> tuple[
         Harness, Finality, Transaction, Transaction, Any]:
     """
@@ -514,15 +537,7 @@ def approved_then_timed_out(test: unittest.TestCase) -> tuple[
     approves A, which times out; B spends A's coin, not yet submitted.
     Returns the harness, its engine, A, B and the snapshot.
     """
-    h = Harness(funds=[10 * params.COIN])
-    bigger = make_snapshot([*h.chain.snapshot_for(1), *(
-        Masternode(key(i).public, "x:1", addr(key(i)), "free")
-        for i in (5, 6))])
-    h.chain.snapshot_for = lambda height: bigger  # type: ignore
-    found = engine(h, masternode=True, timeout=3,
-                   settings=FinalitySettings(batch_delay=0))
-    a = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
-    b = h.pay([h.funding()], [(addr(key(3)), 9 * params.COIN)])
+    h, found, a, b, bigger = minority()
     result_of(found.submit(a))
     h.clock.advance(3.1)
     test.assertEqual(h.mempool.rejected[a.txid], "vote-timeout")
@@ -598,6 +613,105 @@ class RejectionKeepsInputsTests(unittest.TestCase):
         mine = h.mempool.entries[b.txid].votes[h.mn_key.public]
         self.assertEqual(mine.decision, REJECT)
         self.assertIsNone(found.released.extend([a.txid], h.chain.height))
+
+
+class UnvotedLockKeepsInputsTests(unittest.TestCase):
+    """
+    A masternode that rejected a contender of a transaction it held
+    locked, without having voted on that transaction, does not approve
+    the contender later while its rejection can count.
+    """
+
+    def test_rejected_contender_never_approved_after_restart(self) -> None:
+        """
+        The harness masternode locks A while behind (no vote), then,
+        caught up, rejects B, A's contender.  Both time out.  Restarted on
+        its store (which forgets its vote on B), it is sent B again: B is
+        no contender any more, and without A's kept inputs it got approve,
+        and other nodes held both votes (fifty masternodes, seed 53).  It
+        gets reject; A itself would get approve.
+        """
+        caught_up = [False]
+        h, found, a, b, bigger = minority(lambda: caught_up[0])
+        result_of(found.submit(a))
+        self.assertNotIn(h.mn_key.public, h.mempool.entries[a.txid].votes)
+        caught_up[0] = True
+        result_of(found.submit(b))
+        mine = found.subjects.get(b.txid).votes[h.mn_key.public]
+        self.assertEqual(mine.decision, REJECT)
+        h.clock.advance(3.1)
+        self.assertEqual(h.mempool.rejected[a.txid], "vote-timeout")
+        record = decode_record(result_of(h.store.get_tx_record(a.txid)))
+        self.assertEqual(record["state"], "released")
+        again, engine2, _, _, _ = minority(store=h.store)
+        result_of(engine2.recover())
+        result_of(engine2.submit(b))
+        mine = engine2.subjects.get(b.txid).votes[again.mn_key.public]
+        self.assertEqual(mine.decision, REJECT)
+        self.assertEqual(engine2.released.by_input[a.inputs[0].prevout],
+                         a.txid)
+
+    def test_rejected_contender_never_approved_once_forgotten(self) -> None:
+        """
+        Without a restart: once B's late entry (and with it this node's
+        vote on B) is forgotten, B sent again still gets reject.
+        """
+        caught_up = [False]
+        h, found, a, b, _ = minority(lambda: caught_up[0])
+        result_of(found.submit(a))
+        caught_up[0] = True
+        result_of(found.submit(b))
+        h.clock.advance(3.1)
+        h.clock.advance(found.settings.late_ttl + 1)
+        found.subjects.expire()
+        self.assertNotIn(b.txid, found.subjects.late)
+        result_of(found.submit(b))
+        mine = found.subjects.get(b.txid).votes[h.mn_key.public]
+        self.assertEqual(mine.decision, REJECT)
+
+    def test_own_rejection_keeps_no_inputs(self) -> None:
+        """
+        A transaction this node itself rejected (its inputs kept for
+        another it approved) keeps nothing of its own when rejected: the
+        other's memory is not cut short.
+        """
+        h, found, a, b, _ = approved_then_timed_out(self)
+        result_of(found.submit(b))
+        h.clock.advance(3.1)
+        self.assertEqual(h.mempool.rejected[b.txid], "vote-timeout")
+        self.assertEqual(found.released.by_input[a.inputs[0].prevout],
+                         a.txid)
+        self.assertIsNone(result_of(h.store.get_tx_record(b.txid)))
+
+    def test_contender_rejected_once_the_lock_is_stored(self) -> None:
+        """
+        The reject vote on a contender leaves only once the pending record
+        of the transaction holding its inputs is stored: a node killed
+        before that would restart without the lock, and approve the
+        contender it rejected.
+        """
+        h, found, a, b, _ = minority()
+        held: list[tuple[defer.Deferred[None], bytes]] = []
+
+        def put(txid: bytes, raw: bytes) -> defer.Deferred[None]:
+            d: defer.Deferred[None] = defer.Deferred()
+            held.append((d, txid))
+            return d
+
+        self.patch(h.store, "put_tx_record", put)
+        result_of(found.submit(a))
+        result_of(found.submit(b))
+        self.assertEqual(found.subjects.get(b.txid).votes, {})
+        self.assertEqual(found.counters["contender_votes_waiting"], 1)
+        d, txid = held.pop(0)
+        self.assertEqual(txid, a.txid)
+        d.callback(None)
+        self.assertEqual(
+            h.mempool.entries[a.txid].votes[h.mn_key.public].decision,
+            APPROVE)
+        self.assertEqual(
+            found.subjects.get(b.txid).votes[h.mn_key.public].decision,
+            REJECT)
 
 
 class ReleasedWindowTests(unittest.TestCase):

@@ -31,7 +31,7 @@ from timecoin.finality.tally import Electorate, VoteSubjects
 from timecoin.finality.voter import Voter
 from timecoin.finality.votes import APPROVE, TxVote
 from timecoin.logs import RateLimitedLog
-from timecoin.mempool import FINALIZED, PENDING, REJECTED, Mempool
+from timecoin.mempool import FINALIZED, PENDING, REJECTED, Entry, Mempool
 from timecoin.signal import Signal
 
 __all__ = ["LATE_REASONS", "Decisions", "Finalized", "Timeouts", "Waiters"]
@@ -284,23 +284,42 @@ class Decisions:
         self.mempool.reject(txid, reason)
         self.rejected_log(txid, reason)
         if not entry.conflict:
-            mine = None if self.voter.key is None else entry.votes.get(
-                self.voter.key.public)
-            if isinstance(mine, TxVote) and mine.decision == APPROVE and \
-                    reason in LATE_REASONS:
-                # Kept from now, not from the approval: while this was
-                # pending, this node rejected its contenders at heights up
-                # to now, and approving one of them must wait until no
-                # node can hold that rejection too.
-                self.released.release(
-                    txid, max(mine.height, self.chain.height), entry.tx)
-            else:
+            height = self._kept_from(txid, entry) \
+                if reason in LATE_REASONS else None
+            if height is None or \
+                    not self.released.release(txid, height, entry.tx):
                 self.records.delete(txid)
         if reason in LATE_REASONS:
             entry.state = REJECTED
             self.subjects.keep_late(txid, entry)
         self.counters["rejected"] += 1
         self.waiters.fire(txid, REJECTED)
+
+    def _kept_from(self, txid: bytes, entry: Entry) -> int | None:
+        """
+        The height from which this masternode keeps the inputs of
+        C{txid}, which it held locked and which was just rejected
+        (``docs/finality.md``, rule 3), or C{None} if it keeps none: it
+        is no masternode, or it rejected C{txid} itself.
+
+        Kept from now, not from its approval: while C{txid} was pending,
+        this node rejected its contenders at heights up to now, and
+        approving one of them must wait until no node can hold that
+        rejection too.  Kept also when this node never voted on it (it
+        was behind, or the vote was still to be signed): the contenders it
+        rejected meanwhile must not get approve from it later (the
+        simulator found it: seed 53 of fifty masternodes, a node that
+        came back from a partition, restarted, approved a spender it had
+        rejected).
+        """
+        if self.voter.key is None or self.voter.rejects(txid):
+            return None
+        mine = entry.votes.get(self.voter.key.public)
+        if isinstance(mine, TxVote):
+            if mine.decision != APPROVE:
+                return None
+            return max(mine.height, self.chain.height)
+        return self.chain.height
 
     def rejected_log(self, txid: bytes, reason: str) -> None:
         """

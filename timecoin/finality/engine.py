@@ -38,6 +38,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
 
 from timecoin.block import Block
 from timecoin.chain import Chain, TxInvalid
@@ -132,6 +133,10 @@ class Finality:
                                  self.signatures, self._equivocations,
                                  self.counters, self._accept)
         self._ratelog = RateLimitedLog(log, clock, LOG_INTERVAL)
+        self._unstored: set[bytes] = set()
+        """Pending transactions whose record (their lock) is being
+        written: their contenders wait for it before this node rejects
+        them."""
         self.vote_cast: Signal[TxVoteBatch] = Signal("finality.vote_cast")
         self.voter = Voter(key, chain, self.subjects, self.electorate,
                            self.released, self.signatures, clock,
@@ -226,16 +231,45 @@ class Finality:
             # Durable before this node signs approve: a restarted node
             # recovers the lock and never approves a conflicting spender.
             self.released.forget(txid, delete=False)
+            self._unstored.add(txid)
             d = self.records.store.put_tx_record(txid, pending_record(entry))
-            d.addCallbacks(lambda _: self._decide(txid), self.records.failed,
-                           errbackArgs=("pending record", txid))
+            d.addCallbacks(self._locked, self._not_locked,
+                           callbackArgs=(txid,), errbackArgs=(txid,))
         self.decisions.tally(txid)
         return defer.succeed(txid)
 
+    def _locked(self, _: object, txid: bytes) -> None:
+        """
+        The pending record of C{txid} is stored: its lock survives a
+        restart, so this node may vote on it and reject its contenders.
+        """
+        self._unstored.discard(txid)
+        entry = self.mempool.entries.get(txid)
+        self._decide(txid)
+        if entry is not None:
+            for other in self.mempool.conflicting_with(entry.tx):
+                self._decide(other)
+
+    def _not_locked(self, failure: Failure, txid: bytes) -> None:
+        """
+        The pending record of C{txid} could not be stored: no vote on it
+        (logged and counted by the record writer).
+        """
+        self._unstored.discard(txid)
+        self.records.failed(failure, "pending record", txid)
+
     def _decide(self, txid: bytes) -> None:
         """
-        Queue our one vote on C{txid} (L{Voter.decide}).
+        Queue our one vote on C{txid} (L{Voter.decide}); a contender's
+        only once the locks it loses to are stored (``docs/finality.md``,
+        rule 4: a restart that forgot the lock would approve what this
+        node rejected).
         """
+        entry = self.subjects.get(txid)
+        if entry is not None and entry.conflict and \
+                not self._unstored.isdisjoint(self.mempool.holders(entry.tx)):
+            self.counters["contender_votes_waiting"] += 1
+            return
         self.voter.decide(txid, self.settings, self.synced)
 
     def flush_votes(self) -> None:

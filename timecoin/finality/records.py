@@ -203,17 +203,24 @@ class ReleasedApprovals:
     def __len__(self) -> int:
         return len(self._released)
 
-    def release(self, txid: bytes, height: int, tx: Transaction) -> None:
+    def release(self, txid: bytes, height: int, tx: Transaction) -> bool:
         """
-        Remember (and store) that this node's approval of C{tx}, stamped
-        at C{height}, may still count though C{tx} was rejected.
+        Remember (and store) that this node's approval of C{tx}, or its
+        rejections of C{tx}'s contenders, stamped up to C{height}, may
+        still count though C{tx} was rejected; whether any input was kept
+        (none is when each is kept already for another transaction, whose
+        memory must not be cut short).
         """
-        inputs = tuple(i.prevout for i in tx.inputs)
+        inputs = tuple(i.prevout for i in tx.inputs
+                       if self.by_input.get(i.prevout, txid) == txid)
+        if not inputs:
+            return False
         self._add(txid, Released(height, inputs))
         self.records.put(txid, released_record(height, inputs),
                          "released record")
         while len(self._released) > self.limit:
             self.forget(next(iter(self._released)))
+        return True
 
     def extend(self, txids: Iterable[bytes], height: int
                ) -> defer.Deferred[None] | None:

@@ -74,6 +74,13 @@ class Voter:
         """
         return self._queue.get(txid)
 
+    def rejects(self, txid: bytes) -> bool:
+        """
+        Whether this masternode's decision on C{txid}, not signed yet, is
+        C{reject}.
+        """
+        return txid in self._storing or self._queue.get(txid) == REJECT
+
     def decide(self, txid: bytes, settings: FinalitySettings,
                synced: Callable[[], bool]) -> None:
         """

@@ -406,7 +406,8 @@ def repro(config: SimConfig) -> str:
     extra += "".join(
         f" --{name.replace('_', '-')} {getattr(config, name)}"
         for name in ("duration", "calm", "liveness_bound", "tx_rate",
-                     "double_spends", "max_skew", "joiners", "step_crashes")
+                     "double_spends", "max_skew", "joiners", "step_crashes",
+                     "committee")
         if getattr(config, name) != getattr(defaults, name))
     if not config.faults:
         extra += " --no-faults"
