@@ -45,7 +45,6 @@ L{timecoin.p2p.messages}.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -184,7 +183,7 @@ class Reach:
         if every != self.every:
             self.every = every
             self.counters[f"reach-sent:{str(every).lower()}"] += 1
-            self._tell(lambda conn: True)
+            self._tell(list(self.peerset.ready.values()))
 
     def peer_ready(self, conn: Connection) -> None:
         """
@@ -194,10 +193,10 @@ class Reach:
         before = self.every
         self.update()
         if before and self.every:
-            self._tell(lambda c: c is conn)
+            self._tell([conn])
 
-    def _tell(self, which: Callable[[Connection], bool]) -> None:
+    def _tell(self, conns: list[Connection]) -> None:
         msg = ReachMsg(self.every)
-        for conn in list(self.peerset.ready.values()):
-            if which(conn) and speaks_reach(conn):
+        for conn in conns:
+            if speaks_reach(conn):
                 conn.send(msg)
