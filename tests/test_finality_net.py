@@ -509,18 +509,19 @@ class TimeoutAndRestartTests(unittest.TestCase):
 
 
 def minority(synced: Callable[[], bool] = lambda: True,
-             store: MemoryStore | None = None) -> tuple[
+             store: MemoryStore | None = None,
+             others: tuple[int, ...] = (5, 6)) -> tuple[
         Harness, Finality, Transaction, Transaction, Any]:
     """
     The harness masternode (on C{store}, if given), a minority in a
-    three-member snapshot, with a vote timeout of 3 s; A and B spend its
-    coin, neither submitted.  Returns the harness, its engine, A, B and
-    the snapshot.
+    snapshot with the keys of C{others}, with a vote timeout of 3 s; A
+    and B spend its coin, neither submitted.  Returns the harness, its
+    engine, A, B and the snapshot.
     """
     h = Harness(funds=[10 * params.COIN], store=store)
     bigger = make_snapshot([*h.chain.snapshot_for(1), *(
         Masternode(key(i).public, "x:1", addr(key(i)), "free")
-        for i in (5, 6))])
+        for i in others)])
     h.chain.snapshot_for = lambda height: bigger  # type: ignore
     found = engine(h, masternode=True, timeout=3,
                    settings=FinalitySettings(batch_delay=0))
@@ -712,6 +713,46 @@ class UnvotedLockKeepsInputsTests(unittest.TestCase):
         self.assertEqual(
             found.subjects.get(b.txid).votes[h.mn_key.public].decision,
             REJECT)
+
+
+class LateApprovalAsksAgainTests(unittest.TestCase):
+    """
+    A rejected transaction whose queries ran out is asked about again when
+    a new approval of it comes.
+    """
+
+    def test_new_approval_rearms_the_queries(self) -> None:
+        """
+        The harness masternode approves A, which times out; its peers are
+        asked for A's votes C{max_queries} times, then no more.  Another
+        masternode's approval of A comes (it did not complete the quorum
+        here, but may have where a vote withheld from this node was
+        held; two approvals of four are no quorum): A is asked about
+        again, C{query_after} seconds later, and as many times.  The same
+        approval again changes nothing.
+        """
+        h, found, a, _, _ = minority(others=(5, 6, 9))
+        result_of(found.submit(a))
+        h.clock.advance(3.1)
+        self.assertEqual(h.mempool.rejected[a.txid], "vote-timeout")
+        settings = found.settings
+
+        def asked() -> int:
+            count = 0
+            for _ in range(2 * settings.max_queries):
+                count += sum(1 for txid, _ in found.late_due(10)
+                             if txid == a.txid)
+                h.clock.advance(settings.query_after)
+            return count
+
+        self.assertEqual(asked(), settings.max_queries)
+        vote = sign_tx_votes(key(5), "devnet", h.chain.height,
+                             [(a.txid, APPROVE)]).votes()[0]
+        self.assertIsNone(found.receive_vote(vote))
+        self.assertEqual(found.late_due(10), [])
+        self.assertEqual(asked(), settings.max_queries)
+        found.receive_vote(vote)
+        self.assertEqual(asked(), 0)
 
 
 class ReleasedWindowTests(unittest.TestCase):

@@ -304,6 +304,8 @@ class Finality:
                                      and overrides(held, vote)):
             return False
         entry.votes[vote.voter] = vote
+        if entry.state == REJECTED and vote.decision == APPROVE:
+            self.subjects.ask_again(vote.txid, self.settings.query_after)
         self.decisions.tally(vote.txid)
         return True
 

@@ -327,6 +327,25 @@ class VoteSubjects:
         while len(self.late) > self.max_late:
             self.late.popitem(last=False)
 
+    def ask_again(self, txid: bytes, delay: float) -> None:
+        """
+        A new approval of the rejected C{txid} came: ask the peers for
+        its votes again, from C{delay} seconds on (L{late_due}), however
+        many times they were asked.  The approval may have completed the
+        quorum on nodes that held every other one, while one withheld
+        from this node keeps it short here; those nodes hold it final
+        only now, after this node's queries ran out (the simulator found
+        it: seed 3 of fifty masternodes, a lagging Byzantine node's
+        approval 14 s after the timeout finalized a payment on 36 nodes
+        and left it rejected on 7).  Once per approval counted, so at
+        most once or twice per voter.
+        """
+        late = self.late.get(txid)
+        if late is not None:
+            entry = late[0]
+            entry.queries = 0
+            entry.query_at = self.clock.seconds() + delay
+
     def drop_spent(self, block: Block) -> None:
         """
         Forget the rejected transactions spending an input C{block} spent:
