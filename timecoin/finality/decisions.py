@@ -306,8 +306,8 @@ class Decisions:
         this node rejected its contenders at heights up to now, and
         approving one of them must wait until no node can hold that
         rejection too.  Kept also when this node never voted on it (it
-        was behind, or the vote was still to be signed): the contenders it
-        rejected meanwhile must not get approve from it later (the
+        was behind, or the lock was still being stored): the contenders
+        it rejected meanwhile must not get approve from it later (the
         simulator found it: seed 53 of fifty masternodes, a node that
         came back from a partition, restarted, approved a spender it had
         rejected).
