@@ -137,6 +137,8 @@ class Finality:
         """Pending transactions whose record (their lock) is being
         written: their contenders wait for it before this node rejects
         them."""
+        self._waiting: set[bytes] = set()
+        """Contenders whose vote waits for one of those records."""
         self.vote_cast: Signal[TxVoteBatch] = Signal("finality.vote_cast")
         self.voter = Voter(key, chain, self.subjects, self.electorate,
                            self.released, self.signatures, clock,
@@ -246,9 +248,11 @@ class Finality:
         self._unstored.discard(txid)
         entry = self.mempool.entries.get(txid)
         self._decide(txid)
-        if entry is not None:
+        if entry is not None and self._waiting:
             for other in self.mempool.conflicting_with(entry.tx):
-                self._decide(other)
+                if other in self._waiting:
+                    self._waiting.discard(other)
+                    self._decide(other)
 
     def _not_locked(self, failure: Failure, txid: bytes) -> None:
         """
@@ -269,6 +273,7 @@ class Finality:
         if entry is not None and entry.conflict and \
                 not self._unstored.isdisjoint(self.mempool.holders(entry.tx)):
             self.counters["contender_votes_waiting"] += 1
+            self._waiting.add(txid)
             return
         self.voter.decide(txid, self.settings, self.synced)
 
@@ -347,6 +352,9 @@ class Finality:
             self.decisions.tally(txid)
         self.released.expire(self.chain.height)
         self.subjects.expire()
+        # The waits of contenders gone from the mempool are forgotten.
+        self._waiting = {t for t in self._waiting
+                         if self.subjects.get(t) is not None}
 
     def open_txids(self, limit: int) -> tuple[list[bytes], list[bytes]]:
         """

@@ -7,6 +7,7 @@ transaction arrives.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -21,14 +22,19 @@ class OrphanVotes:
     @ivar votes: txid → the votes kept for it with when each came, oldest
         txid first.
     @ivar counters: the gossip's counters (C{orphan-kept},
-        C{orphan-dropped}).
+        C{orphan-dropped}, C{orphan-expired}).
+    @ivar lost: called with each vote dropped before its transaction came
+        (the pool full, or its time to live past): the gossip then forgets
+        it was seen, so that a later copy counts.
     """
 
     def __init__(self, clock: IReactorTime, settings: P2PSettings,
-                 counters: Counter[str]) -> None:
+                 counters: Counter[str],
+                 lost: Callable[[TxVote], object]) -> None:
         self.clock = clock
         self.settings = settings
         self.counters = counters
+        self.lost = lost
         self.votes: OrderedDict[bytes, list[tuple[TxVote, float]]] = \
             OrderedDict()
         self._count = 0
@@ -42,6 +48,7 @@ class OrphanVotes:
             self.expire()
         if self._count >= self.settings.orphan_votes:
             self.counters["orphan-dropped"] += 1
+            self.lost(vote)
             return
         self.votes.setdefault(vote.txid, []).append(
             (vote, self.clock.seconds()))
@@ -73,6 +80,10 @@ class OrphanVotes:
                 break
             kept = [(v, at) for v, at in votes if at > limit]
             self._count -= len(votes) - len(kept)
+            self.counters["orphan-expired"] += len(votes) - len(kept)
+            for vote, at in votes:
+                if at <= limit:
+                    self.lost(vote)
             del orphans[txid]
             if kept:
                 orphans[txid] = kept
