@@ -54,11 +54,11 @@ SWEEP = SimConfig(nodes=4, byzantine=1, duration=30.0, calm=30.0,
                   liveness_bound=25.0)
 """The schedule of the fixed seed sweep: 30 s of faults, 30 s of calm."""
 SEEDS = range(20)
-PINNED = {0: (13, 36), 1: (17, 84), 2: (15, 51), 3: (20, 87), 4: (16, 74),
-          5: (25, 90), 6: (26, 89), 7: (28, 86), 8: (19, 84), 9: (26, 89),
-          10: (20, 87), 11: (14, 75), 12: (13, 82), 13: (16, 62),
-          14: (26, 79), 15: (24, 83), 16: (17, 84), 17: (11, 62),
-          18: (23, 84), 19: (7, 74)}
+PINNED = {0: (12, 36), 1: (17, 84), 2: (15, 51), 3: (20, 87), 4: (16, 74),
+          5: (24, 90), 6: (22, 86), 7: (28, 86), 8: (19, 84), 9: (23, 90),
+          10: (20, 84), 11: (14, 71), 12: (12, 81), 13: (16, 62),
+          14: (26, 79), 15: (21, 83), 16: (17, 84), 17: (10, 56),
+          18: (23, 77), 19: (4, 67)}
 """Blocks committed and payments finalized by each seed of L{SEEDS} (the
 same with any C{PYTHONHASHSEED}), recorded before the structural
 refactor of issue 17: a change of structure must replay them exactly.  A
@@ -88,7 +88,12 @@ to 1,545 payments; its other half, inputs kept after a rejection this
 node never voted on, alone moves none) and fifty-masternode seed 3's (a
 new approval of a rejected transaction starts its queries over: seeds
 1, 5, 6, 7, 9, 11, 15, 17 and 18 move; 359 to 376 blocks, 1,545 to
-1,542 payments)."""
+1,542 payments) and fifty-masternode seed 53's second failure (orphan
+votes count on contenders, and one dropped uncounted is no longer seen:
+eleven seeds move, 376 to 359 blocks, 1,542 to 1,512 payments; over 80
+other seeds of this schedule it gave 1,404 blocks before and 1,388
+after, 5,965 payments before and 5,975 after, and over 40 seeds of seven
+masternodes 964 and 965 blocks: these twenty moved down by chance)."""
 LIFECYCLE_SEEDS = (3, 7)
 """Lifecycle seeds of C{make test} (7 masternodes, 2 Byzantine, 3
 joiners): in each, every joiner registers and activates, a masternode
