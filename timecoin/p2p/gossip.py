@@ -503,28 +503,12 @@ class Gossip:
     # Orphan votes --------------------------------------------------------
 
     def _replay_orphans(self, txid: bytes) -> None:
-        """
-        C{txid} arrived: count the votes kept for it (a contender's too).
-        One that does not count now is forgotten as seen, like an orphan
-        that expired (L{_unseen}).
-        """
-        finality = self.node.finality
-        for vote in self.orphans.take(txid):
-            if finality.receive_vote(vote) is None:
-                self.counters["orphan-tallied"] += 1
-                if not self.aggregation.active():
-                    self.peerset.relay(TxVoteMsg(vote))
-            else:
-                self._unseen(vote)
+        for vote in self.orphans.replay(txid, self.node.finality.receive_vote):
+            if not self.aggregation.active():
+                self.peerset.relay(TxVoteMsg(vote))
 
     def _unseen(self, vote: TxVote) -> None:
         """
-        A vote kept as an orphan was dropped without counting here: forget
-        it was seen, so that a later copy (a peer's answer to our query)
-        is handled.  Kept seen, every copy was dropped as a duplicate,
-        before parsing: a payment that the votes of equivocating
-        masternodes, first come as orphans, finalized elsewhere stayed
-        rejected here for good (the simulator found it: seed 53, fifty
-        masternodes, twelve Byzantine).
+        An orphan vote was dropped uncounted: a later copy is handled.
         """
         self.seen_votes.discard(vote_id(vote))
