@@ -163,15 +163,27 @@ class Electorate:
         tallied again once the chain reaches it.
         """
         groups: dict[Any, list[Any]] = {}
+        # The snapshot of each height once per call, not once per vote:
+        # a subject's votes carry a few heights, and a tally runs at
+        # every vote counted (fifty masternodes: a tenth of the
+        # simulator's time went to looking the same snapshot up).
+        by_height: dict[int, tuple[dict[bytes, int], int, SnapshotKey]
+                        | None] = {}
         for voter, vote in votes.items():
             if not isinstance(vote, TxVote):
                 continue
-            snapshot = self.vote_snapshot(vote.height, exact)
-            if snapshot is None:
-                if txid is not None and vote.height > self.chain.height:
+            height = vote.height
+            if height in by_height:
+                found = by_height[height]
+            else:
+                snapshot = self.vote_snapshot(height, exact)
+                found = by_height[height] = None if snapshot is None \
+                    else self.snapshot_weights(snapshot)
+            if found is None:
+                if txid is not None and height > self.chain.height:
                     self._ahead.add(txid)
                 continue
-            members, total, key = self.snapshot_weights(snapshot)
+            members, total, key = found
             weight = members.get(voter)
             if weight is None:
                 continue
