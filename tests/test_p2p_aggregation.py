@@ -12,6 +12,7 @@ selection policy's, tested with it).
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import cast
 
 from tests.helpers import key
@@ -171,8 +172,11 @@ class AggregationTests(KeyedPeersTestBase):
         # Test keys 50... are no masternodes here: the engine's verdict
         # on a batch of votes for unseen transactions stands in.
         self.patch(self.node.finality, "receive_batch",
-                   lambda batch: BatchResult(orphans=[cast(TxVote, None)]))
-        self.patch(self.gossip.orphans, "keep", lambda vote: None)
+                   lambda batch: BatchResult(orphans=[cast(
+                       TxVote, SimpleNamespace(txid=b"\x07" * 32,
+                                               voter=key(50).public))]))
+        self.patch(self.gossip.orphans, "keep", lambda vote, item: None)
+        self.patch(self.gossip.fetch, "voted", lambda txid, conn, voter: None)
         batch = sign_tx_votes(key(50), "devnet", 0,
                               [(b"\x07" * 32, APPROVE)])
         self.aggregator = self.node.key.public

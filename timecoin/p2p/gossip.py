@@ -65,6 +65,7 @@ from timecoin.p2p.admission import TxAdmission
 from timecoin.p2p.aggregation import Aggregation
 from timecoin.p2p.caches import SeenCache
 from timecoin.p2p.dependencies import Connection, Handler, PeerSet
+from timecoin.p2p.fetch import TxFetch
 from timecoin.p2p.heartbeats import HeartbeatRelay
 from timecoin.p2p.messages import (
     MAX_TXIDS_PER_QUERY,
@@ -144,7 +145,9 @@ class Gossip:
                                      self.seen_txs, self.counters,
                                      self._tx_admitted)
         self.orphans = OrphanVotes(clock, settings, self.counters,
-                                   self._unseen)
+                                   self.seen_votes.discard)
+        self.fetch = TxFetch(peerset, clock, settings, self.counters,
+                             node.mempool, self._known_tx)
         self.heartbeats = HeartbeatRelay(node, peerset, settings.seen_size,
                                          self.counters)
         self.aggregation = Aggregation(node, peerset, clock, settings)
@@ -160,7 +163,7 @@ class Gossip:
                 "tx_vote": self.vote_received,
                 "tx_votes": self.batch_received,
                 "get_tx_votes": self.votes_requested,
-                **self.heartbeats.handlers(),
+                **self.fetch.handlers(), **self.heartbeats.handlers(),
                 **self.aggregation.handlers(),
                 **self.reach.handlers()}
 
@@ -225,11 +228,13 @@ class Gossip:
     def expire_orphans(self) -> None:
         """
         Forget orphan votes (votes for transactions not seen yet) past
-        their time to live, and announce again (asking for their votes)
-        the transactions that stay undecided.  Runs every
+        their time to live, ask for the transactions only their votes are
+        known of (L{timecoin.p2p.fetch}), and announce again (asking for
+        their votes) the transactions that stay undecided.  Runs every
         C{relay_interval} seconds.
         """
         self.orphans.expire()
+        self.fetch.ask_due()
         self.query_stalled()
 
     def peer_ready(self, conn: Connection) -> None:
@@ -239,23 +244,14 @@ class Gossip:
         it for the votes it holds on what is open here
         (L{timecoin.finality.Finality.open_txids}): every vote on the
         undecided ones, and the approvals of those it holds final among
-        the recently rejected ones (as L{query_stalled} asks; every vote
-        on them, from each peer of a mesh that churns, was most of the
-        vote lines at 30 masternodes, issue 19).  The periodic query
-        stops after a few tries, so a node cut off while the others voted
-        would otherwise never see the votes that finalized a transaction
-        elsewhere and keep it rejected (the simulator found it: seed 628
-        of seven masternodes).
-
-        Not about the undecided ones if we were in a dense mesh already
-        (more than C{relay_fanout} other peers): their votes come in
-        bundles and by relay, and the periodic queries ask while they
-        stall; the answers, each every vote a peer held, were most of the
-        vote lines of a forming 30-masternode mesh (issue 19).  Always
-        about the rejected ones (an answer is empty unless the peer holds
-        one final): after a partition heals, that is how a node whose
-        periodic queries ran out learns of a payment the other side
-        finalized (seed 102 of twelve masternodes with reach liars).
+        the recently rejected ones.  The periodic query stops after a few
+        tries, so a node cut off while the others voted would otherwise
+        keep rejected a payment finalized elsewhere (seed 628 of seven
+        masternodes; seed 102 of twelve, after a partition healed).  Not
+        about the undecided ones if we were in a dense mesh already (more
+        than C{relay_fanout} other peers): their votes come in bundles and
+        by relay, and these answers were most of the vote lines of a
+        forming 30-masternode mesh (issue 19).
         """
         self.reach.peer_ready(conn)
         undecided, rejected = self.node.finality.open_txids(
@@ -380,13 +376,16 @@ class Gossip:
         if offence is not None:
             conn.misbehaved(*offence)
 
+    def _known_tx(self, txid: bytes) -> bool:
+        return txid in self.seen_txs or self.admission.holds(txid) \
+            or self.node.mempool.knows(txid)
+
     def _duplicate_tx(self, conn: Connection, txid: bytes) -> bool:
         """
         Whether C{txid} is seen or held here (then counted, and C{conn}
         noted as holding it if it waits to be relayed).
         """
-        if txid not in self.seen_txs and not self.admission.holds(txid) \
-                and not self.node.mempool.knows(txid):
+        if not self._known_tx(txid):
             return False
         self.counters["tx-duplicate"] += 1
         self.outbox.holder(txid, conn)
@@ -420,7 +419,8 @@ class Gossip:
             self.peerset.relay(msg, source=conn, signer=vote.voter)
         elif reason == UNKNOWN_TX and \
                 self.node.mempool.state_of(vote.txid) is None:
-            self.orphans.keep(vote)
+            self.orphans.keep(vote, item)
+            self.fetch.voted(vote.txid, conn, vote.voter)
         elif reason in MALICIOUS_VOTE_REASONS:
             self.counters[f"vote-refused:{reason}"] += 1
             conn.misbehaved("invalid-vote", reason)
@@ -447,7 +447,9 @@ class Gossip:
                 conn.misbehaved("invalid-vote", result.reason)
             return
         for vote in result.orphans:
-            self.orphans.keep(vote)
+            # Its own id was never seen: the batch's was.
+            self.orphans.keep(vote, None)
+            self.fetch.voted(vote.txid, conn, vote.voter)
         for reason, count in result.dropped.items():
             self.counters[f"vote-refused:{reason}"] += count
         if result.tallied:
@@ -503,12 +505,7 @@ class Gossip:
     # Orphan votes --------------------------------------------------------
 
     def _replay_orphans(self, txid: bytes) -> None:
+        self.fetch.arrived(txid)
         for vote in self.orphans.replay(txid, self.node.finality.receive_vote):
             if not self.aggregation.active():
                 self.peerset.relay(TxVoteMsg(vote))
-
-    def _unseen(self, vote: TxVote) -> None:
-        """
-        An orphan vote was dropped uncounted: a later copy is handled.
-        """
-        self.seen_votes.discard(vote_id(vote))

@@ -64,7 +64,8 @@ TO_MANAGER = "manager"
 """The handler of a ready-state type the manager dispatches (its
 C{message_received})."""
 
-SERVED = frozenset({"get_peers", "get_blocks", "get_tip", "get_tx_votes"})
+SERVED = frozenset({"get_peers", "get_blocks", "get_tip", "get_tx_votes",
+                    "get_txs"})
 """Requests we answer: held, not served, while the peer's output buffer is
 above L{timecoin.p2p.settings.P2PSettings.output_soft_bytes}."""
 

@@ -42,10 +42,10 @@ from timecoin.finality import MAX_BATCH_VOTES, TxVote, TxVoteBatch
 from timecoin.liveness import Heartbeat
 from timecoin.tx import Transaction
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 """The protocol version we speak (2: C{hello_proof} after C{hello}; 3:
 C{vote_bundle}, L{timecoin.p2p.aggregation}; 4: C{reach},
-L{timecoin.p2p.reach})."""
+L{timecoin.p2p.reach}; 5: C{get_txs}, L{timecoin.p2p.fetch})."""
 MIN_PROTOCOL_VERSION = 2
 """The oldest version we still talk to; a connection runs at the lower of
 the two sides' versions, which must not be below this."""

@@ -33,9 +33,12 @@ of its peers) withholds its own messages from the others, which it could
 do anyway; the claim changes nothing about the messages other nodes
 sign.  The one thing it reaches further: a transaction a liar passes on
 first is relayed by the nodes it reached first to no masternode, so a
-node the transaction's first sender had no link to waits for its
-re-announcement (L{timecoin.p2p.gossip.Gossip.query_stalled}) -- a
-delay, as from a peer that relays nothing.  The simulator's C{reach-liar}
+node the liar left out holds only the transaction's votes, and asks the
+peers that sent them for it (L{timecoin.p2p.fetch}): a delay, as from a
+peer that relays nothing.  (Before that, such a node waited for the
+transaction's re-announcement
+(L{timecoin.p2p.gossip.Gossip.query_stalled}), which a transaction
+already final elsewhere never has.)  The simulator's C{reach-liar}
 Byzantine masternode lies this way (L{timecoin.testing.simulation}).
 
 Imports only L{timecoin.encoding}, L{timecoin.p2p.dependencies} and

@@ -25,6 +25,7 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {
     "tx_vote": (4000.0, 8000.0),
     "tx_votes": (1000.0, 2000.0),
     "get_tx_votes": (5.0, 20.0),
+    "get_txs": (5.0, 20.0),
     "block": (20.0, 1000.0),
     "proposal": (10.0, 50.0),
     "block_vote": (500.0, 2000.0),
@@ -179,6 +180,11 @@ class P2PSettings:
         to come back in a bundle before it is sent to every peer.
     @ivar orphan_votes: votes kept for transactions not yet seen.
     @ivar orphan_ttl: seconds an orphan vote is kept.
+    @ivar fetch_after: seconds a transaction known only by its (orphan)
+        votes waits before it is asked for (C{get_txs}), and between asks
+        (L{timecoin.p2p.fetch}).
+    @ivar fetch_tries: times such a transaction is asked for, of the peers
+        that sent its votes in turn.
     @ivar ban_threshold: misbehaviour score that bans.
     @ivar ban_seconds: how long a ban lasts.
     @ivar score_half_life: seconds in which a score halves.
@@ -271,6 +277,8 @@ class P2PSettings:
     aggregate_timeout: float = 0.5
     orphan_votes: int = 10_000
     orphan_ttl: float = 60.0
+    fetch_after: float = 1.0
+    fetch_tries: int = 3
     ban_threshold: float = 100.0
     ban_seconds: float = 3600.0
     score_half_life: float = 600.0

@@ -183,17 +183,20 @@ class Downloader:
     def _request(self, batch: Batch) -> bool:
         """
         Ask the best available peer for C{batch} (cut to what it has);
-        returns whether a request went out.
+        returns whether a request went out.  Best: not asked for it yet,
+        claiming no more than L{SyncPeers.plausible_height}, fewest
+        requests in flight, most of the batch.
         """
         now = self.clock.seconds()
         ready = self.peerset.ready
+        plausible = self.peers.plausible_height(now)
         candidates = sorted(
             (p for p in self.peers.usable(now)
              if p.height >= batch.start and p.key not in batch.requests
              and p.in_flight < self.settings.sync_peer_requests),
-            key=lambda p: (p.key in batch.tried, p.in_flight,
-                           -min(p.height, batch.end), p.slow, p.requests,
-                           p.key))
+            key=lambda p: (p.key in batch.tried, p.height > plausible,
+                           p.in_flight, -min(p.height, batch.end), p.slow,
+                           p.requests, p.key))
         chosen = None
         for peer in candidates:
             if peer.bucket is None:
