@@ -11,6 +11,8 @@ held only its votes, as orphans, until the run ended.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tests.helpers import addr, key, result_of
 from tests.helpers.p2p import KeyedPeersTestBase
 from timecoin import params
@@ -18,7 +20,7 @@ from timecoin.finality import APPROVE, TxVote, sign_tx_vote
 from timecoin.masternodes import Masternode, make_snapshot
 from timecoin.p2p.fetch import GetTxs
 from timecoin.p2p.messages import TxsMsg, TxVoteMsg
-from timecoin.tx import Transaction
+from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
 
 
 class FetchTests(KeyedPeersTestBase):
@@ -84,17 +86,39 @@ class FetchTests(KeyedPeersTestBase):
     def test_sources_in_turn_then_gives_up(self) -> None:
         """
         Unanswered, the transaction is asked of the latest sender first,
-        then of the one before, C{fetch_tries} times in all.
+        then of the one before, in turn, the wait doubling from
+        C{fetch_after}, C{fetch_tries} times in all (four here: the test's
+        peers answer no ping, so they do not outlive the default six).
         """
+        self.fetch.settings = replace(self.settings, fetch_tries=4)
         self.peer(50).feed(TxVoteMsg(self.approval(5)))
         self.peer(51).feed(TxVoteMsg(self.approval(6)))
         asked = []
-        for _ in range(self.settings.fetch_tries + 1):
+        for n in range(1, 17):
             self.sweep(self.settings.fetch_after)
-            asked.append((len(self.asked(50)), len(self.asked(51))))
-        self.assertEqual(asked, [(0, 1), (1, 0), (0, 1), (0, 0)])
+            for peer in (50, 51):
+                if self.asked(peer):
+                    asked.append((n, peer))
+        self.assertEqual(asked, [(1, 51), (2, 50), (4, 51), (8, 50)])
         self.assertEqual(self.gossip.counters["tx-fetch-gave-up"], 1)
         self.assertEqual(self.fetch.wanted, {})
+
+    def test_refused_answer_asked_again(self) -> None:
+        """
+        A transaction refused when it comes (it spends an output of a
+        transaction not here) stays wanted, and is asked for again.
+        """
+        child = sign_inputs(Transaction(
+            (TxIn(OutPoint(self.tx.txid, 0), key(7).public),),
+            (TxOut(params.COIN // 2, addr(key(8))),)), "devnet", [key(7)])
+        self.peer(50).feed(TxVoteMsg(self.approval(5, child)))
+        self.sweep(self.settings.fetch_after)
+        self.assertEqual(self.asked(50), [(child.txid,)])
+        self.peers[50].feed(TxsMsg.of([child]))
+        self.clock.advance(0)
+        self.assertEqual(self.node.mempool.state_of(child.txid), "rejected")
+        self.sweep(2 * self.settings.fetch_after)
+        self.assertEqual(self.asked(50), [(child.txid,)])
 
     def test_signer_asked_before_the_relay(self) -> None:
         """

@@ -20,12 +20,20 @@ unknown C{fetch_after} seconds after the first of them is asked for,
 with C{get_txs}, of the signer of its latest orphan vote if it is a
 peer (it voted, so it holds the transaction, unless it lies), then of
 the peer that sent that vote, then of those of earlier votes, at most
-C{fetch_tries} times, C{fetch_after} apart.  The answer is an ordinary
-C{txs} line with those of the asked transactions the peer holds
-(pending, contending or final, not yet in a block), admitted and relayed
-like any other; one that came in a block since is in that block.  What
-is wanted is bounded by C{orphan_votes} and lives at most C{orphan_ttl},
-as the orphans that made it wanted.
+C{fetch_tries} times, the wait doubling from C{fetch_after} between
+asks.  The answer is an ordinary C{txs} line with those of the asked
+transactions the peer holds (pending, contending or final, not yet in a
+block), admitted and relayed like any other; one that came in a block
+since is in that block.  What is wanted is bounded by C{orphan_votes} and
+lives at most C{orphan_ttl}, as the orphans that made it wanted.
+
+It stays wanted when the answer is refused: a transaction whose parent
+is not here yet is refused (C{missing-or-spent-input}) until the parent
+comes, and the doubling wait reaches past the next block or two at a
+few asks' cost.  (What it does not reach: a transaction refused that way
+when it came by relay, before any of its votes, is remembered as
+refused, so its votes are no orphans and it is not wanted;
+C{docs/finality.md}, "Known limits".)
 
 Imports only L{timecoin.encoding}, L{timecoin.p2p.dependencies},
 L{timecoin.p2p.messages} and L{timecoin.p2p.settings} (and
@@ -195,8 +203,8 @@ class TxFetch:
             key = sources[-1 - wanted.asked % len(sources)]
             if len(asks[key]) < MAX_TXIDS_PER_QUERY:
                 asks[key].append(txid)
+                wanted.due = now + settings.fetch_after * 2 ** wanted.asked
                 wanted.asked += 1
-                wanted.due = now + settings.fetch_after
         for key, txids in asks.items():
             self.counters["tx-fetch-asked"] += len(txids)
             ready[key].send(GetTxs(tuple(txids)))

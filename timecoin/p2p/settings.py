@@ -181,10 +181,10 @@ class P2PSettings:
     @ivar orphan_votes: votes kept for transactions not yet seen.
     @ivar orphan_ttl: seconds an orphan vote is kept.
     @ivar fetch_after: seconds a transaction known only by its (orphan)
-        votes waits before it is asked for (C{get_txs}), and between asks
-        (L{timecoin.p2p.fetch}).
-    @ivar fetch_tries: times such a transaction is asked for, of the peers
-        that sent its votes in turn.
+        votes waits before it is asked for (C{get_txs}), and before the
+        second ask; the wait doubles after each (L{timecoin.p2p.fetch}).
+    @ivar fetch_tries: times such a transaction is asked for at most, of
+        the peers that sent its votes in turn (within C{orphan_ttl}).
     @ivar ban_threshold: misbehaviour score that bans.
     @ivar ban_seconds: how long a ban lasts.
     @ivar score_half_life: seconds in which a score halves.
@@ -278,7 +278,7 @@ class P2PSettings:
     orphan_votes: int = 10_000
     orphan_ttl: float = 60.0
     fetch_after: float = 1.0
-    fetch_tries: int = 3
+    fetch_tries: int = 6
     ban_threshold: float = 100.0
     ban_seconds: float = 3600.0
     score_half_life: float = 600.0
