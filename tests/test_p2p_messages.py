@@ -18,6 +18,7 @@ from timecoin.finality import TxVote, TxVoteBatch
 from timecoin.liveness import Heartbeat
 from timecoin.p2p.aggregation import VoteBundleMsg
 from timecoin.p2p.consensus_relay import BlockVoteMsg, ProposalMsg
+from timecoin.p2p.fetch import GetTxs
 from timecoin.p2p.handshake import HelloProof
 from timecoin.p2p.messages import (
     MAX_BLOCK_ENTRY_BYTES,
@@ -139,6 +140,8 @@ def golden() -> list[tuple[Message, str]]:
         (GetTxVotes((filled(0x44, 32), filled(0x47, 32))),
          '{"txids":["' + "44" * 32 + '","' + "47" * 32
          + '"],"type":"get_tx_votes"}'),
+        (GetTxs((filled(0x44, 32),)),
+         '{"txids":["' + "44" * 32 + '"],"type":"get_txs"}'),
         (BlockMsg(block, commit),
          '{"block":' + BLOCK_JSON + ',"commit":' + COMMIT_JSON
          + ',"type":"block"}'),

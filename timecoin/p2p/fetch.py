@@ -37,7 +37,7 @@ C{docs/finality.md}, "Known limits".)
 
 Imports only L{timecoin.encoding}, L{timecoin.p2p.dependencies},
 L{timecoin.p2p.messages} and L{timecoin.p2p.settings} (and
-L{timecoin.mempool} for its types).
+L{timecoin.node} for its types).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from timecoin.p2p.messages import (
 from timecoin.p2p.settings import P2PSettings
 
 if TYPE_CHECKING:
-    from timecoin.mempool import Mempool
+    from timecoin.node import Node
 
 FETCH_VERSION = 5
 """The protocol version that has C{get_txs}."""
@@ -124,14 +124,14 @@ class TxFetch:
         C{tx-fetch-gave-up}, C{tx-fetch-served}).
     """
 
-    def __init__(self, peerset: PeerSet, clock: IReactorTime,
+    def __init__(self, node: Node, peerset: PeerSet, clock: IReactorTime,
                  settings: P2PSettings, counters: Counter[str],
-                 mempool: Mempool, known: Callable[[bytes], bool]) -> None:
+                 known: Callable[[bytes], bool]) -> None:
+        self.node = node
         self.peerset = peerset
         self.clock = clock
         self.settings = settings
         self.counters = counters
-        self.mempool = mempool
         self.known = known
         self.wanted: OrderedDict[bytes, _Wanted] = OrderedDict()
 
@@ -215,7 +215,7 @@ class TxFetch:
         a block, in one C{txs} line (at most L{MAX_FETCH_REPLY_BYTES} of
         them).
         """
-        mempool = self.mempool
+        mempool = self.node.mempool
         txs = []
         size = 0
         for txid in msg.txids:

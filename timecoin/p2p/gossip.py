@@ -146,8 +146,8 @@ class Gossip:
                                      self._tx_admitted)
         self.orphans = OrphanVotes(clock, settings, self.counters,
                                    self.seen_votes.discard)
-        self.fetch = TxFetch(peerset, clock, settings, self.counters,
-                             node.mempool, self._known_tx)
+        self.fetch = TxFetch(node, peerset, clock, settings, self.counters,
+                             self._known_tx)
         self.heartbeats = HeartbeatRelay(node, peerset, settings.seen_size,
                                          self.counters)
         self.aggregation = Aggregation(node, peerset, clock, settings)
