@@ -18,7 +18,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from tests.helpers import DEVNET, Harness, addr, key, result_of
+from tests.helpers import DEVNET, Harness, addr, key, result_of, widen_snapshot
 from tests.helpers.clusters import (
     IPS,
     MasternodeCluster,
@@ -53,7 +53,6 @@ from timecoin.finality.records import (
     decode_record,
     group_records,
 )
-from timecoin.masternodes import Masternode, make_snapshot
 from timecoin.mempool import (
     FINALIZED,
     PENDING,
@@ -519,10 +518,7 @@ def minority(synced: Callable[[], bool] = lambda: True,
     engine, A, B and the snapshot.
     """
     h = Harness(funds=[10 * params.COIN], store=store)
-    bigger = make_snapshot([*h.chain.snapshot_for(1), *(
-        Masternode(key(i).public, "x:1", addr(key(i)), "free")
-        for i in others)])
-    h.chain.snapshot_for = lambda height: bigger  # type: ignore
+    bigger = widen_snapshot(h.chain, others)
     found = engine(h, masternode=True, timeout=3,
                    settings=FinalitySettings(batch_delay=0))
     found.synced = synced

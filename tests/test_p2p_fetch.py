@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tests.helpers import addr, key, result_of
+from tests.helpers import addr, key, result_of, widen_snapshot
 from tests.helpers.p2p import KeyedPeersTestBase
 from timecoin import params
 from timecoin.finality import APPROVE, TxVote, sign_tx_vote
-from timecoin.masternodes import Masternode, make_snapshot
 from timecoin.p2p.fetch import GetTxs
 from timecoin.p2p.messages import TxsMsg, TxVoteMsg
 from timecoin.tx import OutPoint, Transaction, TxIn, TxOut, sign_inputs
@@ -31,11 +30,7 @@ class FetchTests(KeyedPeersTestBase):
 
     def setUp(self) -> None:
         super().setUp()
-        chain = self.node.chain
-        bigger = make_snapshot([*chain.snapshot_for(1), *(
-            Masternode(key(i).public, "x:1", addr(key(i)), "free")
-            for i in (5, 6, 9))])
-        chain.snapshot_for = lambda height: bigger  # type: ignore
+        widen_snapshot(self.node.chain, (5, 6, 9))
         self.tx = self.node.wallet.build_payment(
             self.node.spendable(), addr(key(7)), params.COIN, "devnet")
         self.fetch = self.gossip.fetch

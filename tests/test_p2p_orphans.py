@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.helpers import addr, key, result_of
+from tests.helpers import addr, key, result_of, widen_snapshot
 from tests.helpers.p2p import ProtocolTestBase
 from timecoin import params
 from timecoin.finality import APPROVE, TxVote, sign_tx_vote
-from timecoin.masternodes import Masternode, make_snapshot
 from timecoin.p2p.messages import TxMsg, TxVoteMsg
 from timecoin.tx import Transaction
 
@@ -33,11 +32,7 @@ class OrphanVoteTests(ProtocolTestBase):
 
     def setUp(self) -> None:
         super().setUp()
-        chain = self.node.chain
-        bigger = make_snapshot([*chain.snapshot_for(1), *(
-            Masternode(key(i).public, "x:1", addr(key(i)), "free")
-            for i in (5, 6, 9))])
-        chain.snapshot_for = lambda height: bigger  # type: ignore
+        widen_snapshot(self.node.chain, (5, 6, 9))
         node = self.node
         coins = node.spendable()
         self.a = node.wallet.build_payment(coins, addr(key(7)), params.COIN,

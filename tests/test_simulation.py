@@ -18,7 +18,7 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from tests.helpers import START, Harness, addr, key, result_of
+from tests.helpers import START, Harness, addr, key, result_of, widen_snapshot
 from timecoin import params
 from timecoin.consensus import SIGNING_STATE_KEY, BlockConsensus
 from timecoin.finality import (
@@ -584,10 +584,7 @@ def _wider(h: Harness, extra: tuple[int, ...]) -> None:
     Make the snapshot of C{h} the harness masternode plus test keys
     C{extra} (so that its own vote is no longer a quorum).
     """
-    bigger = make_snapshot([*h.chain.snapshot_for(1), *(
-        Masternode(key(i).public, "x:1", addr(key(i)), "free")
-        for i in extra)])
-    h.chain.snapshot_for = lambda height: bigger  # type: ignore[method-assign]
+    widen_snapshot(h.chain, extra)
 
 
 def _engine(h: Harness, settings: FinalitySettings) -> Finality:

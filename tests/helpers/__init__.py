@@ -28,7 +28,7 @@ from timecoin.consensus import BlockConsensus
 from timecoin.encoding import sha256
 from timecoin.genesis import make_genesis
 from timecoin.keys import PrivateKey
-from timecoin.masternodes import Masternode
+from timecoin.masternodes import Masternode, Snapshot, make_snapshot
 from timecoin.mempool import Mempool, MempoolSettings
 from timecoin.producer import BlockBuilder
 from timecoin.quorum import CountQuorum
@@ -53,6 +53,19 @@ def addr(k: PrivateKey) -> str:
     The devnet address of C{k}.
     """
     return address_of(k.public, DEVNET.address_prefix)
+
+
+def widen_snapshot(chain: Chain, extra: tuple[int, ...]) -> Snapshot:
+    """
+    Make every snapshot of C{chain} its first one plus masternodes of test
+    keys C{extra} (so that the node's own vote is no longer a quorum);
+    returns that snapshot.
+    """
+    bigger = make_snapshot([*chain.snapshot_for(1), *(
+        Masternode(key(i).public, "x:1", addr(key(i)), "free")
+        for i in extra)])
+    chain.snapshot_for = lambda height: bigger  # type: ignore[method-assign]
+    return bigger
 
 
 def result_of(d: defer.Deferred[Any]) -> Any:
