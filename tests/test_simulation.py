@@ -579,14 +579,6 @@ class PieceTests(unittest.TestCase):
                 ["bookkeeping"])
 
 
-def _wider(h: Harness, extra: tuple[int, ...]) -> None:
-    """
-    Make the snapshot of C{h} the harness masternode plus test keys
-    C{extra} (so that its own vote is no longer a quorum).
-    """
-    widen_snapshot(h.chain, extra)
-
-
 def _engine(h: Harness, settings: FinalitySettings) -> Finality:
     engine = Finality(h.chain, h.mempool, h.mn_key, h.clock, 10.0, settings)
     h.chain.block_connected.disconnect(h.mempool.block_connected)
@@ -615,7 +607,7 @@ class FoundBugTests(unittest.TestCase):
         against its own finality).
         """
         h = Harness(funds=[10 * params.COIN])
-        _wider(h, (5, 6))
+        widen_snapshot(h.chain, (5, 6))
         engine = _engine(h, FinalitySettings())
         tx = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
         orphans = [sign_tx_vote(key(i), "devnet", tx.txid, APPROVE, 0)
@@ -636,7 +628,7 @@ class FoundBugTests(unittest.TestCase):
         finalized).
         """
         h = Harness(funds=[10 * params.COIN])
-        _wider(h, (5, 6, 7))
+        widen_snapshot(h.chain, (5, 6, 7))
         engine = _engine(h, FinalitySettings(batch_delay=0.5))
         a = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
         b = h.pay([h.funding()], [(addr(key(3)), 9 * params.COIN)])
@@ -662,7 +654,7 @@ class FoundBugTests(unittest.TestCase):
         """
         from timecoin.mempool import Mempool, MempoolSettings
         h = Harness(funds=[10 * params.COIN])
-        _wider(h, (5, 6, 7))
+        widen_snapshot(h.chain, (5, 6, 7))
         settings = FinalitySettings(batch_delay=0)
         engine = _engine(h, settings)
         a = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
@@ -697,7 +689,7 @@ class FoundBugTests(unittest.TestCase):
         contender a second time (it was reported finalized twice).
         """
         h = Harness(funds=[10 * params.COIN])
-        _wider(h, (5, 6, 7))
+        widen_snapshot(h.chain, (5, 6, 7))
         engine = _engine(h, FinalitySettings(batch_delay=0.5))
         reported: list[bytes] = []
         engine.finalized.connect(lambda done: reported.append(done.txid))
@@ -742,7 +734,7 @@ class FoundBugTests(unittest.TestCase):
         rejection after its approval changes nothing.
         """
         h = Harness(funds=[10 * params.COIN])
-        _wider(h, (5, 6))
+        widen_snapshot(h.chain, (5, 6))
         engine = _engine(h, FinalitySettings(batch_delay=0.5))
         tx = h.pay([h.funding()], [(addr(key(2)), 9 * params.COIN)])
         result_of(engine.submit(tx))
