@@ -56,7 +56,7 @@ class FetchTests(KeyedPeersTestBase):
         return [m.txids for m in self.peers[n].sent()
                 if isinstance(m, GetTxs)]
 
-    def test_asks_the_voter_and_counts_its_vote(self) -> None:
+    def test_asks_the_sender_and_counts_the_vote(self) -> None:
         """
         A vote on an unknown transaction makes it wanted; C{fetch_after}
         seconds later its sender is asked for it, and the transaction it
