@@ -169,6 +169,12 @@ class Mempool:
         """
         return txid in self.entries or txid in self.contenders
 
+    def held(self, txid: bytes) -> Entry | None:
+        """
+        The entry or contender C{txid}, if held.
+        """
+        return self.entries.get(txid) or self.contenders.get(txid)
+
     def check(self, tx: Transaction, allow_conflict: bool = False) -> int:
         """
         Validate C{tx} for admission; return its fee.  A registration is

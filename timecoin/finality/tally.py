@@ -311,10 +311,7 @@ class VoteSubjects:
         The vote subject C{txid}: a mempool entry, a contender, or a
         recently rejected transaction.
         """
-        mempool = self.mempool
-        entry = mempool.entries.get(txid)
-        if entry is None:
-            entry = mempool.contenders.get(txid)
+        entry = self.mempool.held(txid)
         if entry is None:
             late = self.late.get(txid)
             entry = late[0] if late is not None else None
@@ -324,8 +321,7 @@ class VoteSubjects:
         """
         The mempool entry or contender C{txid} (not a rejected one).
         """
-        return self.mempool.entries.get(txid) or \
-            self.mempool.contenders.get(txid)
+        return self.mempool.held(txid)
 
     def keep_late(self, txid: bytes, entry: Entry) -> None:
         """

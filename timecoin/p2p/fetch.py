@@ -215,11 +215,11 @@ class TxFetch:
         a block, in one C{txs} line (at most L{MAX_FETCH_REPLY_BYTES} of
         them).
         """
-        mempool = self.node.mempool
+        held = self.node.mempool.held
         txs = []
         size = 0
         for txid in msg.txids:
-            entry = mempool.entries.get(txid) or mempool.contenders.get(txid)
+            entry = held(txid)
             if entry is None:
                 continue
             size += entry.tx.size
